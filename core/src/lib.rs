@@ -1,0 +1,1 @@
+//! Presence client engine (see the crate docs once filled).

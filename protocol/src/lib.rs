@@ -1,0 +1,681 @@
+//! Presence wire protocol, v1: every request, response, event and push payload that crosses
+//! the network, plus the pure rules that decide what a chat box shows.
+//!
+//! This crate does no I/O. The server and the client engine both depend on it, so a field
+//! renamed here is renamed on both sides at once. The contract it implements is
+//! `docs/PROTOCOL.md`; names and shapes here follow it exactly.
+//!
+//! - [`resolve`](resolve::resolve) turns agents, their live sessions and the opening hours into
+//!   a [`ChatboxView`] (DESIGN rules 1-8).
+//! - [`WeeklySchedule`](schedule::WeeklySchedule) evaluates opening hours in an IANA time zone.
+
+pub mod resolve;
+pub mod schedule;
+
+use serde::{Deserialize, Serialize};
+
+pub use resolve::{AgentAvailability, resolve};
+pub use schedule::{ScheduleError, WeeklySchedule};
+
+/// Milliseconds since the Unix epoch on the server's clock.
+pub type Millis = i64;
+
+/// What an agent chose to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Online,
+    Busy,
+    Offline,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Online => "online",
+            AgentStatus::Busy => "busy",
+            AgentStatus::Offline => "offline",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "online" => Some(AgentStatus::Online),
+            "busy" => Some(AgentStatus::Busy),
+            "offline" => Some(AgentStatus::Offline),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AgentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a chat box shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatboxStatus {
+    Online,
+    Busy,
+    Offline,
+}
+
+impl ChatboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatboxStatus::Online => "online",
+            ChatboxStatus::Busy => "busy",
+            ChatboxStatus::Offline => "offline",
+        }
+    }
+}
+
+/// Why a chat box shows what it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    AgentsOnline,
+    AgentsBusy,
+    NoAgentsOnline,
+    OutsideOpeningHours,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Android,
+    Ios,
+    Desktop,
+    Web,
+    Cli,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Android => "android",
+            Platform::Ios => "ios",
+            Platform::Desktop => "desktop",
+            Platform::Web => "web",
+            Platform::Cli => "cli",
+        }
+    }
+}
+
+/// Lifecycle of a device session: `active` heartbeats often, `background` holds a long lease
+/// renewed by push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Active,
+    Background,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Active => "active",
+            Mode::Background => "background",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    #[default]
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "agent" => Some(Role::Agent),
+            _ => None,
+        }
+    }
+
+    /// Owners and admins may use the administration routes.
+    pub fn is_admin(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+/// Push providers a session may register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushProvider {
+    Webhook,
+    Fcm,
+    Apns,
+    Unifiedpush,
+}
+
+impl PushProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushProvider::Webhook => "webhook",
+            PushProvider::Fcm => "fcm",
+            PushProvider::Apns => "apns",
+            PushProvider::Unifiedpush => "unifiedpush",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "webhook" => Some(PushProvider::Webhook),
+            "fcm" => Some(PushProvider::Fcm),
+            "apns" => Some(PushProvider::Apns),
+            "unifiedpush" => Some(PushProvider::Unifiedpush),
+            _ => None,
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Logout,
+    Expired,
+    Replaced,
+    Removed,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Logout => "logout",
+            EndReason::Expired => "expired",
+            EndReason::Replaced => "replaced",
+            EndReason::Removed => "removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "logout" => Some(EndReason::Logout),
+            "expired" => Some(EndReason::Expired),
+            "replaced" => Some(EndReason::Replaced),
+            "removed" => Some(EndReason::Removed),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Every error code of the protocol, with its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidCredentials,
+    Unauthorized,
+    SessionExpired,
+    Forbidden,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidField,
+    RateLimited,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::InvalidCredentials | ErrorCode::Unauthorized | ErrorCode::SessionExpired => {
+                401
+            }
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::InvalidField => 422,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// `{"error": {"code", "detail"}}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// One of the codes of [`ErrorCode`]; kept a string so a newer server's codes still parse.
+    pub code: String,
+    pub detail: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shapes
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub status: AgentStatus,
+    pub version: i64,
+    pub intent_at: Millis,
+    pub changed_by_device: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupView {
+    pub key: String,
+    pub name: String,
+    pub status: ChatboxStatus,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatboxView {
+    pub status: ChatboxStatus,
+    pub reason: Reason,
+    pub version: i64,
+    pub next_change_at: Option<Millis>,
+    pub groups: Vec<GroupView>,
+}
+
+impl ChatboxView {
+    /// True when both views show the same thing (everything but the version).
+    pub fn same_content(&self, other: &ChatboxView) -> bool {
+        self.status == other.status
+            && self.reason == other.reason
+            && self.next_change_at == other.next_change_at
+            && self.groups == other.groups
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub groups: Vec<String>,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub id: String,
+    pub platform: Platform,
+    pub name: String,
+    pub app_version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub interval_ms: i64,
+    pub ttl_ms: i64,
+    pub lease_until: Millis,
+    pub server_time: Millis,
+    pub status_version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub key: String,
+    pub name: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewOwner {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateAccountRequest {
+    pub name: String,
+    pub slug: String,
+    pub owner: NewOwner,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub widget_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateAccountResponse {
+    pub account: AccountInfo,
+    pub owner: Agent,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device session
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRegistration {
+    pub provider: PushProvider,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub account: String,
+    pub email: String,
+    pub password: String,
+    pub device: Device,
+    #[serde(default)]
+    pub push: Option<PushRegistration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub session_id: String,
+    pub agent: Agent,
+    pub status: StatusView,
+    pub heartbeat: Heartbeat,
+    pub server_time: Millis,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub device: Device,
+    pub mode: Mode,
+    pub lease_until: Millis,
+    pub connected: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeResponse {
+    pub agent: Agent,
+    pub status: StatusView,
+    pub chatbox: ChatboxView,
+    pub sessions: Vec<SessionInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetStatusRequest {
+    pub status: AgentStatus,
+    pub op_id: String,
+    #[serde(default)]
+    pub intent_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetStatusResponse {
+    pub applied: bool,
+    pub status: StatusView,
+}
+
+/// First event of `/v1/me/events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotEvent {
+    pub status: StatusView,
+    pub chatbox: ChatboxView,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEndedEvent {
+    pub reason: EndReason,
+}
+
+/// Event names on the SSE streams.
+pub mod event {
+    pub const SNAPSHOT: &str = "snapshot";
+    pub const STATUS: &str = "status";
+    pub const CHATBOX: &str = "chatbox";
+    pub const SESSION_ENDED: &str = "session_ended";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Administration
+
+/// A `["HH:MM", "HH:MM"]` range of opening hours, in the account's wall-clock time.
+pub type TimeRange = (String, String);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeekDays {
+    #[serde(default)]
+    pub mon: Vec<TimeRange>,
+    #[serde(default)]
+    pub tue: Vec<TimeRange>,
+    #[serde(default)]
+    pub wed: Vec<TimeRange>,
+    #[serde(default)]
+    pub thu: Vec<TimeRange>,
+    #[serde(default)]
+    pub fri: Vec<TimeRange>,
+    #[serde(default)]
+    pub sat: Vec<TimeRange>,
+    #[serde(default)]
+    pub sun: Vec<TimeRange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DateException {
+    /// `YYYY-MM-DD` in the account's time zone.
+    pub date: String,
+    #[serde(default)]
+    pub ranges: Vec<TimeRange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpeningHours {
+    pub enabled: bool,
+    pub timezone: String,
+    #[serde(default)]
+    pub days: WeekDays,
+    #[serde(default)]
+    pub exceptions: Vec<DateException>,
+}
+
+impl Default for OpeningHours {
+    fn default() -> Self {
+        OpeningHours {
+            enabled: false,
+            timezone: "UTC".to_owned(),
+            days: WeekDays::default(),
+            exceptions: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub active_interval_ms: i64,
+    pub active_ttl_ms: i64,
+    pub background_ttl_ms: i64,
+    pub renew_margin_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            active_interval_ms: 20_000,
+            active_ttl_ms: 60_000,
+            background_ttl_ms: 1_800_000,
+            renew_margin_ms: 300_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct SettingsPatch {
+    #[serde(default)]
+    pub active_interval_ms: Option<i64>,
+    #[serde(default)]
+    pub active_ttl_ms: Option<i64>,
+    #[serde(default)]
+    pub background_ttl_ms: Option<i64>,
+    #[serde(default)]
+    pub renew_margin_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminAccountResponse {
+    pub account: AccountInfo,
+    pub groups: Vec<Group>,
+    pub opening_hours: OpeningHours,
+    pub settings: Settings,
+    pub agents: Vec<Agent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewAgentRequest {
+    pub name: String,
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PatchAgentRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Push payloads
+
+/// A push payload, `{"v": 1, "type": ..., "session_id", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushPayload {
+    pub v: u32,
+    #[serde(flatten)]
+    pub body: PushBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PushBody {
+    Status {
+        session_id: String,
+        status: StatusView,
+    },
+    Renew {
+        session_id: String,
+        lease_until: Millis,
+    },
+    SessionEnded {
+        session_id: String,
+        reason: EndReason,
+    },
+}
+
+impl PushPayload {
+    pub const VERSION: u32 = 1;
+
+    pub fn new(body: PushBody) -> Self {
+        PushPayload {
+            v: Self::VERSION,
+            body,
+        }
+    }
+
+    pub fn session_id(&self) -> &str {
+        match &self.body {
+            PushBody::Status { session_id, .. }
+            | PushBody::Renew { session_id, .. }
+            | PushBody::SessionEnded { session_id, .. } => session_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_payload_matches_the_contract_shape() {
+        let p = PushPayload::new(PushBody::Renew {
+            session_id: "s1".into(),
+            lease_until: 42,
+        });
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"v": 1, "type": "renew", "session_id": "s1", "lease_until": 42})
+        );
+        let back: PushPayload = serde_json::from_value(v).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn opening_hours_ranges_are_two_element_arrays() {
+        let oh: OpeningHours = serde_json::from_str(
+            r#"{"enabled": true, "timezone": "Europe/Prague",
+                "days": {"mon": [["09:00","17:30"]], "sun": []},
+                "exceptions": [{"date": "2026-12-24", "ranges": []}]}"#,
+        )
+        .unwrap();
+        assert_eq!(oh.days.mon, vec![("09:00".to_owned(), "17:30".to_owned())]);
+        assert!(oh.days.tue.is_empty());
+        assert_eq!(oh.exceptions[0].date, "2026-12-24");
+    }
+
+    #[test]
+    fn error_codes_map_to_their_http_status() {
+        assert_eq!(ErrorCode::InvalidField.http_status(), 422);
+        assert_eq!(ErrorCode::SessionExpired.http_status(), 401);
+        assert_eq!(
+            serde_json::to_string(&ErrorCode::UnsupportedMediaType).unwrap(),
+            "\"unsupported_media_type\""
+        );
+    }
+}
