@@ -1,1 +1,179 @@
+//! presence-server: decides what every chat box shows and keeps each agent's devices in
+//! agreement about the agent's status.
+//!
+//! Layers, top to bottom (see docs/ARCHITECTURE.md):
+//! - [`http`]: routers per area, extractors that map bad input to contract errors, SSE.
+//! - [`backend::Backend`]: the seam every handler talks to.
+//! - [`embedded::Embedded`]: the default backend; hot state in memory, durable state in
+//!   SQLite ([`store::Store`]), one expiry sweeper, fan-out channels.
+//! - [`push`]: push providers behind [`push::PushSender`].
+//!
+//! [`start`] runs the whole server on a listener and returns a handle; the binary and the
+//! tests both use it.
 
+pub mod auth;
+pub mod backend;
+pub mod clock;
+pub mod demo;
+pub mod embedded;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod push;
+pub mod store;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use presence_protocol::Settings;
+use tokio::sync::watch;
+
+use crate::auth::LoginLimiter;
+use crate::embedded::Embedded;
+use crate::metrics::Metrics;
+use crate::push::{Pusher, WebhookSender};
+
+/// Everything the server needs to start; the command line fills it from flags and env.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Bearer token for `POST /v1/accounts`; `None` disables account creation.
+    pub admin_token: Option<String>,
+    pub demo: bool,
+    /// Timing settings for new accounts.
+    pub defaults: Settings,
+    /// Hosts the webhook push provider may call.
+    pub push_webhook_allow: Vec<String>,
+}
+
+impl Config {
+    /// A server for tests: a free loopback port, admin token `test-admin-token`, webhooks
+    /// allowed to loopback.
+    pub fn for_tests(data_dir: &Path) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            admin_token: Some("test-admin-token".to_owned()),
+            demo: false,
+            defaults: Settings::default(),
+            push_webhook_allow: vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid settings: {0}")]
+    Settings(String),
+    #[error("cannot open the database in {dir}: {source}")]
+    Store {
+        dir: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running server. Dropping it without [`Server::shutdown`] leaves it running until the
+/// runtime ends.
+pub struct Server {
+    addr: SocketAddr,
+    backend: Embedded,
+    shutdown_tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn backend(&self) -> &Embedded {
+        &self.backend
+    }
+
+    /// Ends open streams, stops accepting, and flushes leases to disk.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        let _ = self.task.await;
+        use crate::backend::Backend;
+        self.backend.flush().await;
+    }
+
+    /// Waits until the server stops (after a shutdown signal).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// A sender that stops the server when `true` is sent.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown_tx.clone()
+    }
+}
+
+/// Opens the data dir, restores state, binds, and serves in a background task.
+pub async fn start(config: Config) -> Result<Server, StartError> {
+    validate::check_settings(&config.defaults).map_err(|e| StartError::Settings(e.detail))?;
+    let store =
+        store::Store::open_dir(&config.data_dir).map_err(|source| StartError::Store {
+            dir: config.data_dir.clone(),
+            source,
+        })?;
+    let metrics = Arc::new(Metrics::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let pusher = Pusher::new(
+        vec![Arc::new(WebhookSender::new(config.push_webhook_allow.clone()))],
+        metrics.clone(),
+    );
+    let backend = Embedded::open(store, pusher, metrics.clone(), shutdown_rx.clone()).map_err(
+        |source| StartError::Store {
+            dir: config.data_dir.clone(),
+            source,
+        },
+    )?;
+    let state = http::AppState {
+        backend: Arc::new(backend.clone()),
+        limiter: Arc::new(LoginLimiter::new()),
+        metrics,
+        admin_token: config.admin_token.as_deref().map(Arc::from),
+        defaults: config.defaults,
+        shutdown: shutdown_rx.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut stop = shutdown_rx;
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|v| *v).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "server stopped with an error");
+        }
+    });
+    Ok(Server {
+        addr,
+        backend,
+        shutdown_tx,
+        task,
+    })
+}

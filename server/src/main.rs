@@ -1,1 +1,144 @@
-fn main() {}
+//! `presence-server`: the command line in front of [`presence_server::start`].
+//!
+//! Flags and their `PRESENCE_*` environment variables are the contract in PROTOCOL.md. Once
+//! the server accepts connections it prints exactly one line `listening on http://ADDR` to
+//! stdout (tests and scripts wait for it); everything else goes to stderr.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use presence_protocol::Settings;
+use presence_server::{Config, demo};
+
+#[derive(Debug, Parser)]
+#[command(name = "presence-server", version, about = "The Presence service")]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "PRESENCE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the SQLite database.
+    #[arg(long, env = "PRESENCE_DATA_DIR", default_value = "./presence-data")]
+    data_dir: PathBuf,
+    /// Bearer token for POST /v1/accounts (account creation is off without it).
+    #[arg(long, env = "PRESENCE_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Create the demo account if missing and print its credentials.
+    #[arg(long, env = "PRESENCE_DEMO")]
+    demo: bool,
+    /// Default heartbeat interval for new accounts.
+    #[arg(long, env = "PRESENCE_ACTIVE_INTERVAL_MS", default_value_t = 20_000)]
+    active_interval_ms: i64,
+    /// Default active lease for new accounts.
+    #[arg(long, env = "PRESENCE_ACTIVE_TTL_MS", default_value_t = 60_000)]
+    active_ttl_ms: i64,
+    /// Default background lease (devices with push) for new accounts.
+    #[arg(long, env = "PRESENCE_BACKGROUND_TTL_MS", default_value_t = 1_800_000)]
+    background_ttl_ms: i64,
+    /// How long before a background lease ends the renew push goes out.
+    #[arg(long, env = "PRESENCE_RENEW_MARGIN_MS", default_value_t = 300_000)]
+    renew_margin_ms: i64,
+    /// Hosts the webhook push provider may call, comma separated.
+    #[arg(long, env = "PRESENCE_PUSH_WEBHOOK_ALLOW", value_delimiter = ',')]
+    push_webhook_allow: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PRESENCE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("presence-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> ExitCode {
+    let mut admin_token = args.admin_token.clone();
+    if args.demo && admin_token.is_none() {
+        admin_token = Some(presence_server::auth::new_token());
+    }
+    let config = Config {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        admin_token: admin_token.clone(),
+        demo: args.demo,
+        defaults: Settings {
+            active_interval_ms: args.active_interval_ms,
+            active_ttl_ms: args.active_ttl_ms,
+            background_ttl_ms: args.background_ttl_ms,
+            renew_margin_ms: args.renew_margin_ms,
+        },
+        push_webhook_allow: args.push_webhook_allow,
+    };
+    let defaults = config.defaults;
+    let server = match presence_server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("presence-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.demo {
+        match demo::ensure(server.backend(), defaults).await {
+            Ok(key) => {
+                let printed = if args.admin_token.is_none() {
+                    admin_token.as_deref()
+                } else {
+                    None
+                };
+                eprint!("{}", demo::describe(&server.url(), &key, printed));
+            }
+            Err(e) => {
+                eprintln!("presence-server: could not create the demo account: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", server.url());
+        let _ = out.flush();
+    }
+    let stop = server.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    server.wait().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

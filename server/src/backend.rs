@@ -1,0 +1,141 @@
+//! The seam between HTTP handlers and state.
+//!
+//! Handlers only ever talk to a [`Backend`]. The embedded backend ([`crate::embedded`]) keeps
+//! hot state in memory and durable state in SQLite; a scale-out backend on a distributed store
+//! implements the same trait, and no handler changes. What belongs to the HTTP layer (auth
+//! header parsing, role checks, login rate limits, JSON errors) stays out of this trait.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use presence_protocol::{
+    AdminAccountResponse, Agent, ChatboxView, CreateAccountRequest, CreateAccountResponse,
+    EndReason, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode, NewAgentRequest,
+    OpeningHours, PatchAgentRequest, PushRegistration, Role, SetStatusRequest,
+    SetStatusResponse, Settings, SettingsPatch, SnapshotEvent,
+};
+use tokio::sync::{broadcast, watch};
+
+use crate::error::ApiResult;
+use crate::metrics::Gauges;
+
+/// The session a bearer token resolved to.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub session_id: Arc<str>,
+    pub agent_id: Arc<str>,
+    pub account_id: Arc<str>,
+    pub role: Role,
+}
+
+/// A chat box view with its encodings made once, however many subscribers it reaches.
+#[derive(Debug)]
+pub struct ViewFrame {
+    pub view: ChatboxView,
+    /// `event: chatbox` SSE frame.
+    pub sse: Bytes,
+    /// The view as a JSON body.
+    pub json: Bytes,
+}
+
+impl ViewFrame {
+    pub fn new(view: ChatboxView) -> Self {
+        let json = serde_json::to_vec(&view).unwrap_or_default();
+        let sse = sse_frame_raw(presence_protocol::event::CHATBOX, &json);
+        ViewFrame {
+            view,
+            sse,
+            json: Bytes::from(json),
+        }
+    }
+}
+
+/// Events for one agent's device streams.
+#[derive(Debug, Clone)]
+pub enum AgentEvent {
+    /// A pre-encoded `status` frame.
+    Status(Bytes),
+    /// A session of this agent ended; only that session's stream shows it, then closes.
+    SessionEnded {
+        session_id: Arc<str>,
+        reason: EndReason,
+        frame: Bytes,
+    },
+}
+
+/// Something held by an open stream; dropping it marks the stream closed.
+pub trait StreamGuard: Send + Sync {}
+
+/// What `/v1/me/events` streams from.
+pub struct DeviceStream {
+    pub session_id: Arc<str>,
+    /// The `snapshot` frame, sent first.
+    pub snapshot: Bytes,
+    pub events: broadcast::Receiver<AgentEvent>,
+    pub views: watch::Receiver<Arc<ViewFrame>>,
+    pub guard: Box<dyn StreamGuard>,
+}
+
+/// What `/v1/widget/{key}/events` streams from.
+pub struct WidgetStream {
+    pub views: watch::Receiver<Arc<ViewFrame>>,
+    pub guard: Box<dyn StreamGuard>,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    async fn create_account(
+        &self,
+        req: CreateAccountRequest,
+        defaults: Settings,
+    ) -> ApiResult<CreateAccountResponse>;
+    /// Verifies credentials and opens a session. Wrong credentials give
+    /// `invalid_credentials`, whether or not the account or email exists.
+    async fn login(&self, req: LoginRequest) -> ApiResult<LoginResponse>;
+    fn authenticate(&self, token: &str) -> ApiResult<Principal>;
+    async fn heartbeat(&self, p: &Principal, mode: Mode) -> ApiResult<Heartbeat>;
+    async fn logout(&self, p: &Principal) -> ApiResult<()>;
+    async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> ApiResult<()>;
+    async fn me(&self, p: &Principal) -> ApiResult<MeResponse>;
+    async fn set_status(&self, p: &Principal, req: SetStatusRequest)
+    -> ApiResult<SetStatusResponse>;
+    async fn open_device_stream(&self, p: &Principal) -> ApiResult<DeviceStream>;
+
+    async fn admin_account(&self, p: &Principal) -> ApiResult<AdminAccountResponse>;
+    async fn create_agent(&self, p: &Principal, req: NewAgentRequest) -> ApiResult<Agent>;
+    async fn patch_agent(&self, p: &Principal, id: &str, req: PatchAgentRequest)
+    -> ApiResult<Agent>;
+    async fn delete_agent(&self, p: &Principal, id: &str) -> ApiResult<()>;
+    async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> ApiResult<Vec<Group>>;
+    async fn put_opening_hours(&self, p: &Principal, oh: OpeningHours)
+    -> ApiResult<OpeningHours>;
+    async fn put_settings(&self, p: &Principal, patch: SettingsPatch) -> ApiResult<Settings>;
+
+    async fn widget_view(&self, widget_key: &str) -> ApiResult<Arc<ViewFrame>>;
+    async fn open_widget_stream(&self, widget_key: &str) -> ApiResult<WidgetStream>;
+
+    fn gauges(&self) -> Gauges;
+    /// Writes whatever is only in memory (leases, view versions).
+    async fn flush(&self);
+}
+
+/// Encodes one SSE frame from already-serialised JSON.
+pub fn sse_frame_raw(event: &str, json: &[u8]) -> Bytes {
+    let mut buf = Vec::with_capacity(json.len() + event.len() + 16);
+    buf.extend_from_slice(b"event: ");
+    buf.extend_from_slice(event.as_bytes());
+    buf.extend_from_slice(b"\ndata: ");
+    buf.extend_from_slice(json);
+    buf.extend_from_slice(b"\n\n");
+    Bytes::from(buf)
+}
+
+pub fn sse_frame<T: serde::Serialize>(event: &str, value: &T) -> Bytes {
+    sse_frame_raw(event, &serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// The snapshot frame for a device stream.
+pub fn snapshot_frame(s: &SnapshotEvent) -> Bytes {
+    sse_frame(presence_protocol::event::SNAPSHOT, s)
+}

@@ -1,0 +1,114 @@
+//! `--demo`: a ready-made account to try Presence with.
+//!
+//! Creates, if missing, account `demo` with groups `sales` and `support` and three agents (one
+//! in no group, so it counts for every group), then prints their credentials and the widget
+//! URLs. Running it again prints the same credentials.
+
+use presence_protocol::{
+    CreateAccountRequest, Group, NewAgentRequest, NewOwner, Role, Settings,
+};
+
+use crate::backend::Backend;
+use crate::embedded::Embedded;
+use crate::error::ApiError;
+
+pub const SLUG: &str = "demo";
+
+/// (name, email, password, groups, role)
+pub const AGENTS: &[(&str, &str, &str, &[&str], Role)] = &[
+    ("Alice Owner", "alice@demo.test", "alice-demo-pass", &["sales"], Role::Owner),
+    ("Bob Support", "bob@demo.test", "bob-demo-pass", &["support"], Role::Agent),
+    ("Carol Anywhere", "carol@demo.test", "carol-demo-pass", &[], Role::Agent),
+];
+
+/// Returns the demo account's widget key.
+pub async fn ensure(backend: &Embedded, defaults: Settings) -> Result<String, ApiError> {
+    if let Some(info) = backend.account_by_slug(SLUG) {
+        return Ok(info.widget_key);
+    }
+    let (name, email, password, _, _) = AGENTS[0];
+    let created = backend
+        .create_account(
+            CreateAccountRequest {
+                name: "Demo Company".to_owned(),
+                slug: SLUG.to_owned(),
+                owner: NewOwner {
+                    name: name.to_owned(),
+                    email: email.to_owned(),
+                    password: password.to_owned(),
+                },
+            },
+            defaults,
+        )
+        .await?;
+    let owner = backend
+        .owner_principal(&created.account.id)
+        .ok_or_else(|| ApiError::internal("demo owner missing"))?;
+    backend
+        .put_groups(
+            &owner,
+            vec![
+                Group {
+                    key: "sales".to_owned(),
+                    name: "Sales".to_owned(),
+                },
+                Group {
+                    key: "support".to_owned(),
+                    name: "Support".to_owned(),
+                },
+            ],
+        )
+        .await?;
+    backend
+        .patch_agent(
+            &owner,
+            &created.owner.id,
+            presence_protocol::PatchAgentRequest {
+                groups: Some(vec!["sales".to_owned()]),
+                ..Default::default()
+            },
+        )
+        .await?;
+    for (name, email, password, groups, role) in &AGENTS[1..] {
+        backend
+            .create_agent(
+                &owner,
+                NewAgentRequest {
+                    name: (*name).to_owned(),
+                    email: (*email).to_owned(),
+                    password: (*password).to_owned(),
+                    groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                    role: *role,
+                },
+            )
+            .await?;
+    }
+    Ok(created.account.widget_key)
+}
+
+/// The text `--demo` prints.
+pub fn describe(base_url: &str, widget_key: &str, admin_token: Option<&str>) -> String {
+    let mut s = String::from("demo account \"demo\" is ready:\n");
+    for (name, email, password, groups, role) in AGENTS {
+        let groups = if groups.is_empty() {
+            "no group (counts for every group)".to_owned()
+        } else {
+            format!("group {}", groups.join(","))
+        };
+        s.push_str(&format!(
+            "  {name:<15} email {email:<17} password {password:<16} {} {groups}\n",
+            role.as_str()
+        ));
+    }
+    s.push_str(&format!("  widget key      {widget_key}\n"));
+    s.push_str(&format!(
+        "  widget status   {base_url}/v1/widget/{widget_key}/status\n"
+    ));
+    s.push_str(&format!(
+        "  widget events   {base_url}/v1/widget/{widget_key}/events\n"
+    ));
+    if let Some(t) = admin_token {
+        s.push_str(&format!("  admin token     {t}\n"));
+    }
+    s
+}

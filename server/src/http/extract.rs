@@ -1,0 +1,173 @@
+//! Extractors that speak the contract's errors: bearer auth, JSON bodies, the client's IP.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::{StatusCode, header, request::Parts};
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use crate::backend::Principal;
+use crate::error::ApiError;
+
+/// The session behind `Authorization: Bearer <token>`.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        state.backend.authenticate(token).map(Auth)
+    }
+}
+
+/// Like [`Auth`], but only for owners and admins (`403 forbidden` otherwise).
+pub struct Admin(pub Principal);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Auth(p) = Auth::from_request_parts(parts, state).await?;
+        if p.role.is_admin() {
+            Ok(Admin(p))
+        } else {
+            Err(ApiError::forbidden(
+                "administration needs the owner or admin role",
+            ))
+        }
+    }
+}
+
+/// The server operator, proven by `--admin-token`.
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = &state.admin_token else {
+            return Err(ApiError::forbidden(
+                "account creation is disabled: start the server with --admin-token",
+            ));
+        };
+        let given = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        if crate::auth::secure_eq(given.as_bytes(), expected.as_bytes()) {
+            Ok(Operator)
+        } else {
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The peer address, when the server was started with connect info.
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// A JSON body. Wrong content type: 415; not JSON: 400; wrong shape: 422 naming the field;
+/// too big: 413.
+pub struct JsonBody<T>(pub T);
+
+/// A JSON body that may be empty (then `T::default()`).
+pub struct OptionalJsonBody<T>(pub T);
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        });
+    let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                presence_protocol::ErrorCode::PayloadTooLarge,
+                format!("request body is larger than {} bytes", super::BODY_LIMIT),
+            )
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {rej}"))
+        }
+    })?;
+    Ok((is_json.unwrap_or(false), bytes))
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            let msg = inner.to_string();
+            // serde reports a missing field at its parent's path; name the field itself.
+            let field = match msg
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+            {
+                Some(f) if path == "." => f.to_owned(),
+                Some(f) => format!("{path}.{f}"),
+                None if path == "." => "body".to_owned(),
+                None => path,
+            };
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            ApiError::invalid_field(&field, msg)
+        } else {
+            ApiError::bad_request(format!("request body is not valid JSON: {inner}"))
+        }
+    })
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (is_json, bytes) = read_body(req, state).await?;
+        if !is_json {
+            return Err(ApiError::new(
+                presence_protocol::ErrorCode::UnsupportedMediaType,
+                "send the body as Content-Type: application/json",
+            ));
+        }
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (is_json, bytes) = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        if !is_json {
+            return Err(ApiError::new(
+                presence_protocol::ErrorCode::UnsupportedMediaType,
+                "send the body as Content-Type: application/json",
+            ));
+        }
+        parse(&bytes).map(OptionalJsonBody)
+    }
+}

@@ -1,0 +1,228 @@
+//! Handlers: each one parses, checks the caller, calls the backend, and shapes the answer.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use presence_protocol::{
+    CreateAccountRequest, ErrorCode, Group, HeartbeatRequest, LoginRequest, NewAgentRequest,
+    OpeningHours, PatchAgentRequest, PushRegistration, SetStatusRequest, SettingsPatch,
+};
+
+use super::AppState;
+use super::extract::{Admin, Auth, ClientIp, JsonBody, OptionalJsonBody, Operator};
+use super::sse;
+use crate::error::{ApiError, ApiResult};
+
+// ----- accounts (server operator) ------------------------------------------------------------
+
+pub async fn create_account(
+    State(state): State<AppState>,
+    _: Operator,
+    JsonBody(req): JsonBody<CreateAccountRequest>,
+) -> ApiResult<Response> {
+    let resp = state.backend.create_account(req, state.defaults).await?;
+    Ok((StatusCode::CREATED, Json(resp)).into_response())
+}
+
+// ----- device session ------------------------------------------------------------------------
+
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> ApiResult<Response> {
+    if let Err(wait) = state.limiter.check(&req.account, &req.email, ip) {
+        return Err(ApiError::rate_limited(wait));
+    }
+    let (account, email) = (req.account.clone(), req.email.clone());
+    match state.backend.login(req).await {
+        Ok(resp) => Ok(Json(resp).into_response()),
+        Err(e) => {
+            if e.code == ErrorCode::InvalidCredentials {
+                state.limiter.record_failure(&account, &email, ip);
+                state
+                    .metrics
+                    .login_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e)
+        }
+    }
+}
+
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    OptionalJsonBody(req): OptionalJsonBody<HeartbeatRequest>,
+) -> ApiResult<Response> {
+    let hb = state.backend.heartbeat(&p, req.mode).await?;
+    Ok(Json(hb).into_response())
+}
+
+pub async fn logout(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<StatusCode> {
+    state.backend.logout(&p).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn put_push(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(reg): JsonBody<PushRegistration>,
+) -> ApiResult<StatusCode> {
+    state.backend.set_push(&p, Some(reg)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_push(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<StatusCode> {
+    state.backend.set_push(&p, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn me(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
+    Ok(Json(state.backend.me(&p).await?).into_response())
+}
+
+pub async fn set_status(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(req): JsonBody<SetStatusRequest>,
+) -> ApiResult<Response> {
+    Ok(Json(state.backend.set_status(&p, req).await?).into_response())
+}
+
+pub async fn me_events(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
+    let s = state.backend.open_device_stream(&p).await?;
+    Ok(sse::device_stream(s, state.shutdown.clone()))
+}
+
+// ----- administration ------------------------------------------------------------------------
+
+pub async fn admin_account(State(state): State<AppState>, Admin(p): Admin) -> ApiResult<Response> {
+    Ok(Json(state.backend.admin_account(&p).await?).into_response())
+}
+
+pub async fn create_agent(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    JsonBody(req): JsonBody<NewAgentRequest>,
+) -> ApiResult<Response> {
+    let agent = state.backend.create_agent(&p, req).await?;
+    Ok((StatusCode::CREATED, Json(agent)).into_response())
+}
+
+pub async fn patch_agent(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<PatchAgentRequest>,
+) -> ApiResult<Response> {
+    Ok(Json(state.backend.patch_agent(&p, &id, req).await?).into_response())
+}
+
+pub async fn delete_agent(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.backend.delete_agent(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn put_groups(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    JsonBody(groups): JsonBody<Vec<Group>>,
+) -> ApiResult<Response> {
+    Ok(Json(state.backend.put_groups(&p, groups).await?).into_response())
+}
+
+pub async fn put_opening_hours(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    JsonBody(oh): JsonBody<OpeningHours>,
+) -> ApiResult<Response> {
+    Ok(Json(state.backend.put_opening_hours(&p, oh).await?).into_response())
+}
+
+pub async fn put_settings(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    JsonBody(patch): JsonBody<SettingsPatch>,
+) -> ApiResult<Response> {
+    Ok(Json(state.backend.put_settings(&p, patch).await?).into_response())
+}
+
+// ----- widget (public) -----------------------------------------------------------------------
+
+/// True when `If-None-Match` names this version (quoted or not, weak or strong, or `*`).
+fn matches_etag(headers: &HeaderMap, version: i64) -> bool {
+    let Some(v) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let want = version.to_string();
+    v.split(',').any(|tag| {
+        let t = tag.trim();
+        let t = t.strip_prefix("W/").unwrap_or(t);
+        t == "*" || t.trim_matches('"') == want
+    })
+}
+
+pub async fn widget_status(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let frame = state.backend.widget_view(&key).await?;
+    let etag = HeaderValue::from_str(&format!("\"{}\"", frame.view.version))
+        .map_err(ApiError::internal)?;
+    let cache = HeaderValue::from_static("no-cache");
+    if matches_etag(&headers, frame.view.version) {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response());
+    }
+    Ok((
+        [
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
+        frame.json.clone(),
+    )
+        .into_response())
+}
+
+pub async fn widget_events(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> ApiResult<Response> {
+    let s = state.backend.open_widget_stream(&key).await?;
+    Ok(sse::widget_stream(s, state.shutdown.clone()))
+}
+
+// ----- operations ----------------------------------------------------------------------------
+
+pub async fn healthz() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(state.backend.gauges());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

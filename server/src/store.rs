@@ -1,0 +1,596 @@
+//! Durable storage of the embedded backend: one SQLite file in `--data-dir`.
+//!
+//! What lives here: accounts (settings, groups, opening hours), agents (with their password
+//! hash and current status), sessions (token hash, device, push registration, last flushed
+//! lease) and the status op ids that make `PUT /v1/me/status` idempotent.
+//!
+//! Guarantees:
+//! - Every acknowledged change (status, login, logout, admin edits) is committed before the
+//!   response is sent. The database runs in WAL mode with `synchronous = NORMAL`: a commit is in
+//!   the operating system's hands when it returns, so killing the process (even with SIGKILL)
+//!   loses nothing; only a power cut could lose the last moment of commits (docs/adr/0002).
+//! - Leases are the exception: heartbeats only touch memory, and [`Store::flush_leases`] writes
+//!   them in batches. A restart therefore grants every restored session a grace lease.
+//! - The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] run in order, each in
+//!   its own transaction, so an old file is upgraded in place.
+
+use std::path::Path;
+
+use parking_lot::Mutex;
+use presence_protocol::{
+    AgentStatus, Device, EndReason, Group, Mode, OpeningHours, Platform, PushProvider,
+    PushRegistration, Role, Settings, StatusView,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // v1: the first schema.
+    r#"
+    CREATE TABLE accounts (
+        id TEXT PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        widget_key TEXT NOT NULL UNIQUE,
+        settings TEXT NOT NULL,
+        opening_hours TEXT NOT NULL,
+        groups_json TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        name TEXT NOT NULL,
+        email TEXT NOT NULL,
+        email_key TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        groups_json TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_version INTEGER NOT NULL,
+        intent_at INTEGER NOT NULL,
+        changed_by_device TEXT,
+        status_op_id TEXT NOT NULL,
+        UNIQUE (account_id, email_key)
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        device_id TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        device_name TEXT NOT NULL,
+        app_version TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        lease_until INTEGER NOT NULL,
+        push_provider TEXT,
+        push_token TEXT,
+        created_at INTEGER NOT NULL,
+        ended_reason TEXT,
+        ended_at INTEGER
+    );
+    CREATE INDEX sessions_live ON sessions (ended_reason) WHERE ended_reason IS NULL;
+    CREATE TABLE status_ops (
+        agent_id TEXT NOT NULL,
+        op_id TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, op_id)
+    ) WITHOUT ROWID;
+    "#,
+    // v2: chat box view versions survive restarts, so widget ETags never go backwards.
+    r#"
+    ALTER TABLE accounts ADD COLUMN view_version INTEGER NOT NULL DEFAULT 0;
+    "#,
+];
+
+#[derive(Debug, Clone)]
+pub struct AccountRow {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub widget_key: String,
+    pub settings: Settings,
+    pub opening_hours: OpeningHours,
+    pub groups: Vec<Group>,
+    pub view_version: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub groups: Vec<String>,
+    pub status: StatusView,
+    /// The op that set the current status; breaks `intent_at` ties.
+    pub status_op_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    pub account_id: String,
+    pub agent_id: String,
+    pub token_hash: String,
+    pub device: Device,
+    pub mode: Mode,
+    pub lease_until: i64,
+    pub push: Option<PushRegistration>,
+}
+
+/// Everything a restart needs to rebuild memory.
+pub struct Loaded {
+    pub accounts: Vec<AccountRow>,
+    pub agents: Vec<AgentRow>,
+    /// Sessions that had not ended.
+    pub sessions: Vec<SessionRow>,
+    /// Token hashes of sessions that ended, so their tokens answer `session_expired`.
+    pub ended_tokens: Vec<String>,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+pub type StoreResult<T> = Result<T, rusqlite::Error>;
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(col: usize, s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn bad_enum(col: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("unknown {what}").into(),
+    )
+}
+
+fn platform_parse(s: &str) -> Option<Platform> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+}
+
+impl Store {
+    /// Opens (creating if needed) `presence.db` in `dir` and migrates it.
+    pub fn open_dir(dir: &Path) -> StoreResult<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot create data dir {}: {e}", dir.display())),
+            )
+        })?;
+        Self::open(&dir.join("presence.db"))
+    }
+
+    pub fn open(path: &Path) -> StoreResult<Store> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn schema_version(&self) -> StoreResult<i64> {
+        self.conn
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+    }
+
+    pub fn load(&self) -> StoreResult<Loaded> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, slug, name, widget_key, settings, opening_hours, groups_json, view_version
+             FROM accounts",
+        )?;
+        let accounts = stmt
+            .query_map([], |r| {
+                Ok(AccountRow {
+                    id: r.get(0)?,
+                    slug: r.get(1)?,
+                    name: r.get(2)?,
+                    widget_key: r.get(3)?,
+                    settings: from_json(4, &r.get::<_, String>(4)?)?,
+                    opening_hours: from_json(5, &r.get::<_, String>(5)?)?,
+                    groups: from_json(6, &r.get::<_, String>(6)?)?,
+                    view_version: r.get(7)?,
+                })
+            })?
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, account_id, name, email, password_hash, role, groups_json, status,
+                    status_version, intent_at, changed_by_device, status_op_id
+             FROM agents",
+        )?;
+        let agents = stmt
+            .query_map([], |r| {
+                let role: String = r.get(5)?;
+                let status: String = r.get(7)?;
+                Ok(AgentRow {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    name: r.get(2)?,
+                    email: r.get(3)?,
+                    password_hash: r.get(4)?,
+                    role: Role::parse(&role).ok_or_else(|| bad_enum(5, "role"))?,
+                    groups: from_json(6, &r.get::<_, String>(6)?)?,
+                    status: StatusView {
+                        status: AgentStatus::parse(&status).ok_or_else(|| bad_enum(7, "status"))?,
+                        version: r.get(8)?,
+                        intent_at: r.get(9)?,
+                        changed_by_device: r.get(10)?,
+                    },
+                    status_op_id: r.get(11)?,
+                })
+            })?
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, account_id, agent_id, token_hash, device_id, platform, device_name,
+                    app_version, mode, lease_until, push_provider, push_token
+             FROM sessions WHERE ended_reason IS NULL",
+        )?;
+        let sessions = stmt
+            .query_map([], |r| {
+                let platform: String = r.get(5)?;
+                let mode: String = r.get(8)?;
+                let provider: Option<String> = r.get(10)?;
+                let token: Option<String> = r.get(11)?;
+                let push = match (provider, token) {
+                    (Some(p), Some(t)) => Some(PushRegistration {
+                        provider: PushProvider::parse(&p)
+                            .ok_or_else(|| bad_enum(10, "push provider"))?,
+                        token: t,
+                    }),
+                    _ => None,
+                };
+                Ok(SessionRow {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    agent_id: r.get(2)?,
+                    token_hash: r.get(3)?,
+                    device: Device {
+                        id: r.get(4)?,
+                        platform: platform_parse(&platform)
+                            .ok_or_else(|| bad_enum(5, "platform"))?,
+                        name: r.get(6)?,
+                        app_version: r.get(7)?,
+                    },
+                    mode: if mode == "background" {
+                        Mode::Background
+                    } else {
+                        Mode::Active
+                    },
+                    lease_until: r.get(9)?,
+                    push,
+                })
+            })?
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut stmt =
+            conn.prepare("SELECT token_hash FROM sessions WHERE ended_reason IS NOT NULL")?;
+        let ended_tokens = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<StoreResult<Vec<String>>>()?;
+        Ok(Loaded {
+            accounts,
+            agents,
+            sessions,
+            ended_tokens,
+        })
+    }
+
+    pub fn insert_account(&self, a: &AccountRow, owner: &AgentRow, now: i64) -> StoreResult<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO accounts (id, slug, name, widget_key, settings, opening_hours,
+                                   groups_json, created_at, view_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                a.id,
+                a.slug,
+                a.name,
+                a.widget_key,
+                json(&a.settings),
+                json(&a.opening_hours),
+                json(&a.groups),
+                now,
+                a.view_version
+            ],
+        )?;
+        insert_agent(&tx, owner)?;
+        tx.commit()
+    }
+
+    pub fn insert_agent(&self, agent: &AgentRow) -> StoreResult<()> {
+        insert_agent(&self.conn.lock(), agent)
+    }
+
+    pub fn update_agent_profile(&self, agent: &AgentRow) -> StoreResult<()> {
+        self.conn.lock().execute(
+            "UPDATE agents SET name = ?2, role = ?3, groups_json = ?4 WHERE id = ?1",
+            params![agent.id, agent.name, agent.role.as_str(), json(&agent.groups)],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes an agent and ends its sessions in one transaction.
+    pub fn delete_agent(&self, agent_id: &str, now: i64) -> StoreResult<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE sessions SET ended_reason = 'removed', ended_at = ?2
+             WHERE agent_id = ?1 AND ended_reason IS NULL",
+            params![agent_id, now],
+        )?;
+        tx.execute("DELETE FROM status_ops WHERE agent_id = ?1", [agent_id])?;
+        tx.execute("DELETE FROM agents WHERE id = ?1", [agent_id])?;
+        tx.commit()
+    }
+
+    /// Replaces an account's groups and rewrites the agents whose group lists changed.
+    pub fn replace_groups(
+        &self,
+        account_id: &str,
+        groups: &[Group],
+        agents: &[(String, Vec<String>)],
+    ) -> StoreResult<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE accounts SET groups_json = ?2 WHERE id = ?1",
+            params![account_id, json(&groups)],
+        )?;
+        for (id, g) in agents {
+            tx.execute(
+                "UPDATE agents SET groups_json = ?2 WHERE id = ?1",
+                params![id, json(g)],
+            )?;
+        }
+        tx.commit()
+    }
+
+    pub fn update_opening_hours(&self, account_id: &str, oh: &OpeningHours) -> StoreResult<()> {
+        self.conn.lock().execute(
+            "UPDATE accounts SET opening_hours = ?2 WHERE id = ?1",
+            params![account_id, json(oh)],
+        )?;
+        Ok(())
+    }
+
+    pub fn update_settings(&self, account_id: &str, s: &Settings) -> StoreResult<()> {
+        self.conn.lock().execute(
+            "UPDATE accounts SET settings = ?2 WHERE id = ?1",
+            params![account_id, json(s)],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a new session; ends `replaces` (the same device's old session) in the same
+    /// transaction.
+    pub fn insert_session(
+        &self,
+        s: &SessionRow,
+        replaces: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        if let Some(old) = replaces {
+            tx.execute(
+                "UPDATE sessions SET ended_reason = 'replaced', ended_at = ?2
+                 WHERE id = ?1 AND ended_reason IS NULL",
+                params![old, now],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO sessions (id, account_id, agent_id, token_hash, device_id, platform,
+                device_name, app_version, mode, lease_until, push_provider, push_token, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                s.id,
+                s.account_id,
+                s.agent_id,
+                s.token_hash,
+                s.device.id,
+                s.device.platform.as_str(),
+                s.device.name,
+                s.device.app_version,
+                s.mode.as_str(),
+                s.lease_until,
+                s.push.as_ref().map(|p| p.provider.as_str()),
+                s.push.as_ref().map(|p| p.token.as_str()),
+                now
+            ],
+        )?;
+        tx.commit()
+    }
+
+    /// Ends sessions in one transaction (logout, expiry, removal).
+    pub fn end_sessions(&self, ended: &[(String, EndReason)], now: i64) -> StoreResult<()> {
+        if ended.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE sessions SET ended_reason = ?2, ended_at = ?3
+                 WHERE id = ?1 AND ended_reason IS NULL",
+            )?;
+            for (id, reason) in ended {
+                stmt.execute(params![id, reason.as_str(), now])?;
+            }
+        }
+        tx.commit()
+    }
+
+    pub fn set_push(&self, session_id: &str, push: Option<&PushRegistration>) -> StoreResult<()> {
+        self.conn.lock().execute(
+            "UPDATE sessions SET push_provider = ?2, push_token = ?3 WHERE id = ?1",
+            params![
+                session_id,
+                push.map(|p| p.provider.as_str()),
+                push.map(|p| p.token.as_str())
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a batch of in-memory leases and chat box view versions.
+    pub fn flush_leases(
+        &self,
+        leases: &[(String, Mode, i64)],
+        view_versions: &[(String, i64)],
+    ) -> StoreResult<()> {
+        if leases.is_empty() && view_versions.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE sessions SET mode = ?2, lease_until = ?3
+                 WHERE id = ?1 AND ended_reason IS NULL",
+            )?;
+            for (id, mode, lease) in leases {
+                stmt.execute(params![id, mode.as_str(), lease])?;
+            }
+            let mut stmt = tx.prepare_cached(
+                "UPDATE accounts SET view_version = MAX(view_version, ?2) WHERE id = ?1",
+            )?;
+            for (id, v) in view_versions {
+                stmt.execute(params![id, v])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// The stored answer to an earlier status op with this id, if any.
+    pub fn status_op(&self, agent_id: &str, op_id: &str) -> StoreResult<Option<String>> {
+        self.conn
+            .lock()
+            .prepare_cached("SELECT response FROM status_ops WHERE agent_id = ?1 AND op_id = ?2")?
+            .query_row(params![agent_id, op_id], |r| r.get(0))
+            .optional()
+    }
+
+    /// Records a status op and its answer; when `applied`, also the agent's new status. One
+    /// transaction, committed before the caller answers.
+    pub fn record_status_op(
+        &self,
+        agent_id: &str,
+        op_id: &str,
+        applied: Option<&StatusView>,
+        response_json: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        if let Some(s) = applied {
+            tx.prepare_cached(
+                "UPDATE agents SET status = ?2, status_version = ?3, intent_at = ?4,
+                        changed_by_device = ?5, status_op_id = ?6
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                agent_id,
+                s.status.as_str(),
+                s.version,
+                s.intent_at,
+                s.changed_by_device,
+                op_id
+            ])?;
+        }
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO status_ops (agent_id, op_id, response, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![agent_id, op_id, response_json, now])?;
+        tx.commit()
+    }
+}
+
+fn insert_agent(conn: &Connection, a: &AgentRow) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO agents (id, account_id, name, email, email_key, password_hash, role,
+            groups_json, status, status_version, intent_at, changed_by_device, status_op_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            a.id,
+            a.account_id,
+            a.name,
+            a.email,
+            a.email.to_lowercase(),
+            a.password_hash,
+            a.role.as_str(),
+            json(&a.groups),
+            a.status.status.as_str(),
+            a.status.version,
+            a.status.intent_at,
+            a.status.changed_by_device,
+            a.status_op_id
+        ],
+    )?;
+    Ok(())
+}
+
+/// Brings the schema up to `MIGRATIONS.len()`, one transaction per step.
+pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "migrated schema");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_a_version_one_database_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("presence.db");
+        {
+            // A file written by the first release: schema v1 and one account.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO accounts (id, slug, name, widget_key, settings, opening_hours,
+                                       groups_json, created_at)
+                 VALUES ('a1', 'acme', 'Acme', 'wk1', ?1, ?2, '[]', 0)",
+                params![json(&Settings::default()), json(&OpeningHours::default())],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.accounts.len(), 1);
+        assert_eq!(loaded.accounts[0].slug, "acme");
+        assert_eq!(loaded.accounts[0].view_version, 0);
+        // Opening again is a no-op.
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    }
+}

@@ -1,0 +1,188 @@
+//! Input checks shared by every backend. Each failure is a `422 invalid_field` whose detail
+//! starts with the field's name, so a client can point at the right input.
+
+use std::collections::HashSet;
+
+use presence_protocol::{Device, Group, Settings, SettingsPatch};
+
+use crate::error::{ApiError, ApiResult};
+
+const MAX_TEXT: usize = 200;
+
+pub fn slug(field: &str, s: &str) -> ApiResult<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && !s.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            field,
+            "use 1-64 lowercase letters, digits, '-' or '_'",
+        ))
+    }
+}
+
+pub fn name(field: &str, s: &str) -> ApiResult<()> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(ApiError::invalid_field(field, "must not be empty"));
+    }
+    if t.chars().count() > MAX_TEXT {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("longer than {MAX_TEXT} characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn email(field: &str, s: &str) -> ApiResult<()> {
+    let t = s.trim();
+    let ok = t.len() <= 320
+        && t.split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !t.chars().any(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(field, "not an email address"))
+    }
+}
+
+pub fn password(field: &str, s: &str) -> ApiResult<()> {
+    if s.is_empty() {
+        return Err(ApiError::invalid_field(field, "must not be empty"));
+    }
+    if s.len() > 1024 {
+        return Err(ApiError::invalid_field(field, "longer than 1024 bytes"));
+    }
+    Ok(())
+}
+
+pub fn device(d: &Device) -> ApiResult<()> {
+    if d.id.trim().is_empty() || d.id.len() > MAX_TEXT {
+        return Err(ApiError::invalid_field(
+            "device.id",
+            "must be 1-200 characters",
+        ));
+    }
+    if d.name.len() > MAX_TEXT {
+        return Err(ApiError::invalid_field("device.name", "longer than 200 bytes"));
+    }
+    if d.app_version.len() > MAX_TEXT {
+        return Err(ApiError::invalid_field(
+            "device.app_version",
+            "longer than 200 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Op ids are UUIDs (the client sends v7, which sort by time).
+pub fn op_id(s: &str) -> ApiResult<()> {
+    uuid::Uuid::parse_str(s)
+        .map(|_| ())
+        .map_err(|_| ApiError::invalid_field("op_id", "must be a UUID"))
+}
+
+/// An agent's group keys: each must exist in the account; duplicates are dropped.
+pub fn agent_groups(keys: &[String], known: &[Group]) -> ApiResult<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(keys.len());
+    for k in keys {
+        if !known.iter().any(|g| &g.key == k) {
+            return Err(ApiError::invalid_field(
+                "groups",
+                format!("unknown group key {k:?}"),
+            ));
+        }
+        if !out.contains(k) {
+            out.push(k.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// A whole group set for `PUT /v1/admin/groups`.
+pub fn groups(groups: Vec<Group>) -> ApiResult<Vec<Group>> {
+    let mut seen = HashSet::new();
+    for (i, g) in groups.iter().enumerate() {
+        let ok_key = !g.key.is_empty()
+            && g.key.len() <= 64
+            && !g.key.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok_key {
+            return Err(ApiError::invalid_field(
+                &format!("[{i}].key"),
+                "use 1-64 characters without spaces",
+            ));
+        }
+        name(&format!("[{i}].name"), &g.name)?;
+        if !seen.insert(g.key.as_str()) {
+            return Err(ApiError::invalid_field(
+                &format!("[{i}].key"),
+                format!("duplicate key {:?}", g.key),
+            ));
+        }
+    }
+    if groups.len() > 1000 {
+        return Err(ApiError::invalid_field("groups", "more than 1000 groups"));
+    }
+    Ok(groups)
+}
+
+/// Applies a settings patch and checks the bounds: every value positive, each ttl at least
+/// twice the active interval, active ttl at least 1000 ms, renew margin below the background
+/// ttl.
+pub fn settings(current: Settings, p: SettingsPatch) -> ApiResult<Settings> {
+    let s = Settings {
+        active_interval_ms: p.active_interval_ms.unwrap_or(current.active_interval_ms),
+        active_ttl_ms: p.active_ttl_ms.unwrap_or(current.active_ttl_ms),
+        background_ttl_ms: p.background_ttl_ms.unwrap_or(current.background_ttl_ms),
+        renew_margin_ms: p.renew_margin_ms.unwrap_or(current.renew_margin_ms),
+    };
+    check_settings(&s)?;
+    Ok(s)
+}
+
+pub fn check_settings(s: &Settings) -> ApiResult<()> {
+    const DAY: i64 = 86_400_000;
+    if s.active_interval_ms <= 0 || s.active_interval_ms > DAY {
+        return Err(ApiError::invalid_field(
+            "active_interval_ms",
+            "must be between 1 and 86400000",
+        ));
+    }
+    if s.active_ttl_ms < 1000 || s.active_ttl_ms > 7 * DAY {
+        return Err(ApiError::invalid_field(
+            "active_ttl_ms",
+            "must be between 1000 and 604800000",
+        ));
+    }
+    if s.active_ttl_ms < 2 * s.active_interval_ms {
+        return Err(ApiError::invalid_field(
+            "active_ttl_ms",
+            "must be at least twice active_interval_ms",
+        ));
+    }
+    if s.background_ttl_ms < 1000 || s.background_ttl_ms > 7 * DAY {
+        return Err(ApiError::invalid_field(
+            "background_ttl_ms",
+            "must be between 1000 and 604800000",
+        ));
+    }
+    if s.background_ttl_ms < 2 * s.active_interval_ms {
+        return Err(ApiError::invalid_field(
+            "background_ttl_ms",
+            "must be at least twice active_interval_ms",
+        ));
+    }
+    if s.renew_margin_ms < 0 || s.renew_margin_ms >= s.background_ttl_ms {
+        return Err(ApiError::invalid_field(
+            "renew_margin_ms",
+            "must be at least 0 and below background_ttl_ms",
+        ));
+    }
+    Ok(())
+}
