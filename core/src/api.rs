@@ -1,0 +1,207 @@
+//! Typed calls to the presence server, on top of a [`Transport`].
+//!
+//! Every call: runs under one deadline on tokio's clock; turns non-2xx answers into
+//! [`Error::Http`] with the protocol's `{code, detail}` and any `Retry-After`; turns a 2xx
+//! whose body does not parse into [`Error::BadResponse`]; and feeds the server clock estimate
+//! (coarse from `Date` on every answer, precise from `server_time` where the body has one).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use presence_protocol::{
+    Heartbeat, HeartbeatRequest, LoginRequest, LoginResponse, MeResponse, Millis, Mode,
+    PushRegistration, SetStatusRequest, SetStatusResponse,
+};
+use serde::de::DeserializeOwned;
+
+use crate::clock::{ClockSample, ServerClock, parse_http_date};
+use crate::error::Error;
+use crate::transport::{Method, Request, Response, Transport, TransportError, TransportErrorKind};
+
+#[derive(Clone)]
+pub(crate) struct Api {
+    transport: Arc<dyn Transport>,
+    clock: Arc<ServerClock>,
+    timeout: Duration,
+}
+
+struct Answer {
+    body: Bytes,
+    sent_at: Millis,
+    received_at: Millis,
+}
+
+impl Api {
+    pub(crate) fn new(
+        transport: Arc<dyn Transport>,
+        clock: Arc<ServerClock>,
+        timeout: Duration,
+    ) -> Api {
+        Api {
+            transport,
+            clock,
+            timeout,
+        }
+    }
+
+    /// Sends and waits for the headers; samples the clock from `Date`; maps error statuses.
+    async fn head(&self, req: Request) -> Result<(Response, Millis, Millis), Error> {
+        let sent_at = self.clock.device_now();
+        let mut resp = self.transport.send(req).await?;
+        let received_at = self.clock.device_now();
+        if let Some(date) = resp.header("date").and_then(parse_http_date) {
+            self.clock.observe(ClockSample {
+                sent_at,
+                received_at,
+                server_time: date,
+                precise: false,
+            });
+        }
+        if !(200..300).contains(&resp.status) {
+            let retry_after = resp.header("retry-after").and_then(|v| self.retry_after(v));
+            let body = resp.collect().await.unwrap_or_default();
+            return Err(Error::http(resp.status, &body, retry_after));
+        }
+        Ok((resp, sent_at, received_at))
+    }
+
+    fn retry_after(&self, v: &str) -> Option<Duration> {
+        if let Ok(secs) = v.trim().parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        let at = parse_http_date(v.trim())?;
+        Some(Duration::from_millis(
+            (at - self.clock.server_now()).max(0) as u64
+        ))
+    }
+
+    async fn call(&self, req: Request) -> Result<Answer, Error> {
+        let fut = async {
+            let (mut resp, sent_at, received_at) = self.head(req).await?;
+            let body = resp.collect().await?;
+            Ok(Answer {
+                body,
+                sent_at,
+                received_at,
+            })
+        };
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(timeout_error(self.timeout)),
+        }
+    }
+
+    /// Any call whose 2xx body the caller parses itself.
+    pub(crate) async fn get_bytes(&self, req: Request) -> Result<Bytes, Error> {
+        Ok(self.call(req).await?.body)
+    }
+
+    async fn call_json<T: DeserializeOwned>(&self, req: Request) -> Result<(T, Answer), Error> {
+        let what = req.path.clone();
+        let answer = self.call(req).await?;
+        let v = serde_json::from_slice(&answer.body)
+            .map_err(|e| Error::BadResponse(format!("{what}: {e}")))?;
+        Ok((v, answer))
+    }
+
+    fn precise(&self, a: &Answer, server_time: Millis) {
+        self.clock.observe(ClockSample {
+            sent_at: a.sent_at,
+            received_at: a.received_at,
+            server_time,
+            precise: true,
+        });
+    }
+
+    pub(crate) async fn login(&self, body: &LoginRequest) -> Result<LoginResponse, Error> {
+        let (r, a): (LoginResponse, _) = self
+            .call_json(Request::new(Method::Post, "/v1/login").json(body))
+            .await?;
+        self.precise(&a, r.server_time);
+        Ok(r)
+    }
+
+    pub(crate) async fn heartbeat(&self, token: &str, mode: Mode) -> Result<Heartbeat, Error> {
+        let (r, a): (Heartbeat, _) = self
+            .call_json(
+                Request::new(Method::Post, "/v1/session/heartbeat")
+                    .bearer(token)
+                    .json(&HeartbeatRequest { mode }),
+            )
+            .await?;
+        if r.interval_ms <= 0 || r.ttl_ms <= 0 {
+            return Err(Error::BadResponse(format!(
+                "heartbeat with interval_ms {} and ttl_ms {}",
+                r.interval_ms, r.ttl_ms
+            )));
+        }
+        self.precise(&a, r.server_time);
+        Ok(r)
+    }
+
+    pub(crate) async fn end_session(&self, token: &str) -> Result<(), Error> {
+        self.call(Request::new(Method::Delete, "/v1/session").bearer(token))
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn put_push(&self, token: &str, push: &PushRegistration) -> Result<(), Error> {
+        self.call(
+            Request::new(Method::Put, "/v1/session/push")
+                .bearer(token)
+                .json(push),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn me(&self, token: &str) -> Result<MeResponse, Error> {
+        let (r, _) = self
+            .call_json(Request::new(Method::Get, "/v1/me").bearer(token))
+            .await?;
+        Ok(r)
+    }
+
+    pub(crate) async fn set_status(
+        &self,
+        token: &str,
+        body: &SetStatusRequest,
+    ) -> Result<SetStatusResponse, Error> {
+        let (r, _) = self
+            .call_json(
+                Request::new(Method::Put, "/v1/me/status")
+                    .bearer(token)
+                    .json(body),
+            )
+            .await?;
+        Ok(r)
+    }
+
+    /// Opens an event stream: waits (under the deadline) for a 2xx with headers only.
+    pub(crate) async fn open_stream(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<Response, Error> {
+        let mut req = Request::new(Method::Get, path);
+        req.event_stream = true;
+        if let Some(t) = token {
+            req = req.bearer(t);
+        }
+        match tokio::time::timeout(self.timeout, self.head(req)).await {
+            Ok(r) => {
+                let (resp, _, _) = r?;
+                Ok(resp)
+            }
+            Err(_) => Err(timeout_error(self.timeout)),
+        }
+    }
+}
+
+fn timeout_error(after: Duration) -> Error {
+    Error::Transport(TransportError::new(
+        TransportErrorKind::Timeout,
+        format!("no answer within {} ms", after.as_millis()),
+    ))
+}

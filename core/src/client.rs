@@ -1,0 +1,370 @@
+//! [`PresenceClient`]: the handle apps, the CLI and the FFI hold.
+//!
+//! A cheap front for the engine actor: each method turns into a command and, where it has an
+//! answer, awaits it. The handle holds no state of its own besides the snapshot receiver, so
+//! it can be shared (`Arc<PresenceClient>`) and called from any task.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use presence_protocol::{AgentStatus, Device, PushPayload, PushProvider, PushRegistration};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::api::Api;
+use crate::clock::ServerClock;
+use crate::config::ClientConfig;
+use crate::engine::{Command, Engine, EngineParts};
+use crate::error::{ClientError, Error};
+use crate::snapshot::{ClientSnapshot, Lifecycle};
+use crate::store::Store;
+use crate::transport::{HttpTransport, Transport};
+
+/// Receives every new snapshot. Called on a tokio worker thread, never while the engine holds
+/// a lock; bursts may be coalesced (the latest snapshot always arrives).
+pub trait SnapshotListener: Send + Sync + 'static {
+    fn on_snapshot(&self, snapshot: ClientSnapshot);
+}
+
+impl<F: Fn(ClientSnapshot) + Send + Sync + 'static> SnapshotListener for F {
+    fn on_snapshot(&self, snapshot: ClientSnapshot) {
+        self(snapshot)
+    }
+}
+
+/// The client engine of one device. See the [crate docs](crate).
+pub struct PresenceClient {
+    commands: mpsc::UnboundedSender<Command>,
+    snapshots: watch::Receiver<ClientSnapshot>,
+    device_id: String,
+    runtime: tokio::runtime::Handle,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    actor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl PresenceClient {
+    /// Opens (creating or migrating) the store in `config.data_dir`, restores any stored
+    /// session and outbox, and starts the engine on the current tokio runtime. A restored
+    /// session heartbeats and delivers its outbox at once.
+    pub async fn open(config: ClientConfig) -> Result<PresenceClient, ClientError> {
+        let ClientConfig {
+            server_url,
+            data_dir,
+            device,
+            overrides,
+        } = config;
+        let mut store = Store::open(&data_dir)?;
+        let device_id = store.device_id()?;
+        let server_url = match server_url {
+            Some(u) => Some(u.trim_end_matches('/').to_owned()),
+            None => store.server_url()?,
+        };
+        let clock = Arc::new(ServerClock::new(overrides.clock_skew_ms));
+        let transport: Option<Arc<dyn Transport>> = match (&overrides.transport, &server_url) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(url)) => Some(Arc::new(
+                HttpTransport::new(url).map_err(|e| Error::InvalidInput(e.detail))?,
+            )),
+            (None, None) => None,
+        };
+        let api = transport.map(|t| Api::new(t, clock.clone(), overrides.request_timeout));
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (snap_tx, snap_rx) = watch::channel(ClientSnapshot::logged_out());
+        let engine = Engine::new(EngineParts {
+            store,
+            api,
+            server_url,
+            clock,
+            device: Device {
+                id: device_id.clone(),
+                platform: device.platform,
+                name: device.name,
+                app_version: device.app_version,
+            },
+            overrides,
+            snapshots: snap_tx.clone(),
+            commands: cmd_rx,
+        })?;
+        snap_tx.send_replace(engine.initial_snapshot());
+        let runtime = tokio::runtime::Handle::current();
+        let actor = runtime.spawn(engine.run());
+        Ok(PresenceClient {
+            commands: cmd_tx,
+            snapshots: snap_rx,
+            device_id,
+            runtime,
+            listener: Mutex::new(None),
+            actor: Mutex::new(Some(actor)),
+        })
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+    ) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .map_err(|_| ClientError::from(Error::Shutdown))?;
+        match rx.await {
+            Ok(r) => r.map_err(ClientError::from),
+            Err(_) => Err(Error::Shutdown.into()),
+        }
+    }
+
+    /// The id this device is known by; generated once per data dir.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// Logs in (replacing this device's previous session on the server, if any). Queued
+    /// changes of the same agent are delivered with the new session.
+    pub async fn login(
+        &self,
+        account: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<(), ClientError> {
+        let (account, email, password) =
+            (account.to_owned(), email.to_owned(), password.to_owned());
+        self.ask(|reply| Command::Login {
+            account,
+            email,
+            password,
+            reply,
+        })
+        .await
+    }
+
+    /// Logs out. Local state is cleared at once; the server is told now if it can be
+    /// reached, otherwise an `end_session` op is queued and delivered later.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.ask(|reply| Command::Logout { reply }).await
+    }
+
+    /// Sets the agent's status. Returns once the change is durably stored (it is then shown
+    /// as `current` with `pending: true`); delivery happens in the background.
+    pub async fn set_status(&self, status: AgentStatus) -> Result<(), ClientError> {
+        self.ask(|reply| Command::SetStatus { status, reply }).await
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> ClientSnapshot {
+        self.snapshots.borrow().clone()
+    }
+
+    /// A receiver that sees every new snapshot (intermediate ones may be skipped).
+    pub fn subscribe(&self) -> watch::Receiver<ClientSnapshot> {
+        self.snapshots.clone()
+    }
+
+    /// Waits until a snapshot satisfies `pred` (checking the current one first), for at most
+    /// `timeout`. Returns that snapshot, or `None` on timeout or shutdown.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ClientSnapshot) -> bool,
+    ) -> Option<ClientSnapshot> {
+        let mut rx = self.subscribe();
+        let fut = async {
+            loop {
+                {
+                    let s = rx.borrow_and_update();
+                    if pred(&s) {
+                        return Some(s.clone());
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut).await.ok().flatten()
+    }
+
+    /// The host app moved to the foreground or background.
+    pub async fn set_lifecycle(&self, lifecycle: Lifecycle) {
+        let _ = self.commands.send(Command::SetLifecycle { lifecycle });
+    }
+
+    /// The OS's network hint. While unavailable nothing is attempted; when it comes back,
+    /// everything is retried at once.
+    pub async fn set_network_available(&self, available: bool) {
+        let _ = self.commands.send(Command::SetNetwork { available });
+    }
+
+    /// Handles a push payload (the JSON the push provider delivered). A `renew` push is
+    /// answered with one background heartbeat before this returns. A payload that is not a
+    /// known v1 push is an [`InvalidInput`](ClientError::InvalidInput) error and changes
+    /// nothing.
+    pub async fn handle_push(&self, payload: &str) -> Result<(), ClientError> {
+        let payload = parse_push(payload)?;
+        self.ask(|reply| Command::Push { payload, reply }).await
+    }
+
+    /// For a background task (iOS BGAppRefreshTask, Android WorkManager): one heartbeat and
+    /// an attempt to deliver the outbox, within `deadline`. Ok when the heartbeat went
+    /// through and nothing is left pending.
+    pub async fn background_refresh(&self, deadline: Duration) -> Result<(), ClientError> {
+        let work = async {
+            self.ask(|reply| Command::BackgroundRefresh { reply })
+                .await?;
+            let drained = self
+                .wait_for(deadline, |s| s.outbox.pending == 0)
+                .await
+                .is_some();
+            Ok::<bool, ClientError>(drained)
+        };
+        match tokio::time::timeout(deadline, work).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) | Err(_) => Err(ClientError::Network {
+                detail: format!(
+                    "background refresh deadline of {} ms reached with {} change(s) pending",
+                    deadline.as_millis(),
+                    self.snapshot().outbox.pending
+                ),
+            }),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// Registers (or replaces) this device's push token. Stored durably and sent with the
+    /// session; used again at every later login.
+    pub async fn register_push(
+        &self,
+        provider: PushProvider,
+        token: &str,
+    ) -> Result<(), ClientError> {
+        if token.is_empty() {
+            return Err(ClientError::InvalidInput {
+                detail: "push token is empty".into(),
+            });
+        }
+        let push = PushRegistration {
+            provider,
+            token: token.to_owned(),
+        };
+        self.ask(|reply| Command::RegisterPush { push, reply })
+            .await
+    }
+
+    /// Fetches `/v1/me` now (status, chat box, agent).
+    pub async fn refresh(&self) -> Result<(), ClientError> {
+        self.ask(|reply| Command::Refresh { reply }).await
+    }
+
+    /// Puts a wedged op back in the queue.
+    pub async fn retry_wedged(&self, op_id: &str) -> Result<(), ClientError> {
+        let op_id = op_id.to_owned();
+        self.ask(|reply| Command::RetryWedged { op_id, reply })
+            .await
+    }
+
+    /// Deletes a wedged op.
+    pub async fn discard_wedged(&self, op_id: &str) -> Result<(), ClientError> {
+        let op_id = op_id.to_owned();
+        self.ask(|reply| Command::DiscardWedged { op_id, reply })
+            .await
+    }
+
+    /// Calls `listener` with the current snapshot and then every new one, from a task of its
+    /// own, so a slow listener never stalls the engine. `None` removes the listener.
+    pub fn set_listener(&self, listener: Option<Arc<dyn SnapshotListener>>) {
+        let mut slot = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.take() {
+            old.abort();
+        }
+        let Some(listener) = listener else { return };
+        let mut rx = self.snapshots.clone();
+        *slot = Some(self.runtime.spawn(async move {
+            loop {
+                // Clone out of the channel first: the listener runs with no lock held.
+                let snap = rx.borrow_and_update().clone();
+                listener.on_snapshot(snap);
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    /// Stops the engine: in-flight requests are abandoned (their ops stay stored and are sent
+    /// after the next `open`). Later calls fail with `Internal`. Idempotent.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { reply: tx }).is_ok() {
+            let _ = rx.await;
+        }
+        let actor = self.actor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(actor) = actor {
+            let _ = actor.await;
+        }
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(l) = listener {
+            l.abort();
+        }
+    }
+}
+
+impl Drop for PresenceClient {
+    fn drop(&mut self) {
+        // The actor stops by itself when the command channel closes; the listener task
+        // follows when the snapshot channel does. Abort the listener now so it cannot outlive
+        // the handle by a scheduling round.
+        if let Some(l) = self
+            .listener
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            l.abort();
+        }
+    }
+}
+
+/// Parses a push payload strictly: JSON, `v` = 1, a known `type` with its fields.
+pub(crate) fn parse_push(payload: &str) -> Result<PushPayload, Error> {
+    let value: serde_json::Value = serde_json::from_str(payload)
+        .map_err(|e| Error::InvalidInput(format!("push payload is not JSON: {e}")))?;
+    match value.get("v").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(PushPayload::VERSION) => {}
+        Some(v) => {
+            return Err(Error::InvalidInput(format!(
+                "unsupported push payload version {v}"
+            )));
+        }
+        None => {
+            return Err(Error::InvalidInput(
+                "push payload has no version `v`".into(),
+            ));
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| Error::InvalidInput(format!("unknown or malformed push payload: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_payloads_are_parsed_strictly() {
+        assert!(parse_push(r#"{"v":1,"type":"renew","session_id":"s","lease_until":5}"#).is_ok());
+        for bad in [
+            "not json",
+            "{}",
+            r#"{"v":2,"type":"renew","session_id":"s","lease_until":5}"#,
+            r#"{"v":1,"type":"dance","session_id":"s"}"#,
+            r#"{"v":1,"type":"renew","session_id":"s"}"#,
+            r#"{"v":1,"type":"status","session_id":"s","status":{"status":"asleep"}}"#,
+        ] {
+            match parse_push(bad) {
+                Err(Error::InvalidInput(_)) => {}
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}

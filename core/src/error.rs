@@ -1,0 +1,253 @@
+//! Two error layers, as in application-services: a rich internal [`Error`] that keeps the
+//! source (HTTP status and code, SQLite error, transport failure) for classification and logs,
+//! and the small public [`ClientError`] that crosses the FFI. The mapping lives in one place,
+//! `impl From<Error> for ClientError`.
+
+use std::time::Duration;
+
+use presence_protocol::ErrorBody;
+
+use crate::transport::TransportError;
+
+/// The public error. Each variant maps one to one onto the FFI's `PresenceError`; each carries
+/// a human `detail` (never a field called `message`: it breaks the Kotlin bindings).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached or did not answer in time. Retrying later may work.
+    #[error("network error: {detail}")]
+    Network { detail: String },
+    /// Wrong credentials, or not logged in.
+    #[error("unauthorized: {detail}")]
+    Unauthorized { detail: String },
+    /// The session ended (logout elsewhere, expiry, replaced, removed): log in again.
+    #[error("session expired: {detail}")]
+    SessionExpired { detail: String },
+    /// The caller passed something unusable: a malformed push payload, an unknown op id, a
+    /// value the server rejected (422).
+    #[error("invalid input: {detail}")]
+    InvalidInput { detail: String },
+    /// The local database failed (disk full, corrupt, newer schema).
+    #[error("storage error: {detail}")]
+    Storage { detail: String },
+    /// The server failed (5xx), refused (other 4xx), rate-limited, or answered nonsense.
+    #[error("server error: {detail}")]
+    Server { detail: String },
+    /// A bug or a closed client.
+    #[error("internal error: {detail}")]
+    Internal { detail: String },
+}
+
+impl ClientError {
+    /// A stable snake_case name of the variant, for logs and the CLI.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::Network { .. } => "network",
+            ClientError::Unauthorized { .. } => "unauthorized",
+            ClientError::SessionExpired { .. } => "session_expired",
+            ClientError::InvalidInput { .. } => "invalid_input",
+            ClientError::Storage { .. } => "storage",
+            ClientError::Server { .. } => "server",
+            ClientError::Internal { .. } => "internal",
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            ClientError::Network { detail }
+            | ClientError::Unauthorized { detail }
+            | ClientError::SessionExpired { detail }
+            | ClientError::InvalidInput { detail }
+            | ClientError::Storage { detail }
+            | ClientError::Server { detail }
+            | ClientError::Internal { detail } => detail,
+        }
+    }
+}
+
+/// The internal error: keeps enough to classify (see [`ErrorClass`]) and to log.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A non-2xx answer with the protocol's error body (or a synthesized one).
+    #[error("HTTP {status} {code}: {detail}")]
+    Http {
+        status: u16,
+        code: String,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// A 2xx answer whose body is not what the protocol promises.
+    #[error("bad response from server: {0}")]
+    BadResponse(String),
+    #[error("database: {0}")]
+    Storage(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    StorageOther(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("not logged in")]
+    NotLoggedIn,
+    #[error("no server URL configured: pass one or log in with one first")]
+    NoServer,
+    #[error("the client is shut down")]
+    Shutdown,
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// How the outbox and the other loops react to a failure (see the [`outbox`](crate::outbox)
+/// essay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorClass {
+    /// Network failure, timeout, 5xx, 429, garbled success: keep and retry later.
+    Transient { retry_after: Option<Duration> },
+    /// 401: the session is gone; retrying with the same token cannot help.
+    Unauthorized,
+    /// Any other 4xx: the server refuses this request as it stands.
+    Permanent,
+    /// Not a server answer at all (local bug, storage).
+    Local,
+}
+
+impl Error {
+    pub(crate) fn http(status: u16, body: &[u8], retry_after: Option<Duration>) -> Error {
+        let (code, detail) = match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(b) => (b.error.code, b.error.detail),
+            Err(_) => (
+                format!("http_{status}"),
+                String::from_utf8_lossy(body).chars().take(200).collect(),
+            ),
+        };
+        Error::Http {
+            status,
+            code,
+            detail,
+            retry_after,
+        }
+    }
+
+    pub(crate) fn class(&self) -> ErrorClass {
+        match self {
+            Error::Transport(_) | Error::BadResponse(_) => {
+                ErrorClass::Transient { retry_after: None }
+            }
+            Error::Http {
+                status,
+                retry_after,
+                ..
+            } => match *status {
+                401 => ErrorClass::Unauthorized,
+                429 => ErrorClass::Transient {
+                    retry_after: *retry_after,
+                },
+                // 408 is the server giving up on a slow request: the network's fault.
+                408 => ErrorClass::Transient {
+                    retry_after: *retry_after,
+                },
+                400..=499 => ErrorClass::Permanent,
+                _ => ErrorClass::Transient {
+                    retry_after: *retry_after,
+                },
+            },
+            _ => ErrorClass::Local,
+        }
+    }
+
+    /// The `{code, detail}` pair shown in the snapshot's `last_error` and a wedged op.
+    pub(crate) fn code_and_detail(&self) -> (String, String) {
+        match self {
+            Error::Http { code, detail, .. } => (code.clone(), detail.clone()),
+            Error::Transport(t) => (t.kind.code().to_owned(), t.detail.clone()),
+            Error::BadResponse(d) => ("bad_response".to_owned(), d.clone()),
+            Error::Storage(e) => ("storage".to_owned(), e.to_string()),
+            Error::StorageOther(d) => ("storage".to_owned(), d.clone()),
+            Error::InvalidInput(d) => ("invalid_input".to_owned(), d.clone()),
+            Error::NotLoggedIn => ("not_logged_in".to_owned(), self.to_string()),
+            Error::NoServer => ("no_server".to_owned(), self.to_string()),
+            Error::Shutdown => ("shutdown".to_owned(), self.to_string()),
+            Error::Internal(d) => ("internal".to_owned(), d.clone()),
+        }
+    }
+}
+
+impl From<Error> for ClientError {
+    fn from(e: Error) -> Self {
+        let detail = e.to_string();
+        match e {
+            Error::Transport(_) => ClientError::Network { detail },
+            Error::Http { status, code, .. } => match (status, code.as_str()) {
+                (401, "session_expired") => ClientError::SessionExpired { detail },
+                (401, _) => ClientError::Unauthorized { detail },
+                (422 | 400 | 404 | 409 | 413 | 415, _) => ClientError::InvalidInput { detail },
+                _ => ClientError::Server { detail },
+            },
+            Error::BadResponse(_) => ClientError::Server { detail },
+            Error::Storage(_) | Error::StorageOther(_) => ClientError::Storage { detail },
+            Error::InvalidInput(_) | Error::NoServer => ClientError::InvalidInput { detail },
+            Error::NotLoggedIn => ClientError::Unauthorized { detail },
+            Error::Shutdown | Error::Internal(_) => ClientError::Internal { detail },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::TransportErrorKind;
+
+    #[test]
+    fn status_codes_classify_like_the_send_queue() {
+        let h = |s: u16| Error::http(s, br#"{"error":{"code":"x","detail":"y"}}"#, None);
+        assert_eq!(h(500).class(), ErrorClass::Transient { retry_after: None });
+        assert_eq!(h(503).class(), ErrorClass::Transient { retry_after: None });
+        assert_eq!(h(401).class(), ErrorClass::Unauthorized);
+        assert_eq!(h(422).class(), ErrorClass::Permanent);
+        assert_eq!(h(404).class(), ErrorClass::Permanent);
+        let ra = Some(Duration::from_secs(7));
+        assert_eq!(
+            Error::http(429, b"", ra).class(),
+            ErrorClass::Transient { retry_after: ra }
+        );
+        let t = Error::Transport(TransportError::new(TransportErrorKind::Connect, "refused"));
+        assert_eq!(t.class(), ErrorClass::Transient { retry_after: None });
+    }
+
+    #[test]
+    fn public_errors_keep_the_server_code_in_their_detail() {
+        let e = Error::http(
+            422,
+            br#"{"error":{"code":"invalid_field","detail":"status"}}"#,
+            None,
+        );
+        let c = ClientError::from(e);
+        assert_eq!(c.kind(), "invalid_input");
+        assert!(c.detail().contains("invalid_field"), "{c}");
+        let e = Error::http(
+            401,
+            br#"{"error":{"code":"session_expired","detail":"ended"}}"#,
+            None,
+        );
+        assert!(matches!(
+            ClientError::from(e),
+            ClientError::SessionExpired { .. }
+        ));
+        let e = Error::http(
+            401,
+            br#"{"error":{"code":"invalid_credentials","detail":"no"}}"#,
+            None,
+        );
+        assert!(matches!(
+            ClientError::from(e),
+            ClientError::Unauthorized { .. }
+        ));
+    }
+
+    #[test]
+    fn a_non_json_error_body_still_gives_a_code() {
+        let e = Error::http(502, b"<html>bad gateway</html>", None);
+        let (code, detail) = e.code_and_detail();
+        assert_eq!(code, "http_502");
+        assert!(detail.contains("bad gateway"));
+    }
+}
