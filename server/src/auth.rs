@@ -5,8 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use parking_lot::Mutex;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -57,7 +57,10 @@ pub fn new_id(prefix: &str) -> String {
 pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
     let ha = Sha256::digest(a);
     let hb = Sha256::digest(b);
-    ha.iter().zip(hb.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    ha.iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Counts failed logins and refuses further attempts while a window is full.
@@ -83,7 +86,11 @@ fn prune(q: &mut VecDeque<Instant>, window: Duration, now: Instant) {
 
 fn wait_secs(q: &VecDeque<Instant>, window: Duration, now: Instant) -> u64 {
     q.front()
-        .map(|t| (window.saturating_sub(now.duration_since(*t))).as_secs_f64().ceil() as u64)
+        .map(|t| {
+            (window.saturating_sub(now.duration_since(*t)))
+                .as_secs_f64()
+                .ceil() as u64
+        })
         .unwrap_or(1)
         .max(1)
 }

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use presence_protocol::{
     AdminAccountResponse, Agent, ChatboxView, CreateAccountRequest, CreateAccountResponse,
     EndReason, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode, NewAgentRequest,
-    OpeningHours, PatchAgentRequest, PushRegistration, Role, SetStatusRequest,
-    SetStatusResponse, Settings, SettingsPatch, SnapshotEvent,
+    OpeningHours, PatchAgentRequest, PushRegistration, Role, SetStatusRequest, SetStatusResponse,
+    Settings, SettingsPatch, SnapshotEvent,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -98,18 +98,24 @@ pub trait Backend: Send + Sync + 'static {
     async fn logout(&self, p: &Principal) -> ApiResult<()>;
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> ApiResult<()>;
     async fn me(&self, p: &Principal) -> ApiResult<MeResponse>;
-    async fn set_status(&self, p: &Principal, req: SetStatusRequest)
-    -> ApiResult<SetStatusResponse>;
+    async fn set_status(
+        &self,
+        p: &Principal,
+        req: SetStatusRequest,
+    ) -> ApiResult<SetStatusResponse>;
     async fn open_device_stream(&self, p: &Principal) -> ApiResult<DeviceStream>;
 
     async fn admin_account(&self, p: &Principal) -> ApiResult<AdminAccountResponse>;
     async fn create_agent(&self, p: &Principal, req: NewAgentRequest) -> ApiResult<Agent>;
-    async fn patch_agent(&self, p: &Principal, id: &str, req: PatchAgentRequest)
-    -> ApiResult<Agent>;
+    async fn patch_agent(
+        &self,
+        p: &Principal,
+        id: &str,
+        req: PatchAgentRequest,
+    ) -> ApiResult<Agent>;
     async fn delete_agent(&self, p: &Principal, id: &str) -> ApiResult<()>;
     async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> ApiResult<Vec<Group>>;
-    async fn put_opening_hours(&self, p: &Principal, oh: OpeningHours)
-    -> ApiResult<OpeningHours>;
+    async fn put_opening_hours(&self, p: &Principal, oh: OpeningHours) -> ApiResult<OpeningHours>;
     async fn put_settings(&self, p: &Principal, patch: SettingsPatch) -> ApiResult<Settings>;
 
     async fn widget_view(&self, widget_key: &str) -> ApiResult<Arc<ViewFrame>>;

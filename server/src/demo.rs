@@ -4,9 +4,7 @@
 //! in no group, so it counts for every group), then prints their credentials and the widget
 //! URLs. Running it again prints the same credentials.
 
-use presence_protocol::{
-    CreateAccountRequest, Group, NewAgentRequest, NewOwner, Role, Settings,
-};
+use presence_protocol::{CreateAccountRequest, Group, NewAgentRequest, NewOwner, Role, Settings};
 
 use crate::backend::Backend;
 use crate::embedded::Embedded;
@@ -16,9 +14,27 @@ pub const SLUG: &str = "demo";
 
 /// (name, email, password, groups, role)
 pub const AGENTS: &[(&str, &str, &str, &[&str], Role)] = &[
-    ("Alice Owner", "alice@demo.test", "alice-demo-pass", &["sales"], Role::Owner),
-    ("Bob Support", "bob@demo.test", "bob-demo-pass", &["support"], Role::Agent),
-    ("Carol Anywhere", "carol@demo.test", "carol-demo-pass", &[], Role::Agent),
+    (
+        "Alice Owner",
+        "alice@demo.test",
+        "alice-demo-pass",
+        &["sales"],
+        Role::Owner,
+    ),
+    (
+        "Bob Support",
+        "bob@demo.test",
+        "bob-demo-pass",
+        &["support"],
+        Role::Agent,
+    ),
+    (
+        "Carol Anywhere",
+        "carol@demo.test",
+        "carol-demo-pass",
+        &[],
+        Role::Agent,
+    ),
 ];
 
 /// Returns the demo account's widget key.

@@ -29,12 +29,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use presence_protocol::{
-    AccountInfo, AdminAccountResponse, Agent, AgentAvailability, AgentStatus,
-    CreateAccountRequest, CreateAccountResponse, Device, EndReason, Group, Heartbeat,
-    LoginRequest, LoginResponse, MeResponse, Mode, NewAgentRequest, OpeningHours,
-    PatchAgentRequest, PushBody, PushPayload, PushRegistration, Role, SessionEndedEvent,
-    SessionInfo, SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, SnapshotEvent,
-    StatusView, WeeklySchedule, event, resolve,
+    AccountInfo, AdminAccountResponse, Agent, AgentAvailability, AgentStatus, CreateAccountRequest,
+    CreateAccountResponse, Device, EndReason, Group, Heartbeat, LoginRequest, LoginResponse,
+    MeResponse, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest, PushBody, PushPayload,
+    PushRegistration, Role, SessionEndedEvent, SessionInfo, SetStatusRequest, SetStatusResponse,
+    Settings, SettingsPatch, SnapshotEvent, StatusView, WeeklySchedule, event, resolve,
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -43,7 +42,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use crate::auth::{self, TokenHash};
 use crate::backend::{
     AgentEvent, Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream,
-    sse_frame, snapshot_frame,
+    snapshot_frame, sse_frame,
 };
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
@@ -286,8 +285,8 @@ impl State {
             .accounts
             .get(&s.account_id)
             .map_or(0, |a| a.settings.renew_margin_ms);
-        let want_renew = (s.mode == Mode::Background && s.push.is_some())
-            .then(|| s.lease_until - renew_margin);
+        let want_renew =
+            (s.mode == Mode::Background && s.push.is_some()).then(|| s.lease_until - renew_margin);
         if want_renew != s.renew_at {
             s.renew_at = want_renew;
             if let Some(at) = want_renew {
@@ -728,7 +727,10 @@ fn sweep_once(inner: &Inner) -> Option<i64> {
         if let Err(e) = inner.store.end_sessions(&ended, now) {
             tracing::error!(error = %e, "could not record expired sessions");
         }
-        inner.metrics.expiries.fetch_add(ended.len() as u64, Relaxed);
+        inner
+            .metrics
+            .expiries
+            .fetch_add(ended.len() as u64, Relaxed);
     }
     for acc in touched {
         st.recompute(&acc, now, &inner.metrics, &mut fx);
@@ -870,7 +872,12 @@ impl Backend for Embedded {
                     )
                 })
         };
-        let bad = || ApiError::new(presence_protocol::ErrorCode::InvalidCredentials, "wrong account, email or password");
+        let bad = || {
+            ApiError::new(
+                presence_protocol::ErrorCode::InvalidCredentials,
+                "wrong account, email or password",
+            )
+        };
         let Some((agent_id, hash, cached)) = found else {
             let dummy = self.inner.dummy_hash.clone();
             let pw = req.password.clone();
@@ -1094,10 +1101,7 @@ impl Backend for Embedded {
             if let Some(prev) = self.inner.store.status_op(&p.agent_id, &req.op_id)? {
                 return serde_json::from_str(&prev).map_err(ApiError::internal);
             }
-            let device_id = st
-                .sessions
-                .get(&p.session_id)
-                .map(|s| s.device.id.clone());
+            let device_id = st.sessions.get(&p.session_id).map(|s| s.device.id.clone());
             let agent = st
                 .agents
                 .get_mut(&p.agent_id)
@@ -1132,7 +1136,9 @@ impl Backend for Embedded {
             if applied {
                 agent.status = resp.status.clone();
                 agent.status_op_id = req.op_id.clone();
-                let _ = agent.tx.send(AgentEvent::Status(status_frame(&resp.status)));
+                let _ = agent
+                    .tx
+                    .send(AgentEvent::Status(status_frame(&resp.status)));
                 let others: Vec<Arc<str>> = agent
                     .sessions
                     .iter()
@@ -1221,7 +1227,10 @@ impl Backend for Embedded {
         let groups = {
             let st = self.inner.state.lock();
             let acc = st.account(&p.account_id)?;
-            if st.emails.contains_key(&(p.account_id.clone(), email_key.clone())) {
+            if st
+                .emails
+                .contains_key(&(p.account_id.clone(), email_key.clone()))
+            {
                 return Err(ApiError::conflict("an agent with this email exists"));
             }
             validate::agent_groups(&req.groups, &acc.groups)?
@@ -1241,7 +1250,10 @@ impl Backend for Embedded {
         let mut fx = Effects::default();
         let agent = {
             let mut st = self.inner.state.lock();
-            if st.emails.contains_key(&(p.account_id.clone(), email_key.clone())) {
+            if st
+                .emails
+                .contains_key(&(p.account_id.clone(), email_key.clone()))
+            {
                 return Err(ApiError::conflict("an agent with this email exists"));
             }
             st.account(&p.account_id)?;
@@ -1262,7 +1274,8 @@ impl Backend for Embedded {
             };
             let agent = state.to_agent();
             st.agents.insert(id.clone(), state);
-            st.emails.insert((p.account_id.clone(), email_key), id.clone());
+            st.emails
+                .insert((p.account_id.clone(), email_key), id.clone());
             if let Some(acc) = st.accounts.get_mut(&p.account_id) {
                 acc.agents.push(id);
             }
@@ -1398,11 +1411,7 @@ impl Backend for Embedded {
         Ok(groups)
     }
 
-    async fn put_opening_hours(
-        &self,
-        p: &Principal,
-        oh: OpeningHours,
-    ) -> ApiResult<OpeningHours> {
+    async fn put_opening_hours(&self, p: &Principal, oh: OpeningHours) -> ApiResult<OpeningHours> {
         let schedule = WeeklySchedule::from_opening_hours(&oh)
             .map_err(|e| ApiError::invalid_field(&e.field, &e.detail))?;
         let mut fx = Effects::default();

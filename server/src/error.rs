@@ -56,7 +56,10 @@ impl ApiError {
     }
 
     pub fn session_expired() -> Self {
-        Self::new(ErrorCode::SessionExpired, "this session has ended; log in again")
+        Self::new(
+            ErrorCode::SessionExpired,
+            "this session has ended; log in again",
+        )
     }
 
     pub fn rate_limited(retry_after_secs: u64) -> Self {

@@ -125,23 +125,25 @@ impl Server {
 /// Opens the data dir, restores state, binds, and serves in a background task.
 pub async fn start(config: Config) -> Result<Server, StartError> {
     validate::check_settings(&config.defaults).map_err(|e| StartError::Settings(e.detail))?;
-    let store =
-        store::Store::open_dir(&config.data_dir).map_err(|source| StartError::Store {
-            dir: config.data_dir.clone(),
-            source,
-        })?;
+    let store = store::Store::open_dir(&config.data_dir).map_err(|source| StartError::Store {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
     let metrics = Arc::new(Metrics::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let pusher = Pusher::new(
-        vec![Arc::new(WebhookSender::new(config.push_webhook_allow.clone()))],
+        vec![Arc::new(WebhookSender::new(
+            config.push_webhook_allow.clone(),
+        ))],
         metrics.clone(),
     );
-    let backend = Embedded::open(store, pusher, metrics.clone(), shutdown_rx.clone()).map_err(
-        |source| StartError::Store {
-            dir: config.data_dir.clone(),
-            source,
-        },
-    )?;
+    let backend =
+        Embedded::open(store, pusher, metrics.clone(), shutdown_rx.clone()).map_err(|source| {
+            StartError::Store {
+                dir: config.data_dir.clone(),
+                source,
+            }
+        })?;
     let state = http::AppState {
         backend: Arc::new(backend.clone()),
         limiter: Arc::new(LoginLimiter::new()),

@@ -30,9 +30,16 @@ impl Metrics {
     pub fn render(&self, g: Gauges) -> String {
         let mut out = String::with_capacity(2048);
         let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
-        counter("presence_logins_total", "Successful logins.", self.logins.load(Relaxed));
+        counter(
+            "presence_logins_total",
+            "Successful logins.",
+            self.logins.load(Relaxed),
+        );
         counter(
             "presence_login_failures_total",
             "Failed login attempts.",
@@ -53,7 +60,11 @@ impl Metrics {
             "Sessions ended because their lease expired.",
             self.expiries.load(Relaxed),
         );
-        counter("presence_logouts_total", "Sessions ended by logout.", self.logouts.load(Relaxed));
+        counter(
+            "presence_logouts_total",
+            "Sessions ended by logout.",
+            self.logouts.load(Relaxed),
+        );
         counter(
             "presence_push_sends_total",
             "Pushes delivered to a provider.",
@@ -72,7 +83,11 @@ impl Metrics {
         let mut gauge = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        gauge("presence_sessions", "Live device sessions.", g.live_sessions);
+        gauge(
+            "presence_sessions",
+            "Live device sessions.",
+            g.live_sessions,
+        );
         gauge(
             "presence_sse_subscribers",
             "Open event streams (device and widget).",

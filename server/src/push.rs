@@ -141,7 +141,10 @@ impl Pusher {
         use std::sync::atomic::Ordering::Relaxed;
         let Some(sender) = self.senders.get(&reg.provider).cloned() else {
             self.metrics.push_failures.fetch_add(1, Relaxed);
-            tracing::debug!(provider = reg.provider.as_str(), "push provider not configured");
+            tracing::debug!(
+                provider = reg.provider.as_str(),
+                "push provider not configured"
+            );
             return;
         };
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {

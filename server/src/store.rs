@@ -322,7 +322,12 @@ impl Store {
     pub fn update_agent_profile(&self, agent: &AgentRow) -> StoreResult<()> {
         self.conn.lock().execute(
             "UPDATE agents SET name = ?2, role = ?3, groups_json = ?4 WHERE id = ?1",
-            params![agent.id, agent.name, agent.role.as_str(), json(&agent.groups)],
+            params![
+                agent.id,
+                agent.name,
+                agent.role.as_str(),
+                json(&agent.groups)
+            ],
         )?;
         Ok(())
     }

@@ -70,7 +70,10 @@ pub fn device(d: &Device) -> ApiResult<()> {
         ));
     }
     if d.name.len() > MAX_TEXT {
-        return Err(ApiError::invalid_field("device.name", "longer than 200 bytes"));
+        return Err(ApiError::invalid_field(
+            "device.name",
+            "longer than 200 bytes",
+        ));
     }
     if d.app_version.len() > MAX_TEXT {
         return Err(ApiError::invalid_field(

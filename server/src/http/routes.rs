@@ -10,7 +10,7 @@ use presence_protocol::{
 };
 
 use super::AppState;
-use super::extract::{Admin, Auth, ClientIp, JsonBody, OptionalJsonBody, Operator};
+use super::extract::{Admin, Auth, ClientIp, JsonBody, Operator, OptionalJsonBody};
 use super::sse;
 use crate::error::{ApiError, ApiResult};
 

@@ -1,0 +1,188 @@
+//! The real binary, killed with SIGKILL and restarted on the same data dir: every
+//! acknowledged status change and every live session survives, and restored sessions get a
+//! grace lease so the chat box does not flap offline.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary and waits for its `listening on http://ADDR` line.
+fn spawn(dir: &std::path::Path, listen: &str) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presence-server"))
+        .args(["--listen", listen, "--admin-token", "t0ken", "--data-dir"])
+        .arg(dir)
+        .env("PRESENCE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn presence-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    Proc { child, url }
+}
+
+async fn call(c: &reqwest::Client, m: reqwest::Method, url: String, tok: &str, b: Value) -> Value {
+    let r = c
+        .request(m, url)
+        .bearer_auth(tok)
+        .json(&b)
+        .send()
+        .await
+        .expect("request");
+    assert!(r.status().is_success(), "status {}", r.status());
+    r.json().await.unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn sigkill_loses_no_acknowledged_status_or_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let first = spawn(dir.path(), "127.0.0.1:0");
+    let url = first.url.clone();
+    let listen = url.trim_start_matches("http://").to_owned();
+    let created = call(
+        &c,
+        reqwest::Method::POST,
+        format!("{url}/v1/accounts"),
+        "t0ken",
+        json!({"name": "Acme", "slug": "acme",
+               "owner": {"name": "O", "email": "o@acme.test", "password": "pw"}}),
+    )
+    .await;
+    let widget_key = created["account"]["widget_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let login = c
+        .post(format!("{url}/v1/login"))
+        .json(
+            &json!({"account": "acme", "email": "o@acme.test", "password": "pw",
+                      "device": {"id": "d1", "platform": "cli", "name": "n", "app_version": "1"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_owned();
+    // A burst of acknowledged changes, the last one "busy".
+    let mut last = Value::Null;
+    for (i, s) in ["online", "offline", "online", "busy"].iter().enumerate() {
+        last = call(
+            &c,
+            reqwest::Method::PUT,
+            format!("{url}/v1/me/status"),
+            &token,
+            json!({"status": s, "op_id": format!("0190b6a0-0000-7000-8000-00000000000{i}")}),
+        )
+        .await;
+        assert_eq!(last["applied"], true);
+    }
+    let mut first = first;
+    first.child.kill().expect("SIGKILL"); // std's kill() is SIGKILL on unix
+    first.child.wait().unwrap();
+
+    let second = spawn(dir.path(), &listen);
+    // Pooled connections died with the first process.
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let me = call(
+        &c,
+        reqwest::Method::GET,
+        format!("{}/v1/me", second.url),
+        &token,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(me["status"], last["status"], "acknowledged status survives");
+    assert_eq!(me["status"]["version"], 4);
+    assert_eq!(
+        me["sessions"].as_array().unwrap().len(),
+        1,
+        "session survives"
+    );
+    // Grace lease: the agent still counts, so the chat box did not flap offline.
+    let w: Value = c
+        .get(format!("{}/v1/widget/{widget_key}/status", second.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(w["status"], "busy");
+    assert_eq!(w["reason"], "agents_busy");
+    // The op id is still known: replaying the last op returns the first answer.
+    let replay = call(
+        &c,
+        reqwest::Method::PUT,
+        format!("{}/v1/me/status", second.url),
+        &token,
+        json!({"status": "busy", "op_id": "0190b6a0-0000-7000-8000-000000000003"}),
+    )
+    .await;
+    assert_eq!(replay, last);
+    let hb = call(
+        &c,
+        reqwest::Method::POST,
+        format!("{}/v1/session/heartbeat", second.url),
+        &token,
+        json!({}),
+    )
+    .await;
+    assert!(hb["lease_until"].as_i64().unwrap() > hb["server_time"].as_i64().unwrap());
+}
+
+#[test]
+fn bad_flag_is_one_clear_error_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_presence-server"))
+        .args(["--listen", "not-an-address"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--listen"), "{err}");
+}
+
+#[test]
+fn flags_are_also_read_from_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_presence-server"))
+        .env("PRESENCE_ACTIVE_TTL_MS", "10")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a ttl of 10 ms is refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("active_ttl_ms"), "{err}");
+}
