@@ -355,18 +355,20 @@ impl Engine {
             } => self.login(account, email, password, reply),
             Command::Logout { reply } => self.logout(reply),
             Command::SetStatus { status, reply } => {
-                let _ = reply.send(self.set_status(status));
+                let r = self.set_status(status);
+                self.respond(reply, r);
             }
             Command::SetLifecycle { lifecycle } => self.set_lifecycle(lifecycle),
             Command::SetNetwork { available } => self.set_network(available),
             Command::Push { payload, reply } => self.push(payload, reply),
             Command::BackgroundRefresh { reply } => {
                 if !self.session_active() {
-                    let _ = reply.send(Err(self.not_active_error()));
+                    let e = self.not_active_error();
+                    self.respond(reply, Err(e));
                     return;
                 }
                 if let Err(e) = self.network_ready() {
-                    let _ = reply.send(Err(e));
+                    self.respond(reply, Err(e));
                     return;
                 }
                 self.hb_forced = Some(self.lifecycle.mode());
@@ -375,25 +377,29 @@ impl Engine {
                 self.op_retry_at = None;
             }
             Command::RegisterPush { push, reply } => {
-                let _ = reply.send(self.register_push(push));
+                let r = self.register_push(push);
+                self.respond(reply, r);
             }
             Command::Refresh { reply } => {
                 if !self.session_active() {
-                    let _ = reply.send(Err(self.not_active_error()));
+                    let e = self.not_active_error();
+                    self.respond(reply, Err(e));
                     return;
                 }
                 if let Err(e) = self.network_ready() {
-                    let _ = reply.send(Err(e));
+                    self.respond(reply, Err(e));
                     return;
                 }
                 self.me_wanted = true;
                 self.me_waiters.push(reply);
             }
             Command::RetryWedged { op_id, reply } => {
-                let _ = reply.send(self.retry_wedged(&op_id));
+                let r = self.retry_wedged(&op_id);
+                self.respond(reply, r);
             }
             Command::DiscardWedged { op_id, reply } => {
-                let _ = reply.send(self.discard_wedged(&op_id));
+                let r = self.discard_wedged(&op_id);
+                self.respond(reply, r);
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
@@ -401,17 +407,17 @@ impl Engine {
 
     fn login(&mut self, account: String, email: String, password: String, reply: Reply<()>) {
         let Some(api) = self.api.clone() else {
-            let _ = reply.send(Err(Error::NoServer));
+            self.respond(reply, Err(Error::NoServer));
             return;
         };
         if let Err(e) = self.network_ready() {
-            let _ = reply.send(Err(e));
+            self.respond(reply, Err(e));
             return;
         }
         let push = match self.store.push() {
             Ok(p) => p,
             Err(e) => {
-                let _ = reply.send(Err(e));
+                self.respond(reply, Err(e));
                 return;
             }
         };
@@ -442,7 +448,7 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 self.note_reachability(&e);
-                let _ = reply.send(Err(e));
+                self.respond(reply, Err(e));
                 return;
             }
         };
@@ -458,7 +464,7 @@ impl Engine {
             .store
             .login(&session, &r.status, self.server_url.as_deref())
         {
-            let _ = reply.send(Err(e));
+            self.respond(reply, Err(e));
             return;
         }
         match self.store.outbox() {
@@ -486,12 +492,12 @@ impl Engine {
         self.me_wanted = true;
         self.last_error = None;
         self.persist_clock();
-        let _ = reply.send(Ok(()));
+        self.respond(reply, Ok(()));
     }
 
     fn logout(&mut self, reply: Reply<()>) {
         let Some(session) = self.session.clone() else {
-            let _ = reply.send(Ok(()));
+            self.respond(reply, Ok(()));
             return;
         };
         let mut end = (!session.expired).then(|| {
@@ -503,7 +509,7 @@ impl Engine {
             )
         });
         if let Err(e) = self.store.logout(end.as_mut()) {
-            let _ = reply.send(Err(e));
+            self.respond(reply, Err(e));
             return;
         }
         self.session = None;
@@ -515,11 +521,16 @@ impl Engine {
         self.next_heartbeat = None;
         self.hb_forced = None;
         self.me_wanted = false;
-        for w in self.hb_waiters.drain(..).chain(self.me_waiters.drain(..)) {
-            let _ = w.send(Err(Error::NotLoggedIn));
+        let waiters: Vec<_> = self
+            .hb_waiters
+            .drain(..)
+            .chain(self.me_waiters.drain(..))
+            .collect();
+        for w in waiters {
+            self.respond(w, Err(Error::NotLoggedIn));
         }
         let Some(end) = end else {
-            let _ = reply.send(Ok(()));
+            self.respond(reply, Ok(()));
             return;
         };
         let op_id = end.op_id.clone();
@@ -530,7 +541,7 @@ impl Engine {
         if self.op_in_flight.as_deref() == Some(op_id.as_str()) {
             self.op_waiters.entry(op_id).or_default().push(reply);
         } else {
-            let _ = reply.send(Ok(()));
+            self.respond(reply, Ok(()));
         }
     }
 
@@ -609,8 +620,13 @@ impl Engine {
             }
         } else {
             self.sse = None;
-            for w in self.hb_waiters.drain(..).chain(self.me_waiters.drain(..)) {
-                let _ = w.send(Err(no_network()));
+            let waiters: Vec<_> = self
+                .hb_waiters
+                .drain(..)
+                .chain(self.me_waiters.drain(..))
+                .collect();
+            for w in waiters {
+                self.respond(w, Err(no_network()));
             }
         }
     }
@@ -626,21 +642,22 @@ impl Engine {
                 session_id = payload.session_id(),
                 "ignoring push for another session"
             );
-            let _ = reply.send(Ok(()));
+            self.respond(reply, Ok(()));
             return;
         }
         match payload.body {
             PushBody::Status { status, .. } => {
                 self.apply_status(status);
-                let _ = reply.send(Ok(()));
+                self.respond(reply, Ok(()));
             }
             PushBody::Renew { .. } => {
                 if !self.session_active() {
-                    let _ = reply.send(Err(self.not_active_error()));
+                    let e = self.not_active_error();
+                    self.respond(reply, Err(e));
                     return;
                 }
                 if let Err(e) = self.network_ready() {
-                    let _ = reply.send(Err(e));
+                    self.respond(reply, Err(e));
                     return;
                 }
                 self.hb_forced = Some(Mode::Background);
@@ -648,7 +665,7 @@ impl Engine {
             }
             PushBody::SessionEnded { reason, .. } => {
                 self.expire_session(format!("session ended: {}", reason.as_str()));
-                let _ = reply.send(Ok(()));
+                self.respond(reply, Ok(()));
             }
         }
     }
@@ -716,7 +733,7 @@ impl Engine {
         let Some(idx) = self.outbox.iter().position(|o| o.op_id == op_id) else {
             // Removed meanwhile (another process delivered it): nothing to do.
             for w in waiters {
-                let _ = w.send(Ok(()));
+                self.respond(w, Ok(()));
             }
             return;
         };
@@ -775,7 +792,7 @@ impl Engine {
             },
         }
         for w in waiters {
-            let _ = w.send(Ok(()));
+            self.respond(w, Ok(()));
         }
     }
 
@@ -797,7 +814,7 @@ impl Engine {
         if !self.session.as_ref().is_some_and(|s| s.token == token) {
             // The session changed while this was on the wire.
             for w in waiters {
-                let _ = w.send(Err(Error::NotLoggedIn));
+                self.respond(w, Err(Error::NotLoggedIn));
             }
             return;
         }
@@ -815,7 +832,7 @@ impl Engine {
                 }
                 self.clear_error();
                 for w in waiters {
-                    let _ = w.send(Ok(()));
+                    self.respond(w, Ok(()));
                 }
             }
             Err(e) => {
@@ -839,7 +856,7 @@ impl Engine {
                     }
                 }
                 for w in waiters {
-                    let _ = w.send(Err(clone_error(&e)));
+                    self.respond(w, Err(clone_error(&e)));
                 }
             }
         }
@@ -851,7 +868,7 @@ impl Engine {
         let current = self.session.as_ref().is_some_and(|s| s.token == token);
         if !current {
             for w in waiters {
-                let _ = w.send(Err(Error::NotLoggedIn));
+                self.respond(w, Err(Error::NotLoggedIn));
             }
             return;
         }
@@ -862,7 +879,7 @@ impl Engine {
                 self.apply_status(me.status);
                 self.apply_chatbox(me.chatbox);
                 for w in waiters {
-                    let _ = w.send(Ok(()));
+                    self.respond(w, Ok(()));
                 }
             }
             Err(e) => {
@@ -873,7 +890,7 @@ impl Engine {
                     self.set_error(&e);
                 }
                 for w in waiters {
-                    let _ = w.send(Err(clone_error(&e)));
+                    self.respond(w, Err(clone_error(&e)));
                 }
             }
         }
@@ -1213,13 +1230,21 @@ impl Engine {
             code: "session_expired".into(),
             detail,
         });
-        for w in self.hb_waiters.drain(..).chain(self.me_waiters.drain(..)) {
-            let _ = w.send(Err(Error::Http {
-                status: 401,
-                code: "session_expired".into(),
-                detail: "the session has ended".into(),
-                retry_after: None,
-            }));
+        let waiters: Vec<_> = self
+            .hb_waiters
+            .drain(..)
+            .chain(self.me_waiters.drain(..))
+            .collect();
+        for w in waiters {
+            self.respond(
+                w,
+                Err(Error::Http {
+                    status: 401,
+                    code: "session_expired".into(),
+                    detail: "the session has ended".into(),
+                    retry_after: None,
+                }),
+            );
         }
     }
 
@@ -1406,6 +1431,13 @@ impl Engine {
             },
             last_error: self.last_error.clone(),
         }
+    }
+
+    /// Answers a caller after publishing the snapshot, so whoever awaited the command sees
+    /// its effect in `snapshot()` at once.
+    fn respond<T>(&self, reply: Reply<T>, result: Result<T, Error>) {
+        self.publish();
+        let _ = reply.send(result);
     }
 
     fn publish(&self) {

@@ -1,0 +1,253 @@
+//! An in-memory fake of the presence server, plugged in through `Overrides::transport`.
+//!
+//! It answers every route the engine uses with protocol-shaped JSON, logs each request with
+//! the tokio instant it arrived at (so paused-time tests can measure cadence and backoff),
+//! and lets a test override any answer. No sockets are involved, so tokio's paused clock
+//! only moves when every task is idle, exactly as the tests expect.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use presence_core::transport::{Method, Request, Response, Transport, TransportError};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Server time at tokio's start instant in these tests.
+pub const EPOCH_MS: i64 = 1_800_000_000_000;
+
+type Override = Box<dyn FnMut(&Request) -> Option<Result<Response, TransportError>> + Send>;
+
+pub struct LoggedRequest {
+    pub at: Instant,
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Value>,
+}
+
+struct State {
+    started: Instant,
+    log: Vec<LoggedRequest>,
+    overrides: VecDeque<Override>,
+    status: Value,
+    version: i64,
+    interval_ms: i64,
+    ttl_ms: i64,
+    logins: usize,
+    streams: Vec<mpsc::UnboundedSender<Result<Bytes, TransportError>>>,
+}
+
+#[derive(Clone)]
+pub struct FakeServer {
+    state: Arc<Mutex<State>>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl FakeServer {
+    pub fn new() -> FakeServer {
+        FakeServer {
+            state: Arc::new(Mutex::new(State {
+                started: Instant::now(),
+                log: Vec::new(),
+                overrides: VecDeque::new(),
+                status: json!("offline"),
+                version: 1,
+                interval_ms: 20_000,
+                ttl_ms: 60_000,
+                logins: 0,
+                streams: Vec::new(),
+            })),
+            notify: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        Arc::new(self.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    /// Server time now: `EPOCH_MS` plus tokio time since the fake was made.
+    pub fn now_ms(&self) -> i64 {
+        let s = self.lock();
+        EPOCH_MS + Instant::now().duration_since(s.started).as_millis() as i64
+    }
+
+    pub fn set_interval(&self, interval_ms: i64, ttl_ms: i64) {
+        let mut s = self.lock();
+        s.interval_ms = interval_ms;
+        s.ttl_ms = ttl_ms;
+    }
+
+    /// Answers requests for which `f` returns `Some` with its answer, until `f` is removed.
+    /// Overrides are consulted in the order added.
+    pub fn intercept(
+        &self,
+        f: impl FnMut(&Request) -> Option<Result<Response, TransportError>> + Send + 'static,
+    ) {
+        self.lock().overrides.push_back(Box::new(f));
+    }
+
+    pub fn clear_intercepts(&self) {
+        self.lock().overrides.clear();
+    }
+
+    /// Instants at which requests to `path` (exact) arrived.
+    pub fn times(&self, method: Method, path: &str) -> Vec<Instant> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .map(|r| r.at)
+            .collect()
+    }
+
+    pub fn count(&self, method: Method, path: &str) -> usize {
+        self.times(method, path).len()
+    }
+
+    pub fn bodies(&self, method: Method, path: &str) -> Vec<Value> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .filter_map(|r| r.body.clone())
+            .collect()
+    }
+
+    pub fn total(&self) -> usize {
+        self.lock().log.len()
+    }
+
+    /// Waits (on tokio's clock, so paused time advances) until `n` requests to `path` arrived.
+    pub async fn wait_requests(&self, method: Method, path: &str, n: usize) {
+        loop {
+            let notified = self.notify.notified();
+            if self.count(method, path) >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Sends an event on every open event stream.
+    pub fn push_event(&self, event: &str, data: &Value) {
+        let chunk = Bytes::from(format!("event: {event}\ndata: {data}\n\n"));
+        self.lock()
+            .streams
+            .retain(|tx| tx.send(Ok(chunk.clone())).is_ok());
+    }
+
+    /// Ends every open event stream (as a server restart would).
+    pub fn close_streams(&self) {
+        self.lock().streams.clear();
+    }
+
+    pub fn status_view(&self) -> Value {
+        let s = self.lock();
+        json!({"status": s.status, "version": s.version, "intent_at": EPOCH_MS,
+               "changed_by_device": null})
+    }
+
+    pub fn chatbox_view(version: i64) -> Value {
+        json!({"status": "offline", "reason": "no_agents_online", "version": version,
+               "next_change_at": null, "groups": []})
+    }
+
+    fn answer(&self, req: &Request) -> Result<Response, TransportError> {
+        let now_ms = self.now_ms();
+        let mut s = self.lock();
+        s.log.push(LoggedRequest {
+            at: Instant::now(),
+            method: req.method,
+            path: req.path.clone(),
+            body: req.body_json(),
+        });
+        for i in 0..s.overrides.len() {
+            if let Some(r) = (s.overrides[i])(req) {
+                return r;
+            }
+        }
+        let heartbeat = json!({"interval_ms": s.interval_ms, "ttl_ms": s.ttl_ms,
+                               "lease_until": now_ms + s.ttl_ms, "server_time": now_ms,
+                               "status_version": s.version});
+        let status_view = json!({"status": s.status, "version": s.version,
+                                 "intent_at": EPOCH_MS, "changed_by_device": null});
+        let agent = json!({"id": "agent-1", "name": "Ann", "email": "ann@example.com",
+                           "groups": [], "role": "owner"});
+        Ok(match (req.method, req.path.as_str()) {
+            (Method::Post, "/v1/login") => {
+                s.logins += 1;
+                let n = s.logins;
+                Response::json(
+                    200,
+                    &json!({"token": format!("tok-{n}"), "session_id": format!("sess-{n}"),
+                            "agent": agent, "status": status_view, "heartbeat": heartbeat,
+                            "server_time": now_ms}),
+                )
+            }
+            (Method::Post, "/v1/session/heartbeat") => Response::json(200, &heartbeat),
+            (Method::Get, "/v1/me") => Response::json(
+                200,
+                &json!({"agent": agent, "status": status_view,
+                        "chatbox": FakeServer::chatbox_view(1), "sessions": []}),
+            ),
+            (Method::Put, "/v1/me/status") => {
+                let body = req.body_json().unwrap_or_default();
+                s.status = body["status"].clone();
+                s.version += 1;
+                let view = json!({"status": s.status, "version": s.version,
+                                  "intent_at": body["intent_at"], "changed_by_device": null});
+                Response::json(200, &json!({"applied": true, "status": view}))
+            }
+            (Method::Get, "/v1/me/events") => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let first = format!(
+                    "event: snapshot\ndata: {}\n\n",
+                    json!({"status": status_view, "chatbox": FakeServer::chatbox_view(1)})
+                );
+                let _ = tx.send(Ok(Bytes::from(first)));
+                s.streams.push(tx);
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                });
+                Response::stream(200, stream)
+            }
+            (Method::Delete, "/v1/session") | (Method::Put, "/v1/session/push") => {
+                Response::bytes(204, Bytes::new())
+            }
+            _ => Response::json(
+                404,
+                &json!({"error": {"code": "not_found", "detail": "fake has no such route"}}),
+            ),
+        })
+    }
+}
+
+impl Default for FakeServer {
+    fn default() -> Self {
+        FakeServer::new()
+    }
+}
+
+impl Transport for FakeServer {
+    fn send(&self, request: Request) -> BoxFuture<'static, Result<Response, TransportError>> {
+        let result = self.answer(&request);
+        self.notify.notify_waiters();
+        Box::pin(async move { result })
+    }
+}
+
+/// A protocol error answer.
+pub fn error(status: u16, code: &str, detail: &str) -> Response {
+    Response::json(status, &json!({"error": {"code": code, "detail": detail}}))
+}
+
+/// Matches a request by method and path.
+pub fn is(req: &Request, method: Method, path: &str) -> bool {
+    req.method == method && req.path == path
+}
