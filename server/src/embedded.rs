@@ -133,6 +133,8 @@ struct State {
     /// (account id, lowercased email) -> agent id
     emails: HashMap<(Arc<str>, String), Arc<str>>,
     sessions: HashMap<Arc<str>, SessionState>,
+    /// (account id, device id) -> that device's live session
+    devices: HashMap<(Arc<str>, String), Arc<str>>,
     tokens: HashMap<TokenHash, TokenEntry>,
     timers: BTreeSet<Timer>,
     dirty_leases: HashSet<Arc<str>>,
@@ -247,6 +249,10 @@ impl State {
         let Some(s) = self.sessions.remove(session_id) else {
             return;
         };
+        let device_key = (s.account_id.clone(), s.device.id.clone());
+        if self.devices.get(&device_key) == Some(&s.id) {
+            self.devices.remove(&device_key);
+        }
         self.tokens.insert(s.token_hash, TokenEntry::Ended);
         self.dirty_leases.remove(session_id);
         if let Some(agent) = self.agents.get_mut(&s.agent_id) {
@@ -516,6 +522,8 @@ impl Embedded {
             let id = arc(&s.id);
             agent.sessions.insert(id.clone());
             st.tokens.insert(hash, TokenEntry::Live(id.clone()));
+            st.devices
+                .insert((arc(&s.account_id), s.device.id.clone()), id.clone());
             st.dirty_leases.insert(id.clone());
             st.sessions.insert(
                 id.clone(),
@@ -924,11 +932,8 @@ impl Backend for Embedded {
             let _ = role;
             let settings = st.account(&account_id)?.settings;
             // Same device, same account: the old session is replaced.
-            let replaces: Option<Arc<str>> = st
-                .sessions
-                .values()
-                .find(|s| s.account_id == account_id && s.device.id == req.device.id)
-                .map(|s| s.id.clone());
+            let device_key = (account_id.clone(), req.device.id.clone());
+            let replaces: Option<Arc<str>> = st.devices.get(&device_key).cloned();
             let row = SessionRow {
                 id: session_id.to_string(),
                 account_id: account_id.to_string(),
@@ -963,6 +968,7 @@ impl Backend for Embedded {
             );
             st.tokens
                 .insert(token_hash, TokenEntry::Live(session_id.clone()));
+            st.devices.insert(device_key, session_id.clone());
             if let Some(a) = st.agents.get_mut(&agent_id) {
                 a.sessions.insert(session_id.clone());
             }

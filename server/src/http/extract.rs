@@ -119,12 +119,15 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
     Ok((is_json.unwrap_or(false), bytes))
 }
 
+/// Two steps so every shape problem is a 422: serde_json reports some wrong shapes (`null`
+/// for an enum) as syntax errors when deserialising straight from bytes.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_data() {
+        {
             let msg = inner.to_string();
             // serde reports a missing field at its parent's path; name the field itself.
             let field = match msg
@@ -138,8 +141,6 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             };
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
             ApiError::invalid_field(&field, msg)
-        } else {
-            ApiError::bad_request(format!("request body is not valid JSON: {inner}"))
         }
     })
 }

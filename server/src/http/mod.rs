@@ -49,8 +49,15 @@ pub fn router(state: AppState) -> Router {
         .expose_headers([header::ETAG])
         .max_age(Duration::from_secs(3600));
     let widget = Router::new()
-        .route("/v1/widget/{widget_key}/status", get(routes::widget_status))
-        .route("/v1/widget/{widget_key}/events", get(routes::widget_events))
+        // `options` lets preflight requests reach the CORS layer, which answers them.
+        .route(
+            "/v1/widget/{widget_key}/status",
+            get(routes::widget_status).options(preflight),
+        )
+        .route(
+            "/v1/widget/{widget_key}/events",
+            get(routes::widget_events).options(preflight),
+        )
         .layer(widget_cors);
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
@@ -84,6 +91,10 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 async fn not_found() -> ApiError {
