@@ -18,7 +18,9 @@ use axum::routing::{delete, get, patch, post, put};
 use presence_protocol::Settings;
 use tokio::sync::watch;
 use tower_http::cors::{Any, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::LoginLimiter;
@@ -89,8 +91,34 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, CounterRequestId::new()))
         .with_state(state)
+}
+
+/// Request ids `<process prefix>-<counter>`: unique per process run and free to make (a UUID
+/// per request would cost a random-number syscall on the heartbeat path).
+#[derive(Clone)]
+struct CounterRequestId {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CounterRequestId {
+    fn new() -> Self {
+        CounterRequestId {
+            prefix: Arc::from(crate::auth::new_id("req").as_str()),
+            next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for CounterRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        axum::http::HeaderValue::from_str(&format!("{}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 async fn preflight() -> StatusCode {
