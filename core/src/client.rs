@@ -36,6 +36,7 @@ pub struct PresenceClient {
     commands: mpsc::UnboundedSender<Command>,
     snapshots: watch::Receiver<ClientSnapshot>,
     device_id: String,
+    clock: Arc<ServerClock>,
     runtime: tokio::runtime::Handle,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     actor: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -73,7 +74,7 @@ impl PresenceClient {
             store,
             api,
             server_url,
-            clock,
+            clock: clock.clone(),
             device: Device {
                 id: device_id.clone(),
                 platform: device.platform,
@@ -91,6 +92,7 @@ impl PresenceClient {
             commands: cmd_tx,
             snapshots: snap_rx,
             device_id,
+            clock,
             runtime,
             listener: Mutex::new(None),
             actor: Mutex::new(Some(actor)),
@@ -114,6 +116,20 @@ impl PresenceClient {
     /// The id this device is known by; generated once per data dir.
     pub fn device_id(&self) -> &str {
         &self.device_id
+    }
+
+    /// The best estimate of the server's clock now (ms since the epoch), e.g. to show how
+    /// long `lease_until` has left.
+    pub fn server_time_now(&self) -> presence_protocol::Millis {
+        self.clock.server_now()
+    }
+
+    /// The server URL stored in `data_dir` at the last login, without opening an engine.
+    pub fn stored_server_url(data_dir: &std::path::Path) -> Result<Option<String>, ClientError> {
+        if !data_dir.join(crate::store::DB_FILE).exists() {
+            return Ok(None);
+        }
+        Ok(Store::open(data_dir)?.server_url()?)
     }
 
     /// Logs in (replacing this device's previous session on the server, if any). Queued

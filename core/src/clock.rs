@@ -6,14 +6,18 @@
 //! device's wall clock just before the request and just after the answer. The offset
 //! `server − midpoint` is accurate to half the round trip.
 //!
-//! Two kinds of sample:
+//! Samples differ in quality, so the estimate keeps the **best** one, NTP-style: each sample
+//! carries an uncertainty (half its round trip, plus the server's handling time, which the
+//! device cannot see), and the estimate's uncertainty grows with its age at 100 ppm, a
+//! generous bound on a quartz clock's drift. A new sample replaces the estimate when it is at
+//! least as certain, or when the two disagree by more than both uncertainties together (the
+//! device clock was stepped since).
 //!
-//! - **precise**: a `server_time` in the body (login, heartbeat), millisecond resolution. It
-//!   always replaces the estimate: the latest sample tracks a device clock that was just
-//!   corrected by the OS.
-//! - **coarse**: the HTTP `Date` header (every response), one-second resolution. It only
-//!   replaces the estimate when none exists or when it disagrees with the estimate by more
-//!   than its own uncertainty, i.e. when the device clock jumped since the last precise sample.
+//! - **precise**: `server_time` in the body of a heartbeat or login, millisecond resolution.
+//!   A login spends tens of milliseconds hashing the password, so its sample is weak; the
+//!   engine sends a heartbeat right after logging in to get a strong one.
+//! - **coarse**: the HTTP `Date` header of every response, one-second resolution. It only
+//!   matters when there is nothing better, or when it proves the estimate wrong.
 //!
 //! The device's wall clock is used (not tokio's monotonic clock) on purpose: a monotonic clock
 //! stops while a laptop sleeps, so an offset anchored to it would stamp the first change after
@@ -24,6 +28,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use presence_protocol::Millis;
+use serde::{Deserialize, Serialize};
 
 /// One observation of the server's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,30 +43,44 @@ pub struct ClockSample {
     pub precise: bool,
 }
 
-impl ClockSample {
-    fn offset(&self) -> (i64, i64) {
-        let mid = self.sent_at + (self.received_at - self.sent_at).max(0) / 2;
-        let half_rtt = (self.received_at - self.sent_at).max(0) / 2;
-        if self.precise {
-            (self.server_time - mid, half_rtt)
-        } else {
-            // `Date` truncates to the second: the true time is in [date, date + 1000).
-            (self.server_time + 500 - mid, half_rtt + 500)
-        }
-    }
+/// The estimate of `server clock − device clock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockEstimate {
+    pub offset_ms: i64,
+    /// How far off `offset_ms` may be when measured.
+    pub uncertainty_ms: i64,
+    /// Device wall time of the measurement.
+    pub measured_at: Millis,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Estimate {
-    offset_ms: i64,
-    uncertainty_ms: i64,
+impl ClockEstimate {
+    fn from_sample(s: &ClockSample) -> ClockEstimate {
+        let rtt = (s.received_at - s.sent_at).max(0);
+        let mid = s.sent_at + rtt / 2;
+        let (offset_ms, uncertainty_ms) = if s.precise {
+            (s.server_time - mid, rtt / 2 + 1)
+        } else {
+            // `Date` truncates to the second: the true time is in [date, date + 1000).
+            (s.server_time + 500 - mid, rtt / 2 + 500)
+        };
+        ClockEstimate {
+            offset_ms,
+            uncertainty_ms,
+            measured_at: s.received_at,
+        }
+    }
+
+    /// Uncertainty now, grown by drift since the measurement (100 ppm).
+    pub fn uncertainty_at(&self, now: Millis) -> i64 {
+        self.uncertainty_ms + (now - self.measured_at).abs() / 10_000
+    }
 }
 
 /// Shared by the engine and its request tasks; the lock is held for a few instructions only.
 #[derive(Debug)]
 pub struct ServerClock {
     skew_ms: i64,
-    estimate: Mutex<Option<Estimate>>,
+    estimate: Mutex<Option<ClockEstimate>>,
 }
 
 impl ServerClock {
@@ -82,9 +101,14 @@ impl ServerClock {
         now + self.skew_ms
     }
 
-    /// The current estimate of `server clock − device clock`, if any sample was seen.
+    /// The current estimate, if any sample was seen (or one was restored).
+    pub fn estimate(&self) -> Option<ClockEstimate> {
+        *self.estimate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current estimate of `server clock − device clock`.
     pub fn offset(&self) -> Option<i64> {
-        self.lock().map(|e| e.offset_ms)
+        self.estimate().map(|e| e.offset_ms)
     }
 
     /// Best estimate of the server's clock now. Without any sample, the device clock.
@@ -92,37 +116,29 @@ impl ServerClock {
         self.device_now() + self.offset().unwrap_or(0)
     }
 
-    /// Restores a persisted offset. It counts as coarse (the device clock may have been
-    /// corrected since), so the first sample of either kind that disagrees replaces it.
-    pub fn restore(&self, offset_ms: i64) {
+    /// Restores a persisted estimate (ignored once a sample has been seen).
+    pub fn restore(&self, estimate: ClockEstimate) {
         let mut g = self.estimate.lock().unwrap_or_else(|p| p.into_inner());
         if g.is_none() {
-            *g = Some(Estimate {
-                offset_ms,
-                uncertainty_ms: 1_000,
-            });
+            *g = Some(estimate);
         }
     }
 
     /// Folds in one sample (see the module docs for the rule).
     pub fn observe(&self, sample: ClockSample) {
-        let (offset_ms, uncertainty_ms) = sample.offset();
+        let new = ClockEstimate::from_sample(&sample);
         let mut g = self.estimate.lock().unwrap_or_else(|p| p.into_inner());
         let replace = match *g {
             None => true,
-            Some(_) if sample.precise => true,
-            Some(cur) => (offset_ms - cur.offset_ms).abs() > uncertainty_ms + cur.uncertainty_ms,
+            Some(cur) => {
+                let cur_unc = cur.uncertainty_at(new.measured_at);
+                new.uncertainty_ms <= cur_unc
+                    || (new.offset_ms - cur.offset_ms).abs() > new.uncertainty_ms + cur_unc
+            }
         };
         if replace {
-            *g = Some(Estimate {
-                offset_ms,
-                uncertainty_ms,
-            });
+            *g = Some(new);
         }
-    }
-
-    fn lock(&self) -> Option<Estimate> {
-        *self.estimate.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -225,5 +241,53 @@ mod tests {
             precise: false,
         });
         assert_eq!(clock.offset(), Some(-49_500));
+    }
+
+    #[test]
+    fn a_slow_answer_does_not_replace_a_fast_one() {
+        let clock = ServerClock::new(0);
+        // A 2 ms round trip: offset 100 +- 2.
+        clock.observe(ClockSample {
+            sent_at: 1_000,
+            received_at: 1_002,
+            server_time: 1_101,
+            precise: true,
+        });
+        assert_eq!(clock.offset(), Some(100));
+        // A 60 ms login whose server_time was taken at the end: offset looks like 130 +- 31.
+        clock.observe(ClockSample {
+            sent_at: 2_000,
+            received_at: 2_060,
+            server_time: 2_160,
+            precise: true,
+        });
+        assert_eq!(clock.offset(), Some(100));
+        // The reverse order: the fast sample replaces the slow one.
+        let clock = ServerClock::new(0);
+        clock.observe(ClockSample {
+            sent_at: 2_000,
+            received_at: 2_060,
+            server_time: 2_160,
+            precise: true,
+        });
+        assert_eq!(clock.offset(), Some(130));
+        clock.observe(ClockSample {
+            sent_at: 3_000,
+            received_at: 3_002,
+            server_time: 3_101,
+            precise: true,
+        });
+        assert_eq!(clock.offset(), Some(100));
+    }
+
+    #[test]
+    fn an_old_estimate_gives_way_as_drift_makes_it_uncertain() {
+        let e = ClockEstimate {
+            offset_ms: 0,
+            uncertainty_ms: 1,
+            measured_at: 0,
+        };
+        assert_eq!(e.uncertainty_at(0), 1);
+        assert_eq!(e.uncertainty_at(3_600_000), 361);
     }
 }

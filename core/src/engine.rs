@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::api::Api;
-use crate::clock::ServerClock;
+use crate::clock::{ClockEstimate, ServerClock};
 use crate::config::Overrides;
 use crate::error::{Error, ErrorClass};
 use crate::outbox::{Backoff, Op, OpBody};
@@ -208,7 +208,9 @@ pub(crate) struct Engine {
     me_waiters: Vec<Reply<()>>,
     me_running_waiters: Vec<Reply<()>>,
 
-    persisted_offset: Option<i64>,
+    persisted_clock: Option<ClockEstimate>,
+    /// Logins answered once the first heartbeat (the first precise clock sample) is done.
+    login_waiters: Vec<Reply<()>>,
     store_poll_at: Option<Instant>,
 }
 
@@ -236,9 +238,9 @@ impl Engine {
             None
         };
         let outbox = store.outbox()?;
-        let persisted_offset = store.clock_offset()?;
-        if let Some(o) = persisted_offset {
-            clock.restore(o);
+        let persisted_clock = store.clock()?;
+        if let Some(c) = persisted_clock {
+            clock.restore(c);
         }
         let rng = match overrides.rng_seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
@@ -294,7 +296,8 @@ impl Engine {
             me_in_flight: false,
             me_waiters: Vec::new(),
             me_running_waiters: Vec::new(),
-            persisted_offset,
+            persisted_clock,
+            login_waiters: Vec::new(),
             store_poll_at: overrides.store_poll_interval.map(|d| now + d),
         })
     }
@@ -478,11 +481,12 @@ impl Engine {
         self.session = Some(session);
         self.lease_until = Some(r.heartbeat.lease_until);
         self.hb_interval = interval(&r.heartbeat);
-        let now = Instant::now();
-        self.next_heartbeat = Some(now + self.hb_interval);
-        if self.lifecycle == Lifecycle::Background {
-            self.hb_forced = Some(Mode::Background);
-        }
+        self.next_heartbeat = Some(Instant::now() + self.hb_interval);
+        // Heartbeat at once: a login answer is a poor clock sample (the server spends tens
+        // of milliseconds hashing the password), a heartbeat a good one. `login` returns after
+        // it, so a change made right after logging in is already stamped well. It also asks
+        // for the background lease if the app is in the background.
+        self.hb_forced = Some(self.lifecycle.mode());
         self.hb_failures = 0;
         self.sse = None;
         self.sse_attempts = 0;
@@ -492,7 +496,15 @@ impl Engine {
         self.me_wanted = true;
         self.last_error = None;
         self.persist_clock();
-        self.respond(reply, Ok(()));
+        self.login_waiters.push(reply);
+    }
+
+    /// Answers logins waiting for their first heartbeat. Called when one completes (either
+    /// way: the login itself succeeded) or can no longer happen.
+    fn release_logins(&mut self) {
+        for w in std::mem::take(&mut self.login_waiters) {
+            self.respond(w, Ok(()));
+        }
     }
 
     fn logout(&mut self, reply: Reply<()>) {
@@ -512,6 +524,7 @@ impl Engine {
             self.respond(reply, Err(e));
             return;
         }
+        self.release_logins();
         self.session = None;
         self.confirmed = None;
         self.chatbox = None;
@@ -620,6 +633,7 @@ impl Engine {
             }
         } else {
             self.sse = None;
+            self.release_logins();
             let waiters: Vec<_> = self
                 .hb_waiters
                 .drain(..)
@@ -811,6 +825,7 @@ impl Engine {
     fn on_heartbeat(&mut self, token: String, result: Result<Heartbeat, Error>) {
         self.hb_in_flight = false;
         let waiters = std::mem::take(&mut self.hb_running_waiters);
+        self.release_logins();
         if !self.session.as_ref().is_some_and(|s| s.token == token) {
             // The session changed while this was on the wire.
             for w in waiters {
@@ -1222,6 +1237,7 @@ impl Engine {
         if let Err(e) = self.store.set_session(Some(s)) {
             tracing::error!("storing the expired session: {e}");
         }
+        self.release_logins();
         self.sse = None;
         self.lease_until = None;
         self.next_heartbeat = None;
@@ -1327,19 +1343,20 @@ impl Engine {
         }
     }
 
+    /// Stores the clock estimate when it moved or became more certain by a couple of ms
+    /// (not at every heartbeat: each write is an fsync).
     fn persist_clock(&mut self) {
-        let Some(offset) = self.clock.offset() else {
+        let Some(est) = self.clock.estimate() else {
             return;
         };
-        if self
-            .persisted_offset
-            .is_some_and(|p| (p - offset).abs() < 100)
-        {
+        if self.persisted_clock.is_some_and(|p| {
+            (p.offset_ms - est.offset_ms).abs() < 2 && p.uncertainty_ms - est.uncertainty_ms < 2
+        }) {
             return;
         }
-        match self.store.set_clock_offset(offset) {
-            Ok(()) => self.persisted_offset = Some(offset),
-            Err(e) => tracing::warn!("storing the clock offset: {e}"),
+        match self.store.set_clock(&est) {
+            Ok(()) => self.persisted_clock = Some(est),
+            Err(e) => tracing::warn!("storing the clock estimate: {e}"),
         }
     }
 

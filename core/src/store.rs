@@ -1,7 +1,7 @@
 //! The device's SQLite database, `presence.db` in the data dir.
 //!
 //! Holds what must survive a restart: the device id (generated once), the server URL used at
-//! login, the session, the last known status and chat box, the clock offset, the push
+//! login, the session, the last known status and chat box, the clock estimate, the push
 //! registration, and the outbox. Small values live as JSON in `meta`; the outbox has its own
 //! table because it is queried and edited row by row.
 //!
@@ -15,10 +15,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use presence_protocol::{Agent, ChatboxView, Millis, PushRegistration, StatusView};
+use presence_protocol::{Agent, ChatboxView, PushRegistration, StatusView};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::ClockEstimate;
 use crate::error::Error;
 use crate::outbox::{Op, OpBody};
 
@@ -66,7 +67,7 @@ mod key {
     pub const SESSION: &str = "session";
     pub const STATUS: &str = "status";
     pub const CHATBOX: &str = "chatbox";
-    pub const CLOCK_OFFSET: &str = "clock_offset_ms";
+    pub const CLOCK: &str = "clock";
     pub const PUSH: &str = "push";
 }
 
@@ -201,12 +202,12 @@ impl Store {
         self.put(key::CHATBOX, c)
     }
 
-    pub(crate) fn clock_offset(&self) -> Result<Option<Millis>, Error> {
-        self.get(key::CLOCK_OFFSET)
+    pub(crate) fn clock(&self) -> Result<Option<ClockEstimate>, Error> {
+        self.get(key::CLOCK)
     }
 
-    pub(crate) fn set_clock_offset(&self, o: Millis) -> Result<(), Error> {
-        self.put(key::CLOCK_OFFSET, Some(&o))
+    pub(crate) fn set_clock(&self, c: &ClockEstimate) -> Result<(), Error> {
+        self.put(key::CLOCK, Some(c))
     }
 
     pub(crate) fn push(&self) -> Result<Option<PushRegistration>, Error> {

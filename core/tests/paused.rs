@@ -502,8 +502,9 @@ async fn the_event_stream_reconnects_and_refreshes_me_after_each_reconnect() {
 async fn a_renew_push_is_answered_with_one_background_heartbeat() {
     let fake = FakeServer::new();
     let (client, _dir) = logged_in(&fake).await;
+    // One heartbeat right after login, one for the switch to the background.
     client.set_lifecycle(Lifecycle::Background).await;
-    fake.wait_requests(Method::Post, HEARTBEAT, 1).await;
+    fake.wait_requests(Method::Post, HEARTBEAT, 2).await;
     let before = fake.count(Method::Post, HEARTBEAT);
     let t0 = Instant::now();
     client

@@ -6,6 +6,7 @@
 
 pub mod fake;
 pub mod proxy;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,0 +1,436 @@
+//! One function per subcommand. Each opens the engine, does its one thing, and shuts the
+//! engine down, so heartbeats and delivery happen while a command runs (and continuously
+//! under `watch`).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use presence_core::widget::{ChatboxStream, fetch_chatbox};
+use presence_core::{
+    AgentStatus, ClientConfig, ClientError, ClientSnapshot, Connection, DeviceInfo, Overrides,
+    Platform, PresenceClient, SessionState,
+};
+
+use crate::args::{Cli, Command};
+use crate::{paths, render};
+
+/// How long `status X` tries to deliver before reporting "pending".
+const DELIVERY_WAIT: Duration = Duration::from_secs(4);
+/// How long `status` and `show` wait for fresh data before showing what is stored.
+const REFRESH_WAIT: Duration = Duration::from_secs(3);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Exit code of `sync` when changes are still pending.
+const EXIT_PENDING: u8 = 3;
+
+#[derive(Debug)]
+pub struct CliError(String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> CliError {
+        let what = match &e {
+            ClientError::Network { .. } => "cannot reach the server",
+            ClientError::Unauthorized { .. } => "not authorized",
+            ClientError::SessionExpired { .. } => "session expired (log in again)",
+            ClientError::InvalidInput { .. } => "invalid input",
+            ClientError::Storage { .. } => "local storage failed",
+            ClientError::Server { .. } => "the server failed",
+            ClientError::Internal { .. } => "internal error",
+        };
+        CliError(format!("{what}: {}", e.detail()))
+    }
+}
+
+fn err(msg: impl Into<String>) -> CliError {
+    CliError(msg.into())
+}
+
+type Result<T> = std::result::Result<T, CliError>;
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let data_dir = match cli.data_dir.clone().or_else(paths::default_data_dir) {
+        Some(d) => d,
+        None => {
+            return Err(err(
+                "no data dir: pass --data-dir DIR or set PRESENCE_DATA_DIR",
+            ));
+        }
+    };
+    let ctx = Ctx {
+        data_dir,
+        server: cli.server.clone(),
+    };
+    match cli.command {
+        Command::Login {
+            account,
+            email,
+            password,
+            password_stdin,
+        } => {
+            let password = match (password, password_stdin) {
+                (Some(p), _) => p,
+                (None, _) => read_password()?,
+            };
+            login(&ctx, &account, &email, &password).await
+        }
+        Command::Status { status: None } => show_status(&ctx).await,
+        Command::Status { status: Some(s) } => set_status(&ctx, s.into()).await,
+        Command::Show { json } => show(&ctx, json).await,
+        Command::Sync { timeout_ms } => sync(&ctx, Duration::from_millis(timeout_ms)).await,
+        Command::Watch => watch(&ctx).await,
+        Command::Logout => logout(&ctx).await,
+        Command::Chatbox {
+            widget_key,
+            watch,
+            json,
+        } => chatbox(&ctx, &widget_key, watch, json).await,
+    }
+}
+
+struct Ctx {
+    data_dir: PathBuf,
+    server: Option<String>,
+}
+
+impl Ctx {
+    async fn open(&self) -> Result<PresenceClient> {
+        let config = ClientConfig {
+            server_url: self.server.clone(),
+            data_dir: self.data_dir.clone(),
+            device: DeviceInfo {
+                platform: Platform::Cli,
+                name: paths::device_name(),
+                app_version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            overrides: Overrides {
+                request_timeout: REQUEST_TIMEOUT,
+                ..Overrides::default()
+            },
+        };
+        Ok(PresenceClient::open(config).await?)
+    }
+
+    /// Opens the engine for a command that needs a session.
+    async fn open_logged_in(&self) -> Result<PresenceClient> {
+        let client = self.open().await?;
+        if client.snapshot().session.state == SessionState::LoggedOut {
+            client.shutdown().await;
+            return Err(err("not logged in: run `presence login` first"));
+        }
+        Ok(client)
+    }
+
+    fn server_url(&self) -> Result<String> {
+        if let Some(s) = &self.server {
+            return Ok(s.clone());
+        }
+        PresenceClient::stored_server_url(&self.data_dir)?
+            .ok_or_else(|| err("no server: pass --server URL or set PRESENCE_SERVER"))
+    }
+}
+
+fn read_password() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| err(format!("cannot read the password from stdin: {e}")))?;
+    let p = line.trim_end_matches(['\n', '\r']).to_owned();
+    if p.is_empty() {
+        return Err(err("no password on stdin"));
+    }
+    Ok(p)
+}
+
+fn out(line: impl AsRef<str>) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{}", line.as_ref());
+    let _ = o.flush();
+}
+
+async fn login(ctx: &Ctx, account: &str, email: &str, password: &str) -> Result<ExitCode> {
+    let url = ctx.server_url()?;
+    let client = ctx.open().await?;
+    let result = client.login(account, email, password).await;
+    let snap = client.snapshot();
+    client.shutdown().await;
+    result?;
+    let name = snap
+        .session
+        .agent
+        .map(|a| format!("{} <{}>", a.name, a.email))
+        .unwrap_or_default();
+    out(format!("logged in as {name} on account {account} at {url}"));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show_status(ctx: &Ctx) -> Result<ExitCode> {
+    let client = ctx.open_logged_in().await?;
+    let fresh = refresh(&client).await;
+    let s = client.snapshot();
+    client.shutdown().await;
+    out(render::status_line(&s));
+    if let Err(e) = fresh {
+        eprintln!("presence: showing the last known status: {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the server for the latest, briefly. The error says why the stored view is shown.
+async fn refresh(client: &PresenceClient) -> Result<()> {
+    if client.snapshot().session.state == SessionState::Expired {
+        return Err(err("the session has expired; log in again"));
+    }
+    match tokio::time::timeout(REFRESH_WAIT, client.refresh()).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(err("the server did not answer in time")),
+    }
+}
+
+async fn set_status(ctx: &Ctx, status: AgentStatus) -> Result<ExitCode> {
+    let client = ctx.open_logged_in().await?;
+    client.set_status(status).await?;
+    // Stored durably: from here on, the change survives anything.
+    out(format!("{status}: stored"));
+
+    // Try briefly to deliver, then say how it went.
+    let settled = client
+        .wait_for(DELIVERY_WAIT, |s| {
+            let pending = s.status.is_some_and(|st| st.pending);
+            !pending
+                || matches!(s.connection, Connection::Offline | Connection::NoNetwork)
+                || s.session.state != SessionState::Active
+        })
+        .await;
+    let s = settled.unwrap_or_else(|| client.snapshot());
+    client.shutdown().await;
+    let Some(st) = s.status else {
+        return Err(err("no status known"));
+    };
+    if !st.pending && st.confirmed == status {
+        out(format!("{status}: confirmed (version {})", st.version));
+    } else if !st.pending {
+        if let Some(w) = s
+            .outbox
+            .wedged
+            .iter()
+            .find(|w| w.kind.as_str() == "set_status")
+        {
+            return Err(err(format!(
+                "the server refused the change ({}: {}); see `presence show`",
+                w.code, w.detail
+            )));
+        }
+        out(format!(
+            "{}: confirmed; your change to {status} was superseded by a newer one (version {})",
+            st.confirmed, st.version
+        ));
+    } else {
+        let why = if s.session.state == SessionState::Expired {
+            "the session has expired; it is delivered after `presence login`".to_owned()
+        } else {
+            match &s.last_error {
+                Some(e) => format!(
+                    "server unreachable ({}); it is delivered by the next `presence sync` or `presence watch`",
+                    e.code
+                ),
+                None => "not confirmed yet; it is delivered by the next `presence sync` or `presence watch`".to_owned(),
+            }
+        };
+        out(format!("{status}: pending ({why})"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(ctx: &Ctx, json: bool) -> Result<ExitCode> {
+    let client = ctx.open().await?;
+    let active = client.snapshot().session.state == SessionState::Active;
+    let fresh = if active {
+        refresh(&client).await
+    } else {
+        Ok(())
+    };
+    let s = client.snapshot();
+    let now = client.server_time_now();
+    client.shutdown().await;
+    if json {
+        let text = serde_json::to_string_pretty(&s)
+            .map_err(|e| err(format!("cannot encode the snapshot: {e}")))?;
+        out(text);
+    } else {
+        out(render::full(&s, now));
+        if let Err(e) = fresh {
+            eprintln!("presence: showing the last known state: {e}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sync(ctx: &Ctx, timeout: Duration) -> Result<ExitCode> {
+    let client = ctx.open().await?;
+    let done = client
+        .wait_for(timeout, |s| {
+            s.outbox.pending == 0 || stuck_on_expired_session(s)
+        })
+        .await;
+    let s = done.unwrap_or_else(|| client.snapshot());
+    client.shutdown().await;
+    for w in &s.outbox.wedged {
+        eprintln!(
+            "presence: the server refused change {} ({}: {}); it is kept until retried or discarded",
+            w.op_id,
+            w.code,
+            render_detail(&w.detail)
+        );
+    }
+    if s.outbox.pending == 0 {
+        out("all changes delivered");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let why = if stuck_on_expired_session(&s) {
+        "the session has expired; run `presence login`".to_owned()
+    } else {
+        match &s.last_error {
+            Some(e) => format!("{}: {}", e.code, render_detail(&e.detail)),
+            None => "no answer in time".to_owned(),
+        }
+    };
+    eprintln!(
+        "presence: {} change(s) still pending ({why})",
+        s.outbox.pending
+    );
+    Ok(ExitCode::from(EXIT_PENDING))
+}
+
+fn render_detail(d: &str) -> String {
+    crate::one_line(d)
+}
+
+/// Only changes of an expired session are left: waiting cannot deliver them.
+fn stuck_on_expired_session(s: &ClientSnapshot) -> bool {
+    s.session.state == SessionState::Expired && s.status.is_some_and(|st| st.pending)
+}
+
+async fn watch(ctx: &Ctx) -> Result<ExitCode> {
+    let client = ctx.open_logged_in().await?;
+    let tty = std::io::stdout().is_terminal();
+    let mut rx = client.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_printed: Option<ClientSnapshot> = None;
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        // On a terminal, redraw every second for the lease countdown; in a pipe, print only
+        // when something changed.
+        if tty || last_printed.as_ref() != Some(&snap) {
+            let frame = render::full(&snap, client.server_time_now());
+            if tty {
+                out(format!("\x1b[2J\x1b[HPresence (Ctrl-C to quit)\n\n{frame}"));
+            } else {
+                out(format!("{frame}\n"));
+            }
+            last_printed = Some(snap);
+        }
+        tokio::select! {
+            _ = &mut stop => break,
+            changed = rx.changed() => if changed.is_err() { break },
+            _ = tick.tick(), if tty => {}
+        }
+    }
+    client.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn logout(ctx: &Ctx) -> Result<ExitCode> {
+    let client = ctx.open().await?;
+    if client.snapshot().session.state == SessionState::LoggedOut {
+        client.shutdown().await;
+        out("not logged in");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let result = client.logout().await;
+    let s = client.snapshot();
+    client.shutdown().await;
+    result?;
+    let queued = s.outbox.pending > 0;
+    if queued {
+        out(
+            "logged out on this device; the server is told when it can be reached (`presence sync`)",
+        );
+    } else {
+        out("logged out");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn chatbox(ctx: &Ctx, key: &str, watch: bool, json: bool) -> Result<ExitCode> {
+    let url = ctx.server_url()?;
+    let print = |v: &presence_core::ChatboxView| {
+        if json {
+            out(serde_json::to_string(v).unwrap_or_default());
+        } else if watch {
+            out(render::chatbox_line(v));
+        } else {
+            out(render::chatbox(v, "  "));
+        }
+    };
+    if !watch {
+        let view = fetch_chatbox(&url, key, REQUEST_TIMEOUT).await?;
+        print(&view);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    let mut failures = 0u32;
+    let mut last: Option<presence_core::ChatboxView> = None;
+    loop {
+        let session = async {
+            // The server sends a keep-alive comment every 15 s; three missed ones mean the
+            // connection is dead.
+            let mut stream =
+                ChatboxStream::open(&url, key, REQUEST_TIMEOUT, Duration::from_secs(45)).await?;
+            loop {
+                match stream.next().await? {
+                    Some(v) => {
+                        failures = 0;
+                        if last.as_ref().map(|l| l.version) != Some(v.version) {
+                            print(&v);
+                            last = Some(v);
+                        }
+                    }
+                    None => return Ok::<(), ClientError>(()),
+                }
+            }
+        };
+        let result = tokio::select! {
+            _ = &mut stop => return Ok(ExitCode::SUCCESS),
+            r = session => r,
+        };
+        match result {
+            // A wrong key never becomes right: stop.
+            Err(e @ ClientError::InvalidInput { .. }) => return Err(e.into()),
+            Err(e) => {
+                failures += 1;
+                eprintln!(
+                    "presence: chat box stream lost ({}); reconnecting",
+                    e.detail()
+                );
+            }
+            Ok(()) => failures += 1,
+        }
+        let delay = Duration::from_millis(250u64 << failures.min(6)).min(Duration::from_secs(15));
+        tokio::select! {
+            _ = &mut stop => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
