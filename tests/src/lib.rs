@@ -108,9 +108,8 @@ impl Api {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                Value::String(String::from_utf8_lossy(&bytes).into_owned())
-            })
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         Resp {
             status,
@@ -123,13 +122,16 @@ impl Api {
         self.call(reqwest::Method::GET, path, token, None).await
     }
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
-        self.call(reqwest::Method::POST, path, token, Some(body)).await
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
     pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
-        self.call(reqwest::Method::PUT, path, token, Some(body)).await
+        self.call(reqwest::Method::PUT, path, token, Some(body))
+            .await
     }
     pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
-        self.call(reqwest::Method::PATCH, path, token, Some(body)).await
+        self.call(reqwest::Method::PATCH, path, token, Some(body))
+            .await
     }
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
         self.call(reqwest::Method::DELETE, path, token, None).await
@@ -147,22 +149,32 @@ impl Api {
             )
             .await;
         assert_eq!(r.status, 201, "create account: {}", r.body);
-        let owner = self.login(slug, &format!("owner@{slug}.test"), "pw-owner", "owner-dev").await;
+        let owner = self
+            .login(slug, &format!("owner@{slug}.test"), "pw-owner", "owner-dev")
+            .await;
         Account {
             slug: slug.to_owned(),
-            id: r.body["account"]["id"].as_str().unwrap_or_default().to_owned(),
+            id: r.body["account"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             widget_key: r.body["account"]["widget_key"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
             owner_token: owner.token,
-            owner_id: r.body["owner"]["id"].as_str().unwrap_or_default().to_owned(),
+            owner_id: r.body["owner"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         }
     }
 
     /// Logs in with a device id; panics unless it succeeds.
     pub async fn login(&self, slug: &str, email: &str, password: &str, device: &str) -> Session {
-        let r = self.login_raw(slug, email, password, device, Value::Null).await;
+        let r = self
+            .login_raw(slug, email, password, device, Value::Null)
+            .await;
         assert_eq!(r.status, 200, "login: {}", r.body);
         Session::from_login(&r.body)
     }
@@ -233,7 +245,11 @@ impl Api {
             .map(|(k, n)| json!({"key": k, "name": n}))
             .collect();
         let r = self
-            .put("/v1/admin/groups", Some(&acc.owner_token), Value::Array(body))
+            .put(
+                "/v1/admin/groups",
+                Some(&acc.owner_token),
+                Value::Array(body),
+            )
             .await;
         assert_eq!(r.status, 200, "groups: {}", r.body);
     }
@@ -406,4 +422,123 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+// ----- raw requests, error shapes and polling (route tests) -------------------------------------
+
+/// Reads a response the way [`Api::call`] does: JSON body, or the text as a string, or Null.
+pub async fn read_resp(resp: reqwest::Response) -> Resp {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl Resp {
+    /// Asserts an error answer: the HTTP status, the code, and a body that is exactly
+    /// `{"error": {"code": string, "detail": non-empty string}}`. Returns the detail.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "status (body {})", self.body);
+        let outer = self
+            .body
+            .as_object()
+            .unwrap_or_else(|| panic!("error body is a JSON object: {}", self.body));
+        assert_eq!(outer.len(), 1, "error body has only `error`: {}", self.body);
+        let inner = self.body["error"]
+            .as_object()
+            .unwrap_or_else(|| panic!("`error` is an object: {}", self.body));
+        assert_eq!(
+            inner.len(),
+            2,
+            "`error` has only code and detail: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["error"]["code"].as_str(),
+            Some(code),
+            "code: {}",
+            self.body
+        );
+        let detail = self.body["error"]["detail"]
+            .as_str()
+            .unwrap_or_else(|| panic!("detail is a string: {}", self.body));
+        assert!(
+            !detail.trim().is_empty(),
+            "detail is not empty: {}",
+            self.body
+        );
+        detail.to_owned()
+    }
+
+    /// A header as text, if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+impl Api {
+    /// A request builder for `path`, for what the contract client does not cover (raw bodies,
+    /// other content types, extra headers).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{}", self.url, path))
+    }
+
+    /// Sends a prepared request and reads the whole answer (not for open event streams).
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        read_resp(req.send().await.expect("request reaches the server")).await
+    }
+
+    /// Opens an event stream with a prepared request; returns its status, headers and reader.
+    pub async fn open_stream(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, reqwest::header::HeaderMap, Sse) {
+        let resp = req
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+            .expect("stream opens");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (
+            status,
+            headers,
+            Sse {
+                stream: Box::pin(resp.bytes_stream()),
+                buf: String::new(),
+            },
+        )
+    }
+}
+
+/// Polls `check` every 25 ms until it returns true; panics with `what` after `deadline`.
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= end {
+            panic!("{what}: not within {deadline:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
