@@ -159,16 +159,40 @@ fn out(line: impl AsRef<str>) {
 async fn login(ctx: &Ctx, account: &str, email: &str, password: &str) -> Result<ExitCode> {
     let url = ctx.server_url()?;
     let client = ctx.open().await?;
-    let result = client.login(account, email, password).await;
-    let snap = client.snapshot();
+    if let Err(e) = client.login(account, email, password).await {
+        client.shutdown().await;
+        return Err(e.into());
+    }
+    // Changes stored while the previous session was expired go out with this one.
+    let waiting = client.snapshot().outbox.pending;
+    let snap = if waiting > 0 {
+        client
+            .wait_for(DELIVERY_WAIT, |s| s.outbox.pending == 0)
+            .await
+            .unwrap_or_else(|| client.snapshot())
+    } else {
+        client.snapshot()
+    };
     client.shutdown().await;
-    result?;
     let name = snap
         .session
         .agent
+        .as_ref()
         .map(|a| format!("{} <{}>", a.name, a.email))
         .unwrap_or_default();
     out(format!("logged in as {name} on account {account} at {url}"));
+    if waiting > 0 {
+        let left = snap.outbox.pending;
+        out(format!(
+            "delivered {} stored change(s){}",
+            waiting.saturating_sub(left),
+            if left > 0 {
+                format!("; {left} still pending (`presence sync`)")
+            } else {
+                String::new()
+            }
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -826,7 +826,7 @@ impl Engine {
         self.hb_in_flight = false;
         let waiters = std::mem::take(&mut self.hb_running_waiters);
         self.release_logins();
-        if !self.session.as_ref().is_some_and(|s| s.token == token) {
+        if self.session.as_ref().is_none_or(|s| s.token != token) {
             // The session changed while this was on the wire.
             for w in waiters {
                 self.respond(w, Err(Error::NotLoggedIn));
@@ -1145,11 +1145,11 @@ impl Engine {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
-        if let (Some(at), Some(every)) = (self.store_poll_at, self.store_poll_interval) {
-            if now >= at {
-                self.store_poll_at = Some(now + every);
-                self.reload_if_changed_elsewhere();
-            }
+        if let (Some(at), Some(every)) = (self.store_poll_at, self.store_poll_interval)
+            && now >= at
+        {
+            self.store_poll_at = Some(now + every);
+            self.reload_if_changed_elsewhere();
         }
         // Other timers are acted on by `drive`, which runs next.
     }
@@ -1192,10 +1192,10 @@ impl Engine {
             }
             self.session = stored;
         }
-        if self.session.is_some() {
-            if let Ok(Some(s)) = self.store.status() {
-                self.apply_status(s);
-            }
+        if self.session.is_some()
+            && let Ok(Some(s)) = self.store.status()
+        {
+            self.apply_status(s);
         }
     }
 

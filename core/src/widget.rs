@@ -92,12 +92,12 @@ impl ChatboxStream {
                 Ok(Some(r)) => r.map_err(Error::from)?,
             };
             for item in self.parser.push(&chunk) {
-                if let SseItem::Event(ev) = item {
-                    if ev.event == event::CHATBOX {
-                        let v = serde_json::from_str(&ev.data)
-                            .map_err(|e| Error::BadResponse(format!("chatbox event: {e}")))?;
-                        self.pending.push_back(v);
-                    }
+                if let SseItem::Event(ev) = item
+                    && ev.event == event::CHATBOX
+                {
+                    let v = serde_json::from_str(&ev.data)
+                        .map_err(|e| Error::BadResponse(format!("chatbox event: {e}")))?;
+                    self.pending.push_back(v);
                 }
             }
         }

@@ -1,0 +1,518 @@
+//! The `presence` binary driven from outside, as a user or a script would, against the real
+//! server in-process on 127.0.0.1:0 (through the fault proxy where a test needs to break the
+//! network at a precise moment).
+
+#[path = "../../core/tests/common/mod.rs"]
+mod common;
+
+use common::proxy::{Fault, FaultProxy};
+use common::{Account, DEADLINE, TestServer};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `presence` with a data dir and server, and none of the caller's PRESENCE_* settings.
+fn presence(dir: &Path, server: Option<&str>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_presence"));
+    cmd.env_remove("PRESENCE_SERVER")
+        .env_remove("PRESENCE_LOG")
+        .env("PRESENCE_DATA_DIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(s) = server {
+        cmd.arg("--server").arg(s);
+    }
+    cmd
+}
+
+async fn run(dir: &Path, server: Option<&str>, args: &[&str]) -> Output {
+    let out = tokio::time::timeout(DEADLINE, presence(dir, server).args(args).output())
+        .await
+        .unwrap_or_else(|_| panic!("presence {args:?} did not finish"))
+        .expect("spawn presence");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(o: &Output, what: &str) {
+    assert_eq!(
+        o.code, 0,
+        "{what}: stdout {:?} stderr {:?}",
+        o.stdout, o.stderr
+    );
+}
+
+/// Exactly one line on stderr, starting `presence: `.
+fn one_error_line(o: &Output) {
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {:?}", o.stderr);
+    assert!(lines[0].starts_with("presence: "), "{:?}", lines[0]);
+    assert!(!o.stderr.contains("panicked"), "{:?}", o.stderr);
+}
+
+async fn login(dir: &Path, url: &str, acct: &Account) {
+    let mut child = presence(dir, Some(url))
+        .args([
+            "login",
+            "--account",
+            &acct.slug,
+            "--email",
+            &acct.email,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{}\n", acct.password).as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "login: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("logged in as Owner"), "{stdout}");
+}
+
+async fn show_json(dir: &Path, server: Option<&str>) -> Value {
+    let o = run(dir, server, &["show", "--json"]).await;
+    ok(&o, "show --json");
+    serde_json::from_str(&o.stdout).expect("show --json prints JSON")
+}
+
+async fn server_status(server: &TestServer, acct: &Account) -> (String, i64) {
+    let token = server.raw_login(acct, "observer").await;
+    let me = server.me(&token).await;
+    (
+        me["status"]["status"].as_str().unwrap().to_owned(),
+        me["status"]["version"].as_i64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_set_status_and_show_json_follow_the_contract() {
+    let server = TestServer::start().await;
+    let acct = server.create_account("cli-basic").await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url(), &acct).await;
+
+    // The stored URL is used from now on.
+    let o = run(dir.path(), None, &["status", "busy"]).await;
+    ok(&o, "status busy");
+    assert_eq!(o.stdout.lines().next(), Some("busy: stored"));
+    assert!(
+        o.stdout.contains("busy: confirmed (version 1)"),
+        "{}",
+        o.stdout
+    );
+
+    let o = run(dir.path(), None, &["status"]).await;
+    ok(&o, "status");
+    assert_eq!(o.stdout.trim(), "busy (confirmed, version 1)");
+
+    let v = show_json(dir.path(), None).await;
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    for k in [
+        "session",
+        "status",
+        "chatbox",
+        "connection",
+        "lifecycle",
+        "lease_until",
+        "outbox",
+        "last_error",
+    ] {
+        assert!(keys.contains(&k), "missing {k} in {keys:?}");
+    }
+    assert_eq!(v["session"]["state"], "active");
+    assert_eq!(v["session"]["account"], "cli-basic");
+    assert_eq!(v["session"]["agent"]["email"], acct.email.as_str());
+    assert_eq!(
+        v["status"],
+        serde_json::json!({"current": "busy", "confirmed": "busy", "version": 1, "pending": false})
+    );
+    assert_eq!(v["chatbox"]["status"], "busy");
+    assert_eq!(v["outbox"], serde_json::json!({"pending": 0, "wedged": []}));
+    assert_eq!(server_status(&server, &acct).await, ("busy".into(), 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_while_the_server_is_down_is_stored_and_sync_delivers_it_later() {
+    let mut server = TestServer::start().await;
+    let acct = server.create_account("cli-down").await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url(), &acct).await;
+    server.stop().await;
+
+    let o = run(dir.path(), None, &["status", "online"]).await;
+    ok(&o, "status online with the server down");
+    assert!(o.stdout.contains("online: stored"), "{}", o.stdout);
+    assert!(o.stdout.contains("online: pending"), "{}", o.stdout);
+
+    let o = run(dir.path(), None, &["sync", "--timeout-ms", "300"]).await;
+    assert_eq!(o.code, 3, "sync with the server down: {o:?}", o = o.stderr);
+    assert!(
+        o.stderr.contains("1 change(s) still pending"),
+        "{}",
+        o.stderr
+    );
+
+    let v = show_json(dir.path(), None).await;
+    assert_eq!(v["status"]["current"], "online");
+    assert_eq!(v["status"]["pending"], true);
+    assert_eq!(v["outbox"]["pending"], 1);
+    assert_eq!(v["connection"], "offline");
+
+    server.restart().await;
+    let o = run(dir.path(), None, &["sync"]).await;
+    ok(&o, "sync after restart");
+    let v = show_json(dir.path(), None).await;
+    assert_eq!(v["status"]["confirmed"], "online");
+    assert_eq!(v["status"]["pending"], false);
+    assert_eq!(server_status(&server, &acct).await, ("online".into(), 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latest_intent_wins_across_two_devices_whatever_the_delivery_order() {
+    let mut server = TestServer::start().await;
+    let acct = server.create_account("cli-intent").await;
+    let laptop = tempfile::tempdir().unwrap();
+    let desktop = tempfile::tempdir().unwrap();
+    login(laptop.path(), &server.url(), &acct).await;
+    login(desktop.path(), &server.url(), &acct).await;
+    server.stop().await;
+
+    ok(
+        &run(laptop.path(), None, &["status", "busy"]).await,
+        "laptop busy",
+    );
+    ok(
+        &run(desktop.path(), None, &["status", "offline"]).await,
+        "desktop offline",
+    );
+    server.restart().await;
+    // The later choice is delivered first, the earlier one second: the later still wins.
+    ok(&run(desktop.path(), None, &["sync"]).await, "desktop sync");
+    ok(&run(laptop.path(), None, &["sync"]).await, "laptop sync");
+    let o = run(laptop.path(), None, &["status"]).await;
+    assert_eq!(
+        o.stdout.trim(),
+        "offline (confirmed, version 1)",
+        "{}",
+        o.stderr
+    );
+    assert_eq!(server_status(&server, &acct).await, ("offline".into(), 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_stored_by_a_killed_process_is_delivered_exactly_once() {
+    let server = TestServer::start().await;
+    let acct = server.create_account("cli-kill").await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &proxy.url(), &acct).await;
+
+    // The request reaches the server; its answer never comes back.
+    proxy.set(Fault::LoseAnswers);
+    let mut child: Child = presence(dir.path(), None)
+        .args(["status", "busy"])
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("stored in time")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("busy: stored"));
+    common::eventually("the server applied the change", || {
+        let server = &server;
+        let acct = &acct;
+        async move { server_status(server, acct).await.1 == 1 }
+    })
+    .await;
+    child.start_kill().unwrap(); // SIGKILL
+    let status = child.wait().await.unwrap();
+    assert!(!status.success());
+
+    // The change survived the kill (still no answer can come back, so it stays pending).
+    let v = show_json(dir.path(), None).await;
+    assert_eq!(v["status"]["pending"], true, "{v}");
+    assert_eq!(v["status"]["current"], "busy", "{v}");
+
+    // Reopened by the next command: the same op goes out again and is not applied twice.
+    proxy.set(Fault::Pass);
+    let o = run(dir.path(), None, &["sync"]).await;
+    ok(&o, "sync after the kill");
+    assert_eq!(server_status(&server, &acct).await, ("busy".into(), 1));
+    let v = show_json(dir.path(), None).await;
+    assert_eq!(v["status"]["confirmed"], "busy");
+    assert_eq!(v["status"]["version"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_one_line_on_stderr_with_a_nonzero_exit() {
+    let server = TestServer::start().await;
+    let acct = server.create_account("cli-errors").await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let o = run(dir.path(), None, &["status"]).await;
+    assert_eq!(o.code, 1);
+    one_error_line(&o);
+    assert!(o.stderr.contains("not logged in"), "{}", o.stderr);
+
+    let o = run(
+        dir.path(),
+        None,
+        &["login", "--account", "a", "--email", "e", "--password", "p"],
+    )
+    .await;
+    assert_eq!(o.code, 1);
+    one_error_line(&o);
+    assert!(o.stderr.contains("--server"), "{}", o.stderr);
+
+    let url = server.url();
+    let o = run(
+        dir.path(),
+        Some(&url),
+        &[
+            "login",
+            "--account",
+            &acct.slug,
+            "--email",
+            &acct.email,
+            "--password",
+            "nope",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1);
+    one_error_line(&o);
+    assert!(o.stderr.contains("invalid_credentials"), "{}", o.stderr);
+
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let o = run(
+        dir.path(),
+        Some(&dead),
+        &[
+            "login",
+            "--account",
+            &acct.slug,
+            "--email",
+            &acct.email,
+            "--password",
+            "x",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1);
+    one_error_line(&o);
+    assert!(o.stderr.contains("cannot reach the server"), "{}", o.stderr);
+
+    let o = run(dir.path(), Some("not a url"), &["chatbox", "wk_x"]).await;
+    assert_eq!(o.code, 1);
+    one_error_line(&o);
+
+    let o = run(dir.path(), Some(&url), &["chatbox", "wk_nope"]).await;
+    assert_eq!(o.code, 1);
+    one_error_line(&o);
+    assert!(o.stderr.contains("not_found"), "{}", o.stderr);
+
+    let o = run(dir.path(), None, &["status", "away"]).await;
+    assert_eq!(o.code, 2, "usage errors exit 2");
+
+    let o = run(Path::new("/proc/no/such/dir"), Some(&url), &["show"]).await;
+    assert_eq!(o.code, 1);
+    one_error_line(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_takes_the_chat_box_offline_at_once() {
+    let server = TestServer::start().await;
+    let acct = server.create_account("cli-logout").await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url(), &acct).await;
+    ok(
+        &run(dir.path(), None, &["status", "online"]).await,
+        "online",
+    );
+    let o = run(dir.path(), None, &["chatbox", &acct.widget_key]).await;
+    ok(&o, "chatbox");
+    assert_eq!(o.stdout.trim(), "online (agents_online)");
+
+    let o = run(dir.path(), None, &["logout"]).await;
+    ok(&o, "logout");
+    assert_eq!(o.stdout.trim(), "logged out");
+    assert_eq!(server.widget(&acct).await["status"], "offline");
+    let v = show_json(dir.path(), None).await;
+    assert_eq!(v["session"]["state"], "logged_out");
+    assert_eq!(v["status"], Value::Null);
+    let o = run(dir.path(), None, &["status", "busy"]).await;
+    assert_eq!(o.code, 1);
+    one_error_line(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_with_the_server_down_is_local_at_once_and_delivered_by_sync() {
+    let mut server = TestServer::start().await;
+    let acct = server.create_account("cli-lateout").await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url(), &acct).await;
+    server.stop().await;
+    let o = run(dir.path(), None, &["logout"]).await;
+    ok(&o, "logout with the server down");
+    assert!(
+        o.stdout.contains("server is told when it can be reached"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(show_json(dir.path(), None).await["outbox"]["pending"], 1);
+    server.restart().await;
+    ok(&run(dir.path(), None, &["sync"]).await, "sync");
+    assert_eq!(show_json(dir.path(), None).await["outbox"]["pending"], 0);
+}
+
+/// Reads lines until one contains `needle`.
+async fn read_until(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    needle: &str,
+) -> String {
+    let mut seen = String::new();
+    let found = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains(needle) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(found, Ok(true)),
+        "never saw {needle:?} in:\n{seen}"
+    );
+    seen
+}
+
+fn interrupt(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_shows_changes_live_and_exits_cleanly_on_ctrl_c() {
+    let server = TestServer::start().await;
+    let acct = server.create_account("cli-watch").await;
+    let watcher = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    login(watcher.path(), &server.url(), &acct).await;
+    login(other.path(), &server.url(), &acct).await;
+
+    let mut child = presence(watcher.path(), None).arg("watch").spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "connection: connected").await;
+    ok(
+        &run(other.path(), None, &["status", "busy"]).await,
+        "busy elsewhere",
+    );
+    read_until(&mut lines, "status:     busy (confirmed").await;
+    let frame = read_until(&mut lines, "chat box:   busy").await;
+    let _ = frame;
+
+    // While watch runs, the device counts as available: its lease is kept alive.
+    let token = server.raw_login(&acct, "observer").await;
+    let me = server.me(&token).await;
+    assert!(me["sessions"].as_array().unwrap().len() >= 3);
+
+    interrupt(&child);
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "watch exit: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatbox_watch_prints_every_change() {
+    let server = TestServer::start().await;
+    let acct = server.create_account("cli-chatbox").await;
+    let agent = tempfile::tempdir().unwrap();
+    let visitor = tempfile::tempdir().unwrap();
+    login(agent.path(), &server.url(), &acct).await;
+
+    let url = server.url();
+    let mut child = presence(visitor.path(), Some(&url))
+        .args(["chatbox", &acct.widget_key, "--watch"])
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "offline (no_agents_online)").await;
+    ok(
+        &run(agent.path(), None, &["status", "online"]).await,
+        "online",
+    );
+    read_until(&mut lines, "online (agents_online)").await;
+    ok(&run(agent.path(), None, &["status", "busy"]).await, "busy");
+    read_until(&mut lines, "busy (agents_busy)").await;
+    interrupt(&child);
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_keeps_the_change_until_the_next_login() {
+    let server = TestServer::start().await;
+    let acct = server.create_account("cli-expired").await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url(), &acct).await;
+    // Another login with this device's id replaces (ends) the CLI's session.
+    let device_id = {
+        let c = presence_core::PresenceClient::open(common::config(&server.url(), dir.path()))
+            .await
+            .unwrap();
+        let id = c.device_id().to_owned();
+        c.shutdown().await;
+        id
+    };
+    server.raw_login(&acct, &device_id).await;
+
+    let o = run(dir.path(), None, &["status", "busy"]).await;
+    ok(&o, "status busy with an ended session");
+    assert!(o.stdout.contains("busy: pending"), "{}", o.stdout);
+    assert!(o.stdout.contains("presence login"), "{}", o.stdout);
+    let o = run(dir.path(), None, &["sync", "--timeout-ms", "5000"]).await;
+    assert_eq!(o.code, 3);
+    assert!(o.stderr.contains("session has expired"), "{}", o.stderr);
+
+    login(dir.path(), &server.url(), &acct).await;
+    assert_eq!(server_status(&server, &acct).await, ("busy".into(), 1));
+}
