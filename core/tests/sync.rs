@@ -464,3 +464,65 @@ async fn a_status_push_reaches_a_background_device_and_old_versions_are_ignored(
 fn uuid_like(n: u8) -> String {
     format!("0190a000-0000-7000-8000-0000000000{n:02}")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_stored_by_another_process_on_the_same_data_dir_is_delivered_by_the_running_one() {
+    // `presence watch` runs while `presence status busy` (another process, here another
+    // engine on the same data dir) stores a change without getting it out.
+    let server = TestServer::start().await;
+    let acct = server.create_account("shared").await;
+    let running = device(&server.url(), &acct).await;
+    wait_until(&running.client, "connected", |s| {
+        s.connection == Connection::Connected
+    })
+    .await;
+    let other = PresenceClient::open(common::config(&server.url(), running.dir.path()))
+        .await
+        .unwrap();
+    other.set_network_available(false).await;
+    other.set_status(AgentStatus::Busy).await.unwrap();
+    other.shutdown().await;
+
+    wait_until(&running.client, "the running engine delivers it", |s| {
+        confirmed(s, AgentStatus::Busy) && s.outbox.pending == 0
+    })
+    .await;
+    let token = server.raw_login(&acct, "observer").await;
+    assert_eq!(server.me(&token).await["status"]["status"], "busy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_sees_every_settled_state_off_the_engine_task() {
+    let server = TestServer::start().await;
+    let acct = server.create_account("listener").await;
+    let a = device(&server.url(), &acct).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    a.client.set_listener(Some(std::sync::Arc::new(
+        move |s: presence_core::ClientSnapshot| {
+            let _ = tx.send(s);
+        },
+    )));
+    // The current snapshot comes first.
+    let first = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.session.state, SessionState::Active);
+    a.client.set_status(AgentStatus::Busy).await.unwrap();
+    let seen = tokio::time::timeout(DEADLINE, async {
+        while let Some(s) = rx.recv().await {
+            if confirmed(&s, AgentStatus::Busy) {
+                return s;
+            }
+        }
+        panic!("listener channel closed");
+    })
+    .await
+    .expect("the listener saw the confirmed change");
+    assert_eq!(seen.outbox.pending, 0);
+
+    // Removed: no more calls (the sender is dropped with the listener).
+    a.client.set_listener(None);
+    let closed = tokio::time::timeout(DEADLINE, async { while rx.recv().await.is_some() {} }).await;
+    assert!(closed.is_ok(), "the listener was not dropped");
+}
