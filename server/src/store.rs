@@ -23,6 +23,13 @@ use presence_protocol::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// The database file inside `--data-dir`. Named for the server so a client engine's data dir
+/// (which holds its own `presence.db`) can never be mistaken for it.
+pub const DB_FILE: &str = "presence-server.db";
+
+/// `PRAGMA application_id` of a server database ("PRSV").
+pub const APPLICATION_ID: i64 = 0x5052_5356;
+
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
     // v1: the first schema.
@@ -162,7 +169,7 @@ fn platform_parse(s: &str) -> Option<Platform> {
 }
 
 impl Store {
-    /// Opens (creating if needed) `presence.db` in `dir` and migrates it.
+    /// Opens (creating if needed) [`DB_FILE`] in `dir` and migrates it.
     pub fn open_dir(dir: &Path) -> StoreResult<Store> {
         std::fs::create_dir_all(dir).map_err(|e| {
             rusqlite::Error::SqliteFailure(
@@ -170,7 +177,7 @@ impl Store {
                 Some(format!("cannot create data dir {}: {e}", dir.display())),
             )
         })?;
-        Self::open(&dir.join("presence.db"))
+        Self::open(&dir.join(DB_FILE))
     }
 
     pub fn open(path: &Path) -> StoreResult<Store> {
@@ -179,7 +186,27 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if app_id != APPLICATION_ID && (app_id != 0 || version != 0) {
+            // Some other program's database (v1 files predate the id and are adopted below).
+            let has_accounts: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'accounts')",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has_accounts {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
+                    Some(format!(
+                        "{} is not a presence-server database",
+                        path.display()
+                    )),
+                ));
+            }
+        }
         migrate(&mut conn)?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -569,6 +596,22 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_another_programs_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE outbox (id INTEGER); PRAGMA user_version = 3;")
+                .unwrap();
+        }
+        let err = Store::open(&path).err().expect("refused");
+        assert!(
+            err.to_string().contains("not a presence-server database"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn migrates_a_version_one_database_in_place() {
