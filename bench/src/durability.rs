@@ -1,0 +1,104 @@
+//! The cost of the durable commit on the status path, measured on the server's own store.
+//!
+//! `Store::record_status_op` is the transaction `PUT /v1/me/status` commits (WAL,
+//! `synchronous = NORMAL`) before it answers. Timed here on a file on the same disk as the
+//! server's data dir, on tmpfs, and on an in-memory database: the difference between the
+//! first and the last is what keeping presence only in memory, as the peers do, would save.
+
+use std::path::Path;
+use std::time::Instant;
+
+use presence_protocol::{AgentStatus, OpeningHours, Role, Settings, StatusView};
+use presence_server::store::{AccountRow, AgentRow, Store};
+use serde_json::{Value, json};
+
+use crate::Ctx;
+use crate::api::e;
+use crate::proc::Res;
+use crate::stats::Samples;
+
+fn time_commits(store: &Store, n: usize) -> Res<Samples> {
+    let account = AccountRow {
+        id: "acc_bench".into(),
+        slug: "bench".into(),
+        name: "bench".into(),
+        widget_key: "wk_bench".into(),
+        settings: Settings::default(),
+        opening_hours: OpeningHours::default(),
+        groups: Vec::new(),
+        view_version: 0,
+    };
+    let agent = AgentRow {
+        id: "agt_bench".into(),
+        account_id: account.id.clone(),
+        name: "Bench".into(),
+        email: "bench@bench.test".into(),
+        password_hash: String::new(),
+        role: Role::Owner,
+        groups: Vec::new(),
+        status: StatusView {
+            status: AgentStatus::Offline,
+            version: 0,
+            intent_at: 0,
+            changed_by_device: None,
+        },
+        status_op_id: String::new(),
+    };
+    store.insert_account(&account, &agent, 0).map_err(e)?;
+    let mut s = Samples::default();
+    let warm = n / 10;
+    for i in 0..warm + n {
+        let status = StatusView {
+            status: if i % 2 == 0 {
+                AgentStatus::Online
+            } else {
+                AgentStatus::Busy
+            },
+            version: i as i64 + 1,
+            intent_at: 1_700_000_000_000 + i as i64,
+            changed_by_device: Some("device-a".into()),
+        };
+        let op_id = format!("{:08x}-0000-4000-8000-{:012x}", i >> 16, i);
+        let resp = json!({"applied": true, "status": status}).to_string();
+        let t = Instant::now();
+        store
+            .status_op(&agent.id, &op_id)
+            .map_err(|err| format!("status_op: {err}"))?;
+        store
+            .record_status_op(&agent.id, &op_id, Some(&status), &resp, 0)
+            .map_err(|err| format!("record_status_op: {err}"))?;
+        if i >= warm {
+            // Microseconds, stored in the ms-based samples as us.
+            s.push_ms(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    Ok(s)
+}
+
+fn on_dir(dir: &Path, n: usize) -> Res<Samples> {
+    let store = Store::open_dir(dir).map_err(e)?;
+    time_commits(&store, n)
+}
+
+/// Commit costs in microseconds, keyed disk / tmpfs / memory.
+pub fn store_commit_costs(ctx: &Ctx, n: usize) -> Res<Value> {
+    let disk_dir = ctx.work.join("durability-store");
+    let _ = std::fs::remove_dir_all(&disk_dir);
+    let disk = on_dir(&disk_dir, n)?;
+    let tmpfs = match tempfile::Builder::new()
+        .prefix("presence-bench-")
+        .tempdir_in("/dev/shm")
+    {
+        Ok(d) => Some(on_dir(d.path(), n)?),
+        Err(_) => None,
+    };
+    let mem = Store::open(Path::new(":memory:")).map_err(e)?;
+    let memory = time_commits(&mem, n)?;
+    Ok(json!({
+        "what": "Store::status_op + Store::record_status_op, as PUT /v1/me/status runs them",
+        "unit": "us",
+        "disk": disk.summary(),
+        "tmpfs": tmpfs.map(|s| s.summary()),
+        "memory": memory.summary(),
+    }))
+}

@@ -1,0 +1,637 @@
+//! Scenarios against our server, each on a fresh `presence-server` process over loopback.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::timeout;
+
+use crate::Ctx;
+use crate::api::{self, Account, e};
+use crate::http::{Conn, Sse, request_bytes};
+use crate::proc::{Res, Spawned};
+use crate::stats::{Samples, median, round3, slope};
+
+const STOP: Duration = Duration::from_secs(10);
+const EVENT_WAIT: Duration = Duration::from_secs(10);
+
+fn chatbox_status(data: &str) -> String {
+    serde_json::from_str::<Value>(data)
+        .ok()
+        .and_then(|v| v["status"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+async fn next_chatbox(sse: &mut Sse, want: &str) -> Res<crate::http::Event> {
+    loop {
+        let ev = timeout(EVENT_WAIT, sse.next_named("chatbox"))
+            .await
+            .map_err(|_| format!("no chatbox {want} event within {EVENT_WAIT:?}"))?
+            .map_err(e)?;
+        if chatbox_status(&ev.data) == want {
+            return Ok(ev);
+        }
+    }
+}
+
+async fn fresh_server(ctx: &Ctx, name: &str, extra: &[&str]) -> Res<(Spawned, SocketAddr)> {
+    let dir = ctx.work.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    fresh_server_in(ctx, name, &dir, extra).await
+}
+
+async fn fresh_server_in(
+    ctx: &Ctx,
+    name: &str,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Res<(Spawned, SocketAddr)> {
+    let s = api::start_server(&ctx.server_bin, name, dir, extra, &ctx.logs).await?;
+    let addr = s.addr.ok_or("no address")?;
+    Ok((s, addr))
+}
+
+/// `PUT /v1/me/status` on device A sent -> `status` event on device B's stream.
+pub async fn status_to_device(addr: SocketAddr, slug: &str, n: usize) -> Res<Samples> {
+    let warm = (n / 10).max(10);
+    let mut c = Conn::connect(addr).await.map_err(e)?;
+    let acc = api::create_account(&mut c, slug).await?;
+    let a = api::login(&mut c, &acc, "device-a").await?;
+    let b = api::login(&mut c, &acc, "device-b").await?;
+    let mut sse = Sse::open(addr, "/v1/me/events", Some(&b.token))
+        .await
+        .map_err(e)?;
+    timeout(EVENT_WAIT, sse.next_named("snapshot"))
+        .await
+        .map_err(|_| "no snapshot")?
+        .map_err(e)?;
+    let mut s = Samples::default();
+    for i in 0..warm + n {
+        let status = if i % 2 == 0 { "online" } else { "busy" };
+        let req = request_bytes(
+            "PUT",
+            "/v1/me/status",
+            Some(&a.token),
+            Some(&api::status_body(status)),
+        );
+        let t0 = Instant::now();
+        c.send(&req).await.map_err(e)?;
+        let ev = loop {
+            let ev = timeout(EVENT_WAIT, sse.next_named("status"))
+                .await
+                .map_err(|_| "no status event")?
+                .map_err(e)?;
+            if chatbox_status(&ev.data) == status {
+                break ev;
+            }
+        };
+        c.recv()
+            .await
+            .map_err(e)?
+            .expect(200, "set status")
+            .map_err(e)?;
+        if i >= warm {
+            s.push(ev.at - t0);
+        }
+    }
+    Ok(s)
+}
+
+/// `DELETE /v1/session` sent -> the widget's `offline` event.
+pub async fn logout_to_widget(addr: SocketAddr, slug: &str, n: usize) -> Res<Samples> {
+    let warm = (n / 10).max(5);
+    let mut c = Conn::connect(addr).await.map_err(e)?;
+    let acc = api::create_account(&mut c, slug).await?;
+    let setup = api::login(&mut c, &acc, "setup").await?;
+    api::set_status(&mut c, &setup.token, "online").await?;
+    api::logout(&mut c, &setup.token).await?;
+    let mut w = Sse::open(addr, &format!("/v1/widget/{}/events", acc.widget_key), None)
+        .await
+        .map_err(e)?;
+    next_chatbox(&mut w, "offline").await?;
+    let mut s = Samples::default();
+    for i in 0..warm + n {
+        let l = api::login(&mut c, &acc, &format!("device-{i}")).await?;
+        next_chatbox(&mut w, "online").await?;
+        let req = request_bytes("DELETE", "/v1/session", Some(&l.token), None);
+        let t0 = Instant::now();
+        c.send(&req).await.map_err(e)?;
+        let ev = next_chatbox(&mut w, "offline").await?;
+        c.recv()
+            .await
+            .map_err(e)?
+            .expect(204, "logout")
+            .map_err(e)?;
+        if i >= warm {
+            s.push(ev.at - t0);
+        }
+    }
+    Ok(s)
+}
+
+/// Status and logout latency on one fresh server.
+pub async fn latency(ctx: &mut Ctx) -> Res<()> {
+    let n = if ctx.quick { 100 } else { 1000 };
+    let (server, addr) = fresh_server(ctx, "latency", &[]).await?;
+    let status = status_to_device(addr, "lat-status", n).await;
+    let logout = logout_to_widget(addr, "lat-logout", n / 2).await;
+    let rss = server.rss_bytes().ok();
+    server.stop(STOP).await?;
+    let status = status?;
+    let logout = logout?;
+    let r = &mut ctx.report;
+    r.set("status_to_other_device_p50_ms", status.p50());
+    r.set("status_to_other_device_p99_ms", status.p99());
+    r.set("logout_to_widget_offline_p50_ms", logout.p50());
+    r.set("logout_to_widget_offline_p99_ms", logout.p99());
+    r.detail("status_to_other_device_ms", status.summary());
+    r.detail("logout_to_widget_offline_ms", logout.summary());
+    r.detail("latency_server_rss_bytes", json!(rss));
+    Ok(())
+}
+
+/// Lease end -> widget event, for sessions going silent at staggered times.
+pub async fn expiry(ctx: &mut Ctx) -> Res<()> {
+    let (accounts, rounds) = if ctx.quick { (20, 5) } else { (100, 10) };
+    let ttl_ms: u64 = 1000;
+    let (server, addr) = fresh_server(
+        ctx,
+        "expiry",
+        &["--active-interval-ms", "250", "--active-ttl-ms", "1000"],
+    )
+    .await?;
+    let result = expiry_run(addr, accounts, rounds, ttl_ms).await;
+    server.stop(STOP).await?;
+    let (lags, missed) = result?;
+    let r = &mut ctx.report;
+    r.set("expiry_detection_lag_p50_ms", lags.p50());
+    r.set("expiry_detection_lag_p99_ms", lags.p99());
+    r.detail(
+        "expiry_detection_lag_ms",
+        json!({"samples": lags.summary(), "accounts": accounts, "rounds": rounds,
+               "ttl_ms": ttl_ms, "missed": missed}),
+    );
+    Ok(())
+}
+
+async fn expiry_run(
+    addr: SocketAddr,
+    accounts: usize,
+    rounds: usize,
+    ttl_ms: u64,
+) -> Res<(Samples, usize)> {
+    // Setup: one agent per account, online, no live session.
+    let mut accs: Vec<Account> = Vec::new();
+    let gate = Arc::new(Semaphore::new(4));
+    let mut setup = tokio::task::JoinSet::new();
+    for i in 0..accounts {
+        let gate = gate.clone();
+        setup.spawn(async move {
+            let _p = gate.acquire().await.map_err(e)?;
+            let mut c = Conn::connect(addr).await.map_err(e)?;
+            let acc = api::create_account(&mut c, &format!("exp-{i}")).await?;
+            let l = api::login(&mut c, &acc, "setup").await?;
+            api::set_status(&mut c, &l.token, "online").await?;
+            api::logout(&mut c, &l.token).await?;
+            Ok::<_, String>((i, acc))
+        });
+    }
+    let mut indexed = Vec::new();
+    while let Some(r) = setup.join_next().await {
+        indexed.push(r.map_err(e)??);
+    }
+    indexed.sort_by_key(|(i, _)| *i);
+    accs.extend(indexed.into_iter().map(|(_, a)| a));
+
+    let anchor = Instant::now();
+    let local_ms = move |t: Instant| (t - anchor).as_secs_f64() * 1000.0;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, acc) in accs.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let mut w = Sse::open(addr, &format!("/v1/widget/{}/events", acc.widget_key), None)
+                .await
+                .map_err(e)?;
+            next_chatbox(&mut w, "offline").await?;
+            let mut c = Conn::connect(addr).await.map_err(e)?;
+            // Stagger the accounts across one ttl so expiries do not coincide.
+            tokio::time::sleep(Duration::from_micros(
+                i as u64 * ttl_ms * 1000 / accounts as u64,
+            ))
+            .await;
+            let mut lags = Vec::new();
+            let mut missed = 0usize;
+            for r in 0..rounds {
+                let req = request_bytes(
+                    "POST",
+                    "/v1/login",
+                    None,
+                    Some(&api::login_body(&acc, &format!("device-{r}"))),
+                );
+                let sent = Instant::now();
+                c.send(&req).await.map_err(e)?;
+                let resp = c.recv().await.map_err(e)?.expect(200, "login").map_err(e)?;
+                let l = api::parse_login(&resp.json().map_err(e)?)?;
+                // Map server milliseconds onto the local monotonic scale; server_time is
+                // floored to the millisecond, so its midpoint is server_time + 0.5.
+                let mid = (local_ms(sent) + local_ms(resp.at)) / 2.0;
+                let offset = mid - (l.server_time as f64 + 0.5);
+                next_chatbox(&mut w, "online").await?;
+                let wait = Duration::from_millis(ttl_ms) + EVENT_WAIT;
+                match timeout(wait, next_chatbox(&mut w, "offline")).await {
+                    Ok(Ok(ev)) => {
+                        let lease_end_local = l.lease_until as f64 + offset;
+                        lags.push(local_ms(ev.at) - lease_end_local);
+                    }
+                    _ => missed += 1,
+                }
+            }
+            Ok::<_, String>((lags, missed))
+        });
+    }
+    let mut all = Samples::default();
+    let mut missed = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (lags, m) = r.map_err(e)??;
+        for l in lags {
+            all.push_ms(l);
+        }
+        missed += m;
+    }
+    Ok((all, missed))
+}
+
+/// 10,000 widget streams on one account; each one's receipt of a status change.
+pub async fn fanout(ctx: &mut Ctx) -> Res<()> {
+    let widgets = if ctx.quick { 1000 } else { 10_000 };
+    let toggles = if ctx.quick { 5 } else { 20 };
+    let (server, addr) = fresh_server(ctx, "fanout", &["--active-ttl-ms", "600000"]).await?;
+    let result = fanout_run(addr, widgets, toggles).await;
+    let rss = server.rss_bytes().ok();
+    server.stop(STOP).await?;
+    let (s, missing, connect_s) = result?;
+    let r = &mut ctx.report;
+    r.set("status_to_10k_widgets_p50_ms", s.p50());
+    r.set("status_to_10k_widgets_p99_ms", s.p99());
+    r.detail(
+        "status_to_10k_widgets_ms",
+        json!({"samples": s.summary(), "widgets": widgets, "toggles": toggles,
+               "missing_receipts": missing, "connect_all_s": round3(connect_s),
+               "server_rss_bytes_with_streams": rss}),
+    );
+    if widgets != 10_000 {
+        r.note(
+            "status_to_10k_widgets_p50_ms",
+            &format!("{widgets} subscribers (quick mode)"),
+        );
+    }
+    Ok(())
+}
+
+async fn fanout_run(
+    addr: SocketAddr,
+    widgets: usize,
+    toggles: usize,
+) -> Res<(Samples, usize, f64)> {
+    let mut c = Conn::connect(addr).await.map_err(e)?;
+    let acc = api::create_account(&mut c, "fanout").await?;
+    let actor = api::login(&mut c, &acc, "actor").await?;
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+    let (rx_tx, mut rx_rx) = mpsc::unbounded_channel::<Instant>();
+    let gate = Arc::new(Semaphore::new(128));
+    let path = format!("/v1/widget/{}/events", acc.widget_key);
+    let t_connect = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..widgets {
+        let (ready_tx, rx_tx, gate, path) =
+            (ready_tx.clone(), rx_tx.clone(), gate.clone(), path.clone());
+        tasks.spawn(async move {
+            let opened = async {
+                let _p = gate.acquire().await.map_err(e)?;
+                let mut w = Sse::open(addr, &path, None).await.map_err(e)?;
+                w.next_named("chatbox").await.map_err(e)?;
+                Ok::<_, String>(w)
+            }
+            .await;
+            let mut w = match opened {
+                Ok(w) => {
+                    let _ = ready_tx.send(Ok(()));
+                    w
+                }
+                Err(err) => {
+                    let _ = ready_tx.send(Err(err));
+                    return;
+                }
+            };
+            while let Ok(ev) = w.next_named("chatbox").await {
+                if rx_tx.send(ev.at).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(rx_tx);
+    let mut ok = 0;
+    for _ in 0..widgets {
+        match timeout(Duration::from_secs(120), ready_rx.recv()).await {
+            Ok(Some(Ok(()))) => ok += 1,
+            Ok(Some(Err(err))) => return Err(format!("widget stream failed to open: {err}")),
+            _ => return Err("widget streams did not open in time".into()),
+        }
+    }
+    let connect_s = t_connect.elapsed().as_secs_f64();
+    let mut s = Samples::default();
+    let mut missing = 0;
+    for k in 0..toggles {
+        let status = if k % 2 == 0 { "online" } else { "busy" };
+        let req = request_bytes(
+            "PUT",
+            "/v1/me/status",
+            Some(&actor.token),
+            Some(&api::status_body(status)),
+        );
+        let t0 = Instant::now();
+        c.send(&req).await.map_err(e)?;
+        let mut got = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while got < ok {
+            match tokio::time::timeout_at(deadline, rx_rx.recv()).await {
+                Ok(Some(at)) => {
+                    s.push(at.saturating_duration_since(t0));
+                    got += 1;
+                }
+                _ => break,
+            }
+        }
+        missing += ok - got;
+        c.recv()
+            .await
+            .map_err(e)?
+            .expect(200, "set status")
+            .map_err(e)?;
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    Ok((s, missing, connect_s))
+}
+
+/// Pre-built heartbeat requests, one per session token.
+async fn login_many(
+    addr: SocketAddr,
+    acc: &Account,
+    from: usize,
+    count: usize,
+    workers: usize,
+) -> Res<Vec<String>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let acc = acc.clone();
+        tasks.spawn(async move {
+            let mut c = Conn::connect(addr).await.map_err(e)?;
+            let mut tokens = Vec::new();
+            let mut i = from + w;
+            while i < from + count {
+                tokens.push(
+                    api::login(&mut c, &acc, &format!("device-{i}"))
+                        .await?
+                        .token,
+                );
+                i += workers;
+            }
+            Ok::<_, String>(tokens)
+        });
+    }
+    let mut all = Vec::with_capacity(count);
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.map_err(e)??);
+    }
+    Ok(all)
+}
+
+/// Closed-loop load: `conns` keep-alive connections, each sending the next request as soon
+/// as the previous answer is in. Returns answers per second counted in the window after
+/// `warm`, and the number of non-200 answers.
+pub async fn run_load(
+    addr: SocketAddr,
+    reqs: Arc<Vec<Vec<u8>>>,
+    conns: usize,
+    warm: Duration,
+    dur: Duration,
+) -> Res<(f64, u64)> {
+    let start = Instant::now();
+    let from = start + warm;
+    let end = from + dur;
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..conns {
+        let reqs = reqs.clone();
+        tasks.spawn(async move {
+            let mut c = Conn::connect(addr).await.map_err(e)?;
+            let (mut ok, mut bad) = (0u64, 0u64);
+            let mut i = t;
+            loop {
+                if Instant::now() >= end {
+                    break;
+                }
+                c.send(&reqs[i % reqs.len()]).await.map_err(e)?;
+                let r = c.recv().await.map_err(e)?;
+                if r.status != 200 {
+                    bad += 1;
+                } else if r.at >= from && r.at < end {
+                    ok += 1;
+                }
+                i += conns;
+            }
+            Ok::<_, String>((ok, bad))
+        });
+    }
+    let (mut ok, mut bad) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        let (o, b) = r.map_err(e)??;
+        ok += o;
+        bad += b;
+    }
+    Ok((ok as f64 / dur.as_secs_f64(), bad))
+}
+
+async fn start_bare(ctx: &Ctx, name: &str) -> Res<(Spawned, SocketAddr)> {
+    let mut cmd = tokio::process::Command::new(&ctx.self_exe);
+    cmd.args(["serve-bare", "--listen", "127.0.0.1:0"]);
+    let s = crate::proc::spawn_until(
+        name,
+        cmd,
+        "listening on http://",
+        Duration::from_secs(30),
+        &ctx.logs,
+    )
+    .await?;
+    let addr = s.addr.ok_or("bare server printed no address")?;
+    Ok((s, addr))
+}
+
+/// Authenticated heartbeats over many live sessions against a bare axum handler, A B A B.
+pub async fn heartbeat(ctx: &mut Ctx) -> Res<()> {
+    let (sessions, pairs, conns, secs) = if ctx.quick {
+        (1000, 1, 16, 1.0)
+    } else {
+        (10_000, 3, 64, 5.0)
+    };
+    let warm = Duration::from_millis(if ctx.quick { 300 } else { 1000 });
+    let dur = Duration::from_secs_f64(secs);
+    let dir = ctx.work.join("heartbeat");
+    let _ = std::fs::remove_dir_all(&dir);
+    // Sessions are created once; every restart of our server restores them from SQLite.
+    let extra = ["--active-ttl-ms", "600000"];
+    let (server, addr) = fresh_server_in(ctx, "heartbeat-setup", &dir, &extra).await?;
+    let setup = async {
+        let mut c = Conn::connect(addr).await.map_err(e)?;
+        let acc = api::create_account(&mut c, "hb").await?;
+        api::login(&mut c, &acc, "warm").await?;
+        login_many(addr, &acc, 0, sessions, 16).await
+    }
+    .await;
+    server.stop(STOP).await?;
+    let tokens = setup?;
+    let reqs: Arc<Vec<Vec<u8>>> = Arc::new(
+        tokens
+            .iter()
+            .map(|t| request_bytes("POST", "/v1/session/heartbeat", Some(t), None))
+            .collect(),
+    );
+    let mut ours = Vec::new();
+    let mut bare = Vec::new();
+    let mut ratios = Vec::new();
+    let mut errors = 0;
+    for p in 0..pairs {
+        let (server, addr) = fresh_server_in(ctx, &format!("heartbeat-a{p}"), &dir, &extra).await?;
+        let a = run_load(addr, reqs.clone(), conns, warm, dur).await;
+        server.stop(STOP).await?;
+        let (a, ea) = a?;
+        let (bare_srv, baddr) = start_bare(ctx, &format!("bare-axum-b{p}")).await?;
+        let b = run_load(baddr, reqs.clone(), conns, warm, dur).await;
+        bare_srv.stop(STOP).await?;
+        let (b, eb) = b?;
+        errors += ea + eb;
+        ours.push(a);
+        bare.push(b);
+        ratios.push(a / b);
+    }
+    let r = &mut ctx.report;
+    r.set("heartbeat_throughput_per_s", median(&ours).map(f64::round));
+    r.set(
+        "heartbeat_throughput_ratio_vs_bare_axum",
+        median(&ratios).map(round3),
+    );
+    r.set("bare_axum_throughput_per_s", median(&bare).map(f64::round));
+    r.detail(
+        "heartbeat",
+        json!({"sessions": sessions, "connections": conns, "window_s": secs,
+               "warmup_s": warm.as_secs_f64(), "pairs": pairs,
+               "ours_per_s": ours.iter().map(|x| x.round()).collect::<Vec<_>>(),
+               "bare_axum_per_s": bare.iter().map(|x| x.round()).collect::<Vec<_>>(),
+               "ratios": ratios.iter().map(|x| round3(*x)).collect::<Vec<_>>(),
+               "non_200_answers": errors}),
+    );
+    if errors > 0 {
+        r.note(
+            "heartbeat_throughput_per_s",
+            &format!("{errors} non-200 answers during the load"),
+        );
+    }
+    Ok(())
+}
+
+/// Resident memory slope from 0 to 100k live sessions.
+pub async fn rss(ctx: &mut Ctx) -> Res<()> {
+    let (total, step) = if ctx.quick {
+        (5_000, 1_000)
+    } else {
+        (100_000, 10_000)
+    };
+    let (server, addr) = fresh_server(ctx, "rss", &["--active-ttl-ms", "600000"]).await?;
+    let result = async {
+        let mut c = Conn::connect(addr).await.map_err(e)?;
+        let acc = api::create_account(&mut c, "rss").await?;
+        // The first login pays argon2 and fills the verified-password cache.
+        let first = api::login(&mut c, &acc, "first").await?;
+        api::logout(&mut c, &first.token).await?;
+        let mut points = vec![(0.0, server.rss_bytes()? as f64)];
+        let t = Instant::now();
+        let mut done = 0;
+        while done < total {
+            login_many(addr, &acc, done, step, 8).await?;
+            done += step;
+            points.push((done as f64, server.rss_bytes()? as f64));
+        }
+        let live = api::metric(&mut c, "presence_sessions").await.ok();
+        Ok::<_, String>((points, t.elapsed().as_secs_f64(), live))
+    }
+    .await;
+    server.stop(STOP).await?;
+    let (points, secs, live) = result?;
+    let r = &mut ctx.report;
+    r.set(
+        "server_rss_bytes_per_session",
+        slope(&points).map(f64::round),
+    );
+    r.detail(
+        "server_rss",
+        json!({"sessions": total, "login_s": round3(secs),
+               "logins_per_s": (total as f64 / secs).round(),
+               "live_sessions_metric": live,
+               "points": points.iter().map(|(x, y)| json!([x, y])).collect::<Vec<_>>()}),
+    );
+    if ctx.quick {
+        r.note(
+            "server_rss_bytes_per_session",
+            &format!("slope over {total} sessions (quick mode)"),
+        );
+    }
+    Ok(())
+}
+
+/// What the durable commit on the status path costs: the same status scenario with the data
+/// dir on tmpfs, and the store's commit alone on disk, on tmpfs and in memory.
+pub async fn durability(ctx: &mut Ctx) -> Res<()> {
+    let n = if ctx.quick { 100 } else { 500 };
+    let shm = std::path::Path::new("/dev/shm");
+    let mut tmpfs_e2e = None;
+    if shm.is_dir() {
+        let dir = tempfile::Builder::new()
+            .prefix("presence-bench-")
+            .tempdir_in(shm)
+            .map_err(e)?;
+        let (server, addr) = fresh_server_in(ctx, "durability-tmpfs", dir.path(), &[]).await?;
+        let s = status_to_device(addr, "dur-tmpfs", n).await;
+        server.stop(STOP).await?;
+        tmpfs_e2e = Some(s?);
+    }
+    let (server, addr) = fresh_server(ctx, "durability-disk", &[]).await?;
+    let disk_e2e = status_to_device(addr, "dur-disk", n).await;
+    server.stop(STOP).await?;
+    let disk_e2e = disk_e2e?;
+    let commits = crate::durability::store_commit_costs(ctx, if ctx.quick { 300 } else { 2000 })?;
+    let r = &mut ctx.report;
+    r.set("durability_status_p50_ms_disk", disk_e2e.p50());
+    r.set(
+        "durability_status_p50_ms_tmpfs",
+        tmpfs_e2e.as_ref().and_then(Samples::p50),
+    );
+    let disk_us = commits["disk"]["p50"].as_f64();
+    let mem_us = commits["memory"]["p50"].as_f64();
+    r.set("durability_commit_p50_us_disk", disk_us);
+    r.set("durability_commit_p50_us_memory", mem_us);
+    // Without the commit the status path would be shorter by (disk - memory) commit time.
+    let est = match (disk_e2e.p50(), disk_us, mem_us) {
+        (Some(p), Some(d), Some(m)) => Some(round3(p - (d - m) / 1000.0)),
+        _ => None,
+    };
+    r.set("durability_status_p50_ms_memory_estimate", est);
+    r.detail(
+        "durability",
+        json!({"status_e2e_disk_ms": disk_e2e.summary(),
+               "status_e2e_tmpfs_ms": tmpfs_e2e.map(|s| s.summary()),
+               "store_commit_us": commits}),
+    );
+    Ok(())
+}

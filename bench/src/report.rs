@@ -1,0 +1,431 @@
+//! `report.json` and the generated part of `docs/BENCHMARKS.md`.
+//!
+//! The generator owns only the text between its markers; everything outside them (the
+//! hand-written notes on peer tuning and profiles) is kept as it is.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+pub const BEGIN: &str =
+    "<!-- bench:generated:begin (written by `cargo xtask bench`; edit outside these markers) -->";
+pub const END: &str = "<!-- bench:generated:end -->";
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub figures: Map<String, Value>,
+    pub details: Map<String, Value>,
+    pub notes: Map<String, Value>,
+    pub failures: Map<String, Value>,
+}
+
+impl Report {
+    pub fn set(&mut self, key: &str, v: Option<f64>) {
+        let v = v
+            .filter(|x| x.is_finite())
+            .map(|x| json!(crate::stats::round3(x)))
+            .unwrap_or(Value::Null);
+        self.figures.insert(key.to_owned(), v);
+    }
+
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.figures.get(key).and_then(Value::as_f64)
+    }
+
+    pub fn detail(&mut self, key: &str, v: Value) {
+        self.details.insert(key.to_owned(), v);
+    }
+
+    pub fn note(&mut self, key: &str, text: &str) {
+        self.notes.insert(key.to_owned(), json!(text));
+    }
+
+    pub fn fail(&mut self, step: &str, why: &str) {
+        self.failures.insert(step.to_owned(), json!(why));
+    }
+
+    pub fn to_json(&self, meta: Value) -> Value {
+        let mut top = Map::new();
+        // Every figure key of the contract is present, null when it could not be measured.
+        for row in ROWS.iter().chain(PEER_ROWS).chain(EXTRA_ROWS) {
+            top.insert(
+                row.key.to_owned(),
+                self.figures.get(row.key).cloned().unwrap_or(Value::Null),
+            );
+        }
+        for (k, v) in &self.figures {
+            top.entry(k.clone()).or_insert(v.clone());
+        }
+        top.insert("meta".into(), meta);
+        top.insert("notes".into(), Value::Object(self.notes.clone()));
+        top.insert("failures".into(), Value::Object(self.failures.clone()));
+        top.insert("details".into(), Value::Object(self.details.clone()));
+        Value::Object(top)
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
+    Exactly(f64),
+    Report,
+}
+
+pub struct Row {
+    pub key: &'static str,
+    pub what: &'static str,
+    pub goal: Goal,
+    /// Figures shown beside ours as the baseline.
+    pub baselines: &'static [(&'static str, &'static str)],
+}
+
+pub const ROWS: &[Row] = &[
+    Row {
+        key: "status_to_other_device_p50_ms",
+        what: "status PUT on device A -> `status` event on device B",
+        goal: Goal::AtMost(1.0),
+        baselines: &[
+            ("soketi member_added", "peer_soketi_change_p50_ms"),
+            ("Redis keyspace `set`", "peer_redis_change_p50_ms"),
+        ],
+    },
+    Row {
+        key: "status_to_other_device_p99_ms",
+        what: "same, p99",
+        goal: Goal::AtMost(5.0),
+        baselines: &[],
+    },
+    Row {
+        key: "logout_to_widget_offline_p50_ms",
+        what: "`DELETE /v1/session` -> widget `offline` event",
+        goal: Goal::AtMost(1.0),
+        baselines: &[
+            ("soketi member_removed", "peer_soketi_leave_p50_ms"),
+            ("Redis keyspace `del`", "peer_redis_leave_p50_ms"),
+        ],
+    },
+    Row {
+        key: "logout_to_widget_offline_p99_ms",
+        what: "same, p99",
+        goal: Goal::AtMost(5.0),
+        baselines: &[],
+    },
+    Row {
+        key: "status_to_10k_widgets_p50_ms",
+        what: "10,000 widget streams on one account, each one's receipt",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "status_to_10k_widgets_p99_ms",
+        what: "same, p99",
+        goal: Goal::AtMost(50.0),
+        baselines: &[],
+    },
+    Row {
+        key: "expiry_detection_lag_p50_ms",
+        what: "lease end -> widget event, 1,000 sessions going silent, staggered",
+        goal: Goal::Report,
+        baselines: &[("Redis expiry at hz 10", "peer_redis_expiry_lag_p50_ms")],
+    },
+    Row {
+        key: "expiry_detection_lag_p99_ms",
+        what: "same, p99",
+        goal: Goal::AtMost(20.0),
+        baselines: &[],
+    },
+    Row {
+        key: "heartbeat_throughput_per_s",
+        what: "authenticated heartbeats/s over 10k live sessions",
+        goal: Goal::Report,
+        baselines: &[("bare axum handler", "bare_axum_throughput_per_s")],
+    },
+    Row {
+        key: "heartbeat_throughput_ratio_vs_bare_axum",
+        what: "ours / bare axum, same generator, A B A B, median",
+        goal: Goal::AtLeast(0.7),
+        baselines: &[],
+    },
+    Row {
+        key: "server_rss_bytes_per_session",
+        what: "resident memory slope, 0 -> 100k live sessions",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "core_set_status_p50_us",
+        what: "presence-core `set_status` durable enqueue (us)",
+        goal: Goal::Report,
+        baselines: &[("fsync floor p50", "core_fsync_floor_p50_us")],
+    },
+    Row {
+        key: "core_set_status_p99_us",
+        what: "same, p99 (us)",
+        goal: Goal::AtMost(5000.0),
+        baselines: &[("fsync floor p99", "core_fsync_floor_p99_us")],
+    },
+    Row {
+        key: "core_outbox_coalesce_requests",
+        what: "requests sent for 1,000 toggles made offline",
+        goal: Goal::Exactly(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "core_fsync_floor_p99_us",
+        what: "floor on this disk: a one-row SQLite commit, WAL + synchronous=FULL (us)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "ffi_release_small_bytes",
+        what: "`release-small` cdylib size (bytes)",
+        goal: Goal::AtMost(6_000_000.0),
+        baselines: &[],
+    },
+];
+
+pub const PEER_ROWS: &[Row] = &[
+    Row {
+        key: "peer_soketi_change_p50_ms",
+        what: "soketi: subscribe -> watcher's member_added",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "peer_soketi_leave_p50_ms",
+        what: "soketi: unsubscribe -> watcher's member_removed",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "ratio_soketi_change",
+        what: "our status p50 / soketi member_added p50",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "ratio_soketi_leave",
+        what: "our logout p50 / soketi member_removed p50",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "peer_redis_change_p50_ms",
+        what: "Redis: SET -> keyspace notification",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "peer_redis_leave_p50_ms",
+        what: "Redis: DEL -> keyspace notification",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "ratio_redis_change",
+        what: "our status p50 / Redis SET notification p50",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "ratio_redis_leave",
+        what: "our logout p50 / Redis DEL notification p50",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "peer_redis_expiry_lag_p50_ms",
+        what: "Redis: key TTL end -> `expired` notification (hz 10)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+];
+
+pub const EXTRA_ROWS: &[Row] = &[
+    Row {
+        key: "bare_axum_throughput_per_s",
+        what: "the bare axum handler under the same load",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "durability_status_p50_ms_disk",
+        what: "status -> other device p50, data dir on disk (as shipped)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "durability_status_p50_ms_tmpfs",
+        what: "same, data dir on tmpfs",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "durability_commit_p50_us_disk",
+        what: "the status transaction alone, SQLite file on disk (us)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "durability_commit_p50_us_memory",
+        what: "the same transaction on an in-memory database (us)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "durability_status_p50_ms_memory_estimate",
+        what: "status p50 had we kept it in memory only (disk p50 minus the commit difference)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+];
+
+fn fmt_num(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        let n = v.round() as i64;
+        let digits: Vec<char> = n.abs().to_string().chars().rev().collect();
+        let groups: Vec<String> = digits
+            .chunks(3)
+            .map(|c| c.iter().rev().collect::<String>())
+            .collect();
+        let out = groups.into_iter().rev().collect::<Vec<_>>().join(",");
+        if n < 0 { format!("-{out}") } else { out }
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn goal_text(g: Goal) -> String {
+    match g {
+        Goal::AtMost(x) => format!("<= {}", fmt_num(x)),
+        Goal::AtLeast(x) => format!(">= {}", fmt_num(x)),
+        Goal::Exactly(x) => format!("= {}", fmt_num(x)),
+        Goal::Report => "report".into(),
+    }
+}
+
+/// "met", "MISSED", "-" (no goal) or "n/a" (not measured).
+pub fn verdict(g: Goal, v: Option<f64>) -> &'static str {
+    let Some(v) = v else { return "n/a" };
+    let ok = match g {
+        Goal::AtMost(x) => v <= x,
+        Goal::AtLeast(x) => v >= x,
+        Goal::Exactly(x) => (v - x).abs() < 1e-9,
+        Goal::Report => return "-",
+    };
+    if ok { "met" } else { "**MISSED**" }
+}
+
+fn table(r: &Report, rows: &[Row], out: &mut String) {
+    out.push_str("| key | what | ours | goal | verdict | baseline |\n|---|---|---:|---|---|---|\n");
+    for row in rows {
+        let v = r.get(row.key);
+        let shown = v.map(fmt_num).unwrap_or_else(|| "n/a".into());
+        let base: Vec<String> = row
+            .baselines
+            .iter()
+            .map(|(label, k)| {
+                format!(
+                    "{label}: {}",
+                    r.get(k).map(fmt_num).unwrap_or_else(|| "n/a".into())
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            row.key,
+            row.what,
+            shown,
+            goal_text(row.goal),
+            verdict(row.goal, v),
+            base.join("; ")
+        );
+    }
+}
+
+/// The generated block of BENCHMARKS.md.
+pub fn markdown(r: &Report, meta: &Value) -> String {
+    let mut out = String::new();
+    let m = &meta["machine"];
+    let _ = writeln!(out, "## Results of the last full run\n");
+    let _ = writeln!(
+        out,
+        "- Date: {} (UTC)\n- Command: `{}` (commit `{}`, {} s)\n- Machine: {} x {}, {:.1} GiB \
+         memory, Linux {}; load average at start {}\n- Every figure below comes from this one \
+         run; raw samples and settings are in `target/bench/report.json` (`details`).\n",
+        meta["date"].as_str().unwrap_or("?"),
+        meta["command"].as_str().unwrap_or("?"),
+        meta["commit"].as_str().unwrap_or("?"),
+        meta["elapsed_s"].as_f64().map(|s| s.round()).unwrap_or(0.0),
+        m["cores"],
+        m["cpu_model"].as_str().unwrap_or("?"),
+        m["memory_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64,
+        m["kernel"].as_str().unwrap_or("?"),
+        m["loadavg_start"].as_str().unwrap_or("?"),
+    );
+    out.push_str("### Our figures (times in ms unless the key says us)\n\n");
+    table(r, ROWS, &mut out);
+    out.push_str("\n### Peers, same scenarios, same run\n\n");
+    table(r, PEER_ROWS, &mut out);
+    out.push_str(
+        "\nChange for soketi is a join (`pusher:subscribe` sent -> the watcher's \
+         `pusher_internal:member_added`); leave is `pusher:unsubscribe` -> `member_removed`. \
+         For Redis, change is `SET presence:agent-1 online EX 60` sent -> the watcher's \
+         keyspace notification, leave is `DEL`. Ours: change is `PUT /v1/me/status` sent -> \
+         the `status` event on the agent's other device; leave is `DELETE /v1/session` sent \
+         -> the widget's `offline` event. Each clock starts before the request is written and \
+         stops when the read carrying the notification returns.\n",
+    );
+    out.push_str("\n### What durability costs us\n\n");
+    table(r, EXTRA_ROWS, &mut out);
+    out.push_str(
+        "\nThe peers keep presence in memory only; we commit every status change to SQLite \
+         (WAL, `synchronous = NORMAL`) before answering, so a `kill -9` loses no acknowledged \
+         change. The commit is timed on the server's own `Store`, on disk and on an in-memory \
+         database; the memory-only estimate subtracts the difference from our measured p50.\n",
+    );
+    if !r.notes.is_empty() || !r.failures.is_empty() {
+        out.push_str("\n### Notes from this run\n\n");
+        for (k, v) in &r.notes {
+            let _ = writeln!(out, "- `{k}`: {}", v.as_str().unwrap_or(""));
+        }
+        for (k, v) in &r.failures {
+            let _ = writeln!(
+                out,
+                "- step `{k}` failed: {}",
+                v.as_str().unwrap_or("").lines().next().unwrap_or("")
+            );
+        }
+    }
+    out
+}
+
+const DEFAULT_HAND_WRITTEN: &str = "\n## Peer tuning, durability and profiles\n\n\
+(Hand-written; the generator keeps this part.)\n";
+
+/// Replaces the generated block of `path` (creating the file when missing), keeping the
+/// rest.
+pub fn write_markdown(path: &Path, generated: &str) -> Result<(), String> {
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let block = format!("{BEGIN}\n\n{generated}\n{END}");
+    let text = match (existing.find(BEGIN), existing.find(END)) {
+        (Some(b), Some(e)) if e > b => {
+            format!("{}{}{}", &existing[..b], block, &existing[e + END.len()..])
+        }
+        _ if existing.trim().is_empty() => {
+            format!("# Benchmarks\n\n{block}\n{DEFAULT_HAND_WRITTEN}")
+        }
+        _ => format!("{}\n\n{block}\n", existing.trim_end()),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(path, text).map_err(|e| e.to_string())
+}
