@@ -432,7 +432,17 @@ impl Engine {
             push,
         };
         self.tasks.spawn(async move {
-            let result = api.login(&req).await;
+            let mut req = req;
+            let mut result = api.login(&req).await;
+            // A stored push token the server now refuses (its webhook host left the
+            // allow-list, say) must not lock the user out: log in without it.
+            if req.push.is_some()
+                && matches!(&result, Err(Error::Http { status: 422, detail, .. }) if detail.contains("push"))
+            {
+                tracing::warn!("the server refused the stored push registration; logging in without it");
+                req.push = None;
+                result = api.login(&req).await;
+            }
             TaskDone::Login {
                 account,
                 reply,

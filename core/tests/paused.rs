@@ -662,3 +662,30 @@ async fn a_session_and_its_queued_change_survive_a_restart() {
         "no new login needed"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_push_token_the_server_refuses_does_not_block_login() {
+    let fake = FakeServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let client = open(&fake, dir.path()).await;
+    client
+        .register_push(
+            presence_core::PushProvider::Webhook,
+            "http://not-allowed.example/hook",
+        )
+        .await
+        .unwrap();
+    fake.intercept(|r| {
+        (is(r, Method::Post, "/v1/login") && !r.body_json().unwrap()["push"].is_null())
+            .then(|| Ok(error(422, "invalid_field", "push.token: host not allowed")))
+    });
+    client.login("acme", "ann@example.com", "pw").await.unwrap();
+    assert_eq!(client.snapshot().session.state, SessionState::Active);
+    let logins = fake.bodies(Method::Post, "/v1/login");
+    assert_eq!(logins.len(), 2);
+    assert_eq!(
+        logins[0]["push"]["token"],
+        "http://not-allowed.example/hook"
+    );
+    assert!(logins[1]["push"].is_null());
+}
