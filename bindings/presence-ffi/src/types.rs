@@ -1,0 +1,362 @@
+//! Records and enums of the snapshot contract (presence-core's `ClientSnapshot`) and of the
+//! protocol types it embeds, with the conversions from and to presence-core.
+//!
+//! Field names are the contract's (`session`, `status`, `chatbox`, `connection`, `lifecycle`,
+//! `lease_until`, `outbox`, `last_error`); the generated code renders them in each language's
+//! case (`leaseUntil` in Kotlin and Swift). Times are milliseconds since the Unix epoch on the
+//! server's clock.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use presence_core as core;
+
+/// What an agent chose to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum AgentStatus {
+    Online,
+    Busy,
+    Offline,
+}
+
+/// What a chat box shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum ChatboxStatus {
+    Online,
+    Busy,
+    Offline,
+}
+
+/// Why a chat box shows what it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum Reason {
+    AgentsOnline,
+    AgentsBusy,
+    NoAgentsOnline,
+    OutsideOpeningHours,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum Role {
+    Owner,
+    Admin,
+    Agent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum Platform {
+    Android,
+    Ios,
+    Desktop,
+    Web,
+    Cli,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum PushProvider {
+    Webhook,
+    Fcm,
+    Apns,
+    Unifiedpush,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum SessionState {
+    LoggedOut,
+    Active,
+    /// The server ended the session: log in again. Unsent changes are kept.
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum Connection {
+    /// Active: the event stream is open. Background: the last request got through.
+    Connected,
+    /// Trying to reach the server.
+    Connecting,
+    /// The server is unreachable, or there is nothing to connect to (logged out).
+    Offline,
+    /// The OS said there is no network; nothing is attempted until it says otherwise.
+    NoNetwork,
+}
+
+/// What the host app is doing: foreground (`Active`) or background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum Lifecycle {
+    Active,
+    Background,
+}
+
+/// What an outbox op does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+pub enum OpKind {
+    SetStatus,
+    EndSession,
+    RegisterPush,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub groups: Vec<String>,
+    pub role: Role,
+}
+
+/// One group's chat box.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct GroupView {
+    pub key: String,
+    pub name: String,
+    pub status: ChatboxStatus,
+    pub reason: Reason,
+}
+
+/// The account's chat box, with one view per group (empty when the account has no groups).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ChatboxView {
+    pub status: ChatboxStatus,
+    pub reason: Reason,
+    pub version: i64,
+    /// When the opening hours alone will flip the view.
+    pub next_change_at: Option<i64>,
+    pub groups: Vec<GroupView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SessionSnapshot {
+    pub state: SessionState,
+    pub agent: Option<Agent>,
+    /// The account's slug.
+    pub account: Option<String>,
+    pub session_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct StatusSnapshot {
+    /// What the agent chose last on this device (shown in the UI).
+    pub current: AgentStatus,
+    /// The server's status as last heard.
+    pub confirmed: AgentStatus,
+    /// Version of `confirmed`; grows with every applied change.
+    pub version: i64,
+    /// A change of this device is stored but not yet acknowledged.
+    pub pending: bool,
+}
+
+/// A change the server refused; retry or discard it by `op_id`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct WedgedOp {
+    pub op_id: String,
+    pub kind: OpKind,
+    /// The server's error code, e.g. `invalid_field`.
+    pub code: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OutboxSnapshot {
+    /// Changes stored and waiting for delivery (wedged ones not counted).
+    pub pending: u32,
+    pub wedged: Vec<WedgedOp>,
+}
+
+/// The most recent failure worth showing.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct LastError {
+    pub code: String,
+    pub detail: String,
+}
+
+/// Everything a UI shows, in the field names of the snapshot contract.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ClientSnapshot {
+    pub session: SessionSnapshot,
+    pub status: Option<StatusSnapshot>,
+    pub chatbox: Option<ChatboxView>,
+    pub connection: Connection,
+    pub lifecycle: Lifecycle,
+    /// When this device's session lease ends, on the server's clock.
+    pub lease_until: Option<i64>,
+    pub outbox: OutboxSnapshot,
+    pub last_error: Option<LastError>,
+}
+
+/// How this device describes itself to the server at login.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DeviceInfo {
+    pub platform: Platform,
+    /// Human name shown in session lists, e.g. "Jana's Pixel".
+    pub name: String,
+    pub app_version: String,
+}
+
+/// Timing knobs; leave a field `null`/`nil` for the production default. Tests shorten them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct ClientTuning {
+    /// Whole-request deadline (default 10 s).
+    #[uniffi(default = None)]
+    pub request_timeout_ms: Option<u64>,
+    /// First retry window of the exponential backoff (default 500 ms).
+    #[uniffi(default = None)]
+    pub backoff_base_ms: Option<u64>,
+    /// Largest retry window (default 60 s). A server's Retry-After may ask for longer.
+    #[uniffi(default = None)]
+    pub backoff_cap_ms: Option<u64>,
+    /// An event stream silent for this long is reconnected (default 45 s).
+    #[uniffi(default = None)]
+    pub sse_idle_timeout_ms: Option<u64>,
+    /// Added to the device's wall clock, to simulate a wrong device clock (default 0).
+    #[uniffi(default = None)]
+    pub clock_skew_ms: Option<i64>,
+}
+
+/// What [`PresenceClient::open`](crate::PresenceClient::open) needs.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ClientConfig {
+    /// Base URL of the presence server, e.g. `https://presence.example.com`. `None` uses the
+    /// URL stored at the last successful login.
+    pub server_url: Option<String>,
+    /// Directory for the engine's database (the app's private files dir); created if missing.
+    pub data_dir: String,
+    pub device: DeviceInfo,
+    #[uniffi(default = None)]
+    pub tuning: Option<ClientTuning>,
+}
+
+impl From<ClientConfig> for core::ClientConfig {
+    fn from(c: ClientConfig) -> Self {
+        let t = c.tuning.unwrap_or_default();
+        let mut overrides = core::Overrides::default();
+        let ms = Duration::from_millis;
+        if let Some(v) = t.request_timeout_ms {
+            overrides.request_timeout = ms(v);
+        }
+        if let Some(v) = t.backoff_base_ms {
+            overrides.backoff_base = ms(v);
+        }
+        if let Some(v) = t.backoff_cap_ms {
+            overrides.backoff_cap = ms(v);
+        }
+        if let Some(v) = t.sse_idle_timeout_ms {
+            overrides.sse_idle_timeout = ms(v);
+        }
+        if let Some(v) = t.clock_skew_ms {
+            overrides.clock_skew_ms = v;
+        }
+        core::ClientConfig {
+            server_url: c.server_url,
+            data_dir: PathBuf::from(c.data_dir),
+            device: core::DeviceInfo {
+                platform: c.device.platform.into(),
+                name: c.device.name,
+                app_version: c.device.app_version,
+            },
+            overrides,
+        }
+    }
+}
+
+/// `impl From<$core> for $ffi` and back, for field-less enums with the same variants.
+macro_rules! mirror_enum {
+    ($ffi:ident <=> $core:path { $($v:ident),+ $(,)? }) => {
+        impl From<$core> for $ffi {
+            fn from(v: $core) -> Self {
+                match v { $(<$core>::$v => $ffi::$v,)+ }
+            }
+        }
+        impl From<$ffi> for $core {
+            fn from(v: $ffi) -> Self {
+                match v { $($ffi::$v => <$core>::$v,)+ }
+            }
+        }
+    };
+}
+
+mirror_enum!(AgentStatus <=> core::AgentStatus { Online, Busy, Offline });
+mirror_enum!(ChatboxStatus <=> core::ChatboxStatus { Online, Busy, Offline });
+mirror_enum!(Reason <=> core::Reason { AgentsOnline, AgentsBusy, NoAgentsOnline, OutsideOpeningHours });
+mirror_enum!(Role <=> presence_protocol::Role { Owner, Admin, Agent });
+mirror_enum!(Platform <=> core::Platform { Android, Ios, Desktop, Web, Cli });
+mirror_enum!(PushProvider <=> core::PushProvider { Webhook, Fcm, Apns, Unifiedpush });
+mirror_enum!(SessionState <=> core::SessionState { LoggedOut, Active, Expired });
+mirror_enum!(Connection <=> core::Connection { Connected, Connecting, Offline, NoNetwork });
+mirror_enum!(Lifecycle <=> core::Lifecycle { Active, Background });
+mirror_enum!(OpKind <=> core::OpKind { SetStatus, EndSession, RegisterPush });
+
+impl From<core::Agent> for Agent {
+    fn from(a: core::Agent) -> Self {
+        Agent {
+            id: a.id,
+            name: a.name,
+            email: a.email,
+            groups: a.groups,
+            role: a.role.into(),
+        }
+    }
+}
+
+impl From<core::GroupView> for GroupView {
+    fn from(g: core::GroupView) -> Self {
+        GroupView {
+            key: g.key,
+            name: g.name,
+            status: g.status.into(),
+            reason: g.reason.into(),
+        }
+    }
+}
+
+impl From<core::ChatboxView> for ChatboxView {
+    fn from(v: core::ChatboxView) -> Self {
+        ChatboxView {
+            status: v.status.into(),
+            reason: v.reason.into(),
+            version: v.version,
+            next_change_at: v.next_change_at,
+            groups: v.groups.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<core::ClientSnapshot> for ClientSnapshot {
+    fn from(s: core::ClientSnapshot) -> Self {
+        ClientSnapshot {
+            session: SessionSnapshot {
+                state: s.session.state.into(),
+                agent: s.session.agent.map(Into::into),
+                account: s.session.account,
+                session_id: s.session.session_id,
+            },
+            status: s.status.map(|st| StatusSnapshot {
+                current: st.current.into(),
+                confirmed: st.confirmed.into(),
+                version: st.version,
+                pending: st.pending,
+            }),
+            chatbox: s.chatbox.map(Into::into),
+            connection: s.connection.into(),
+            lifecycle: s.lifecycle.into(),
+            lease_until: s.lease_until,
+            outbox: OutboxSnapshot {
+                pending: s.outbox.pending,
+                wedged: s
+                    .outbox
+                    .wedged
+                    .into_iter()
+                    .map(|w| WedgedOp {
+                        op_id: w.op_id,
+                        kind: w.kind.into(),
+                        code: w.code,
+                        detail: w.detail,
+                    })
+                    .collect(),
+            },
+            last_error: s.last_error.map(|e| LastError {
+                code: e.code,
+                detail: e.detail,
+            }),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+// The app's handle on the Presence engine: the generated `PresenceClient` with its snapshots as
+// an `AsyncStream<ClientSnapshot>` and every call as an async function.
+//
+// Snapshots are produced on the engine's own threads; iterate `snapshots()` from any task
+// (`for await snapshot in engine.snapshots() { ... }`). The async functions do not block the
+// caller: the work runs on the engine's runtime. Open one engine per data dir, keep it for the
+// app's life, and `shutdown()` it when done; after that every call throws
+// `PresenceError.Internal`.
+
+import Foundation
+
+public final class PresenceEngine: @unchecked Sendable {
+    /// The generated client, for anything this wrapper does not cover.
+    public let client: PresenceClient
+
+    private init(client: PresenceClient) {
+        self.client = client
+    }
+
+    /// Opens (creating or migrating) the engine's store in `config.dataDir` and starts it.
+    public static func open(_ config: ClientConfig) async throws -> PresenceEngine {
+        PresenceEngine(client: try await PresenceClient.open(config: config))
+    }
+
+    /// The latest snapshot.
+    public var snapshot: ClientSnapshot { client.snapshot() }
+
+    /// The id this device is known by (generated once per data dir).
+    public var deviceId: String { client.deviceId() }
+
+    /// The current snapshot, then every new one, until the consuming task stops iterating.
+    /// Each call returns a stream of its own. Bursts are coalesced to the newest snapshot.
+    public func snapshots() -> AsyncStream<ClientSnapshot> {
+        AsyncStream(bufferingPolicy: .bufferingNewest(1)) { continuation in
+            let subscription = client.subscribe(listener: StreamListener(continuation))
+            continuation.onTermination = { _ in subscription.cancel() }
+        }
+    }
+
+    /// Waits until a snapshot satisfies `predicate` (the current one counts), for at most
+    /// `timeout` seconds; nil if none did.
+    public func awaitSnapshot(
+        timeout: TimeInterval = 10,
+        _ predicate: @escaping @Sendable (ClientSnapshot) -> Bool
+    ) async -> ClientSnapshot? {
+        let stream = snapshots()
+        return await withTaskGroup(of: ClientSnapshot?.self) { group in
+            group.addTask {
+                for await snapshot in stream where predicate(snapshot) {
+                    return snapshot
+                }
+                return nil
+            }
+            group.addTask {
+                try? await Task.sleep(nanoseconds: UInt64(timeout * 1_000_000_000))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    public func login(account: String, email: String, password: String) async throws {
+        try await client.login(account: account, email: email, password: password)
+    }
+
+    public func logout() async throws {
+        try await client.logout()
+    }
+
+    /// Returns once the change is stored durably; delivery continues in the background.
+    public func setStatus(_ status: AgentStatus) async throws {
+        try await client.setStatus(status: status)
+    }
+
+    public func setLifecycle(_ lifecycle: Lifecycle) async {
+        await client.setLifecycle(lifecycle: lifecycle)
+    }
+
+    public func setNetworkAvailable(_ available: Bool) async {
+        await client.setNetworkAvailable(available: available)
+    }
+
+    /// Hands a push payload (the JSON APNs delivered) to the engine.
+    public func handlePush(_ payload: String) async throws {
+        try await client.handlePush(payload: payload)
+    }
+
+    /// For a BGAppRefreshTask: one heartbeat and an attempt to deliver queued changes.
+    public func backgroundRefresh(deadline: TimeInterval) async throws {
+        try await client.backgroundRefresh(deadlineMs: UInt64(max(0, deadline) * 1000))
+    }
+
+    public func registerPush(provider: PushProvider, token: String) async throws {
+        try await client.registerPush(provider: provider, token: token)
+    }
+
+    public func refresh() async throws {
+        try await client.refresh()
+    }
+
+    public func retryWedged(opId: String) async throws {
+        try await client.retryWedged(opId: opId)
+    }
+
+    public func discardWedged(opId: String) async throws {
+        try await client.discardWedged(opId: opId)
+    }
+
+    /// Stops the engine. Calls in flight end with `PresenceError.Internal`; changes they stored
+    /// are delivered after the next `open`. Idempotent.
+    public func shutdown() async {
+        await client.shutdown()
+    }
+}
+
+/// Feeds a listener's snapshots into an AsyncStream.
+private final class StreamListener: PresenceListener, @unchecked Sendable {
+    private let continuation: AsyncStream<ClientSnapshot>.Continuation
+
+    init(_ continuation: AsyncStream<ClientSnapshot>.Continuation) {
+        self.continuation = continuation
+    }
+
+    func onSnapshot(snapshot: ClientSnapshot) throws {
+        continuation.yield(snapshot)
+    }
+}
