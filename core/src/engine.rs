@@ -183,6 +183,8 @@ pub(crate) struct Engine {
     op_in_flight: Option<String>,
     op_attempts: u32,
     op_retry_at: Option<Instant>,
+    /// The retry time came from the server's `Retry-After`: only the server may shorten it.
+    op_retry_by_server: bool,
     op_waiters: HashMap<String, Vec<Reply<()>>>,
 
     // Heartbeats.
@@ -279,6 +281,7 @@ impl Engine {
             op_in_flight: None,
             op_attempts: 0,
             op_retry_at: None,
+            op_retry_by_server: false,
             op_waiters: HashMap::new(),
             // Until the server says otherwise; a restored session heartbeats at once anyway.
             hb_interval: Duration::from_secs(20),
@@ -558,13 +561,31 @@ impl Engine {
         };
         let op_id = end.op_id.clone();
         self.outbox.push(end);
-        // Try to tell the server now; `logout` returns when that first attempt is over
-        // (delivered, or queued for later), or at once if other ops are ahead of it.
-        self.drive_outbox(Instant::now());
-        if self.op_in_flight.as_deref() == Some(op_id.as_str()) {
+        // Try to tell the server now. `logout` returns once the queue has reached this op
+        // and tried it (delivered, or kept for later), or as soon as the queue stalls on a
+        // failure or the network goes: the caller (a CLI about to exit) should not outwait
+        // the outage, but neither should it exit before trying.
+        if self.network && self.api.is_some() {
+            self.op_retry_at = None;
             self.op_waiters.entry(op_id).or_default().push(reply);
         } else {
             self.respond(reply, Ok(()));
+        }
+    }
+
+    /// Another request got through: an op waiting out a backoff for a network failure goes
+    /// now rather than at its retry time (not one the server asked to wait with Retry-After).
+    fn server_is_back(&mut self) {
+        if self.op_retry_at.is_some() && !self.op_retry_by_server {
+            self.op_retry_at = None;
+        }
+    }
+
+    /// Answers everyone waiting on an op: the queue cannot make progress right now.
+    fn release_op_waiters(&mut self) {
+        let waiters: Vec<_> = self.op_waiters.drain().flat_map(|(_, w)| w).collect();
+        for w in waiters {
+            self.respond(w, Ok(()));
         }
     }
 
@@ -644,6 +665,7 @@ impl Engine {
         } else {
             self.sse = None;
             self.release_logins();
+            self.release_op_waiters();
             let waiters: Vec<_> = self
                 .hb_waiters
                 .drain(..)
@@ -786,10 +808,15 @@ impl Engine {
                 ErrorClass::Local => self.retry_op_later(&op_id, &e, None),
                 ErrorClass::Unauthorized => {
                     self.reachable = Some(true);
-                    let current = self.session.as_ref().is_some_and(|s| s.token == token);
-                    if current {
+                    // Compare with the op's token *now*: a login while this was on the wire
+                    // may have re-stamped it with the new session's token.
+                    let op_token = self.outbox[idx].token.clone();
+                    let current = self.session.as_ref().is_some_and(|s| s.token == op_token);
+                    if current && op_token == token {
                         // Kept: delivered after logging in again as the same agent.
                         self.expire_session(e.to_string());
+                    } else if current {
+                        tracing::debug!(op_id, "op re-stamped by a new login; resending");
                     } else {
                         tracing::info!(op_id, "dropping an op of a session that has ended");
                         self.remove_op(idx);
@@ -828,8 +855,10 @@ impl Engine {
             .delay(self.op_attempts, retry_after, &mut self.rng);
         self.op_attempts = self.op_attempts.saturating_add(1);
         self.op_retry_at = Some(Instant::now() + delay);
+        self.op_retry_by_server = retry_after.is_some();
         tracing::debug!(op_id, error = %e, ?delay, "outbox op failed, will retry");
         self.set_error(e);
+        self.release_op_waiters();
     }
 
     fn on_heartbeat(&mut self, token: String, result: Result<Heartbeat, Error>) {
@@ -846,6 +875,7 @@ impl Engine {
         match result {
             Ok(hb) => {
                 self.reachable = Some(true);
+                self.server_is_back();
                 self.hb_failures = 0;
                 self.lease_until = Some(hb.lease_until);
                 self.hb_interval = interval(&hb);
@@ -932,6 +962,7 @@ impl Engine {
             SseKind::Opened => {
                 conn.opened = true;
                 self.reachable = Some(true);
+                self.server_is_back();
                 // Whatever happened while disconnected, `/v1/me` has it.
                 self.me_wanted = true;
                 self.clear_error();

@@ -66,9 +66,12 @@
 //! earliest of its timers (next retry, next heartbeat, next reconnect) or the next event, on
 //! tokio's clock.
 //!
-//! What makes it try *now* rather than at the retry time: a new op, `set_network_available
-//! (true)` (the retry counter resets too: the outage that caused it is over), a successful
-//! answer from any request (the server is back), logging in.
+//! What makes it try *now* rather than at the retry time: `set_network_available(true)` (the
+//! retry counter resets too: the outage that caused it is over), logging in, logging out (a
+//! CLI exits right after, so `logout` works the queue and returns once `end_session` was
+//! tried or the queue stalls), `retry_wedged`, `background_refresh`, and any other request
+//! getting through (a heartbeat answered, the event stream reopened: the server is back),
+//! unless the server itself asked for the wait with `Retry-After`.
 //!
 //! While the OS reports no network, nothing is attempted at all: no retries are burnt on a
 //! radio that is off, and the first try happens the moment the network returns.

@@ -689,3 +689,26 @@ async fn a_push_token_the_server_refuses_does_not_block_login() {
     );
     assert!(logins[1]["push"].is_null());
 }
+
+#[tokio::test(start_paused = true)]
+async fn logout_delivers_the_changes_queued_ahead_of_it_before_returning() {
+    let fake = FakeServer::new();
+    let (client, _dir) = logged_in(&fake).await;
+    // A change stuck in backoff (the server was briefly unreachable).
+    let mut fail = true;
+    fake.intercept(move |r| {
+        (is(r, Method::Put, STATUS) && std::mem::take(&mut fail)).then(refused)
+    });
+    client.set_status(AgentStatus::Busy).await.unwrap();
+    fake.wait_requests(Method::Put, STATUS, 1).await;
+    wait(&client, "the failure noted", |s| s.last_error.is_some()).await;
+
+    // Logging out retries the queue now: the change, then the end of the session, both
+    // before `logout` returns (a CLI exits right after).
+    client.logout().await.unwrap();
+    assert_eq!(fake.count(Method::Put, STATUS), 2);
+    assert_eq!(fake.count(Method::Delete, "/v1/session"), 1);
+    assert_eq!(client.snapshot().outbox.pending, 0);
+    let sent = fake.bodies(Method::Put, STATUS);
+    assert_eq!(sent[1]["status"], "busy");
+}
