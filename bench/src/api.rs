@@ -17,7 +17,8 @@ pub fn e(err: impl std::fmt::Display) -> String {
     err.to_string()
 }
 
-/// Starts the release `presence-server` binary on a free loopback port.
+/// Starts our server (this binary's `serve-presence` mode, see `serve.rs`) on a free
+/// loopback port.
 pub async fn start_server(
     bin: &Path,
     name: &str,
@@ -26,6 +27,7 @@ pub async fn start_server(
     logs: &Path,
 ) -> Res<Spawned> {
     let mut cmd = Command::new(bin);
+    cmd.arg("serve-presence");
     cmd.args(["--listen", "127.0.0.1:0", "--admin-token", ADMIN_TOKEN])
         .arg("--data-dir")
         .arg(data_dir)

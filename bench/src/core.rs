@@ -102,7 +102,7 @@ pub async fn core(ctx: &mut Ctx) -> Res<()> {
     let toggles = if ctx.quick { 200 } else { 1000 };
     let dir = ctx.work.join("core-server");
     let _ = std::fs::remove_dir_all(&dir);
-    let server = api::start_server(&ctx.server_bin, "core", &dir, &[], &ctx.logs).await?;
+    let server = api::start_server(&ctx.self_exe, "core", &dir, &[], &ctx.logs).await?;
     let addr = server.addr.ok_or("no address")?;
     let client_dir = ctx.work.join("core-client");
     let _ = std::fs::remove_dir_all(&client_dir);

@@ -21,6 +21,7 @@ mod proc;
 mod profile;
 mod redis;
 mod report;
+mod serve;
 mod soketi;
 mod stats;
 
@@ -56,7 +57,6 @@ pub struct Ctx {
     pub target: PathBuf,
     pub work: PathBuf,
     pub logs: PathBuf,
-    pub server_bin: PathBuf,
     pub self_exe: PathBuf,
     pub report: Report,
 }
@@ -112,6 +112,9 @@ fn main() -> ExitCode {
             .cloned()
             .unwrap_or_else(|| "127.0.0.1:0".into());
         return bare::serve(&listen);
+    }
+    if args.first().map(String::as_str) == Some("serve-presence") {
+        return serve::serve(&args[1..]);
     }
     let opts = match parse(args) {
         Ok(o) => o,
@@ -176,32 +179,27 @@ async fn git_commit(root: &std::path::Path) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// A nested cargo without the per-package variables `cargo run` set for us: build scripts
+/// that watch them would otherwise see a changed environment and rebuild for everyone.
 fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
-/// Builds the release server binary next to this one (a no-op when it is fresh).
-async fn build_server(ctx: &Ctx) -> Res<()> {
-    let mut c = cargo();
-    c.args([
-        "build",
-        "--release",
-        "-p",
-        "presence-server",
-        "--bin",
-        "presence-server",
-    ])
-    .current_dir(&ctx.root)
-    .stdin(std::process::Stdio::null())
-    .kill_on_drop(true);
-    let status = c.status().await.map_err(|e| format!("cargo build: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build of presence-server failed: {status}"));
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        if k.starts_with("CARGO_PKG_")
+            || matches!(
+                k,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_MANIFEST_LINKS"
+            )
+        {
+            c.env_remove(k);
+        }
     }
-    if !ctx.server_bin.is_file() {
-        return Err(format!("{} was not built", ctx.server_bin.display()));
-    }
-    Ok(())
+    c
 }
 
 /// `ffi_release_small_bytes`: builds presence-ffi with the release-small profile (full runs)
@@ -324,7 +322,6 @@ async fn run(opts: Opts, nofile: u64) -> ExitCode {
         target: target.clone(),
         work: out.join("work"),
         logs: out.join("logs"),
-        server_bin: exe_dir.join("presence-server"),
         self_exe,
         report: Report::default(),
     };
@@ -348,10 +345,6 @@ async fn run(opts: Opts, nofile: u64) -> ExitCode {
         m["cpu_model"].as_str().unwrap_or("?"),
         m["loadavg_start"].as_str().unwrap_or("?")
     );
-    if let Err(e) = build_server(&ctx).await {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
-    }
     if opts.profile {
         return match profile::profile(&mut ctx).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -48,13 +48,14 @@ async fn fresh_server_in(
     dir: &std::path::Path,
     extra: &[&str],
 ) -> Res<(Spawned, SocketAddr)> {
-    let s = api::start_server(&ctx.server_bin, name, dir, extra, &ctx.logs).await?;
+    let s = api::start_server(&ctx.self_exe, name, dir, extra, &ctx.logs).await?;
     let addr = s.addr.ok_or("no address")?;
     Ok((s, addr))
 }
 
-/// `PUT /v1/me/status` on device A sent -> `status` event on device B's stream.
-pub async fn status_to_device(addr: SocketAddr, slug: &str, n: usize) -> Res<Samples> {
+/// `PUT /v1/me/status` on device A sent -> `status` event on device B's stream; also the
+/// time until A's own answer arrived.
+pub async fn status_to_device(addr: SocketAddr, slug: &str, n: usize) -> Res<(Samples, Samples)> {
     let warm = (n / 10).max(10);
     let mut c = Conn::connect(addr).await.map_err(e)?;
     let acc = api::create_account(&mut c, slug).await?;
@@ -68,6 +69,7 @@ pub async fn status_to_device(addr: SocketAddr, slug: &str, n: usize) -> Res<Sam
         .map_err(|_| "no snapshot")?
         .map_err(e)?;
     let mut s = Samples::default();
+    let mut answers = Samples::default();
     for i in 0..warm + n {
         let status = if i % 2 == 0 { "online" } else { "busy" };
         let req = request_bytes(
@@ -87,16 +89,18 @@ pub async fn status_to_device(addr: SocketAddr, slug: &str, n: usize) -> Res<Sam
                 break ev;
             }
         };
-        c.recv()
+        let answer = c
+            .recv()
             .await
             .map_err(e)?
             .expect(200, "set status")
             .map_err(e)?;
         if i >= warm {
             s.push(ev.at - t0);
+            answers.push(answer.at - t0);
         }
     }
-    Ok(s)
+    Ok((s, answers))
 }
 
 /// `DELETE /v1/session` sent -> the widget's `offline` event.
@@ -139,14 +143,16 @@ pub async fn latency(ctx: &mut Ctx) -> Res<()> {
     let logout = logout_to_widget(addr, "lat-logout", n / 2).await;
     let rss = server.rss_bytes().ok();
     server.stop(STOP).await?;
-    let status = status?;
+    let (status, answers) = status?;
     let logout = logout?;
     let r = &mut ctx.report;
     r.set("status_to_other_device_p50_ms", status.p50());
     r.set("status_to_other_device_p99_ms", status.p99());
     r.set("logout_to_widget_offline_p50_ms", logout.p50());
     r.set("logout_to_widget_offline_p99_ms", logout.p99());
+    r.set("status_put_answer_p50_ms", answers.p50());
     r.detail("status_to_other_device_ms", status.summary());
+    r.detail("status_put_answer_ms", answers.summary());
     r.detail("logout_to_widget_offline_ms", logout.summary());
     r.detail("latency_server_rss_bytes", json!(rss));
     Ok(())
@@ -454,6 +460,26 @@ pub async fn run_load(
     Ok((ok as f64 / dur.as_secs_f64(), bad))
 }
 
+/// Sequential round trips on one connection: the HTTP floor under every latency figure.
+async fn rtt(addr: SocketAddr, reqs: &[Vec<u8>], n: usize) -> Res<Samples> {
+    let mut c = Conn::connect(addr).await.map_err(e)?;
+    let mut s = Samples::default();
+    for i in 0..n + n / 10 {
+        let t0 = Instant::now();
+        c.send(&reqs[i % reqs.len()]).await.map_err(e)?;
+        let r = c
+            .recv()
+            .await
+            .map_err(e)?
+            .expect(200, "heartbeat")
+            .map_err(e)?;
+        if i >= n / 10 {
+            s.push(r.at - t0);
+        }
+    }
+    Ok(s)
+}
+
 async fn start_bare(ctx: &Ctx, name: &str) -> Res<(Spawned, SocketAddr)> {
     let mut cmd = tokio::process::Command::new(&ctx.self_exe);
     cmd.args(["serve-bare", "--listen", "127.0.0.1:0"]);
@@ -502,13 +528,27 @@ pub async fn heartbeat(ctx: &mut Ctx) -> Res<()> {
     let mut bare = Vec::new();
     let mut ratios = Vec::new();
     let mut errors = 0;
+    let mut rtt_ours: Option<Samples> = None;
+    let mut rtt_bare: Option<Samples> = None;
     for p in 0..pairs {
         let (server, addr) = fresh_server_in(ctx, &format!("heartbeat-a{p}"), &dir, &extra).await?;
-        let a = run_load(addr, reqs.clone(), conns, warm, dur).await;
+        let a = async {
+            if p == 0 {
+                rtt_ours = Some(rtt(addr, &reqs, 1000).await?);
+            }
+            run_load(addr, reqs.clone(), conns, warm, dur).await
+        }
+        .await;
         server.stop(STOP).await?;
         let (a, ea) = a?;
         let (bare_srv, baddr) = start_bare(ctx, &format!("bare-axum-b{p}")).await?;
-        let b = run_load(baddr, reqs.clone(), conns, warm, dur).await;
+        let b = async {
+            if p == 0 {
+                rtt_bare = Some(rtt(baddr, &reqs, 1000).await?);
+            }
+            run_load(baddr, reqs.clone(), conns, warm, dur).await
+        }
+        .await;
         bare_srv.stop(STOP).await?;
         let (b, eb) = b?;
         errors += ea + eb;
@@ -523,6 +563,14 @@ pub async fn heartbeat(ctx: &mut Ctx) -> Res<()> {
         median(&ratios).map(round3),
     );
     r.set("bare_axum_throughput_per_s", median(&bare).map(f64::round));
+    r.set(
+        "heartbeat_rtt_p50_ms",
+        rtt_ours.as_ref().and_then(Samples::p50),
+    );
+    r.set(
+        "bare_axum_rtt_p50_ms",
+        rtt_bare.as_ref().and_then(Samples::p50),
+    );
     r.detail(
         "heartbeat",
         json!({"sessions": sessions, "connections": conns, "window_s": secs,
@@ -530,7 +578,9 @@ pub async fn heartbeat(ctx: &mut Ctx) -> Res<()> {
                "ours_per_s": ours.iter().map(|x| x.round()).collect::<Vec<_>>(),
                "bare_axum_per_s": bare.iter().map(|x| x.round()).collect::<Vec<_>>(),
                "ratios": ratios.iter().map(|x| round3(*x)).collect::<Vec<_>>(),
-               "non_200_answers": errors}),
+               "non_200_answers": errors,
+               "rtt_ours_ms": rtt_ours.map(|s| s.summary()),
+               "rtt_bare_axum_ms": rtt_bare.map(|s| s.summary())}),
     );
     if errors > 0 {
         r.note(
@@ -604,12 +654,12 @@ pub async fn durability(ctx: &mut Ctx) -> Res<()> {
         let (server, addr) = fresh_server_in(ctx, "durability-tmpfs", dir.path(), &[]).await?;
         let s = status_to_device(addr, "dur-tmpfs", n).await;
         server.stop(STOP).await?;
-        tmpfs_e2e = Some(s?);
+        tmpfs_e2e = Some(s?.0);
     }
     let (server, addr) = fresh_server(ctx, "durability-disk", &[]).await?;
     let disk_e2e = status_to_device(addr, "dur-disk", n).await;
     server.stop(STOP).await?;
-    let disk_e2e = disk_e2e?;
+    let disk_e2e = disk_e2e?.0;
     let commits = crate::durability::store_commit_costs(ctx, if ctx.quick { 300 } else { 2000 })?;
     let r = &mut ctx.report;
     r.set("durability_status_p50_ms_disk", disk_e2e.p50());

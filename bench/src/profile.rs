@@ -1,7 +1,7 @@
 //! `--profile`: callgrind profiles of the heartbeat, status and fan-out paths.
 //!
-//! The release server runs under `valgrind --tool=callgrind --collect-atstart=no`; set-up
-//! (accounts, argon2 logins) runs uncollected, then `callgrind_control -i on` collects only
+//! The release server runs under `valgrind --tool=callgrind --instr-atstart=no`; set-up
+//! (accounts, argon2 logins) runs uncollected, then `callgrind_control --instr=on` instruments only
 //! the measured load. Instruction counts are repeatable whatever else the machine is doing,
 //! so "Ir per operation" is the before/after figure. The top functions go to
 //! `target/bench/profile/` and to the profiles block of `docs/BENCHMARKS.md`.
@@ -51,10 +51,14 @@ async fn run_one(ctx: &Ctx, name: &'static str, what: &'static str) -> Res<Profi
     std::fs::create_dir_all(&ctx.logs).map_err(e)?;
     let out_file = ctx.logs.join(format!("callgrind.{name}.out"));
     let mut cmd = Command::new("valgrind");
-    cmd.args(["--tool=callgrind", "--collect-atstart=no"])
+    cmd.args(["--tool=callgrind", "--instr-atstart=no"])
         .arg(format!("--callgrind-out-file={}", out_file.display()))
-        .arg(&ctx.server_bin)
-        .args([
+        .arg(&ctx.self_exe);
+    if name == "bare" {
+        cmd.args(["serve-bare", "--listen", "127.0.0.1:0"]);
+    } else {
+        cmd.args([
+            "serve-presence",
             "--listen",
             "127.0.0.1:0",
             "--admin-token",
@@ -64,6 +68,7 @@ async fn run_one(ctx: &Ctx, name: &'static str, what: &'static str) -> Res<Profi
         ])
         .arg("--data-dir")
         .arg(&dir);
+    }
     let server = proc::spawn_until(
         &format!("callgrind-{name}"),
         cmd,
@@ -76,7 +81,6 @@ async fn run_one(ctx: &Ctx, name: &'static str, what: &'static str) -> Res<Profi
     let pid = server.pid;
     let result = async {
         let prepared = prepare(addr, name).await?;
-        control(pid, "-i").await.ok();
         control(pid, "--instr=on").await?;
         let ops = drive(addr, name, prepared).await?;
         control(pid, "--instr=off").await?;
@@ -144,6 +148,13 @@ struct Prepared {
 }
 
 async fn prepare(addr: SocketAddr, name: &str) -> Res<Prepared> {
+    if name == "bare" {
+        // Same request bytes as ours: 64-hex-character bearer tokens the bare handler ignores.
+        return Ok(Prepared {
+            tokens: (0..200).map(|i| format!("{i:064x}")).collect(),
+            widget_key: String::new(),
+        });
+    }
     let mut c = Conn::connect(addr).await.map_err(e)?;
     let acc = api::create_account(&mut c, name).await?;
     let count = if name == "heartbeat" { 200 } else { 2 };
@@ -163,7 +174,7 @@ async fn prepare(addr: SocketAddr, name: &str) -> Res<Prepared> {
 
 async fn drive(addr: SocketAddr, name: &str, p: Prepared) -> Res<u64> {
     match name {
-        "heartbeat" => {
+        "heartbeat" | "bare" => {
             let reqs: Arc<Vec<Vec<u8>>> = Arc::new(
                 p.tokens
                     .iter()
@@ -230,6 +241,10 @@ pub async fn profile(ctx: &mut Ctx) -> Res<()> {
         (
             "heartbeat",
             "4,000 authenticated heartbeats over 200 sessions, one connection",
+        ),
+        (
+            "bare",
+            "the same 4,000 heartbeat requests against the bare axum handler (the baseline)",
         ),
         (
             "status",

@@ -245,6 +245,24 @@ pub const PEER_ROWS: &[Row] = &[
 
 pub const EXTRA_ROWS: &[Row] = &[
     Row {
+        key: "status_put_answer_p50_ms",
+        what: "status PUT sent -> its own 200 answer (device A)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "heartbeat_rtt_p50_ms",
+        what: "one heartbeat round trip, one connection, no load",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "bare_axum_rtt_p50_ms",
+        what: "the bare axum handler's round trip: the HTTP floor on this machine",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
         key: "bare_axum_throughput_per_s",
         what: "the bare axum handler under the same load",
         goal: Goal::Report,
@@ -383,7 +401,7 @@ pub fn markdown(r: &Report, meta: &Value) -> String {
          -> the widget's `offline` event. Each clock starts before the request is written and \
          stops when the read carrying the notification returns.\n",
     );
-    out.push_str("\n### What durability costs us\n\n");
+    out.push_str("\n### Floors, and what durability costs us\n\n");
     table(r, EXTRA_ROWS, &mut out);
     out.push_str(
         "\nThe peers keep presence in memory only; we commit every status change to SQLite \
