@@ -112,6 +112,8 @@ impl Ctx {
             },
             overrides: Overrides {
                 request_timeout: REQUEST_TIMEOUT,
+                // `watch` in one terminal, `status busy` in another: notice each other.
+                store_poll_interval: Some(Duration::from_secs(1)),
                 ..Overrides::default()
             },
         };

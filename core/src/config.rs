@@ -46,7 +46,9 @@ pub struct Overrides {
     /// for this long is presumed dead and reconnected.
     pub sse_idle_timeout: Duration,
     /// How often the engine checks whether another process (a second `presence` command on
-    /// the same data dir) changed the outbox. `None` disables the check.
+    /// the same data dir) changed the outbox or the session. `None` (the default) never
+    /// checks: an app is the only process on its data dir, and a wakeup a second would cost
+    /// battery for nothing. The CLI turns it on.
     pub store_poll_interval: Option<Duration>,
     /// Added to the device's wall clock, to simulate a device whose clock is wrong.
     pub clock_skew_ms: i64,
@@ -63,7 +65,7 @@ impl Default for Overrides {
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(60),
             sse_idle_timeout: Duration::from_secs(45),
-            store_poll_interval: Some(Duration::from_secs(1)),
+            store_poll_interval: None,
             clock_skew_ms: 0,
             transport: None,
             rng_seed: None,
