@@ -264,23 +264,28 @@ class PresenceTests {
     }
 
     @Test
-    fun anUnclosedClientReleasedOnTheCleanerThreadDoesNotCrash(): Unit = runBlocking {
+    fun anEngineThatWasNeverClosedIsCollectedAndReleasedOnTheCleanerThread(): Unit = runBlocking {
         val creds = server.createAccount()
-        var client: PresenceClient? = PresenceClient.open(config(server.url))
-        client!!.login(creds.account, creds.email, creds.password)
-        val ref = WeakReference(client)
-        client = null
+        val (engineRef, clientRef) = openAndForget(creds)
         val deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10)
-        while (ref.get() != null && System.nanoTime() < deadline) {
+        while ((engineRef.get() != null || clientRef.get() != null) && System.nanoTime() < deadline) {
             System.gc()
             kotlinx.coroutines.delay(20)
         }
-        assertTrue(ref.get() == null, "the client was never collected")
-        // The cleaner ran Drop on its own thread; the library still works afterwards.
+        assertTrue(engineRef.get() == null, "the engine was never collected")
+        assertTrue(clientRef.get() == null, "the native client was never collected")
+        // The Cleaner released the native client on its own thread; the library still works.
         openEngine(server.url).use { engine ->
             engine.login(creds.account, creds.email, creds.password)
             engine.awaitSnapshot { it.session.state == SessionState.ACTIVE }
         }
+    }
+
+    /** A logged-in engine with a live snapshot subscription, dropped without close(). */
+    private suspend fun openAndForget(creds: Credentials): Pair<WeakReference<PresenceEngine>, WeakReference<PresenceClient>> {
+        val engine = loggedIn(creds)
+        engine.awaitSnapshot { it.session.state == SessionState.ACTIVE }
+        return WeakReference(engine) to WeakReference(engine.client)
     }
 
     @Test

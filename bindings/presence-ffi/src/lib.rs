@@ -9,6 +9,8 @@
 //! - **One runtime.** Every async export runs on a single multi-thread tokio runtime that the
 //!   crate owns ([`runtime`]), created on first use. The engine's tasks (heartbeats, outbox,
 //!   event stream) live there too, so foreign callers never need a runtime of their own.
+//!   (`async_runtime = "tokio"` makes uniffi poll each export inside a tokio context; the
+//!   exports only await a task spawned onto our runtime, so no work runs anywhere else.)
 //! - **Callbacks never under a lock.** [`PresenceListener::on_snapshot`] and [`LogSink::log`]
 //!   run on the runtime's threads with nothing locked, so a callback may call straight back
 //!   into the client.

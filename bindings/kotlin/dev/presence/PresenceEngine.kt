@@ -26,13 +26,7 @@ class PresenceEngine private constructor(
 ) : AutoCloseable {
     private val state = MutableStateFlow(client.snapshot())
     private val closed = AtomicBoolean(false)
-    private val subscription: SnapshotSubscription = client.subscribe(
-        object : PresenceListener {
-            override fun onSnapshot(snapshot: ClientSnapshot) {
-                state.value = snapshot
-            }
-        },
-    )
+    private val subscription: SnapshotSubscription = client.subscribe(StateFlowListener(state))
 
     /** The latest snapshot and every later one. Replays the current value to new collectors. */
     val snapshots: StateFlow<ClientSnapshot> = state.asStateFlow()
@@ -111,3 +105,14 @@ class PresenceEngine private constructor(
 }
 
 private const val SHUTDOWN_TIMEOUT_MS = 5_000L
+
+/**
+ * Publishes snapshots from the engine's threads into a [MutableStateFlow]. It holds the flow
+ * only, not the [PresenceEngine]: the native side keeps this listener alive, and a reference
+ * back to the engine would keep an engine that was never closed from being collected.
+ */
+private class StateFlowListener(private val state: MutableStateFlow<ClientSnapshot>) : PresenceListener {
+    override fun onSnapshot(snapshot: ClientSnapshot) {
+        state.value = snapshot
+    }
+}
