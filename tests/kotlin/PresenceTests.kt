@@ -289,6 +289,27 @@ class PresenceTests {
     }
 
     @Test
+    fun theDesktopCliAndTheAppAreDevicesOfTheSameAgent(): Unit = runBlocking {
+        val creds = server.createAccount()
+        val cliDir = tempDir()
+        fun cli(vararg args: String): String =
+            runCli(listOf("--data-dir", cliDir.path, "--server", server.url) + args)
+
+        cli("login", "--account", creds.account, "--email", creds.email, "--password", creds.password)
+        loggedIn(creds, "phone").use { phone ->
+            // The CLI's change reaches the app...
+            val said = cli("status", "busy")
+            assertTrue("busy: confirmed" in said, said)
+            phone.awaitSnapshot { it.status?.confirmed == AgentStatus.BUSY }
+            // ...and the app's change reaches the CLI.
+            phone.setStatus(AgentStatus.OFFLINE)
+            phone.awaitSnapshot { it.status?.pending == false && it.status?.confirmed == AgentStatus.OFFLINE }
+            val json = cli("show", "--json")
+            assertTrue(Regex(""""confirmed":\s*"offline"""").containsMatchIn(json), json)
+        }
+    }
+
+    @Test
     fun logoutEndsTheSessionAtOnce(): Unit = runBlocking {
         val creds = server.createAccount()
         loggedIn(creds).use { engine ->
@@ -299,6 +320,15 @@ class PresenceTests {
             assertEquals(null, s.session.sessionId)
         }
     }
+}
+
+/** Runs the `presence` CLI; returns its stdout, failing the test on a non-zero exit. */
+private fun runCli(args: List<String>): String {
+    val p = ProcessBuilder(listOf(setting("PRESENCE_CLI_BIN")) + args).redirectErrorStream(true).start()
+    val out = p.inputStream.bufferedReader().readText()
+    check(p.waitFor(30, TimeUnit.SECONDS)) { "presence ${args.joinToString(" ")} hung" }
+    check(p.exitValue() == 0) { "presence ${args.joinToString(" ")} exited ${p.exitValue()}: $out" }
+    return out
 }
 
 /** Subscribes a plain callback to the engine's client, for tests that look at threads. */

@@ -28,11 +28,18 @@ class PresenceEngine private constructor(
     private val closed = AtomicBoolean(false)
     private val subscription: SnapshotSubscription = client.subscribe(StateFlowListener(state))
 
-    /** The latest snapshot and every later one. Replays the current value to new collectors. */
+    /**
+     * The latest snapshot and every later one; replays the current value to new collectors.
+     * Updates come from the engine's threads, a moment after the engine publishes them.
+     */
     val snapshots: StateFlow<ClientSnapshot> = state.asStateFlow()
 
-    /** The latest snapshot. */
-    val snapshot: ClientSnapshot get() = state.value
+    /**
+     * The engine's current snapshot, read synchronously: it already shows the effect of a call
+     * that has returned (after [close], the last one published).
+     */
+    val snapshot: ClientSnapshot
+        get() = if (closed.get()) state.value else runCatching { client.snapshot() }.getOrElse { state.value }
 
     /** The id this device is known by (generated once per data dir). */
     val deviceId: String = client.deviceId()
