@@ -1,15 +1,60 @@
-//! The baseline: a trivial axum handler on the heartbeat path, in its own process, on the
-//! same default multi-threaded tokio runtime as our server. It answers a heartbeat-shaped
-//! JSON body and does nothing else: no auth, no state, no middleware.
+//! The baselines: trivial axum handlers in their own process, on the same default
+//! multi-threaded tokio runtime as our server, with no auth, no storage and no middleware.
+//!
+//! - `POST /v1/session/heartbeat` answers a heartbeat-shaped JSON body.
+//! - `GET /v1/widget/{key}/events` is an SSE stream of one shared `watch` channel, and
+//!   `PUT /v1/me/status` replaces its value: the least any axum server must do to fan one
+//!   change out to many event streams.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::Json;
 use axum::Router;
-use axum::routing::post;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
+use tokio::sync::watch;
+
+#[derive(Clone)]
+struct Fan {
+    tx: std::sync::Arc<watch::Sender<Bytes>>,
+    version: std::sync::Arc<AtomicU64>,
+}
+
+fn frame(version: u64, status: &str) -> Bytes {
+    Bytes::from(format!(
+        "event: chatbox\ndata: {{\"status\":\"{status}\",\"version\":{version}}}\n\n"
+    ))
+}
+
+async fn events(State(f): State<Fan>) -> impl IntoResponse {
+    let rx = f.tx.subscribe();
+    let st = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let b = rx.borrow_and_update().clone();
+        Some((Ok::<_, Infallible>(b), (rx, false)))
+    });
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        Body::from_stream(st),
+    )
+}
+
+async fn status(State(f): State<Fan>) -> Json<Value> {
+    let v = f.version.fetch_add(1, Ordering::Relaxed) + 1;
+    f.tx.send_replace(frame(v, if v % 2 == 1 { "online" } else { "busy" }));
+    Json(json!({"applied": true}))
+}
 
 async fn heartbeat() -> Json<Value> {
     let now = SystemTime::now()
@@ -48,7 +93,15 @@ pub fn serve(listen: &str) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let app = Router::new().route("/v1/session/heartbeat", post(heartbeat));
+        let fan = Fan {
+            tx: std::sync::Arc::new(watch::Sender::new(frame(0, "offline"))),
+            version: std::sync::Arc::new(AtomicU64::new(0)),
+        };
+        let app = Router::new()
+            .route("/v1/session/heartbeat", post(heartbeat))
+            .route("/v1/widget/{key}/events", get(events))
+            .route("/v1/me/status", put(status))
+            .with_state(fan);
         {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "listening on http://{addr}");

@@ -226,7 +226,8 @@ async fn expiry_run(
                 i as u64 * ttl_ms * 1000 / accounts as u64,
             ))
             .await;
-            let mut lags = Vec::new();
+            // (lease_until, offset estimate, login round trip, event time), all local ms.
+            let mut lags: Vec<(i64, f64, f64, f64)> = Vec::new();
             let mut missed = 0usize;
             for r in 0..rounds {
                 let req = request_bytes(
@@ -247,8 +248,8 @@ async fn expiry_run(
                 let wait = Duration::from_millis(ttl_ms) + EVENT_WAIT;
                 match timeout(wait, next_chatbox(&mut w, "offline")).await {
                     Ok(Ok(ev)) => {
-                        let lease_end_local = l.lease_until as f64 + offset;
-                        lags.push(local_ms(ev.at) - lease_end_local);
+                        let rtt = local_ms(resp.at) - local_ms(sent);
+                        lags.push((l.lease_until, offset, rtt, local_ms(ev.at)));
                     }
                     _ => missed += 1,
                 }
@@ -256,14 +257,24 @@ async fn expiry_run(
             Ok::<_, String>((lags, missed))
         });
     }
-    let mut all = Samples::default();
+    let mut raw = Vec::new();
     let mut missed = 0;
     while let Some(r) = tasks.join_next().await {
         let (lags, m) = r.map_err(e)??;
-        for l in lags {
-            all.push_ms(l);
-        }
+        raw.extend(lags);
         missed += m;
+    }
+    // Both clocks are monotonic and the server's runs from one base, so one offset holds for
+    // the whole run: take it from the login with the shortest round trip (NTP's rule); its
+    // error is at most half that round trip plus the millisecond the server floors to.
+    let offset = raw
+        .iter()
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|x| x.1)
+        .unwrap_or(0.0);
+    let mut all = Samples::default();
+    for (lease_until, _, _, at) in raw {
+        all.push_ms(at - (lease_until as f64 + offset));
     }
     Ok((all, missed))
 }
@@ -273,13 +284,33 @@ pub async fn fanout(ctx: &mut Ctx) -> Res<()> {
     let widgets = if ctx.quick { 1000 } else { 10_000 };
     let toggles = if ctx.quick { 5 } else { 20 };
     let (server, addr) = fresh_server(ctx, "fanout", &["--active-ttl-ms", "600000"]).await?;
-    let result = fanout_run(addr, widgets, toggles).await;
+    let result = async {
+        let mut c = Conn::connect(addr).await.map_err(e)?;
+        let acc = api::create_account(&mut c, "fanout").await?;
+        let actor = api::login(&mut c, &acc, "actor").await?;
+        let path = format!("/v1/widget/{}/events", acc.widget_key);
+        fanout_run(addr, &path, &actor.token, widgets, toggles).await
+    }
+    .await;
     let rss = server.rss_bytes().ok();
     server.stop(STOP).await?;
     let (s, missing, connect_s) = result?;
+    // The same clients against the bare axum fan-out (a watch channel and SSE, nothing else):
+    // what this machine allows any axum server.
+    let (bare, baddr) = start_bare(ctx, "bare-axum-fanout").await?;
+    let b = fanout_run(baddr, "/v1/widget/bare/events", "bare", widgets, toggles).await;
+    let bare_rss = bare.rss_bytes().ok();
+    bare.stop(STOP).await?;
+    let (b, b_missing, _) = b?;
     let r = &mut ctx.report;
     r.set("status_to_10k_widgets_p50_ms", s.p50());
     r.set("status_to_10k_widgets_p99_ms", s.p99());
+    r.set("bare_axum_10k_widgets_p50_ms", b.p50());
+    r.set("bare_axum_10k_widgets_p99_ms", b.p99());
+    r.detail(
+        "bare_axum_10k_widgets_ms",
+        json!({"samples": b.summary(), "missing_receipts": b_missing, "rss_bytes": bare_rss}),
+    );
     r.detail(
         "status_to_10k_widgets_ms",
         json!({"samples": s.summary(), "widgets": widgets, "toggles": toggles,
@@ -297,16 +328,16 @@ pub async fn fanout(ctx: &mut Ctx) -> Res<()> {
 
 async fn fanout_run(
     addr: SocketAddr,
+    path: &str,
+    token: &str,
     widgets: usize,
     toggles: usize,
 ) -> Res<(Samples, usize, f64)> {
     let mut c = Conn::connect(addr).await.map_err(e)?;
-    let acc = api::create_account(&mut c, "fanout").await?;
-    let actor = api::login(&mut c, &acc, "actor").await?;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let (rx_tx, mut rx_rx) = mpsc::unbounded_channel::<Instant>();
     let gate = Arc::new(Semaphore::new(128));
-    let path = format!("/v1/widget/{}/events", acc.widget_key);
+    let path = path.to_owned();
     let t_connect = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..widgets {
@@ -354,7 +385,7 @@ async fn fanout_run(
         let req = request_bytes(
             "PUT",
             "/v1/me/status",
-            Some(&actor.token),
+            Some(token),
             Some(&api::status_body(status)),
         );
         let t0 = Instant::now();

@@ -116,13 +116,19 @@ pub const ROWS: &[Row] = &[
         key: "status_to_10k_widgets_p50_ms",
         what: "10,000 widget streams on one account, each one's receipt",
         goal: Goal::Report,
-        baselines: &[],
+        baselines: &[(
+            "bare axum watch+SSE fan-out p50",
+            "bare_axum_10k_widgets_p50_ms",
+        )],
     },
     Row {
         key: "status_to_10k_widgets_p99_ms",
         what: "same, p99",
         goal: Goal::AtMost(50.0),
-        baselines: &[],
+        baselines: &[(
+            "bare axum watch+SSE fan-out p99",
+            "bare_axum_10k_widgets_p99_ms",
+        )],
     },
     Row {
         key: "expiry_detection_lag_p50_ms",
@@ -259,6 +265,12 @@ pub const EXTRA_ROWS: &[Row] = &[
     Row {
         key: "bare_axum_rtt_p50_ms",
         what: "the bare axum handler's round trip: the HTTP floor on this machine",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "bare_axum_10k_widgets_p99_ms",
+        what: "the same 10k-stream fan-out from a bare axum watch channel + SSE handler",
         goal: Goal::Report,
         baselines: &[],
     },
