@@ -67,6 +67,11 @@ pub enum Command {
     Watch,
     /// Log this device out
     Logout,
+    /// List stored changes; retry or discard one the server refused
+    Outbox {
+        #[command(subcommand)]
+        action: Option<OutboxAction>,
+    },
     /// Show a chat box as visitors see it
     Chatbox {
         widget_key: String,
@@ -77,6 +82,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// Put a refused (wedged) change back in the queue
+    Retry { op_id: String },
+    /// Delete a refused (wedged) change
+    Discard { op_id: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -13,7 +13,7 @@ use presence_core::{
     Platform, PresenceClient, SessionState,
 };
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, OutboxAction};
 use crate::{paths, render};
 
 /// How long `status X` tries to deliver before reporting "pending".
@@ -87,6 +87,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sync { timeout_ms } => sync(&ctx, Duration::from_millis(timeout_ms)).await,
         Command::Watch => watch(&ctx).await,
         Command::Logout => logout(&ctx).await,
+        Command::Outbox { action } => outbox(&ctx, action).await,
         Command::Chatbox {
             widget_key,
             watch,
@@ -251,7 +252,7 @@ async fn set_status(ctx: &Ctx, status: AgentStatus) -> Result<ExitCode> {
             .find(|w| w.kind.as_str() == "set_status")
         {
             return Err(err(format!(
-                "the server refused the change ({}: {}); see `presence show`",
+                "the server refused the change ({}: {}); see `presence outbox`",
                 w.code, w.detail
             )));
         }
@@ -373,6 +374,42 @@ async fn watch(ctx: &Ctx) -> Result<ExitCode> {
         }
     }
     client.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn outbox(ctx: &Ctx, action: Option<OutboxAction>) -> Result<ExitCode> {
+    let client = ctx.open().await?;
+    let result = match &action {
+        None => Ok(()),
+        Some(OutboxAction::Retry { op_id }) => client.retry_wedged(op_id).await,
+        Some(OutboxAction::Discard { op_id }) => client.discard_wedged(op_id).await,
+    };
+    if result.is_ok() && matches!(action, Some(OutboxAction::Retry { .. })) {
+        // Give the retried change its chance before reporting.
+        client
+            .wait_for(DELIVERY_WAIT, |s| {
+                s.outbox.pending == 0
+                    || matches!(s.connection, Connection::Offline | Connection::NoNetwork)
+            })
+            .await;
+    }
+    let s = client.snapshot();
+    client.shutdown().await;
+    result?;
+    out(format!(
+        "{} pending, {} refused",
+        s.outbox.pending,
+        s.outbox.wedged.len()
+    ));
+    for w in &s.outbox.wedged {
+        out(format!(
+            "refused {} {}: {} {}",
+            w.op_id,
+            w.kind.as_str(),
+            w.code,
+            render_detail(&w.detail)
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -516,3 +516,50 @@ async fn an_expired_session_keeps_the_change_until_the_next_login() {
     login(dir.path(), &server.url(), &acct).await;
     assert_eq!(server_status(&server, &acct).await, ("busy".into(), 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_lists_refused_changes_and_retries_or_discards_them() {
+    let server = TestServer::start().await;
+    let acct = server.create_account("cli-outbox").await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url(), &acct).await;
+    // The engine (as an app would) registers a push target the server refuses: wedged.
+    {
+        let c = presence_core::PresenceClient::open(common::config(&server.url(), dir.path()))
+            .await
+            .unwrap();
+        c.register_push(
+            presence_core::PushProvider::Webhook,
+            "http://blocked.example/hook",
+        )
+        .await
+        .unwrap();
+        common::wait_until(&c, "refused", |s| !s.outbox.wedged.is_empty()).await;
+        c.shutdown().await;
+    }
+    let o = run(dir.path(), None, &["outbox"]).await;
+    ok(&o, "outbox");
+    let mut lines = o.stdout.lines();
+    assert_eq!(lines.next(), Some("0 pending, 1 refused"));
+    let refused = lines.next().unwrap();
+    assert!(
+        refused.contains("register_push: invalid_field"),
+        "{refused}"
+    );
+    let op_id = refused.split_whitespace().nth(1).unwrap().to_owned();
+
+    let o = run(dir.path(), None, &["outbox", "retry", &op_id]).await;
+    ok(&o, "retry");
+    assert!(
+        o.stdout.starts_with("0 pending, 1 refused"),
+        "refused again: {}",
+        o.stdout
+    );
+
+    let o = run(dir.path(), None, &["outbox", "discard", "nope"]).await;
+    assert_eq!(o.code, 1);
+    one_error_line(&o);
+    let o = run(dir.path(), None, &["outbox", "discard", &op_id]).await;
+    ok(&o, "discard");
+    assert_eq!(o.stdout.trim(), "0 pending, 0 refused");
+}

@@ -1362,7 +1362,8 @@ impl Engine {
 
     fn note_reachability(&mut self, e: &Error) {
         match e {
-            Error::Transport(_) => self.reachable = Some(false),
+            // A proxy's own error page (a 502 while the server is down): not reached.
+            Error::Transport(_) | Error::UnexpectedStatus { .. } => self.reachable = Some(false),
             Error::Http { .. } | Error::BadResponse(_) => self.reachable = Some(true),
             _ => {}
         }
@@ -1535,6 +1536,15 @@ fn clone_error(e: &Error) -> Error {
         } => Error::Http {
             status: *status,
             code: code.clone(),
+            detail: detail.clone(),
+            retry_after: *retry_after,
+        },
+        Error::UnexpectedStatus {
+            status,
+            detail,
+            retry_after,
+        } => Error::UnexpectedStatus {
+            status: *status,
             detail: detail.clone(),
             retry_after: *retry_after,
         },

@@ -77,6 +77,14 @@ pub(crate) enum Error {
         detail: String,
         retry_after: Option<Duration>,
     },
+    /// A non-2xx answer without the protocol's error body: not the presence server talking
+    /// (a proxy, a captive portal, a wrong URL), so nothing to conclude about the request.
+    #[error("unexpected HTTP {status} (not a presence server answer?): {detail}")]
+    UnexpectedStatus {
+        status: u16,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
     /// A 2xx answer whose body is not what the protocol promises.
     #[error("bad response from server: {0}")]
     BadResponse(String),
@@ -112,18 +120,18 @@ pub(crate) enum ErrorClass {
 
 impl Error {
     pub(crate) fn http(status: u16, body: &[u8], retry_after: Option<Duration>) -> Error {
-        let (code, detail) = match serde_json::from_slice::<ErrorBody>(body) {
-            Ok(b) => (b.error.code, b.error.detail),
-            Err(_) => (
-                format!("http_{status}"),
-                String::from_utf8_lossy(body).chars().take(200).collect(),
-            ),
-        };
-        Error::Http {
-            status,
-            code,
-            detail,
-            retry_after,
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(b) => Error::Http {
+                status,
+                code: b.error.code,
+                detail: b.error.detail,
+                retry_after,
+            },
+            Err(_) => Error::UnexpectedStatus {
+                status,
+                detail: String::from_utf8_lossy(body).chars().take(200).collect(),
+                retry_after,
+            },
         }
     }
 
@@ -132,6 +140,9 @@ impl Error {
             Error::Transport(_) | Error::BadResponse(_) => {
                 ErrorClass::Transient { retry_after: None }
             }
+            Error::UnexpectedStatus { retry_after, .. } => ErrorClass::Transient {
+                retry_after: *retry_after,
+            },
             Error::Http {
                 status,
                 retry_after,
@@ -159,6 +170,7 @@ impl Error {
         match self {
             Error::Http { code, detail, .. } => (code.clone(), detail.clone()),
             Error::Transport(t) => (t.kind.code().to_owned(), t.detail.clone()),
+            Error::UnexpectedStatus { status, .. } => (format!("http_{status}"), self.to_string()),
             Error::BadResponse(d) => ("bad_response".to_owned(), d.clone()),
             Error::Storage(e) => ("storage".to_owned(), e.to_string()),
             Error::StorageOther(d) => ("storage".to_owned(), d.clone()),
@@ -182,7 +194,9 @@ impl From<Error> for ClientError {
                 (422 | 400 | 404 | 409 | 413 | 415, _) => ClientError::InvalidInput { detail },
                 _ => ClientError::Server { detail },
             },
-            Error::BadResponse(_) => ClientError::Server { detail },
+            Error::BadResponse(_) | Error::UnexpectedStatus { .. } => {
+                ClientError::Server { detail }
+            }
             Error::Storage(_) | Error::StorageOther(_) => ClientError::Storage { detail },
             Error::InvalidInput(_) | Error::NoServer => ClientError::InvalidInput { detail },
             Error::NotLoggedIn => ClientError::Unauthorized { detail },
@@ -244,10 +258,19 @@ mod tests {
     }
 
     #[test]
-    fn a_non_json_error_body_still_gives_a_code() {
-        let e = Error::http(502, b"<html>bad gateway</html>", None);
-        let (code, detail) = e.code_and_detail();
-        assert_eq!(code, "http_502");
-        assert!(detail.contains("bad gateway"));
+    fn an_answer_without_the_protocol_error_body_is_transient_whatever_its_status() {
+        // A proxy or a wrong URL: nothing the presence server said about the request.
+        for status in [404, 401, 422, 502] {
+            let e = Error::http(status, b"<html>nope</html>", None);
+            assert_eq!(
+                e.class(),
+                ErrorClass::Transient { retry_after: None },
+                "{status}"
+            );
+            let (code, detail) = e.code_and_detail();
+            assert_eq!(code, format!("http_{status}"));
+            assert!(detail.contains("nope"), "{detail}");
+            assert!(matches!(ClientError::from(e), ClientError::Server { .. }));
+        }
     }
 }

@@ -40,7 +40,9 @@
 //!
 //! Every failure falls in one class ([`ErrorClass`](crate::error::ErrorClass)):
 //!
-//! - **Transient**: connect/read failures, timeouts, 5xx, 429, or a 2xx with a garbled body.
+//! - **Transient**: connect/read failures, timeouts, 5xx, 429, a 2xx with a garbled body, or
+//!   any status without the protocol's `{"error": ...}` body (a proxy's error page, a wrong
+//!   URL: not the presence server judging the op).
 //!   The op stays at the head of the queue and is retried after a delay drawn by
 //!   [`Backoff`]: capped exponential backoff with *full jitter* (uniform in
 //!   `[0, min(cap, base·2^attempt)]`), so a fleet of devices coming back after an outage does

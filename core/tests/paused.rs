@@ -422,6 +422,22 @@ async fn bad_responses_get_typed_errors() {
     let s = wait(&client, "delivery on retry", |s| s.outbox.pending == 0).await;
     assert_eq!(s.status.unwrap().confirmed, AgentStatus::Busy);
 
+    // A 404 that is not the presence server speaking (no protocol error body: a proxy, a
+    // wrong URL) does not wedge the change: it is retried like a network failure.
+    let mut strange = true;
+    fake.intercept(move |r| {
+        (is(r, Method::Put, STATUS) && std::mem::take(&mut strange))
+            .then(|| Ok(Response::bytes(404, "<html>Not Found</html>")))
+    });
+    client.set_status(AgentStatus::Online).await.unwrap();
+    wait(&client, "the strange answer reported", |s| {
+        s.last_error.as_ref().is_some_and(|e| e.code == "http_404")
+    })
+    .await;
+    let s = wait(&client, "delivery on retry", |s| s.outbox.pending == 0).await;
+    assert!(s.outbox.wedged.is_empty());
+    assert_eq!(s.status.unwrap().confirmed, AgentStatus::Online);
+
     // A garbled event on the stream is reported and changes nothing.
     wait(&client, "connected", |s| {
         s.connection == Connection::Connected
