@@ -574,10 +574,16 @@ impl Engine {
     }
 
     /// Another request got through: an op waiting out a backoff for a network failure goes
-    /// now rather than at its retry time (not one the server asked to wait with Retry-After).
+    /// now rather than at its retry time (not one the server asked to wait with Retry-After),
+    /// and a stream waiting to reconnect reconnects.
     fn server_is_back(&mut self) {
         if self.op_retry_at.is_some() && !self.op_retry_by_server {
             self.op_retry_at = None;
+        }
+        // Likewise a stream waiting to reconnect: the outage is over.
+        if self.sse.is_none() && self.sse_retry_at.is_some() {
+            self.sse_retry_at = None;
+            self.sse_attempts = 0;
         }
     }
 
