@@ -563,3 +563,32 @@ async fn outbox_lists_refused_changes_and_retries_or_discards_them() {
     ok(&o, "discard");
     assert_eq!(o.stdout.trim(), "0 pending, 0 refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_rides_out_a_server_restart() {
+    let mut server = TestServer::start().await;
+    let acct = server.create_account("cli-restart").await;
+    let watcher = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    login(watcher.path(), &server.url(), &acct).await;
+    login(other.path(), &server.url(), &acct).await;
+    let mut child = presence(watcher.path(), None).arg("watch").spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "connection: connected").await;
+
+    server.stop().await;
+    read_until(&mut lines, "connection: offline").await;
+    server.restart().await;
+    read_until(&mut lines, "connection: connected").await;
+    ok(
+        &run(other.path(), None, &["status", "busy"]).await,
+        "busy elsewhere",
+    );
+    read_until(&mut lines, "status:     busy (confirmed").await;
+    interrupt(&child);
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}

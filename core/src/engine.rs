@@ -407,7 +407,8 @@ impl Engine {
                 let r = self.discard_wedged(&op_id);
                 self.respond(reply, r);
             }
-            Command::Shutdown { .. } => unreachable!("handled in run"),
+            // Handled by `run` before dispatch.
+            Command::Shutdown { .. } => {}
         }
     }
 
