@@ -380,7 +380,7 @@ impl Engine {
                 self.hb_forced = Some(self.lifecycle.mode());
                 self.hb_waiters.push(reply);
                 self.me_wanted = true;
-                self.op_retry_at = None;
+                self.retry_ops_now();
             }
             Command::RegisterPush { push, reply } => {
                 let r = self.register_push(push);
@@ -507,6 +507,7 @@ impl Engine {
         self.sse_retry_at = None;
         self.op_attempts = 0;
         self.op_retry_at = None;
+        self.op_retry_by_server = false;
         self.me_wanted = true;
         self.last_error = None;
         self.persist_clock();
@@ -566,8 +567,8 @@ impl Engine {
         // and tried it (delivered, or kept for later), or as soon as the queue stalls on a
         // failure or the network goes: the caller (a CLI about to exit) should not outwait
         // the outage, but neither should it exit before trying.
-        if self.network && self.api.is_some() {
-            self.op_retry_at = None;
+        self.retry_ops_now();
+        if self.network && self.api.is_some() && self.op_retry_at.is_none() {
             self.op_waiters.entry(op_id).or_default().push(reply);
         } else {
             self.respond(reply, Ok(()));
@@ -578,13 +579,18 @@ impl Engine {
     /// now rather than at its retry time (not one the server asked to wait with Retry-After),
     /// and a stream waiting to reconnect reconnects.
     fn server_is_back(&mut self) {
-        if self.op_retry_at.is_some() && !self.op_retry_by_server {
-            self.op_retry_at = None;
-        }
+        self.retry_ops_now();
         // Likewise a stream waiting to reconnect: the outage is over.
         if self.sse.is_none() && self.sse_retry_at.is_some() {
             self.sse_retry_at = None;
             self.sse_attempts = 0;
+        }
+    }
+
+    /// Ends the outbox's backoff wait, unless the server asked for it with `Retry-After`.
+    fn retry_ops_now(&mut self) {
+        if !self.op_retry_by_server {
+            self.op_retry_at = None;
         }
     }
 
@@ -659,7 +665,7 @@ impl Engine {
             // The outage that caused any backoff is over: try everything now.
             self.reachable = None;
             self.op_attempts = 0;
-            self.op_retry_at = None;
+            self.retry_ops_now();
             self.sse_attempts = 0;
             self.sse_retry_at = None;
             if self.hb_failures > 0 {
@@ -735,8 +741,8 @@ impl Engine {
         };
         self.store.unwedge_op(op_id)?;
         op.wedged = None;
-        self.op_retry_at = None;
         self.op_attempts = 0;
+        self.retry_ops_now();
         Ok(())
     }
 
@@ -795,6 +801,7 @@ impl Engine {
                 self.reachable = Some(true);
                 self.op_attempts = 0;
                 self.op_retry_at = None;
+                self.op_retry_by_server = false;
                 self.remove_op(idx);
                 if let Some(resp) = resp {
                     if !resp.applied {
@@ -833,6 +840,7 @@ impl Engine {
                     self.reachable = Some(true);
                     self.op_attempts = 0;
                     self.op_retry_at = None;
+                    self.op_retry_by_server = false;
                     let (code, detail) = e.code_and_detail();
                     if self.outbox[idx].kind() == OpKind::EndSession {
                         // The user already logged out locally; nothing they could do with it.
