@@ -21,7 +21,11 @@
 //! session-ended events; a reader that lags is disconnected (it reconnects and gets a fresh
 //! snapshot). Frames are encoded once per change, not once per subscriber.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+// Keys are server-made ids and token hashes, or operator and admin input: no untrusted
+// inserts, so the fast non-keyed hasher is safe here.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -490,7 +494,7 @@ impl Embedded {
                     groups: a.groups,
                     status: a.status,
                     status_op_id: a.status_op_id,
-                    sessions: HashSet::new(),
+                    sessions: HashSet::default(),
                     tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
                 },
             );
@@ -674,7 +678,7 @@ fn sweep_once(inner: &Inner) -> Option<i64> {
     let now = inner.clock.now_ms();
     let mut st = inner.state.lock();
     let mut ended: Vec<(String, EndReason)> = Vec::new();
-    let mut touched: HashSet<Arc<str>> = HashSet::new();
+    let mut touched: HashSet<Arc<str>> = HashSet::default();
     let mut rearm: Vec<Arc<str>> = Vec::new();
     while let Some(first) = st.timers.first() {
         if first.0 > now {
@@ -841,7 +845,7 @@ impl Backend for Embedded {
                 groups: Vec::new(),
                 status: owner.status,
                 status_op_id: String::new(),
-                sessions: HashSet::new(),
+                sessions: HashSet::default(),
                 tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
             };
             let owner_view = agent.to_agent();
@@ -1275,7 +1279,7 @@ impl Backend for Embedded {
                 groups: row.groups,
                 status: row.status,
                 status_op_id: String::new(),
-                sessions: HashSet::new(),
+                sessions: HashSet::default(),
                 tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
             };
             let agent = state.to_agent();
