@@ -28,6 +28,10 @@ public final class PresenceEngine: @unchecked Sendable {
     /// The id this device is known by (generated once per data dir).
     public var deviceId: String { client.deviceId() }
 
+    /// The best estimate of the server's clock now (ms since the epoch), e.g. for a lease
+    /// countdown against `snapshot.leaseUntil`.
+    public func serverTimeNow() -> Int64 { client.serverTimeNow() }
+
     /// The current snapshot, then every new one, until the consuming task stops iterating.
     /// Each call returns a stream of its own. Bursts are coalesced to the newest snapshot.
     public func snapshots() -> AsyncStream<ClientSnapshot> {

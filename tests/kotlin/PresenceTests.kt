@@ -13,6 +13,7 @@ import dev.presence.PresenceException
 import dev.presence.PresenceListener
 import dev.presence.SessionState
 import dev.presence.initLogging
+import dev.presence.storedServerUrl
 import java.lang.ref.WeakReference
 import java.util.Collections
 import java.util.concurrent.TimeUnit
@@ -59,14 +60,19 @@ class PresenceTests {
     @Test
     fun loginGivesAnActiveSessionWithTheAgent(): Unit = runBlocking {
         val creds = server.createAccount()
-        loggedIn(creds).use { engine ->
+        val dir = tempDir()
+        assertEquals(null, storedServerUrl(dir.path))
+        PresenceEngine.open(config(server.url, dataDir = dir)).use { engine ->
+            engine.login(creds.account, creds.email, creds.password)
             val s = engine.awaitSnapshot { it.session.state == SessionState.ACTIVE && it.status != null }
             assertEquals(creds.account, s.session.account)
             assertEquals(creds.email, s.session.agent?.email)
             assertNotNull(s.session.sessionId)
-            assertNotNull(s.leaseUntil)
+            val lease = assertNotNull(s.leaseUntil)
+            assertTrue(lease > engine.serverTimeNow(), "lease $lease already over")
             engine.awaitSnapshot { it.connection == Connection.CONNECTED }
         }
+        assertEquals(server.url, storedServerUrl(dir.path))
     }
 
     @Test

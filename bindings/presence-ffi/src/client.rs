@@ -71,6 +71,12 @@ impl PresenceClient {
         self.core().device_id().to_owned()
     }
 
+    /// The best estimate of the server's clock now (ms since the Unix epoch), e.g. to show
+    /// how long `lease_until` has left.
+    pub fn server_time_now(&self) -> i64 {
+        self.core().server_time_now()
+    }
+
     /// Logs in, replacing this device's previous session on the server, if any.
     pub async fn login(
         &self,
@@ -221,6 +227,15 @@ impl Drop for PresenceClient {
         let _enter = runtime().enter();
         drop(self.core.take());
     }
+}
+
+/// The server URL stored in `data_dir` at the last login, without opening an engine (`None`
+/// when nothing was stored there yet).
+#[uniffi::export]
+pub fn stored_server_url(data_dir: String) -> Result<Option<String>, PresenceError> {
+    Ok(core::PresenceClient::stored_server_url(
+        std::path::Path::new(&data_dir),
+    )?)
 }
 
 /// One [`PresenceClient::subscribe`] listener; `cancel` (or releasing it) stops the calls.

@@ -211,6 +211,8 @@ mod platform {
     use std::ffi::CString;
     use std::os::raw::c_int;
 
+    // The one unsafe call of the crate: logcat's C entry point.
+    #[allow(unsafe_code)]
     pub fn write(record: &LogRecord) {
         let priority = match record.level {
             LogLevel::Error => LogPriority::ERROR,

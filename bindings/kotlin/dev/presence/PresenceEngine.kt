@@ -64,7 +64,11 @@ class PresenceEngine private constructor(
     /** Hands a push payload (the JSON the provider delivered) to the engine. */
     suspend fun handlePush(payload: String) = live { client.handlePush(payload) }
 
-    suspend fun backgroundRefresh(deadlineMs: Long) = live { client.backgroundRefresh(deadlineMs.toULong()) }
+    suspend fun backgroundRefresh(deadlineMs: Long) =
+        live { client.backgroundRefresh(deadlineMs.coerceAtLeast(0).toULong()) }
+
+    /** The best estimate of the server's clock now (ms), e.g. for a lease countdown. */
+    fun serverTimeNow(): Long = live { client.serverTimeNow() }
 
     suspend fun registerPush(provider: PushProvider, token: String) = live { client.registerPush(provider, token) }
 
