@@ -123,7 +123,12 @@ fun config(serverUrl: String, name: String = "kotlin test device", dataDir: File
         tuning = testTuning,
     )
 
-fun tempDir(): File = Files.createTempDirectory("presence-client").toFile().also { it.deleteOnExit() }
+/** Client data dirs made by the tests; removed when the JVM exits. */
+private val tempDirs: MutableList<File> = java.util.Collections.synchronizedList(mutableListOf<File>()).also { dirs ->
+    Runtime.getRuntime().addShutdownHook(Thread { synchronized(dirs) { dirs.forEach { it.deleteRecursively() } } })
+}
+
+fun tempDir(): File = Files.createTempDirectory("presence-client").toFile().also { tempDirs.add(it) }
 
 suspend fun openEngine(serverUrl: String, name: String = "kotlin test device"): PresenceEngine =
     PresenceEngine.open(config(serverUrl, name))

@@ -108,10 +108,26 @@ final class TestServer {
     }
 }
 
+/// Client data dirs made by the tests; `removeTempDirs()` deletes them after the suite.
+private let tempDirsLock = NSLock()
+nonisolated(unsafe) private var tempDirs: [URL] = []
+
 func tempDir() -> String {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("presence-client-\(UUID().uuidString)")
     try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    tempDirsLock.lock()
+    tempDirs.append(dir)
+    tempDirsLock.unlock()
     return dir.path
+}
+
+func removeTempDirs() {
+    tempDirsLock.lock()
+    defer { tempDirsLock.unlock() }
+    for dir in tempDirs {
+        try? FileManager.default.removeItem(at: dir)
+    }
+    tempDirs.removeAll()
 }
 
 func config(_ serverUrl: String, name: String = "swift test device") -> ClientConfig {

@@ -18,6 +18,7 @@ final class PresenceTests: XCTestCase {
 
     override class func tearDown() {
         server = nil
+        removeTempDirs()
         super.tearDown()
     }
 
