@@ -106,13 +106,10 @@ pub async fn core(ctx: &mut Ctx) -> Res<()> {
     let addr = server.addr.ok_or("no address")?;
     let client_dir = ctx.work.join("core-client");
     let _ = std::fs::remove_dir_all(&client_dir);
-    let result = run(addr, &client_dir, toggles).await;
+    let floor_db = FloorDb::open(&ctx.work.join("fsync-floor"))?;
+    let result = run(addr, &client_dir, toggles, &floor_db).await;
     server.stop(Duration::from_secs(10)).await?;
-    let (lat, requests, applied, pending_during) = result?;
-    let floor = fsync_floor(
-        &ctx.work.join("fsync-floor"),
-        if ctx.quick { 100 } else { 500 },
-    )?;
+    let (lat, requests, applied, pending_during, floor) = result?;
     // Samples hold microseconds here.
     let r = &mut ctx.report;
     r.set("core_set_status_p50_us", lat.p50());
@@ -142,7 +139,8 @@ async fn run(
     server: SocketAddr,
     client_dir: &std::path::Path,
     toggles: usize,
-) -> Res<(Samples, u64, f64, u64)> {
+    floor_db: &FloorDb,
+) -> Res<(Samples, u64, f64, u64, Samples)> {
     let mut c = Conn::connect(server).await.map_err(e)?;
     let acc = api::create_account(&mut c, "core").await?;
     let proxy = CountingProxy::start(server).await?;
@@ -178,6 +176,7 @@ async fn run(
             .ok_or("core client never went to no_network")?;
         let before = proxy.count();
         let mut lat = Samples::default();
+        let mut floor = Samples::default();
         for i in 0..toggles {
             let status = if i % 2 == 0 {
                 AgentStatus::Online
@@ -188,6 +187,8 @@ async fn run(
             client.set_status(status).await.map_err(e)?;
             // Microseconds.
             lat.push_ms(t.elapsed().as_secs_f64() * 1e6);
+            // The floor, interleaved so both see the same disk at the same moments.
+            floor.push_ms(floor_db.commit(i)?);
         }
         let during = proxy.count() - before;
         let last = if toggles % 2 == 1 {
@@ -206,7 +207,7 @@ async fn run(
             .ok_or("the outbox did not drain after the network came back")?;
         let requests = proxy.count() - before;
         let applied = api::metric(&mut c, "presence_status_changes_total").await? - applied_before;
-        Ok::<_, String>((lat, requests, applied, during))
+        Ok::<_, String>((lat, requests, applied, during, floor))
     }
     .await;
     client.shutdown().await;
@@ -215,24 +216,29 @@ async fn run(
 
 /// The floor under any durable enqueue on this disk: one-row SQLite commits with WAL and
 /// `synchronous=FULL` (one fsync each), in the same directory tree the client uses.
-fn fsync_floor(dir: &std::path::Path, n: usize) -> Res<Samples> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(e)?;
-    let conn = rusqlite::Connection::open(dir.join("floor.db")).map_err(e)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
-         CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);",
-    )
-    .map_err(e)?;
-    let mut s = Samples::default();
-    let warm = n / 10;
-    for i in 0..warm + n {
-        let t = Instant::now();
-        conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("op-{i}")])
-            .map_err(e)?;
-        if i >= warm {
-            s.push_ms(t.elapsed().as_secs_f64() * 1e6);
-        }
+struct FloorDb {
+    conn: rusqlite::Connection,
+}
+
+impl FloorDb {
+    fn open(dir: &std::path::Path) -> Res<FloorDb> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(e)?;
+        let conn = rusqlite::Connection::open(dir.join("floor.db")).map_err(e)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+             CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+        )
+        .map_err(e)?;
+        Ok(FloorDb { conn })
     }
-    Ok(s)
+
+    /// One commit; its duration in microseconds.
+    fn commit(&self, i: usize) -> Res<f64> {
+        let t = Instant::now();
+        self.conn
+            .execute("INSERT INTO t (v) VALUES (?1)", [format!("op-{i}")])
+            .map_err(e)?;
+        Ok(t.elapsed().as_secs_f64() * 1e6)
+    }
 }
