@@ -185,6 +185,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // The server is the file's only user: holding the lock for good saves the per-commit
+        // fcntl lock calls and the shared-memory WAL index.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -530,8 +533,31 @@ impl Store {
         response_json: &str,
         now: i64,
     ) -> StoreResult<()> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
+        let conn = self.conn.lock();
+        // The hot path: cached BEGIN/COMMIT statements instead of parsing them every time.
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        let result = record_status_op_in(&conn, agent_id, op_id, applied, response_json, now);
+        match result {
+            Ok(()) => conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()),
+            Err(e) => {
+                let _ = conn
+                    .prepare_cached("ROLLBACK")
+                    .and_then(|mut s| s.execute([]));
+                Err(e)
+            }
+        }
+    }
+}
+
+fn record_status_op_in(
+    tx: &Connection,
+    agent_id: &str,
+    op_id: &str,
+    applied: Option<&StatusView>,
+    response_json: &str,
+    now: i64,
+) -> StoreResult<()> {
+    {
         if let Some(s) = applied {
             tx.prepare_cached(
                 "UPDATE agents SET status = ?2, status_version = ?3, intent_at = ?4,
@@ -552,7 +578,7 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![agent_id, op_id, response_json, now])?;
-        tx.commit()
+        Ok(())
     }
 }
 

@@ -83,6 +83,23 @@ impl Ctx {
     pub fn cargo(&self) -> Command {
         let mut c = Command::new(&self.cargo);
         c.current_dir(&self.root);
+        // `cargo run` sets these for xtask itself; passed on, they change what build scripts
+        // that watch them (ring's) see, and every later plain `cargo` build redoes them.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_BIN_")
+                || matches!(
+                    k.as_str(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                )
+            {
+                c.env_remove(&k);
+            }
+        }
         c
     }
 

@@ -164,6 +164,14 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // The common heartbeat has no body at all: skip collecting one.
+        let h = req.headers();
+        let no_body = h.get(header::TRANSFER_ENCODING).is_none()
+            && h.get(header::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0");
+        if no_body {
+            return Ok(OptionalJsonBody(T::default()));
+        }
         let (is_json, bytes) = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));

@@ -6,6 +6,8 @@
 //! that falls too far behind rather than slowing anyone else down.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -19,6 +21,17 @@ use crate::backend::{AgentEvent, DeviceStream, WidgetStream};
 
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 const KEEPALIVE_FRAME: &[u8] = b": keep-alive\n\n";
+
+/// Resolves when the server shuts down. Made once per stream and kept pinned: re-creating a
+/// `changed()` future on every event would relink a waiter in the one list every stream
+/// shares.
+type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn shutdown_future(mut rx: watch::Receiver<bool>) -> Shutdown {
+    Box::pin(async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    })
+}
 
 fn keepalive() -> Interval {
     let mut i = interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
@@ -42,7 +55,7 @@ struct DeviceState {
     first: Option<Bytes>,
     s: DeviceStream,
     keepalive: Interval,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     done: bool,
 }
 
@@ -51,20 +64,20 @@ pub fn device_stream(s: DeviceStream, shutdown: watch::Receiver<bool>) -> Respon
         first: Some(s.snapshot.clone()),
         s,
         keepalive: keepalive(),
-        shutdown,
+        shutdown: shutdown_future(shutdown),
         done: false,
     };
     let st = stream::unfold(state, |mut st| async move {
         if let Some(first) = st.first.take() {
             return Some((Ok::<_, Infallible>(first), st));
         }
-        if st.done || *st.shutdown.borrow() {
+        if st.done {
             return None;
         }
         loop {
             tokio::select! {
                 biased;
-                _ = st.shutdown.changed() => return None,
+                _ = &mut st.shutdown => return None,
                 ev = st.s.events.recv() => match ev {
                     Ok(AgentEvent::Status(frame)) => return Some((Ok(frame), st)),
                     Ok(AgentEvent::SessionEnded { session_id, frame, .. }) => {
@@ -97,7 +110,7 @@ struct WidgetState {
     first: bool,
     s: WidgetStream,
     keepalive: Interval,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 }
 
 pub fn widget_stream(s: WidgetStream, shutdown: watch::Receiver<bool>) -> Response {
@@ -105,7 +118,7 @@ pub fn widget_stream(s: WidgetStream, shutdown: watch::Receiver<bool>) -> Respon
         first: true,
         s,
         keepalive: keepalive(),
-        shutdown,
+        shutdown: shutdown_future(shutdown),
     };
     let st = stream::unfold(state, |mut st| async move {
         if st.first {
@@ -113,12 +126,9 @@ pub fn widget_stream(s: WidgetStream, shutdown: watch::Receiver<bool>) -> Respon
             let frame = st.s.views.borrow_and_update().sse.clone();
             return Some((Ok::<_, Infallible>(frame), st));
         }
-        if *st.shutdown.borrow() {
-            return None;
-        }
         tokio::select! {
             biased;
-            _ = st.shutdown.changed() => None,
+            _ = &mut st.shutdown => None,
             changed = st.s.views.changed() => {
                 if changed.is_err() {
                     return None;
