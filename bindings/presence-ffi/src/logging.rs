@@ -234,9 +234,12 @@ mod platform {
 
 #[cfg(target_vendor = "apple")]
 mod platform {
-    //! The unified log, subsystem `dev.presence`, category = the event's target.
+    //! The unified log: subsystem `dev.presence`, category `engine`, the target in the text.
     use super::{LogLevel, LogRecord};
     use oslog::{Level, OsLog};
+    use std::sync::LazyLock;
+
+    static LOG: LazyLock<OsLog> = LazyLock::new(|| OsLog::new("dev.presence", "engine"));
 
     pub fn write(record: &LogRecord) {
         let level = match record.level {
@@ -245,7 +248,7 @@ mod platform {
             LogLevel::Info => Level::Info,
             LogLevel::Debug | LogLevel::Trace => Level::Debug,
         };
-        OsLog::new("dev.presence", &record.target).with_level(level, &record.text);
+        LOG.with_level(level, &format!("{}: {}", record.target, record.text));
     }
 }
 
