@@ -17,6 +17,7 @@ use presence_protocol::{
 };
 use tokio::sync::{broadcast, watch};
 
+use crate::auth::TokenHash;
 use crate::error::ApiResult;
 use crate::metrics::Gauges;
 
@@ -93,8 +94,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Verifies credentials and opens a session. Wrong credentials give
     /// `invalid_credentials`, whether or not the account or email exists.
     async fn login(&self, req: LoginRequest) -> ApiResult<LoginResponse>;
-    fn authenticate(&self, token: &str) -> ApiResult<Principal>;
-    async fn heartbeat(&self, p: &Principal, mode: Mode) -> ApiResult<Heartbeat>;
+    /// The live session behind a bearer token (by its SHA-256; raw tokens stay in the HTTP
+    /// layer). Unknown: `unauthorized`; ended or lapsed: `session_expired`.
+    fn authenticate(&self, token: &TokenHash) -> ApiResult<Principal>;
+    /// Authenticates like [`Backend::authenticate`] and renews that session's lease, in one
+    /// step: this is the hottest path of the server.
+    async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> ApiResult<Heartbeat>;
     async fn logout(&self, p: &Principal) -> ApiResult<()>;
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> ApiResult<()>;
     async fn me(&self, p: &Principal) -> ApiResult<MeResponse>;

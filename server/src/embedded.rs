@@ -123,6 +123,32 @@ struct SessionState {
     renew_at: Option<i64>,
 }
 
+impl SessionState {
+    /// Makes sure the sweeper will look at this session by its lease end (timers are never
+    /// moved later: a stale one finds the lease extended and re-arms) and at its renew time.
+    fn schedule_timers(
+        &mut self,
+        renew_margin: i64,
+        timers: &mut BTreeSet<Timer>,
+        fx: &mut Effects,
+    ) {
+        if self.lease_until < self.scheduled_expiry || self.scheduled_expiry == 0 {
+            timers.insert((self.lease_until, TimerKind::Expire, self.id.clone()));
+            self.scheduled_expiry = self.lease_until;
+            fx.wake_sweeper = true;
+        }
+        let want_renew = (self.mode == Mode::Background && self.push.is_some())
+            .then(|| self.lease_until - renew_margin);
+        if want_renew != self.renew_at {
+            self.renew_at = want_renew;
+            if let Some(at) = want_renew {
+                timers.insert((at, TimerKind::Renew, self.id.clone()));
+                fx.wake_sweeper = true;
+            }
+        }
+    }
+}
+
 /// Hashes a SHA-256 digest by taking its first 8 bytes: the key is already uniform, so
 /// hashing it again (as the default hasher would) is wasted work on every request.
 #[derive(Default, Clone, Copy)]
@@ -309,30 +335,34 @@ impl State {
         }
     }
 
+    /// The session a token belongs to, if it is still live at `now`.
+    fn live_session(&self, token: &TokenHash, now: i64) -> ApiResult<&SessionState> {
+        match self.tokens.get(token) {
+            None => Err(ApiError::unauthorized()),
+            Some(TokenEntry::Ended) => Err(ApiError::session_expired()),
+            Some(TokenEntry::Live(id)) => {
+                let s = self
+                    .sessions
+                    .get(id)
+                    .ok_or_else(ApiError::session_expired)?;
+                if s.lease_until <= now {
+                    // The sweeper ends it within moments; the token is already dead.
+                    return Err(ApiError::session_expired());
+                }
+                Ok(s)
+            }
+        }
+    }
+
     fn schedule_session_timers(&mut self, session_id: &Arc<str>, fx: &mut Effects) {
         let Some(s) = self.sessions.get_mut(session_id) else {
             return;
         };
-        if s.lease_until < s.scheduled_expiry || s.scheduled_expiry == 0 {
-            self.timers
-                .insert((s.lease_until, TimerKind::Expire, session_id.clone()));
-            s.scheduled_expiry = s.lease_until;
-            fx.wake_sweeper = true;
-        }
         let renew_margin = self
             .accounts
             .get(&s.account_id)
             .map_or(0, |a| a.settings.renew_margin_ms);
-        let want_renew =
-            (s.mode == Mode::Background && s.push.is_some()).then(|| s.lease_until - renew_margin);
-        if want_renew != s.renew_at {
-            s.renew_at = want_renew;
-            if let Some(at) = want_renew {
-                self.timers
-                    .insert((at, TimerKind::Renew, session_id.clone()));
-                fx.wake_sweeper = true;
-            }
-        }
+        s.schedule_timers(renew_margin, &mut self.timers, fx);
     }
 
     fn me_view(&self, p: &Principal) -> ApiResult<MeResponse> {
@@ -1024,56 +1054,56 @@ impl Backend for Embedded {
         Ok(resp)
     }
 
-    fn authenticate(&self, token: &str) -> ApiResult<Principal> {
-        let hash = auth::token_hash(token);
+    fn authenticate(&self, token: &TokenHash) -> ApiResult<Principal> {
         let st = self.inner.state.lock();
-        match st.tokens.get(&hash) {
-            None => Err(ApiError::unauthorized()),
-            Some(TokenEntry::Ended) => Err(ApiError::session_expired()),
-            Some(TokenEntry::Live(id)) => {
-                let s = st.sessions.get(id).ok_or_else(ApiError::session_expired)?;
-                if s.lease_until <= self.inner.clock.now_ms() {
-                    // The sweeper ends it within moments; the token is already dead.
-                    return Err(ApiError::session_expired());
-                }
-                let role = st
-                    .agents
-                    .get(&s.agent_id)
-                    .map(|a| a.role)
-                    .ok_or_else(ApiError::session_expired)?;
-                Ok(Principal {
-                    session_id: s.id.clone(),
-                    agent_id: s.agent_id.clone(),
-                    account_id: s.account_id.clone(),
-                    role,
-                })
-            }
-        }
+        let s = st.live_session(token, self.inner.clock.now_ms())?;
+        let role = st
+            .agents
+            .get(&s.agent_id)
+            .map(|a| a.role)
+            .ok_or_else(ApiError::session_expired)?;
+        Ok(Principal {
+            session_id: s.id.clone(),
+            agent_id: s.agent_id.clone(),
+            account_id: s.account_id.clone(),
+            role,
+        })
     }
 
-    async fn heartbeat(&self, p: &Principal, mode: Mode) -> ApiResult<Heartbeat> {
+    async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> ApiResult<Heartbeat> {
         let mut fx = Effects::default();
         let hb = {
-            let mut st = self.inner.state.lock();
+            let mut guard = self.inner.state.lock();
+            let st = &mut *guard;
             let now = self.inner.clock.now_ms();
-            let settings = st.account(&p.account_id)?.settings;
+            let id = st.live_session(token, now)?.id.clone();
             let s = st
                 .sessions
-                .get_mut(&p.session_id)
+                .get_mut(&id)
                 .ok_or_else(ApiError::session_expired)?;
-            if s.lease_until <= now {
-                return Err(ApiError::session_expired());
-            }
-            let (_, ttl) = lease_terms(&settings, mode, s.push.is_some());
+            let settings = st
+                .accounts
+                .get(&s.account_id)
+                .map(|a| a.settings)
+                .ok_or_else(ApiError::session_expired)?;
+            let status_version = st
+                .agents
+                .get(&s.agent_id)
+                .map(|a| a.status.version)
+                .ok_or_else(ApiError::session_expired)?;
+            let (interval_ms, ttl_ms) = lease_terms(&settings, mode, s.push.is_some());
             s.mode = mode;
-            s.lease_until = now + ttl;
-            st.dirty_leases.insert(p.session_id.clone());
-            st.schedule_session_timers(&p.session_id, &mut fx);
-            let s = st
-                .sessions
-                .get(&p.session_id)
-                .ok_or_else(ApiError::session_expired)?;
-            self.inner.heartbeat_for(&st, s, now)
+            s.lease_until = now + ttl_ms;
+            s.schedule_timers(settings.renew_margin_ms, &mut st.timers, &mut fx);
+            let lease_until = s.lease_until;
+            st.dirty_leases.insert(id);
+            Heartbeat {
+                interval_ms,
+                ttl_ms,
+                lease_until,
+                server_time: now,
+                status_version,
+            }
         };
         self.inner.metrics.heartbeats.fetch_add(1, Relaxed);
         self.inner.finish(fx);

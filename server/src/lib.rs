@@ -162,13 +162,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         addr: config.listen,
         source,
     })?;
-    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let mut stop = shutdown_rx;
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|v| *v).await;
-        });
-        if let Err(e) = serve.await {
+        if let Err(e) = http::serve(listener, state, shutdown_rx).await {
             tracing::error!(error = %e, "server stopped with an error");
         }
     });

@@ -65,7 +65,9 @@ async fn closing_time_publishes_offline_without_a_request() {
         })
         .await
         .unwrap();
-    let p = backend.authenticate(&login.token).unwrap();
+    let p = backend
+        .authenticate(&presence_server::auth::token_hash(&login.token))
+        .unwrap();
     backend
         .set_status(
             &p,

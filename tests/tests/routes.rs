@@ -849,6 +849,36 @@ async fn heartbeat_with_unknown_mode_is_invalid_field() {
     assert!(detail.contains("mode"), "detail names mode: {detail}");
 }
 
+#[tokio::test]
+async fn heartbeat_checks_the_token_before_the_body() {
+    let (_srv, api, acc) = setup("acme").await;
+    let bad_body = || {
+        api.request(Method::POST, "/v1/session/heartbeat")
+            .header(CONTENT_TYPE, "application/json")
+            .body("{not json")
+    };
+    api.send(bad_body().bearer_auth("0123456789abcdef"))
+        .await
+        .assert_error(401, "unauthorized");
+    api.send(bad_body().bearer_auth(&acc.owner_token))
+        .await
+        .assert_error(400, "bad_request");
+    // The refused heartbeat renewed nothing.
+    let before = me(&api, &acc.owner_token).await["sessions"][0]["lease_until"].clone();
+    api.send(
+        api.request(Method::POST, "/v1/session/heartbeat")
+            .bearer_auth(&acc.owner_token)
+            .json(&json!({"mode": "sideways"})),
+    )
+    .await
+    .assert_error(422, "invalid_field");
+    let after = me(&api, &acc.owner_token).await["sessions"][0]["lease_until"].clone();
+    assert_eq!(
+        before, after,
+        "a refused heartbeat does not renew the lease"
+    );
+}
+
 // ----- DELETE /v1/session ----------------------------------------------------------------------
 
 #[tokio::test]
@@ -2262,4 +2292,52 @@ async fn wrong_method_still_answers_with_an_error_body() {
     assert!((400..500).contains(&r.status), "a 4xx: {}", r.status);
     let code = r.code().to_owned();
     r.assert_error(r.status, &code);
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_a_sane_caller_id_is_kept() {
+    let (_srv, api, acc) = setup("acme").await;
+    let mut seen = BTreeSet::new();
+    for req in [
+        api.request(Method::GET, "/healthz"),
+        api.request(Method::GET, "/no/such/route"),
+        api.request(Method::POST, "/v1/session/heartbeat")
+            .bearer_auth(&acc.owner_token),
+        api.request(Method::POST, "/v1/session/heartbeat"),
+        api.request(
+            Method::GET,
+            &format!("/v1/widget/{}/status", acc.widget_key),
+        ),
+    ] {
+        let r = api.send(req).await;
+        let id = r
+            .header("x-request-id")
+            .unwrap_or_else(|| panic!("x-request-id on a {} answer", r.status));
+        assert!(!id.is_empty());
+        assert!(
+            seen.insert(id.clone()),
+            "request ids are unique: {id} twice"
+        );
+    }
+
+    let r = api
+        .send(
+            api.request(Method::GET, "/healthz")
+                .header("x-request-id", "lb-7f3a.42"),
+        )
+        .await;
+    assert_eq!(r.header("x-request-id").as_deref(), Some("lb-7f3a.42"));
+
+    // Empty, too long, or with spaces: replaced by the server's own.
+    for bad in ["", "has space", &"x".repeat(129)] {
+        let r = api
+            .send(
+                api.request(Method::GET, "/healthz")
+                    .header("x-request-id", bad),
+            )
+            .await;
+        let id = r.header("x-request-id").expect("x-request-id");
+        assert_ne!(id, bad);
+        assert!(seen.insert(id.clone()), "a fresh id: {id}");
+    }
 }

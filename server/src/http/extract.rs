@@ -8,8 +8,22 @@ use axum::http::{StatusCode, header, request::Parts};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use crate::auth::TokenHash;
 use crate::backend::Principal;
 use crate::error::ApiError;
+
+/// The SHA-256 of the `Authorization: Bearer <token>` (missing or malformed: `401
+/// unauthorized`). Nothing past this extractor sees the raw token.
+pub struct Bearer(pub TokenHash);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        Ok(Bearer(crate::auth::token_hash(token)))
+    }
+}
 
 /// The session behind `Authorization: Bearer <token>`.
 pub struct Auth(pub Principal);
@@ -18,8 +32,8 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        state.backend.authenticate(token).map(Auth)
+        let Bearer(token) = Bearer::from_request_parts(parts, state).await?;
+        state.backend.authenticate(&token).map(Auth)
     }
 }
 

@@ -5,23 +5,23 @@
 //! unknown path, wrong method) is rewritten here into the `{"error": {...}}` shape.
 
 mod extract;
+mod layer;
 mod routes;
 mod sse;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, StatusCode, header};
 use axum::routing::{delete, get, patch, post, put};
 use presence_protocol::Settings;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceBuilder;
 use tower_http::cors::{Any, CorsLayer};
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::TraceLayer;
 
 use crate::auth::LoginLimiter;
 use crate::backend::Backend;
@@ -43,7 +43,28 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
 }
 
-pub fn router(state: AppState) -> Router {
+/// Serves the API on `listener` until `stop` turns true.
+///
+/// The request layer and the body limit wrap the router once, outside it: layers added with
+/// `Router::layer` are cloned into every route and re-boxed per request.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = ServiceBuilder::new()
+        .layer(layer::RequestLayer::new())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .service(router(state));
+    let app = axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|v| *v).await;
+        })
+        .await
+}
+
+fn router(state: AppState) -> Router {
     let widget_cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::OPTIONS])
@@ -61,7 +82,6 @@ pub fn router(state: AppState) -> Router {
             get(routes::widget_events).options(preflight),
         )
         .layer(widget_cors);
-    let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/v1/accounts", post(routes::create_account))
         .route("/v1/login", post(routes::login))
@@ -88,37 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(widget)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TraceLayer::new_for_http())
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, CounterRequestId::new()))
         .with_state(state)
-}
-
-/// Request ids `<process prefix>-<counter>`: unique per process run and free to make (a UUID
-/// per request would cost a random-number syscall on the heartbeat path).
-#[derive(Clone)]
-struct CounterRequestId {
-    prefix: Arc<str>,
-    next: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl CounterRequestId {
-    fn new() -> Self {
-        CounterRequestId {
-            prefix: Arc::from(crate::auth::new_id("req").as_str()),
-            next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
-        }
-    }
-}
-
-impl MakeRequestId for CounterRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        axum::http::HeaderValue::from_str(&format!("{}-{n}", self.prefix))
-            .ok()
-            .map(RequestId::new)
-    }
 }
 
 async fn preflight() -> StatusCode {

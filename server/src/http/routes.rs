@@ -10,7 +10,7 @@ use presence_protocol::{
 };
 
 use super::AppState;
-use super::extract::{Admin, Auth, ClientIp, JsonBody, Operator, OptionalJsonBody};
+use super::extract::{Admin, Auth, Bearer, ClientIp, JsonBody, Operator, OptionalJsonBody};
 use super::sse;
 use crate::error::{ApiError, ApiResult};
 
@@ -51,12 +51,21 @@ pub async fn login(
     }
 }
 
+/// Authentication and renewal happen in one backend call (one lock, one session lookup).
 pub async fn heartbeat(
     State(state): State<AppState>,
-    Auth(p): Auth,
-    OptionalJsonBody(req): OptionalJsonBody<HeartbeatRequest>,
+    Bearer(token): Bearer,
+    body: Result<OptionalJsonBody<HeartbeatRequest>, ApiError>,
 ) -> ApiResult<Response> {
-    let hb = state.backend.heartbeat(&p, req.mode).await?;
+    let req = match body {
+        Ok(OptionalJsonBody(req)) => req,
+        Err(e) => {
+            // Same order as every other route: a dead token answers before a bad body.
+            state.backend.authenticate(&token)?;
+            return Err(e);
+        }
+    };
+    let hb = state.backend.heartbeat(&token, req.mode).await?;
     Ok(Json(hb).into_response())
 }
 
