@@ -157,7 +157,11 @@ async fn prepare(addr: SocketAddr, name: &str) -> Res<Prepared> {
     }
     let mut c = Conn::connect(addr).await.map_err(e)?;
     let acc = api::create_account(&mut c, name).await?;
-    let count = if name == "heartbeat" { 200 } else { 2 };
+    let count = match name {
+        "heartbeat" => 200,
+        "logout" => 500,
+        _ => 2,
+    };
     let mut tokens = Vec::new();
     for i in 0..count {
         tokens.push(
@@ -207,6 +211,19 @@ async fn drive(addr: SocketAddr, name: &str, p: Prepared) -> Res<u64> {
             }
             Ok(n as u64)
         }
+        "logout" => {
+            let mut c = Conn::connect(addr).await.map_err(e)?;
+            for t in &p.tokens {
+                let req = request_bytes("DELETE", "/v1/session", Some(t), None);
+                c.send(&req).await.map_err(e)?;
+                c.recv()
+                    .await
+                    .map_err(e)?
+                    .expect(204, "logout")
+                    .map_err(e)?;
+            }
+            Ok(p.tokens.len() as u64)
+        }
         _ => {
             let widgets = 1000usize;
             let toggles = 10usize;
@@ -249,6 +266,10 @@ pub async fn profile(ctx: &mut Ctx) -> Res<()> {
         (
             "status",
             "500 status changes, each awaited on the agent's other device stream",
+        ),
+        (
+            "logout",
+            "500 logouts, one connection (each ends a session and recomputes the chat box)",
         ),
         (
             "fanout",
