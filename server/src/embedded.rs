@@ -696,16 +696,35 @@ fn flush_once(inner: &Inner) {
     }
 }
 
+/// Every [`FLUSH_EVERY`]: writes the in-memory leases, then checkpoints the database log.
+/// Both block on the disk, so they run on the blocking pool, never on a runtime worker.
 async fn flusher(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => flush_once(&inner),
-            _ = shutdown.changed() => {
-                flush_once(&inner);
-                return;
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.changed() => true,
+        };
+        let work = inner.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            flush_once(&work);
+            work.store.checkpoint()
+        })
+        .await;
+        match done {
+            Ok(Ok(c)) if c.restarted => {
+                tracing::info!(
+                    frames = c.log_frames,
+                    "database log restarted after a long busy spell"
+                );
             }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "flush task failed"),
+        }
+        if last {
+            return;
         }
     }
 }

@@ -11,10 +11,17 @@
 //!   loses nothing; only a power cut could lose the last moment of commits (docs/adr/0002).
 //! - Leases are the exception: heartbeats only touch memory, and [`Store::flush_leases`] writes
 //!   them in batches. A restart therefore grants every restored session a grace lease.
+//! - Commits never checkpoint: the request path's connection has `wal_autocheckpoint = 0`, and
+//!   [`Store::checkpoint`] (run by the flusher, off the request path) copies the log into the
+//!   database on a connection of its own, so no request waits for that copy and its syncs.
+//! - One server per data dir: [`Store::open_dir`] holds an exclusive lock on [`LOCK_FILE`]
+//!   for the store's lifetime (the OS drops it when the process dies, even by SIGKILL).
 //! - The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] run in order, each in
 //!   its own transaction, so an old file is upgraded in place.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use presence_protocol::{
@@ -26,6 +33,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// The database file inside `--data-dir`. Named for the server so a client engine's data dir
 /// (which holds its own `presence.db`) can never be mistaken for it.
 pub const DB_FILE: &str = "presence-server.db";
+
+/// Locked by the server that owns the data dir.
+pub const LOCK_FILE: &str = "presence-server.lock";
+
+/// After a passive checkpoint, a log still longer than this many frames (about 16 MiB) gets a
+/// `RESTART` checkpoint, which briefly holds writers back so the log can start over. Only
+/// sustained writes with no quiet moment between checkpoints get there.
+const RESTART_CHECKPOINT_FRAMES: i64 = 4096;
 
 /// `PRAGMA application_id` of a server database ("PRSV").
 pub const APPLICATION_ID: i64 = 0x5052_5356;
@@ -142,6 +157,24 @@ pub struct Loaded {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// The checkpointing connection, opened on first use; `None` for in-memory databases.
+    checkpointer: Mutex<Option<Connection>>,
+    path: Option<PathBuf>,
+    /// Commits since the last checkpoint.
+    writes: AtomicU64,
+    /// Held for the store's life (see [`LOCK_FILE`]).
+    _dir_lock: Option<File>,
+}
+
+/// What a checkpoint did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Frames in the log when it ran.
+    pub log_frames: i64,
+    /// Of those, how many are now in the database file.
+    pub checkpointed_frames: i64,
+    /// Whether it had to hold writers back (`RESTART`) to let the log start over.
+    pub restarted: bool,
 }
 
 pub type StoreResult<T> = Result<T, rusqlite::Error>;
@@ -177,7 +210,35 @@ impl Store {
                 Some(format!("cannot create data dir {}: {e}", dir.display())),
             )
         })?;
-        Self::open(&dir.join(DB_FILE))
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                store_error(
+                    rusqlite::ffi::SQLITE_CANTOPEN,
+                    format!("cannot open {}: {e}", lock_path.display()),
+                )
+            })?;
+        if let Err(e) = lock.try_lock() {
+            return Err(store_error(
+                rusqlite::ffi::SQLITE_BUSY,
+                match e {
+                    std::fs::TryLockError::WouldBlock => format!(
+                        "data dir {} is in use by another presence-server",
+                        dir.display()
+                    ),
+                    std::fs::TryLockError::Error(e) => {
+                        format!("cannot lock {}: {e}", lock_path.display())
+                    }
+                },
+            ));
+        }
+        let mut store = Self::open(&dir.join(DB_FILE))?;
+        store._dir_lock = Some(lock);
+        Ok(store)
     }
 
     pub fn open(path: &Path) -> StoreResult<Store> {
@@ -185,9 +246,8 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // The server is the file's only user: holding the lock for good saves the per-commit
-        // fcntl lock calls and the shared-memory WAL index.
-        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        // Checkpoints run on their own connection (see `checkpoint`), never inside a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -210,9 +270,68 @@ impl Store {
         }
         migrate(&mut conn)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        let in_memory = path.as_os_str().is_empty() || path == Path::new(":memory:");
         Ok(Store {
             conn: Mutex::new(conn),
+            checkpointer: Mutex::new(None),
+            path: (!in_memory).then(|| path.to_owned()),
+            writes: AtomicU64::new(0),
+            _dir_lock: None,
         })
+    }
+
+    /// Copies committed log frames into the database file, on the checkpointing connection.
+    /// Writers are not held back (`PASSIVE`) unless the log has grown past
+    /// [`RESTART_CHECKPOINT_FRAMES`]. Does nothing when nothing was written since the last one.
+    /// Blocking (it syncs the file): call it off the async runtime.
+    pub fn checkpoint(&self) -> StoreResult<Checkpoint> {
+        let Some(path) = &self.path else {
+            return Ok(Checkpoint::default());
+        };
+        let mut guard = self.checkpointer.lock();
+        let pending = self.writes.swap(0, Ordering::Relaxed);
+        if pending == 0 {
+            return Ok(Checkpoint::default());
+        }
+        let result = (|| {
+            if guard.is_none() {
+                let c = Connection::open(path)?;
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                c.pragma_update(None, "synchronous", "NORMAL")?;
+                *guard = Some(c);
+            }
+            let c = guard.as_ref().expect("opened above");
+            let run = |mode: &str| {
+                c.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })
+            };
+            let (log_frames, checkpointed_frames) = run("PASSIVE")?;
+            if log_frames > RESTART_CHECKPOINT_FRAMES && checkpointed_frames < log_frames {
+                let (log_frames, checkpointed_frames) = run("RESTART")?;
+                return Ok(Checkpoint {
+                    log_frames,
+                    checkpointed_frames,
+                    restarted: true,
+                });
+            }
+            Ok(Checkpoint {
+                log_frames,
+                checkpointed_frames,
+                restarted: false,
+            })
+        })();
+        if result.is_err() {
+            // Try again next time.
+            self.writes.fetch_add(pending, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// The connection, for a write the next checkpoint should pick up.
+    fn write(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.conn.lock()
     }
 
     pub fn schema_version(&self) -> StoreResult<i64> {
@@ -323,7 +442,7 @@ impl Store {
     }
 
     pub fn insert_account(&self, a: &AccountRow, owner: &AgentRow, now: i64) -> StoreResult<()> {
-        let mut conn = self.conn.lock();
+        let mut conn = self.write();
         let tx = conn.transaction()?;
         tx.execute(
             "INSERT INTO accounts (id, slug, name, widget_key, settings, opening_hours,
@@ -346,11 +465,11 @@ impl Store {
     }
 
     pub fn insert_agent(&self, agent: &AgentRow) -> StoreResult<()> {
-        insert_agent(&self.conn.lock(), agent)
+        insert_agent(&self.write(), agent)
     }
 
     pub fn update_agent_profile(&self, agent: &AgentRow) -> StoreResult<()> {
-        self.conn.lock().execute(
+        self.write().execute(
             "UPDATE agents SET name = ?2, role = ?3, groups_json = ?4 WHERE id = ?1",
             params![
                 agent.id,
@@ -364,7 +483,7 @@ impl Store {
 
     /// Deletes an agent and ends its sessions in one transaction.
     pub fn delete_agent(&self, agent_id: &str, now: i64) -> StoreResult<()> {
-        let mut conn = self.conn.lock();
+        let mut conn = self.write();
         let tx = conn.transaction()?;
         tx.execute(
             "UPDATE sessions SET ended_reason = 'removed', ended_at = ?2
@@ -383,7 +502,7 @@ impl Store {
         groups: &[Group],
         agents: &[(String, Vec<String>)],
     ) -> StoreResult<()> {
-        let mut conn = self.conn.lock();
+        let mut conn = self.write();
         let tx = conn.transaction()?;
         tx.execute(
             "UPDATE accounts SET groups_json = ?2 WHERE id = ?1",
@@ -399,7 +518,7 @@ impl Store {
     }
 
     pub fn update_opening_hours(&self, account_id: &str, oh: &OpeningHours) -> StoreResult<()> {
-        self.conn.lock().execute(
+        self.write().execute(
             "UPDATE accounts SET opening_hours = ?2 WHERE id = ?1",
             params![account_id, json(oh)],
         )?;
@@ -407,7 +526,7 @@ impl Store {
     }
 
     pub fn update_settings(&self, account_id: &str, s: &Settings) -> StoreResult<()> {
-        self.conn.lock().execute(
+        self.write().execute(
             "UPDATE accounts SET settings = ?2 WHERE id = ?1",
             params![account_id, json(s)],
         )?;
@@ -422,7 +541,7 @@ impl Store {
         replaces: Option<&str>,
         now: i64,
     ) -> StoreResult<()> {
-        let conn = self.conn.lock();
+        let conn = self.write();
         in_tx(&conn, |tx| {
             if let Some(old) = replaces {
                 tx.prepare_cached(
@@ -460,7 +579,7 @@ impl Store {
         if ended.is_empty() {
             return Ok(());
         }
-        let conn = self.conn.lock();
+        let conn = self.write();
         in_tx(&conn, |tx| {
             let mut stmt = tx.prepare_cached(
                 "UPDATE sessions SET ended_reason = ?2, ended_at = ?3
@@ -474,7 +593,7 @@ impl Store {
     }
 
     pub fn set_push(&self, session_id: &str, push: Option<&PushRegistration>) -> StoreResult<()> {
-        self.conn.lock().execute(
+        self.write().execute(
             "UPDATE sessions SET push_provider = ?2, push_token = ?3 WHERE id = ?1",
             params![
                 session_id,
@@ -494,7 +613,7 @@ impl Store {
         if leases.is_empty() && view_versions.is_empty() {
             return Ok(());
         }
-        let conn = self.conn.lock();
+        let conn = self.write();
         in_tx(&conn, |tx| {
             let mut stmt = tx.prepare_cached(
                 "UPDATE sessions SET mode = ?2, lease_until = ?3
@@ -532,7 +651,7 @@ impl Store {
         response_json: &str,
         now: i64,
     ) -> StoreResult<()> {
-        let conn = self.conn.lock();
+        let conn = self.write();
         in_tx(&conn, |tx| {
             record_status_op_in(tx, agent_id, op_id, applied, response_json, now)
         })
@@ -554,6 +673,10 @@ fn in_tx<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) ->
             .and_then(|mut s| s.execute([]));
     }
     result
+}
+
+fn store_error(code: i32, msg: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(msg))
 }
 
 fn record_status_op_in(
@@ -629,6 +752,57 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commits_leave_checkpoints_to_the_checkpointer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_dir(dir.path()).unwrap();
+        assert_eq!(
+            store.checkpoint().unwrap(),
+            Checkpoint::default(),
+            "nothing written"
+        );
+        store
+            .write()
+            .execute_batch("CREATE TABLE t (b BLOB)")
+            .unwrap();
+        // Well past the 1,000 pages at which a committing connection would checkpoint itself.
+        for _ in 0..1200 {
+            store
+                .write()
+                .execute("INSERT INTO t (b) VALUES (zeroblob(4000))", [])
+                .unwrap();
+        }
+        let c = store.checkpoint().unwrap();
+        assert!(c.log_frames > 1200, "the log kept every commit: {c:?}");
+        assert_eq!(c.checkpointed_frames, c.log_frames, "all copied: {c:?}");
+        assert_eq!(
+            store.checkpoint().unwrap(),
+            Checkpoint::default(),
+            "no writes since"
+        );
+        // The log starts over after a full checkpoint instead of growing.
+        store
+            .write()
+            .execute("INSERT INTO t (b) VALUES (zeroblob(10))", [])
+            .unwrap();
+        let c = store.checkpoint().unwrap();
+        assert!(c.log_frames < 10, "a fresh log: {c:?}");
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_data_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open_dir(dir.path()).unwrap();
+        let err = Store::open_dir(dir.path()).err().expect("refused");
+        assert!(
+            err.to_string()
+                .contains("in use by another presence-server"),
+            "{err}"
+        );
+        drop(first);
+        Store::open_dir(dir.path()).expect("free again once the first is gone");
+    }
 
     #[test]
     fn a_failed_write_rolls_back_and_the_next_one_commits() {

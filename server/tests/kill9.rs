@@ -186,3 +186,22 @@ fn flags_are_also_read_from_env() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("active_ttl_ms"), "{err}");
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_exits_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = spawn(dir.path(), "127.0.0.1:0");
+    let out = Command::new(env!("CARGO_BIN_EXE_presence-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second server refuses to start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another presence-server"), "{err}");
+    assert!(out.stdout.is_empty(), "it never listened");
+    drop(first);
+    // Killed, the first server's lock is gone with it.
+    let again = spawn(dir.path(), "127.0.0.1:0");
+    drop(again);
+}
