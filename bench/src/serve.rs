@@ -1,13 +1,11 @@
 //! `presence-bench serve-presence ...`: our server in a process of its own, started exactly
-//! as `server/src/main.rs` starts it (`presence_server::start` on the default
-//! multi-threaded runtime, tracing at `info` or `PRESENCE_LOG` to stderr, the
-//! `listening on http://ADDR` line, graceful stop on SIGTERM).
+//! as `server/src/main.rs` starts it: the same `presence_server::process` functions for
+//! logging, the runtime, the `listening on http://ADDR` line and the graceful stop.
 //!
 //! Running the library from this binary rather than the `presence-server` binary means the
 //! bench needs no nested `cargo build`: `cargo run -p presence-bench --release` compiles the
 //! server code it measures, in the same profile.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,17 +55,8 @@ pub fn serve(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PRESENCE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    presence_server::process::init_logging();
+    let rt = match presence_server::process::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("serve-presence: cannot start the runtime: {e}");
@@ -82,26 +71,7 @@ pub fn serve(args: &[String]) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "listening on {}", server.url());
-            let _ = out.flush();
-        }
-        let stop = server.shutdown_handle();
-        tokio::spawn(async move {
-            if let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            } else {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-            let _ = stop.send(true);
-        });
-        server.wait().await;
+        presence_server::process::serve_until_signal(server).await;
         ExitCode::SUCCESS
     })
 }

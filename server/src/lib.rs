@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod process;
 pub mod push;
 pub mod store;
 pub mod validate;

@@ -1,0 +1,65 @@
+//! What a server process does around [`crate::start`]: logging, the runtime, the
+//! `listening on` line and a graceful stop on a signal. Shared by the `presence-server`
+//! binary and the benchmark's `serve-presence` mode, so both run the server the same way.
+
+use std::io::{IsTerminal, Write};
+
+use crate::Server;
+
+/// Logs to stderr, filtered by `PRESENCE_LOG` (default `info`); colours only on a terminal.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PRESENCE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The runtime the server runs on: tokio's multi-threaded one, a worker per core.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Prints `listening on http://ADDR` (the only line on stdout), then serves until SIGTERM
+/// or Ctrl-C and stops gracefully: open event streams end, leases are flushed.
+pub async fn serve_until_signal(server: Server) {
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", server.url());
+        let _ = out.flush();
+    }
+    let stop = server.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    server.wait().await;
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
