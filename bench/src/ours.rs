@@ -11,7 +11,7 @@ use tokio::time::timeout;
 use crate::Ctx;
 use crate::api::{self, Account, e};
 use crate::http::{Conn, Sse, request_bytes};
-use crate::proc::{Res, Spawned};
+use crate::proc::{self, Res, Spawned};
 use crate::stats::{Samples, median, round3, slope};
 
 const STOP: Duration = Duration::from_secs(10);
@@ -289,19 +289,27 @@ pub async fn fanout(ctx: &mut Ctx) -> Res<()> {
         let acc = api::create_account(&mut c, "fanout").await?;
         let actor = api::login(&mut c, &acc, "actor").await?;
         let path = format!("/v1/widget/{}/events", acc.widget_key);
-        fanout_run(addr, &path, &actor.token, widgets, toggles).await
+        fanout_run(addr, server.pid, &path, &actor.token, widgets, toggles).await
     }
     .await;
     let rss = server.rss_bytes().ok();
     server.stop(STOP).await?;
-    let (s, missing, connect_s) = result?;
+    let (s, missing, connect_s, cpu) = result?;
     // The same clients against the bare axum fan-out (a watch channel and SSE, nothing else):
     // what this machine allows any axum server.
     let (bare, baddr) = start_bare(ctx, "bare-axum-fanout").await?;
-    let b = fanout_run(baddr, "/v1/widget/bare/events", "bare", widgets, toggles).await;
+    let b = fanout_run(
+        baddr,
+        bare.pid,
+        "/v1/widget/bare/events",
+        "bare",
+        widgets,
+        toggles,
+    )
+    .await;
     let bare_rss = bare.rss_bytes().ok();
     bare.stop(STOP).await?;
-    let (b, b_missing, _) = b?;
+    let (b, b_missing, _, b_cpu) = b?;
     let r = &mut ctx.report;
     r.set("status_to_10k_widgets_p50_ms", s.p50());
     r.set("status_to_10k_widgets_p99_ms", s.p99());
@@ -309,13 +317,20 @@ pub async fn fanout(ctx: &mut Ctx) -> Res<()> {
     r.set("bare_axum_10k_widgets_p99_ms", b.p99());
     r.detail(
         "bare_axum_10k_widgets_ms",
-        json!({"samples": b.summary(), "missing_receipts": b_missing, "rss_bytes": bare_rss}),
+        json!({"samples": b.summary(), "missing_receipts": b_missing, "rss_bytes": bare_rss,
+               "cpu_ms_per_change": b_cpu.json()}),
+    );
+    r.set("fanout_server_cpu_ms_per_change", Some(cpu.server));
+    r.set("fanout_clients_cpu_ms_per_change", Some(cpu.clients));
+    r.set(
+        "bare_axum_fanout_server_cpu_ms_per_change",
+        Some(b_cpu.server),
     );
     r.detail(
         "status_to_10k_widgets_ms",
         json!({"samples": s.summary(), "widgets": widgets, "toggles": toggles,
                "missing_receipts": missing, "connect_all_s": round3(connect_s),
-               "server_rss_bytes_with_streams": rss}),
+               "server_rss_bytes_with_streams": rss, "cpu_ms_per_change": cpu.json()}),
     );
     if widgets != 10_000 {
         r.note(
@@ -326,13 +341,27 @@ pub async fn fanout(ctx: &mut Ctx) -> Res<()> {
     Ok(())
 }
 
+/// CPU time one change costs during the fan-out, per process side.
+#[derive(Debug, Clone, Copy)]
+struct FanoutCpu {
+    server: f64,
+    clients: f64,
+}
+
+impl FanoutCpu {
+    fn json(self) -> Value {
+        json!({"server": self.server, "clients": self.clients})
+    }
+}
+
 async fn fanout_run(
     addr: SocketAddr,
+    server_pid: u32,
     path: &str,
     token: &str,
     widgets: usize,
     toggles: usize,
-) -> Res<(Samples, usize, f64)> {
+) -> Res<(Samples, usize, f64, FanoutCpu)> {
     let mut c = Conn::connect(addr).await.map_err(e)?;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let (rx_tx, mut rx_rx) = mpsc::unbounded_channel::<Instant>();
@@ -380,6 +409,8 @@ async fn fanout_run(
     let connect_s = t_connect.elapsed().as_secs_f64();
     let mut s = Samples::default();
     let mut missing = 0;
+    let me = std::process::id();
+    let (server0, clients0) = (proc::cpu_ms(server_pid)?, proc::cpu_ms(me)?);
     for k in 0..toggles {
         let status = if k % 2 == 0 { "online" } else { "busy" };
         let req = request_bytes(
@@ -408,9 +439,13 @@ async fn fanout_run(
             .expect(200, "set status")
             .map_err(e)?;
     }
+    let cpu = FanoutCpu {
+        server: round3((proc::cpu_ms(server_pid)? - server0) / toggles as f64),
+        clients: round3((proc::cpu_ms(me)? - clients0) / toggles as f64),
+    };
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    Ok((s, missing, connect_s))
+    Ok((s, missing, connect_s, cpu))
 }
 
 /// Pre-built heartbeat requests, one per session token.

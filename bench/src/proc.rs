@@ -82,6 +82,21 @@ pub fn rss_bytes(pid: u32) -> Res<u64> {
         .ok_or_else(|| format!("no VmRSS for {pid}"))
 }
 
+/// CPU time (user + system) a process has used so far, in milliseconds.
+pub fn cpu_ms(pid: u32) -> Res<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("cannot read /proc/{pid}/stat: {e}"))?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    let (Some(u), Some(st)) = (ticks(11), ticks(12)) else {
+        return Err(format!("unexpected /proc/{pid}/stat"));
+    };
+    // /proc reports in USER_HZ clock ticks, which the kernel fixes at 100 per second.
+    Ok((u + st) * 10.0)
+}
+
 /// Starts `cmd` and waits (at most `timeout`) for a stdout line containing `ready`; the
 /// text after `http://` on that line, if any, is taken as the address.
 pub async fn spawn_until(

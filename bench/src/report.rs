@@ -275,6 +275,21 @@ pub const EXTRA_ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "fanout_server_cpu_ms_per_change",
+        what: "10k fan-out: our server's CPU time (user + system) per change",
+        goal: Goal::Report,
+        baselines: &[(
+            "bare axum server",
+            "bare_axum_fanout_server_cpu_ms_per_change",
+        )],
+    },
+    Row {
+        key: "fanout_clients_cpu_ms_per_change",
+        what: "10k fan-out: the 10,000 clients' CPU time per change (the bench process)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
         key: "bare_axum_throughput_per_s",
         what: "the bare axum handler under the same load",
         goal: Goal::Report,
