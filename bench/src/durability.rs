@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use presence_protocol::{AgentStatus, OpeningHours, Role, Settings, StatusView};
+use presence_protocol::{AgentStatus, OpeningHours, Role, StatusView};
 use presence_server::store::{AccountRow, AgentRow, Store};
 use serde_json::{Value, json};
 
@@ -23,7 +23,7 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
         slug: "bench".into(),
         name: "bench".into(),
         widget_key: "wk_bench".into(),
-        settings: Settings::default(),
+        settings: Default::default(),
         opening_hours: OpeningHours::default(),
         groups: Vec::new(),
         view_version: 0,

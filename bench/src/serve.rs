@@ -7,7 +7,7 @@
 //! server code it measures, in the same profile.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use presence_protocol::Settings;
@@ -44,6 +44,7 @@ fn config(args: &[String]) -> Result<Config, String> {
             renew_margin_ms: num(args, "--renew-margin-ms", d.renew_margin_ms)?,
         },
         push_webhook_allow: Vec::new(),
+        ..Config::for_tests(Path::new(""))
     })
 }
 

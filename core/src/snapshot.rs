@@ -221,6 +221,7 @@ mod tests {
             version: 9,
             next_change_at: None,
             groups: vec![],
+            message: None,
         });
         s.connection = Connection::NoNetwork;
         s.lifecycle = Lifecycle::Background;

@@ -238,6 +238,9 @@ pub enum ErrorCode {
     InvalidField,
     RateLimited,
     Internal,
+    /// A store the request needs cannot be reached, or the server is too busy right now;
+    /// retry after `Retry-After`.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -255,6 +258,7 @@ impl ErrorCode {
             ErrorCode::InvalidField => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
         }
     }
 
@@ -272,6 +276,7 @@ impl ErrorCode {
             ErrorCode::InvalidField => "invalid_field",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
@@ -306,6 +311,10 @@ pub struct GroupView {
     pub name: String,
     pub status: ChatboxStatus,
     pub reason: Reason,
+    /// The account's busy message while this group is busy, its offline message while
+    /// offline, otherwise null.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,6 +324,10 @@ pub struct ChatboxView {
     pub version: i64,
     pub next_change_at: Option<Millis>,
     pub groups: Vec<GroupView>,
+    /// The account's busy message while the view is busy, its offline message while
+    /// offline, otherwise null.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 impl ChatboxView {
@@ -324,6 +337,16 @@ impl ChatboxView {
             && self.reason == other.reason
             && self.next_change_at == other.next_change_at
             && self.groups == other.groups
+            && self.message == other.message
+    }
+
+    /// Fills `message` on the view and on every group from the account's messages.
+    pub fn with_messages(mut self, m: &Messages) -> ChatboxView {
+        self.message = m.for_status(self.status).map(str::to_owned);
+        for g in &mut self.groups {
+            g.message = m.for_status(g.status).map(str::to_owned);
+        }
+        self
     }
 }
 
@@ -432,6 +455,15 @@ pub struct SessionInfo {
     pub mode: Mode,
     pub lease_until: Millis,
     pub connected: bool,
+    /// The session's push provider (never its token), or null.
+    #[serde(default)]
+    pub push: Option<PushInfo>,
+}
+
+/// What `/v1/me` tells about a session's push registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushInfo {
+    pub provider: PushProvider,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -456,6 +488,12 @@ pub struct SetStatusResponse {
     pub status: StatusView,
 }
 
+/// `PUT /v1/admin/agents/{id}/status`
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct AdminSetStatusRequest {
+    pub status: AgentStatus,
+}
+
 /// First event of `/v1/me/events`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotEvent {
@@ -474,6 +512,15 @@ pub mod event {
     pub const STATUS: &str = "status";
     pub const CHATBOX: &str = "chatbox";
     pub const SESSION_ENDED: &str = "session_ended";
+    /// Sent on every stream at a fixed interval so a client can tell a dead stream from a
+    /// quiet one.
+    pub const PING: &str = "ping";
+}
+
+/// `event: ping` on every stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingEvent {
+    pub server_time: Millis,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -548,7 +595,48 @@ impl Default for Settings {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+/// Longest busy or offline message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 280;
+
+/// What the chat box says while it is busy or offline (null: nothing beyond the status).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Messages {
+    #[serde(default)]
+    pub busy_message: Option<String>,
+    #[serde(default)]
+    pub offline_message: Option<String>,
+}
+
+impl Messages {
+    /// The message a view with this status carries.
+    pub fn for_status(&self, status: ChatboxStatus) -> Option<&str> {
+        match status {
+            ChatboxStatus::Busy => self.busy_message.as_deref(),
+            ChatboxStatus::Offline => self.offline_message.as_deref(),
+            ChatboxStatus::Online => None,
+        }
+    }
+}
+
+/// An account's settings as the admin routes show them: the timings and the messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSettings {
+    #[serde(flatten)]
+    pub timings: Settings,
+    #[serde(flatten)]
+    pub messages: Messages,
+}
+
+/// `Some(None)` for an explicit `null`, `None` for an absent field.
+fn explicit_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SettingsPatch {
     #[serde(default)]
     pub active_interval_ms: Option<i64>,
@@ -558,6 +646,19 @@ pub struct SettingsPatch {
     pub background_ttl_ms: Option<i64>,
     #[serde(default)]
     pub renew_margin_ms: Option<i64>,
+    /// Absent: unchanged; `null`: cleared.
+    #[serde(
+        default,
+        deserialize_with = "explicit_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub busy_message: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "explicit_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub offline_message: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -565,7 +666,7 @@ pub struct AdminAccountResponse {
     pub account: AccountInfo,
     pub groups: Vec<Group>,
     pub opening_hours: OpeningHours,
-    pub settings: Settings,
+    pub settings: AccountSettings,
     pub agents: Vec<Agent>,
 }
 

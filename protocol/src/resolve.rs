@@ -58,6 +58,7 @@ pub fn resolve(
                 .iter()
                 .map(|g| group_view(g, status, reason))
                 .collect(),
+            message: None,
         };
     }
 
@@ -75,6 +76,7 @@ pub fn resolve(
                 group_view(g, status, reason)
             })
             .collect(),
+        message: None,
     }
 }
 
@@ -104,6 +106,7 @@ fn group_view(g: &Group, status: ChatboxStatus, reason: Reason) -> GroupView {
         name: g.name.clone(),
         status,
         reason,
+        message: None,
     }
 }
 

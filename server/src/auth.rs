@@ -10,6 +10,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use parking_lot::Mutex;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Hashes a password with argon2id (default parameters). CPU-heavy: call off the runtime.
@@ -68,15 +69,54 @@ pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
 /// Two windows, from PROTOCOL.md: 10 failures per account+email in 5 minutes, and 100
 /// failures per client IP in 1 minute. Only failures count, so load tests that open thousands
 /// of sessions are never limited.
+///
+/// Attempts **in flight** count too: an attempt takes a slot before its password is checked
+/// ([`LoginLimiter::begin`]) and gives it back when it ends, as a failure or not. So 40
+/// simultaneous wrong passwords cannot all be checked while the window holds 10: the first
+/// 10 run, the others wait for a slot (at most [`SLOT_WAIT`]); when those 10 fail, the window
+/// is full and the rest are refused. Correct passwords free their slot at once.
 pub struct LoginLimiter {
-    by_user: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
-    by_ip: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    windows: Mutex<Windows>,
+    /// Woken whenever an attempt ends, so waiting attempts look again.
+    ended: Notify,
+}
+
+#[derive(Default)]
+struct Windows {
+    by_user: HashMap<(String, String), Window>,
+    by_ip: HashMap<IpAddr, Window>,
+}
+
+#[derive(Default)]
+struct Window {
+    failures: VecDeque<Instant>,
+    in_flight: usize,
+}
+
+impl Window {
+    /// `Err(wait)` when failures alone fill the window; `Ok(false)` when in-flight attempts
+    /// fill it (wait for one to end); `Ok(true)` when there is room.
+    fn room(&mut self, limit: usize, window: Duration, now: Instant) -> Result<bool, u64> {
+        prune(&mut self.failures, window, now);
+        if self.failures.len() >= limit {
+            return Err(wait_secs(&self.failures, window, now));
+        }
+        Ok(self.failures.len() + self.in_flight < limit)
+    }
+
+    fn idle(&self) -> bool {
+        self.failures.is_empty() && self.in_flight == 0
+    }
 }
 
 pub const USER_LIMIT: usize = 10;
 pub const USER_WINDOW: Duration = Duration::from_secs(300);
 pub const IP_LIMIT: usize = 100;
 pub const IP_WINDOW: Duration = Duration::from_secs(60);
+/// Longest an attempt waits for an in-flight one to end before it is refused.
+pub const SLOT_WAIT: Duration = Duration::from_secs(10);
+/// Above this many tracked keys, idle ones are dropped.
+const MAX_KEYS: usize = 100_000;
 
 fn prune(q: &mut VecDeque<Instant>, window: Duration, now: Instant) {
     while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
@@ -101,11 +141,53 @@ impl Default for LoginLimiter {
     }
 }
 
+/// A login attempt holding its slot; dropping it without [`Attempt::failed`] frees the slot
+/// without counting a failure.
+pub struct Attempt<'a> {
+    limiter: &'a LoginLimiter,
+    user: (String, String),
+    ip: Option<IpAddr>,
+}
+
+impl Attempt<'_> {
+    /// The credentials were wrong: the slot becomes a failure in both windows.
+    pub fn failed(self) {
+        let now = Instant::now();
+        let mut w = self.limiter.windows.lock();
+        if let Some(ip) = self.ip
+            && let Some(win) = w.by_ip.get_mut(&ip)
+        {
+            win.failures.push_back(now);
+        }
+        if let Some(win) = w.by_user.get_mut(&self.user) {
+            win.failures.push_back(now);
+        }
+        // `Drop` frees the in-flight slots and wakes waiters.
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        {
+            let mut w = self.limiter.windows.lock();
+            if let Some(ip) = self.ip
+                && let Some(win) = w.by_ip.get_mut(&ip)
+            {
+                win.in_flight = win.in_flight.saturating_sub(1);
+            }
+            if let Some(win) = w.by_user.get_mut(&self.user) {
+                win.in_flight = win.in_flight.saturating_sub(1);
+            }
+        }
+        self.limiter.ended.notify_waiters();
+    }
+}
+
 impl LoginLimiter {
     pub fn new() -> Self {
         LoginLimiter {
-            by_user: Mutex::new(HashMap::new()),
-            by_ip: Mutex::new(HashMap::new()),
+            windows: Mutex::new(Windows::default()),
+            ended: Notify::new(),
         }
     }
 
@@ -113,50 +195,76 @@ impl LoginLimiter {
         (account.to_ascii_lowercase(), email.trim().to_lowercase())
     }
 
-    /// `Err(retry_after_secs)` while either window is full.
-    pub fn check(&self, account: &str, email: &str, ip: Option<IpAddr>) -> Result<(), u64> {
-        let now = Instant::now();
-        if let Some(ip) = ip {
-            let mut m = self.by_ip.lock();
-            if let Some(q) = m.get_mut(&ip) {
-                prune(q, IP_WINDOW, now);
-                if q.len() >= IP_LIMIT {
-                    return Err(wait_secs(q, IP_WINDOW, now));
-                }
-            }
-        }
-        let mut m = self.by_user.lock();
-        if let Some(q) = m.get_mut(&Self::user_key(account, email)) {
-            prune(q, USER_WINDOW, now);
-            if q.len() >= USER_LIMIT {
-                return Err(wait_secs(q, USER_WINDOW, now));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn record_failure(&self, account: &str, email: &str, ip: Option<IpAddr>) {
-        let now = Instant::now();
-        if let Some(ip) = ip {
-            let mut m = self.by_ip.lock();
-            if m.len() > 100_000 {
-                m.retain(|_, q| {
-                    prune(q, IP_WINDOW, now);
-                    !q.is_empty()
+    /// Takes a slot for one attempt, waiting up to [`SLOT_WAIT`] while in-flight attempts
+    /// fill a window. `Err(retry_after_secs)` while failures fill either window.
+    pub async fn begin(
+        &self,
+        account: &str,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Attempt<'_>, u64> {
+        let user = Self::user_key(account, email);
+        let deadline = Instant::now() + SLOT_WAIT;
+        loop {
+            // Register for the wake-up before looking, so an attempt ending in between is
+            // not missed.
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.try_take(&user, ip)? {
+                return Ok(Attempt {
+                    limiter: self,
+                    user,
+                    ip,
                 });
             }
-            m.entry(ip).or_default().push_back(now);
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return Err(1);
+            }
         }
-        let mut m = self.by_user.lock();
-        if m.len() > 100_000 {
-            m.retain(|_, q| {
-                prune(q, USER_WINDOW, now);
-                !q.is_empty()
+    }
+
+    fn try_take(&self, user: &(String, String), ip: Option<IpAddr>) -> Result<bool, u64> {
+        let now = Instant::now();
+        let mut w = self.windows.lock();
+        let w = &mut *w;
+        if w.by_ip.len() > MAX_KEYS {
+            w.by_ip.retain(|_, win| {
+                prune(&mut win.failures, IP_WINDOW, now);
+                !win.idle()
             });
         }
-        m.entry(Self::user_key(account, email))
-            .or_default()
-            .push_back(now);
+        if w.by_user.len() > MAX_KEYS {
+            w.by_user.retain(|_, win| {
+                prune(&mut win.failures, USER_WINDOW, now);
+                !win.idle()
+            });
+        }
+        let ip_room = match ip {
+            Some(ip) => w
+                .by_ip
+                .entry(ip)
+                .or_default()
+                .room(IP_LIMIT, IP_WINDOW, now)?,
+            None => true,
+        };
+        let user_room =
+            w.by_user
+                .entry(user.clone())
+                .or_default()
+                .room(USER_LIMIT, USER_WINDOW, now)?;
+        if !(ip_room && user_room) {
+            return Ok(false);
+        }
+        if let Some(ip) = ip
+            && let Some(win) = w.by_ip.get_mut(&ip)
+        {
+            win.in_flight += 1;
+        }
+        if let Some(win) = w.by_user.get_mut(user) {
+            win.in_flight += 1;
+        }
+        Ok(true)
     }
 }
 
@@ -184,14 +292,58 @@ mod tests {
     async fn login_limit_blocks_after_ten_failures_then_lifts() {
         let l = LoginLimiter::new();
         for _ in 0..USER_LIMIT {
-            assert!(l.check("acme", "a@x", None).is_ok());
-            l.record_failure("acme", "A@x", None);
+            l.begin("acme", "A@x", None).await.unwrap().failed();
         }
-        let wait = l.check("acme", "a@x", None).unwrap_err();
+        let wait = l.begin("acme", "a@x", None).await.err().unwrap();
         assert!(wait > 0 && wait <= 300);
         // Another user of the same account is not affected.
-        assert!(l.check("acme", "b@x", None).is_ok());
+        assert!(l.begin("acme", "b@x", None).await.is_ok());
         tokio::time::advance(USER_WINDOW).await;
-        assert!(l.check("acme", "a@x", None).is_ok());
+        assert!(l.begin("acme", "a@x", None).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_in_flight_count_against_the_limit() {
+        let l = LoginLimiter::new();
+        let held: Vec<Attempt<'_>> =
+            futures_util::future::join_all((0..USER_LIMIT).map(|_| l.begin("acme", "a@x", None)))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        // The window is full of attempts still being checked: an 11th waits, then is refused
+        // once they all fail.
+        let eleventh = l.begin("acme", "a@x", None);
+        tokio::pin!(eleventh);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), eleventh.as_mut())
+                .await
+                .is_err(),
+            "an attempt beyond the limit must not start while ten are in flight"
+        );
+        for a in held {
+            a.failed();
+        }
+        assert!(eleventh.await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_attempt_goes_ahead_when_in_flight_ones_succeed() {
+        let l = LoginLimiter::new();
+        let held: Vec<Attempt<'_>> =
+            futures_util::future::join_all((0..USER_LIMIT).map(|_| l.begin("acme", "a@x", None)))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        let next = l.begin("acme", "a@x", None);
+        tokio::pin!(next);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), next.as_mut())
+                .await
+                .is_err()
+        );
+        drop(held);
+        assert!(next.await.is_ok());
     }
 }

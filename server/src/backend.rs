@@ -10,10 +10,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use presence_protocol::{
-    AdminAccountResponse, Agent, ChatboxView, CreateAccountRequest, CreateAccountResponse,
-    EndReason, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode, NewAgentRequest,
-    OpeningHours, PatchAgentRequest, PushRegistration, Role, SetStatusRequest, SetStatusResponse,
-    Settings, SettingsPatch, SnapshotEvent,
+    AccountSettings, AdminAccountResponse, Agent, AgentStatus, ChatboxView, CreateAccountRequest,
+    CreateAccountResponse, EndReason, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse,
+    Mode, NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration, Role,
+    SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, SnapshotEvent, StatusView,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -43,7 +43,8 @@ pub struct ViewFrame {
 impl ViewFrame {
     pub fn new(view: ChatboxView) -> Self {
         let json = serde_json::to_vec(&view).unwrap_or_default();
-        let sse = sse_frame_raw(presence_protocol::event::CHATBOX, &json);
+        let id = view.version.to_string();
+        let sse = sse_frame_raw(presence_protocol::event::CHATBOX, Some(&id), &json);
         ViewFrame {
             view,
             sse,
@@ -100,7 +101,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Authenticates like [`Backend::authenticate`] and renews that session's lease, in one
     /// step: this is the hottest path of the server.
     async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> ApiResult<Heartbeat>;
+    /// Ends the caller's own session now (`DELETE /v1/session`).
     async fn logout(&self, p: &Principal) -> ApiResult<()>;
+    /// Ends another live session of the caller's agent with reason `logout`, telling that
+    /// session's stream and push. A session of another agent, or none: `not_found`.
+    async fn end_own_session(&self, p: &Principal, session_id: &str) -> ApiResult<()>;
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> ApiResult<()>;
     async fn me(&self, p: &Principal) -> ApiResult<MeResponse>;
     async fn set_status(
@@ -119,9 +124,18 @@ pub trait Backend: Send + Sync + 'static {
         req: PatchAgentRequest,
     ) -> ApiResult<Agent>;
     async fn delete_agent(&self, p: &Principal, id: &str) -> ApiResult<()>;
+    /// An admin sets an agent's status: a change like any other (devices hear it at once,
+    /// pushes go out) that wins over every earlier intent, with `changed_by_device` null.
+    async fn admin_set_status(
+        &self,
+        p: &Principal,
+        agent_id: &str,
+        status: AgentStatus,
+    ) -> ApiResult<StatusView>;
     async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> ApiResult<Vec<Group>>;
     async fn put_opening_hours(&self, p: &Principal, oh: OpeningHours) -> ApiResult<OpeningHours>;
-    async fn put_settings(&self, p: &Principal, patch: SettingsPatch) -> ApiResult<Settings>;
+    async fn put_settings(&self, p: &Principal, patch: SettingsPatch)
+    -> ApiResult<AccountSettings>;
 
     async fn widget_view(&self, widget_key: &str) -> ApiResult<Arc<ViewFrame>>;
     async fn open_widget_stream(&self, widget_key: &str) -> ApiResult<WidgetStream>;
@@ -131,9 +145,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn flush(&self);
 }
 
-/// Encodes one SSE frame from already-serialised JSON.
-pub fn sse_frame_raw(event: &str, json: &[u8]) -> Bytes {
-    let mut buf = Vec::with_capacity(json.len() + event.len() + 16);
+/// Encodes one SSE frame from already-serialised JSON, with an `id:` line when given.
+pub fn sse_frame_raw(event: &str, id: Option<&str>, json: &[u8]) -> Bytes {
+    let mut buf = Vec::with_capacity(json.len() + event.len() + 32);
+    if let Some(id) = id {
+        buf.extend_from_slice(b"id: ");
+        buf.extend_from_slice(id.as_bytes());
+        buf.push(b'\n');
+    }
     buf.extend_from_slice(b"event: ");
     buf.extend_from_slice(event.as_bytes());
     buf.extend_from_slice(b"\ndata: ");
@@ -143,7 +162,17 @@ pub fn sse_frame_raw(event: &str, json: &[u8]) -> Bytes {
 }
 
 pub fn sse_frame<T: serde::Serialize>(event: &str, value: &T) -> Bytes {
-    sse_frame_raw(event, &serde_json::to_vec(value).unwrap_or_default())
+    sse_frame_raw(event, None, &serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// A `status` frame; its id is `s<version>` so it never collides with a view version.
+pub fn status_frame(s: &presence_protocol::StatusView) -> Bytes {
+    let id = format!("s{}", s.version);
+    sse_frame_raw(
+        presence_protocol::event::STATUS,
+        Some(&id),
+        &serde_json::to_vec(s).unwrap_or_default(),
+    )
 }
 
 /// The snapshot frame for a device stream.

@@ -33,11 +33,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use presence_protocol::{
-    AccountInfo, AdminAccountResponse, Agent, AgentAvailability, AgentStatus, CreateAccountRequest,
-    CreateAccountResponse, Device, EndReason, Group, Heartbeat, LoginRequest, LoginResponse,
-    MeResponse, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest, PushBody, PushPayload,
-    PushRegistration, Role, SessionEndedEvent, SessionInfo, SetStatusRequest, SetStatusResponse,
-    Settings, SettingsPatch, SnapshotEvent, StatusView, WeeklySchedule, event, resolve,
+    AccountInfo, AccountSettings, AdminAccountResponse, Agent, AgentAvailability, AgentStatus,
+    CreateAccountRequest, CreateAccountResponse, Device, EndReason, Group, Heartbeat, LoginRequest,
+    LoginResponse, MeResponse, Messages, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest,
+    PushBody, PushInfo, PushPayload, PushRegistration, Role, SessionEndedEvent, SessionInfo,
+    SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, SnapshotEvent, StatusView,
+    WeeklySchedule, event, resolve,
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -46,12 +47,14 @@ use tokio::sync::{Notify, broadcast, watch};
 use crate::auth::{self, TokenHash};
 use crate::backend::{
     AgentEvent, Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream,
-    snapshot_frame, sse_frame,
+    snapshot_frame, sse_frame, status_frame,
 };
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
+use crate::hashing::HashPool;
 use crate::metrics::{Gauges, Metrics};
 use crate::push::Pusher;
+use crate::rules;
 use crate::store::{AccountRow, AgentRow, SessionRow, Store};
 use crate::validate;
 
@@ -59,8 +62,9 @@ use crate::validate;
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Buffered events per agent before a slow device stream is dropped.
 const AGENT_EVENT_BUFFER: usize = 256;
-/// Status ops more than this far in the server's future are clamped to now.
-const MAX_FUTURE_INTENT_MS: i64 = 5_000;
+/// View versions are reserved on disk this many at a time, so a crash can skip versions but
+/// never reuse one, at the cost of one small write per this many view changes.
+const VIEW_VERSION_BLOCK: i64 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
@@ -76,9 +80,12 @@ struct AccountState {
     settings: Settings,
     opening_hours: OpeningHours,
     schedule: WeeklySchedule,
+    messages: Messages,
     groups: Vec<Group>,
     agents: Vec<Arc<str>>,
     view: Arc<ViewFrame>,
+    /// Versions up to here are durably reserved ([`Store::reserve_view_versions`]).
+    versions_reserved: i64,
     view_tx: watch::Sender<Arc<ViewFrame>>,
     flip_at: Option<i64>,
 }
@@ -137,8 +144,12 @@ impl SessionState {
             self.scheduled_expiry = self.lease_until;
             fx.wake_sweeper = true;
         }
-        let want_renew = (self.mode == Mode::Background && self.push.is_some())
-            .then(|| self.lease_until - renew_margin);
+        let want_renew = rules::renew_at(
+            self.mode,
+            self.push.is_some(),
+            self.lease_until,
+            renew_margin,
+        );
         if want_renew != self.renew_at {
             self.renew_at = want_renew;
             if let Some(at) = want_renew {
@@ -196,7 +207,6 @@ struct State {
     tokens: std::collections::HashMap<TokenHash, TokenEntry, DigestHasher>,
     timers: BTreeSet<Timer>,
     dirty_leases: HashSet<Arc<str>>,
-    dirty_views: HashSet<Arc<str>>,
     /// agent id -> keyed hash of a password that argon2 already accepted (see `verifier`).
     verified: HashMap<Arc<str>, [u8; 32]>,
 }
@@ -213,6 +223,7 @@ struct Inner {
     store: Store,
     clock: Clock,
     pusher: Pusher,
+    hasher: Arc<HashPool>,
     metrics: Arc<Metrics>,
     sweeper_wake: Notify,
     device_streams: AtomicU64,
@@ -232,10 +243,6 @@ pub struct Embedded {
 
 fn arc(s: &str) -> Arc<str> {
     Arc::from(s)
-}
-
-fn status_frame(s: &StatusView) -> bytes::Bytes {
-    sse_frame(event::STATUS, s)
 }
 
 impl State {
@@ -262,12 +269,18 @@ impl State {
     }
 
     /// Recomputes an account's chat box view and publishes it if anything changed.
-    fn recompute(&mut self, account_id: &str, now: i64, metrics: &Metrics, fx: &mut Effects) {
+    fn recompute(
+        &mut self,
+        account_id: &str,
+        now: i64,
+        metrics: &Metrics,
+        store: &Store,
+        fx: &mut Effects,
+    ) {
         let State {
             accounts,
             agents,
             timers,
-            dirty_views,
             ..
         } = self;
         let Some(acc) = accounts.get_mut(account_id) else {
@@ -283,7 +296,8 @@ impl State {
                 live_sessions: a.sessions.len(),
             })
             .collect();
-        let mut view = resolve(&acc.groups, &acc.schedule, &avail, now);
+        let mut view =
+            resolve(&acc.groups, &acc.schedule, &avail, now).with_messages(&acc.messages);
         if let Some(t) = view.next_change_at
             && acc.flip_at != Some(t)
         {
@@ -295,15 +309,34 @@ impl State {
             return;
         }
         view.version = acc.view.view.version + 1;
+        if view.version > acc.versions_reserved {
+            // Durable before it is served: after a crash, versions start above this block.
+            let upto = view.version + VIEW_VERSION_BLOCK;
+            match store.reserve_view_versions(&acc.info.id, upto) {
+                Ok(()) => acc.versions_reserved = upto,
+                Err(e) => tracing::error!(error = %e, "could not reserve view versions"),
+            }
+        }
         let frame = Arc::new(ViewFrame::new(view));
         acc.view = frame.clone();
         acc.view_tx.send_replace(frame);
-        dirty_views.insert(acc.info.id.as_str().into());
         metrics.view_changes.fetch_add(1, Relaxed);
     }
 
     /// Ends a live session in memory and tells its stream. The caller commits to the store.
     fn end_session_mem(&mut self, session_id: &str, reason: EndReason, fx: &mut Effects) {
+        self.end_session_by(session_id, reason, false, fx);
+    }
+
+    /// [`State::end_session_mem`], saying whether another device of the agent asked for it
+    /// (then a `logout` is pushed to the device too).
+    fn end_session_by(
+        &mut self,
+        session_id: &str,
+        reason: EndReason,
+        by_other_device: bool,
+        fx: &mut Effects,
+    ) {
         let Some(s) = self.sessions.remove(session_id) else {
             return;
         };
@@ -322,7 +355,7 @@ impl State {
                 frame,
             });
         }
-        if reason != EndReason::Logout
+        if rules::wants_end_push(reason, by_other_device)
             && let Some(push) = s.push
         {
             fx.pushes.push((
@@ -332,6 +365,41 @@ impl State {
                     reason,
                 }),
             ));
+        }
+    }
+
+    /// Makes an applied status the agent's current one (already committed by the caller):
+    /// tells every device stream, and pushes it to the other sessions without a stream.
+    fn apply_status(
+        &mut self,
+        agent_id: &str,
+        status: StatusView,
+        op_id: &str,
+        origin: Option<&Arc<str>>,
+        fx: &mut Effects,
+    ) {
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        let _ = agent.tx.send(AgentEvent::Status(status_frame(&status)));
+        agent.status = status.clone();
+        agent.status_op_id = op_id.to_owned();
+        for sid in &agent.sessions {
+            let Some(s) = self.sessions.get(sid) else {
+                continue;
+            };
+            if !rules::wants_status_push(&s.id, origin.map(|o| &**o), s.connected > 0) {
+                continue;
+            }
+            if let Some(push) = s.push.clone() {
+                fx.pushes.push((
+                    push,
+                    PushPayload::new(PushBody::Status {
+                        session_id: s.id.to_string(),
+                        status: status.clone(),
+                    }),
+                ));
+            }
         }
     }
 
@@ -378,6 +446,9 @@ impl State {
                 mode: s.mode,
                 lease_until: s.lease_until,
                 connected: s.connected > 0,
+                push: s.push.as_ref().map(|r| PushInfo {
+                    provider: r.provider,
+                }),
             })
             .collect();
         sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
@@ -417,7 +488,7 @@ impl Inner {
             .get(&s.account_id)
             .map(|a| a.settings)
             .unwrap_or_default();
-        let (interval_ms, ttl_ms) = lease_terms(&settings, s.mode, s.push.is_some());
+        let (interval_ms, ttl_ms) = rules::lease_terms(&settings, s.mode, s.push.is_some());
         let status_version = st.agents.get(&s.agent_id).map_or(0, |a| a.status.version);
         Heartbeat {
             interval_ms,
@@ -426,18 +497,6 @@ impl Inner {
             server_time: now,
             status_version,
         }
-    }
-}
-
-/// (interval, ttl) for a session: background leases only with a push registration.
-fn lease_terms(settings: &Settings, mode: Mode, has_push: bool) -> (i64, i64) {
-    if mode == Mode::Background && has_push {
-        (
-            (settings.background_ttl_ms - settings.renew_margin_ms).max(1),
-            settings.background_ttl_ms,
-        )
-    } else {
-        (settings.active_interval_ms, settings.active_ttl_ms)
     }
 }
 
@@ -489,6 +548,7 @@ impl Embedded {
     pub fn open(
         store: Store,
         pusher: Pusher,
+        hasher: Arc<HashPool>,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Embedded, rusqlite::Error> {
@@ -505,12 +565,11 @@ impl Embedded {
                 .unwrap_or_else(|_| WeeklySchedule::always_open());
             let id = arc(&a.id);
             let mut view = resolve(&a.groups, &schedule, &[], now);
-            // Past every version served before the restart.
+            // Past every version reserved before the restart, served or not.
             view.version = a.view_version + 1;
             let frame = Arc::new(ViewFrame::new(view));
             st.slugs.insert(a.slug.clone(), id.clone());
             st.widget_keys.insert(a.widget_key.clone(), id.clone());
-            st.dirty_views.insert(id.clone());
             st.accounts.insert(
                 id.clone(),
                 AccountState {
@@ -520,13 +579,15 @@ impl Embedded {
                         name: a.name,
                         widget_key: a.widget_key,
                     },
-                    settings: a.settings,
+                    settings: a.settings.timings,
+                    messages: a.settings.messages,
                     opening_hours: a.opening_hours,
                     schedule,
                     groups: a.groups,
                     agents: Vec::new(),
                     view_tx: watch::Sender::new(frame.clone()),
                     view: frame,
+                    versions_reserved: a.view_version,
                     flip_at: None,
                 },
             );
@@ -614,13 +675,14 @@ impl Embedded {
                 placeholder.next_change_at = Some(i64::MIN);
                 acc.view = Arc::new(ViewFrame::new(placeholder));
             }
-            st.recompute(&id, now, &metrics, &mut fx);
+            st.recompute(&id, now, &metrics, &store, &mut fx);
         }
         let inner = Arc::new(Inner {
             state: Mutex::new(st),
             store,
             clock,
             pusher,
+            hasher,
             metrics,
             sweeper_wake: Notify::new(),
             device_streams: AtomicU64::new(0),
@@ -662,13 +724,23 @@ impl Embedded {
         })
     }
 
+    /// Hashes a new password on the hashing pool.
+    async fn hash_password(&self, password: String) -> ApiResult<String> {
+        self.inner
+            .hasher
+            .run(move || auth::hash_password(&password))
+            .await
+            .map_err(|_| hashing_busy())?
+            .map_err(ApiError::internal)
+    }
+
     fn flush_now(&self) {
         flush_once(&self.inner);
     }
 }
 
 fn flush_once(inner: &Inner) {
-    let (leases, views) = {
+    let leases = {
         let mut st = inner.state.lock();
         let dirty = std::mem::take(&mut st.dirty_leases);
         let leases: Vec<(String, Mode, i64)> = dirty
@@ -676,22 +748,13 @@ fn flush_once(inner: &Inner) {
             .filter_map(|id| st.sessions.get(id))
             .map(|s| (s.id.to_string(), s.mode, s.lease_until))
             .collect();
-        let dirty_views = std::mem::take(&mut st.dirty_views);
-        let views: Vec<(String, i64)> = dirty_views
-            .iter()
-            .filter_map(|id| st.accounts.get(id))
-            .map(|a| (a.info.id.clone(), a.view.view.version))
-            .collect();
-        (leases, views)
+        leases
     };
-    if let Err(e) = inner.store.flush_leases(&leases, &views) {
+    if let Err(e) = inner.store.flush_leases(&leases) {
         tracing::error!(error = %e, "lease flush failed; will retry");
         let mut st = inner.state.lock();
         for (id, _, _) in leases {
             st.dirty_leases.insert(arc(&id));
-        }
-        for (id, _) in views {
-            st.dirty_views.insert(arc(&id));
         }
     }
 }
@@ -822,7 +885,7 @@ fn sweep_once(inner: &Inner) -> Option<i64> {
             .fetch_add(ended.len() as u64, Relaxed);
     }
     for acc in touched {
-        st.recompute(&acc, now, &inner.metrics, &mut fx);
+        st.recompute(&acc, now, &inner.metrics, &inner.store, &mut fx);
     }
     let next = st.timers.first().map(|t| t.0);
     drop(st);
@@ -849,17 +912,20 @@ impl Backend for Embedded {
                 req.slug
             )));
         }
-        let hash = hash_off_runtime(req.owner.password.clone()).await?;
+        let hash = self.hash_password(req.owner.password.clone()).await?;
         let now = self.inner.clock.now_ms();
         let account = AccountRow {
             id: auth::new_id("acc"),
             slug: req.slug.clone(),
             name: req.name.trim().to_owned(),
             widget_key: auth::new_id("wk"),
-            settings: defaults,
+            settings: AccountSettings {
+                timings: defaults,
+                messages: Messages::default(),
+            },
             opening_hours: OpeningHours::default(),
             groups: Vec::new(),
-            view_version: 0,
+            view_version: VIEW_VERSION_BLOCK,
         };
         let owner = AgentRow {
             id: auth::new_id("agt"),
@@ -900,13 +966,15 @@ impl Backend for Embedded {
                 id.clone(),
                 AccountState {
                     info: info.clone(),
-                    settings: account.settings,
+                    settings: account.settings.timings,
+                    messages: Messages::default(),
                     opening_hours: account.opening_hours.clone(),
                     schedule: WeeklySchedule::always_open(),
                     groups: Vec::new(),
                     agents: vec![agent_id.clone()],
                     view_tx: watch::Sender::new(frame.clone()),
                     view: frame,
+                    versions_reserved: VIEW_VERSION_BLOCK,
                     flip_at: None,
                 },
             );
@@ -927,8 +995,7 @@ impl Backend for Embedded {
             };
             let owner_view = agent.to_agent();
             st.agents.insert(agent_id, agent);
-            st.dirty_views.insert(id.clone());
-            st.recompute(&id, now, &self.inner.metrics, &mut fx);
+            st.recompute(&id, now, &self.inner.metrics, &self.inner.store, &mut fx);
             CreateAccountResponse {
                 account: info,
                 owner: owner_view,
@@ -970,7 +1037,11 @@ impl Backend for Embedded {
         let Some((agent_id, hash, cached)) = found else {
             let dummy = self.inner.dummy_hash.clone();
             let pw = req.password.clone();
-            let _ = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &dummy)).await;
+            self.inner
+                .hasher
+                .run(move || auth::verify_password(&pw, &dummy))
+                .await
+                .map_err(|_| hashing_busy())?;
             return Err(bad());
         };
         let verifier = self.inner.verifier(&agent_id, &hash, &req.password);
@@ -979,9 +1050,12 @@ impl Backend for Embedded {
         } else {
             let pw = req.password.clone();
             let h = hash.clone();
-            let ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &h))
+            let ok = self
+                .inner
+                .hasher
+                .run(move || auth::verify_password(&pw, &h))
                 .await
-                .unwrap_or(false);
+                .map_err(|_| hashing_busy())?;
             if ok {
                 self.inner
                     .state
@@ -1054,7 +1128,13 @@ impl Backend for Embedded {
                 a.sessions.insert(session_id.clone());
             }
             st.schedule_session_timers(&session_id, &mut fx);
-            st.recompute(&account_id, now, &self.inner.metrics, &mut fx);
+            st.recompute(
+                &account_id,
+                now,
+                &self.inner.metrics,
+                &self.inner.store,
+                &mut fx,
+            );
             let heartbeat = {
                 let s = st.sessions.get(&session_id).ok_or_else(bad)?;
                 self.inner.heartbeat_for(&st, s, now)
@@ -1110,7 +1190,7 @@ impl Backend for Embedded {
                 .get(&s.agent_id)
                 .map(|a| a.status.version)
                 .ok_or_else(ApiError::session_expired)?;
-            let (interval_ms, ttl_ms) = lease_terms(&settings, mode, s.push.is_some());
+            let (interval_ms, ttl_ms) = rules::lease_terms(&settings, mode, s.push.is_some());
             s.mode = mode;
             s.lease_until = now + ttl_ms;
             s.schedule_timers(settings.renew_margin_ms, &mut st.timers, &mut fx);
@@ -1141,7 +1221,43 @@ impl Backend for Embedded {
                 .store
                 .end_sessions(&[(p.session_id.to_string(), EndReason::Logout)], now)?;
             st.end_session_mem(&p.session_id, EndReason::Logout, &mut fx);
-            st.recompute(&p.account_id, now, &self.inner.metrics, &mut fx);
+            st.recompute(
+                &p.account_id,
+                now,
+                &self.inner.metrics,
+                &self.inner.store,
+                &mut fx,
+            );
+        }
+        self.inner.metrics.logouts.fetch_add(1, Relaxed);
+        self.inner.finish(fx);
+        Ok(())
+    }
+
+    async fn end_own_session(&self, p: &Principal, session_id: &str) -> ApiResult<()> {
+        let mut fx = Effects::default();
+        {
+            let mut st = self.inner.state.lock();
+            let now = self.inner.clock.now_ms();
+            let Some(s) = st.sessions.get(session_id) else {
+                return Err(ApiError::not_found("session"));
+            };
+            if s.agent_id != p.agent_id {
+                return Err(ApiError::not_found("session"));
+            }
+            let id = s.id.clone();
+            self.inner
+                .store
+                .end_sessions(&[(id.to_string(), EndReason::Logout)], now)?;
+            let by_other = id != p.session_id;
+            st.end_session_by(&id, EndReason::Logout, by_other, &mut fx);
+            st.recompute(
+                &p.account_id,
+                now,
+                &self.inner.metrics,
+                &self.inner.store,
+                &mut fx,
+            );
         }
         self.inner.metrics.logouts.fetch_add(1, Relaxed);
         self.inner.finish(fx);
@@ -1191,16 +1307,12 @@ impl Backend for Embedded {
             let device_id = st.sessions.get(&p.session_id).map(|s| s.device.id.clone());
             let agent = st
                 .agents
-                .get_mut(&p.agent_id)
+                .get(&p.agent_id)
                 .ok_or_else(ApiError::session_expired)?;
-            let intent_at = match req.intent_at {
-                Some(t) if t > now + MAX_FUTURE_INTENT_MS => now,
-                Some(t) => t,
-                None => now,
-            };
+            let intent_at = rules::clamp_intent(req.intent_at, now);
             let cur = &agent.status;
-            let applied = intent_at > cur.intent_at
-                || (intent_at == cur.intent_at && req.op_id.as_str() > agent.status_op_id.as_str());
+            let applied =
+                rules::supersedes(intent_at, &req.op_id, cur.intent_at, &agent.status_op_id);
             let status = if applied {
                 StatusView {
                     status: req.status,
@@ -1221,33 +1333,20 @@ impl Backend for Embedded {
                 now,
             )?;
             if applied {
-                agent.status = resp.status.clone();
-                agent.status_op_id = req.op_id.clone();
-                let _ = agent
-                    .tx
-                    .send(AgentEvent::Status(status_frame(&resp.status)));
-                let others: Vec<Arc<str>> = agent
-                    .sessions
-                    .iter()
-                    .filter(|id| **id != p.session_id)
-                    .cloned()
-                    .collect();
-                let targets: Vec<(Arc<str>, PushRegistration)> = others
-                    .iter()
-                    .filter_map(|id| st.sessions.get(id))
-                    .filter(|s| s.connected == 0)
-                    .filter_map(|s| s.push.clone().map(|push| (s.id.clone(), push)))
-                    .collect();
-                for (sid, push) in targets {
-                    fx.pushes.push((
-                        push,
-                        PushPayload::new(PushBody::Status {
-                            session_id: sid.to_string(),
-                            status: resp.status.clone(),
-                        }),
-                    ));
-                }
-                st.recompute(&p.account_id, now, &self.inner.metrics, &mut fx);
+                st.apply_status(
+                    &p.agent_id,
+                    resp.status.clone(),
+                    &req.op_id,
+                    Some(&p.session_id),
+                    &mut fx,
+                );
+                st.recompute(
+                    &p.account_id,
+                    now,
+                    &self.inner.metrics,
+                    &self.inner.store,
+                    &mut fx,
+                );
             }
             resp
         };
@@ -1301,7 +1400,10 @@ impl Backend for Embedded {
             account: acc.info.clone(),
             groups: acc.groups.clone(),
             opening_hours: acc.opening_hours.clone(),
-            settings: acc.settings,
+            settings: AccountSettings {
+                timings: acc.settings,
+                messages: acc.messages.clone(),
+            },
             agents,
         })
     }
@@ -1322,7 +1424,7 @@ impl Backend for Embedded {
             }
             validate::agent_groups(&req.groups, &acc.groups)?
         };
-        let hash = hash_off_runtime(req.password.clone()).await?;
+        let hash = self.hash_password(req.password.clone()).await?;
         let row = AgentRow {
             id: auth::new_id("agt"),
             account_id: p.account_id.to_string(),
@@ -1367,7 +1469,13 @@ impl Backend for Embedded {
                 acc.agents.push(id);
             }
             let now = self.inner.clock.now_ms();
-            st.recompute(&p.account_id, now, &self.inner.metrics, &mut fx);
+            st.recompute(
+                &p.account_id,
+                now,
+                &self.inner.metrics,
+                &self.inner.store,
+                &mut fx,
+            );
             agent
         };
         self.inner.finish(fx);
@@ -1423,7 +1531,13 @@ impl Backend for Embedded {
             a.groups = row.groups;
             let agent = a.to_agent();
             let now = self.inner.clock.now_ms();
-            st.recompute(&p.account_id, now, &self.inner.metrics, &mut fx);
+            st.recompute(
+                &p.account_id,
+                now,
+                &self.inner.metrics,
+                &self.inner.store,
+                &mut fx,
+            );
             agent
         };
         self.inner.finish(fx);
@@ -1451,10 +1565,60 @@ impl Backend for Embedded {
             if let Some(acc) = st.accounts.get_mut(&p.account_id) {
                 acc.agents.retain(|a| &**a != id);
             }
-            st.recompute(&p.account_id, now, &self.inner.metrics, &mut fx);
+            st.recompute(
+                &p.account_id,
+                now,
+                &self.inner.metrics,
+                &self.inner.store,
+                &mut fx,
+            );
         }
         self.inner.finish(fx);
         Ok(())
+    }
+
+    async fn admin_set_status(
+        &self,
+        p: &Principal,
+        agent_id: &str,
+        status: AgentStatus,
+    ) -> ApiResult<StatusView> {
+        let mut fx = Effects::default();
+        let view = {
+            let mut st = self.inner.state.lock();
+            let now = self.inner.clock.now_ms();
+            let agent = st.agent_in_account(&p.account_id, agent_id)?;
+            let cur = &agent.status;
+            let view = StatusView {
+                status,
+                version: cur.version + 1,
+                intent_at: rules::admin_intent(now, cur.intent_at),
+                changed_by_device: None,
+            };
+            // A server-made op id: the change is recorded like a device's, and a device's
+            // later retry of an older op still loses to it by `intent_at`.
+            let op_id = uuid::Uuid::now_v7().to_string();
+            let json = serde_json::to_string(&SetStatusResponse {
+                applied: true,
+                status: view.clone(),
+            })
+            .map_err(ApiError::internal)?;
+            self.inner
+                .store
+                .record_status_op(agent_id, &op_id, Some(&view), &json, now)?;
+            st.apply_status(agent_id, view.clone(), &op_id, None, &mut fx);
+            st.recompute(
+                &p.account_id,
+                now,
+                &self.inner.metrics,
+                &self.inner.store,
+                &mut fx,
+            );
+            view
+        };
+        self.inner.metrics.status_changes.fetch_add(1, Relaxed);
+        self.inner.finish(fx);
+        Ok(view)
     }
 
     async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> ApiResult<Vec<Group>> {
@@ -1492,7 +1656,13 @@ impl Backend for Embedded {
                 acc.groups = groups.clone();
             }
             let now = self.inner.clock.now_ms();
-            st.recompute(&p.account_id, now, &self.inner.metrics, &mut fx);
+            st.recompute(
+                &p.account_id,
+                now,
+                &self.inner.metrics,
+                &self.inner.store,
+                &mut fx,
+            );
         }
         self.inner.finish(fx);
         Ok(groups)
@@ -1512,20 +1682,48 @@ impl Backend for Embedded {
                 acc.flip_at = None;
             }
             let now = self.inner.clock.now_ms();
-            st.recompute(&p.account_id, now, &self.inner.metrics, &mut fx);
+            st.recompute(
+                &p.account_id,
+                now,
+                &self.inner.metrics,
+                &self.inner.store,
+                &mut fx,
+            );
         }
         self.inner.finish(fx);
         Ok(oh)
     }
 
-    async fn put_settings(&self, p: &Principal, patch: SettingsPatch) -> ApiResult<Settings> {
-        let mut st = self.inner.state.lock();
-        let current = st.account(&p.account_id)?.settings;
-        let next = validate::settings(current, patch)?;
-        self.inner.store.update_settings(&p.account_id, &next)?;
-        if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-            acc.settings = next;
-        }
+    async fn put_settings(
+        &self,
+        p: &Principal,
+        patch: SettingsPatch,
+    ) -> ApiResult<AccountSettings> {
+        let mut fx = Effects::default();
+        let next = {
+            let mut st = self.inner.state.lock();
+            let acc = st.account(&p.account_id)?;
+            let current = AccountSettings {
+                timings: acc.settings,
+                messages: acc.messages.clone(),
+            };
+            let next = validate::account_settings(current, patch)?;
+            self.inner.store.update_settings(&p.account_id, &next)?;
+            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
+                acc.settings = next.timings;
+                acc.messages = next.messages.clone();
+            }
+            let now = self.inner.clock.now_ms();
+            st.recompute(
+                &p.account_id,
+                now,
+                &self.inner.metrics,
+                &self.inner.store,
+                &mut fx,
+            );
+            next
+        };
+        self.inner.finish(fx);
         Ok(next)
     }
 
@@ -1570,9 +1768,6 @@ impl Backend for Embedded {
     }
 }
 
-async fn hash_off_runtime(password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
+fn hashing_busy() -> ApiError {
+    ApiError::unavailable("too many logins at once; retry in a moment", 1)
 }

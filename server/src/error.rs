@@ -12,7 +12,7 @@ use presence_protocol::{ErrorBody, ErrorCode, ErrorDetail};
 pub struct ApiError {
     pub code: ErrorCode,
     pub detail: String,
-    /// Seconds, for `429 rate_limited`.
+    /// Seconds, for `429 rate_limited` and `503 unavailable`.
     pub retry_after: Option<u64>,
     /// Extra status codes beyond the contract's list (405); the code then stays `bad_request`.
     pub status_override: Option<StatusCode>,
@@ -67,6 +67,14 @@ impl ApiError {
             ErrorCode::RateLimited,
             format!("too many failed attempts; retry in {retry_after_secs} s"),
         );
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
+    }
+
+    /// `503 unavailable` with `Retry-After`: a store is unreachable or the server is too busy
+    /// to take this request now.
+    pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(ErrorCode::Unavailable, detail);
         e.retry_after = Some(retry_after_secs.max(1));
         e
     }

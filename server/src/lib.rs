@@ -17,16 +17,19 @@ pub mod clock;
 pub mod demo;
 pub mod embedded;
 pub mod error;
+pub mod hashing;
 pub mod http;
 pub mod metrics;
 pub mod process;
 pub mod push;
+pub mod rules;
 pub mod store;
 pub mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use presence_protocol::Settings;
 use tokio::sync::watch;
@@ -48,6 +51,63 @@ pub struct Config {
     pub defaults: Settings,
     /// Hosts the webhook push provider may call.
     pub push_webhook_allow: Vec<String>,
+    /// Interval of `ping` events on every stream.
+    pub stream_ping: Duration,
+    pub limits: Limits,
+    pub retention: Retention,
+}
+
+/// What keeps slow, idle or numerous clients from holding the server's connections, threads
+/// and memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time to send a request's headers.
+    pub header_timeout: Duration,
+    /// A connection with no bytes moving either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Deadline of a request other than an event stream (`503 unavailable` past it).
+    pub request_timeout: Duration,
+    /// On shutdown, how long open connections get before they are closed.
+    pub shutdown_grace: Duration,
+    /// Password hashes computed at once.
+    pub password_hash_concurrency: usize,
+}
+
+impl Limits {
+    /// One password check per core: more would only queue for the CPU while holding memory.
+    pub fn default_hash_concurrency() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(5),
+            password_hash_concurrency: Limits::default_hash_concurrency(),
+        }
+    }
+}
+
+/// How long history the contract needs is kept before it is pruned.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// An ended session's token answers `session_expired` this long.
+    pub ended_sessions: Duration,
+    /// A status op id stays idempotent this long.
+    pub status_ops: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            ended_sessions: Duration::from_secs(7 * 86_400),
+            status_ops: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 impl Config {
@@ -61,6 +121,9 @@ impl Config {
             demo: false,
             defaults: Settings::default(),
             push_webhook_allow: vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+            stream_ping: http::sse::PING_EVERY,
+            limits: Limits::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -112,9 +175,12 @@ impl Server {
         self.backend.flush().await;
     }
 
-    /// Waits until the server stops (after a shutdown signal).
+    /// Waits until the server stops (after a shutdown signal: open connections get the
+    /// shutdown grace, then are closed), then flushes leases to disk.
     pub async fn wait(self) {
         let _ = self.task.await;
+        use crate::backend::Backend;
+        self.backend.flush().await;
     }
 
     /// A sender that stops the server when `true` is sent.
@@ -138,20 +204,28 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         ))],
         metrics.clone(),
     );
-    let backend =
-        Embedded::open(store, pusher, metrics.clone(), shutdown_rx.clone()).map_err(|source| {
-            StartError::Store {
-                dir: config.data_dir.clone(),
-                source,
-            }
-        })?;
+    let backend = Embedded::open(
+        store,
+        pusher,
+        hashing::HashPool::new(config.limits.password_hash_concurrency),
+        metrics.clone(),
+        shutdown_rx.clone(),
+    )
+    .map_err(|source| StartError::Store {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
     let state = http::AppState {
         backend: Arc::new(backend.clone()),
         limiter: Arc::new(LoginLimiter::new()),
         metrics,
         admin_token: config.admin_token.as_deref().map(Arc::from),
         defaults: config.defaults,
-        shutdown: shutdown_rx.clone(),
+        streams: http::sse::StreamConfig {
+            shutdown: shutdown_rx.clone(),
+            ping_every: config.stream_ping,
+            clock: backend.clock(),
+        },
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -163,8 +237,9 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         addr: config.listen,
         source,
     })?;
+    let limits = config.limits;
     let task = tokio::spawn(async move {
-        if let Err(e) = http::serve(listener, state, shutdown_rx).await {
+        if let Err(e) = http::serve(listener, state, limits, shutdown_rx).await {
             tracing::error!(error = %e, "server stopped with an error");
         }
     });

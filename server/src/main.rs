@@ -7,10 +7,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use presence_protocol::Settings;
-use presence_server::{Config, demo};
+use presence_server::{Config, Limits, Retention, demo};
 
 #[derive(Debug, Parser)]
 #[command(name = "presence-server", version, about = "The Presence service")]
@@ -42,6 +43,34 @@ struct Args {
     /// Hosts the webhook push provider may call, comma separated.
     #[arg(long, env = "PRESENCE_PUSH_WEBHOOK_ALLOW", value_delimiter = ',')]
     push_webhook_allow: Vec<String>,
+    /// Interval of `ping` events on every event stream.
+    #[arg(long, env = "PRESENCE_STREAM_PING_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..))]
+    stream_ping_ms: u64,
+    /// A client must send a request's headers within this time, or the connection closes.
+    #[arg(long, env = "PRESENCE_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    header_timeout_ms: u64,
+    /// A connection with no bytes moving either way for this long is closed (event streams
+    /// move a ping at least every --stream-ping-ms, so a reading stream stays open).
+    #[arg(long, env = "PRESENCE_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..))]
+    idle_timeout_ms: u64,
+    /// A request (other than an event stream) not answered within this time gets
+    /// `503 unavailable`.
+    #[arg(long, env = "PRESENCE_REQUEST_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..))]
+    request_timeout_ms: u64,
+    /// On SIGTERM, how long open requests and streams get to finish before the server closes
+    /// them, flushes and exits.
+    #[arg(long, env = "PRESENCE_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
+    shutdown_grace_ms: u64,
+    /// How long an ended session's token keeps answering `session_expired` (then `unauthorized`).
+    #[arg(long, env = "PRESENCE_SESSION_RETENTION_MS", default_value_t = 7 * 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
+    session_retention_ms: u64,
+    /// How long a status op id stays idempotent (a retry with it returns the first answer).
+    #[arg(long, env = "PRESENCE_OP_RETENTION_MS", default_value_t = 30 * 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
+    op_retention_ms: u64,
+    /// Password checks run at once at most (each holds about 19 MiB); further logins wait
+    /// briefly, then get `503 unavailable`. Default: the number of cores.
+    #[arg(long, env = "PRESENCE_PASSWORD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..=256))]
+    password_hash_concurrency: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +103,21 @@ async fn run(args: Args) -> ExitCode {
             renew_margin_ms: args.renew_margin_ms,
         },
         push_webhook_allow: args.push_webhook_allow,
+        stream_ping: Duration::from_millis(args.stream_ping_ms),
+        limits: Limits {
+            header_timeout: Duration::from_millis(args.header_timeout_ms),
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+            password_hash_concurrency: args
+                .password_hash_concurrency
+                .map(|n| n as usize)
+                .unwrap_or_else(Limits::default_hash_concurrency),
+        },
+        retention: Retention {
+            ended_sessions: Duration::from_millis(args.session_retention_ms),
+            status_ops: Duration::from_millis(args.op_retention_ms),
+        },
     };
     let defaults = config.defaults;
     let server = match presence_server::start(config).await {

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use presence_protocol::{
-    AgentStatus, Device, EndReason, Group, Mode, OpeningHours, Platform, PushProvider,
-    PushRegistration, Role, Settings, StatusView,
+    AccountSettings, AgentStatus, Device, EndReason, Group, Mode, OpeningHours, Platform,
+    PushProvider, PushRegistration, Role, StatusView,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -105,6 +105,12 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE accounts ADD COLUMN view_version INTEGER NOT NULL DEFAULT 0;
     "#,
+    // v3: `view_version` becomes the highest version reserved (see `reserve_view_versions`);
+    // indexes for pruning ended sessions and old status ops.
+    r#"
+    CREATE INDEX sessions_ended_at ON sessions (ended_at) WHERE ended_reason IS NOT NULL;
+    CREATE INDEX status_ops_created_at ON status_ops (created_at);
+    "#,
 ];
 
 #[derive(Debug, Clone)]
@@ -113,9 +119,11 @@ pub struct AccountRow {
     pub slug: String,
     pub name: String,
     pub widget_key: String,
-    pub settings: Settings,
+    pub settings: AccountSettings,
     pub opening_hours: OpeningHours,
     pub groups: Vec<Group>,
+    /// The highest chat box view version reserved so far: no version up to it may be
+    /// served again after a restart.
     pub view_version: i64,
 }
 
@@ -268,6 +276,18 @@ impl Store {
                 ));
             }
         }
+        if version > MIGRATIONS.len() as i64 {
+            return Err(store_error(
+                rusqlite::ffi::SQLITE_CANTOPEN,
+                format!(
+                    "{} has schema version {version}, newer than this presence-server \
+                     understands ({}); run a newer presence-server on it",
+                    path.display(),
+                    MIGRATIONS.len()
+                ),
+            ));
+        }
+        check_integrity(&conn, path)?;
         migrate(&mut conn)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
         let in_memory = path.as_os_str().is_empty() || path == Path::new(":memory:");
@@ -525,7 +545,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn update_settings(&self, account_id: &str, s: &Settings) -> StoreResult<()> {
+    pub fn update_settings(&self, account_id: &str, s: &AccountSettings) -> StoreResult<()> {
         self.write().execute(
             "UPDATE accounts SET settings = ?2 WHERE id = ?1",
             params![account_id, json(s)],
@@ -604,13 +624,9 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a batch of in-memory leases and chat box view versions.
-    pub fn flush_leases(
-        &self,
-        leases: &[(String, Mode, i64)],
-        view_versions: &[(String, i64)],
-    ) -> StoreResult<()> {
-        if leases.is_empty() && view_versions.is_empty() {
+    /// Writes a batch of in-memory leases.
+    pub fn flush_leases(&self, leases: &[(String, Mode, i64)]) -> StoreResult<()> {
+        if leases.is_empty() {
             return Ok(());
         }
         let conn = self.write();
@@ -622,14 +638,19 @@ impl Store {
             for (id, mode, lease) in leases {
                 stmt.execute(params![id, mode.as_str(), lease])?;
             }
-            let mut stmt = tx.prepare_cached(
-                "UPDATE accounts SET view_version = MAX(view_version, ?2) WHERE id = ?1",
-            )?;
-            for (id, v) in view_versions {
-                stmt.execute(params![id, v])?;
-            }
             Ok(())
         })
+    }
+
+    /// Durably reserves chat box view versions up to `upto` for an account: after a crash the
+    /// next run starts above it, so a version once served never means another view.
+    pub fn reserve_view_versions(&self, account_id: &str, upto: i64) -> StoreResult<()> {
+        self.write()
+            .prepare_cached(
+                "UPDATE accounts SET view_version = MAX(view_version, ?2) WHERE id = ?1",
+            )?
+            .execute(params![account_id, upto])?;
+        Ok(())
     }
 
     /// The stored answer to an earlier status op with this id, if any.
@@ -734,6 +755,29 @@ fn insert_agent(conn: &Connection, a: &AgentRow) -> StoreResult<()> {
         ],
     )?;
     Ok(())
+}
+
+/// Refuses a damaged file: SQLite's own check of every page, index and constraint. A file that
+/// fails it would start and then fail some writes for good, so the operator hears now.
+fn check_integrity(conn: &Connection, path: &Path) -> StoreResult<()> {
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA integrity_check(5)")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<StoreResult<Vec<String>>>()
+        })
+        .unwrap_or_else(|e| vec![e.to_string()]);
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(store_error(
+        rusqlite::ffi::SQLITE_CORRUPT,
+        format!(
+            "{} is damaged ({}); restore it from a backup, or move it away to start empty",
+            path.display(),
+            problems.join("; ")
+        ),
+    ))
 }
 
 /// Brings the schema up to `MIGRATIONS.len()`, one transaction per step.
@@ -856,7 +900,10 @@ mod tests {
                 "INSERT INTO accounts (id, slug, name, widget_key, settings, opening_hours,
                                        groups_json, created_at)
                  VALUES ('a1', 'acme', 'Acme', 'wk1', ?1, ?2, '[]', 0)",
-                params![json(&Settings::default()), json(&OpeningHours::default())],
+                params![
+                    json(&presence_protocol::Settings::default()),
+                    json(&OpeningHours::default())
+                ],
             )
             .unwrap();
         }

@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use presence_protocol::{Device, Group, Settings, SettingsPatch};
+use presence_protocol::{
+    AccountSettings, Device, Group, MAX_MESSAGE_CHARS, Messages, Settings, SettingsPatch,
+};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -138,6 +140,41 @@ pub fn groups(groups: Vec<Group>) -> ApiResult<Vec<Group>> {
 /// Applies a settings patch and checks the bounds: every value positive, each ttl at least
 /// twice the active interval, active ttl at least 1000 ms, renew margin below the background
 /// ttl.
+/// Applies a settings patch: timings within their bounds, messages of at most
+/// [`MAX_MESSAGE_CHARS`] characters (blank or `null` clears one).
+pub fn account_settings(current: AccountSettings, p: SettingsPatch) -> ApiResult<AccountSettings> {
+    let message = |field: &str, patch: Option<Option<String>>, cur: Option<String>| match patch {
+        None => Ok(cur),
+        Some(None) => Ok(None),
+        Some(Some(m)) => {
+            let m = m.trim();
+            if m.chars().count() > MAX_MESSAGE_CHARS {
+                return Err(ApiError::invalid_field(
+                    field,
+                    format!("must be at most {MAX_MESSAGE_CHARS} characters"),
+                ));
+            }
+            Ok((!m.is_empty()).then(|| m.to_owned()))
+        }
+    };
+    let messages = Messages {
+        busy_message: message(
+            "busy_message",
+            p.busy_message.clone(),
+            current.messages.busy_message,
+        )?,
+        offline_message: message(
+            "offline_message",
+            p.offline_message.clone(),
+            current.messages.offline_message,
+        )?,
+    };
+    Ok(AccountSettings {
+        timings: settings(current.timings, p)?,
+        messages,
+    })
+}
+
 pub fn settings(current: Settings, p: SettingsPatch) -> ApiResult<Settings> {
     let s = Settings {
         active_interval_ms: p.active_interval_ms.unwrap_or(current.active_interval_ms),

@@ -28,6 +28,7 @@ async fn closing_time_publishes_offline_without_a_request() {
     let backend = Embedded::open(
         Store::open_dir(dir.path()).unwrap(),
         Pusher::new(vec![], metrics.clone()),
+        presence_server::hashing::HashPool::new(1),
         metrics,
         stop_rx,
     )

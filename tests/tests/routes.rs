@@ -1420,7 +1420,8 @@ async fn admin_account_returns_account_groups_opening_hours_settings_agents() {
     assert_eq!(
         b["settings"],
         json!({"active_interval_ms": 20000, "active_ttl_ms": 60000,
-               "background_ttl_ms": 1800000, "renew_margin_ms": 300000}),
+               "background_ttl_ms": 1800000, "renew_margin_ms": 300000,
+               "busy_message": null, "offline_message": null}),
         "the defaults"
     );
     let agents = array(&b["agents"], "agents");
@@ -1869,7 +1870,8 @@ async fn put_settings_partial_subset_keeps_the_others() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let expected = json!({"active_interval_ms": 20000, "active_ttl_ms": 45000,
-                          "background_ttl_ms": 1800000, "renew_margin_ms": 300000});
+                          "background_ttl_ms": 1800000, "renew_margin_ms": 300000,
+               "busy_message": null, "offline_message": null});
     assert_eq!(admin_account(&api, &acc).await["settings"], expected);
     let r = api
         .put(
@@ -1880,7 +1882,8 @@ async fn put_settings_partial_subset_keeps_the_others() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let expected = json!({"active_interval_ms": 10000, "active_ttl_ms": 45000,
-                          "background_ttl_ms": 1800000, "renew_margin_ms": 60000});
+                          "background_ttl_ms": 1800000, "renew_margin_ms": 60000,
+                          "busy_message": null, "offline_message": null});
     assert_eq!(admin_account(&api, &acc).await["settings"], expected);
     // New leases follow the settings.
     let hb = heartbeat(&api, &acc.owner_token, json!({})).await;
@@ -1912,7 +1915,8 @@ async fn put_settings_ttl_below_twice_interval_is_invalid_field() {
     assert_eq!(
         admin_account(&api, &acc).await["settings"],
         json!({"active_interval_ms": 20000, "active_ttl_ms": 60000,
-               "background_ttl_ms": 1800000, "renew_margin_ms": 300000}),
+               "background_ttl_ms": 1800000, "renew_margin_ms": 300000,
+               "busy_message": null, "offline_message": null}),
         "nothing stored"
     );
 }

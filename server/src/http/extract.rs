@@ -20,7 +20,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let token = bearer(&parts.headers)?;
         Ok(Bearer(crate::auth::token_hash(token)))
     }
 }
@@ -67,7 +67,7 @@ impl FromRequestParts<AppState> for Operator {
                 "account creation is disabled: start the server with --admin-token",
             ));
         };
-        let given = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let given = bearer(&parts.headers)?;
         if crate::auth::secure_eq(given.as_bytes(), expected.as_bytes()) {
             Ok(Operator)
         } else {
@@ -76,11 +76,42 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
-pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
+/// The token of `Authorization: Bearer <token>`. Missing or malformed: `401 unauthorized`;
+/// more than one `Authorization` header: `400 bad_request` (which one would count is
+/// ambiguous, and proxies disagree about it).
+pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(v) = all.next() else {
+        return Err(ApiError::unauthorized());
+    };
+    if all.next().is_some() {
+        return Err(ApiError::bad_request(
+            "send one Authorization header, not several",
+        ));
+    }
+    let v = v.to_str().map_err(|_| ApiError::unauthorized())?;
+    let (scheme, token) = v.split_once(' ').ok_or_else(ApiError::unauthorized)?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() {
+        Ok(token)
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// The one parameter of a path like `/v1/admin/agents/{id}`. A parameter that is not valid
+/// UTF-8 once percent-decoded answers `400 bad_request` in the contract's JSON shape.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(PathParam(v)),
+            Err(rej) => Err(ApiError::bad_request(format!("bad path parameter: {rej}"))),
+        }
+    }
 }
 
 /// The peer address, when the server was started with connect info.
@@ -135,9 +166,18 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
 
 /// Two steps so every shape problem is a 422: serde_json reports some wrong shapes (`null`
 /// for an enum) as syntax errors when deserialising straight from bytes.
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse<T: DeserializeOwned>(bytes: &[u8], want: Shape) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    // serde accepts a JSON array for a struct (fields by position); the contract does not.
+    match (want, &value) {
+        (Shape::Object, serde_json::Value::Object(_))
+        | (Shape::List, serde_json::Value::Array(_)) => {}
+        (Shape::Object, _) => {
+            return Err(ApiError::invalid_field("body", "expected a JSON object"));
+        }
+        (Shape::List, _) => return Err(ApiError::invalid_field("body", "expected a JSON array")),
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -159,18 +199,43 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+#[derive(Clone, Copy)]
+enum Shape {
+    Object,
+    List,
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        presence_protocol::ErrorCode::UnsupportedMediaType,
+        "send the body as Content-Type: application/json",
+    )
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let (is_json, bytes) = read_body(req, state).await?;
         if !is_json {
-            return Err(ApiError::new(
-                presence_protocol::ErrorCode::UnsupportedMediaType,
-                "send the body as Content-Type: application/json",
-            ));
+            return Err(unsupported_media_type());
         }
-        parse(&bytes).map(JsonBody)
+        parse(&bytes, Shape::Object).map(JsonBody)
+    }
+}
+
+/// A JSON array body (`PUT /v1/admin/groups`); otherwise like [`JsonBody`].
+pub struct JsonListBody<T>(pub Vec<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonListBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (is_json, bytes) = read_body(req, state).await?;
+        if !is_json {
+            return Err(unsupported_media_type());
+        }
+        parse(&bytes, Shape::List).map(JsonListBody)
     }
 }
 
@@ -191,11 +256,8 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
             return Ok(OptionalJsonBody(T::default()));
         }
         if !is_json {
-            return Err(ApiError::new(
-                presence_protocol::ErrorCode::UnsupportedMediaType,
-                "send the body as Content-Type: application/json",
-            ));
+            return Err(unsupported_media_type());
         }
-        parse(&bytes).map(OptionalJsonBody)
+        parse(&bytes, Shape::Object).map(OptionalJsonBody)
     }
 }

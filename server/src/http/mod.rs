@@ -4,18 +4,19 @@
 //! Every rejection axum would produce on its own (bad JSON, wrong content type, body too big,
 //! unknown path, wrong method) is rewritten here into the `{"error": {...}}` shape.
 
+mod conn;
 mod extract;
 mod layer;
 mod routes;
-mod sse;
+pub mod sse;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, patch, post, put};
 use presence_protocol::Settings;
 use tokio::net::TcpListener;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::Limits;
 use crate::auth::LoginLimiter;
 use crate::backend::Backend;
 use crate::error::ApiError;
@@ -39,8 +41,8 @@ pub struct AppState {
     pub admin_token: Option<Arc<str>>,
     /// Settings for new accounts (the server's timing flags).
     pub defaults: Settings,
-    /// Flips to true on shutdown; open event streams end.
-    pub shutdown: watch::Receiver<bool>,
+    /// What event streams need: the shutdown signal, the ping interval, the clock.
+    pub streams: sse::StreamConfig,
 }
 
 /// Serves the API on `listener` until `stop` turns true.
@@ -50,21 +52,38 @@ pub struct AppState {
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
-    mut stop: watch::Receiver<bool>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = ServiceBuilder::new()
         .layer(layer::RequestLayer::new())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .service(router(state));
-    let app = axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|v| *v).await;
-        })
-        .await
+        .service(router(state, limits.request_timeout));
+    conn::serve(listener, app, limits, stop).await
 }
 
-fn router(state: AppState) -> Router {
+/// Answers `503 unavailable` for a request not answered within its deadline, rather than
+/// leaving the client waiting or closing with an empty body. Event streams are not under
+/// it: they last as long as their reader reads.
+async fn deadline(
+    State(limit): State<Duration>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::unavailable(
+            format!(
+                "the request was not answered within {} ms",
+                limit.as_millis()
+            ),
+            1,
+        )
+        .into_response(),
+    }
+}
+
+fn router(state: AppState, request_timeout: Duration) -> Router {
     let widget_cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::OPTIONS])
@@ -77,6 +96,11 @@ fn router(state: AppState) -> Router {
             "/v1/widget/{widget_key}/status",
             get(routes::widget_status).options(preflight),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            deadline,
+        ))
+        // Streams are added after the deadline layer, so it does not wrap them.
         .route(
             "/v1/widget/{widget_key}/events",
             get(routes::widget_events).options(preflight),
@@ -93,18 +117,30 @@ fn router(state: AppState) -> Router {
         )
         .route("/v1/me", get(routes::me))
         .route("/v1/me/status", put(routes::set_status))
-        .route("/v1/me/events", get(routes::me_events))
+        .route(
+            "/v1/me/sessions/{session_id}",
+            delete(routes::end_my_session),
+        )
         .route("/v1/admin/account", get(routes::admin_account))
         .route("/v1/admin/agents", post(routes::create_agent))
         .route(
             "/v1/admin/agents/{id}",
             patch(routes::patch_agent).delete(routes::delete_agent),
         )
+        .route(
+            "/v1/admin/agents/{id}/status",
+            put(routes::admin_set_status),
+        )
         .route("/v1/admin/groups", put(routes::put_groups))
         .route("/v1/admin/opening-hours", put(routes::put_opening_hours))
         .route("/v1/admin/settings", put(routes::put_settings))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            deadline,
+        ))
+        .route("/v1/me/events", get(routes::me_events))
         .merge(widget)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,16 +1,19 @@
 //! Handlers: each one parses, checks the caller, calls the backend, and shapes the answer.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use presence_protocol::{
-    CreateAccountRequest, ErrorCode, Group, HeartbeatRequest, LoginRequest, NewAgentRequest,
-    OpeningHours, PatchAgentRequest, PushRegistration, SetStatusRequest, SettingsPatch,
+    AdminSetStatusRequest, CreateAccountRequest, ErrorCode, Group, HeartbeatRequest, LoginRequest,
+    NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration, SetStatusRequest,
+    SettingsPatch,
 };
 
 use super::AppState;
-use super::extract::{Admin, Auth, Bearer, ClientIp, JsonBody, Operator, OptionalJsonBody};
+use super::extract::{
+    Admin, Auth, Bearer, ClientIp, JsonBody, JsonListBody, Operator, OptionalJsonBody, PathParam,
+};
 use super::sse;
 use crate::error::{ApiError, ApiResult};
 
@@ -32,15 +35,16 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Response> {
-    if let Err(wait) = state.limiter.check(&req.account, &req.email, ip) {
-        return Err(ApiError::rate_limited(wait));
-    }
-    let (account, email) = (req.account.clone(), req.email.clone());
+    let attempt = state
+        .limiter
+        .begin(&req.account, &req.email, ip)
+        .await
+        .map_err(ApiError::rate_limited)?;
     match state.backend.login(req).await {
         Ok(resp) => Ok(Json(resp).into_response()),
         Err(e) => {
             if e.code == ErrorCode::InvalidCredentials {
-                state.limiter.record_failure(&account, &email, ip);
+                attempt.failed();
                 state
                     .metrics
                     .login_failures
@@ -74,6 +78,15 @@ pub async fn logout(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<S
     Ok(StatusCode::NO_CONTENT)
 }
 
+pub async fn end_my_session(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    PathParam(id): PathParam,
+) -> ApiResult<StatusCode> {
+    state.backend.end_own_session(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn put_push(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -102,7 +115,7 @@ pub async fn set_status(
 
 pub async fn me_events(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
     let s = state.backend.open_device_stream(&p).await?;
-    Ok(sse::device_stream(s, state.shutdown.clone()))
+    Ok(sse::device_stream(s, state.streams.clone()))
 }
 
 // ----- administration ------------------------------------------------------------------------
@@ -123,7 +136,7 @@ pub async fn create_agent(
 pub async fn patch_agent(
     State(state): State<AppState>,
     Admin(p): Admin,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     JsonBody(req): JsonBody<PatchAgentRequest>,
 ) -> ApiResult<Response> {
     Ok(Json(state.backend.patch_agent(&p, &id, req).await?).into_response())
@@ -132,16 +145,25 @@ pub async fn patch_agent(
 pub async fn delete_agent(
     State(state): State<AppState>,
     Admin(p): Admin,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<StatusCode> {
     state.backend.delete_agent(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+pub async fn admin_set_status(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    PathParam(id): PathParam,
+    JsonBody(req): JsonBody<AdminSetStatusRequest>,
+) -> ApiResult<Response> {
+    Ok(Json(state.backend.admin_set_status(&p, &id, req.status).await?).into_response())
+}
+
 pub async fn put_groups(
     State(state): State<AppState>,
     Admin(p): Admin,
-    JsonBody(groups): JsonBody<Vec<Group>>,
+    JsonListBody(groups): JsonListBody<Group>,
 ) -> ApiResult<Response> {
     Ok(Json(state.backend.put_groups(&p, groups).await?).into_response())
 }
@@ -182,7 +204,7 @@ fn matches_etag(headers: &HeaderMap, version: i64) -> bool {
 
 pub async fn widget_status(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    PathParam(key): PathParam,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let frame = state.backend.widget_view(&key).await?;
@@ -212,10 +234,10 @@ pub async fn widget_status(
 
 pub async fn widget_events(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    PathParam(key): PathParam,
 ) -> ApiResult<Response> {
     let s = state.backend.open_widget_stream(&key).await?;
-    Ok(sse::widget_stream(s, state.shutdown.clone()))
+    Ok(sse::widget_stream(s, state.streams.clone()))
 }
 
 // ----- operations ----------------------------------------------------------------------------

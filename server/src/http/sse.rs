@@ -1,9 +1,12 @@
 //! Server-sent event streams, built from frames encoded once per change.
 //!
 //! A device stream sends `snapshot` first, then `status`, `chatbox` and `session_ended`
-//! events; a widget stream sends `chatbox` events, the first at once. Both send a comment every
-//! [`KEEPALIVE`] so proxies keep them open, end when the server shuts down, and drop a reader
-//! that falls too far behind rather than slowing anyone else down.
+//! events; a widget stream sends `chatbox` events, the first at once. Both open with
+//! `retry: 2000`, carry `id:` on every `chatbox` (the view version) and `status` (`s` and the
+//! status version) event, send `event: ping` with the server time every [`PING_EVERY`] (so
+//! a page can tell a dead stream from a quiet one, and proxies keep it open), end when the
+//! server shuts down, and drop a reader that falls too far behind rather than slowing anyone
+//! else down.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,10 +20,33 @@ use futures_util::stream;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Interval, MissedTickBehavior, interval_at};
 
-use crate::backend::{AgentEvent, DeviceStream, WidgetStream};
+use presence_protocol::{PingEvent, event};
 
-pub const KEEPALIVE: Duration = Duration::from_secs(15);
-const KEEPALIVE_FRAME: &[u8] = b": keep-alive\n\n";
+use crate::backend::{AgentEvent, DeviceStream, WidgetStream, sse_frame};
+use crate::clock::Clock;
+
+/// Default interval of `ping` events.
+pub const PING_EVERY: Duration = Duration::from_secs(15);
+/// Sent first on every stream: how long a browser waits before reconnecting.
+const RETRY_FRAME: &[u8] = b"retry: 2000\n\n";
+
+/// What every stream needs besides its source.
+#[derive(Clone)]
+pub struct StreamConfig {
+    /// Flips to true on shutdown; open streams end.
+    pub shutdown: watch::Receiver<bool>,
+    pub ping_every: Duration,
+    pub clock: Clock,
+}
+
+fn ping_frame(clock: &Clock) -> Bytes {
+    sse_frame(
+        event::PING,
+        &PingEvent {
+            server_time: clock.now_ms(),
+        },
+    )
+}
 
 /// Resolves when the server shuts down. Made once per stream and kept pinned: re-creating a
 /// `changed()` future on every event would relink a waiter in the one list every stream
@@ -33,8 +59,8 @@ fn shutdown_future(mut rx: watch::Receiver<bool>) -> Shutdown {
     })
 }
 
-fn keepalive() -> Interval {
-    let mut i = interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+fn pings(every: Duration) -> Interval {
+    let mut i = interval_at(tokio::time::Instant::now() + every, every);
     i.set_missed_tick_behavior(MissedTickBehavior::Delay);
     i
 }
@@ -54,17 +80,27 @@ fn sse_response(body: Body) -> Response {
 struct DeviceState {
     first: Option<Bytes>,
     s: DeviceStream,
-    keepalive: Interval,
+    pings: Interval,
+    clock: Clock,
     shutdown: Shutdown,
     done: bool,
 }
 
-pub fn device_stream(s: DeviceStream, shutdown: watch::Receiver<bool>) -> Response {
+/// `retry:` and the first event, in one write.
+fn opening(first: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(RETRY_FRAME.len() + first.len());
+    b.extend_from_slice(RETRY_FRAME);
+    b.extend_from_slice(first);
+    Bytes::from(b)
+}
+
+pub fn device_stream(s: DeviceStream, cfg: StreamConfig) -> Response {
     let state = DeviceState {
-        first: Some(s.snapshot.clone()),
+        first: Some(opening(&s.snapshot)),
         s,
-        keepalive: keepalive(),
-        shutdown: shutdown_future(shutdown),
+        pings: pings(cfg.ping_every),
+        clock: cfg.clock,
+        shutdown: shutdown_future(cfg.shutdown),
         done: false,
     };
     let st = stream::unfold(state, |mut st| async move {
@@ -97,8 +133,9 @@ pub fn device_stream(s: DeviceStream, shutdown: watch::Receiver<bool>) -> Respon
                     let frame = st.s.views.borrow_and_update().sse.clone();
                     return Some((Ok(frame), st));
                 }
-                _ = st.keepalive.tick() => {
-                    return Some((Ok(Bytes::from_static(KEEPALIVE_FRAME)), st));
+                _ = st.pings.tick() => {
+                    let frame = ping_frame(&st.clock);
+                    return Some((Ok(frame), st));
                 }
             }
         }
@@ -109,21 +146,23 @@ pub fn device_stream(s: DeviceStream, shutdown: watch::Receiver<bool>) -> Respon
 struct WidgetState {
     first: bool,
     s: WidgetStream,
-    keepalive: Interval,
+    pings: Interval,
+    clock: Clock,
     shutdown: Shutdown,
 }
 
-pub fn widget_stream(s: WidgetStream, shutdown: watch::Receiver<bool>) -> Response {
+pub fn widget_stream(s: WidgetStream, cfg: StreamConfig) -> Response {
     let state = WidgetState {
         first: true,
         s,
-        keepalive: keepalive(),
-        shutdown: shutdown_future(shutdown),
+        pings: pings(cfg.ping_every),
+        clock: cfg.clock,
+        shutdown: shutdown_future(cfg.shutdown),
     };
     let st = stream::unfold(state, |mut st| async move {
         if st.first {
             st.first = false;
-            let frame = st.s.views.borrow_and_update().sse.clone();
+            let frame = opening(&st.s.views.borrow_and_update().sse);
             return Some((Ok::<_, Infallible>(frame), st));
         }
         tokio::select! {
@@ -136,7 +175,10 @@ pub fn widget_stream(s: WidgetStream, shutdown: watch::Receiver<bool>) -> Respon
                 let frame = st.s.views.borrow_and_update().sse.clone();
                 Some((Ok(frame), st))
             }
-            _ = st.keepalive.tick() => Some((Ok(Bytes::from_static(KEEPALIVE_FRAME)), st)),
+            _ = st.pings.tick() => {
+                let frame = ping_frame(&st.clock);
+                Some((Ok(frame), st))
+            }
         }
     });
     sse_response(Body::from_stream(st))

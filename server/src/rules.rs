@@ -1,0 +1,124 @@
+//! The domain rules every backend obeys, written once and free of storage and I/O.
+//!
+//! A backend stores, times and fans out; what it stores and when is decided here:
+//! - **Intent ordering**: the latest `intent_at` on the server's time scale wins, ties go to
+//!   the higher op id, and an intent more than [`MAX_FUTURE_INTENT_MS`] ahead of the server is
+//!   clamped to now ([`clamp_intent`], [`supersedes`]).
+//! - **Admin changes** win over every earlier intent ([`admin_intent`]).
+//! - **Lease terms**: a background lease only for a session that can be woken by push
+//!   ([`lease_terms`]); the renew push goes `renew_margin_ms` before it ends ([`renew_at`]).
+//! - **Push targeting**: a status change is pushed to the agent's other sessions that have no
+//!   open stream ([`wants_status_push`]); a session that ended for any reason but its own
+//!   logout is told by push ([`wants_end_push`]).
+
+use presence_protocol::{EndReason, Mode, Settings};
+
+/// Status ops more than this far in the server's future are clamped to now.
+pub const MAX_FUTURE_INTENT_MS: i64 = 5_000;
+
+/// The `intent_at` a status op is ordered by: the client's, unless missing or too far ahead.
+pub fn clamp_intent(requested: Option<i64>, now: i64) -> i64 {
+    match requested {
+        Some(t) if t > now + MAX_FUTURE_INTENT_MS => now,
+        Some(t) => t,
+        None => now,
+    }
+}
+
+/// True when an op (`intent_at`, `op_id`) replaces the current status.
+pub fn supersedes(intent_at: i64, op_id: &str, current_intent_at: i64, current_op: &str) -> bool {
+    intent_at > current_intent_at || (intent_at == current_intent_at && op_id > current_op)
+}
+
+/// The intent of an admin's change: now, or just after the current intent if a device's
+/// clock-skewed intent sits ahead of now, so the admin's change always applies.
+pub fn admin_intent(now: i64, current_intent_at: i64) -> i64 {
+    now.max(current_intent_at + 1)
+}
+
+/// (interval, ttl) of a session's lease: background terms only with a push registration.
+pub fn lease_terms(settings: &Settings, mode: Mode, has_push: bool) -> (i64, i64) {
+    if mode == Mode::Background && has_push {
+        (
+            (settings.background_ttl_ms - settings.renew_margin_ms).max(1),
+            settings.background_ttl_ms,
+        )
+    } else {
+        (settings.active_interval_ms, settings.active_ttl_ms)
+    }
+}
+
+/// When the renew push for a lease goes out, if the session gets one at all.
+pub fn renew_at(mode: Mode, has_push: bool, lease_until: i64, renew_margin: i64) -> Option<i64> {
+    (mode == Mode::Background && has_push).then(|| lease_until - renew_margin)
+}
+
+/// Whether a status change made by `origin` is pushed to `session`.
+pub fn wants_status_push(session: &str, origin: Option<&str>, connected: bool) -> bool {
+    Some(session) != origin && !connected
+}
+
+/// Whether a session that ended for `reason` is told so by push. Its own logout is not (the
+/// device asked for it), but a sign-out from another device is, through
+/// [`EndReason::Logout`] with `by_other_device`.
+pub fn wants_end_push(reason: EndReason, by_other_device: bool) -> bool {
+    reason != EndReason::Logout || by_other_device
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_intent_wins_and_ties_go_to_the_higher_op_id() {
+        assert!(supersedes(2, "a", 1, "z"));
+        assert!(!supersedes(1, "z", 2, "a"));
+        assert!(supersedes(5, "b", 5, "a"));
+        assert!(!supersedes(5, "a", 5, "a"));
+    }
+
+    #[test]
+    fn intents_far_in_the_future_are_clamped_to_now() {
+        assert_eq!(clamp_intent(None, 100), 100);
+        assert_eq!(clamp_intent(Some(100 + MAX_FUTURE_INTENT_MS), 100), 5_100);
+        assert_eq!(clamp_intent(Some(101 + MAX_FUTURE_INTENT_MS), 100), 100);
+        assert_eq!(clamp_intent(Some(7), 100), 7);
+    }
+
+    #[test]
+    fn an_admin_change_beats_an_intent_ahead_of_now() {
+        assert_eq!(admin_intent(100, 50), 100);
+        assert_eq!(admin_intent(100, 4_000), 4_001);
+    }
+
+    #[test]
+    fn background_terms_need_push() {
+        let s = Settings::default();
+        assert_eq!(lease_terms(&s, Mode::Background, false), (20_000, 60_000));
+        assert_eq!(
+            lease_terms(&s, Mode::Background, true),
+            (1_500_000, 1_800_000)
+        );
+        assert_eq!(
+            renew_at(Mode::Background, true, 1_000_000, 300),
+            Some(999_700)
+        );
+        assert_eq!(renew_at(Mode::Active, true, 1_000_000, 300), None);
+        assert_eq!(renew_at(Mode::Background, false, 1_000_000, 300), None);
+    }
+
+    #[test]
+    fn status_pushes_skip_the_origin_and_connected_sessions() {
+        assert!(wants_status_push("b", Some("a"), false));
+        assert!(!wants_status_push("a", Some("a"), false));
+        assert!(!wants_status_push("b", Some("a"), true));
+        assert!(wants_status_push("b", None, false));
+    }
+
+    #[test]
+    fn own_logout_is_not_pushed_but_a_remote_sign_out_is() {
+        assert!(!wants_end_push(EndReason::Logout, false));
+        assert!(wants_end_push(EndReason::Logout, true));
+        assert!(wants_end_push(EndReason::Expired, false));
+    }
+}
