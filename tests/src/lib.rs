@@ -268,6 +268,7 @@ impl Api {
         Sse {
             stream: Box::pin(resp.bytes_stream()),
             buf: String::new(),
+            retry: None,
         }
     }
 }
@@ -310,12 +311,16 @@ type ByteStream =
 pub struct Sse {
     stream: ByteStream,
     buf: String,
+    /// The last `retry:` value the stream sent.
+    pub retry: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Event {
     pub name: String,
     pub data: Value,
+    /// The event's `id:` line, if it had one.
+    pub id: Option<String>,
 }
 
 impl Sse {
@@ -334,18 +339,23 @@ impl Sse {
                 let frame: String = self.buf.drain(..pos + 2).collect();
                 let mut name = String::from("message");
                 let mut data = String::new();
+                let mut id = None;
                 for line in frame.lines() {
                     if let Some(v) = line.strip_prefix("event:") {
                         name = v.trim().to_owned();
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.trim_start());
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("retry:") {
+                        self.retry = Some(v.trim().to_owned());
                     }
                 }
                 if data.is_empty() {
-                    continue; // a comment / keep-alive
+                    continue; // a comment, or a `retry:` line on its own
                 }
                 let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
-                return Ok(Some(Event { name, data }));
+                return Ok(Some(Event { name, data, id }));
             }
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
                 Err(_) => return Err(()),
@@ -520,6 +530,7 @@ impl Api {
             Sse {
                 stream: Box::pin(resp.bytes_stream()),
                 buf: String::new(),
+                retry: None,
             },
         )
     }
