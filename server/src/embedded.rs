@@ -557,7 +557,12 @@ impl Embedded {
         let now = clock.now_ms();
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
-        let dummy_hash = auth::hash_password("presence-dummy-password").unwrap_or_default();
+        // On a thread of its own, so its hashing memory goes when the thread does.
+        let dummy_hash = std::thread::spawn(|| auth::hash_password("presence-dummy-password"))
+            .join()
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         let mut st = State::default();
         let mut fx = Effects::default();
         for a in loaded.accounts {

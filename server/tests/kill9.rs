@@ -2,59 +2,13 @@
 //! acknowledged status change and every live session survives, and restored sessions get a
 //! grace lease so the chat box does not flap offline.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
+use common::{call, spawn};
 use serde_json::{Value, json};
-
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary and waits for its `listening on http://ADDR` line.
-fn spawn(dir: &std::path::Path, listen: &str) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presence-server"))
-        .args(["--listen", listen, "--admin-token", "t0ken", "--data-dir"])
-        .arg(dir)
-        .env("PRESENCE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn presence-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    Proc { child, url }
-}
-
-async fn call(c: &reqwest::Client, m: reqwest::Method, url: String, tok: &str, b: Value) -> Value {
-    let r = c
-        .request(m, url)
-        .bearer_auth(tok)
-        .json(&b)
-        .send()
-        .await
-        .expect("request");
-    assert!(r.status().is_success(), "status {}", r.status());
-    r.json().await.unwrap_or(Value::Null)
-}
 
 #[tokio::test]
 async fn sigkill_loses_no_acknowledged_status_or_session() {
