@@ -62,7 +62,7 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
         let resp = json!({"applied": true, "status": status}).to_string();
         let t = Instant::now();
         store
-            .status_op(&agent.id, &op_id)
+            .status_op(&agent.id, &op_id, 0)
             .map_err(|err| format!("status_op: {err}"))?;
         store
             .record_status_op(&agent.id, &op_id, Some(&status), &resp, 0)

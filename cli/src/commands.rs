@@ -457,7 +457,7 @@ async fn chatbox(ctx: &Ctx, key: &str, watch: bool, json: bool) -> Result<ExitCo
     let mut last: Option<presence_core::ChatboxView> = None;
     loop {
         let session = async {
-            // The server sends a keep-alive comment every 15 s; three missed ones mean the
+            // The server sends a `ping` event every 15 s; three missed ones mean the
             // connection is dead.
             let mut stream =
                 ChatboxStream::open(&url, key, REQUEST_TIMEOUT, Duration::from_secs(45)).await?;

@@ -27,22 +27,41 @@ pub fn connection(c: Connection) -> &'static str {
 
 /// `online (agents_online)`, then one indented line per group.
 pub fn chatbox(c: &ChatboxView, indent: &str) -> String {
-    let mut out = format!("{} ({})", c.status.as_str(), reason(c));
+    let mut out = format!(
+        "{} ({}){}",
+        c.status.as_str(),
+        reason(c),
+        message(&c.message)
+    );
     for g in &c.groups {
         let _ = write!(
             out,
-            "\n{indent}{:<12} {} ({})",
+            "\n{indent}{:<12} {} ({}){}",
             g.key,
             g.status.as_str(),
-            json_name(&g.reason)
+            json_name(&g.reason),
+            message(&g.message)
         );
     }
     out
 }
 
+/// `: "the message"` when the chat box carries one (busy or offline), else nothing.
+fn message(m: &Option<String>) -> String {
+    match m {
+        Some(m) => format!(": {m:?}"),
+        None => String::new(),
+    }
+}
+
 /// One line: `online (agents_online)  sales=online support=busy`.
 pub fn chatbox_line(c: &ChatboxView) -> String {
-    let mut out = format!("{} ({})", c.status.as_str(), reason(c));
+    let mut out = format!(
+        "{} ({}){}",
+        c.status.as_str(),
+        reason(c),
+        message(&c.message)
+    );
     for g in &c.groups {
         let _ = write!(out, "  {}={}", g.key, g.status.as_str());
     }

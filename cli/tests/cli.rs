@@ -592,3 +592,29 @@ async fn watch_rides_out_a_server_restart() {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_and_chatbox_print_the_chat_box_message() {
+    let server = TestServer::start().await;
+    let acct = server.create_account("cli-message").await;
+    let owner = server.raw_login(&acct, "admin-console").await;
+    let (status, body) = common::http(
+        "PUT",
+        &format!("{}/v1/admin/settings", server.url()),
+        Some(&owner),
+        Some(serde_json::json!({"offline_message": "Back at nine"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url(), &acct).await;
+    let o = run(dir.path(), None, &["chatbox", &acct.widget_key]).await;
+    ok(&o, "chatbox");
+    assert_eq!(
+        o.stdout.trim(),
+        "offline (no_agents_online): \"Back at nine\""
+    );
+    let o = run(dir.path(), None, &["show"]).await;
+    ok(&o, "show");
+    assert!(o.stdout.contains("\"Back at nine\""), "{}", o.stdout);
+}

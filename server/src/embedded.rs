@@ -44,6 +44,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, broadcast, watch};
 
+use crate::Retention;
 use crate::auth::{self, TokenHash};
 use crate::backend::{
     AgentEvent, Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream,
@@ -205,6 +206,9 @@ struct State {
     /// (account id, device id) -> that device's live session
     devices: HashMap<(Arc<str>, String), Arc<str>>,
     tokens: std::collections::HashMap<TokenHash, TokenEntry, DigestHasher>,
+    /// Tokens of ended sessions, oldest first, with when they ended: pruned after the
+    /// retention (see [`State::prune_ended`]).
+    ended: std::collections::VecDeque<(i64, TokenHash)>,
     timers: BTreeSet<Timer>,
     dirty_leases: HashSet<Arc<str>>,
     /// agent id -> keyed hash of a password that argon2 already accepted (see `verifier`).
@@ -224,6 +228,7 @@ struct Inner {
     clock: Clock,
     pusher: Pusher,
     hasher: Arc<HashPool>,
+    retention: Retention,
     metrics: Arc<Metrics>,
     sweeper_wake: Notify,
     device_streams: AtomicU64,
@@ -324,8 +329,8 @@ impl State {
     }
 
     /// Ends a live session in memory and tells its stream. The caller commits to the store.
-    fn end_session_mem(&mut self, session_id: &str, reason: EndReason, fx: &mut Effects) {
-        self.end_session_by(session_id, reason, false, fx);
+    fn end_session_mem(&mut self, session_id: &str, reason: EndReason, now: i64, fx: &mut Effects) {
+        self.end_session_by(session_id, reason, false, now, fx);
     }
 
     /// [`State::end_session_mem`], saying whether another device of the agent asked for it
@@ -335,6 +340,7 @@ impl State {
         session_id: &str,
         reason: EndReason,
         by_other_device: bool,
+        now: i64,
         fx: &mut Effects,
     ) {
         let Some(s) = self.sessions.remove(session_id) else {
@@ -345,6 +351,7 @@ impl State {
             self.devices.remove(&device_key);
         }
         self.tokens.insert(s.token_hash, TokenEntry::Ended);
+        self.ended.push_back((now, s.token_hash));
         self.dirty_leases.remove(session_id);
         if let Some(agent) = self.agents.get_mut(&s.agent_id) {
             agent.sessions.remove(session_id);
@@ -401,6 +408,23 @@ impl State {
                 ));
             }
         }
+    }
+
+    /// Forgets ended sessions' tokens that ended before `cutoff` (they answer `unauthorized`
+    /// from then on). Returns how many.
+    fn prune_ended(&mut self, cutoff: i64) -> usize {
+        let mut n = 0;
+        while let Some(&(at, h)) = self.ended.front() {
+            if at >= cutoff {
+                break;
+            }
+            self.ended.pop_front();
+            if matches!(self.tokens.get(&h), Some(TokenEntry::Ended)) {
+                self.tokens.remove(&h);
+            }
+            n += 1;
+        }
+        n
     }
 
     /// The session a token belongs to, if it is still live at `now`.
@@ -549,12 +573,13 @@ impl Embedded {
         store: Store,
         pusher: Pusher,
         hasher: Arc<HashPool>,
+        retention: Retention,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Embedded, rusqlite::Error> {
         let clock = Clock::new();
-        let loaded = store.load()?;
         let now = clock.now_ms();
+        let loaded = store.load(now - retention_ms(retention.ended_sessions))?;
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         // On a thread of its own, so its hashing memory goes when the thread does.
@@ -623,11 +648,12 @@ impl Embedded {
                 },
             );
         }
-        for t in loaded.ended_tokens {
+        for (t, ended_at) in loaded.ended_tokens {
             if let Ok(bytes) = hex::decode(&t)
                 && let Ok(h) = <TokenHash>::try_from(bytes.as_slice())
             {
                 st.tokens.insert(h, TokenEntry::Ended);
+                st.ended.push_back((ended_at, h));
             }
         }
         for s in loaded.sessions {
@@ -688,6 +714,7 @@ impl Embedded {
             clock,
             pusher,
             hasher,
+            retention,
             metrics,
             sweeper_wake: Notify::new(),
             device_streams: AtomicU64::new(0),
@@ -764,7 +791,34 @@ fn flush_once(inner: &Inner) {
     }
 }
 
-/// Every [`FLUSH_EVERY`]: writes the in-memory leases, then checkpoints the database log.
+/// Forgets what is past its retention: ended sessions' tokens (memory and disk) and status
+/// op ids (disk).
+fn prune_once(inner: &Inner) {
+    let now = inner.clock.now_ms();
+    let sessions_before = now - retention_ms(inner.retention.ended_sessions);
+    let ops_before = now - retention_ms(inner.retention.status_ops);
+    let forgotten = inner.state.lock().prune_ended(sessions_before);
+    match inner.store.prune(sessions_before, ops_before) {
+        Ok((sessions, ops)) => {
+            inner
+                .metrics
+                .pruned_sessions
+                .fetch_add(sessions.max(forgotten) as u64, Relaxed);
+            inner
+                .metrics
+                .pruned_status_ops
+                .fetch_add(ops as u64, Relaxed);
+        }
+        Err(e) => tracing::warn!(error = %e, "pruning old history failed; will retry"),
+    }
+}
+
+fn retention_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// Every [`FLUSH_EVERY`]: writes the in-memory leases, prunes history past its retention,
+/// then checkpoints the database log.
 /// Both block on the disk, so they run on the blocking pool, never on a runtime worker.
 async fn flusher(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(FLUSH_EVERY);
@@ -777,6 +831,7 @@ async fn flusher(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
         let work = inner.clone();
         let done = tokio::task::spawn_blocking(move || {
             flush_once(&work);
+            prune_once(&work);
             work.store.checkpoint()
         })
         .await;
@@ -846,7 +901,7 @@ fn sweep_once(inner: &Inner) -> Option<i64> {
                     continue;
                 }
                 let account = s.account_id.clone();
-                st.end_session_mem(&id, EndReason::Expired, &mut fx);
+                st.end_session_mem(&id, EndReason::Expired, now, &mut fx);
                 ended.push((id.to_string(), EndReason::Expired));
                 touched.insert(account);
             }
@@ -1108,7 +1163,7 @@ impl Backend for Embedded {
                 .store
                 .insert_session(&row, replaces.as_deref(), now)?;
             if let Some(old) = &replaces {
-                st.end_session_mem(old, EndReason::Replaced, &mut fx);
+                st.end_session_mem(old, EndReason::Replaced, now, &mut fx);
             }
             st.sessions.insert(
                 session_id.clone(),
@@ -1225,7 +1280,7 @@ impl Backend for Embedded {
             self.inner
                 .store
                 .end_sessions(&[(p.session_id.to_string(), EndReason::Logout)], now)?;
-            st.end_session_mem(&p.session_id, EndReason::Logout, &mut fx);
+            st.end_session_mem(&p.session_id, EndReason::Logout, now, &mut fx);
             st.recompute(
                 &p.account_id,
                 now,
@@ -1255,7 +1310,7 @@ impl Backend for Embedded {
                 .store
                 .end_sessions(&[(id.to_string(), EndReason::Logout)], now)?;
             let by_other = id != p.session_id;
-            st.end_session_by(&id, EndReason::Logout, by_other, &mut fx);
+            st.end_session_by(&id, EndReason::Logout, by_other, now, &mut fx);
             st.recompute(
                 &p.account_id,
                 now,
@@ -1306,7 +1361,8 @@ impl Backend for Embedded {
         let resp = {
             let mut st = self.inner.state.lock();
             let now = self.inner.clock.now_ms();
-            if let Some(prev) = self.inner.store.status_op(&p.agent_id, &req.op_id)? {
+            let since = now - retention_ms(self.inner.retention.status_ops);
+            if let Some(prev) = self.inner.store.status_op(&p.agent_id, &req.op_id, since)? {
                 return serde_json::from_str(&prev).map_err(ApiError::internal);
             }
             let device_id = st.sessions.get(&p.session_id).map(|s| s.device.id.clone());
@@ -1562,7 +1618,7 @@ impl Backend for Embedded {
             let now = self.inner.clock.now_ms();
             self.inner.store.delete_agent(id, now)?;
             for s in sessions {
-                st.end_session_mem(&s, EndReason::Removed, &mut fx);
+                st.end_session_mem(&s, EndReason::Removed, now, &mut fx);
             }
             st.agents.remove(id);
             st.verified.remove(id);
@@ -1762,6 +1818,7 @@ impl Backend for Embedded {
         let st = self.inner.state.lock();
         Gauges {
             live_sessions: st.sessions.len() as u64,
+            ended_tokens: st.ended.len() as u64,
             device_subscribers: self.inner.device_streams.load(Relaxed),
             widget_subscribers: self.inner.widget_streams.load(Relaxed),
             accounts: st.accounts.len() as u64,

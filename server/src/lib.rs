@@ -208,6 +208,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         store,
         pusher,
         hashing::HashPool::new(config.limits.password_hash_concurrency),
+        config.retention,
         metrics.clone(),
         shutdown_rx.clone(),
     )

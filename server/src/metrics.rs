@@ -15,12 +15,18 @@ pub struct Metrics {
     pub push_sends: AtomicU64,
     pub push_failures: AtomicU64,
     pub view_changes: AtomicU64,
+    /// Ended sessions forgotten after their retention.
+    pub pruned_sessions: AtomicU64,
+    /// Status op ids forgotten after their retention.
+    pub pruned_status_ops: AtomicU64,
 }
 
 /// Point-in-time gauges supplied by the backend.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Gauges {
     pub live_sessions: u64,
+    /// Ended sessions whose tokens are still remembered (within the retention).
+    pub ended_tokens: u64,
     pub device_subscribers: u64,
     pub widget_subscribers: u64,
     pub accounts: u64,
@@ -80,6 +86,16 @@ impl Metrics {
             "Chat box view changes published.",
             self.view_changes.load(Relaxed),
         );
+        counter(
+            "presence_pruned_sessions_total",
+            "Ended sessions forgotten after their retention.",
+            self.pruned_sessions.load(Relaxed),
+        );
+        counter(
+            "presence_pruned_status_ops_total",
+            "Status op ids forgotten after their retention.",
+            self.pruned_status_ops.load(Relaxed),
+        );
         let mut gauge = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
@@ -102,6 +118,11 @@ impl Metrics {
             "presence_widget_sse_subscribers",
             "Open widget event streams.",
             g.widget_subscribers,
+        );
+        gauge(
+            "presence_ended_sessions_remembered",
+            "Ended sessions whose tokens still answer session_expired.",
+            g.ended_tokens,
         );
         gauge("presence_accounts", "Accounts.", g.accounts);
         out

@@ -159,8 +159,9 @@ pub struct Loaded {
     pub agents: Vec<AgentRow>,
     /// Sessions that had not ended.
     pub sessions: Vec<SessionRow>,
-    /// Token hashes of sessions that ended, so their tokens answer `session_expired`.
-    pub ended_tokens: Vec<String>,
+    /// Token hashes of sessions that ended within the retention, with when they ended, oldest
+    /// first, so their tokens answer `session_expired`.
+    pub ended_tokens: Vec<(String, i64)>,
 }
 
 pub struct Store {
@@ -256,6 +257,9 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Checkpoints run on their own connection (see `checkpoint`), never inside a commit.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After a checkpoint the log file is cut back to this, so it does not stay at its
+        // largest size for good.
+        conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -360,7 +364,9 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
     }
 
-    pub fn load(&self) -> StoreResult<Loaded> {
+    /// Everything a restart needs; ended sessions only if they ended at `ended_since` or
+    /// later (older ones are past their retention).
+    pub fn load(&self, ended_since: i64) -> StoreResult<Loaded> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, slug, name, widget_key, settings, opening_hours, groups_json, view_version
@@ -448,11 +454,13 @@ impl Store {
                 })
             })?
             .collect::<StoreResult<Vec<_>>>()?;
-        let mut stmt =
-            conn.prepare("SELECT token_hash FROM sessions WHERE ended_reason IS NOT NULL")?;
+        let mut stmt = conn.prepare(
+            "SELECT token_hash, ended_at FROM sessions
+             WHERE ended_reason IS NOT NULL AND ended_at >= ?1 ORDER BY ended_at",
+        )?;
         let ended_tokens = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<StoreResult<Vec<String>>>()?;
+            .query_map([ended_since], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<StoreResult<Vec<(String, i64)>>>()?;
         Ok(Loaded {
             accounts,
             agents,
@@ -653,13 +661,55 @@ impl Store {
         Ok(())
     }
 
-    /// The stored answer to an earlier status op with this id, if any.
-    pub fn status_op(&self, agent_id: &str, op_id: &str) -> StoreResult<Option<String>> {
+    /// The stored answer to an earlier status op with this id recorded at `since` or later,
+    /// if any.
+    pub fn status_op(
+        &self,
+        agent_id: &str,
+        op_id: &str,
+        since: i64,
+    ) -> StoreResult<Option<String>> {
         self.conn
             .lock()
-            .prepare_cached("SELECT response FROM status_ops WHERE agent_id = ?1 AND op_id = ?2")?
-            .query_row(params![agent_id, op_id], |r| r.get(0))
+            .prepare_cached(
+                "SELECT response FROM status_ops
+                 WHERE agent_id = ?1 AND op_id = ?2 AND created_at >= ?3",
+            )?
+            .query_row(params![agent_id, op_id, since], |r| r.get(0))
             .optional()
+    }
+
+    /// Deletes ended sessions that ended before `sessions_before` and status ops recorded
+    /// before `ops_before`, in batches so no single transaction holds the writer long.
+    /// Blocking: call off the runtime. Returns (sessions, ops) deleted.
+    pub fn prune(&self, sessions_before: i64, ops_before: i64) -> StoreResult<(usize, usize)> {
+        const BATCH: i64 = 1000;
+        let mut total = (0, 0);
+        loop {
+            let (s, o) = {
+                let conn = self.write();
+                in_tx(&conn, |tx| {
+                    let s = tx
+                        .prepare_cached(
+                            "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions
+                             WHERE ended_reason IS NOT NULL AND ended_at < ?1 LIMIT ?2)",
+                        )?
+                        .execute(params![sessions_before, BATCH])?;
+                    let o = tx
+                        .prepare_cached(
+                            "DELETE FROM status_ops WHERE (agent_id, op_id) IN
+                             (SELECT agent_id, op_id FROM status_ops WHERE created_at < ?1 LIMIT ?2)",
+                        )?
+                        .execute(params![ops_before, BATCH])?;
+                    Ok((s, o))
+                })?
+            };
+            total.0 += s;
+            total.1 += o;
+            if (s as i64) < BATCH && (o as i64) < BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// Records a status op and its answer; when `applied`, also the agent's new status. One
@@ -909,7 +959,7 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        let loaded = store.load().unwrap();
+        let loaded = store.load(0).unwrap();
         assert_eq!(loaded.accounts.len(), 1);
         assert_eq!(loaded.accounts[0].slug, "acme");
         assert_eq!(loaded.accounts[0].view_version, 0);

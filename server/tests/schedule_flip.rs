@@ -29,6 +29,7 @@ async fn closing_time_publishes_offline_without_a_request() {
         Store::open_dir(dir.path()).unwrap(),
         Pusher::new(vec![], metrics.clone()),
         presence_server::hashing::HashPool::new(1),
+        presence_server::Retention::default(),
         metrics,
         stop_rx,
     )
