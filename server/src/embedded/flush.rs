@@ -1,0 +1,92 @@
+//! The flusher: leases written in batches, history past its retention pruned, and the
+//! database log checkpointed, all on the blocking pool, never inside a request.
+
+use super::*;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use presence_protocol::Mode;
+use tokio::sync::watch;
+
+pub(super) fn flush_once(inner: &Inner) {
+    let leases = {
+        let mut st = inner.state.lock();
+        let dirty = std::mem::take(&mut st.dirty_leases);
+        let leases: Vec<(String, Mode, i64)> = dirty
+            .iter()
+            .filter_map(|id| st.sessions.get(id))
+            .map(|s| (s.id.to_string(), s.mode, s.lease_until))
+            .collect();
+        leases
+    };
+    if let Err(e) = inner.store.flush_leases(&leases) {
+        tracing::error!(error = %e, "lease flush failed; will retry");
+        let mut st = inner.state.lock();
+        for (id, _, _) in leases {
+            st.dirty_leases.insert(arc(&id));
+        }
+    }
+}
+
+/// Forgets what is past its retention: ended sessions' tokens (memory and disk) and status
+/// op ids (disk).
+pub(super) fn prune_once(inner: &Inner) {
+    let now = inner.clock.now_ms();
+    let sessions_before = now - retention_ms(inner.retention.ended_sessions);
+    let ops_before = now - retention_ms(inner.retention.status_ops);
+    let forgotten = inner.state.lock().prune_ended(sessions_before);
+    match inner.store.prune(sessions_before, ops_before) {
+        Ok((sessions, ops)) => {
+            inner
+                .metrics
+                .pruned_sessions
+                .fetch_add(sessions.max(forgotten) as u64, Relaxed);
+            inner
+                .metrics
+                .pruned_status_ops
+                .fetch_add(ops as u64, Relaxed);
+        }
+        Err(e) => tracing::warn!(error = %e, "pruning old history failed; will retry"),
+    }
+}
+
+pub(super) fn retention_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// Every [`FLUSH_EVERY`]: writes the in-memory leases, prunes history past its retention,
+/// then checkpoints the database log.
+/// Both block on the disk, so they run on the blocking pool, never on a runtime worker.
+pub(super) async fn flusher(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.changed() => true,
+        };
+        let work = inner.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            flush_once(&work);
+            prune_once(&work);
+            work.store.checkpoint()
+        })
+        .await;
+        match done {
+            Ok(Ok(c)) if c.restarted => {
+                tracing::info!(
+                    frames = c.log_frames,
+                    "database log restarted after a long busy spell"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "flush task failed"),
+        }
+        if last {
+            return;
+        }
+    }
+}

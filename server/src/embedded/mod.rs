@@ -1,0 +1,197 @@
+//! The embedded backend: all hot state in memory, durable state in SQLite ([`Store`]).
+//!
+//! # Shape
+//! One `State` behind one mutex holds accounts, agents, live sessions, token hashes, the
+//! timer set and the fan-out channels. Critical sections are short and never await; the
+//! SQLite commit of an acknowledged change happens inside the section, so memory and disk
+//! agree on the order of changes.
+//!
+//! # Leases and the sweeper
+//! A heartbeat only moves `lease_until` in memory and marks the session dirty; a flusher
+//! writes dirty leases in one transaction every [`FLUSH_EVERY`]. Timers (lease ends, renew
+//! pushes, opening-hours flips) sit in one ordered set; each session has at most one live
+//! expiry entry (`scheduled_expiry`), and a heartbeat that moves the lease later leaves it in
+//! place: when it fires, the sweeper sees the later lease and re-arms. So heartbeats touch no
+//! ordered structure at all, and the sweeper wakes within a millisecond of a lease end.
+//!
+//! # Fan-out
+//! Each account has a `watch` channel of its current chat box view (widget streams and the
+//! `chatbox` events of device streams); a watch never blocks the publisher and a slow reader
+//! simply sees the newest view. Each agent has a `broadcast` channel of status and
+//! session-ended events; a reader that lags is disconnected (it reconnects and gets a fresh
+//! snapshot). Frames are encoded once per change, not once per subscriber.
+//!
+//! # Files
+//! - `state.rs`: the memory (accounts, agents, sessions, tokens, timers) and the in-memory
+//!   half of each change: views recomputed, statuses applied, sessions ended.
+//! - `ops.rs`: the [`Backend`](crate::backend::Backend) operations: validate, commit, then
+//!   change memory and publish, under the lock.
+//! - `restore.rs`: start-up from the store, with grace leases.
+//! - `timers.rs`: the sweeper (lease ends, renew pushes, opening-hours flips).
+//! - `flush.rs`: the flusher (leases, pruning, checkpoints).
+//!
+//! The rules themselves (intent ordering, lease terms, push targeting) live in
+//! [`crate::rules`], shared with any other backend.
+
+mod flush;
+mod ops;
+mod restore;
+mod state;
+mod timers;
+
+use flush::*;
+use state::*;
+use timers::*;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use presence_protocol::{AccountInfo, AgentStatus, Heartbeat, Role, StatusView};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::Retention;
+use crate::auth::{self};
+use crate::backend::Principal;
+use crate::clock::Clock;
+use crate::error::{ApiError, ApiResult};
+use crate::hashing::HashPool;
+use crate::metrics::Metrics;
+use crate::push::Pusher;
+use crate::rules;
+use crate::store::Store;
+
+/// How often in-memory leases are written to SQLite.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Buffered events per agent before a slow device stream is dropped.
+const AGENT_EVENT_BUFFER: usize = 256;
+/// View versions are reserved on disk this many at a time, so a crash can skip versions but
+/// never reuse one, at the cost of one small write per this many view changes.
+const VIEW_VERSION_BLOCK: i64 = 1000;
+
+struct Inner {
+    state: Mutex<State>,
+    store: Store,
+    clock: Clock,
+    pusher: Pusher,
+    hasher: Arc<HashPool>,
+    retention: Retention,
+    metrics: Arc<Metrics>,
+    sweeper_wake: Notify,
+    device_streams: AtomicU64,
+    widget_streams: AtomicU64,
+    /// Key for the verified-password cache; never leaves memory.
+    secret: [u8; 32],
+    /// A real argon2 hash to verify against when the email is unknown, so both paths cost
+    /// the same.
+    dummy_hash: String,
+}
+
+/// The embedded SQLite backend. Cheap to clone.
+#[derive(Clone)]
+pub struct Embedded {
+    inner: Arc<Inner>,
+}
+
+fn arc(s: &str) -> Arc<str> {
+    Arc::from(s)
+}
+
+impl Inner {
+    fn finish(&self, fx: Effects) {
+        for (reg, payload) in fx.pushes {
+            self.pusher.dispatch(&reg, payload);
+        }
+        if fx.wake_sweeper {
+            self.sweeper_wake.notify_one();
+        }
+    }
+
+    fn verifier(&self, agent_id: &str, password_hash: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(agent_id.as_bytes());
+        h.update([0]);
+        h.update(password_hash.as_bytes());
+        h.update([0]);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    fn heartbeat_for(&self, st: &State, s: &SessionState, now: i64) -> Heartbeat {
+        let settings = st
+            .accounts
+            .get(&s.account_id)
+            .map(|a| a.settings)
+            .unwrap_or_default();
+        let (interval_ms, ttl_ms) = rules::lease_terms(&settings, s.mode, s.push.is_some());
+        let status_version = st.agents.get(&s.agent_id).map_or(0, |a| a.status.version);
+        Heartbeat {
+            interval_ms,
+            ttl_ms,
+            lease_until: s.lease_until,
+            server_time: now,
+            status_version,
+        }
+    }
+}
+
+fn initial_status() -> StatusView {
+    StatusView {
+        status: AgentStatus::Offline,
+        version: 0,
+        intent_at: 0,
+        changed_by_device: None,
+    }
+}
+
+impl Embedded {
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
+    }
+
+    /// The account with this slug, if any (used by `--demo`).
+    pub fn account_by_slug(&self, slug: &str) -> Option<AccountInfo> {
+        let st = self.inner.state.lock();
+        st.slugs
+            .get(slug)
+            .and_then(|id| st.accounts.get(id))
+            .map(|a| a.info.clone())
+    }
+
+    /// A principal acting as the owner of `account_id`, for operator tooling (`--demo`).
+    pub fn owner_principal(&self, account_id: &str) -> Option<Principal> {
+        let st = self.inner.state.lock();
+        let acc = st.accounts.get(account_id)?;
+        let owner = acc
+            .agents
+            .iter()
+            .find(|id| st.agents.get(*id).is_some_and(|a| a.role == Role::Owner))?;
+        Some(Principal {
+            session_id: arc(""),
+            agent_id: owner.clone(),
+            account_id: arc(account_id),
+            role: Role::Owner,
+        })
+    }
+
+    /// Hashes a new password on the hashing pool.
+    async fn hash_password(&self, password: String) -> ApiResult<String> {
+        self.inner
+            .hasher
+            .run(move || auth::hash_password(&password))
+            .await
+            .map_err(|_| hashing_busy())?
+            .map_err(ApiError::internal)
+    }
+
+    fn flush_now(&self) {
+        flush_once(&self.inner);
+    }
+}
+
+fn hashing_busy() -> ApiError {
+    ApiError::unavailable("too many logins at once; retry in a moment", 1)
+}

@@ -1,0 +1,184 @@
+//! Start-up: memory rebuilt from the store, every restored session given a grace lease, view
+//! versions started above every version reserved before, and the background tasks started.
+
+use super::*;
+
+use rustc_hash::FxHashSet as HashSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use parking_lot::Mutex;
+use presence_protocol::{AccountInfo, WeeklySchedule, resolve};
+use rand::RngCore;
+use tokio::sync::{Notify, broadcast, watch};
+
+use crate::Retention;
+use crate::auth::{self, TokenHash};
+use crate::backend::ViewFrame;
+use crate::clock::Clock;
+use crate::hashing::HashPool;
+use crate::metrics::Metrics;
+use crate::push::Pusher;
+use crate::store::Store;
+
+impl Embedded {
+    /// Opens the store, rebuilds memory, and starts the sweeper and the lease flusher (both
+    /// stop when the last handle is dropped or `shutdown` fires).
+    pub fn open(
+        store: Store,
+        pusher: Pusher,
+        hasher: Arc<HashPool>,
+        retention: Retention,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Embedded, rusqlite::Error> {
+        let clock = Clock::new();
+        let now = clock.now_ms();
+        let loaded = store.load(now - retention_ms(retention.ended_sessions))?;
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        // On a thread of its own, so its hashing memory goes when the thread does.
+        let dummy_hash = std::thread::spawn(|| auth::hash_password("presence-dummy-password"))
+            .join()
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let mut st = State::default();
+        let mut fx = Effects::default();
+        for a in loaded.accounts {
+            let schedule = WeeklySchedule::from_opening_hours(&a.opening_hours)
+                .unwrap_or_else(|_| WeeklySchedule::always_open());
+            let id = arc(&a.id);
+            let mut view = resolve(&a.groups, &schedule, &[], now);
+            // Past every version reserved before the restart, served or not.
+            view.version = a.view_version + 1;
+            let frame = Arc::new(ViewFrame::new(view));
+            st.slugs.insert(a.slug.clone(), id.clone());
+            st.widget_keys.insert(a.widget_key.clone(), id.clone());
+            st.accounts.insert(
+                id.clone(),
+                AccountState {
+                    info: AccountInfo {
+                        id: a.id,
+                        slug: a.slug,
+                        name: a.name,
+                        widget_key: a.widget_key,
+                    },
+                    settings: a.settings.timings,
+                    messages: a.settings.messages,
+                    opening_hours: a.opening_hours,
+                    schedule,
+                    groups: a.groups,
+                    agents: Vec::new(),
+                    view_tx: watch::Sender::new(frame.clone()),
+                    view: frame,
+                    versions_reserved: a.view_version,
+                    flip_at: None,
+                },
+            );
+        }
+        for a in loaded.agents {
+            let id = arc(&a.id);
+            let account_id = arc(&a.account_id);
+            let Some(acc) = st.accounts.get_mut(&account_id) else {
+                continue;
+            };
+            acc.agents.push(id.clone());
+            st.emails
+                .insert((account_id.clone(), a.email.to_lowercase()), id.clone());
+            st.agents.insert(
+                id.clone(),
+                AgentState {
+                    id,
+                    account_id,
+                    name: a.name,
+                    email: a.email,
+                    password_hash: a.password_hash,
+                    role: a.role,
+                    groups: a.groups,
+                    status: a.status,
+                    status_op_id: a.status_op_id,
+                    sessions: HashSet::default(),
+                    tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
+                },
+            );
+        }
+        for (t, ended_at) in loaded.ended_tokens {
+            if let Ok(bytes) = hex::decode(&t)
+                && let Ok(h) = <TokenHash>::try_from(bytes.as_slice())
+            {
+                st.tokens.insert(h, TokenEntry::Ended);
+                st.ended.push_back((ended_at, h));
+            }
+        }
+        for s in loaded.sessions {
+            let Some(agent) = st.agents.get_mut(s.agent_id.as_str()) else {
+                continue;
+            };
+            let Some(hash) = hex::decode(&s.token_hash)
+                .ok()
+                .and_then(|b| <TokenHash>::try_from(b.as_slice()).ok())
+            else {
+                continue;
+            };
+            let settings = st
+                .accounts
+                .get(s.account_id.as_str())
+                .map(|a| a.settings)
+                .unwrap_or_default();
+            // Grace: a restart must not flap every agent offline.
+            let lease_until = s.lease_until.max(now + settings.active_ttl_ms);
+            let id = arc(&s.id);
+            agent.sessions.insert(id.clone());
+            st.tokens.insert(hash, TokenEntry::Live(id.clone()));
+            st.devices
+                .insert((arc(&s.account_id), s.device.id.clone()), id.clone());
+            st.dirty_leases.insert(id.clone());
+            st.sessions.insert(
+                id.clone(),
+                SessionState {
+                    id: id.clone(),
+                    account_id: arc(&s.account_id),
+                    agent_id: arc(&s.agent_id),
+                    token_hash: hash,
+                    device: s.device,
+                    mode: s.mode,
+                    lease_until,
+                    push: s.push,
+                    connected: 0,
+                    scheduled_expiry: 0,
+                    renew_at: None,
+                },
+            );
+            st.schedule_session_timers(&id, &mut fx);
+        }
+        let ids: Vec<Arc<str>> = st.accounts.keys().cloned().collect();
+        for id in ids {
+            // Compare against an impossible view so the first resolution always lands.
+            if let Some(acc) = st.accounts.get_mut(&id) {
+                let mut placeholder = acc.view.view.clone();
+                placeholder.version -= 1;
+                placeholder.next_change_at = Some(i64::MIN);
+                acc.view = Arc::new(ViewFrame::new(placeholder));
+            }
+            st.recompute(&id, now, &metrics, &store, &mut fx);
+        }
+        let inner = Arc::new(Inner {
+            state: Mutex::new(st),
+            store,
+            clock,
+            pusher,
+            hasher,
+            retention,
+            metrics,
+            sweeper_wake: Notify::new(),
+            device_streams: AtomicU64::new(0),
+            widget_streams: AtomicU64::new(0),
+            secret,
+            dummy_hash,
+        });
+        tokio::spawn(sweeper(inner.clone(), shutdown.clone()));
+        tokio::spawn(flusher(inner.clone(), shutdown));
+        Ok(Embedded { inner })
+    }
+}
