@@ -2,8 +2,7 @@
 //! server in-process on 127.0.0.1:0 (through the fault proxy where a test needs to break the
 //! network at a precise moment).
 
-#[path = "../../core/tests/common/mod.rs"]
-mod common;
+use presence_test_support as common;
 
 use common::proxy::{Fault, FaultProxy};
 use common::{Account, DEADLINE, TestServer};

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::{ClockSample, ServerClock, parse_http_date};
 use crate::error::Error;
+use crate::meter::Meter;
 use crate::transport::{Method, Request, Response, Transport, TransportError, TransportErrorKind};
 
 #[derive(Clone)]
@@ -24,6 +25,7 @@ pub(crate) struct Api {
     transport: Arc<dyn Transport>,
     clock: Arc<ServerClock>,
     timeout: Duration,
+    meter: Arc<Meter>,
 }
 
 struct Answer {
@@ -37,19 +39,39 @@ impl Api {
         transport: Arc<dyn Transport>,
         clock: Arc<ServerClock>,
         timeout: Duration,
+        meter: Arc<Meter>,
     ) -> Api {
         Api {
             transport,
             clock,
             timeout,
+            meter,
         }
+    }
+
+    /// Counts bytes of an answer's body (an event stream's chunks as they arrive).
+    pub(crate) fn received(&self, bytes: usize) {
+        self.meter.received(bytes as u64);
+    }
+
+    pub(crate) fn stream_event(&self) {
+        self.meter.stream_event();
     }
 
     /// Sends and waits for the headers; samples the clock from `Date`; maps error statuses.
     async fn head(&self, req: Request) -> Result<(Response, Millis, Millis), Error> {
+        self.meter.request(wire_len(&req));
         let sent_at = self.clock.device_now();
         let mut resp = self.transport.send(req).await?;
         let received_at = self.clock.device_now();
+        // Status line and headers; the body is counted as it is read.
+        self.meter.received(
+            17 + resp
+                .headers
+                .iter()
+                .map(|(k, v)| (k.len() + v.len() + 4) as u64)
+                .sum::<u64>(),
+        );
         if let Some(date) = resp.header("date").and_then(parse_http_date) {
             self.clock.observe(ClockSample {
                 sent_at,
@@ -61,6 +83,7 @@ impl Api {
         if !(200..300).contains(&resp.status) {
             let retry_after = resp.header("retry-after").and_then(|v| self.retry_after(v));
             let body = resp.collect().await.unwrap_or_default();
+            self.meter.received(body.len() as u64);
             return Err(Error::http(resp.status, &body, retry_after));
         }
         Ok((resp, sent_at, received_at))
@@ -80,6 +103,7 @@ impl Api {
         let fut = async {
             let (mut resp, sent_at, received_at) = self.head(req).await?;
             let body = resp.collect().await?;
+            self.meter.received(body.len() as u64);
             Ok(Answer {
                 body,
                 sent_at,
@@ -197,6 +221,23 @@ impl Api {
             Err(_) => Err(timeout_error(self.timeout)),
         }
     }
+}
+
+/// The bytes of `req` as HTTP/1.1 with the headers the engine sets (see the meter's docs).
+fn wire_len(req: &crate::transport::Request) -> u64 {
+    // "METHOD PATH HTTP/1.1\r\n" and the blank line ending the headers.
+    let mut n = req.method.as_str().len() + 1 + req.path.len() + 11 + 2;
+    if let Some(t) = &req.bearer {
+        n += "authorization: Bearer \r\n".len() + t.len();
+    }
+    if req.event_stream {
+        n += "accept: text/event-stream\r\n".len();
+    }
+    if let Some(b) = &req.json {
+        n += "content-type: application/json\r\ncontent-length: \r\n".len();
+        n += b.len().to_string().len() + b.len();
+    }
+    n as u64
 }
 
 fn timeout_error(after: Duration) -> Error {

@@ -15,6 +15,7 @@ use crate::clock::ServerClock;
 use crate::config::ClientConfig;
 use crate::engine::{Command, Engine, EngineParts};
 use crate::error::{ClientError, Error};
+use crate::meter::{EngineCounters, Meter};
 use crate::snapshot::{ClientSnapshot, Lifecycle};
 use crate::store::Store;
 use crate::transport::{HttpTransport, Transport};
@@ -37,6 +38,7 @@ pub struct PresenceClient {
     snapshots: watch::Receiver<ClientSnapshot>,
     device_id: String,
     clock: Arc<ServerClock>,
+    meter: Arc<Meter>,
     runtime: tokio::runtime::Handle,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     actor: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -53,7 +55,7 @@ impl PresenceClient {
             device,
             overrides,
         } = config;
-        let mut store = Store::open(&data_dir)?;
+        let mut store = Store::open_with_vfs(&data_dir, overrides.sqlite_vfs.as_deref())?;
         let device_id = store.device_id()?;
         let server_url = match server_url {
             Some(u) => Some(u.trim_end_matches('/').to_owned()),
@@ -67,7 +69,9 @@ impl PresenceClient {
             )),
             (None, None) => None,
         };
-        let api = transport.map(|t| Api::new(t, clock.clone(), overrides.request_timeout));
+        let meter = Arc::new(Meter::default());
+        let api =
+            transport.map(|t| Api::new(t, clock.clone(), overrides.request_timeout, meter.clone()));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (snap_tx, snap_rx) = watch::channel(ClientSnapshot::logged_out());
         let engine = Engine::new(EngineParts {
@@ -82,6 +86,7 @@ impl PresenceClient {
                 app_version: device.app_version,
             },
             overrides,
+            meter: meter.clone(),
             snapshots: snap_tx.clone(),
             commands: cmd_rx,
         })?;
@@ -93,6 +98,7 @@ impl PresenceClient {
             snapshots: snap_rx,
             device_id,
             clock,
+            meter,
             runtime,
             listener: Mutex::new(None),
             actor: Mutex::new(Some(actor)),
@@ -111,6 +117,12 @@ impl PresenceClient {
             Ok(r) => r.map_err(ClientError::from),
             Err(_) => Err(Error::Shutdown.into()),
         }
+    }
+
+    /// What the engine has cost this device since `open`: wakeups, requests, bytes, and the
+    /// store's commits by durability. Cheap (a few atomic loads); see [`EngineCounters`].
+    pub fn counters(&self) -> EngineCounters {
+        self.meter.read()
     }
 
     /// The id this device is known by; generated once per data dir.

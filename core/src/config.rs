@@ -56,6 +56,10 @@ pub struct Overrides {
     pub transport: Option<Arc<dyn Transport>>,
     /// Seeds the jitter generator for reproducible tests; `None` seeds from the OS.
     pub rng_seed: Option<u64>,
+    /// Opens `presence.db` through this registered SQLite VFS instead of the platform's
+    /// default, so tests can count what reaches the disk (presence-test-support's fsync
+    /// counter). `None` in production.
+    pub sqlite_vfs: Option<String>,
 }
 
 impl Default for Overrides {
@@ -69,6 +73,7 @@ impl Default for Overrides {
             clock_skew_ms: 0,
             transport: None,
             rng_seed: None,
+            sqlite_vfs: None,
         }
     }
 }
@@ -84,6 +89,7 @@ impl std::fmt::Debug for Overrides {
             .field("clock_skew_ms", &self.clock_skew_ms)
             .field("transport", &self.transport.as_ref().map(|_| "custom"))
             .field("rng_seed", &self.rng_seed)
+            .field("sqlite_vfs", &self.sqlite_vfs)
             .finish()
     }
 }

@@ -33,6 +33,7 @@ use crate::api::Api;
 use crate::clock::{ClockEstimate, ServerClock};
 use crate::config::Overrides;
 use crate::error::{Error, ErrorClass};
+use crate::meter::Meter;
 use crate::outbox::{Backoff, Op, OpBody};
 use crate::snapshot::{
     ClientSnapshot, Connection, LastError, Lifecycle, OpKind, OutboxSnapshot, SessionSnapshot,
@@ -146,6 +147,7 @@ pub(crate) struct EngineParts {
     pub clock: Arc<ServerClock>,
     pub device: Device,
     pub overrides: Overrides,
+    pub meter: Arc<Meter>,
     pub snapshots: watch::Sender<ClientSnapshot>,
     pub commands: mpsc::UnboundedReceiver<Command>,
 }
@@ -160,6 +162,7 @@ pub(crate) struct Engine {
     sse_idle_timeout: Duration,
     store_poll_interval: Option<Duration>,
     rng: SmallRng,
+    meter: Arc<Meter>,
 
     commands: mpsc::UnboundedReceiver<Command>,
     snapshots: watch::Sender<ClientSnapshot>,
@@ -211,6 +214,8 @@ pub(crate) struct Engine {
     me_running_waiters: Vec<Reply<()>>,
 
     persisted_clock: Option<ClockEstimate>,
+    /// A push registration is stored (so the server can renew a background lease by push).
+    has_push: bool,
     /// Logins answered once the first heartbeat (the first precise clock sample) is done.
     login_waiters: Vec<Reply<()>>,
     store_poll_at: Option<Instant>,
@@ -225,6 +230,7 @@ impl Engine {
             clock,
             device,
             overrides,
+            meter,
             snapshots,
             commands,
         } = parts;
@@ -241,6 +247,7 @@ impl Engine {
         };
         let outbox = store.outbox()?;
         let persisted_clock = store.clock()?;
+        let has_push = store.push()?.is_some();
         if let Some(c) = persisted_clock {
             clock.restore(c);
         }
@@ -264,6 +271,7 @@ impl Engine {
             sse_idle_timeout: overrides.sse_idle_timeout,
             store_poll_interval: overrides.store_poll_interval,
             rng,
+            meter,
             commands,
             snapshots,
             tasks: JoinSet::new(),
@@ -300,6 +308,7 @@ impl Engine {
             me_waiters: Vec::new(),
             me_running_waiters: Vec::new(),
             persisted_clock,
+            has_push,
             login_waiters: Vec::new(),
             store_poll_at: overrides.store_poll_interval.map(|d| now + d),
         })
@@ -338,11 +347,16 @@ impl Engine {
                     Err(_) => {}
                 },
                 Some(msg) = self.sse_rx.recv() => self.handle_sse(msg),
-                _ = sleep_until_opt(wake) => self.on_timer(),
+                _ = sleep_until_opt(wake) => {
+                    self.meter.timer_wakeup();
+                    self.on_timer();
+                }
             }
+            self.meter.store(self.store.counters());
         }
         self.sse = None;
         self.tasks.shutdown().await;
+        self.meter.store(self.store.counters());
         self.publish();
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
@@ -635,6 +649,7 @@ impl Engine {
         let removed = self
             .store
             .set_push(&push, op.as_mut(), self.op_in_flight.as_deref())?;
+        self.has_push = true;
         self.outbox.retain(|o| !removed.contains(&o.op_id));
         if let Some(op) = op {
             self.outbox.push(op);
@@ -894,7 +909,7 @@ impl Engine {
                 self.hb_failures = 0;
                 self.lease_until = Some(hb.lease_until);
                 self.hb_interval = interval(&hb);
-                self.next_heartbeat = Some(Instant::now() + self.hb_interval);
+                self.next_heartbeat = Some(Instant::now() + self.own_heartbeat_delay(&hb));
                 let known = self.confirmed.as_ref().map_or(-1, |s| s.version);
                 if hb.status_version > known {
                     // A change we missed (no stream in the background): fetch it.
@@ -929,6 +944,22 @@ impl Engine {
                     self.respond(w, Err(clone_error(&e)));
                 }
             }
+        }
+    }
+
+    /// When to heartbeat on our own after a successful one. Normally the server's interval.
+    /// In the background with a push registration, the server renews by push at that very
+    /// moment (`interval_ms` is "when the renew push comes"), so a timer of our own then would
+    /// wake the phone a second time for nothing: ours is put halfway between the renew and
+    /// the end of the lease, a fallback that fires only if the push is late or lost (the
+    /// heartbeat answering the push reschedules it).
+    fn own_heartbeat_delay(&self, hb: &Heartbeat) -> Duration {
+        let interval = interval(hb);
+        if self.lifecycle == Lifecycle::Background && self.has_push {
+            let ttl = Duration::from_millis(hb.ttl_ms.max(0) as u64);
+            interval + ttl.saturating_sub(interval) / 2
+        } else {
+            interval
         }
     }
 
@@ -1610,8 +1641,10 @@ async fn run_event_stream(
             Ok(None) => return send(SseKind::Closed(None)),
             Ok(Some(Err(e))) => return send(SseKind::Closed(Some(e.into()))),
             Ok(Some(Ok(chunk))) => {
+                api.received(chunk.len());
                 for item in parser.push(&chunk) {
                     if let SseItem::Event(ev) = item {
+                        api.stream_event();
                         send(SseKind::Event(ev));
                     }
                 }

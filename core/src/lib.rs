@@ -38,6 +38,7 @@ pub mod clock;
 mod config;
 mod engine;
 mod error;
+mod meter;
 pub mod outbox;
 mod snapshot;
 pub mod sse;
@@ -51,6 +52,7 @@ mod client;
 pub use client::{PresenceClient, SnapshotListener};
 pub use config::{ClientConfig, DeviceInfo, Overrides};
 pub use error::ClientError;
+pub use meter::EngineCounters;
 pub use snapshot::{
     ClientSnapshot, Connection, LastError, Lifecycle, OpKind, OutboxSnapshot, SessionSnapshot,
     SessionState, StatusSnapshot, WedgedOp,

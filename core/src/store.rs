@@ -5,9 +5,37 @@
 //! registration, and the outbox. Small values live as JSON in `meta`; the outbox has its own
 //! table because it is queried and edited row by row.
 //!
-//! Durability: WAL with `synchronous=FULL`, so a commit is on disk when `commit` returns
-//! (the outbox's promise). Writes are rare (a user's clicks, not heartbeats), so FULL costs
-//! nothing that matters.
+//! # Durability: what pays an fsync
+//!
+//! A phone pays for every fsync in battery and flash wear, so only the outbox's promise
+//! ("stored before acknowledged") is bought with one:
+//!
+//! - **Durable writes** (every transaction that touches the `outbox` table: enqueueing,
+//!   delivering, wedging, login re-stamping ops, logout queueing `end_session`) run with
+//!   `synchronous=FULL`: the write-ahead log is fsynced before `commit` returns, so a power
+//!   cut after that loses nothing.
+//! - **Cache writes** (the status, chat box and agent as last heard from the server, the clock
+//!   estimate, the push registration, the session's expiry) run with `synchronous=NORMAL`: in
+//!   WAL mode a commit then appends to the log and returns without any fsync. The write
+//!   survives the app being killed (it is in the OS's page cache, and other processes see it
+//!   at once); a power cut may lose the latest few, which costs nothing: the engine re-reads
+//!   `/v1/me` after every start and every (re)connect.
+//! - **Checkpoints** (copying the log into the database file) cost fsyncs, and so does the
+//!   first commit into a log that starts over after one (SQLite syncs the new log header
+//!   even with NORMAL). So SQLite's automatic checkpoint, which would run inside whichever
+//!   commit crossed 1000 pages (often an incoming event's), is off, and so is its checkpoint
+//!   when the connection closes (the next start would otherwise begin with a fresh log whose
+//!   first commit, often an incoming event, pays the header sync). The store checkpoints
+//!   itself right *before* a durable commit once [`CHECKPOINT_AFTER`] commits went into the
+//!   log since the last one: the durable commit then starts the new log and pays its header
+//!   sync, so every cache write after it appends for free. Only a device that receives
+//!   [`CHECKPOINT_FORCED_AFTER`] events without a single durable write in between has a
+//!   cache write checkpoint (so the log stays bounded, some MB).
+//!
+//! The per-transaction switch is `PRAGMA synchronous` on the one connection (it costs no
+//! I/O); a second connection for the cache would count as "another process" for
+//! `PRAGMA data_version` and wake the CLI's reload for every incoming event.
+//! `presence-test-support`'s counting VFS pins all of this by counting real `xSync` calls.
 //!
 //! Schema changes go in [`MIGRATIONS`]; `PRAGMA user_version` counts the applied ones. A
 //! database written by a newer build is refused rather than guessed at.
@@ -46,6 +74,32 @@ const MIGRATIONS: &[&str] = &[
 
 pub(crate) const DB_FILE: &str = "presence.db";
 
+/// Commits in the log after which the next durable commit also checkpoints.
+pub(crate) const CHECKPOINT_AFTER: u32 = 256;
+
+/// Commits in the log after which even a cache write checkpoints (about 4 KB each).
+pub(crate) const CHECKPOINT_FORCED_AFTER: u32 = 4096;
+
+/// How a write is committed; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// `synchronous=FULL`: on disk when `commit` returns.
+    Durable,
+    /// `synchronous=NORMAL`: no fsync; survives a killed process, not a power cut.
+    Cache,
+}
+
+/// What the store has committed since it was opened, by durability.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreCounters {
+    /// Transactions committed with `synchronous=FULL` (each one fsync of the log).
+    pub durable_commits: u64,
+    /// Transactions committed with `synchronous=NORMAL` (no fsync).
+    pub cache_commits: u64,
+    /// Checkpoints run (two fsyncs each).
+    pub checkpoints: u64,
+}
+
 /// A logged-in (or expired) session as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredSession {
@@ -59,6 +113,9 @@ pub(crate) struct StoredSession {
 pub(crate) struct Store {
     conn: Connection,
     data_version: i64,
+    /// Commits since the last checkpoint (so roughly the log's length in transactions).
+    uncheckpointed: u32,
+    counters: StoreCounters,
 }
 
 mod key {
@@ -74,8 +131,20 @@ mod key {
 impl Store {
     /// Opens (creating the directory and file if needed) and migrates.
     pub(crate) fn open(dir: &Path) -> Result<Store, Error> {
+        Store::open_with_vfs(dir, None)
+    }
+
+    /// Opens through the named SQLite VFS (`None`: the platform's default). Tests pass a
+    /// VFS that counts syncs.
+    pub(crate) fn open_with_vfs(dir: &Path, vfs: Option<&str>) -> Result<Store, Error> {
         create_private_dir(dir)?;
-        let conn = Connection::open(dir.join(DB_FILE))?;
+        let path = dir.join(DB_FILE);
+        let conn = match vfs {
+            None => Connection::open(path)?,
+            Some(v) => {
+                Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), v)?
+            }
+        };
         Store::with_connection(conn)
     }
 
@@ -88,10 +157,20 @@ impl Store {
                 "could not switch the database to WAL (got {mode})"
             )));
         }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        // NORMAL between durable transactions, which switch to FULL for their commit; no
+        // automatic checkpoint inside an arbitrary commit (see the module docs).
+        conn.execute_batch(
+            "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA foreign_keys=ON;",
+        )?;
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
         let mut store = Store {
             conn,
             data_version: 0,
+            uncheckpointed: 0,
+            counters: StoreCounters::default(),
         };
         store.migrate()?;
         store.data_version = store.read_data_version()?;
@@ -109,12 +188,66 @@ impl Store {
             )));
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
+            self.write(Durability::Durable, |tx| {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+                Ok(())
+            })?;
         }
         Ok(())
+    }
+
+    /// Runs `f` in one transaction committed with `durability`. Every write goes through
+    /// here, so the choice is made (and visible) at each call site.
+    fn write<T>(
+        &mut self,
+        durability: Durability,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let due = match durability {
+            Durability::Durable => CHECKPOINT_AFTER,
+            Durability::Cache => CHECKPOINT_FORCED_AFTER,
+        };
+        if self.uncheckpointed >= due {
+            self.checkpoint()?;
+        }
+        if durability == Durability::Durable {
+            self.conn.execute_batch("PRAGMA synchronous=FULL")?;
+        }
+        let result = (|| -> Result<T, Error> {
+            let tx = self.conn.transaction()?;
+            let v = f(&tx)?;
+            tx.commit()?;
+            Ok(v)
+        })();
+        if durability == Durability::Durable {
+            // Back to NORMAL whatever happened, or the next cache write would fsync.
+            self.conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+        }
+        let v = result?;
+        self.uncheckpointed = self.uncheckpointed.saturating_add(1);
+        match durability {
+            Durability::Durable => self.counters.durable_commits += 1,
+            Durability::Cache => self.counters.cache_commits += 1,
+        }
+        Ok(v)
+    }
+
+    /// Copies the log into the database file if anything was committed since the last time
+    /// (fsyncs). Passive: never waits for another process's readers.
+    fn checkpoint(&mut self) -> Result<(), Error> {
+        if self.uncheckpointed == 0 {
+            return Ok(());
+        }
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        self.uncheckpointed = 0;
+        self.counters.checkpoints += 1;
+        Ok(())
+    }
+
+    pub(crate) fn counters(&self) -> StoreCounters {
+        self.counters
     }
 
     #[cfg(test)]
@@ -139,22 +272,10 @@ impl Store {
         }
     }
 
-    fn put<T: Serialize>(&self, key: &str, value: Option<&T>) -> Result<(), Error> {
-        match value {
-            Some(v) => {
-                let s = to_json(v)?;
-                self.conn.execute(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    params![key, s],
-                )?;
-            }
-            None => {
-                self.conn
-                    .execute("DELETE FROM meta WHERE key = ?1", [key])?;
-            }
-        }
-        Ok(())
+    /// A cache write of one `meta` value (see the module docs: no fsync).
+    fn put<T: Serialize>(&mut self, key: &str, value: Option<&T>) -> Result<(), Error> {
+        let json = value.map(to_json).transpose()?;
+        self.write(Durability::Cache, |tx| put_meta(tx, key, json))
     }
 
     /// The device id: generated on first use, then the same forever (per data dir).
@@ -163,14 +284,16 @@ impl Store {
             return Ok(id);
         }
         let id = uuid::Uuid::new_v4().to_string();
-        // INSERT OR IGNORE: a concurrent first open in another process may have won.
-        self.conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-            params![
-                key::DEVICE_ID,
-                serde_json::to_string(&id).unwrap_or_default()
-            ],
-        )?;
+        // INSERT OR IGNORE: a concurrent first open in another process may have won. Once
+        // per data dir, and the server's first sight of it is a login anyway: a cache write.
+        let json = to_json(&id)?;
+        self.write(Durability::Cache, |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key::DEVICE_ID, json],
+            )?;
+            Ok(())
+        })?;
         Ok(self.get::<String>(key::DEVICE_ID)?.unwrap_or(id))
     }
 
@@ -182,7 +305,7 @@ impl Store {
         self.get(key::SESSION)
     }
 
-    pub(crate) fn set_session(&self, s: Option<&StoredSession>) -> Result<(), Error> {
+    pub(crate) fn set_session(&mut self, s: Option<&StoredSession>) -> Result<(), Error> {
         self.put(key::SESSION, s)
     }
 
@@ -190,7 +313,7 @@ impl Store {
         self.get(key::STATUS)
     }
 
-    pub(crate) fn set_status(&self, s: Option<&StatusView>) -> Result<(), Error> {
+    pub(crate) fn set_status(&mut self, s: Option<&StatusView>) -> Result<(), Error> {
         self.put(key::STATUS, s)
     }
 
@@ -198,7 +321,7 @@ impl Store {
         self.get(key::CHATBOX)
     }
 
-    pub(crate) fn set_chatbox(&self, c: Option<&ChatboxView>) -> Result<(), Error> {
+    pub(crate) fn set_chatbox(&mut self, c: Option<&ChatboxView>) -> Result<(), Error> {
         self.put(key::CHATBOX, c)
     }
 
@@ -206,7 +329,7 @@ impl Store {
         self.get(key::CLOCK)
     }
 
-    pub(crate) fn set_clock(&self, c: &ClockEstimate) -> Result<(), Error> {
+    pub(crate) fn set_clock(&mut self, c: &ClockEstimate) -> Result<(), Error> {
         self.put(key::CLOCK, Some(c))
     }
 
@@ -217,15 +340,15 @@ impl Store {
     /// Logs out locally: session, status and chat box go in one transaction, together with
     /// queueing `end_session` (if given), so a crash cannot leave half a logout.
     pub(crate) fn logout(&mut self, end_session: Option<&mut Op>) -> Result<(), Error> {
-        let tx = self.conn.transaction()?;
-        for k in [key::SESSION, key::STATUS, key::CHATBOX] {
-            tx.execute("DELETE FROM meta WHERE key = ?1", [k])?;
-        }
-        if let Some(op) = end_session {
-            op.seq = insert_op(&tx, op)?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(Durability::Durable, |tx| {
+            for k in [key::SESSION, key::STATUS, key::CHATBOX] {
+                tx.execute("DELETE FROM meta WHERE key = ?1", [k])?;
+            }
+            if let Some(op) = end_session {
+                op.seq = insert_op(tx, op)?;
+            }
+            Ok(())
+        })
     }
 
     /// Stores a new session and re-stamps the agent's queued ops with its token, atomically.
@@ -235,30 +358,28 @@ impl Store {
         status: &StatusView,
         server_url: Option<&str>,
     ) -> Result<(), Error> {
-        let tx = self.conn.transaction()?;
-        let put = |k: &str, v: String| {
+        let session_json = to_json(session)?;
+        let status_json = to_json(status)?;
+        let url_json = server_url.map(|u| to_json(&u)).transpose()?;
+        // Durable: it re-stamps queued ops, and a session token lost to a power cut would
+        // leave a session on the server this device can no longer end.
+        self.write(Durability::Durable, |tx| {
+            put_meta(tx, key::SESSION, Some(session_json))?;
+            put_meta(tx, key::STATUS, Some(status_json))?;
+            if let Some(url) = url_json {
+                put_meta(tx, key::SERVER_URL, Some(url))?;
+            }
+            put_meta(tx, key::CHATBOX, None)?;
             tx.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![k, v],
-            )
-        };
-        put(key::SESSION, to_json(session)?)?;
-        put(key::STATUS, to_json(status)?)?;
-        if let Some(url) = server_url {
-            put(key::SERVER_URL, to_json(&url)?)?;
-        }
-        tx.execute("DELETE FROM meta WHERE key = ?1", [key::CHATBOX])?;
-        tx.execute(
-            "UPDATE outbox SET token = ?1 WHERE agent_id = ?2 AND kind IN ('set_status')",
-            params![session.token, session.agent.id],
-        )?;
-        tx.execute(
-            "UPDATE outbox SET token = ?1 WHERE kind = 'register_push' AND wedged_code IS NULL",
-            params![session.token],
-        )?;
-        tx.commit()?;
-        Ok(())
+                "UPDATE outbox SET token = ?1 WHERE agent_id = ?2 AND kind IN ('set_status')",
+                params![session.token, session.agent.id],
+            )?;
+            tx.execute(
+                "UPDATE outbox SET token = ?1 WHERE kind = 'register_push' AND wedged_code IS NULL",
+                params![session.token],
+            )?;
+            Ok(())
+        })
     }
 
     // -- outbox ----------------------------------------------------------------------------
@@ -313,53 +434,69 @@ impl Store {
         op: &mut Op,
         keep: Option<&str>,
     ) -> Result<Vec<String>, Error> {
-        let tx = self.conn.transaction()?;
+        self.enqueue_coalescing_with(op, keep, |_| Ok(()))
+    }
+
+    /// [`Store::enqueue_coalescing`], with `also` run in the same durable transaction.
+    fn enqueue_coalescing_with(
+        &mut self,
+        op: &mut Op,
+        keep: Option<&str>,
+        also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), Error>,
+    ) -> Result<Vec<String>, Error> {
         let kind = op.kind().as_str();
         let keep = keep.unwrap_or("");
-        let removed: Vec<String> = {
-            let mut stmt = tx.prepare(
-                "DELETE FROM outbox
-                 WHERE kind = ?1 AND op_id != ?2 AND (?1 != 'set_status' OR agent_id IS ?3)
-                 RETURNING op_id",
-            )?;
-            stmt.query_map(params![kind, keep, op.agent_id], |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        op.seq = insert_op(&tx, op)?;
-        tx.commit()?;
-        Ok(removed)
+        self.write(Durability::Durable, |tx| {
+            let removed: Vec<String> = {
+                let mut stmt = tx.prepare(
+                    "DELETE FROM outbox
+                     WHERE kind = ?1 AND op_id != ?2 AND (?1 != 'set_status' OR agent_id IS ?3)
+                     RETURNING op_id",
+                )?;
+                stmt.query_map(params![kind, keep, op.agent_id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            op.seq = insert_op(tx, op)?;
+            also(tx)?;
+            Ok(removed)
+        })
     }
 
     /// Stores `op` behind everything else.
     #[cfg(test)]
     pub(crate) fn enqueue(&mut self, op: &mut Op) -> Result<(), Error> {
-        let tx = self.conn.transaction()?;
-        op.seq = insert_op(&tx, op)?;
-        tx.commit()?;
-        Ok(())
+        self.write(Durability::Durable, |tx| {
+            op.seq = insert_op(tx, op)?;
+            Ok(())
+        })
     }
 
-    pub(crate) fn remove_op(&self, op_id: &str) -> Result<(), Error> {
-        self.conn
-            .execute("DELETE FROM outbox WHERE op_id = ?1", [op_id])?;
-        Ok(())
+    pub(crate) fn remove_op(&mut self, op_id: &str) -> Result<(), Error> {
+        self.write(Durability::Durable, |tx| {
+            tx.execute("DELETE FROM outbox WHERE op_id = ?1", [op_id])?;
+            Ok(())
+        })
     }
 
-    pub(crate) fn wedge_op(&self, op_id: &str, code: &str, detail: &str) -> Result<(), Error> {
-        self.conn.execute(
-            "UPDATE outbox SET wedged_code = ?2, wedged_detail = ?3 WHERE op_id = ?1",
-            params![op_id, code, detail],
-        )?;
-        Ok(())
+    pub(crate) fn wedge_op(&mut self, op_id: &str, code: &str, detail: &str) -> Result<(), Error> {
+        self.write(Durability::Durable, |tx| {
+            tx.execute(
+                "UPDATE outbox SET wedged_code = ?2, wedged_detail = ?3 WHERE op_id = ?1",
+                params![op_id, code, detail],
+            )?;
+            Ok(())
+        })
     }
 
-    pub(crate) fn unwedge_op(&self, op_id: &str) -> Result<bool, Error> {
-        let n = self.conn.execute(
-            "UPDATE outbox SET wedged_code = NULL, wedged_detail = NULL
-             WHERE op_id = ?1 AND wedged_code IS NOT NULL",
-            [op_id],
-        )?;
-        Ok(n == 1)
+    pub(crate) fn unwedge_op(&mut self, op_id: &str) -> Result<bool, Error> {
+        self.write(Durability::Durable, |tx| {
+            let n = tx.execute(
+                "UPDATE outbox SET wedged_code = NULL, wedged_detail = NULL
+                 WHERE op_id = ?1 AND wedged_code IS NOT NULL",
+                [op_id],
+            )?;
+            Ok(n == 1)
+        })
     }
 
     /// Stores the push registration and queues it for the server (if `op` is given).
@@ -369,10 +506,18 @@ impl Store {
         op: Option<&mut Op>,
         keep: Option<&str>,
     ) -> Result<Vec<String>, Error> {
-        self.put(key::PUSH, Some(push))?;
         match op {
-            Some(op) => self.enqueue_coalescing(op, keep),
-            None => Ok(Vec::new()),
+            Some(op) => {
+                // One durable transaction: the registration and the op that delivers it.
+                let json = to_json(push)?;
+                let removed = self
+                    .enqueue_coalescing_with(op, keep, |tx| put_meta(tx, key::PUSH, Some(json)))?;
+                Ok(removed)
+            }
+            None => {
+                self.put(key::PUSH, Some(push))?;
+                Ok(Vec::new())
+            }
         }
     }
 
@@ -389,6 +534,18 @@ impl Store {
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
+}
+
+fn put_meta(tx: &rusqlite::Transaction<'_>, key: &str, json: Option<String>) -> Result<(), Error> {
+    match json {
+        Some(v) => tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, v],
+        )?,
+        None => tx.execute("DELETE FROM meta WHERE key = ?1", [key])?,
+    };
+    Ok(())
 }
 
 fn insert_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> Result<i64, Error> {
@@ -465,19 +622,75 @@ mod tests {
     }
 
     #[test]
-    fn the_database_uses_wal_and_full_sync() {
+    fn the_database_uses_wal_full_sync_for_the_outbox_only_and_no_auto_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let pragma = |s: &Store, p: &str| -> i64 {
+            s.conn
+                .query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+                .unwrap()
+        };
         let mode: String = s
             .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
-        let sync: i64 = s
-            .conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap();
         assert_eq!(mode, "wal");
-        assert_eq!(sync, 2, "synchronous=FULL");
+        assert_eq!(
+            pragma(&s, "synchronous"),
+            1,
+            "NORMAL between durable writes"
+        );
+        assert_eq!(pragma(&s, "wal_autocheckpoint"), 0);
+        // A durable write switches to FULL for its commit only.
+        let seen = s
+            .write(Durability::Durable, |tx| {
+                Ok(tx.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?)
+            })
+            .unwrap();
+        assert_eq!(seen, 2, "synchronous=FULL inside a durable write");
+        assert_eq!(pragma(&s, "synchronous"), 1);
+        // Also after a durable write that failed.
+        let failed = s.write(Durability::Durable, |tx| {
+            tx.execute("INSERT INTO nowhere VALUES (1)", [])?;
+            Ok(())
+        });
+        assert!(failed.is_err());
+        assert_eq!(pragma(&s, "synchronous"), 1);
+    }
+
+    #[test]
+    fn only_outbox_writes_fsync_and_checkpoints_wait_for_a_durable_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = presence_test_support::fsync::SyncCounter::register();
+        let mut s = Store::open_with_vfs(dir.path(), Some(vfs.vfs_name())).unwrap();
+        let view = |v: i64| StatusView {
+            status: AgentStatus::Busy,
+            version: v,
+            intent_at: v,
+            changed_by_device: None,
+        };
+        let before = vfs.counts();
+        for v in 0..(CHECKPOINT_AFTER as i64 + 10) {
+            s.set_status(Some(&view(v))).unwrap();
+        }
+        assert_eq!((vfs.counts() - before).total(), 0);
+        assert_eq!(s.counters().checkpoints, 0);
+        let before = vfs.counts();
+        let mut op = status_op("a", AgentStatus::Online);
+        s.enqueue_coalescing(&mut op, None).unwrap();
+        let paid = vfs.counts() - before;
+        assert!(paid.wal >= 1, "{paid:?}");
+        assert!(
+            paid.db >= 1,
+            "the durable commit checkpointed first: {paid:?}"
+        );
+        assert_eq!(s.counters().checkpoints, 1);
+        // The log restarts after the checkpoint: still free for cache writes.
+        let before = vfs.counts();
+        s.set_status(Some(&view(1000))).unwrap();
+        s.set_status(Some(&view(1001))).unwrap();
+        assert_eq!((vfs.counts() - before).total(), 0);
+        assert_eq!(s.status().unwrap(), Some(view(1001)));
     }
 
     #[test]
@@ -522,7 +735,7 @@ mod tests {
             s.wedge_op(&b.op_id, "forbidden", "no").unwrap();
             (a, b)
         };
-        let s = Store::open(dir.path()).unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
         let ops = s.outbox().unwrap();
         assert_eq!(ops.len(), 2);
         assert_eq!(ops[0].op_id, a.op_id);

@@ -20,6 +20,7 @@ fn api(server_url: &str, timeout: Duration) -> Result<Api, ClientError> {
         Arc::new(t),
         Arc::new(ServerClock::new(0)),
         timeout,
+        Default::default(),
     ))
 }
 

@@ -6,7 +6,7 @@
 //! 2. the faulty device changes the status while the fault is on: once it is off, the change
 //!    reaches the server and the other device, exactly once, and nothing is left queued.
 
-mod common;
+use presence_test_support as common;
 
 use std::time::Duration;
 

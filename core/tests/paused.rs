@@ -2,7 +2,7 @@
 //! timings (heartbeat cadence, backoff, Retry-After, no retries without network) and the
 //! answers that are hard to provoke from a real server (422, 429, 401, garbage bodies).
 
-mod common;
+use presence_test_support as common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! changes made while the server is down, clock skew, superseded intents, logout, sessions
 //! ended elsewhere, and pushes through the real webhook provider.
 
-mod common;
+use presence_test_support as common;
 
 use std::time::Duration;
 

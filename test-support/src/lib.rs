@@ -1,10 +1,15 @@
-//! Helpers shared by the engine's integration tests: a real server started in-process, account
-//! creation through the admin route, device configs with short timings, and waiting for a
-//! snapshot condition with a generous deadline (never a bare sleep).
-
-#![allow(dead_code)]
+//! What the engine's and the CLI's tests share, in one place: the real server started
+//! in-process, account creation through the admin route, device configs with short timings,
+//! waiting for a snapshot condition with a generous deadline (never a bare sleep), and the
+//! harnesses in the modules below.
+//!
+//! - [`fake`]: an in-memory fake server for paused-time tests.
+//! - [`proxy`]: a fault-injecting TCP proxy.
+//! - [`webhook`]: a loopback receiver for the server's webhook push provider.
+//! - [`fsync`]: a SQLite VFS that counts the syncs a database really asks the disk for.
 
 pub mod fake;
+pub mod fsync;
 pub mod proxy;
 pub mod webhook;
 
