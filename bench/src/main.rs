@@ -17,6 +17,7 @@ mod core;
 mod durability;
 mod http;
 mod ours;
+mod phone;
 mod proc;
 mod profile;
 mod redis;
@@ -42,6 +43,7 @@ pub const STEPS: &[&str] = &[
     "heartbeat",
     "rss",
     "core",
+    "phone",
     "durability",
     "ffi",
     "soketi",
@@ -49,7 +51,7 @@ pub const STEPS: &[&str] = &[
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
-steps: latency, expiry, fanout, heartbeat, rss, core, durability, ffi, soketi, redis";
+steps: latency, expiry, fanout, heartbeat, rss, core, phone, durability, ffi, soketi, redis";
 
 pub struct Ctx {
     pub quick: bool,
@@ -277,6 +279,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "heartbeat" => ours::heartbeat(ctx).await,
         "rss" => ours::rss(ctx).await,
         "core" => core::core(ctx).await,
+        "phone" => phone::phone(ctx).await,
         "durability" => ours::durability(ctx).await,
         "ffi" => ffi(ctx).await,
         "soketi" => soketi::soketi(ctx).await,

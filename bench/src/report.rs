@@ -185,6 +185,30 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "core_fsyncs_per_incoming_event",
+        what: "fsyncs per incoming `status`/`chatbox` event (counting SQLite VFS)",
+        goal: Goal::Exactly(0.0),
+        baselines: &[],
+    },
+    Row {
+        key: "core_background_wakeups_per_h",
+        what: "phone wakeups per hour in the background with push (engine timers + renew pushes; paused clock)",
+        goal: Goal::AtMost(2.0),
+        baselines: &[],
+    },
+    Row {
+        key: "core_active_requests_per_h",
+        what: "requests per hour while active (heartbeats and the event stream)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "core_idle_cpu_ms_per_h_active",
+        what: "CPU ms per idle hour while active (engine + in-memory fake server, paused clock)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
         key: "ffi_release_small_bytes",
         what: "`release-small` cdylib size (bytes)",
         goal: Goal::AtMost(6_000_000.0),

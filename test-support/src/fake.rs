@@ -36,6 +36,10 @@ struct State {
     interval_ms: i64,
     ttl_ms: i64,
     logins: usize,
+    /// `(interval_ms, ttl_ms)` answered to background heartbeats once a push registration
+    /// arrived, as the real server grants a background lease only with one.
+    background: Option<(i64, i64)>,
+    push_registered: bool,
     streams: Vec<mpsc::UnboundedSender<Result<Bytes, TransportError>>>,
 }
 
@@ -57,6 +61,8 @@ impl FakeServer {
                 interval_ms: 20_000,
                 ttl_ms: 60_000,
                 logins: 0,
+                background: None,
+                push_registered: false,
                 streams: Vec::new(),
             })),
             notify: Arc::new(tokio::sync::Notify::new()),
@@ -81,6 +87,13 @@ impl FakeServer {
         let mut s = self.lock();
         s.interval_ms = interval_ms;
         s.ttl_ms = ttl_ms;
+    }
+
+    /// Background leases: background heartbeats of a session with a push registration get
+    /// these terms (the real server's are `background_ttl - renew_margin` and
+    /// `background_ttl`).
+    pub fn set_background_terms(&self, interval_ms: i64, ttl_ms: i64) {
+        self.lock().background = Some((interval_ms, ttl_ms));
     }
 
     /// Answers requests for which `f` returns `Some` with its answer, until `f` is removed.
@@ -172,8 +185,13 @@ impl FakeServer {
                 return r;
             }
         }
-        let heartbeat = json!({"interval_ms": s.interval_ms, "ttl_ms": s.ttl_ms,
-                               "lease_until": now_ms + s.ttl_ms, "server_time": now_ms,
+        let background = req.body_json().is_some_and(|b| b["mode"] == "background");
+        let (interval_ms, ttl_ms) = match s.background {
+            Some(terms) if background && s.push_registered => terms,
+            _ => (s.interval_ms, s.ttl_ms),
+        };
+        let heartbeat = json!({"interval_ms": interval_ms, "ttl_ms": ttl_ms,
+                               "lease_until": now_ms + ttl_ms, "server_time": now_ms,
                                "status_version": s.version});
         let status_view = json!({"status": s.status, "version": s.version,
                                  "intent_at": EPOCH_MS, "changed_by_device": null});
@@ -217,9 +235,11 @@ impl FakeServer {
                 });
                 Response::stream(200, stream)
             }
-            (Method::Delete, "/v1/session") | (Method::Put, "/v1/session/push") => {
+            (Method::Put, "/v1/session/push") => {
+                s.push_registered = true;
                 Response::bytes(204, Bytes::new())
             }
+            (Method::Delete, "/v1/session") => Response::bytes(204, Bytes::new()),
             _ => Response::json(
                 404,
                 &json!({"error": {"code": "not_found", "detail": "fake has no such route"}}),

@@ -7,9 +7,12 @@
 //! - [`proxy`]: a fault-injecting TCP proxy.
 //! - [`webhook`]: a loopback receiver for the server's webhook push provider.
 //! - [`fsync`]: a SQLite VFS that counts the syncs a database really asks the disk for.
+//! - [`phone`]: what an engine costs a phone per hour of each lifecycle state (shared by the
+//!   tests and `cargo xtask bench`).
 
 pub mod fake;
 pub mod fsync;
+pub mod phone;
 pub mod proxy;
 pub mod webhook;
 
