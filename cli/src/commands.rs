@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use presence_core::widget::{ChatboxStream, fetch_chatbox};
 use presence_core::{
-    AgentStatus, ClientConfig, ClientError, ClientSnapshot, Connection, DeviceInfo, Overrides,
-    Platform, PresenceClient, SessionState,
+    AgentStatus, ClientConfig, ClientError, ClientSnapshot, Connection, DeviceInfo, OpKind,
+    Overrides, Platform, PresenceClient, SessionState,
 };
 
 use crate::args::{Cli, Command, OutboxAction};
@@ -245,12 +245,7 @@ async fn set_status(ctx: &Ctx, status: AgentStatus) -> Result<ExitCode> {
     if !st.pending && st.confirmed == status {
         out(format!("{status}: confirmed (version {})", st.version));
     } else if !st.pending {
-        if let Some(w) = s
-            .outbox
-            .wedged
-            .iter()
-            .find(|w| w.kind.as_str() == "set_status")
-        {
+        if let Some(w) = s.outbox.wedged.iter().find(|w| w.kind == OpKind::SetStatus) {
             return Err(err(format!(
                 "the server refused the change ({}: {}); see `presence outbox`",
                 w.code, w.detail

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use crate::api::Api;
 use crate::clock::{ClockEstimate, ServerClock};
 use crate::config::Overrides;
-use crate::error::{Error, ErrorClass};
+use crate::error::{Error, ErrorClass, SESSION_EXPIRED, ServerCode};
 use crate::meter::Meter;
 use crate::outbox::{Backoff, Op, OpBody};
 use crate::snapshot::{
@@ -41,6 +41,7 @@ use crate::snapshot::{
 };
 use crate::sse::{SseEvent, SseItem, SseParser};
 use crate::store::{Store, StoredSession};
+use presence_protocol::ErrorCode;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -180,6 +181,8 @@ pub(crate) struct Engine {
     reachable: Option<bool>,
     lease_until: Option<i64>,
     last_error: Option<LastError>,
+    /// `last_error` is the session's expiry: only a login or a logout clears it.
+    last_error_sticky: bool,
 
     // Outbox.
     outbox: Vec<Op>,
@@ -285,6 +288,7 @@ impl Engine {
             reachable: None,
             lease_until: None,
             last_error: None,
+            last_error_sticky: false,
             outbox,
             op_in_flight: None,
             op_attempts: 0,
@@ -453,11 +457,21 @@ impl Engine {
             let mut req = req;
             let mut result = api.login(&req).await;
             // A stored push token the server now refuses (its webhook host left the
-            // allow-list, say) must not lock the user out: log in without it.
+            // allow-list, say) must not lock the user out: log in without it. The push is
+            // the only optional part of a login, so any `invalid_field` is retried once
+            // without it (if the field was another one, the retry says so again).
             if req.push.is_some()
-                && matches!(&result, Err(Error::Http { status: 422, detail, .. }) if detail.contains("push"))
+                && matches!(
+                    &result,
+                    Err(Error::Http {
+                        code: ServerCode::Known(ErrorCode::InvalidField),
+                        ..
+                    })
+                )
             {
-                tracing::warn!("the server refused the stored push registration; logging in without it");
+                tracing::warn!(
+                    "the server refused the stored push registration; logging in without it"
+                );
                 req.push = None;
                 result = api.login(&req).await;
             }
@@ -524,6 +538,7 @@ impl Engine {
         self.op_retry_by_server = false;
         self.me_wanted = true;
         self.last_error = None;
+        self.last_error_sticky = false;
         self.persist_clock();
         self.login_waiters.push(reply);
     }
@@ -559,6 +574,7 @@ impl Engine {
         self.chatbox = None;
         self.lease_until = None;
         self.last_error = None;
+        self.last_error_sticky = false;
         self.sse = None;
         self.next_heartbeat = None;
         self.hb_forced = None;
@@ -869,6 +885,7 @@ impl Engine {
                         self.outbox[idx].wedged = Some((code.clone(), detail.clone()));
                     }
                     self.last_error = Some(LastError { code, detail });
+                    self.last_error_sticky = false;
                 }
             },
         }
@@ -1295,12 +1312,7 @@ impl Engine {
     fn not_active_error(&self) -> Error {
         match &self.session {
             None => Error::NotLoggedIn,
-            Some(_) => Error::Http {
-                status: 401,
-                code: "session_expired".into(),
-                detail: "the session has ended; log in again".into(),
-                retry_after: None,
-            },
+            Some(_) => Error::SessionExpired("the session has ended; log in again".into()),
         }
     }
 
@@ -1330,9 +1342,10 @@ impl Engine {
         self.next_heartbeat = None;
         self.hb_forced = None;
         self.last_error = Some(LastError {
-            code: "session_expired".into(),
+            code: SESSION_EXPIRED.into(),
             detail,
         });
+        self.last_error_sticky = true;
         let waiters: Vec<_> = self
             .hb_waiters
             .drain(..)
@@ -1341,12 +1354,7 @@ impl Engine {
         for w in waiters {
             self.respond(
                 w,
-                Err(Error::Http {
-                    status: 401,
-                    code: "session_expired".into(),
-                    detail: "the session has ended".into(),
-                    retry_after: None,
-                }),
+                Err(Error::SessionExpired("the session has ended".into())),
             );
         }
     }
@@ -1418,15 +1426,12 @@ impl Engine {
     fn set_error(&mut self, e: &Error) {
         let (code, detail) = e.code_and_detail();
         self.last_error = Some(LastError { code, detail });
+        self.last_error_sticky = false;
     }
 
     fn clear_error(&mut self) {
         // An expired session stays visible until the user acts on it.
-        if self
-            .last_error
-            .as_ref()
-            .is_some_and(|e| e.code != "session_expired")
-        {
+        if !self.last_error_sticky {
             self.last_error = None;
         }
     }
@@ -1597,6 +1602,7 @@ fn clone_error(e: &Error) -> Error {
         Error::BadResponse(d) => Error::BadResponse(d.clone()),
         Error::InvalidInput(d) => Error::InvalidInput(d.clone()),
         Error::NotLoggedIn => Error::NotLoggedIn,
+        Error::SessionExpired(d) => Error::SessionExpired(d.clone()),
         Error::NoServer => Error::NoServer,
         Error::Shutdown => Error::Shutdown,
         other => Error::Internal(other.to_string()),

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use presence_protocol::ErrorBody;
+use presence_protocol::{ErrorBody, ErrorCode};
+use serde::Deserialize;
 
 use crate::transport::TransportError;
 
@@ -64,6 +65,38 @@ impl ClientError {
     }
 }
 
+/// A server's error code, typed. A code this build does not know (a newer server's) is kept
+/// as its text: it still classifies by HTTP status and still shows in `last_error`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum ServerCode {
+    Known(ErrorCode),
+    Other(String),
+}
+
+impl ServerCode {
+    pub(crate) fn parse(code: &str) -> ServerCode {
+        serde_json::from_value(serde_json::Value::String(code.to_owned()))
+            .unwrap_or_else(|_| ServerCode::Other(code.to_owned()))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            ServerCode::Known(c) => c.as_str(),
+            ServerCode::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for ServerCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The code shown in `last_error` while a session is expired (the snapshot contract's name).
+pub(crate) const SESSION_EXPIRED: &str = "session_expired";
+
 /// The internal error: keeps enough to classify (see [`ErrorClass`]) and to log.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -73,7 +106,7 @@ pub(crate) enum Error {
     #[error("HTTP {status} {code}: {detail}")]
     Http {
         status: u16,
-        code: String,
+        code: ServerCode,
         detail: String,
         retry_after: Option<Duration>,
     },
@@ -96,6 +129,10 @@ pub(crate) enum Error {
     InvalidInput(String),
     #[error("not logged in")]
     NotLoggedIn,
+    /// This device's session has ended (found out earlier, from the server): a call that
+    /// needs it cannot run until the user logs in again. Local: no request was made.
+    #[error("session expired: {0}")]
+    SessionExpired(String),
     #[error("no server URL configured: pass one or log in with one first")]
     NoServer,
     #[error("the client is shut down")]
@@ -123,7 +160,7 @@ impl Error {
         match serde_json::from_slice::<ErrorBody>(body) {
             Ok(b) => Error::Http {
                 status,
-                code: b.error.code,
+                code: ServerCode::parse(&b.error.code),
                 detail: b.error.detail,
                 retry_after,
             },
@@ -149,6 +186,8 @@ impl Error {
                 ..
             } => match *status {
                 401 => ErrorClass::Unauthorized,
+                // Whatever its code, a 503 (`unavailable`: draining, overloaded) is the
+                // server asking to come back later.
                 429 => ErrorClass::Transient {
                     retry_after: *retry_after,
                 },
@@ -161,6 +200,7 @@ impl Error {
                     retry_after: *retry_after,
                 },
             },
+            Error::SessionExpired(_) => ErrorClass::Unauthorized,
             _ => ErrorClass::Local,
         }
     }
@@ -168,7 +208,7 @@ impl Error {
     /// The `{code, detail}` pair shown in the snapshot's `last_error` and a wedged op.
     pub(crate) fn code_and_detail(&self) -> (String, String) {
         match self {
-            Error::Http { code, detail, .. } => (code.clone(), detail.clone()),
+            Error::Http { code, detail, .. } => (code.as_str().to_owned(), detail.clone()),
             Error::Transport(t) => (t.kind.code().to_owned(), t.detail.clone()),
             Error::UnexpectedStatus { status, .. } => (format!("http_{status}"), self.to_string()),
             Error::BadResponse(d) => ("bad_response".to_owned(), d.clone()),
@@ -176,6 +216,7 @@ impl Error {
             Error::StorageOther(d) => ("storage".to_owned(), d.clone()),
             Error::InvalidInput(d) => ("invalid_input".to_owned(), d.clone()),
             Error::NotLoggedIn => ("not_logged_in".to_owned(), self.to_string()),
+            Error::SessionExpired(d) => (SESSION_EXPIRED.to_owned(), d.clone()),
             Error::NoServer => ("no_server".to_owned(), self.to_string()),
             Error::Shutdown => ("shutdown".to_owned(), self.to_string()),
             Error::Internal(d) => ("internal".to_owned(), d.clone()),
@@ -188,8 +229,10 @@ impl From<Error> for ClientError {
         let detail = e.to_string();
         match e {
             Error::Transport(_) => ClientError::Network { detail },
-            Error::Http { status, code, .. } => match (status, code.as_str()) {
-                (401, "session_expired") => ClientError::SessionExpired { detail },
+            Error::Http { status, code, .. } => match (status, code) {
+                (401, ServerCode::Known(ErrorCode::SessionExpired)) => {
+                    ClientError::SessionExpired { detail }
+                }
                 (401, _) => ClientError::Unauthorized { detail },
                 (422 | 400 | 404 | 409 | 413 | 415, _) => ClientError::InvalidInput { detail },
                 _ => ClientError::Server { detail },
@@ -200,6 +243,7 @@ impl From<Error> for ClientError {
             Error::Storage(_) | Error::StorageOther(_) => ClientError::Storage { detail },
             Error::InvalidInput(_) | Error::NoServer => ClientError::InvalidInput { detail },
             Error::NotLoggedIn => ClientError::Unauthorized { detail },
+            Error::SessionExpired(_) => ClientError::SessionExpired { detail },
             Error::Shutdown | Error::Internal(_) => ClientError::Internal { detail },
         }
     }
@@ -209,6 +253,55 @@ impl From<Error> for ClientError {
 mod tests {
     use super::*;
     use crate::transport::TransportErrorKind;
+
+    #[test]
+    fn codes_are_typed_and_unknown_ones_are_kept_and_classified_by_status() {
+        let e = Error::http(
+            401,
+            br#"{"error":{"code":"session_expired","detail":"ended"}}"#,
+            None,
+        );
+        assert!(matches!(
+            &e,
+            Error::Http {
+                code: ServerCode::Known(ErrorCode::SessionExpired),
+                ..
+            }
+        ));
+        // A newer server's code: kept as text, classified by its status.
+        let e = Error::http(
+            503,
+            br#"{"error":{"code":"unavailable","detail":"draining"}}"#,
+            Some(Duration::from_secs(2)),
+        );
+        let (code, _) = e.code_and_detail();
+        assert_eq!(code, "unavailable");
+        assert_eq!(
+            e.class(),
+            ErrorClass::Transient {
+                retry_after: Some(Duration::from_secs(2))
+            }
+        );
+        assert!(matches!(ClientError::from(e), ClientError::Server { .. }));
+        let e = Error::http(422, br#"{"error":{"code":"brand_new","detail":"x"}}"#, None);
+        assert_eq!(e.class(), ErrorClass::Permanent);
+        assert_eq!(ServerCode::parse("brand_new").as_str(), "brand_new");
+        assert_eq!(
+            ServerCode::parse("invalid_field"),
+            ServerCode::Known(ErrorCode::InvalidField)
+        );
+    }
+
+    #[test]
+    fn a_session_known_to_be_over_is_a_local_error_not_an_http_one() {
+        let e = Error::SessionExpired("log in again".into());
+        assert_eq!(e.class(), ErrorClass::Unauthorized);
+        assert_eq!(e.code_and_detail().0, SESSION_EXPIRED);
+        assert!(matches!(
+            ClientError::from(e),
+            ClientError::SessionExpired { .. }
+        ));
+    }
 
     #[test]
     fn status_codes_classify_like_the_send_queue() {

@@ -728,3 +728,28 @@ async fn logout_delivers_the_changes_queued_ahead_of_it_before_returning() {
     let sent = fake.bodies(Method::Put, STATUS);
     assert_eq!(sent[1]["status"], "busy");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_stored_push_registration_does_not_lock_the_user_out() {
+    let fake = FakeServer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let client = open(&fake, dir.path()).await;
+    client
+        .register_push(
+            presence_core::PushProvider::Webhook,
+            "http://gone.invalid/p",
+        )
+        .await
+        .unwrap();
+    // The server refuses the push field (its host left the allow-list), by code only.
+    fake.intercept(|req| {
+        (is(req, Method::Post, "/v1/login")
+            && req.body_json().is_some_and(|b| !b["push"].is_null()))
+        .then(|| Ok(error(422, "invalid_field", "not allowed")))
+    });
+    client.login("acme", "ann@example.com", "pw").await.unwrap();
+    let logins = fake.bodies(Method::Post, "/v1/login");
+    assert_eq!(logins.len(), 2);
+    assert!(logins[1]["push"].is_null(), "{}", logins[1]);
+    assert_eq!(client.snapshot().session.state, SessionState::Active);
+}
