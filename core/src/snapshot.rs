@@ -137,9 +137,23 @@ pub struct WedgedOp {
     pub detail: String,
 }
 
-/// What an outbox op does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What an outbox op does. Its wire name (serde's and strum's, one case rule) is also the
+/// outbox table's `kind` column.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum OpKind {
     /// `PUT /v1/me/status`
     SetStatus,
@@ -151,20 +165,11 @@ pub enum OpKind {
 
 impl OpKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::SetStatus => "set_status",
-            OpKind::EndSession => "end_session",
-            OpKind::RegisterPush => "register_push",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<OpKind> {
-        match s {
-            "set_status" => Some(OpKind::SetStatus),
-            "end_session" => Some(OpKind::EndSession),
-            "register_push" => Some(OpKind::RegisterPush),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 
@@ -180,6 +185,16 @@ pub struct LastError {
 mod tests {
     use super::*;
     use presence_protocol::{ChatboxStatus, Reason, Role};
+
+    #[test]
+    fn op_kind_names_are_serdes() {
+        use strum::IntoEnumIterator;
+        for k in OpKind::iter() {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(OpKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(OpKind::SetStatus.as_str(), "set_status");
+    }
 
     #[test]
     fn snapshot_serializes_to_the_contract_field_names() {

@@ -23,6 +23,8 @@ pub type Millis = i64;
 /// What an agent chose to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum AgentStatus {
     Online,
     Busy,
@@ -30,21 +32,14 @@ pub enum AgentStatus {
 }
 
 impl AgentStatus {
+    /// The wire name (serde's; strum applies the same case rule).
     pub fn as_str(self) -> &'static str {
-        match self {
-            AgentStatus::Online => "online",
-            AgentStatus::Busy => "busy",
-            AgentStatus::Offline => "offline",
-        }
+        self.into()
     }
 
+    /// The variant with this wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "online" => Some(AgentStatus::Online),
-            "busy" => Some(AgentStatus::Busy),
-            "offline" => Some(AgentStatus::Offline),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 
@@ -57,6 +52,8 @@ impl std::fmt::Display for AgentStatus {
 /// What a chat box shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum ChatboxStatus {
     Online,
     Busy,
@@ -64,18 +61,17 @@ pub enum ChatboxStatus {
 }
 
 impl ChatboxStatus {
+    /// The wire name (serde's; strum applies the same case rule).
     pub fn as_str(self) -> &'static str {
-        match self {
-            ChatboxStatus::Online => "online",
-            ChatboxStatus::Busy => "busy",
-            ChatboxStatus::Offline => "offline",
-        }
+        self.into()
     }
 }
 
 /// Why a chat box shows what it shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum Reason {
     AgentsOnline,
     AgentsBusy,
@@ -85,6 +81,8 @@ pub enum Reason {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum Platform {
     Android,
     Ios,
@@ -94,14 +92,9 @@ pub enum Platform {
 }
 
 impl Platform {
+    /// The wire name (serde's; strum applies the same case rule).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Platform::Android => "android",
-            Platform::Ios => "ios",
-            Platform::Desktop => "desktop",
-            Platform::Web => "web",
-            Platform::Cli => "cli",
-        }
+        self.into()
     }
 }
 
@@ -109,6 +102,8 @@ impl Platform {
 /// renewed by push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum Mode {
     #[default]
     Active,
@@ -116,16 +111,16 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The wire name (serde's; strum applies the same case rule).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Active => "active",
-            Mode::Background => "background",
-        }
+        self.into()
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     Owner,
     Admin,
@@ -134,21 +129,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// The wire name (serde's; strum applies the same case rule).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Agent => "agent",
-        }
+        self.into()
     }
 
+    /// The variant with this wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "owner" => Some(Role::Owner),
-            "admin" => Some(Role::Admin),
-            "agent" => Some(Role::Agent),
-            _ => None,
-        }
+        s.parse().ok()
     }
 
     /// Owners and admins may use the administration routes.
@@ -160,6 +148,8 @@ impl Role {
 /// Push providers a session may register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum PushProvider {
     Webhook,
     Fcm,
@@ -168,29 +158,22 @@ pub enum PushProvider {
 }
 
 impl PushProvider {
+    /// The wire name (serde's; strum applies the same case rule).
     pub fn as_str(self) -> &'static str {
-        match self {
-            PushProvider::Webhook => "webhook",
-            PushProvider::Fcm => "fcm",
-            PushProvider::Apns => "apns",
-            PushProvider::Unifiedpush => "unifiedpush",
-        }
+        self.into()
     }
 
+    /// The variant with this wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "webhook" => Some(PushProvider::Webhook),
-            "fcm" => Some(PushProvider::Fcm),
-            "apns" => Some(PushProvider::Apns),
-            "unifiedpush" => Some(PushProvider::Unifiedpush),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum EndReason {
     Logout,
     Expired,
@@ -199,23 +182,14 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// The wire name (serde's; strum applies the same case rule).
     pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Logout => "logout",
-            EndReason::Expired => "expired",
-            EndReason::Replaced => "replaced",
-            EndReason::Removed => "removed",
-        }
+        self.into()
     }
 
+    /// The variant with this wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "logout" => Some(EndReason::Logout),
-            "expired" => Some(EndReason::Expired),
-            "replaced" => Some(EndReason::Replaced),
-            "removed" => Some(EndReason::Removed),
-            _ => None,
-        }
+        s.parse().ok()
     }
 }
 
@@ -225,6 +199,8 @@ impl EndReason {
 /// Every error code of the protocol, with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
     InvalidCredentials,
@@ -262,22 +238,9 @@ impl ErrorCode {
         }
     }
 
+    /// The wire name (serde's; strum applies the same case rule).
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::InvalidCredentials => "invalid_credentials",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::SessionExpired => "session_expired",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::InvalidField => "invalid_field",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Internal => "internal",
-            ErrorCode::Unavailable => "unavailable",
-        }
+        self.into()
     }
 }
 

@@ -99,7 +99,7 @@ impl PresenceClient {
     /// `current` with `pending = true`); delivery happens in the background.
     pub async fn set_status(&self, status: AgentStatus) -> Result<(), PresenceError> {
         let core = self.core();
-        on_runtime(async move { Ok(core.set_status(status.into()).await?) }).await
+        on_runtime(async move { Ok(core.set_status(status).await?) }).await
     }
 
     /// The latest snapshot.
@@ -111,7 +111,7 @@ impl PresenceClient {
     pub async fn set_lifecycle(&self, lifecycle: Lifecycle) {
         let core = self.core();
         let _ = on_runtime(async move {
-            core.set_lifecycle(lifecycle.into()).await;
+            core.set_lifecycle(lifecycle).await;
             Ok(())
         })
         .await;
@@ -156,7 +156,7 @@ impl PresenceClient {
         token: String,
     ) -> Result<(), PresenceError> {
         let core = self.core();
-        on_runtime(async move { Ok(core.register_push(provider.into(), &token).await?) }).await
+        on_runtime(async move { Ok(core.register_push(provider, &token).await?) }).await
     }
 
     /// Fetches the agent, status and chat box from the server now.

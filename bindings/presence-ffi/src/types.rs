@@ -11,8 +11,21 @@ use std::time::Duration;
 
 use presence_core as core;
 
+// The plain enums cross as presence-core's and presence-protocol's own types: `remote`
+// derives uniffi's converters for them here, in this crate's namespace, so the generated
+// Kotlin and Swift keep their names (`dev.presence.AgentStatus`, `Presence.AgentStatus`).
+// Deriving in the defining crates instead would put them in namespaces of their own
+// (another Kotlin package, another Swift module). The variants listed below are checked
+// against the real enums by the compiler (the generated converters match on them), and no
+// conversion is written by hand.
+pub use presence_core::{
+    AgentStatus, ChatboxStatus, Connection, Lifecycle, OpKind, Platform, PushProvider, Reason,
+    SessionState,
+};
+pub use presence_protocol::Role;
+
 /// What an agent chose to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum AgentStatus {
     Online,
     Busy,
@@ -20,7 +33,7 @@ pub enum AgentStatus {
 }
 
 /// What a chat box shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum ChatboxStatus {
     Online,
     Busy,
@@ -28,7 +41,7 @@ pub enum ChatboxStatus {
 }
 
 /// Why a chat box shows what it shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Reason {
     AgentsOnline,
     AgentsBusy,
@@ -36,14 +49,14 @@ pub enum Reason {
     OutsideOpeningHours,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Role {
     Owner,
     Admin,
     Agent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Platform {
     Android,
     Ios,
@@ -52,7 +65,7 @@ pub enum Platform {
     Cli,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum PushProvider {
     Webhook,
     Fcm,
@@ -60,7 +73,7 @@ pub enum PushProvider {
     Unifiedpush,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum SessionState {
     LoggedOut,
     Active,
@@ -68,7 +81,7 @@ pub enum SessionState {
     Expired,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Connection {
     /// Active: the event stream is open. Background: the last request got through.
     Connected,
@@ -81,14 +94,14 @@ pub enum Connection {
 }
 
 /// What the host app is doing: foreground (`Active`) or background.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Lifecycle {
     Active,
     Background,
 }
 
 /// What an outbox op does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum OpKind {
     SetStatus,
     EndSession,
@@ -249,7 +262,7 @@ impl From<ClientConfig> for core::ClientConfig {
             server_url: c.server_url,
             data_dir: PathBuf::from(c.data_dir),
             device: core::DeviceInfo {
-                platform: c.device.platform.into(),
+                platform: c.device.platform,
                 name: c.device.name,
                 app_version: c.device.app_version,
             },
@@ -258,33 +271,6 @@ impl From<ClientConfig> for core::ClientConfig {
     }
 }
 
-/// `impl From<$core> for $ffi` and back, for field-less enums with the same variants.
-macro_rules! mirror_enum {
-    ($ffi:ident <=> $core:path { $($v:ident),+ $(,)? }) => {
-        impl From<$core> for $ffi {
-            fn from(v: $core) -> Self {
-                match v { $(<$core>::$v => $ffi::$v,)+ }
-            }
-        }
-        impl From<$ffi> for $core {
-            fn from(v: $ffi) -> Self {
-                match v { $($ffi::$v => <$core>::$v,)+ }
-            }
-        }
-    };
-}
-
-mirror_enum!(AgentStatus <=> core::AgentStatus { Online, Busy, Offline });
-mirror_enum!(ChatboxStatus <=> core::ChatboxStatus { Online, Busy, Offline });
-mirror_enum!(Reason <=> core::Reason { AgentsOnline, AgentsBusy, NoAgentsOnline, OutsideOpeningHours });
-mirror_enum!(Role <=> presence_protocol::Role { Owner, Admin, Agent });
-mirror_enum!(Platform <=> core::Platform { Android, Ios, Desktop, Web, Cli });
-mirror_enum!(PushProvider <=> core::PushProvider { Webhook, Fcm, Apns, Unifiedpush });
-mirror_enum!(SessionState <=> core::SessionState { LoggedOut, Active, Expired });
-mirror_enum!(Connection <=> core::Connection { Connected, Connecting, Offline, NoNetwork });
-mirror_enum!(Lifecycle <=> core::Lifecycle { Active, Background });
-mirror_enum!(OpKind <=> core::OpKind { SetStatus, EndSession, RegisterPush });
-
 impl From<core::Agent> for Agent {
     fn from(a: core::Agent) -> Self {
         Agent {
@@ -292,7 +278,7 @@ impl From<core::Agent> for Agent {
             name: a.name,
             email: a.email,
             groups: a.groups,
-            role: a.role.into(),
+            role: a.role,
         }
     }
 }
@@ -302,8 +288,8 @@ impl From<core::GroupView> for GroupView {
         GroupView {
             key: g.key,
             name: g.name,
-            status: g.status.into(),
-            reason: g.reason.into(),
+            status: g.status,
+            reason: g.reason,
         }
     }
 }
@@ -311,8 +297,8 @@ impl From<core::GroupView> for GroupView {
 impl From<core::ChatboxView> for ChatboxView {
     fn from(v: core::ChatboxView) -> Self {
         ChatboxView {
-            status: v.status.into(),
-            reason: v.reason.into(),
+            status: v.status,
+            reason: v.reason,
             version: v.version,
             next_change_at: v.next_change_at,
             groups: v.groups.into_iter().map(Into::into).collect(),
@@ -324,20 +310,20 @@ impl From<core::ClientSnapshot> for ClientSnapshot {
     fn from(s: core::ClientSnapshot) -> Self {
         ClientSnapshot {
             session: SessionSnapshot {
-                state: s.session.state.into(),
+                state: s.session.state,
                 agent: s.session.agent.map(Into::into),
                 account: s.session.account,
                 session_id: s.session.session_id,
             },
             status: s.status.map(|st| StatusSnapshot {
-                current: st.current.into(),
-                confirmed: st.confirmed.into(),
+                current: st.current,
+                confirmed: st.confirmed,
                 version: st.version,
                 pending: st.pending,
             }),
             chatbox: s.chatbox.map(Into::into),
-            connection: s.connection.into(),
-            lifecycle: s.lifecycle.into(),
+            connection: s.connection,
+            lifecycle: s.lifecycle,
             lease_until: s.lease_until,
             outbox: OutboxSnapshot {
                 pending: s.outbox.pending,
@@ -347,7 +333,7 @@ impl From<core::ClientSnapshot> for ClientSnapshot {
                     .into_iter()
                     .map(|w| WedgedOp {
                         op_id: w.op_id,
-                        kind: w.kind.into(),
+                        kind: w.kind,
                         code: w.code,
                         detail: w.detail,
                     })
