@@ -38,11 +38,14 @@ pub mod clock;
 mod config;
 mod engine;
 mod error;
+mod heartbeat;
 mod meter;
 pub mod outbox;
+mod session;
 mod snapshot;
 pub mod sse;
 mod store;
+mod stream;
 pub mod transport;
 pub mod widget;
 

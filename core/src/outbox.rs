@@ -77,14 +77,27 @@
 //!
 //! While the OS reports no network, nothing is attempted at all: no retries are burnt on a
 //! radio that is off, and the first try happens the moment the network returns.
+//!
+//! # State and logic
+//!
+//! `Outbox` below holds the queue's state (the ops in store order, the one on the wire, the
+//! backoff, the callers waiting on an op); the handlers after it (`set_status`, `on_op`,
+//! `drive_outbox`, ...) are the engine actor's, written here beside this statement of what
+//! they keep. Every write they make to the `outbox` table is a durable one (see the store).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use presence_protocol::{AgentStatus, Millis, PushRegistration};
+use presence_protocol::{
+    AgentStatus, Millis, PushRegistration, SetStatusRequest, SetStatusResponse,
+};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
-use crate::snapshot::OpKind;
+use crate::engine::{Engine, Reply, TaskDone};
+use crate::error::{Error, ErrorClass};
+use crate::snapshot::{LastError, OpKind};
 
 /// Capped exponential backoff with full jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +197,288 @@ impl Op {
 
     pub(crate) fn is_wedged(&self) -> bool {
         self.wedged.is_some()
+    }
+}
+
+/// The outbox sub-machine's state: the ops in store order and the one on the wire.
+pub(crate) struct Outbox {
+    /// Every stored op, in send order (a copy of the `outbox` table).
+    pub(crate) ops: Vec<Op>,
+    /// The op on the wire (never coalesced away: its answer is unknown).
+    pub(crate) in_flight: Option<String>,
+    /// Consecutive transient failures of the head op (the backoff's attempt count).
+    pub(crate) attempts: u32,
+    pub(crate) retry_at: Option<Instant>,
+    /// The retry time came from the server's `Retry-After`: only the server may shorten it.
+    pub(crate) retry_by_server: bool,
+    /// Callers waiting for an op to be tried (`logout` waits for its `end_session`).
+    pub(crate) waiters: HashMap<String, Vec<Reply<()>>>,
+}
+
+impl Outbox {
+    pub(crate) fn new(ops: Vec<Op>) -> Outbox {
+        Outbox {
+            ops,
+            in_flight: None,
+            attempts: 0,
+            retry_at: None,
+            retry_by_server: false,
+            waiters: HashMap::new(),
+        }
+    }
+
+    /// Forgets the backoff (the op got an answer, or a new session starts).
+    pub(crate) fn reset_backoff(&mut self) {
+        self.attempts = 0;
+        self.retry_at = None;
+        self.retry_by_server = false;
+    }
+}
+
+impl Engine {
+    /// Ends the outbox's backoff wait, unless the server asked for it with `Retry-After`.
+    pub(crate) fn retry_ops_now(&mut self) {
+        if !self.outbox.retry_by_server {
+            self.outbox.retry_at = None;
+        }
+    }
+
+    /// Answers everyone waiting on an op: the queue cannot make progress right now.
+    pub(crate) fn release_op_waiters(&mut self) {
+        let waiters: Vec<_> = self.outbox.waiters.drain().flat_map(|(_, w)| w).collect();
+        for w in waiters {
+            self.respond(w, Ok(()));
+        }
+    }
+
+    pub(crate) fn set_status(&mut self, status: AgentStatus) -> Result<(), Error> {
+        let Some(session) = &self.session.current else {
+            return Err(Error::NotLoggedIn);
+        };
+        let mut op = Op::new(
+            OpBody::SetStatus {
+                status,
+                intent_at: self.clock.offset().map(|_| self.clock.server_now()),
+            },
+            Some(session.agent.id.clone()),
+            session.token.clone(),
+            self.clock.device_now(),
+        );
+        let removed = self
+            .store
+            .enqueue_coalescing(&mut op, self.outbox.in_flight.as_deref())?;
+        self.outbox.ops.retain(|o| !removed.contains(&o.op_id));
+        self.outbox.ops.push(op);
+        Ok(())
+    }
+
+    pub(crate) fn register_push(&mut self, push: PushRegistration) -> Result<(), Error> {
+        let mut op = self.session.current.as_ref().map(|s| {
+            Op::new(
+                OpBody::RegisterPush { push: push.clone() },
+                None,
+                s.token.clone(),
+                self.clock.device_now(),
+            )
+        });
+        let removed = self
+            .store
+            .set_push(&push, op.as_mut(), self.outbox.in_flight.as_deref())?;
+        self.has_push = true;
+        self.outbox.ops.retain(|o| !removed.contains(&o.op_id));
+        if let Some(op) = op {
+            self.outbox.ops.push(op);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn retry_wedged(&mut self, op_id: &str) -> Result<(), Error> {
+        let Some(op) = self
+            .outbox
+            .ops
+            .iter_mut()
+            .find(|o| o.op_id == op_id && o.is_wedged())
+        else {
+            return Err(Error::InvalidInput(format!(
+                "no wedged change with op_id {op_id}"
+            )));
+        };
+        self.store.unwedge_op(op_id)?;
+        op.wedged = None;
+        self.outbox.attempts = 0;
+        self.retry_ops_now();
+        Ok(())
+    }
+
+    pub(crate) fn discard_wedged(&mut self, op_id: &str) -> Result<(), Error> {
+        if !self
+            .outbox
+            .ops
+            .iter()
+            .any(|o| o.op_id == op_id && o.is_wedged())
+        {
+            return Err(Error::InvalidInput(format!(
+                "no wedged change with op_id {op_id}"
+            )));
+        }
+        self.store.remove_op(op_id)?;
+        self.outbox.ops.retain(|o| o.op_id != op_id);
+        Ok(())
+    }
+
+    pub(crate) fn on_op(
+        &mut self,
+        op_id: String,
+        token: String,
+        result: Result<Option<SetStatusResponse>, Error>,
+    ) {
+        self.outbox.in_flight = None;
+        let waiters = self.outbox.waiters.remove(&op_id).unwrap_or_default();
+        let Some(idx) = self.outbox.ops.iter().position(|o| o.op_id == op_id) else {
+            // Removed meanwhile (another process delivered it): nothing to do.
+            for w in waiters {
+                self.respond(w, Ok(()));
+            }
+            return;
+        };
+        match result {
+            Ok(resp) => {
+                self.reachable = Some(true);
+                self.outbox.reset_backoff();
+                self.remove_op(idx);
+                if let Some(resp) = resp {
+                    if !resp.applied {
+                        tracing::info!(
+                            op_id,
+                            server_status = %resp.status.status,
+                            "status change superseded by a newer intent; adopting the server's"
+                        );
+                    }
+                    self.apply_status(resp.status);
+                }
+                self.clear_error();
+            }
+            Err(e) => match e.class() {
+                ErrorClass::Transient { retry_after } => {
+                    self.retry_op_later(&op_id, &e, retry_after)
+                }
+                ErrorClass::Local => self.retry_op_later(&op_id, &e, None),
+                ErrorClass::Unauthorized => {
+                    self.reachable = Some(true);
+                    // Compare with the op's token *now*: a login while this was on the wire
+                    // may have re-stamped it with the new session's token.
+                    let op_token = self.outbox.ops[idx].token.clone();
+                    let current = self
+                        .session
+                        .current
+                        .as_ref()
+                        .is_some_and(|s| s.token == op_token);
+                    if current && op_token == token {
+                        // Kept: delivered after logging in again as the same agent.
+                        self.expire_session(e.to_string());
+                    } else if current {
+                        tracing::debug!(op_id, "op re-stamped by a new login; resending");
+                    } else {
+                        tracing::info!(op_id, "dropping an op of a session that has ended");
+                        self.remove_op(idx);
+                    }
+                }
+                ErrorClass::Permanent => {
+                    self.reachable = Some(true);
+                    self.outbox.reset_backoff();
+                    let (code, detail) = e.code_and_detail();
+                    if self.outbox.ops[idx].kind() == OpKind::EndSession {
+                        // The user already logged out locally; nothing they could do with it.
+                        tracing::warn!(op_id, %code, %detail, "server refused end_session; dropping");
+                        self.remove_op(idx);
+                    } else {
+                        tracing::warn!(op_id, %code, %detail, "outbox op wedged");
+                        if let Err(se) = self.store.wedge_op(&op_id, &code, &detail) {
+                            tracing::error!("storing a wedged op: {se}");
+                        }
+                        self.outbox.ops[idx].wedged = Some((code.clone(), detail.clone()));
+                    }
+                    self.last_error = Some(LastError { code, detail });
+                    self.last_error_sticky = false;
+                }
+            },
+        }
+        for w in waiters {
+            self.respond(w, Ok(()));
+        }
+    }
+
+    /// Keeps the op at the head of the queue and schedules the next attempt.
+    pub(crate) fn retry_op_later(&mut self, op_id: &str, e: &Error, retry_after: Option<Duration>) {
+        self.note_reachability(e);
+        let delay = self
+            .backoff
+            .delay(self.outbox.attempts, retry_after, &mut self.rng);
+        self.outbox.attempts = self.outbox.attempts.saturating_add(1);
+        self.outbox.retry_at = Some(Instant::now() + delay);
+        self.outbox.retry_by_server = retry_after.is_some();
+        tracing::debug!(op_id, error = %e, ?delay, "outbox op failed, will retry");
+        self.set_error(e);
+        self.release_op_waiters();
+    }
+
+    pub(crate) fn drive_outbox(&mut self, now: Instant) {
+        if self.outbox.in_flight.is_some() || !self.network {
+            return;
+        }
+        if self.outbox.retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        let Some(api) = self.api.clone() else { return };
+        let Some(op) = self.next_sendable().cloned() else {
+            return;
+        };
+        self.outbox.in_flight = Some(op.op_id.clone());
+        self.tasks.spawn(async move {
+            let result = match &op.body {
+                OpBody::SetStatus { status, intent_at } => api
+                    .set_status(
+                        &op.token,
+                        &SetStatusRequest {
+                            status: *status,
+                            op_id: op.op_id.clone(),
+                            intent_at: *intent_at,
+                        },
+                    )
+                    .await
+                    .map(Some),
+                OpBody::EndSession => api.end_session(&op.token).await.map(|()| None),
+                OpBody::RegisterPush { push } => api.put_push(&op.token, push).await.map(|()| None),
+            };
+            TaskDone::Op {
+                op_id: op.op_id,
+                token: op.token,
+                result,
+            }
+        });
+    }
+
+    /// The first op, in store order, that may go out now. Ops of the current session wait
+    /// while it is expired (they will be re-stamped at the next login); ops of older
+    /// sessions go out with their own token.
+    pub(crate) fn next_sendable(&self) -> Option<&Op> {
+        let current = self.session.current.as_ref();
+        self.outbox.ops.iter().find(|o| {
+            !o.is_wedged()
+                && match current {
+                    Some(s) if s.token == o.token => !s.expired,
+                    _ => true,
+                }
+        })
+    }
+
+    pub(crate) fn remove_op(&mut self, idx: usize) {
+        let op = self.outbox.ops.remove(idx);
+        if let Err(e) = self.store.remove_op(&op.op_id) {
+            // Delivered but still on disk: it will be resent after a restart, which the
+            // server's op_id dedup makes harmless.
+            tracing::error!(op_id = op.op_id, "removing a delivered op: {e}");
+        }
     }
 }
 
