@@ -11,8 +11,8 @@
 //!        │ commands (mpsc)                       ▲ ClientSnapshot (watch + listener)
 //!        ▼                                       │
 //!  ┌──────────────── engine actor: the only owner of state ─────────────────┐
-//!  │ session · status (current/confirmed) · outbox · lease · connection     │
-//!  │        │ sync SQLite writes (WAL, synchronous=FULL) before replying    │
+//!  │ routes to: session · outbox · heartbeat · event stream (a file each)   │
+//!  │        │ outbox: synchronous=FULL before replying; caches: no fsync    │
 //!  │        ▼                                                               │
 //!  │   store (presence.db)      request tasks (JoinSet) ── transport ──▶ server
 //!  │                            SSE task (/v1/me/events) ◀──────────────── server

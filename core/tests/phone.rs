@@ -20,6 +20,10 @@ fn a_phone_pays_only_for_renew_pushes_in_the_background_and_nothing_without_netw
         assert_eq!(s.fsyncs.total(), 0, "{state}: {:?}", s.fsyncs);
     }
 
+    // With the device's clock offset steady, heartbeats and pings write nothing at all.
+    assert_eq!(c.active.engine.cache_commits, 0, "{:?}", c.active);
+    assert_eq!(c.active.engine.durable_commits, 0, "{:?}", c.active);
+
     // Active: one heartbeat per 20 s and the one open stream, nothing else.
     assert!(
         (179.0..=181.0).contains(&c.active.requests_per_h()),

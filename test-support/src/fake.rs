@@ -29,6 +29,9 @@ pub struct LoggedRequest {
 
 struct State {
     started: Instant,
+    /// Server time follows the device's wall clock instead of tokio's (see
+    /// [`FakeServer::follow_wall_clock`]).
+    wall_clock: bool,
     log: Vec<LoggedRequest>,
     overrides: VecDeque<Override>,
     status: Value,
@@ -54,6 +57,7 @@ impl FakeServer {
         FakeServer {
             state: Arc::new(Mutex::new(State {
                 started: Instant::now(),
+                wall_clock: false,
                 log: Vec::new(),
                 overrides: VecDeque::new(),
                 status: json!("offline"),
@@ -80,7 +84,18 @@ impl FakeServer {
     /// Server time now: `EPOCH_MS` plus tokio time since the fake was made.
     pub fn now_ms(&self) -> i64 {
         let s = self.lock();
+        if s.wall_clock {
+            return wall_ms();
+        }
         EPOCH_MS + Instant::now().duration_since(s.started).as_millis() as i64
+    }
+
+    /// From now on, server time is the device's wall clock. Under paused time tokio's clock
+    /// jumps hours while the wall clock does not, so by default every answer tells the engine
+    /// that the device's clock drifted by the time skipped, and the engine stores each new
+    /// estimate; a real device's offset stays put. Scenarios that count writes use this.
+    pub fn follow_wall_clock(&self) {
+        self.lock().wall_clock = true;
     }
 
     pub fn set_interval(&self, interval_ms: i64, ttl_ms: i64) {
@@ -260,6 +275,12 @@ impl Transport for FakeServer {
         self.notify.notify_waiters();
         Box::pin(async move { result })
     }
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A protocol error answer.

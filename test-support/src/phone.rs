@@ -216,6 +216,7 @@ async fn scenario(dir: &std::path::Path, hours: u32, events: u64) -> Result<Phon
     let hours_d = Duration::from_secs(3600 * u64::from(hours));
     let span = f64::from(hours);
     let fake = FakeServer::new();
+    fake.follow_wall_clock();
     fake.set_interval(ACTIVE_INTERVAL_MS, ACTIVE_TTL_MS);
     fake.set_background_terms(BACKGROUND_TTL_MS - RENEW_MARGIN_MS, BACKGROUND_TTL_MS);
     let vfs = SyncCounter::register();
