@@ -8,6 +8,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use presence_protocol::{ErrorBody, ErrorCode, ErrorDetail};
 
+use crate::backend::BackendError;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -101,9 +103,24 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        ApiError::internal(format_args!("storage: {e}"))
+/// The one place the seam's errors become the contract's codes.
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        let detail = e.to_string();
+        match e {
+            BackendError::NotFound(_) => ApiError::new(ErrorCode::NotFound, detail),
+            BackendError::Conflict(_) => ApiError::new(ErrorCode::Conflict, detail),
+            BackendError::InvalidField { .. } => ApiError::new(ErrorCode::InvalidField, detail),
+            BackendError::UnknownToken => ApiError::new(ErrorCode::Unauthorized, detail),
+            BackendError::SessionEnded => ApiError::new(ErrorCode::SessionExpired, detail),
+            BackendError::InvalidCredentials => {
+                ApiError::new(ErrorCode::InvalidCredentials, detail)
+            }
+            BackendError::Unavailable {
+                retry_after_secs, ..
+            } => ApiError::unavailable(detail, retry_after_secs),
+            BackendError::Storage => ApiError::new(ErrorCode::Internal, detail),
+        }
     }
 }
 

@@ -191,7 +191,7 @@ impl Server {
 
 /// Opens the data dir, restores state, binds, and serves in a background task.
 pub async fn start(config: Config) -> Result<Server, StartError> {
-    validate::check_settings(&config.defaults).map_err(|e| StartError::Settings(e.detail))?;
+    validate::check_settings(&config.defaults).map_err(|e| StartError::Settings(e.to_string()))?;
     let store = store::Store::open_dir(&config.data_dir).map_err(|source| StartError::Store {
         dir: config.data_dir.clone(),
         source,

@@ -7,11 +7,11 @@ use presence_protocol::{
     AccountSettings, Device, Group, MAX_MESSAGE_CHARS, Messages, Settings, SettingsPatch,
 };
 
-use crate::error::{ApiError, ApiResult};
+use crate::backend::{BackendError, BackendResult};
 
 const MAX_TEXT: usize = 200;
 
-pub fn slug(field: &str, s: &str) -> ApiResult<()> {
+pub fn slug(field: &str, s: &str) -> BackendResult<()> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -20,20 +20,20 @@ pub fn slug(field: &str, s: &str) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid_field(
+        Err(BackendError::invalid_field(
             field,
             "use 1-64 lowercase letters, digits, '-' or '_'",
         ))
     }
 }
 
-pub fn name(field: &str, s: &str) -> ApiResult<()> {
+pub fn name(field: &str, s: &str) -> BackendResult<()> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(ApiError::invalid_field(field, "must not be empty"));
+        return Err(BackendError::invalid_field(field, "must not be empty"));
     }
     if t.chars().count() > MAX_TEXT {
-        return Err(ApiError::invalid_field(
+        return Err(BackendError::invalid_field(
             field,
             format!("longer than {MAX_TEXT} characters"),
         ));
@@ -41,7 +41,7 @@ pub fn name(field: &str, s: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn email(field: &str, s: &str) -> ApiResult<()> {
+pub fn email(field: &str, s: &str) -> BackendResult<()> {
     let t = s.trim();
     let ok = t.len() <= 320
         && t.split_once('@')
@@ -50,35 +50,35 @@ pub fn email(field: &str, s: &str) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid_field(field, "not an email address"))
+        Err(BackendError::invalid_field(field, "not an email address"))
     }
 }
 
-pub fn password(field: &str, s: &str) -> ApiResult<()> {
+pub fn password(field: &str, s: &str) -> BackendResult<()> {
     if s.is_empty() {
-        return Err(ApiError::invalid_field(field, "must not be empty"));
+        return Err(BackendError::invalid_field(field, "must not be empty"));
     }
     if s.len() > 1024 {
-        return Err(ApiError::invalid_field(field, "longer than 1024 bytes"));
+        return Err(BackendError::invalid_field(field, "longer than 1024 bytes"));
     }
     Ok(())
 }
 
-pub fn device(d: &Device) -> ApiResult<()> {
+pub fn device(d: &Device) -> BackendResult<()> {
     if d.id.trim().is_empty() || d.id.len() > MAX_TEXT {
-        return Err(ApiError::invalid_field(
+        return Err(BackendError::invalid_field(
             "device.id",
             "must be 1-200 characters",
         ));
     }
     if d.name.len() > MAX_TEXT {
-        return Err(ApiError::invalid_field(
+        return Err(BackendError::invalid_field(
             "device.name",
             "longer than 200 bytes",
         ));
     }
     if d.app_version.len() > MAX_TEXT {
-        return Err(ApiError::invalid_field(
+        return Err(BackendError::invalid_field(
             "device.app_version",
             "longer than 200 bytes",
         ));
@@ -87,18 +87,18 @@ pub fn device(d: &Device) -> ApiResult<()> {
 }
 
 /// Op ids are UUIDs (the client sends v7, which sort by time).
-pub fn op_id(s: &str) -> ApiResult<()> {
+pub fn op_id(s: &str) -> BackendResult<()> {
     uuid::Uuid::parse_str(s)
         .map(|_| ())
-        .map_err(|_| ApiError::invalid_field("op_id", "must be a UUID"))
+        .map_err(|_| BackendError::invalid_field("op_id", "must be a UUID"))
 }
 
 /// An agent's group keys: each must exist in the account; duplicates are dropped.
-pub fn agent_groups(keys: &[String], known: &[Group]) -> ApiResult<Vec<String>> {
+pub fn agent_groups(keys: &[String], known: &[Group]) -> BackendResult<Vec<String>> {
     let mut out: Vec<String> = Vec::with_capacity(keys.len());
     for k in keys {
         if !known.iter().any(|g| &g.key == k) {
-            return Err(ApiError::invalid_field(
+            return Err(BackendError::invalid_field(
                 "groups",
                 format!("unknown group key {k:?}"),
             ));
@@ -111,28 +111,31 @@ pub fn agent_groups(keys: &[String], known: &[Group]) -> ApiResult<Vec<String>> 
 }
 
 /// A whole group set for `PUT /v1/admin/groups`.
-pub fn groups(groups: Vec<Group>) -> ApiResult<Vec<Group>> {
+pub fn groups(groups: Vec<Group>) -> BackendResult<Vec<Group>> {
     let mut seen = HashSet::new();
     for (i, g) in groups.iter().enumerate() {
         let ok_key = !g.key.is_empty()
             && g.key.len() <= 64
             && !g.key.chars().any(|c| c.is_whitespace() || c.is_control());
         if !ok_key {
-            return Err(ApiError::invalid_field(
+            return Err(BackendError::invalid_field(
                 &format!("[{i}].key"),
                 "use 1-64 characters without spaces",
             ));
         }
         name(&format!("[{i}].name"), &g.name)?;
         if !seen.insert(g.key.as_str()) {
-            return Err(ApiError::invalid_field(
+            return Err(BackendError::invalid_field(
                 &format!("[{i}].key"),
                 format!("duplicate key {:?}", g.key),
             ));
         }
     }
     if groups.len() > 1000 {
-        return Err(ApiError::invalid_field("groups", "more than 1000 groups"));
+        return Err(BackendError::invalid_field(
+            "groups",
+            "more than 1000 groups",
+        ));
     }
     Ok(groups)
 }
@@ -142,14 +145,17 @@ pub fn groups(groups: Vec<Group>) -> ApiResult<Vec<Group>> {
 /// ttl.
 /// Applies a settings patch: timings within their bounds, messages of at most
 /// [`MAX_MESSAGE_CHARS`] characters (blank or `null` clears one).
-pub fn account_settings(current: AccountSettings, p: SettingsPatch) -> ApiResult<AccountSettings> {
+pub fn account_settings(
+    current: AccountSettings,
+    p: SettingsPatch,
+) -> BackendResult<AccountSettings> {
     let message = |field: &str, patch: Option<Option<String>>, cur: Option<String>| match patch {
         None => Ok(cur),
         Some(None) => Ok(None),
         Some(Some(m)) => {
             let m = m.trim();
             if m.chars().count() > MAX_MESSAGE_CHARS {
-                return Err(ApiError::invalid_field(
+                return Err(BackendError::invalid_field(
                     field,
                     format!("must be at most {MAX_MESSAGE_CHARS} characters"),
                 ));
@@ -175,7 +181,7 @@ pub fn account_settings(current: AccountSettings, p: SettingsPatch) -> ApiResult
     })
 }
 
-pub fn settings(current: Settings, p: SettingsPatch) -> ApiResult<Settings> {
+pub fn settings(current: Settings, p: SettingsPatch) -> BackendResult<Settings> {
     let s = Settings {
         active_interval_ms: p.active_interval_ms.unwrap_or(current.active_interval_ms),
         active_ttl_ms: p.active_ttl_ms.unwrap_or(current.active_ttl_ms),
@@ -186,40 +192,40 @@ pub fn settings(current: Settings, p: SettingsPatch) -> ApiResult<Settings> {
     Ok(s)
 }
 
-pub fn check_settings(s: &Settings) -> ApiResult<()> {
+pub fn check_settings(s: &Settings) -> BackendResult<()> {
     const DAY: i64 = 86_400_000;
     if s.active_interval_ms <= 0 || s.active_interval_ms > DAY {
-        return Err(ApiError::invalid_field(
+        return Err(BackendError::invalid_field(
             "active_interval_ms",
             "must be between 1 and 86400000",
         ));
     }
     if s.active_ttl_ms < 1000 || s.active_ttl_ms > 7 * DAY {
-        return Err(ApiError::invalid_field(
+        return Err(BackendError::invalid_field(
             "active_ttl_ms",
             "must be between 1000 and 604800000",
         ));
     }
     if s.active_ttl_ms < 2 * s.active_interval_ms {
-        return Err(ApiError::invalid_field(
+        return Err(BackendError::invalid_field(
             "active_ttl_ms",
             "must be at least twice active_interval_ms",
         ));
     }
     if s.background_ttl_ms < 1000 || s.background_ttl_ms > 7 * DAY {
-        return Err(ApiError::invalid_field(
+        return Err(BackendError::invalid_field(
             "background_ttl_ms",
             "must be between 1000 and 604800000",
         ));
     }
     if s.background_ttl_ms < 2 * s.active_interval_ms {
-        return Err(ApiError::invalid_field(
+        return Err(BackendError::invalid_field(
             "background_ttl_ms",
             "must be at least twice active_interval_ms",
         ));
     }
     if s.renew_margin_ms < 0 || s.renew_margin_ms >= s.background_ttl_ms {
-        return Err(ApiError::invalid_field(
+        return Err(BackendError::invalid_field(
             "renew_margin_ms",
             "must be at least 0 and below background_ttl_ms",
         ));

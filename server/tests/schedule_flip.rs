@@ -69,6 +69,7 @@ async fn closing_time_publishes_offline_without_a_request() {
         .unwrap();
     let p = backend
         .authenticate(&presence_server::auth::token_hash(&login.token))
+        .await
         .unwrap();
     backend
         .set_status(

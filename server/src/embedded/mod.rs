@@ -55,8 +55,8 @@ use tokio::sync::Notify;
 use crate::Retention;
 use crate::auth::{self};
 use crate::backend::Principal;
+use crate::backend::{BackendError, BackendResult};
 use crate::clock::Clock;
-use crate::error::{ApiError, ApiResult};
 use crate::hashing::HashPool;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
@@ -178,13 +178,13 @@ impl Embedded {
     }
 
     /// Hashes a new password on the hashing pool.
-    async fn hash_password(&self, password: String) -> ApiResult<String> {
+    async fn hash_password(&self, password: String) -> BackendResult<String> {
         self.inner
             .hasher
             .run(move || auth::hash_password(&password))
             .await
             .map_err(|_| hashing_busy())?
-            .map_err(ApiError::internal)
+            .map_err(BackendError::internal)
     }
 
     fn flush_now(&self) {
@@ -192,6 +192,6 @@ impl Embedded {
     }
 }
 
-fn hashing_busy() -> ApiError {
-    ApiError::unavailable("too many logins at once; retry in a moment", 1)
+fn hashing_busy() -> BackendError {
+    BackendError::unavailable("too many logins at once; retry in a moment", 1)
 }

@@ -21,7 +21,7 @@ use crate::auth::{self, TokenHash};
 use crate::backend::{
     Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream, snapshot_frame,
 };
-use crate::error::{ApiError, ApiResult};
+use crate::backend::{BackendError, BackendResult, storage};
 use crate::metrics::Gauges;
 use crate::rules;
 use crate::store::{AccountRow, AgentRow, SessionRow};
@@ -66,14 +66,14 @@ impl Backend for Embedded {
         &self,
         req: CreateAccountRequest,
         defaults: Settings,
-    ) -> ApiResult<CreateAccountResponse> {
+    ) -> BackendResult<CreateAccountResponse> {
         validate::slug("slug", &req.slug)?;
         validate::name("name", &req.name)?;
         validate::name("owner.name", &req.owner.name)?;
         validate::email("owner.email", &req.owner.email)?;
         validate::password("owner.password", &req.owner.password)?;
         if self.inner.state.lock().slugs.contains_key(&req.slug) {
-            return Err(ApiError::conflict(format!(
+            return Err(BackendError::conflict(format!(
                 "account slug {:?} is taken",
                 req.slug
             )));
@@ -108,12 +108,15 @@ impl Backend for Embedded {
         let resp = {
             let mut st = self.inner.state.lock();
             if st.slugs.contains_key(&req.slug) {
-                return Err(ApiError::conflict(format!(
+                return Err(BackendError::conflict(format!(
                     "account slug {:?} is taken",
                     req.slug
                 )));
             }
-            self.inner.store.insert_account(&account, &owner, now)?;
+            self.inner
+                .store
+                .insert_account(&account, &owner, now)
+                .map_err(storage)?;
             let id = arc(&account.id);
             let agent_id = arc(&owner.id);
             let mut view = resolve(&[], &WeeklySchedule::always_open(), &[], now);
@@ -171,13 +174,13 @@ impl Backend for Embedded {
         Ok(resp)
     }
 
-    async fn login(&self, req: LoginRequest) -> ApiResult<LoginResponse> {
+    async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse> {
         validate::device(&req.device)?;
         if let Some(push) = &req.push {
             self.inner
                 .pusher
                 .validate(push)
-                .map_err(|why| ApiError::invalid_field("push.token", why))?;
+                .map_err(|why| BackendError::invalid_field("push.token", why))?;
         }
         let email_key = req.email.trim().to_lowercase();
         let found = {
@@ -194,12 +197,7 @@ impl Backend for Embedded {
                     )
                 })
         };
-        let bad = || {
-            ApiError::new(
-                presence_protocol::ErrorCode::InvalidCredentials,
-                "wrong account, email or password",
-            )
-        };
+        let bad = || BackendError::InvalidCredentials;
         let Some((agent_id, hash, cached)) = found else {
             let dummy = self.inner.dummy_hash.clone();
             let pw = req.password.clone();
@@ -267,7 +265,8 @@ impl Backend for Embedded {
             };
             self.inner
                 .store
-                .insert_session(&row, replaces.as_deref(), now)?;
+                .insert_session(&row, replaces.as_deref(), now)
+                .map_err(storage)?;
             if let Some(old) = &replaces {
                 st.end_session_mem(old, EndReason::Replaced, now, &mut fx);
             }
@@ -319,14 +318,14 @@ impl Backend for Embedded {
         Ok(resp)
     }
 
-    fn authenticate(&self, token: &TokenHash) -> ApiResult<Principal> {
+    async fn authenticate(&self, token: &TokenHash) -> BackendResult<Principal> {
         let st = self.inner.state.lock();
         let s = st.live_session(token, self.inner.clock.now_ms())?;
         let role = st
             .agents
             .get(&s.agent_id)
             .map(|a| a.role)
-            .ok_or_else(ApiError::session_expired)?;
+            .ok_or_else(BackendError::session_expired)?;
         Ok(Principal {
             session_id: s.id.clone(),
             agent_id: s.agent_id.clone(),
@@ -335,7 +334,7 @@ impl Backend for Embedded {
         })
     }
 
-    async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> ApiResult<Heartbeat> {
+    async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> BackendResult<Heartbeat> {
         let mut fx = Effects::default();
         let hb = {
             let mut guard = self.inner.state.lock();
@@ -345,17 +344,17 @@ impl Backend for Embedded {
             let s = st
                 .sessions
                 .get_mut(&id)
-                .ok_or_else(ApiError::session_expired)?;
+                .ok_or_else(BackendError::session_expired)?;
             let settings = st
                 .accounts
                 .get(&s.account_id)
                 .map(|a| a.settings)
-                .ok_or_else(ApiError::session_expired)?;
+                .ok_or_else(BackendError::session_expired)?;
             let status_version = st
                 .agents
                 .get(&s.agent_id)
                 .map(|a| a.status.version)
-                .ok_or_else(ApiError::session_expired)?;
+                .ok_or_else(BackendError::session_expired)?;
             let (interval_ms, ttl_ms) = rules::lease_terms(&settings, mode, s.push.is_some());
             s.mode = mode;
             s.lease_until = now + ttl_ms;
@@ -375,17 +374,18 @@ impl Backend for Embedded {
         Ok(hb)
     }
 
-    async fn logout(&self, p: &Principal) -> ApiResult<()> {
+    async fn logout(&self, p: &Principal) -> BackendResult<()> {
         let mut fx = Effects::default();
         {
             let mut st = self.inner.state.lock();
             let now = self.inner.clock.now_ms();
             if !st.sessions.contains_key(&p.session_id) {
-                return Err(ApiError::session_expired());
+                return Err(BackendError::session_expired());
             }
             self.inner
                 .store
-                .end_sessions(&[(p.session_id.to_string(), EndReason::Logout)], now)?;
+                .end_sessions(&[(p.session_id.to_string(), EndReason::Logout)], now)
+                .map_err(storage)?;
             st.end_session_mem(&p.session_id, EndReason::Logout, now, &mut fx);
             st.recompute(
                 &p.account_id,
@@ -400,21 +400,22 @@ impl Backend for Embedded {
         Ok(())
     }
 
-    async fn end_own_session(&self, p: &Principal, session_id: &str) -> ApiResult<()> {
+    async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
         let mut fx = Effects::default();
         {
             let mut st = self.inner.state.lock();
             let now = self.inner.clock.now_ms();
             let Some(s) = st.sessions.get(session_id) else {
-                return Err(ApiError::not_found("session"));
+                return Err(BackendError::not_found("session"));
             };
             if s.agent_id != p.agent_id {
-                return Err(ApiError::not_found("session"));
+                return Err(BackendError::not_found("session"));
             }
             let id = s.id.clone();
             self.inner
                 .store
-                .end_sessions(&[(id.to_string(), EndReason::Logout)], now)?;
+                .end_sessions(&[(id.to_string(), EndReason::Logout)], now)
+                .map_err(storage)?;
             let by_other = id != p.session_id;
             st.end_session_by(&id, EndReason::Logout, by_other, now, &mut fx);
             st.recompute(
@@ -430,20 +431,23 @@ impl Backend for Embedded {
         Ok(())
     }
 
-    async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> ApiResult<()> {
+    async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()> {
         if let Some(reg) = &push {
             self.inner
                 .pusher
                 .validate(reg)
-                .map_err(|why| ApiError::invalid_field("token", why))?;
+                .map_err(|why| BackendError::invalid_field("token", why))?;
         }
         let mut fx = Effects::default();
         {
             let mut st = self.inner.state.lock();
             if !st.sessions.contains_key(&p.session_id) {
-                return Err(ApiError::session_expired());
+                return Err(BackendError::session_expired());
             }
-            self.inner.store.set_push(&p.session_id, push.as_ref())?;
+            self.inner
+                .store
+                .set_push(&p.session_id, push.as_ref())
+                .map_err(storage)?;
             if let Some(s) = st.sessions.get_mut(&p.session_id) {
                 s.push = push;
             }
@@ -453,7 +457,7 @@ impl Backend for Embedded {
         Ok(())
     }
 
-    async fn me(&self, p: &Principal) -> ApiResult<MeResponse> {
+    async fn me(&self, p: &Principal) -> BackendResult<MeResponse> {
         self.inner.state.lock().me_view(p)
     }
 
@@ -461,21 +465,26 @@ impl Backend for Embedded {
         &self,
         p: &Principal,
         req: SetStatusRequest,
-    ) -> ApiResult<SetStatusResponse> {
+    ) -> BackendResult<SetStatusResponse> {
         validate::op_id(&req.op_id)?;
         let mut fx = Effects::default();
         let resp = {
             let mut st = self.inner.state.lock();
             let now = self.inner.clock.now_ms();
             let since = now - retention_ms(self.inner.retention.status_ops);
-            if let Some(prev) = self.inner.store.status_op(&p.agent_id, &req.op_id, since)? {
-                return serde_json::from_str(&prev).map_err(ApiError::internal);
+            if let Some(prev) = self
+                .inner
+                .store
+                .status_op(&p.agent_id, &req.op_id, since)
+                .map_err(storage)?
+            {
+                return serde_json::from_str(&prev).map_err(BackendError::internal);
             }
             let device_id = st.sessions.get(&p.session_id).map(|s| s.device.id.clone());
             let agent = st
                 .agents
                 .get(&p.agent_id)
-                .ok_or_else(ApiError::session_expired)?;
+                .ok_or_else(BackendError::session_expired)?;
             let intent_at = rules::clamp_intent(req.intent_at, now);
             let cur = &agent.status;
             let applied =
@@ -491,14 +500,17 @@ impl Backend for Embedded {
                 cur.clone()
             };
             let resp = SetStatusResponse { applied, status };
-            let json = serde_json::to_string(&resp).map_err(ApiError::internal)?;
-            self.inner.store.record_status_op(
-                &p.agent_id,
-                &req.op_id,
-                applied.then_some(&resp.status),
-                &json,
-                now,
-            )?;
+            let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
+            self.inner
+                .store
+                .record_status_op(
+                    &p.agent_id,
+                    &req.op_id,
+                    applied.then_some(&resp.status),
+                    &json,
+                    now,
+                )
+                .map_err(storage)?;
             if applied {
                 st.apply_status(
                     &p.agent_id,
@@ -524,7 +536,7 @@ impl Backend for Embedded {
         Ok(resp)
     }
 
-    async fn open_device_stream(&self, p: &Principal) -> ApiResult<DeviceStream> {
+    async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream> {
         let mut st = self.inner.state.lock();
         let me = st.me_view(p)?;
         let acc = st.account(&p.account_id)?;
@@ -538,7 +550,7 @@ impl Backend for Embedded {
         let s = st
             .sessions
             .get_mut(&p.session_id)
-            .ok_or_else(ApiError::session_expired)?;
+            .ok_or_else(BackendError::session_expired)?;
         s.connected += 1;
         self.inner.device_streams.fetch_add(1, Relaxed);
         Ok(DeviceStream {
@@ -553,7 +565,7 @@ impl Backend for Embedded {
         })
     }
 
-    async fn admin_account(&self, p: &Principal) -> ApiResult<AdminAccountResponse> {
+    async fn admin_account(&self, p: &Principal) -> BackendResult<AdminAccountResponse> {
         let st = self.inner.state.lock();
         let acc = st.account(&p.account_id)?;
         let mut agents: Vec<Agent> = acc
@@ -575,7 +587,7 @@ impl Backend for Embedded {
         })
     }
 
-    async fn create_agent(&self, p: &Principal, req: NewAgentRequest) -> ApiResult<Agent> {
+    async fn create_agent(&self, p: &Principal, req: NewAgentRequest) -> BackendResult<Agent> {
         validate::name("name", &req.name)?;
         validate::email("email", &req.email)?;
         validate::password("password", &req.password)?;
@@ -587,7 +599,7 @@ impl Backend for Embedded {
                 .emails
                 .contains_key(&(p.account_id.clone(), email_key.clone()))
             {
-                return Err(ApiError::conflict("an agent with this email exists"));
+                return Err(BackendError::conflict("an agent with this email exists"));
             }
             validate::agent_groups(&req.groups, &acc.groups)?
         };
@@ -610,10 +622,10 @@ impl Backend for Embedded {
                 .emails
                 .contains_key(&(p.account_id.clone(), email_key.clone()))
             {
-                return Err(ApiError::conflict("an agent with this email exists"));
+                return Err(BackendError::conflict("an agent with this email exists"));
             }
             st.account(&p.account_id)?;
-            self.inner.store.insert_agent(&row)?;
+            self.inner.store.insert_agent(&row).map_err(storage)?;
             let id = arc(&row.id);
             let state = AgentState {
                 id: id.clone(),
@@ -654,7 +666,7 @@ impl Backend for Embedded {
         p: &Principal,
         id: &str,
         req: PatchAgentRequest,
-    ) -> ApiResult<Agent> {
+    ) -> BackendResult<Agent> {
         if let Some(name) = &req.name {
             validate::name("name", name)?;
         }
@@ -681,18 +693,23 @@ impl Backend for Embedded {
                     && role != Role::Owner
                     && st.owners(&p.account_id) <= 1
                 {
-                    return Err(ApiError::conflict("an account needs at least one owner"));
+                    return Err(BackendError::conflict(
+                        "an account needs at least one owner",
+                    ));
                 }
                 row.role = role;
             }
             if let Some(name) = req.name {
                 row.name = name.trim().to_owned();
             }
-            self.inner.store.update_agent_profile(&row)?;
+            self.inner
+                .store
+                .update_agent_profile(&row)
+                .map_err(storage)?;
             let a = st
                 .agents
                 .get_mut(id)
-                .ok_or_else(|| ApiError::not_found("agent"))?;
+                .ok_or_else(|| BackendError::not_found("agent"))?;
             a.name = row.name;
             a.role = row.role;
             a.groups = row.groups;
@@ -711,18 +728,20 @@ impl Backend for Embedded {
         Ok(agent)
     }
 
-    async fn delete_agent(&self, p: &Principal, id: &str) -> ApiResult<()> {
+    async fn delete_agent(&self, p: &Principal, id: &str) -> BackendResult<()> {
         let mut fx = Effects::default();
         {
             let mut st = self.inner.state.lock();
             let agent = st.agent_in_account(&p.account_id, id)?;
             if agent.role == Role::Owner && st.owners(&p.account_id) <= 1 {
-                return Err(ApiError::conflict("an account needs at least one owner"));
+                return Err(BackendError::conflict(
+                    "an account needs at least one owner",
+                ));
             }
             let sessions: Vec<Arc<str>> = agent.sessions.iter().cloned().collect();
             let email_key = agent.email.to_lowercase();
             let now = self.inner.clock.now_ms();
-            self.inner.store.delete_agent(id, now)?;
+            self.inner.store.delete_agent(id, now).map_err(storage)?;
             for s in sessions {
                 st.end_session_mem(&s, EndReason::Removed, now, &mut fx);
             }
@@ -749,7 +768,7 @@ impl Backend for Embedded {
         p: &Principal,
         agent_id: &str,
         status: AgentStatus,
-    ) -> ApiResult<StatusView> {
+    ) -> BackendResult<StatusView> {
         let mut fx = Effects::default();
         let view = {
             let mut st = self.inner.state.lock();
@@ -769,10 +788,11 @@ impl Backend for Embedded {
                 applied: true,
                 status: view.clone(),
             })
-            .map_err(ApiError::internal)?;
+            .map_err(BackendError::internal)?;
             self.inner
                 .store
-                .record_status_op(agent_id, &op_id, Some(&view), &json, now)?;
+                .record_status_op(agent_id, &op_id, Some(&view), &json, now)
+                .map_err(storage)?;
             st.apply_status(agent_id, view.clone(), &op_id, None, &mut fx);
             st.recompute(
                 &p.account_id,
@@ -788,7 +808,7 @@ impl Backend for Embedded {
         Ok(view)
     }
 
-    async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> ApiResult<Vec<Group>> {
+    async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> BackendResult<Vec<Group>> {
         let groups = validate::groups(groups)?;
         let mut fx = Effects::default();
         {
@@ -813,7 +833,8 @@ impl Backend for Embedded {
                 .collect();
             self.inner
                 .store
-                .replace_groups(&p.account_id, &groups, &changed)?;
+                .replace_groups(&p.account_id, &groups, &changed)
+                .map_err(storage)?;
             for (id, g) in changed {
                 if let Some(a) = st.agents.get_mut(id.as_str()) {
                     a.groups = g;
@@ -835,14 +856,21 @@ impl Backend for Embedded {
         Ok(groups)
     }
 
-    async fn put_opening_hours(&self, p: &Principal, oh: OpeningHours) -> ApiResult<OpeningHours> {
+    async fn put_opening_hours(
+        &self,
+        p: &Principal,
+        oh: OpeningHours,
+    ) -> BackendResult<OpeningHours> {
         let schedule = WeeklySchedule::from_opening_hours(&oh)
-            .map_err(|e| ApiError::invalid_field(&e.field, &e.detail))?;
+            .map_err(|e| BackendError::invalid_field(&e.field, &e.detail))?;
         let mut fx = Effects::default();
         {
             let mut st = self.inner.state.lock();
             st.account(&p.account_id)?;
-            self.inner.store.update_opening_hours(&p.account_id, &oh)?;
+            self.inner
+                .store
+                .update_opening_hours(&p.account_id, &oh)
+                .map_err(storage)?;
             if let Some(acc) = st.accounts.get_mut(&p.account_id) {
                 acc.opening_hours = oh.clone();
                 acc.schedule = schedule;
@@ -865,7 +893,7 @@ impl Backend for Embedded {
         &self,
         p: &Principal,
         patch: SettingsPatch,
-    ) -> ApiResult<AccountSettings> {
+    ) -> BackendResult<AccountSettings> {
         let mut fx = Effects::default();
         let next = {
             let mut st = self.inner.state.lock();
@@ -875,7 +903,10 @@ impl Backend for Embedded {
                 messages: acc.messages.clone(),
             };
             let next = validate::account_settings(current, patch)?;
-            self.inner.store.update_settings(&p.account_id, &next)?;
+            self.inner
+                .store
+                .update_settings(&p.account_id, &next)
+                .map_err(storage)?;
             if let Some(acc) = st.accounts.get_mut(&p.account_id) {
                 acc.settings = next.timings;
                 acc.messages = next.messages.clone();
@@ -894,22 +925,22 @@ impl Backend for Embedded {
         Ok(next)
     }
 
-    async fn widget_view(&self, widget_key: &str) -> ApiResult<Arc<ViewFrame>> {
+    async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>> {
         let st = self.inner.state.lock();
         st.widget_keys
             .get(widget_key)
             .and_then(|id| st.accounts.get(id))
             .map(|a| a.view.clone())
-            .ok_or_else(|| ApiError::not_found("widget"))
+            .ok_or_else(|| BackendError::not_found("widget"))
     }
 
-    async fn open_widget_stream(&self, widget_key: &str) -> ApiResult<WidgetStream> {
+    async fn open_widget_stream(&self, widget_key: &str) -> BackendResult<WidgetStream> {
         let st = self.inner.state.lock();
         let acc = st
             .widget_keys
             .get(widget_key)
             .and_then(|id| st.accounts.get(id))
-            .ok_or_else(|| ApiError::not_found("widget"))?;
+            .ok_or_else(|| BackendError::not_found("widget"))?;
         let views = acc.view_tx.subscribe();
         self.inner.widget_streams.fetch_add(1, Relaxed);
         Ok(WidgetStream {
@@ -920,7 +951,7 @@ impl Backend for Embedded {
         })
     }
 
-    fn gauges(&self) -> Gauges {
+    async fn gauges(&self) -> Gauges {
         let st = self.inner.state.lock();
         Gauges {
             live_sessions: st.sessions.len() as u64,

@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::auth::TokenHash;
 use crate::backend::{AgentEvent, Principal, ViewFrame, sse_frame, status_frame};
-use crate::error::{ApiError, ApiResult};
+use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Metrics;
 use crate::rules;
 use crate::store::Store;
@@ -181,20 +181,20 @@ pub(super) struct Effects {
 }
 
 impl State {
-    pub(super) fn account(&self, id: &str) -> ApiResult<&AccountState> {
+    pub(super) fn account(&self, id: &str) -> BackendResult<&AccountState> {
         self.accounts
             .get(id)
-            .ok_or_else(|| ApiError::not_found("account"))
+            .ok_or_else(|| BackendError::not_found("account"))
     }
 
     pub(super) fn agent_in_account(
         &self,
         account_id: &str,
         agent_id: &str,
-    ) -> ApiResult<&AgentState> {
+    ) -> BackendResult<&AgentState> {
         match self.agents.get(agent_id) {
             Some(a) if &*a.account_id == account_id => Ok(a),
-            _ => Err(ApiError::not_found("agent")),
+            _ => Err(BackendError::not_found("agent")),
         }
     }
 
@@ -368,18 +368,18 @@ impl State {
     }
 
     /// The session a token belongs to, if it is still live at `now`.
-    pub(super) fn live_session(&self, token: &TokenHash, now: i64) -> ApiResult<&SessionState> {
+    pub(super) fn live_session(&self, token: &TokenHash, now: i64) -> BackendResult<&SessionState> {
         match self.tokens.get(token) {
-            None => Err(ApiError::unauthorized()),
-            Some(TokenEntry::Ended) => Err(ApiError::session_expired()),
+            None => Err(BackendError::unauthorized()),
+            Some(TokenEntry::Ended) => Err(BackendError::session_expired()),
             Some(TokenEntry::Live(id)) => {
                 let s = self
                     .sessions
                     .get(id)
-                    .ok_or_else(ApiError::session_expired)?;
+                    .ok_or_else(BackendError::session_expired)?;
                 if s.lease_until <= now {
                     // The sweeper ends it within moments; the token is already dead.
-                    return Err(ApiError::session_expired());
+                    return Err(BackendError::session_expired());
                 }
                 Ok(s)
             }
@@ -397,7 +397,7 @@ impl State {
         s.schedule_timers(renew_margin, &mut self.timers, fx);
     }
 
-    pub(super) fn me_view(&self, p: &Principal) -> ApiResult<MeResponse> {
+    pub(super) fn me_view(&self, p: &Principal) -> BackendResult<MeResponse> {
         let agent = self.agent_in_account(&p.account_id, &p.agent_id)?;
         let acc = self.account(&p.account_id)?;
         let mut sessions: Vec<SessionInfo> = agent

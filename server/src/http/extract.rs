@@ -33,7 +33,12 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Bearer(token) = Bearer::from_request_parts(parts, state).await?;
-        state.backend.authenticate(&token).map(Auth)
+        state
+            .backend
+            .authenticate(&token)
+            .await
+            .map(Auth)
+            .map_err(ApiError::from)
     }
 }
 

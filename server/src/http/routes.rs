@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use presence_protocol::{
-    AdminSetStatusRequest, CreateAccountRequest, ErrorCode, Group, HeartbeatRequest, LoginRequest,
+    AdminSetStatusRequest, CreateAccountRequest, Group, HeartbeatRequest, LoginRequest,
     NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration, SetStatusRequest,
     SettingsPatch,
 };
@@ -15,6 +15,7 @@ use super::extract::{
     Admin, Auth, Bearer, ClientIp, JsonBody, JsonListBody, Operator, OptionalJsonBody, PathParam,
 };
 use super::sse;
+use crate::backend::BackendError;
 use crate::error::{ApiError, ApiResult};
 
 // ----- accounts (server operator) ------------------------------------------------------------
@@ -43,14 +44,14 @@ pub async fn login(
     match state.backend.login(req).await {
         Ok(resp) => Ok(Json(resp).into_response()),
         Err(e) => {
-            if e.code == ErrorCode::InvalidCredentials {
+            if e == BackendError::InvalidCredentials {
                 attempt.failed();
                 state
                     .metrics
                     .login_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            Err(e)
+            Err(e.into())
         }
     }
 }
@@ -65,7 +66,7 @@ pub async fn heartbeat(
         Ok(OptionalJsonBody(req)) => req,
         Err(e) => {
             // Same order as every other route: a dead token answers before a bad body.
-            state.backend.authenticate(&token)?;
+            state.backend.authenticate(&token).await?;
             return Err(e);
         }
     };
@@ -247,7 +248,7 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.backend.gauges());
+    let body = state.metrics.render(state.backend.gauges().await);
     (
         [(
             header::CONTENT_TYPE,

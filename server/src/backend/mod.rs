@@ -17,8 +17,11 @@ use presence_protocol::{
 };
 use tokio::sync::{broadcast, watch};
 
+mod error;
+
+pub use error::{BackendError, BackendResult, storage};
+
 use crate::auth::TokenHash;
-use crate::error::ApiResult;
 use crate::metrics::Gauges;
 
 /// The session a bearer token resolved to.
@@ -87,43 +90,55 @@ pub struct WidgetStream {
 
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
+    /// Creates an account and its owner; a taken slug is a `Conflict`.
     async fn create_account(
         &self,
         req: CreateAccountRequest,
         defaults: Settings,
-    ) -> ApiResult<CreateAccountResponse>;
+    ) -> BackendResult<CreateAccountResponse>;
     /// Verifies credentials and opens a session. Wrong credentials give
     /// `invalid_credentials`, whether or not the account or email exists.
-    async fn login(&self, req: LoginRequest) -> ApiResult<LoginResponse>;
+    async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse>;
     /// The live session behind a bearer token (by its SHA-256; raw tokens stay in the HTTP
     /// layer). Unknown: `unauthorized`; ended or lapsed: `session_expired`.
-    fn authenticate(&self, token: &TokenHash) -> ApiResult<Principal>;
+    async fn authenticate(&self, token: &TokenHash) -> BackendResult<Principal>;
     /// Authenticates like [`Backend::authenticate`] and renews that session's lease, in one
     /// step: this is the hottest path of the server.
-    async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> ApiResult<Heartbeat>;
+    async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> BackendResult<Heartbeat>;
     /// Ends the caller's own session now (`DELETE /v1/session`).
-    async fn logout(&self, p: &Principal) -> ApiResult<()>;
+    async fn logout(&self, p: &Principal) -> BackendResult<()>;
     /// Ends another live session of the caller's agent with reason `logout`, telling that
     /// session's stream and push. A session of another agent, or none: `not_found`.
-    async fn end_own_session(&self, p: &Principal, session_id: &str) -> ApiResult<()>;
-    async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> ApiResult<()>;
-    async fn me(&self, p: &Principal) -> ApiResult<MeResponse>;
+    async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()>;
+    /// Registers (or with `None` removes) the caller's push registration; a provider that
+    /// cannot reach the device is an `InvalidField`.
+    async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()>;
+    /// The caller's agent, status, the account's view and the agent's live sessions.
+    async fn me(&self, p: &Principal) -> BackendResult<MeResponse>;
+    /// Applies a status op if it is the latest intent (idempotent by op id); commits before
+    /// it answers, then every device stream and the widget views hear of it.
     async fn set_status(
         &self,
         p: &Principal,
         req: SetStatusRequest,
-    ) -> ApiResult<SetStatusResponse>;
-    async fn open_device_stream(&self, p: &Principal) -> ApiResult<DeviceStream>;
+    ) -> BackendResult<SetStatusResponse>;
+    /// A stream for the caller's device: the snapshot first, then its agent's events and the
+    /// account's views; the session counts as connected while the stream is held.
+    async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream>;
 
-    async fn admin_account(&self, p: &Principal) -> ApiResult<AdminAccountResponse>;
-    async fn create_agent(&self, p: &Principal, req: NewAgentRequest) -> ApiResult<Agent>;
+    /// The account as an admin sees it: groups, opening hours, settings, agents.
+    async fn admin_account(&self, p: &Principal) -> BackendResult<AdminAccountResponse>;
+    /// Adds an agent; an email already in the account is a `Conflict`.
+    async fn create_agent(&self, p: &Principal, req: NewAgentRequest) -> BackendResult<Agent>;
+    /// Changes an agent's name, groups or role; demoting the last owner is a `Conflict`.
     async fn patch_agent(
         &self,
         p: &Principal,
         id: &str,
         req: PatchAgentRequest,
-    ) -> ApiResult<Agent>;
-    async fn delete_agent(&self, p: &Principal, id: &str) -> ApiResult<()>;
+    ) -> BackendResult<Agent>;
+    /// Removes an agent and ends its sessions with reason `removed`.
+    async fn delete_agent(&self, p: &Principal, id: &str) -> BackendResult<()>;
     /// An admin sets an agent's status: a change like any other (devices hear it at once,
     /// pushes go out) that wins over every earlier intent, with `changed_by_device` null.
     async fn admin_set_status(
@@ -131,16 +146,29 @@ pub trait Backend: Send + Sync + 'static {
         p: &Principal,
         agent_id: &str,
         status: AgentStatus,
-    ) -> ApiResult<StatusView>;
-    async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> ApiResult<Vec<Group>>;
-    async fn put_opening_hours(&self, p: &Principal, oh: OpeningHours) -> ApiResult<OpeningHours>;
-    async fn put_settings(&self, p: &Principal, patch: SettingsPatch)
-    -> ApiResult<AccountSettings>;
+    ) -> BackendResult<StatusView>;
+    /// Replaces the account's groups; keys no longer there are removed from agents.
+    async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> BackendResult<Vec<Group>>;
+    /// Replaces the opening hours; the views follow at once and at every boundary.
+    async fn put_opening_hours(
+        &self,
+        p: &Principal,
+        oh: OpeningHours,
+    ) -> BackendResult<OpeningHours>;
+    /// Patches timings and messages; a message change is a view change.
+    async fn put_settings(
+        &self,
+        p: &Principal,
+        patch: SettingsPatch,
+    ) -> BackendResult<AccountSettings>;
 
-    async fn widget_view(&self, widget_key: &str) -> ApiResult<Arc<ViewFrame>>;
-    async fn open_widget_stream(&self, widget_key: &str) -> ApiResult<WidgetStream>;
+    /// The account's current view for a widget key, encoded once.
+    async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>>;
+    /// A stream of the account's views for a widget key, starting with the current one.
+    async fn open_widget_stream(&self, widget_key: &str) -> BackendResult<WidgetStream>;
 
-    fn gauges(&self) -> Gauges;
+    /// Point-in-time counts for `/metrics`.
+    async fn gauges(&self) -> Gauges;
     /// Writes whatever is only in memory (leases, view versions).
     async fn flush(&self);
 }
