@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod backend;
 pub mod clock;
+pub mod conformance;
 pub mod demo;
 pub mod embedded;
 pub mod error;

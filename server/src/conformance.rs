@@ -1,0 +1,461 @@
+//! The backend conformance suite: the behaviour every [`Backend`] must show, written once and
+//! run against each backend through [`backend_conformance_tests!`](crate::backend_conformance_tests).
+//!
+//! Each check drives the seam directly (no HTTP), with a fresh backend from the caller's
+//! factory, and waits for events with a deadline rather than sleeping. A backend passes when
+//! every check passes; the embedded backend runs them in `server/tests/conformance.rs`, a
+//! cluster backend runs the same macro with its own factory.
+//!
+//! ```ignore
+//! presence_server::backend_conformance_tests!(my_factory);
+//! // where `async fn my_factory() -> presence_server::conformance::Harness`
+//! ```
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use presence_protocol::{
+    AgentStatus, ChatboxStatus, CreateAccountRequest, Device, Group, LoginRequest, Mode,
+    NewAgentRequest, NewOwner, PatchAgentRequest, Platform, PushProvider, PushRegistration, Reason,
+    Role, SetStatusRequest, Settings,
+};
+
+use crate::auth::token_hash;
+use crate::backend::{AgentEvent, Backend, BackendError, Principal};
+
+/// How long a check waits for something that should happen at once.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A backend under test, and whatever must live as long as it (a data dir, store servers).
+pub struct Harness {
+    pub backend: Arc<dyn Backend>,
+    pub keep: Box<dyn Any + Send>,
+}
+
+/// Lease terms short enough for expiry checks.
+pub fn fast_settings() -> Settings {
+    Settings {
+        active_interval_ms: 200,
+        active_ttl_ms: 1000,
+        background_ttl_ms: 3000,
+        renew_margin_ms: 1500,
+    }
+}
+
+/// An account `slug` (owner `owner@<slug>.test`, password `pw`), with `settings`.
+pub async fn account(b: &dyn Backend, slug: &str, settings: Settings) -> String {
+    b.create_account(
+        CreateAccountRequest {
+            name: format!("{slug} Inc"),
+            slug: slug.to_owned(),
+            owner: NewOwner {
+                name: "Owner".into(),
+                email: format!("owner@{slug}.test"),
+                password: "pw".into(),
+            },
+        },
+        settings,
+    )
+    .await
+    .expect("account created")
+    .account
+    .id
+}
+
+pub fn login_req(slug: &str, email: &str, device: &str) -> LoginRequest {
+    LoginRequest {
+        account: slug.to_owned(),
+        email: email.to_owned(),
+        password: "pw".into(),
+        device: Device {
+            id: device.to_owned(),
+            platform: Platform::Desktop,
+            name: device.to_owned(),
+            app_version: "1".into(),
+        },
+        push: None,
+    }
+}
+
+/// Logs in and returns the principal and the raw token.
+pub async fn login(b: &dyn Backend, slug: &str, email: &str, device: &str) -> (Principal, String) {
+    let resp = b
+        .login(login_req(slug, email, device))
+        .await
+        .expect("login");
+    let p = b
+        .authenticate(&token_hash(&resp.token))
+        .await
+        .expect("the new token authenticates");
+    (p, resp.token)
+}
+
+fn op(status: AgentStatus, op_id: &str, intent_at: Option<i64>) -> SetStatusRequest {
+    SetStatusRequest {
+        status,
+        op_id: op_id.to_owned(),
+        intent_at,
+    }
+}
+
+fn uuid(n: u32) -> String {
+    format!("0190b6a0-0000-7000-8000-{n:012}")
+}
+
+/// An agent `name` (email `<name>@<slug>.test`, password `pw`) in `groups`.
+async fn agent(b: &dyn Backend, owner: &Principal, slug: &str, name: &str, groups: &[&str]) {
+    b.create_agent(
+        owner,
+        NewAgentRequest {
+            name: name.to_owned(),
+            email: format!("{name}@{slug}.test"),
+            password: "pw".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            role: Role::Agent,
+        },
+    )
+    .await
+    .expect("agent created");
+}
+
+async fn widget_key(b: &dyn Backend, owner: &Principal) -> String {
+    b.admin_account(owner).await.unwrap().account.widget_key
+}
+
+pub async fn latest_intent_wins_and_ties_go_to_the_higher_op_id(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
+    let r = b
+        .set_status(&p, op(AgentStatus::Online, &uuid(2), Some(1_000)))
+        .await
+        .unwrap();
+    assert!(r.applied);
+    let older = b
+        .set_status(&p, op(AgentStatus::Busy, &uuid(3), Some(900)))
+        .await
+        .unwrap();
+    assert!(!older.applied, "an older intent is superseded");
+    assert_eq!(older.status.status, AgentStatus::Online);
+    let tie_low = b
+        .set_status(&p, op(AgentStatus::Busy, &uuid(1), Some(1_000)))
+        .await
+        .unwrap();
+    assert!(!tie_low.applied, "a tie goes to the higher op id");
+    let tie_high = b
+        .set_status(&p, op(AgentStatus::Busy, &uuid(9), Some(1_000)))
+        .await
+        .unwrap();
+    assert!(tie_high.applied);
+    assert_eq!(tie_high.status.version, 2);
+}
+
+pub async fn the_same_op_id_returns_the_first_answer_without_a_new_version(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
+    let first = b
+        .set_status(&p, op(AgentStatus::Busy, &uuid(5), None))
+        .await
+        .unwrap();
+    let again = b
+        .set_status(&p, op(AgentStatus::Online, &uuid(5), None))
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(b.me(&p).await.unwrap().status.version, 1);
+}
+
+pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    let mut bad = login_req("acme", "owner@acme.test", "d");
+    bad.password = "nope".into();
+    assert_eq!(
+        b.login(bad).await.err(),
+        Some(BackendError::InvalidCredentials)
+    );
+    let nobody = login_req("acme", "nobody@acme.test", "d");
+    assert_eq!(
+        b.login(nobody).await.err(),
+        Some(BackendError::InvalidCredentials)
+    );
+    assert_eq!(
+        b.authenticate(&token_hash("never-issued")).await.err(),
+        Some(BackendError::UnknownToken)
+    );
+    let (p, token) = login(b, "acme", "owner@acme.test", "d").await;
+    b.logout(&p).await.unwrap();
+    assert_eq!(
+        b.authenticate(&token_hash(&token)).await.err(),
+        Some(BackendError::SessionEnded)
+    );
+    assert_eq!(
+        b.heartbeat(&token_hash(&token), Mode::Active).await.err(),
+        Some(BackendError::SessionEnded)
+    );
+}
+
+pub async fn logout_takes_the_view_offline_at_once(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
+    b.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
+        .await
+        .unwrap();
+    let key = widget_key(b, &p).await;
+    let mut w = b.open_widget_stream(&key).await.unwrap();
+    assert_eq!(
+        w.views.borrow_and_update().view.status,
+        ChatboxStatus::Online
+    );
+    b.logout(&p).await.unwrap();
+    tokio::time::timeout(DEADLINE, w.views.changed())
+        .await
+        .expect("a new view at once")
+        .unwrap();
+    let v = w.views.borrow().view.clone();
+    assert_eq!(v.status, ChatboxStatus::Offline);
+    assert_eq!(v.reason, Reason::NoAgentsOnline);
+}
+
+pub async fn an_ungrouped_agent_counts_for_every_group(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
+    b.put_groups(
+        &owner,
+        vec![
+            Group {
+                key: "sales".into(),
+                name: "Sales".into(),
+            },
+            Group {
+                key: "support".into(),
+                name: "Support".into(),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    // The owner is in no group: online, it makes every group online.
+    b.set_status(&owner, op(AgentStatus::Online, &uuid(1), None))
+        .await
+        .unwrap();
+    let key = widget_key(b, &owner).await;
+    let v = b.widget_view(&key).await.unwrap().view.clone();
+    assert_eq!(v.status, ChatboxStatus::Online);
+    assert!(v.groups.iter().all(|g| g.status == ChatboxStatus::Online));
+    // Put in sales only, it no longer counts for support.
+    let owner_id = owner.agent_id.to_string();
+    b.patch_agent(
+        &owner,
+        &owner_id,
+        PatchAgentRequest {
+            groups: Some(vec!["sales".into()]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let v = b.widget_view(&key).await.unwrap().view.clone();
+    let by_key = |k: &str| v.groups.iter().find(|g| g.key == k).unwrap().status;
+    assert_eq!(by_key("sales"), ChatboxStatus::Online);
+    assert_eq!(by_key("support"), ChatboxStatus::Offline);
+}
+
+pub async fn busy_shows_when_nobody_online_is_available_but_someone_busy_is(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
+    agent(b, &owner, "acme", "ann", &[]).await;
+    let (ann, _) = login(b, "acme", "ann@acme.test", "a").await;
+    b.set_status(&ann, op(AgentStatus::Busy, &uuid(1), None))
+        .await
+        .unwrap();
+    let key = widget_key(b, &owner).await;
+    let v = b.widget_view(&key).await.unwrap().view.clone();
+    assert_eq!(
+        (v.status, v.reason),
+        (ChatboxStatus::Busy, Reason::AgentsBusy)
+    );
+    b.set_status(&owner, op(AgentStatus::Online, &uuid(2), None))
+        .await
+        .unwrap();
+    let v = b.widget_view(&key).await.unwrap().view.clone();
+    assert_eq!(v.status, ChatboxStatus::Online);
+}
+
+pub async fn view_versions_only_grow(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    let (p, _) = login(b, "acme", "owner@acme.test", "o").await;
+    let key = widget_key(b, &p).await;
+    let mut last = b.widget_view(&key).await.unwrap().view.version;
+    for (i, s) in [AgentStatus::Online, AgentStatus::Busy, AgentStatus::Offline]
+        .into_iter()
+        .enumerate()
+    {
+        b.set_status(&p, op(s, &uuid(10 + i as u32), None))
+            .await
+            .unwrap();
+        let v = b.widget_view(&key).await.unwrap().view.version;
+        assert!(v > last, "version {v} after {last}");
+        last = v;
+    }
+}
+
+pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
+    let hb = b
+        .heartbeat(&token_hash(&token), Mode::Background)
+        .await
+        .unwrap();
+    assert_eq!(
+        hb.ttl_ms,
+        Settings::default().active_ttl_ms,
+        "no push: active terms"
+    );
+    b.set_push(
+        &p,
+        Some(PushRegistration {
+            provider: PushProvider::Webhook,
+            token: "http://127.0.0.1:9/push".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    let hb = b
+        .heartbeat(&token_hash(&token), Mode::Background)
+        .await
+        .unwrap();
+    let s = Settings::default();
+    assert_eq!(hb.ttl_ms, s.background_ttl_ms);
+    assert_eq!(hb.interval_ms, s.background_ttl_ms - s.renew_margin_ms);
+}
+
+pub async fn logging_in_again_on_a_device_replaces_its_session(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    let (first, token) = login(b, "acme", "owner@acme.test", "laptop").await;
+    let mut stream = b.open_device_stream(&first).await.unwrap();
+    let (second, _) = login(b, "acme", "owner@acme.test", "laptop").await;
+    assert_ne!(first.session_id, second.session_id);
+    assert_eq!(
+        b.authenticate(&token_hash(&token)).await.err(),
+        Some(BackendError::SessionEnded)
+    );
+    let ended = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(AgentEvent::SessionEnded {
+                session_id, reason, ..
+            }) = stream.events.recv().await
+                && session_id == first.session_id
+            {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("the old stream hears it");
+    assert_eq!(ended, presence_protocol::EndReason::Replaced);
+    assert_eq!(b.me(&second).await.unwrap().sessions.len(), 1);
+}
+
+pub async fn a_lapsed_lease_ends_the_session_and_the_view_follows(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", fast_settings()).await;
+    let (p, token) = login(b, "acme", "owner@acme.test", "d").await;
+    b.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
+        .await
+        .unwrap();
+    let key = widget_key(b, &p).await;
+    let mut w = b.open_widget_stream(&key).await.unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if w.views.borrow_and_update().view.status == ChatboxStatus::Offline {
+                return;
+            }
+            w.views.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the lease ends within its ttl and the view goes offline");
+    assert_eq!(
+        b.heartbeat(&token_hash(&token), Mode::Active).await.err(),
+        Some(BackendError::SessionEnded)
+    );
+}
+
+pub async fn an_admin_status_change_wins_and_carries_no_device(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
+    let now_ahead = crate::clock::Clock::new().now_ms() + 4_000;
+    b.set_status(&owner, op(AgentStatus::Online, &uuid(1), Some(now_ahead)))
+        .await
+        .unwrap();
+    let id = owner.agent_id.to_string();
+    let s = b
+        .admin_set_status(&owner, &id, AgentStatus::Offline)
+        .await
+        .unwrap();
+    assert_eq!(s.status, AgentStatus::Offline);
+    assert_eq!(s.changed_by_device, None);
+    assert_eq!(b.me(&owner).await.unwrap().status, s);
+}
+
+pub async fn tenants_never_see_each_other(h: Harness) {
+    let b = &*h.backend;
+    account(b, "acme", Settings::default()).await;
+    account(b, "other", Settings::default()).await;
+    let (acme, _) = login(b, "acme", "owner@acme.test", "a").await;
+    let (other, _) = login(b, "other", "owner@other.test", "o").await;
+    let acme_id = acme.agent_id.to_string();
+    assert_eq!(
+        b.admin_set_status(&other, &acme_id, AgentStatus::Online)
+            .await
+            .err(),
+        Some(BackendError::NotFound("agent"))
+    );
+    assert_eq!(
+        b.end_own_session(&other, &acme.session_id).await.err(),
+        Some(BackendError::NotFound("session"))
+    );
+    // Nothing of acme's changed.
+    assert_eq!(b.me(&acme).await.unwrap().status.version, 0);
+    assert_eq!(b.me(&acme).await.unwrap().sessions.len(), 1);
+}
+
+/// Generates one `#[tokio::test]` per conformance check, each with a fresh backend from
+/// `$factory` (an `async fn() -> Harness`).
+#[macro_export]
+macro_rules! backend_conformance_tests {
+    ($factory:path) => {
+        $crate::backend_conformance_tests!(@each $factory;
+            latest_intent_wins_and_ties_go_to_the_higher_op_id,
+            the_same_op_id_returns_the_first_answer_without_a_new_version,
+            wrong_credentials_and_dead_tokens_are_told_apart,
+            logout_takes_the_view_offline_at_once,
+            an_ungrouped_agent_counts_for_every_group,
+            busy_shows_when_nobody_online_is_available_but_someone_busy_is,
+            view_versions_only_grow,
+            a_background_lease_needs_a_push_registration,
+            logging_in_again_on_a_device_replaces_its_session,
+            a_lapsed_lease_ends_the_session_and_the_view_follows,
+            an_admin_status_change_wins_and_carries_no_device,
+            tenants_never_see_each_other,
+        );
+    };
+    (@each $factory:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::conformance::$name($factory().await).await;
+            }
+        )*
+    };
+}
