@@ -288,6 +288,23 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
     }
 }
 
+/// Ratios of figures measured in the same run by different steps: ours against the floor
+/// or the bare peer of this machine, so a noisy machine moves both sides.
+fn derived_ratios(r: &mut Report) {
+    let ratio = |r: &Report, ours: &str, floor: &str| match (r.get(ours), r.get(floor)) {
+        (Some(o), Some(f)) if f > 0.0 => Some(crate::stats::round3(o / f)),
+        _ => None,
+    };
+    let v = ratio(r, "status_to_other_device_p50_ms", "bare_axum_rtt_p50_ms");
+    r.set("status_to_other_device_vs_http_floor", v);
+    let v = ratio(
+        r,
+        "status_to_10k_widgets_p99_ms",
+        "bare_axum_10k_widgets_p99_ms",
+    );
+    r.set("status_to_10k_widgets_vs_bare_axum", v);
+}
+
 async fn run(opts: Opts, nofile: u64) -> ExitCode {
     let started = Instant::now();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -389,6 +406,7 @@ async fn run(opts: Opts, nofile: u64) -> ExitCode {
             }
         }
     }
+    derived_ratios(&mut ctx.report);
     let command = {
         let mut c = String::from("cargo xtask bench");
         for a in &opts.args {

@@ -131,6 +131,18 @@ pub const ROWS: &[Row] = &[
         )],
     },
     Row {
+        key: "status_to_other_device_vs_http_floor",
+        what: "status -> other device p50 / the bare axum round trip p50, same run",
+        goal: Goal::AtMost(2.0),
+        baselines: &[],
+    },
+    Row {
+        key: "status_to_10k_widgets_vs_bare_axum",
+        what: "10k-widget fan-out p99 / bare axum watch+SSE p99, same run",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
         key: "expiry_detection_lag_p50_ms",
         what: "lease end -> widget event, 1,000 sessions going silent, staggered",
         goal: Goal::Report,
