@@ -5,7 +5,7 @@
 //! implements the same trait, and no handler changes. What belongs to the HTTP layer (auth
 //! header parsing, role checks, login rate limits, JSON errors) stays out of this trait.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -33,40 +33,55 @@ pub struct Principal {
     pub role: Role,
 }
 
-/// A chat box view with its encodings made once, however many subscribers it reaches.
+/// A chat box view as published to every subscriber, shared. The backend makes the value;
+/// the HTTP layer encodes it (event frame, JSON body) the first time a subscriber needs it,
+/// into these slots, so each change is encoded once however many subscribers it reaches and
+/// no encoding lives below the seam.
 #[derive(Debug)]
 pub struct ViewFrame {
     pub view: ChatboxView,
-    /// `event: chatbox` SSE frame.
-    pub sse: Bytes,
-    /// The view as a JSON body.
-    pub json: Bytes,
+    /// The `chatbox` event, encoded by the first stream that sends it.
+    pub event: OnceLock<Bytes>,
+    /// The JSON body, encoded by the first request that answers with it.
+    pub json: OnceLock<Bytes>,
 }
 
 impl ViewFrame {
     pub fn new(view: ChatboxView) -> Self {
-        let json = serde_json::to_vec(&view).unwrap_or_default();
-        let id = view.version.to_string();
-        let sse = sse_frame_raw(presence_protocol::event::CHATBOX, Some(&id), &json);
         ViewFrame {
             view,
-            sse,
-            json: Bytes::from(json),
+            event: OnceLock::new(),
+            json: OnceLock::new(),
         }
     }
+}
+
+/// A status change as published to an agent's device streams, shared like [`ViewFrame`].
+#[derive(Debug)]
+pub struct StatusFrame {
+    pub status: StatusView,
+    /// The `status` event, encoded by the first stream that sends it.
+    pub event: OnceLock<Bytes>,
 }
 
 /// Events for one agent's device streams.
 #[derive(Debug, Clone)]
 pub enum AgentEvent {
-    /// A pre-encoded `status` frame.
-    Status(Bytes),
+    Status(Arc<StatusFrame>),
     /// A session of this agent ended; only that session's stream shows it, then closes.
     SessionEnded {
         session_id: Arc<str>,
         reason: EndReason,
-        frame: Bytes,
     },
+}
+
+impl AgentEvent {
+    pub fn status(status: StatusView) -> AgentEvent {
+        AgentEvent::Status(Arc::new(StatusFrame {
+            status,
+            event: OnceLock::new(),
+        }))
+    }
 }
 
 /// Something held by an open stream; dropping it marks the stream closed.
@@ -75,8 +90,8 @@ pub trait StreamGuard: Send + Sync {}
 /// What `/v1/me/events` streams from.
 pub struct DeviceStream {
     pub session_id: Arc<str>,
-    /// The `snapshot` frame, sent first.
-    pub snapshot: Bytes,
+    /// Sent first.
+    pub snapshot: SnapshotEvent,
     pub events: broadcast::Receiver<AgentEvent>,
     pub views: watch::Receiver<Arc<ViewFrame>>,
     pub guard: Box<dyn StreamGuard>,
@@ -171,39 +186,4 @@ pub trait Backend: Send + Sync + 'static {
     async fn gauges(&self) -> Gauges;
     /// Writes whatever is only in memory (leases, view versions).
     async fn flush(&self);
-}
-
-/// Encodes one SSE frame from already-serialised JSON, with an `id:` line when given.
-pub fn sse_frame_raw(event: &str, id: Option<&str>, json: &[u8]) -> Bytes {
-    let mut buf = Vec::with_capacity(json.len() + event.len() + 32);
-    if let Some(id) = id {
-        buf.extend_from_slice(b"id: ");
-        buf.extend_from_slice(id.as_bytes());
-        buf.push(b'\n');
-    }
-    buf.extend_from_slice(b"event: ");
-    buf.extend_from_slice(event.as_bytes());
-    buf.extend_from_slice(b"\ndata: ");
-    buf.extend_from_slice(json);
-    buf.extend_from_slice(b"\n\n");
-    Bytes::from(buf)
-}
-
-pub fn sse_frame<T: serde::Serialize>(event: &str, value: &T) -> Bytes {
-    sse_frame_raw(event, None, &serde_json::to_vec(value).unwrap_or_default())
-}
-
-/// A `status` frame; its id is `s<version>` so it never collides with a view version.
-pub fn status_frame(s: &presence_protocol::StatusView) -> Bytes {
-    let id = format!("s{}", s.version);
-    sse_frame_raw(
-        presence_protocol::event::STATUS,
-        Some(&id),
-        &serde_json::to_vec(s).unwrap_or_default(),
-    )
-}
-
-/// The snapshot frame for a device stream.
-pub fn snapshot_frame(s: &SnapshotEvent) -> Bytes {
-    sse_frame(presence_protocol::event::SNAPSHOT, s)
 }

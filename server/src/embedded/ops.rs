@@ -18,9 +18,7 @@ use presence_protocol::{
 use tokio::sync::{broadcast, watch};
 
 use crate::auth::{self, TokenHash};
-use crate::backend::{
-    Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream, snapshot_frame,
-};
+use crate::backend::{Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream};
 use crate::backend::{BackendError, BackendResult, storage};
 use crate::metrics::Gauges;
 use crate::rules;
@@ -543,10 +541,10 @@ impl Backend for Embedded {
         let views = acc.view_tx.subscribe();
         let agent = st.agent_in_account(&p.account_id, &p.agent_id)?;
         let events = agent.tx.subscribe();
-        let snapshot = snapshot_frame(&SnapshotEvent {
+        let snapshot = SnapshotEvent {
             status: me.status,
             chatbox: me.chatbox,
-        });
+        };
         let s = st
             .sessions
             .get_mut(&p.session_id)

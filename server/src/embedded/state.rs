@@ -13,13 +13,13 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::{
     AccountInfo, Agent, AgentAvailability, Device, EndReason, Group, MeResponse, Messages, Mode,
-    OpeningHours, PushBody, PushInfo, PushPayload, PushRegistration, Role, SessionEndedEvent,
-    SessionInfo, Settings, StatusView, WeeklySchedule, event, resolve,
+    OpeningHours, PushBody, PushInfo, PushPayload, PushRegistration, Role, SessionInfo, Settings,
+    StatusView, WeeklySchedule, resolve,
 };
 use tokio::sync::{broadcast, watch};
 
 use crate::auth::TokenHash;
-use crate::backend::{AgentEvent, Principal, ViewFrame, sse_frame, status_frame};
+use crate::backend::{AgentEvent, Principal, ViewFrame};
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Metrics;
 use crate::rules;
@@ -295,11 +295,9 @@ impl State {
         self.dirty_leases.remove(session_id);
         if let Some(agent) = self.agents.get_mut(&s.agent_id) {
             agent.sessions.remove(session_id);
-            let frame = sse_frame(event::SESSION_ENDED, &SessionEndedEvent { reason });
             let _ = agent.tx.send(AgentEvent::SessionEnded {
                 session_id: s.id.clone(),
                 reason,
-                frame,
             });
         }
         if rules::wants_end_push(reason, by_other_device)
@@ -328,7 +326,7 @@ impl State {
         let Some(agent) = self.agents.get_mut(agent_id) else {
             return;
         };
-        let _ = agent.tx.send(AgentEvent::Status(status_frame(&status)));
+        let _ = agent.tx.send(AgentEvent::status(status.clone()));
         agent.status = status.clone();
         agent.status_op_id = op_id.to_owned();
         for sid in &agent.sessions {

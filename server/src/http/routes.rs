@@ -228,7 +228,7 @@ pub async fn widget_status(
                 HeaderValue::from_static("application/json"),
             ),
         ],
-        frame.json.clone(),
+        sse::view_json(&frame),
     )
         .into_response())
 }

@@ -20,10 +20,61 @@ use futures_util::stream;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Interval, MissedTickBehavior, interval_at};
 
-use presence_protocol::{PingEvent, event};
+use presence_protocol::{PingEvent, SessionEndedEvent, event};
 
-use crate::backend::{AgentEvent, DeviceStream, WidgetStream, sse_frame};
+use crate::backend::{AgentEvent, DeviceStream, StatusFrame, ViewFrame, WidgetStream};
 use crate::clock::Clock;
+
+/// Encodes one event from already-serialised JSON, with an `id:` line when given.
+pub fn frame_raw(event: &str, id: Option<&str>, json: &[u8]) -> Bytes {
+    let mut buf = Vec::with_capacity(json.len() + event.len() + 32);
+    if let Some(id) = id {
+        buf.extend_from_slice(b"id: ");
+        buf.extend_from_slice(id.as_bytes());
+        buf.push(b'\n');
+    }
+    buf.extend_from_slice(b"event: ");
+    buf.extend_from_slice(event.as_bytes());
+    buf.extend_from_slice(b"\ndata: ");
+    buf.extend_from_slice(json);
+    buf.extend_from_slice(b"\n\n");
+    Bytes::from(buf)
+}
+
+fn sse_frame<T: serde::Serialize>(event: &str, value: &T) -> Bytes {
+    frame_raw(event, None, &serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// The view's JSON body, encoded once per view however many requests answer with it.
+pub fn view_json(f: &ViewFrame) -> Bytes {
+    f.json
+        .get_or_init(|| Bytes::from(serde_json::to_vec(&f.view).unwrap_or_default()))
+        .clone()
+}
+
+/// The `chatbox` event (`id:` the view version), encoded once per view.
+fn view_event(f: &ViewFrame) -> Bytes {
+    f.event
+        .get_or_init(|| {
+            let id = f.view.version.to_string();
+            frame_raw(event::CHATBOX, Some(&id), &view_json(f))
+        })
+        .clone()
+}
+
+/// The `status` event (`id: s<version>`, never a view version), encoded once per change.
+fn status_event(f: &StatusFrame) -> Bytes {
+    f.event
+        .get_or_init(|| {
+            let id = format!("s{}", f.status.version);
+            frame_raw(
+                event::STATUS,
+                Some(&id),
+                &serde_json::to_vec(&f.status).unwrap_or_default(),
+            )
+        })
+        .clone()
+}
 
 /// Default interval of `ping` events.
 pub const PING_EVERY: Duration = Duration::from_secs(15);
@@ -96,7 +147,7 @@ fn opening(first: &[u8]) -> Bytes {
 
 pub fn device_stream(s: DeviceStream, cfg: StreamConfig) -> Response {
     let state = DeviceState {
-        first: Some(opening(&s.snapshot)),
+        first: Some(opening(&sse_frame(event::SNAPSHOT, &s.snapshot))),
         s,
         pings: pings(cfg.ping_every),
         clock: cfg.clock,
@@ -115,10 +166,11 @@ pub fn device_stream(s: DeviceStream, cfg: StreamConfig) -> Response {
                 biased;
                 _ = &mut st.shutdown => return None,
                 ev = st.s.events.recv() => match ev {
-                    Ok(AgentEvent::Status(frame)) => return Some((Ok(frame), st)),
-                    Ok(AgentEvent::SessionEnded { session_id, frame, .. }) => {
+                    Ok(AgentEvent::Status(f)) => return Some((Ok(status_event(&f)), st)),
+                    Ok(AgentEvent::SessionEnded { session_id, reason }) => {
                         if session_id == st.s.session_id {
                             st.done = true;
+                            let frame = sse_frame(event::SESSION_ENDED, &SessionEndedEvent { reason });
                             return Some((Ok(frame), st));
                         }
                     }
@@ -130,7 +182,7 @@ pub fn device_stream(s: DeviceStream, cfg: StreamConfig) -> Response {
                     if changed.is_err() {
                         return None;
                     }
-                    let frame = st.s.views.borrow_and_update().sse.clone();
+                    let frame = view_event(&st.s.views.borrow_and_update());
                     return Some((Ok(frame), st));
                 }
                 _ = st.pings.tick() => {
@@ -162,7 +214,7 @@ pub fn widget_stream(s: WidgetStream, cfg: StreamConfig) -> Response {
     let st = stream::unfold(state, |mut st| async move {
         if st.first {
             st.first = false;
-            let frame = opening(&st.s.views.borrow_and_update().sse);
+            let frame = opening(&view_event(&st.s.views.borrow_and_update()));
             return Some((Ok::<_, Infallible>(frame), st));
         }
         tokio::select! {
@@ -172,7 +224,7 @@ pub fn widget_stream(s: WidgetStream, cfg: StreamConfig) -> Response {
                 if changed.is_err() {
                     return None;
                 }
-                let frame = st.s.views.borrow_and_update().sse.clone();
+                let frame = view_event(&st.s.views.borrow_and_update());
                 Some((Ok(frame), st))
             }
             _ = st.pings.tick() => {
