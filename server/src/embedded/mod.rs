@@ -100,6 +100,11 @@ fn arc(s: &str) -> Arc<str> {
 }
 
 impl Inner {
+    /// [`State::recompute`] with this backend's metrics and store.
+    fn recompute(&self, st: &mut State, account_id: &str, now: i64, fx: &mut Effects) {
+        st.recompute(account_id, now, &self.metrics, &self.store, fx);
+    }
+
     fn finish(&self, fx: Effects) {
         for (reg, payload) in fx.pushes {
             self.pusher.dispatch(&reg, payload);

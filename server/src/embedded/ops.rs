@@ -162,7 +162,7 @@ impl Backend for Embedded {
             };
             let owner_view = agent.to_agent();
             st.agents.insert(agent_id, agent);
-            st.recompute(&id, now, &self.inner.metrics, &self.inner.store, &mut fx);
+            self.inner.recompute(&mut st, &id, now, &mut fx);
             CreateAccountResponse {
                 account: info,
                 owner: owner_view,
@@ -291,13 +291,7 @@ impl Backend for Embedded {
                 a.sessions.insert(session_id.clone());
             }
             st.schedule_session_timers(&session_id, &mut fx);
-            st.recompute(
-                &account_id,
-                now,
-                &self.inner.metrics,
-                &self.inner.store,
-                &mut fx,
-            );
+            self.inner.recompute(&mut st, &account_id, now, &mut fx);
             let heartbeat = {
                 let s = st.sessions.get(&session_id).ok_or_else(bad)?;
                 self.inner.heartbeat_for(&st, s, now)
@@ -373,60 +367,11 @@ impl Backend for Embedded {
     }
 
     async fn logout(&self, p: &Principal) -> BackendResult<()> {
-        let mut fx = Effects::default();
-        {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
-            if !st.sessions.contains_key(&p.session_id) {
-                return Err(BackendError::session_expired());
-            }
-            self.inner
-                .store
-                .end_sessions(&[(p.session_id.to_string(), EndReason::Logout)], now)
-                .map_err(storage)?;
-            st.end_session_mem(&p.session_id, EndReason::Logout, now, &mut fx);
-            st.recompute(
-                &p.account_id,
-                now,
-                &self.inner.metrics,
-                &self.inner.store,
-                &mut fx,
-            );
-        }
-        self.inner.metrics.logouts.fetch_add(1, Relaxed);
-        self.inner.finish(fx);
-        Ok(())
+        self.end_session_now(p, &p.session_id, BackendError::session_expired())
     }
 
     async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
-        let mut fx = Effects::default();
-        {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
-            let Some(s) = st.sessions.get(session_id) else {
-                return Err(BackendError::not_found("session"));
-            };
-            if s.agent_id != p.agent_id {
-                return Err(BackendError::not_found("session"));
-            }
-            let id = s.id.clone();
-            self.inner
-                .store
-                .end_sessions(&[(id.to_string(), EndReason::Logout)], now)
-                .map_err(storage)?;
-            let by_other = id != p.session_id;
-            st.end_session_by(&id, EndReason::Logout, by_other, now, &mut fx);
-            st.recompute(
-                &p.account_id,
-                now,
-                &self.inner.metrics,
-                &self.inner.store,
-                &mut fx,
-            );
-        }
-        self.inner.metrics.logouts.fetch_add(1, Relaxed);
-        self.inner.finish(fx);
-        Ok(())
+        self.end_session_now(p, session_id, BackendError::not_found("session"))
     }
 
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()> {
@@ -517,13 +462,7 @@ impl Backend for Embedded {
                     Some(&p.session_id),
                     &mut fx,
                 );
-                st.recompute(
-                    &p.account_id,
-                    now,
-                    &self.inner.metrics,
-                    &self.inner.store,
-                    &mut fx,
-                );
+                self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
             }
             resp
         };
@@ -646,13 +585,7 @@ impl Backend for Embedded {
                 acc.agents.push(id);
             }
             let now = self.inner.clock.now_ms();
-            st.recompute(
-                &p.account_id,
-                now,
-                &self.inner.metrics,
-                &self.inner.store,
-                &mut fx,
-            );
+            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
             agent
         };
         self.inner.finish(fx);
@@ -713,13 +646,7 @@ impl Backend for Embedded {
             a.groups = row.groups;
             let agent = a.to_agent();
             let now = self.inner.clock.now_ms();
-            st.recompute(
-                &p.account_id,
-                now,
-                &self.inner.metrics,
-                &self.inner.store,
-                &mut fx,
-            );
+            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
             agent
         };
         self.inner.finish(fx);
@@ -749,13 +676,7 @@ impl Backend for Embedded {
             if let Some(acc) = st.accounts.get_mut(&p.account_id) {
                 acc.agents.retain(|a| &**a != id);
             }
-            st.recompute(
-                &p.account_id,
-                now,
-                &self.inner.metrics,
-                &self.inner.store,
-                &mut fx,
-            );
+            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
         }
         self.inner.finish(fx);
         Ok(())
@@ -792,13 +713,7 @@ impl Backend for Embedded {
                 .record_status_op(agent_id, &op_id, Some(&view), &json, now)
                 .map_err(storage)?;
             st.apply_status(agent_id, view.clone(), &op_id, None, &mut fx);
-            st.recompute(
-                &p.account_id,
-                now,
-                &self.inner.metrics,
-                &self.inner.store,
-                &mut fx,
-            );
+            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
             view
         };
         self.inner.metrics.status_changes.fetch_add(1, Relaxed);
@@ -842,13 +757,7 @@ impl Backend for Embedded {
                 acc.groups = groups.clone();
             }
             let now = self.inner.clock.now_ms();
-            st.recompute(
-                &p.account_id,
-                now,
-                &self.inner.metrics,
-                &self.inner.store,
-                &mut fx,
-            );
+            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
         }
         self.inner.finish(fx);
         Ok(groups)
@@ -875,13 +784,7 @@ impl Backend for Embedded {
                 acc.flip_at = None;
             }
             let now = self.inner.clock.now_ms();
-            st.recompute(
-                &p.account_id,
-                now,
-                &self.inner.metrics,
-                &self.inner.store,
-                &mut fx,
-            );
+            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
         }
         self.inner.finish(fx);
         Ok(oh)
@@ -910,13 +813,7 @@ impl Backend for Embedded {
                 acc.messages = next.messages.clone();
             }
             let now = self.inner.clock.now_ms();
-            st.recompute(
-                &p.account_id,
-                now,
-                &self.inner.metrics,
-                &self.inner.store,
-                &mut fx,
-            );
+            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
             next
         };
         self.inner.finish(fx);
@@ -962,5 +859,36 @@ impl Backend for Embedded {
 
     async fn flush(&self) {
         self.flush_now();
+    }
+}
+
+impl Embedded {
+    /// Ends one live session of the caller's agent with reason `logout`: committed, then
+    /// memory and views. `missing` answers when there is no such session of this agent.
+    fn end_session_now(
+        &self,
+        p: &Principal,
+        session_id: &str,
+        missing: BackendError,
+    ) -> BackendResult<()> {
+        let mut fx = Effects::default();
+        {
+            let mut st = self.inner.state.lock();
+            let now = self.inner.clock.now_ms();
+            let id = match st.sessions.get(session_id) {
+                Some(s) if s.agent_id == p.agent_id => s.id.clone(),
+                _ => return Err(missing),
+            };
+            self.inner
+                .store
+                .end_sessions(&[(id.to_string(), EndReason::Logout)], now)
+                .map_err(storage)?;
+            let by_other = id != p.session_id;
+            st.end_session_by(&id, EndReason::Logout, by_other, now, &mut fx);
+            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
+        }
+        self.inner.metrics.logouts.fetch_add(1, Relaxed);
+        self.inner.finish(fx);
+        Ok(())
     }
 }
