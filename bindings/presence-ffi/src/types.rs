@@ -124,6 +124,8 @@ pub struct GroupView {
     pub name: String,
     pub status: ChatboxStatus,
     pub reason: Reason,
+    /// The account's busy or offline message for this group's status, if any.
+    pub message: Option<String>,
 }
 
 /// The account's chat box, with one view per group (empty when the account has no groups).
@@ -135,6 +137,8 @@ pub struct ChatboxView {
     /// When the opening hours alone will flip the view.
     pub next_change_at: Option<i64>,
     pub groups: Vec<GroupView>,
+    /// The account's busy message while busy, its offline message while offline.
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -290,6 +294,7 @@ impl From<core::GroupView> for GroupView {
             name: g.name,
             status: g.status,
             reason: g.reason,
+            message: g.message,
         }
     }
 }
@@ -302,6 +307,7 @@ impl From<core::ChatboxView> for ChatboxView {
             version: v.version,
             next_change_at: v.next_change_at,
             groups: v.groups.into_iter().map(Into::into).collect(),
+            message: v.message,
         }
     }
 }
