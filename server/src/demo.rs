@@ -1,8 +1,9 @@
 //! `--demo`: a ready-made account to try Presence with.
 //!
 //! Creates, if missing, account `demo` with groups `sales` and `support` and three agents (one
-//! in no group, so it counts for every group), then prints their credentials and the widget
-//! URLs. Running it again prints the same credentials.
+//! in no group, so it counts for every group), then prints their credentials, the demo page
+//! (`/demo/`, the widget live on a host page) and the widget URLs. Running it again prints the
+//! same credentials.
 
 use presence_protocol::{CreateAccountRequest, Group, NewAgentRequest, NewOwner, Role, Settings};
 
@@ -116,6 +117,9 @@ pub fn describe(base_url: &str, widget_key: &str, admin_token: Option<&str>) -> 
             role.as_str()
         ));
     }
+    s.push_str(&format!(
+        "  demo page       {base_url}/demo/?key={widget_key}   (open it in a browser)\n"
+    ));
     s.push_str(&format!("  widget key      {widget_key}\n"));
     s.push_str(&format!(
         "  widget status   {base_url}/v1/widget/{widget_key}/status\n"

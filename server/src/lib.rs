@@ -228,6 +228,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             ping_every: config.stream_ping,
             clock: backend.clock(),
         },
+        demo: config.demo,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's build and test tasks (std only, so it compiles in seconds).
 
 mod bindings;
+mod browser;
 mod header_check;
 mod kotlin;
 mod parse;
@@ -18,10 +19,11 @@ commands:
   test [--only STEPS] [--skip STEPS]
                    run every suite and end with `N passed, N failed` (what CI runs);
                    STEPS is a comma-separated list of: fmt, clippy, rust, kotlin, swift,
-                   header, bench
-  setup [kotlin|swift|all]
+                   header, browser, bench
+  setup [kotlin|swift|browser|all]
                    install the binding-test toolchains without running tests (JNA, JUnit,
-                   the Kotlin compiler, the Debian trixie chroot with Swift); default: all
+                   the Kotlin compiler, the Debian trixie chroot with Swift, node, chromium
+                   and web/node_modules); default: all
   bindings         build presence-ffi and generate Kotlin + Swift into target/bindings/
   size             build presence-ffi with the release-small profile and print its size
   bench [ARGS..]   cargo run -p presence-bench --release -- ARGS..

@@ -482,9 +482,15 @@ pub fn setup(ctx: &Ctx, what: &str) -> Res<()> {
             Err(e) => failures.push(format!("swift: {e}")),
         }
     }
-    if !all && what != "kotlin" && what != "swift" {
+    if all || what == "browser" {
+        util::header("setup: node, npm, chromium and web/node_modules");
+        if let Err(e) = crate::browser::ensure(ctx) {
+            failures.push(format!("browser: {e}"));
+        }
+    }
+    if !all && !matches!(what, "kotlin" | "swift" | "browser") {
         return Err(format!(
-            "unknown setup target `{what}` (kotlin, swift or all)"
+            "unknown setup target `{what}` (kotlin, swift, browser or all)"
         ));
     }
     if failures.is_empty() {

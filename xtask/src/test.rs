@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every suite, each counted, then a summary and `N passed, N failed`.
 
 use crate::util::{self, Ctx, RunOpts};
-use crate::{bindings, header_check, kotlin, parse, swift};
+use crate::{bindings, browser, header_check, kotlin, parse, swift};
 use std::time::{Duration, Instant};
 
 /// The result of one suite.
@@ -31,7 +31,7 @@ impl Outcome {
 }
 
 pub const STEPS: &[&str] = &[
-    "fmt", "clippy", "rust", "kotlin", "swift", "header", "bench",
+    "fmt", "clippy", "rust", "kotlin", "swift", "header", "browser", "bench",
 ];
 
 struct Row {
@@ -49,6 +49,7 @@ fn title(name: &str) -> &'static str {
         "kotlin" => "Kotlin binding tests (JVM, JUnit 4, JNA)",
         "swift" => "Swift binding tests (XCTest in the Debian trixie chroot)",
         "header" => "C header check: every declared function links against libpresence_ffi.so",
+        "browser" => "web: type-check, bundle current, browser tests (headless chromium)",
         "bench" => "bench smoke: cargo run -p presence-bench --release -- --quick",
         _ => "",
     }
@@ -61,6 +62,9 @@ fn not_applicable(ctx: &Ctx, name: &str) -> Option<String> {
         "swift" if !swift::present(ctx) => Some(format!("no {}/Package.swift", swift::PACKAGE_DIR)),
         "header" if !ctx.has_package(bindings::FFI_PACKAGE) => {
             Some(format!("no {} package", bindings::FFI_PACKAGE))
+        }
+        "browser" if !browser::present(ctx) => {
+            Some(format!("no {}/package.json", browser::WEB_DIR))
         }
         "bench" if !ctx.root.join("bench/Cargo.toml").is_file() => Some("no bench/ crate".into()),
         _ => None,
@@ -92,6 +96,7 @@ fn run_step(ctx: &Ctx, name: &str) -> Outcome {
         "kotlin" => kotlin::run(ctx),
         "swift" => swift::run(ctx),
         "header" => header_check::run(ctx),
+        "browser" => browser::run(ctx),
         "bench" => {
             let mut c = ctx.cargo();
             c.args(["run", "-p", "presence-bench", "--release", "--", "--quick"]);

@@ -4,6 +4,7 @@
 //! Every rejection axum would produce on its own (bad JSON, wrong content type, body too big,
 //! unknown path, wrong method) is rewritten here into the `{"error": {...}}` shape.
 
+mod assets;
 mod conn;
 mod extract;
 mod layer;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub defaults: Settings,
     /// What event streams need: the shutdown signal, the ping interval, the clock.
     pub streams: sse::StreamConfig,
+    /// `--demo`: the demo host page is served under `/demo/`.
+    pub demo: bool,
 }
 
 /// Serves the API on `listener` until `stop` turns true.
@@ -136,6 +139,12 @@ fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/admin/settings", put(routes::put_settings))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
+        .route("/widget.js", get(assets::widget_js))
+        .route("/demo", get(assets::demo_redirect))
+        .route("/demo/", get(assets::demo_page))
+        .route("/demo/demo.js", get(assets::demo_js))
+        .route("/demo/demo.css", get(assets::demo_css))
+        .route("/demo/favicon.svg", get(assets::demo_icon))
         .layer(axum::middleware::from_fn_with_state(
             request_timeout,
             deadline,

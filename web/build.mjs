@@ -1,0 +1,77 @@
+// Bundles the widget (src/widget.ts -> dist/widget.js, plus dist/widget.js.gz) and the demo
+// page's script (demo/demo.ts -> dist/demo.js) with esbuild.
+//
+// The outputs are committed: the server embeds them with include_bytes!, so building the
+// server needs no Node (docs/adr/0005-committed-web-bundle.md). `node build.mjs --check`
+// builds in memory and fails when a committed file differs from its sources, or when the
+// widget exceeds its gzip budget; `cargo xtask test` runs it.
+
+import { build } from "esbuild";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { gzipSync, gunzipSync } from "node:zlib";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = join(here, "dist");
+/** widget.js and everything it loads, gzip. */
+export const BUDGET_GZIP_BYTES = 12000;
+
+const bundles = [
+  { entry: "src/widget.ts", out: "widget.js", gzip: true },
+  { entry: "demo/demo.ts", out: "demo.js", gzip: false },
+];
+
+async function bundle(entry) {
+  const r = await build({
+    entryPoints: [join(here, entry)],
+    bundle: true,
+    minify: true,
+    format: "iife",
+    target: ["chrome90", "firefox90", "safari15"],
+    legalComments: "none",
+    charset: "utf8",
+    write: false,
+    logLevel: "warning",
+  });
+  return Buffer.from(r.outputFiles[0].contents);
+}
+
+const check = process.argv.includes("--check");
+let stale = [];
+mkdirSync(dist, { recursive: true });
+for (const b of bundles) {
+  const js = await bundle(b.entry);
+  const path = join(dist, b.out);
+  if (check) {
+    let have = null;
+    try {
+      have = readFileSync(path);
+    } catch {}
+    if (!have || !have.equals(js)) stale.push(`dist/${b.out}`);
+    if (b.gzip) {
+      let gz = null;
+      try {
+        gz = gunzipSync(readFileSync(path + ".gz"));
+      } catch {}
+      if (!gz || !gz.equals(js)) stale.push(`dist/${b.out}.gz`);
+    }
+  } else {
+    writeFileSync(path, js);
+    if (b.gzip) writeFileSync(path + ".gz", gzipSync(js, { level: 9 }));
+  }
+  if (b.gzip) {
+    const size = gzipSync(js, { level: 9 }).length;
+    console.log(`${b.out}: ${js.length} bytes, ${size} bytes gzip (budget ${BUDGET_GZIP_BYTES})`);
+    if (size > BUDGET_GZIP_BYTES) {
+      console.error(`${b.out} is over its budget: ${size} > ${BUDGET_GZIP_BYTES} bytes gzip`);
+      process.exitCode = 1;
+    }
+  }
+}
+if (stale.length) {
+  console.error(
+    `out of date: ${stale.join(", ")}; run \`npm run build\` in web/ and commit the result`,
+  );
+  process.exitCode = 1;
+}
