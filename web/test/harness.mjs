@@ -336,6 +336,7 @@ export class HostSite {
     this.url = `http://127.0.0.1:${this.srv.address().port}`;
     this.add("/host.js", HOST_JS, "text/javascript");
     this.add("/hostile.css", HOSTILE_CSS, "text/css");
+    this.add("/favicon.ico", "", "image/x-icon");
     return this;
   }
 
