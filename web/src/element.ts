@@ -154,7 +154,9 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
             reason: entry.reason,
             version: v.version,
             next_change_at: v.next_change_at,
-            message: entry.message ?? v.message ?? null,
+            // The entry's own message (for its own status); a server without per-group
+            // messages only has the view's.
+            message: ("message" in entry ? entry.message : v.message) ?? null,
           };
         }
         this.warnOnce(`unknown group "${g}"; showing the whole account`);

@@ -350,16 +350,30 @@ test("messages: the busy message and the offline message show", async () => {
       put.body && "busy_message" in put.body,
       `the server takes busy_message (PUT /v1/admin/settings answered ${JSON.stringify(put.body)})`,
     );
+    await api.call("PUT", "/v1/admin/groups", acc.owner.token, [{ key: "sales", name: "Sales" }]);
+    const sam = await api.agent(acc, "Sam", ["sales"]);
     await page.goto(
       site.page("/messages.html", {
         widget: proxy.url,
-        body: `<presence-chatbox id="w" widget-key="${acc.widgetKey}"></presence-chatbox>`,
+        body:
+          `<presence-chatbox id="w" widget-key="${acc.widgetKey}"></presence-chatbox>` +
+          `<presence-chatbox id="g" widget-key="${acc.widgetKey}" group="sales"></presence-chatbox>`,
       }),
     );
     const off = await waitStatus(page, "#w", "offline");
     eq(off.main, "Write to help@example.com", "offline message");
+    eq((await waitStatus(page, "#g", "offline")).main, "Write to help@example.com", "group offline message");
+    // The owner is in no group: busy for the account and for sales.
     const { read: busy } = await follow(page, "#w", acc.owner.token, "busy");
     eq(busy.main, "All hands on deck — reply within 10 minutes", "busy message");
+    const gb = await waitStatus(page, "#g", "busy");
+    eq(gb.main, "All hands on deck — reply within 10 minutes", "the group's busy message");
+    const last = (await events(page, "g")).at(-1);
+    eq(last.detail.message, "All hands on deck — reply within 10 minutes", "group detail message");
+    // Sam (sales) online: sales is online with no message; the account is online too.
+    await follow(page, "#g", sam, "online");
+    const g2 = (await events(page, "g")).at(-1);
+    eq([g2.detail.status, g2.detail.message], ["online", null], "an online group has no message");
     await page.locator("#w").screenshot({ path: shotPath("state-busy-message") });
   } finally {
     await page.closeAll();
@@ -480,8 +494,13 @@ test("resilience: the server is killed and restarted mid-stream; the widget reco
     );
     await waitStatus(page, "#w", "offline");
     await until("the stream to be open", () => p.streams.size > 0);
+    const killedAt = Date.now();
     await own.kill();
     await until("the proxy to see the stream end", () => p.streams.size === 0);
+    // While the server is gone the widget polls (and gets the proxy's 502).
+    await until("a poll while the server is down", () =>
+      p.requests((r) => r.t >= killedAt && r.path.endsWith("/status")).length > 0,
+    );
     await own.start();
     p.target = own;
     ownApi.url = own.url;
@@ -512,9 +531,11 @@ test("resilience: a silent stream shows 'may be out of date', then clears", asyn
       }),
     );
     await waitStatus(page, "#w", "offline");
-    const pinged = serverHasFlag("--stream-ping-ms");
-    // Pings every second when the server can be told so, else the contract's 15 s.
-    const pingMs = pinged ? 1000 : 15000;
+    assert(serverHasFlag("--stream-ping-ms"), "the server takes --stream-ping-ms");
+    const pingMs = 1000;
+    const mine = () => [...proxy.streams].filter((s) => s.res.req.url.includes(acc.widgetKey));
+    // Let the widget see the stream's pace (a ping a second) before it goes quiet.
+    await until("two pings delivered", () => mine().some((s) => s.pings >= 2), 10000);
     proxy.setMode("silent");
     const t0 = Date.now();
     const r = await until(

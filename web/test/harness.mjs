@@ -47,7 +47,7 @@ export function eq(a, b, msg) {
 // ----- the server --------------------------------------------------------------------------
 
 let helpText = null;
-/** True when the server binary has this flag (for flags that arrive on main over time). */
+/** True when the server binary has this flag. */
 export function serverHasFlag(flag) {
   if (helpText === null) {
     helpText = spawnSync(SERVER_BIN, ["--help"], { encoding: "utf8" }).stdout || "";
@@ -55,9 +55,9 @@ export function serverHasFlag(flag) {
   return helpText.includes(flag);
 }
 
-/** Extra flags for short stream pings, when the server has a flag for that. */
+/** Flags for stream pings every `ms` (the contract's default is 15 s). */
 export function pingFlags(ms) {
-  return serverHasFlag("--stream-ping-ms") ? ["--stream-ping-ms", String(ms)] : [];
+  return ["--stream-ping-ms", String(ms)];
 }
 
 export class Server {
@@ -262,14 +262,16 @@ export class Proxy {
           ur.pipe(res);
           return;
         }
-        const s = { res, ur, silent: false, opened: Date.now() };
+        const s = { res, ur, silent: false, opened: Date.now(), pings: 0 };
         this.streams.add(s);
         res.on("close", () => {
           this.streams.delete(s);
           ur.destroy();
         });
         ur.on("data", (chunk) => {
-          if (!s.silent && this.mode !== "silent") res.write(chunk);
+          if (s.silent || this.mode === "silent") return;
+          s.pings += chunk.toString().split("event: ping").length - 1;
+          res.write(chunk);
         });
         ur.on("end", () => res.end());
         ur.on("error", () => res.destroy());
