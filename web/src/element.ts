@@ -79,6 +79,8 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
     private live: HTMLElement;
     private box: HTMLElement;
     private unsub: (() => void) | null = null;
+    private subId = "";
+    private pending = false;
     private shown = "";
     private warned = "";
     private detailNow: Detail | null = null;
@@ -104,16 +106,31 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
     }
 
     connectedCallback(): void {
-      this.resubscribe();
+      this.schedule();
     }
 
     disconnectedCallback(): void {
-      this.unsub?.();
-      this.unsub = null;
+      this.schedule();
     }
 
     attributeChangedCallback(): void {
-      if (this.isConnected) this.resubscribe();
+      this.schedule();
+    }
+
+    /** Coalesces the callbacks of one task (an upgrade fires one per attribute, a move fires
+     * disconnected + connected) into one (re)subscription. */
+    private schedule(): void {
+      if (this.pending) return;
+      this.pending = true;
+      queueMicrotask(() => {
+        this.pending = false;
+        if (!this.isConnected) {
+          this.unsub?.();
+          this.unsub = null;
+          return;
+        }
+        this.resubscribe();
+      });
     }
 
     private langTag(): string | null {
@@ -121,18 +138,22 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
     }
 
     private resubscribe(): void {
+      const key = (this.getAttribute("widget-key") || "").trim();
+      const server = (this.getAttribute("server") || defaultServer).replace(/\/+$/, "");
+      const id = [server, key, this.getAttribute("group"), this.getAttribute("lang")].join(" ");
+      if (id === this.subId && this.unsub) return;
+      // What it shows is another thing now: the next view is news again.
+      if (id !== this.subId) this.shown = "";
+      this.subId = id;
       this.unsub?.();
       this.unsub = null;
-      this.shown = "";
       const w = words(pickLang(this.langTag()));
       this.box.setAttribute("aria-label", w.label);
-      const key = (this.getAttribute("widget-key") || "").trim();
       if (!key) {
         this.warnOnce("no widget-key attribute (expected widget-key=\"wk_…\")");
         this.render({ view: null, stale: false, error: "no key" });
         return;
       }
-      const server = (this.getAttribute("server") || defaultServer).replace(/\/+$/, "");
       this.unsub = feedFor(server, key).subscribe((s) => this.render(s));
     }
 

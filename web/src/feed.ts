@@ -10,7 +10,9 @@
 //   and no CORS preflight is sent. No credentials, so no cookies either way.
 // - While the tab is hidden the stream is closed and nothing is polled; when it is shown the
 //   status is fetched at once and the stream reopened.
-// - When neither an event nor a ping arrived for two ping intervals, the feed is `stale`.
+// - When nothing confirmed the view (a stream event, a ping, a poll) for two ping intervals
+//   and a second, the feed is `stale`. The interval is the contract's 15 s until two pings in
+//   a row show the stream's own pace.
 
 export type Status = "online" | "busy" | "offline";
 export type Reason =
@@ -47,6 +49,8 @@ type Listener = (s: FeedState) => void;
 
 /** The contract's ping interval; learnt from the stream when it pings more often. */
 const DEFAULT_PING_MS = 15000;
+const MIN_PING_MS = 500;
+const MAX_PING_MS = 60000;
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_CAP_MS = 30000;
 const POLL_MS = 5000;
@@ -74,7 +78,6 @@ export class Feed {
   private staleTimer = 0;
   private freshStream = false;
   private pingMs = DEFAULT_PING_MS;
-  private openedAt = 0;
   private lastPingAt = 0;
   private polling = false;
   private pollInFlight = false;
@@ -146,7 +149,6 @@ export class Feed {
     const es = new EventSource(this.url("events"));
     this.es = es;
     this.freshStream = true;
-    this.openedAt = Date.now();
     this.lastPingAt = 0;
     if (!this.staleTimer) this.armStale();
     es.addEventListener("chatbox", (e) => {
@@ -165,10 +167,13 @@ export class Feed {
     });
     es.addEventListener("ping", () => {
       const now = Date.now();
-      const gap = now - (this.lastPingAt || this.openedAt);
+      // The stream's own pace, from two pings in a row (a burst released at once by a proxy
+      // says nothing and is ignored).
+      if (this.lastPingAt) {
+        const gap = now - this.lastPingAt;
+        if (gap >= MIN_PING_MS) this.pingMs = Math.min(gap, MAX_PING_MS);
+      }
       this.lastPingAt = now;
-      // Learn a shorter ping interval than the default (a server may ping more often).
-      if (gap >= 200 && gap < this.pingMs) this.pingMs = gap;
       this.confirm();
     });
     es.addEventListener("error", () => {

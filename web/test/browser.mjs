@@ -611,6 +611,44 @@ test("visibility: a hidden tab closes its stream; shown again, it is current at 
   }
 });
 
+test("elements: added by script, moved, removed; one stream per key, no repeated events", async () => {
+  const acc = await api.account(slug("dom"));
+  const page = await browser.page();
+  try {
+    await page.goto(site.page("/dom.html", { widget: proxy.url, body: `<div id="a"></div><div id="b"></div>` }));
+    await page.waitForFunction(() => !!window.Presence && !!customElements.get("presence-chatbox"));
+    await page.evaluate((k) => {
+      for (const id of ["x", "y"]) {
+        const e = document.createElement("presence-chatbox");
+        e.id = id;
+        e.setAttribute("widget-key", k);
+        document.getElementById("a").appendChild(e);
+      }
+    }, acc.widgetKey);
+    await waitStatus(page, "#x", "offline");
+    await waitStatus(page, "#y", "offline");
+    const mine = () => proxy.requests((r) => r.path.includes(acc.widgetKey) && r.path.endsWith("/events"));
+    eq(mine().length, 1, "event streams opened for two elements of one key");
+    // Moving an element is not a change.
+    await page.evaluate(() => document.getElementById("b").appendChild(document.getElementById("x")));
+    const { ms } = await follow(page, "#x", acc.owner.token, "online");
+    assert(ms <= FOLLOW_MS, `moved element follows (${ms} ms)`);
+    eq((await events(page, "x")).map((e) => e.detail.status), ["offline", "online"], "x's events");
+    eq(mine().length, 1, "event streams after a move");
+    // The last element of a key removed: its stream closes.
+    await page.evaluate(() => {
+      document.getElementById("x").remove();
+      document.getElementById("y").remove();
+    });
+    await until("the stream to close", () =>
+      ![...proxy.streams].some((s) => s.res.req.url.includes(acc.widgetKey)),
+    );
+    eq(page.errors, [], "console errors");
+  } finally {
+    await page.closeAll();
+  }
+});
+
 // ----- bad input -----------------------------------------------------------------------------
 
 test("bad input: no key, an unknown key, an unknown group each give one clear error", async () => {
