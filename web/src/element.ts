@@ -81,6 +81,7 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
     private unsub: (() => void) | null = null;
     private subId = "";
     private pending = false;
+    private last: FeedState | null = null;
     private shown = "";
     private warned = "";
     private detailNow: Detail | null = null;
@@ -140,15 +141,17 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
     private resubscribe(): void {
       const key = (this.getAttribute("widget-key") || "").trim();
       const server = (this.getAttribute("server") || defaultServer).replace(/\/+$/, "");
-      const id = [server, key, this.getAttribute("group"), this.getAttribute("lang")].join(" ");
-      if (id === this.subId && this.unsub) return;
+      const id = [server, key, this.getAttribute("group")].join(" ");
+      if (id === this.subId && this.unsub) {
+        // Same feed (a move, or only `lang` changed): redraw, no new event.
+        if (this.last) this.render(this.last);
+        return;
+      }
       // What it shows is another thing now: the next view is news again.
       if (id !== this.subId) this.shown = "";
       this.subId = id;
       this.unsub?.();
       this.unsub = null;
-      const w = words(pickLang(this.langTag()));
-      this.box.setAttribute("aria-label", w.label);
       if (!key) {
         this.warnOnce("no widget-key attribute (expected widget-key=\"wk_…\")");
         this.render({ view: null, stale: false, error: "no key" });
@@ -186,7 +189,9 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
     }
 
     private render(s: FeedState): void {
+      this.last = s;
       const w = words(pickLang(this.langTag()));
+      this.box.setAttribute("aria-label", w.label);
       let main: string;
       let sub = "";
       let d: Detail | null = null;

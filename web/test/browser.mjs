@@ -635,6 +635,10 @@ test("elements: added by script, moved, removed; one stream per key, no repeated
     assert(ms <= FOLLOW_MS, `moved element follows (${ms} ms)`);
     eq((await events(page, "x")).map((e) => e.detail.status), ["offline", "online"], "x's events");
     eq(mine().length, 1, "event streams after a move");
+    // Another language redraws the text; it is not a change of status.
+    await page.evaluate(() => document.getElementById("x").setAttribute("lang", "de"));
+    await until("the German text", async () => (await read(page, "#x")).main === "Wir sind online");
+    eq((await events(page, "x")).length, 2, "x's events after a change of language");
     // The last element of a key removed: its stream closes.
     await page.evaluate(() => {
       document.getElementById("x").remove();
