@@ -25,6 +25,7 @@ mod report;
 mod serve;
 mod soketi;
 mod stats;
+mod widget;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,10 +49,12 @@ pub const STEPS: &[&str] = &[
     "ffi",
     "soketi",
     "redis",
+    "widget",
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
-steps: latency, expiry, fanout, heartbeat, rss, core, phone, durability, ffi, soketi, redis";
+steps: latency, expiry, fanout, heartbeat, rss, core, phone, durability, ffi, soketi, redis,
+widget";
 
 pub struct Ctx {
     pub quick: bool,
@@ -280,6 +283,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "rss" => ours::rss(ctx).await,
         "core" => core::core(ctx).await,
         "phone" => phone::phone(ctx).await,
+        "widget" => widget::widget(ctx).await,
         "durability" => ours::durability(ctx).await,
         "ffi" => ffi(ctx).await,
         "soketi" => soketi::soketi(ctx).await,
@@ -382,6 +386,11 @@ async fn run(opts: Opts, nofile: u64) -> ExitCode {
             .is_none_or(|o| o.iter().any(|s| s == name))
             && !opts.skip.iter().any(|s| s == name);
         if !selected {
+            continue;
+        }
+        if opts.quick && name == "widget" {
+            println!("==> widget: skipped (quick mode: it needs a release server and a browser)");
+            ctx.report.note("widget", "skipped in quick mode");
             continue;
         }
         if opts.quick && !peer_installed(name) {

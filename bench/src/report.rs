@@ -143,6 +143,30 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "widget_gzip_bytes",
+        what: "`widget.js` and everything it loads, gzip (bytes)",
+        goal: Goal::AtMost(12_000.0),
+        baselines: &[],
+    },
+    Row {
+        key: "widget_status_to_dom_p50_ms",
+        what: "status PUT sent -> the element's `status` attribute changed, headless Chromium",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "widget_status_to_dom_p99_ms",
+        what: "same, p99 (30 changes)",
+        goal: Goal::AtMost(50.0),
+        baselines: &[],
+    },
+    Row {
+        key: "widget_first_status_ms",
+        what: "script start -> first status shown, loopback",
+        goal: Goal::AtMost(300.0),
+        baselines: &[],
+    },
+    Row {
         key: "expiry_detection_lag_p50_ms",
         what: "lease end -> widget event, 1,000 sessions going silent, staggered",
         goal: Goal::Report,
