@@ -309,19 +309,10 @@ impl Engine {
             Command::SetNetwork { available } => self.set_network(available),
             Command::Push { payload, reply } => self.push(payload, reply),
             Command::BackgroundRefresh { reply } => {
-                if !self.session_active() {
-                    let e = self.not_active_error();
-                    self.respond(reply, Err(e));
-                    return;
+                if self.force_heartbeat(self.lifecycle.mode(), reply) {
+                    self.session.me_wanted = true;
+                    self.retry_ops_now();
                 }
-                if let Err(e) = self.network_ready() {
-                    self.respond(reply, Err(e));
-                    return;
-                }
-                self.heartbeat.forced = Some(self.lifecycle.mode());
-                self.heartbeat.waiters.push(reply);
-                self.session.me_wanted = true;
-                self.retry_ops_now();
             }
             Command::RegisterPush { push, reply } => {
                 let r = self.register_push(push);

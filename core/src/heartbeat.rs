@@ -67,6 +67,24 @@ pub(crate) fn interval(hb: &Heartbeat) -> Duration {
 }
 
 impl Engine {
+    /// Sends a heartbeat in `mode` now and answers `reply` when it is done (a renew push, a
+    /// background refresh). Refused at once when there is no live session or no network.
+    /// Returns whether the heartbeat was queued.
+    pub(crate) fn force_heartbeat(&mut self, mode: Mode, reply: Reply<()>) -> bool {
+        if !self.session_active() {
+            let e = self.not_active_error();
+            self.respond(reply, Err(e));
+            return false;
+        }
+        if let Err(e) = self.network_ready() {
+            self.respond(reply, Err(e));
+            return false;
+        }
+        self.heartbeat.forced = Some(mode);
+        self.heartbeat.waiters.push(reply);
+        true
+    }
+
     pub(crate) fn on_heartbeat(&mut self, token: String, result: Result<Heartbeat, Error>) {
         self.heartbeat.in_flight = false;
         let waiters = std::mem::take(&mut self.heartbeat.running);

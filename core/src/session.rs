@@ -287,17 +287,7 @@ impl Engine {
                 self.respond(reply, Ok(()));
             }
             PushBody::Renew { .. } => {
-                if !self.session_active() {
-                    let e = self.not_active_error();
-                    self.respond(reply, Err(e));
-                    return;
-                }
-                if let Err(e) = self.network_ready() {
-                    self.respond(reply, Err(e));
-                    return;
-                }
-                self.heartbeat.forced = Some(Mode::Background);
-                self.heartbeat.waiters.push(reply);
+                self.force_heartbeat(Mode::Background, reply);
             }
             PushBody::SessionEnded { reason, .. } => {
                 self.expire_session(format!("session ended: {}", reason.as_str()));

@@ -368,15 +368,19 @@ mod tests {
         assert!(l.begin("acme", "a@x", None).await.is_ok());
     }
 
+    /// As many attempts in flight for `acme`/`a@x` as the limit allows.
+    async fn fill_with_attempts(l: &LoginLimiter) -> Vec<Attempt<'_>> {
+        futures_util::future::join_all((0..USER_LIMIT).map(|_| l.begin("acme", "a@x", None)))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn attempts_in_flight_count_against_the_limit() {
         let l = LoginLimiter::new();
-        let held: Vec<Attempt<'_>> =
-            futures_util::future::join_all((0..USER_LIMIT).map(|_| l.begin("acme", "a@x", None)))
-                .await
-                .into_iter()
-                .map(Result::unwrap)
-                .collect();
+        let held = fill_with_attempts(&l).await;
         // The window is full of attempts still being checked: an 11th waits, then is refused
         // once they all fail.
         let eleventh = l.begin("acme", "a@x", None);
@@ -396,12 +400,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_waiting_attempt_goes_ahead_when_in_flight_ones_succeed() {
         let l = LoginLimiter::new();
-        let held: Vec<Attempt<'_>> =
-            futures_util::future::join_all((0..USER_LIMIT).map(|_| l.begin("acme", "a@x", None)))
-                .await
-                .into_iter()
-                .map(Result::unwrap)
-                .collect();
+        let held = fill_with_attempts(&l).await;
         let next = l.begin("acme", "a@x", None);
         tokio::pin!(next);
         assert!(

@@ -29,7 +29,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// A fixed pool of hashing threads. Dropping the last handle lets the threads end.
 pub struct HashPool {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     permits: Semaphore,
     waiting: AtomicUsize,
     max_waiting: usize,
@@ -68,7 +68,7 @@ impl HashPool {
             }
         }
         Arc::new(HashPool {
-            jobs: Mutex::new(tx),
+            jobs: tx,
             permits: Semaphore::new(threads),
             waiting: AtomicUsize::new(0),
             max_waiting: threads * QUEUE_PER_THREAD,
@@ -100,12 +100,7 @@ impl HashPool {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        let sent = self
-            .jobs
-            .lock()
-            .map(|j| j.send(job).is_ok())
-            .unwrap_or(false);
-        if !sent {
+        if self.jobs.send(job).is_err() {
             return Err(Busy);
         }
         let out = rx.await.map_err(|_| Busy);

@@ -366,6 +366,7 @@ test("messages: the busy message and the offline message show", async () => {
     // The owner is in no group: busy for the account and for sales.
     const { read: busy } = await follow(page, "#w", acc.owner.token, "busy");
     eq(busy.main, "All hands on deck — reply within 10 minutes", "busy message");
+    await page.locator("#w").screenshot({ path: shotPath("state-busy-message") });
     const gb = await waitStatus(page, "#g", "busy");
     eq(gb.main, "All hands on deck — reply within 10 minutes", "the group's busy message");
     const last = (await events(page, "g")).at(-1);
@@ -374,7 +375,6 @@ test("messages: the busy message and the offline message show", async () => {
     await follow(page, "#g", sam, "online");
     const g2 = (await events(page, "g")).at(-1);
     eq([g2.detail.status, g2.detail.message], ["online", null], "an online group has no message");
-    await page.locator("#w").screenshot({ path: shotPath("state-busy-message") });
   } finally {
     await page.closeAll();
   }
