@@ -267,10 +267,7 @@ impl PresenceClient {
                 detail: "push token is empty".into(),
             });
         }
-        let push = PushRegistration {
-            provider,
-            token: token.to_owned(),
-        };
+        let push = PushRegistration::new(provider, token);
         self.ask(|reply| Command::RegisterPush { push, reply })
             .await
     }

@@ -111,6 +111,11 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_ended_at ON sessions (ended_at) WHERE ended_reason IS NOT NULL;
     CREATE INDEX status_ops_created_at ON status_ops (created_at);
     "#,
+    // v4: the UnifiedPush (RFC 8291) keys of a session's push registration.
+    r#"
+    ALTER TABLE sessions ADD COLUMN push_p256dh TEXT;
+    ALTER TABLE sessions ADD COLUMN push_auth TEXT;
+    "#,
 ];
 
 #[derive(Debug, Clone)]
@@ -415,7 +420,8 @@ impl Store {
             .collect::<StoreResult<Vec<_>>>()?;
         let mut stmt = conn.prepare(
             "SELECT id, account_id, agent_id, token_hash, device_id, platform, device_name,
-                    app_version, mode, lease_until, push_provider, push_token
+                    app_version, mode, lease_until, push_provider, push_token,
+                    push_p256dh, push_auth
              FROM sessions WHERE ended_reason IS NULL",
         )?;
         let sessions = stmt
@@ -429,6 +435,8 @@ impl Store {
                         provider: PushProvider::parse(&p)
                             .ok_or_else(|| bad_enum(10, "push provider"))?,
                         token: t,
+                        p256dh: r.get(12)?,
+                        auth: r.get(13)?,
                     }),
                     _ => None,
                 };
@@ -580,8 +588,9 @@ impl Store {
             }
             tx.prepare_cached(
                 "INSERT INTO sessions (id, account_id, agent_id, token_hash, device_id, platform,
-                device_name, app_version, mode, lease_until, push_provider, push_token, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                device_name, app_version, mode, lease_until, push_provider, push_token, created_at,
+                push_p256dh, push_auth)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 s.id,
@@ -596,7 +605,9 @@ impl Store {
                 s.lease_until,
                 s.push.as_ref().map(|p| p.provider.as_str()),
                 s.push.as_ref().map(|p| p.token.as_str()),
-                now
+                now,
+                s.push.as_ref().and_then(|p| p.p256dh.as_deref()),
+                s.push.as_ref().and_then(|p| p.auth.as_deref()),
             ])?;
             Ok(())
         })
@@ -622,11 +633,14 @@ impl Store {
 
     pub fn set_push(&self, session_id: &str, push: Option<&PushRegistration>) -> StoreResult<()> {
         self.write().execute(
-            "UPDATE sessions SET push_provider = ?2, push_token = ?3 WHERE id = ?1",
+            "UPDATE sessions SET push_provider = ?2, push_token = ?3, push_p256dh = ?4,
+                push_auth = ?5 WHERE id = ?1",
             params![
                 session_id,
                 push.map(|p| p.provider.as_str()),
-                push.map(|p| p.token.as_str())
+                push.map(|p| p.token.as_str()),
+                push.and_then(|p| p.p256dh.as_deref()),
+                push.and_then(|p| p.auth.as_deref()),
             ],
         )?;
         Ok(())

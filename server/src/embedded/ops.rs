@@ -178,7 +178,7 @@ impl Backend for Embedded {
             self.inner
                 .pusher
                 .validate(push)
-                .map_err(|why| BackendError::invalid_field("push.token", why))?;
+                .map_err(|r| BackendError::invalid_field(&format!("push.{}", r.field), r.detail))?;
         }
         let email_key = req.email.trim().to_lowercase();
         let found = {
@@ -347,9 +347,17 @@ impl Backend for Embedded {
                 .get(&s.agent_id)
                 .map(|a| a.status.version)
                 .ok_or_else(BackendError::session_expired)?;
-            let (interval_ms, ttl_ms) = rules::lease_terms(&settings, mode, s.push.is_some());
+            let has_push = s.push.is_some();
+            let (interval_ms, ttl_ms) = rules::lease_terms(&settings, mode, has_push);
+            s.lease_until = rules::renewed_lease_until(
+                &settings,
+                s.mode == Mode::Background,
+                mode,
+                has_push,
+                s.lease_until,
+                now,
+            );
             s.mode = mode;
-            s.lease_until = now + ttl_ms;
             s.schedule_timers(settings.renew_margin_ms, &mut st.timers, &mut fx);
             let lease_until = s.lease_until;
             st.dirty_leases.insert(id);
@@ -379,7 +387,7 @@ impl Backend for Embedded {
             self.inner
                 .pusher
                 .validate(reg)
-                .map_err(|why| BackendError::invalid_field("token", why))?;
+                .map_err(|r| BackendError::invalid_field(r.field, r.detail))?;
         }
         let mut fx = Effects::default();
         {
@@ -460,6 +468,7 @@ impl Backend for Embedded {
                     resp.status.clone(),
                     &req.op_id,
                     Some(&p.session_id),
+                    now,
                     &mut fx,
                 );
                 self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
@@ -712,7 +721,7 @@ impl Backend for Embedded {
                 .store
                 .record_status_op(agent_id, &op_id, Some(&view), &json, now)
                 .map_err(storage)?;
-            st.apply_status(agent_id, view.clone(), &op_id, None, &mut fx);
+            st.apply_status(agent_id, view.clone(), &op_id, None, now, &mut fx);
             self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
             view
         };

@@ -177,8 +177,24 @@ impl Embedded {
             secret,
             dummy_hash,
         });
+        if let Some(dead) = inner.pusher.take_dead_tokens() {
+            tokio::spawn(remove_dead_tokens(Arc::downgrade(&inner), dead));
+        }
         tokio::spawn(sweeper(inner.clone(), shutdown.clone()));
         tokio::spawn(flusher(inner.clone(), shutdown));
         Ok(Embedded { inner })
+    }
+}
+
+/// Clears each registration a provider declared dead, for as long as the backend lives.
+async fn remove_dead_tokens(
+    inner: std::sync::Weak<Inner>,
+    mut dead: tokio::sync::mpsc::UnboundedReceiver<crate::push::DeadToken>,
+) {
+    while let Some(d) = dead.recv().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        inner.drop_dead_push(d);
     }
 }
