@@ -299,7 +299,7 @@ async fn scenario(dir: &std::path::Path, hours: u32, events: u64) -> Result<Phon
     // Background with a push registration: the next heartbeat gets a background lease,
     // renewed from then on by a push `RENEW_MARGIN_MS` before it ends.
     client
-        .register_push(PushProvider::Webhook, "https://push.invalid/phone")
+        .register_push(PushProvider::Webhook, "https://push.invalid/phone", None)
         .await
         .map_err(|e| e.to_string())?;
     let hb = fake.count(Method::Post, HEARTBEAT);
