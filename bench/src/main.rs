@@ -20,6 +20,7 @@ mod ours;
 mod phone;
 mod proc;
 mod profile;
+mod push;
 mod redis;
 mod report;
 mod serve;
@@ -50,11 +51,12 @@ pub const STEPS: &[&str] = &[
     "soketi",
     "redis",
     "widget",
+    "push",
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
 steps: latency, expiry, fanout, heartbeat, rss, core, phone, durability, ffi, soketi, redis,
-widget";
+widget, push";
 
 pub struct Ctx {
     pub quick: bool,
@@ -284,6 +286,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "core" => core::core(ctx).await,
         "phone" => phone::phone(ctx).await,
         "widget" => widget::widget(ctx).await,
+        "push" => push::push(ctx).await,
         "durability" => ours::durability(ctx).await,
         "ffi" => ffi(ctx).await,
         "soketi" => soketi::soketi(ctx).await,

@@ -308,12 +308,8 @@ async fn scenario(dir: &std::path::Path, hours: u32, events: u64) -> Result<Phon
     let renewer = async {
         loop {
             let n = fake.count(Method::Post, HEARTBEAT);
-            let last = *fake
-                .times(Method::Post, HEARTBEAT)
-                .last()
-                .expect("a heartbeat");
-            let renew_at =
-                last + Duration::from_millis((BACKGROUND_TTL_MS - RENEW_MARGIN_MS) as u64);
+            // The server sends the renew `RENEW_MARGIN_MS` before the lease it granted ends.
+            let renew_at = fake.lease_end() - Duration::from_millis(RENEW_MARGIN_MS as u64);
             tokio::time::sleep_until(renew_at.max(Instant::now())).await;
             if fake.count(Method::Post, HEARTBEAT) != n {
                 // The engine heartbeated on its own meanwhile: the lease moved, so does the

@@ -548,3 +548,50 @@ async fn push_metrics_are_kept_per_provider() {
     );
     d.assert_clean();
 }
+
+#[tokio::test]
+async fn a_key_file_that_cannot_be_read_stops_the_server_with_the_flag_and_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.json");
+    let garbage = dir.path().join("garbage.p8");
+    std::fs::write(&garbage, "not a key").unwrap();
+    type Tweak<'a> = Box<dyn Fn(&mut presence_server::Config) + 'a>;
+    let cases: [(&str, Tweak); 3] = [
+        (
+            "--fcm-credentials",
+            Box::new(|c| {
+                c.push.fcm = Some(FcmConfig {
+                    credentials: missing.clone(),
+                    endpoint: "https://fcm.example".into(),
+                })
+            }),
+        ),
+        (
+            "--apns-key",
+            Box::new(|c| {
+                c.push.apns = Some(ApnsConfig {
+                    key: garbage.clone(),
+                    key_id: apns::KEY_ID.into(),
+                    team_id: apns::TEAM_ID.into(),
+                    topic: apns::TOPIC.into(),
+                    endpoint: "https://apns.example".into(),
+                })
+            }),
+        ),
+        (
+            "--push-ca-file",
+            Box::new(|c| c.push.ca_file = Some(garbage.clone())),
+        ),
+    ];
+    for (flag, tweak) in cases {
+        let data = tempfile::tempdir().unwrap();
+        let mut cfg = presence_server::Config::for_tests(data.path());
+        tweak(&mut cfg);
+        let err = presence_server::start(cfg)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{flag}: the server started"))
+            .to_string();
+        assert!(err.contains(flag), "{flag}: {err}");
+    }
+}
