@@ -46,22 +46,8 @@ fn run_inner(ctx: &Ctx) -> Res<Outcome> {
     let work = ctx.target.join("kotlin");
     fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
 
-    let mut sources = util::files_with_ext(&generated, "kt");
-    let wrappers = util::files_with_ext(&ctx.root.join(WRAPPERS_DIR), "kt");
-    util::info(&format!(
-        "bindings jar: {} generated + {} wrapper file(s) from {WRAPPERS_DIR}/",
-        sources.len(),
-        wrappers.len()
-    ));
-    sources.extend(wrappers);
     let coroutines = k.lib("kotlinx-coroutines-core-jvm.jar");
-    let bindings_jar = work.join("presence-bindings.jar");
-    compile(
-        &k,
-        &sources,
-        &[PathBuf::from(JNA_JAR), coroutines.clone()],
-        &bindings_jar,
-    )?;
+    let bindings_jar = bindings_jar(ctx, &k, &generated)?;
 
     let tests = util::files_with_ext(&ctx.root.join(TESTS_DIR), "kt");
     if tests.is_empty() {
@@ -112,6 +98,32 @@ fn run_inner(ctx: &Ctx) -> Res<Outcome> {
     Ok(outcome(&out))
 }
 
+/// The generated bindings and the bindings/kotlin wrappers, compiled once into
+/// target/kotlin/presence-bindings.jar (shared by the binding tests and the Android shell).
+pub fn bindings_jar(ctx: &Ctx, k: &Kotlin, generated: &Path) -> Res<PathBuf> {
+    let work = ctx.target.join("kotlin");
+    fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
+    let mut sources = util::files_with_ext(generated, "kt");
+    let wrappers = util::files_with_ext(&ctx.root.join(WRAPPERS_DIR), "kt");
+    util::info(&format!(
+        "bindings jar: {} generated + {} wrapper file(s) from {WRAPPERS_DIR}/",
+        sources.len(),
+        wrappers.len()
+    ));
+    sources.extend(wrappers);
+    let jar = work.join("presence-bindings.jar");
+    compile(
+        k,
+        &sources,
+        &[
+            PathBuf::from(JNA_JAR),
+            k.lib("kotlinx-coroutines-core-jvm.jar"),
+        ],
+        &jar,
+    )?;
+    Ok(jar)
+}
+
 fn outcome(out: &util::Output) -> Outcome {
     match parse::kotlin_totals(&out.stdout) {
         Some((p, f)) if f == 0 && !out.ok() => Outcome {
@@ -135,7 +147,7 @@ fn outcome(out: &util::Output) -> Outcome {
 }
 
 /// kotlinc-jvm `sources` into `jar`, skipped when sources, classpath and compiler are unchanged.
-fn compile(k: &Kotlin, sources: &[PathBuf], classpath: &[PathBuf], jar: &Path) -> Res<()> {
+pub fn compile(k: &Kotlin, sources: &[PathBuf], classpath: &[PathBuf], jar: &Path) -> Res<()> {
     let cp = util::join_classpath(classpath);
     let mut inputs = sources.to_vec();
     inputs.extend(

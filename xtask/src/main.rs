@@ -1,8 +1,10 @@
 //! `cargo xtask`: the project's build and test tasks (std only, so it compiles in seconds).
 
+mod android;
 mod bindings;
 mod browser;
 mod header_check;
+mod ios;
 mod kotlin;
 mod parse;
 mod setup;
@@ -18,8 +20,8 @@ usage: cargo xtask <command>
 commands:
   test [--only STEPS] [--skip STEPS]
                    run every suite and end with `N passed, N failed` (what CI runs);
-                   STEPS is a comma-separated list of: fmt, clippy, rust, kotlin, swift,
-                   header, browser, bench
+                   STEPS is a comma-separated list of: fmt, clippy, rust, kotlin, android,
+                   swift, ios, header, browser, bench
   setup [kotlin|swift|browser|all]
                    install the binding-test toolchains without running tests (JNA, JUnit,
                    the Kotlin compiler, the Debian trixie chroot with Swift, node, chromium

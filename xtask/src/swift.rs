@@ -145,6 +145,16 @@ fn run_inner(ctx: &Ctx) -> Res<Outcome> {
 /// declares the C module under the name the generated Swift imports; SwiftPM accepts a system
 /// library target whose name differs from its module's.
 pub fn assemble(ctx: &Ctx, generated: &Path, work: &Path) -> Res<Layout> {
+    assemble_package(ctx, PACKAGE_DIR, generated, work)
+}
+
+/// [`assemble`] for the SwiftPM package in `package_dir` (tests/swift, or ios/).
+pub fn assemble_package(
+    ctx: &Ctx,
+    package_dir: &str,
+    generated: &Path,
+    work: &Path,
+) -> Res<Layout> {
     fs::create_dir_all(work).map_err(|e| format!("create {}: {e}", work.display()))?;
     // Keep SwiftPM's .build between runs (incremental builds), replace everything else.
     for e in fs::read_dir(work).map_err(|e| e.to_string())?.flatten() {
@@ -159,10 +169,10 @@ pub fn assemble(ctx: &Ctx, generated: &Path, work: &Path) -> Res<Layout> {
         };
         r.map_err(|err| format!("remove {}: {err}", p.display()))?;
     }
-    util::copy_tree(&ctx.root.join(PACKAGE_DIR), work)?;
+    util::copy_tree(&ctx.root.join(package_dir), work)?;
 
     let manifest = fs::read_to_string(work.join("Package.swift"))
-        .map_err(|e| format!("{PACKAGE_DIR}/Package.swift: {e}"))?;
+        .map_err(|e| format!("{package_dir}/Package.swift: {e}"))?;
     let (c_target, c_dir) = parse::swiftpm_targets(&manifest, "systemLibrary")
         .into_iter()
         .next()
@@ -172,7 +182,7 @@ pub fn assemble(ctx: &Ctx, generated: &Path, work: &Path) -> Res<Layout> {
         })
         .ok_or_else(|| {
             format!(
-                "{PACKAGE_DIR}/Package.swift declares no .systemLibrary target for the C header; \
+                "{package_dir}/Package.swift declares no .systemLibrary target for the C header; \
                  see docs/BINDINGS-TESTING.md"
             )
         })?;
@@ -189,7 +199,7 @@ pub fn assemble(ctx: &Ctx, generated: &Path, work: &Path) -> Res<Layout> {
         })
         .ok_or_else(|| {
             format!(
-                "{PACKAGE_DIR}/Package.swift declares no .target(name: \"{SWIFT_TARGET}\") for the \
+                "{package_dir}/Package.swift declares no .target(name: \"{SWIFT_TARGET}\") for the \
                  Swift API; see docs/BINDINGS-TESTING.md"
             )
         })?;

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every suite, each counted, then a summary and `N passed, N failed`.
 
 use crate::util::{self, Ctx, RunOpts};
-use crate::{bindings, browser, header_check, kotlin, parse, swift};
+use crate::{android, bindings, browser, header_check, ios, kotlin, parse, swift};
 use std::time::{Duration, Instant};
 
 /// The result of one suite.
@@ -31,7 +31,7 @@ impl Outcome {
 }
 
 pub const STEPS: &[&str] = &[
-    "fmt", "clippy", "rust", "kotlin", "swift", "header", "browser", "bench",
+    "fmt", "clippy", "rust", "kotlin", "android", "swift", "ios", "header", "browser", "bench",
 ];
 
 struct Row {
@@ -47,7 +47,9 @@ fn title(name: &str) -> &'static str {
         "clippy" => "lint: cargo clippy --workspace --all-targets -- -D warnings",
         "rust" => "Rust tests: cargo test --workspace --no-fail-fast",
         "kotlin" => "Kotlin binding tests (JVM, JUnit 4, JNA)",
+        "android" => "Android shell tests (JVM) + glue type-checked against android-all",
         "swift" => "Swift binding tests (XCTest in the Debian trixie chroot)",
+        "ios" => "iOS shell tests (PresenceShell, XCTest in the Debian trixie chroot)",
         "header" => "C header check: every declared function links against libpresence_ffi.so",
         "browser" => "web: type-check, bundle current, browser tests (headless chromium)",
         "bench" => "bench smoke: cargo run -p presence-bench --release -- --quick",
@@ -60,6 +62,8 @@ fn not_applicable(ctx: &Ctx, name: &str) -> Option<String> {
     match name {
         "kotlin" if !kotlin::present(ctx) => Some(format!("no {}/", kotlin::TESTS_DIR)),
         "swift" if !swift::present(ctx) => Some(format!("no {}/Package.swift", swift::PACKAGE_DIR)),
+        "android" if !android::present(ctx) => Some(format!("no {}/", android::SHELL_DIR)),
+        "ios" if !ios::present(ctx) => Some(format!("no {}/Package.swift", ios::PACKAGE_DIR)),
         "header" if !ctx.has_package(bindings::FFI_PACKAGE) => {
             Some(format!("no {} package", bindings::FFI_PACKAGE))
         }
@@ -95,6 +99,8 @@ fn run_step(ctx: &Ctx, name: &str) -> Outcome {
         "rust" => rust_tests(ctx),
         "kotlin" => kotlin::run(ctx),
         "swift" => swift::run(ctx),
+        "android" => android::run(ctx),
+        "ios" => ios::run(ctx),
         "header" => header_check::run(ctx),
         "browser" => browser::run(ctx),
         "bench" => {

@@ -1,0 +1,223 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Presence
+import PresenceShell
+import XCTest
+
+let adminToken = "ios-shell-test-admin-token"
+/// The webhook provider may reach loopback hosts: how a device gets a background lease here
+/// (the test server has no APNs key).
+let webhookAllowed = ["--push-webhook-allow", "127.0.0.1"]
+
+func setting(_ name: String) -> String {
+    guard let v = ProcessInfo.processInfo.environment[name], !v.isEmpty else {
+        fatalError("\(name) is not set (run the shell tests through `cargo xtask test`)")
+    }
+    return v
+}
+
+struct Credentials {
+    let account: String
+    let email: String
+    let password: String
+    let widgetKey: String
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// The real presence-server binary on 127.0.0.1, with a data dir of its own.
+final class TestServer {
+    private let dataDir: URL
+    private var process: Process?
+    private let flags: [String]
+    private(set) var port = 0
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    init(flags: [String] = webhookAllowed) throws {
+        self.flags = flags
+        dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("shell-server-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dataDir, withIntermediateDirectories: true)
+        try start()
+    }
+
+    func start() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: setting("PRESENCE_SERVER_BIN"))
+        p.arguments = ["--listen", "127.0.0.1:\(port)", "--admin-token", adminToken, "--data-dir", dataDir.path] + flags
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        process = p
+        let deadline = Date().addingTimeInterval(30)
+        var buffer = Data()
+        while Date() < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            buffer.append(chunk)
+            let text = String(decoding: buffer, as: UTF8.self)
+            if let line = text.split(separator: "\n").first(where: { $0.contains("listening on http://") }) {
+                let addr = line.components(separatedBy: "listening on http://")[1]
+                port = Int(addr.split(separator: ":").last!.trimmingCharacters(in: .whitespaces))!
+                return
+            }
+        }
+        throw HarnessError(description: "presence-server did not print its listening line")
+    }
+
+    func stop() {
+        guard let p = process else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        process = nil
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: dataDir)
+    }
+
+    func request(_ method: String, _ path: String, body: [String: Any]? = nil, token: String? = adminToken) async throws
+        -> (Int, Data)
+    {
+        var r = URLRequest(url: URL(string: "\(url)\(path)")!)
+        r.httpMethod = method
+        if let token = token { r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let body = body {
+            r.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            r.httpBody = try JSONSerialization.data(withJSONObject: body)
+        }
+        return try await withCheckedThrowingContinuation { cont in
+            URLSession.shared.dataTask(with: r) { data, response, error in
+                if let error = error {
+                    cont.resume(throwing: error)
+                } else {
+                    cont.resume(returning: ((response as? HTTPURLResponse)?.statusCode ?? 0, data ?? Data()))
+                }
+            }.resume()
+        }
+    }
+
+    func createAccount() async throws -> Credentials {
+        let slug = "i" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(12)
+        let email = "owner@\(slug).example"
+        let password = "correct horse \(slug)"
+        let (status, data) = try await request(
+            "POST", "/v1/accounts",
+            body: [
+                "name": "iOS \(slug)", "slug": slug,
+                "owner": ["name": "Owner", "email": email, "password": password],
+            ])
+        guard status == 201,
+            let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let account = json["account"] as? [String: Any],
+            let key = account["widget_key"] as? String
+        else { throw HarnessError(description: "POST /v1/accounts: \(status)") }
+        return Credentials(account: slug, email: email, password: password, widgetKey: key)
+    }
+
+    /// What the website's chat box shows now.
+    func widgetStatus(_ c: Credentials) async throws -> String {
+        let (_, data) = try await request("GET", "/v1/widget/\(c.widgetKey)/status", token: nil)
+        let json = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        return json?["status"] as? String ?? "?"
+    }
+
+    /// Heartbeats the server accepted so far.
+    func heartbeats() async throws -> Int {
+        let (_, data) = try await request("GET", "/metrics", token: nil)
+        let text = String(decoding: data, as: UTF8.self)
+        for line in text.split(separator: "\n") where line.hasPrefix("presence_heartbeats_total ") {
+            return Int(line.split(separator: " ")[1]) ?? -1
+        }
+        return -1
+    }
+}
+
+private let tempDirsLock = NSLock()
+nonisolated(unsafe) private var tempDirs: [URL] = []
+
+func tempDir() -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shell-client-\(UUID().uuidString)")
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    tempDirsLock.lock()
+    tempDirs.append(dir)
+    tempDirsLock.unlock()
+    return dir.path
+}
+
+func removeTempDirs() {
+    tempDirsLock.lock()
+    defer { tempDirsLock.unlock() }
+    for dir in tempDirs { try? FileManager.default.removeItem(at: dir) }
+    tempDirs.removeAll()
+}
+
+func config(_ serverUrl: String, name: String) -> ClientConfig {
+    ClientConfig(
+        serverUrl: serverUrl, dataDir: tempDir(),
+        device: DeviceInfo(platform: .ios, name: name, appVersion: "shell-test"),
+        tuning: ClientTuning(
+            requestTimeoutMs: 5000, backoffBaseMs: 100, backoffCapMs: 500, sseIdleTimeoutMs: nil, clockSkewMs: nil))
+}
+
+func openShell(_ server: TestServer, name: String = "phone") async throws -> Shell {
+    try await Shell.open(config(server.url, name: name))
+}
+
+func signedIn(_ server: TestServer, _ c: Credentials, name: String = "phone") async throws -> Shell {
+    let shell = try await openShell(server, name: name)
+    let ok = await shell.toggle.signIn(account: c.account, email: c.email, password: c.password)
+    guard ok else { throw HarnessError(description: "sign-in failed: \(shell.toggle.current.error ?? "?")") }
+    _ = try await awaitState(shell) { $0.signedIn && $0.confirmed != nil }
+    return shell
+}
+
+/// Waits, with a deadline, until the toggle state satisfies `predicate`.
+func awaitState(_ shell: Shell, timeout: TimeInterval = 15, _ predicate: @escaping @Sendable (ToggleState) -> Bool)
+    async throws -> ToggleState
+{
+    let stream = shell.toggle.states()
+    let found: ToggleState? = await withTaskGroup(of: ToggleState?.self) { group in
+        group.addTask {
+            for await s in stream where predicate(s) { return s }
+            return nil
+        }
+        group.addTask {
+            try? await Task.sleep(nanoseconds: UInt64(timeout * 1_000_000_000))
+            return nil
+        }
+        let first = await group.next() ?? nil
+        group.cancelAll()
+        return first
+    }
+    guard let s = found else {
+        throw HarnessError(description: "state never matched within \(timeout) s; last: \(shell.toggle.current)")
+    }
+    return s
+}
+
+func statusPush(_ sessionId: String, _ status: String, _ version: Int64) -> [String: Any] {
+    [
+        "v": 1, "type": "status", "session_id": sessionId,
+        "status": [
+            "status": status, "version": Int(version), "intent_at": Int(Date().timeIntervalSince1970 * 1000),
+            "changed_by_device": "elsewhere",
+        ] as [String: Any],
+    ]
+}
+
+/// Waits until the engine holds a lease longer than the active ttl (a background lease).
+func awaitBackgroundLease(_ shell: Shell) async throws -> Int64 {
+    let engine = shell.engine as! RustEngine
+    let s = await engine.inner.awaitSnapshot(timeout: 15) { s in
+        guard let lease = s.leaseUntil else { return false }
+        return lease - engine.serverTimeNow() > 120_000
+    }
+    guard let lease = s?.leaseUntil else { throw HarnessError(description: "no background lease: \(engine.snapshot)") }
+    return lease
+}
