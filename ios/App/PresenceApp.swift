@@ -56,10 +56,9 @@ final class AppDelegate: NSObject, UIApplicationDelegate {
 
     static func refresh(_ task: BGAppRefreshTask) {
         let work = Task { @MainActor in
-            let shell = AppModel.shared.shell
-            let result = await shell?.planner.refresh()
-            AppModel.shared.schedule(shell?.planner.plan())
-            task.setTaskCompleted(success: result?.finished == true)
+            let done = await AppModel.shared.shell?.planner.refreshThenPlan()
+            AppModel.shared.schedule(done?.next)
+            task.setTaskCompleted(success: done?.result.finished == true)
         }
         task.expirationHandler = { work.cancel() }
     }

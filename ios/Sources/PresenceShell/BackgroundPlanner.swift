@@ -100,6 +100,12 @@ public final class BackgroundPlanner: @unchecked Sendable {
         return nil
     }
 
+    /// What a BGAppRefreshTask does: `refresh`, then the plan for the next one.
+    public func refreshThenPlan(deadline: TimeInterval? = nil) async -> (result: RefreshResult, next: RefreshPlan?) {
+        let result = await refresh(deadline: deadline)
+        return (result, plan())
+    }
+
     /// One refresh (a heartbeat and queued changes) that returns inside `deadline` whatever the
     /// network does, so the task's completion is set in time.
     public func refresh(deadline: TimeInterval? = nil) async -> RefreshResult {

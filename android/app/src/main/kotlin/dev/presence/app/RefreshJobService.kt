@@ -38,9 +38,7 @@ class RefreshJobService : JobService() {
     override fun onStartJob(params: JobParameters): Boolean {
         val app = PresenceApp.from(this)
         running = app.scope.launch {
-            val shell = app.shell.await()
-            shell.policy.refresh()
-            app.schedule(shell.policy.plan())
+            app.schedule(app.shell.await().policy.refreshThenPlan())
             jobFinished(params, false)
         }
         return true

@@ -107,6 +107,12 @@ class LifecyclePolicy(
         return null
     }
 
+    /** What a scheduled refresh job does: [refresh], then the plan for the next one. */
+    suspend fun refreshThenPlan(deadlineMs: Long = timings.deadlineMs): RefreshPlan? {
+        refresh(deadlineMs)
+        return plan()
+    }
+
     /**
      * Runs one background refresh (a heartbeat and delivery of queued changes) and returns
      * inside [deadlineMs] whatever the network does, so the OS's task can be completed in time.

@@ -38,7 +38,7 @@ class BudgetTests {
                 val woken = withTimeoutOrNull(plan?.delayMs ?: Long.MAX_VALUE) { replan.receive() }
                 if (woken == null && plan != null) {
                     refreshes.incrementAndGet()
-                    shell.policy.refresh(plan.deadlineMs)
+                    shell.policy.refreshThenPlan(plan.deadlineMs)
                 }
             }
         }
