@@ -289,7 +289,7 @@ fn ensure_robolectric(ctx: &Ctx) -> Res<(Vec<PathBuf>, PathBuf)> {
         let (group, rest) = ROBOLECTRIC.split_once(':').unwrap_or_default();
         let artifact = rest.split(':').next().unwrap_or_default();
         let pom = format!(
-            "<project xmlns=\"http://maven.apache.org/POM/4.0.0\"><modelVersion>4.0.0</modelVersion>\
+            "<project><modelVersion>4.0.0</modelVersion>\
              <groupId>dev.presence</groupId><artifactId>robolectric-classpath</artifactId>\
              <version>1</version><dependencies><dependency><groupId>{group}</groupId>\
              <artifactId>{artifact}</artifactId><version>{version}</version></dependency>\
