@@ -1,5 +1,6 @@
 // The browser suite: the real widget.js, served by the real presence-server, embedded in host
-// pages on another origin under a strict CSP, in headless Chromium. Each test prints
+// pages on another origin under a strict CSP, and the dashboard at /app/ (test/dashboard.mjs),
+// in headless Chromium. Each test prints
 // `ok NAME` or `FAILED NAME: why`; the last line is `browser: N passed, N failed`, which
 // `cargo xtask test` reads. Screenshots go to target/browser/; measurements to
 // target/browser/measurements.json.
@@ -27,6 +28,7 @@ import {
   until,
   waitStatus,
 } from "./harness.mjs";
+import { register as dashboardTests } from "./dashboard.mjs";
 
 const BUDGET_GZIP_BYTES = 12000;
 const FOLLOW_MS = 1000;
@@ -720,6 +722,10 @@ test("demo: --demo serves /demo/ with a launcher per group under a strict CSP", 
     await demo.stop();
   }
 });
+
+// ----- the dashboard (/app/) -------------------------------------------------------------------
+
+dashboardTests(test, () => ({ server, proxy, site, browser, api, measurements }));
 
 // ----- runner --------------------------------------------------------------------------------
 
