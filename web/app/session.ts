@@ -145,6 +145,13 @@ export class Session {
     const s = store();
     this.token = s?.getItem(TOKEN) || null;
     this.account = s?.getItem(ACCOUNT) || "";
+    // A hidden tab's timers may be throttled to one a minute: renew the lease as soon as the
+    // tab is seen again, and reopen the stream if it dropped meanwhile.
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden || !this.token) return;
+      this.heartbeat();
+      if (!this.live) this.openStream();
+    });
   }
 
   on(fn: Listener): () => void {
