@@ -140,6 +140,11 @@ export class Session {
   private stream: AbortController | null = null;
   private retryMs = 2000;
   private reconnect = 0;
+  /** Stream failures in a row, for the backoff; a snapshot resets it. */
+  private failures = 0;
+  /** When the stream last delivered bytes (pings included), for the silent-stream watchdog. */
+  private lastBytes = 0;
+  private watchdog = 0;
 
   constructor() {
     const s = store();
@@ -299,6 +304,7 @@ export class Session {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        this.lastBytes = Date.now();
         buf += value;
         let i: number;
         while ((i = buf.search(/\r?\n\r?\n/)) >= 0) {
@@ -308,13 +314,27 @@ export class Session {
         }
       }
     };
+    this.lastBytes = Date.now();
+    clearInterval(this.watchdog);
+    // A stream that stays silent past three pings (15 s each) is dead on some path the
+    // browser cannot see: drop it and open another.
+    this.watchdog = window.setInterval(() => {
+      if (this.stream === ctl && Date.now() - this.lastBytes > 45000) {
+        this.live = false;
+        this.emit();
+        this.openStream();
+      }
+    }, 5000);
     run()
       .catch(() => {})
       .finally(() => {
         if (this.stream !== ctl || ctl.signal.aborted) return;
         this.live = false;
         this.emit();
-        if (this.token) this.reconnect = window.setTimeout(() => this.openStream(), this.retryMs);
+        // The server's retry delay, doubled per failure in a row up to 30 s, with jitter.
+        const wait = Math.min(30000, this.retryMs * 2 ** Math.min(this.failures, 4));
+        this.failures += 1;
+        if (this.token) this.reconnect = window.setTimeout(() => this.openStream(), wait / 2 + (Math.random() * wait) / 2);
       });
   }
 
@@ -341,6 +361,7 @@ export class Session {
     switch (event) {
       case "snapshot":
         this.live = true;
+        this.failures = 0;
         this.applyStatus(j.status);
         this.applyChatbox(j.chatbox);
         this.emit();
@@ -377,6 +398,7 @@ export class Session {
     this.ended = why;
     clearTimeout(this.beat);
     clearTimeout(this.reconnect);
+    clearInterval(this.watchdog);
     this.stream?.abort();
     this.stream = null;
     store()?.removeItem(TOKEN);

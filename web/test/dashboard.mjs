@@ -55,12 +55,12 @@ function pct(xs, p) {
 
 export function register(test, env) {
   /** A page of the dashboard, signed in with the form as `who` ({slug, email, password}). */
-  async function signIn(who, path = "/app/") {
-    const { browser, server } = env();
+  async function signIn(who, path = "/app/", base = env().server.url) {
+    const { browser } = env();
     const page = await browser.page();
     page.urls = [];
     page.on("request", (r) => page.urls.push(r.url()));
-    await page.goto(`${server.url}${path}`);
+    await page.goto(`${base}${path}`);
     await page.getByLabel("Account").fill(who.slug);
     await page.getByLabel("Email").fill(who.email);
     await page.getByLabel("Password").fill(who.password);
@@ -231,6 +231,16 @@ export function register(test, env) {
       const r = await fetch(`${api.url}/v1/session/heartbeat`, { method: "POST", headers: { authorization: `Bearer ${cy.token}` } });
       eq(r.status, 401, "the signed-out device's heartbeat");
       eq((await r.json()).error.code, "session_expired", "its error code");
+      // Another tab of the dashboard, signed out from this one, goes back to sign-in at once.
+      const tab = await signIn(cy);
+      try {
+        await page.getByRole("button", { name: "Refresh" }).click();
+        await page.getByRole("button", { name: "Sign out Web dashboard" }).click();
+        await tab.getByText("This device was signed out.").waitFor({ timeout: 5000 });
+        await tab.getByRole("button", { name: "Sign in" }).waitFor();
+      } finally {
+        await tab.closeAll();
+      }
       eq(page.errors, [], "console errors");
     } finally {
       await page.closeAll();
@@ -253,6 +263,24 @@ export function register(test, env) {
       for (const u of page.urls) assert(!u.includes(token), `the token in a URL: ${u}`);
       eq((await page.context().cookies()).length, 0, "cookies");
       eq(await page.evaluate(() => sessionStorage.getItem("presence.token")), null, "the token is forgotten");
+    } finally {
+      await page.closeAll();
+    }
+  });
+
+  test("dashboard: a dropped device stream reconnects, and the page follows changes again", async () => {
+    const { api, proxy } = env();
+    const acc = await account("dash-drop");
+    const jo = await agent(acc, "Jo");
+    const page = await signIn(jo, "/app/", proxy.url);
+    const streams = () => [...proxy.streams].filter((x) => x.res.req?.url === "/v1/me/events").length;
+    try {
+      await until("the page's device stream through the proxy", () => streams() === 1);
+      proxy.dropStreams();
+      await until("the page to reconnect", () => streams() === 1, 10000);
+      await api.setStatus(jo.token, "busy");
+      await until("the page to show busy after the reconnect", async () => (await page.locator("#my-status").textContent()) === "Busy");
+      eq(page.errors.filter((e) => !/ERR_|network/i.test(e)), [], "console errors besides the dropped connection");
     } finally {
       await page.closeAll();
     }
