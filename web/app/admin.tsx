@@ -29,7 +29,7 @@ function Loading(props: { a: ReturnType<typeof useAdmin> }) {
     return (
       <div class="card refusal" role="alert">
         <p>
-          <strong>You do not have access to this page.</strong> The server refused: only owners and admins may manage the account.
+          <strong>Not allowed: you do not have permission to open this page.</strong> The server refused: only owners and admins may manage the account.
         </p>
       </div>
     );

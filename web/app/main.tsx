@@ -109,8 +109,8 @@ function Refusal(props: { title: string }) {
       <h1 id="page-title" tabIndex={-1}>{props.title}: not allowed</h1>
       <div class="card refusal" role="alert">
         <p>
-          <strong>You do not have access to this page.</strong> {props.title} is for owners and admins of the
-          account; you are signed in as {session.me?.agent.name} with the role {session.me?.agent.role}.
+          <strong>Not allowed: you do not have permission to open this page.</strong> {props.title} is for owners and
+          admins of the account; you are signed in as {session.me?.agent.name} with the role {session.me?.agent.role}.
         </p>
         <p>
           Ask an owner or admin of your account if you need a change here. <Link href="/app/">Back to the chat box</Link>
@@ -200,8 +200,8 @@ function AvatarMenu() {
     const xs = items();
     xs[(i + xs.length) % xs.length]?.focus();
   };
-  const want = useRef<"checked" | "first" | "last">("checked");
-  const show = (focus: "checked" | "first" | "last") => {
+  const want = useRef<"first" | "last">("first");
+  const show = (focus: "first" | "last") => {
     want.current = focus;
     setOpen(true);
   };
@@ -210,8 +210,7 @@ function AvatarMenu() {
     if (!open) return;
     const xs = items();
     const f = want.current;
-    const i = f === "last" ? xs.length - 1 : f === "first" ? 0 : Math.max(0, STATUSES.indexOf(status));
-    xs[i]?.focus();
+    xs[f === "last" ? xs.length - 1 : 0]?.focus();
   }, [open]);
   const close = (refocus: boolean) => {
     setOpen(false);
@@ -244,7 +243,7 @@ function AvatarMenu() {
   const onButtonKey = (e: KeyboardEvent) => {
     if (e.key === "ArrowDown" || e.key === "Enter" || e.key === " ") {
       e.preventDefault();
-      show(e.key === "ArrowDown" ? "first" : "checked");
+      show("first");
     } else if (e.key === "ArrowUp") {
       e.preventDefault();
       show("last");
@@ -274,7 +273,7 @@ function AvatarMenu() {
         aria-expanded={open ? "true" : "false"}
         aria-controls="status-menu"
         aria-label={`${me.agent.name}, status ${STATUS_WORD[status]}. Change status`}
-        onClick={() => (open ? close(false) : show("checked"))}
+        onClick={() => (open ? close(false) : show("first"))}
         onKeyDown={onButtonKey}
       >
         <span class="initials" aria-hidden="true">

@@ -56,7 +56,7 @@ export const idFor = (prefix: string, field: string) => `${prefix}-${field.repla
 export function errorsOf(e: unknown, known: (field: string) => boolean, conflicts?: string): Errors {
   if (e instanceof ApiError) {
     if (e.field && known(e.field)) {
-      return { fields: { [e.field]: e.detail.slice(e.field.length + 1).trim() }, form: null };
+      return { fields: { [e.field]: e.detail }, form: null };
     }
     if (e.status === 409 && conflicts) return { fields: { [conflicts]: e.detail }, form: null };
     if (e.status === 403) return { fields: {}, form: "Not allowed: your role cannot do this." };

@@ -12,13 +12,13 @@ const dayNumber = (ms: number) => {
   return Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()) / 86400000;
 };
 
-/** "at 09:00" today, "tomorrow at 09:00", "on Monday at 09:00", or "on 24 December at 09:00". */
+/** "at 09:00" today, "at 09:00 tomorrow", "at 09:00 on Monday", or "at 09:00 on 24 December". */
 export function when(at: number, now = Date.now()): string {
   const diff = dayNumber(at) - dayNumber(now);
   if (diff <= 0) return `at ${hhmm(at)}`;
-  if (diff === 1) return `tomorrow at ${hhmm(at)}`;
-  if (diff < 7) return `on ${new Intl.DateTimeFormat(undefined, { weekday: "long" }).format(at)} at ${hhmm(at)}`;
-  return `on ${new Intl.DateTimeFormat(undefined, { day: "numeric", month: "long" }).format(at)} at ${hhmm(at)}`;
+  if (diff === 1) return `at ${hhmm(at)} tomorrow`;
+  if (diff < 7) return `at ${hhmm(at)} on ${new Intl.DateTimeFormat(undefined, { weekday: "long" }).format(at)}`;
+  return `at ${hhmm(at)} on ${new Intl.DateTimeFormat(undefined, { day: "numeric", month: "long" }).format(at)}`;
 }
 
 export const STATUS_WORD: Record<Status, string> = {

@@ -300,9 +300,10 @@ export function register(test, env) {
       eq(focused, "status-button", "Tab reaches the status button");
       await page.keyboard.press("Enter");
       await page.getByRole("menu", { name: "Your status" }).waitFor();
-      await until("focus on the current status, Offline", async () => (await page.evaluate(() => document.activeElement?.textContent)) === "Offline");
-      await page.keyboard.press("ArrowUp");
-      await until("ArrowUp to move to Busy", async () => (await page.evaluate(() => document.activeElement?.textContent)) === "Busy");
+      await until("focus on the first item, Online", async () => (await page.evaluate(() => document.activeElement?.textContent)) === "Online");
+      eq(await page.getByRole("menuitemradio", { name: "Offline" }).getAttribute("aria-checked"), "true", "the current status is checked");
+      await page.keyboard.press("ArrowDown");
+      await until("ArrowDown to move to Busy", async () => (await page.evaluate(() => document.activeElement?.textContent)) === "Busy");
       await page.keyboard.press("Enter");
       await until("Ed is busy", async () => (await me(ed.token)).status.status === "busy");
       await until("the menu to close", async () => (await page.getByRole("menu").count()) === 0);
@@ -331,7 +332,7 @@ export function register(test, env) {
         ["/app/admin/settings", "Settings"],
       ]) {
         await page.goto(`${server.url}${path}`);
-        await page.getByRole("alert").filter({ hasText: "You do not have access to this page" }).waitFor();
+        await page.getByRole("alert").filter({ hasText: "you do not have permission to open this page" }).waitFor();
         await page.getByRole("heading", { name: `${title}: not allowed` }).waitFor();
         eq(await page.locator("form").count(), 0, `no form on ${path}`);
       }
@@ -432,7 +433,7 @@ export function register(test, env) {
       await page.screenshot({ path: shotPath("dashboard-hours"), fullPage: true });
       // The overview says why, in words.
       await page.getByRole("link", { name: "Chat box" }).click();
-      await page.getByText(/Offline because it is outside opening hours; opens tomorrow at 00:00/).first().waitFor();
+      await page.getByText(/Offline because it is outside opening hours; opens at 00:00 tomorrow/).first().waitFor();
       // Opening hours off again, then everyone offline in one action.
       await page.getByRole("link", { name: "Opening hours" }).click();
       await page.getByLabel("Use opening hours").uncheck();
@@ -489,7 +490,7 @@ export function register(test, env) {
       await until("busy message marked invalid", async () => (await busy.getAttribute("aria-invalid")) === "true");
       const described = (await busy.getAttribute("aria-describedby")) || "";
       const err = page.locator(`[id="${described.split(" ")[0]}"]`);
-      assert(/at most 280 characters/.test(await err.textContent()), `the error next to the field: ${await err.textContent()}`);
+      eq(await err.textContent(), "busy_message: must be at most 280 characters", "the server's error next to the field");
       eq(await busy.inputValue(), long, "the busy message keeps what was typed");
       eq(await page.getByLabel("Offline message").inputValue(), "We answer by email", "the other field keeps its content");
       assert((await page.getByLabel("Offline message").getAttribute("aria-invalid")) !== "true", "only the named field is invalid");
@@ -511,7 +512,7 @@ export function register(test, env) {
       await form.getByRole("button", { name: "Add agent" }).click();
       const email = form.getByLabel("Email");
       await until("email marked invalid", async () => (await email.getAttribute("aria-invalid")) === "true");
-      await form.getByText("not an email address").waitFor();
+      await form.getByText("email: not an email address").waitFor();
       eq([await form.getByLabel("Name").inputValue(), await email.inputValue()], ["Hal", "not-an-email"], "the form keeps its content");
       // Opening hours: a time that does not exist.
       await page.getByRole("link", { name: "Opening hours" }).click();
@@ -590,7 +591,7 @@ export function register(test, env) {
     }
     const agentPage = await signIn(ivy, "/app/admin/agents");
     try {
-      await agentPage.getByRole("alert").filter({ hasText: "You do not have access" }).waitFor();
+      await agentPage.getByRole("alert").filter({ hasText: "you do not have permission" }).waitFor();
       await audit(agentPage, "the refusal");
     } finally {
       await agentPage.closeAll();
