@@ -10,6 +10,8 @@ use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_
 const APP_HTML: &[u8] = include_bytes!("../../web/app/index.html");
 const APP_JS: &[u8] = include_bytes!("../../web/dist/app.js");
 const APP_CSS: &[u8] = include_bytes!("../../web/dist/app.css");
+const APP_BEAT_JS: &[u8] = include_bytes!("../../web/dist/beat.js");
+const APP_ICON: &[u8] = include_bytes!("../../web/demo/favicon.svg");
 const APP_JS_GZ: &[u8] = include_bytes!("../../web/dist/app.js.gz");
 const APP_CSS_GZ: &[u8] = include_bytes!("../../web/dist/app.css.gz");
 
@@ -124,6 +126,26 @@ async fn script_and_stylesheet_are_the_bundles_gzip_when_accepted() {
             .await
             .unwrap();
         assert_eq!(again.status(), 304, "{path} revalidates");
+    }
+}
+
+#[tokio::test]
+async fn heartbeat_worker_and_icon_are_served() {
+    let s = TestServer::start().await;
+    let c = raw_client();
+    for (path, body, ct) in [
+        (
+            "/app/beat.js",
+            APP_BEAT_JS,
+            "text/javascript; charset=utf-8",
+        ),
+        ("/app/favicon.svg", APP_ICON, "image/svg+xml"),
+    ] {
+        let r = c.get(format!("{}{path}", s.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()[CONTENT_TYPE], ct, "{path}");
+        assert_strict_csp(r.headers(), path);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), body, "{path}");
     }
 }
 

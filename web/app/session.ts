@@ -7,6 +7,8 @@
 //   with fetch streaming (an EventSource cannot send headers).
 // - A status seen from any source (a PUT answer, the stream, /v1/me) replaces the shown one
 //   only when its `version` is newer, so a late answer never shows an old status.
+// - Heartbeats run in a worker (beat.ts) where the browser allows one, so a hidden tab keeps
+//   its lease; otherwise on this page's timers.
 // - When the server says the session has ended (a 401 from any call, or `session_ended` on the
 //   stream), everything stops and the page shows the sign-in form with the reason.
 
@@ -242,9 +244,35 @@ export class Session {
     return deviceId();
   }
 
+  private worker: Worker | null = null;
+
+  /** The heartbeat worker, if this browser can start one (see beat.ts). */
+  private beater(): Worker | null {
+    if (this.worker || typeof Worker !== "function") return this.worker;
+    try {
+      const w = new Worker("/app/beat.js");
+      w.onmessage = (e: MessageEvent) => {
+        const m = e.data || {};
+        if (m.type === "beat") this.intervalMs = m.interval;
+        if (m.type === "ended" && this.token) {
+          this.end(m.code === "session_expired" ? "This session has ended; sign in again." : "Please sign in.");
+        }
+      };
+      this.worker = w;
+    } catch {
+      this.worker = null;
+    }
+    return this.worker;
+  }
+
   private heartbeat(): void {
     clearTimeout(this.beat);
     if (!this.token) return;
+    const w = this.beater();
+    if (w) {
+      w.postMessage({ type: "start", token: this.token, interval: this.intervalMs });
+      return;
+    }
     this.call<any>("POST", "/v1/session/heartbeat", { mode: "active" })
       .then((hb) => {
         this.intervalMs = hb.interval_ms || this.intervalMs;
@@ -397,6 +425,7 @@ export class Session {
     this.live = false;
     this.ended = why;
     clearTimeout(this.beat);
+    this.worker?.postMessage({ type: "stop" });
     clearTimeout(this.reconnect);
     clearInterval(this.watchdog);
     this.stream?.abort();

@@ -141,7 +141,9 @@ export function register(test, env) {
           const m = (await local.call("GET", "/v1/me", other)).body;
           return m.sessions.find((s) => s.device.platform === "web" && s.connected);
         });
-        // Heartbeats renew the lease well past the 3 s ttl it started with.
+        // Heartbeats renew the lease well past the 3 s ttl it started with, from the worker
+        // that keeps a hidden tab's pace.
+        await until("the heartbeat worker", () => page.workers().some((w) => w.url().endsWith("/app/beat.js")));
         const first = web.lease_until;
         await until("a renewed lease", async () => {
           const m = (await local.call("GET", "/v1/me", other)).body;
@@ -441,6 +443,11 @@ export function register(test, env) {
       await page.getByText("Opening hours saved.").waitFor();
       await waitStatus(host, "#sales", "busy");
       await page.getByRole("link", { name: "Agents" }).click();
+      // One agent's status, set by the admin.
+      await page.getByLabel("Status for Gil Sales").selectOption("online");
+      await page.getByRole("button", { name: "Set status of Gil Sales" }).click();
+      await page.getByText("Gil Sales is now online.").waitFor();
+      await waitStatus(host, "#sales", "online", "agents_online");
       await page.getByRole("button", { name: "Everyone offline" }).click();
       await page.getByText(/Everyone is offline now/).waitFor();
       await waitStatus(host, "#sales", "offline", "no_agents_online");
@@ -456,9 +463,13 @@ export function register(test, env) {
       await page.getByText("Saved Gil Support.").waitFor();
       const patched = (await api.call("GET", "/v1/admin/account", acc.owner.token)).body.agents.find((a) => a.id === added.id);
       eq([patched.name, patched.role, patched.groups], ["Gil Support", "admin", ["support"]], "the patched agent");
+      // Gil has the dashboard open when removed: it returns to sign-in and says why.
+      const gilPage = await signIn({ slug: acc.slug, email: `gil@${acc.slug}.test`, password: "gil-pass-123" });
       await page.getByRole("button", { name: "Remove Gil Support" }).click();
       await page.getByRole("button", { name: "Yes, remove Gil Support" }).click();
       await page.getByText("Removed Gil Support.").waitFor();
+      await gilPage.getByText("Your agent account was removed.").waitFor({ timeout: 5000 });
+      await gilPage.closeAll();
       await until("Gil's row to go", async () => (await page.getByRole("row", { name: /Gil Support/ }).count()) === 0);
       // The embed page: the snippet and a live preview of the widget.
       await page.getByRole("link", { name: "Embed" }).click();
@@ -598,10 +609,10 @@ export function register(test, env) {
     }
   });
 
-  test("dashboard: the page, script and stylesheet gzip within the budget", async () => {
+  test("dashboard: the page, script, stylesheet and worker gzip within the budget", async () => {
     const { server } = env();
     let total = 0;
-    for (const p of ["/app/", "/app/app.js", "/app/app.css"]) {
+    for (const p of ["/app/", "/app/app.js", "/app/app.css", "/app/beat.js"]) {
       const r = await fetch(`${server.url}${p}`);
       total += gzipSync(Buffer.from(await r.arrayBuffer()), { level: 9 }).length;
     }

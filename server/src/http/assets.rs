@@ -115,6 +115,14 @@ pub static APP_CSS: Asset = asset!(
     "no-cache"
 );
 
+/// The dashboard's heartbeat worker (small: no gzip copy).
+static APP_BEAT_JS: Asset = asset!(
+    "dist/beat.js",
+    None,
+    "text/javascript; charset=utf-8",
+    "no-cache"
+);
+
 /// The dashboard's policy: nothing inline, nothing from elsewhere, no framing. The page loads
 /// `/widget.js` from this server for its live previews.
 pub const APP_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
@@ -143,6 +151,10 @@ pub async fn app_js(headers: HeaderMap) -> Response {
 
 pub async fn app_css(headers: HeaderMap) -> Response {
     serve(&APP_CSS, &headers, APP_HEADERS)
+}
+
+pub async fn app_beat_js(headers: HeaderMap) -> Response {
+    serve(&APP_BEAT_JS, &headers, APP_HEADERS)
 }
 
 pub async fn app_icon(headers: HeaderMap) -> Response {

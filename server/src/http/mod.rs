@@ -144,6 +144,7 @@ fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/app/", get(assets::app_page))
         .route("/app/app.js", get(assets::app_js))
         .route("/app/app.css", get(assets::app_css))
+        .route("/app/beat.js", get(assets::app_beat_js))
         .route("/app/favicon.svg", get(assets::app_icon))
         .route("/app/{*view}", get(assets::app_page))
         .route("/demo", get(assets::demo_redirect))
