@@ -478,6 +478,8 @@ export function register(test, env) {
       await page.getByLabel("Chat box for").selectOption("sales");
       await until("the group in the snippet", async () => (await page.locator("#snippet").textContent()).includes('data-group="sales"'));
       await waitStatus(page, "#preview-chatbox", "offline");
+      await page.getByRole("button", { name: "Copy snippet" }).click();
+      await page.getByText(/Copied the snippet|The snippet is selected/).waitFor();
       await page.screenshot({ path: shotPath("dashboard-embed"), fullPage: true });
       eq(page.errors, [], "console errors");
       eq(host.errors, [], "host page errors");
@@ -525,6 +527,18 @@ export function register(test, env) {
       await until("email marked invalid", async () => (await email.getAttribute("aria-invalid")) === "true");
       await form.getByText("email: not an email address").waitFor();
       eq([await form.getByLabel("Name").inputValue(), await email.inputValue()], ["Hal", "not-an-email"], "the form keeps its content");
+      // Groups: two with one key.
+      await page.getByRole("link", { name: "Groups" }).click();
+      for (const i of [1, 2]) {
+        await page.getByRole("button", { name: "Add a group" }).click();
+        await page.getByLabel(`Group ${i} key`).fill("sales");
+        await page.getByLabel(`Group ${i} name`).fill(`Sales ${i}`);
+      }
+      await page.getByRole("button", { name: "Save groups" }).click();
+      const key2 = page.getByLabel("Group 2 key");
+      await until("the second key marked invalid", async () => (await key2.getAttribute("aria-invalid")) === "true");
+      await page.getByText('[1].key: duplicate key "sales"').waitFor();
+      eq(await page.getByLabel("Group 2 name").inputValue(), "Sales 2", "the group rows keep their content");
       // Opening hours: a time that does not exist.
       await page.getByRole("link", { name: "Opening hours" }).click();
       await page.getByRole("button", { name: "Add a range to Tuesday" }).click();
