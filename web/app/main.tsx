@@ -259,7 +259,17 @@ function AvatarMenu() {
     else if (e.key === "Escape") close(true);
     else if (e.key === "Tab") setOpen(false);
     else if (e.key === "Enter" || e.key === " ") (document.activeElement as HTMLElement)?.click();
-    else return;
+    else if (e.key.length === 1 && /\S/.test(e.key) && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      // Type-ahead: the next item starting with that letter ("b" for Busy).
+      const k = e.key.toLowerCase();
+      for (let j = 1; j <= xs.length; j++) {
+        const x = xs[(i + j) % xs.length]!;
+        if ((x.textContent || "").trim().toLowerCase().startsWith(k)) {
+          x.focus();
+          break;
+        }
+      }
+    } else return;
     if (e.key !== "Tab") e.preventDefault();
   };
 

@@ -310,6 +310,12 @@ export function register(test, env) {
       await until("Ed is busy", async () => (await me(ed.token)).status.status === "busy");
       await until("the menu to close", async () => (await page.getByRole("menu").count()) === 0);
       await until("focus back on the button", async () => (await page.evaluate(() => document.activeElement?.id)) === "status-button");
+      // Type-ahead: "o" moves to the next item starting with o (Offline after Online).
+      await page.keyboard.press("Enter");
+      await page.getByRole("menu").waitFor();
+      await page.keyboard.press("o");
+      await until("o to move to Offline", async () => (await page.evaluate(() => document.activeElement?.textContent)) === "Offline");
+      await page.keyboard.press("Escape");
       // Escape closes without a change.
       await page.keyboard.press("ArrowDown");
       await page.getByRole("menu").waitFor();
