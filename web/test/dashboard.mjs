@@ -393,6 +393,7 @@ export function register(test, env) {
       const gilRow = page.getByRole("row", { name: /Gil Sales/ });
       await gilRow.waitFor();
       assert(/Sales/.test(await gilRow.textContent()), "Gil's row shows the group");
+      await page.screenshot({ path: shotPath("dashboard-agents"), fullPage: true });
       const added = (await api.call("GET", "/v1/admin/account", acc.owner.token)).body.agents.find((a) => a.name === "Gil Sales");
       eq(added.groups, ["sales"], "the new agent's groups on the server");
       const gil = await api.login(acc.slug, `gil@${acc.slug}.test`, "gil-pass-123", "gil-laptop");
