@@ -3,10 +3,22 @@
 // keyboard where the test says so. Other devices of the same agent are API clients with their
 // own device stream; the widget runs on a host page of another origin.
 
-import { readFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { gzipSync } from "node:zlib";
 import { join } from "node:path";
-import { Api, ROOT, Server, assert, eq, read, shotPath, until, waitStatus } from "./harness.mjs";
+import { Api, CLI_BIN, ROOT, Server, assert, eq, read, shotPath, until, waitStatus } from "./harness.mjs";
+
+/** Runs the `presence` CLI with its own data dir; resolves with {code, stdout, stderr}. */
+function cli(dataDir, args, input) {
+  return new Promise((resolve) => {
+    const p = execFile(CLI_BIN, ["--data-dir", dataDir, ...args], { timeout: 20000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? (err.code ?? 1) : 0, stdout, stderr }),
+    );
+    if (input !== undefined) p.stdin.end(input);
+  });
+}
 
 const AXE = readFileSync(join(ROOT, "web", "node_modules", "axe-core", "axe.min.js"), "utf8");
 const FOLLOW_MS = 1000;
@@ -209,6 +221,30 @@ export function register(test, env) {
       stream.close();
       await host.closeAll();
       await page.closeAll();
+    }
+  });
+
+  test("dashboard: the CLI on another device and the page agree on the status", async () => {
+    const { server } = env();
+    const acc = await account("dash-cli");
+    const kim = await agent(acc, "Kim");
+    const dir = mkdtempSync(join(tmpdir(), "presence-cli-"));
+    const page = await signIn(kim);
+    try {
+      const login = await cli(dir, ["--server", server.url, "login", "--account", acc.slug, "--email", kim.email, "--password-stdin"], `${kim.password}\n`);
+      eq(login.code, 0, `presence login: ${login.stderr}`);
+      await pickStatus(page, "Busy");
+      await until("the CLI to show busy", async () => /^busy \(confirmed/.test((await cli(dir, ["status"])).stdout), 10000, 200);
+      const t0 = Date.now();
+      const set = await cli(dir, ["status", "online"]);
+      assert(/online: confirmed/.test(set.stdout), `presence status online: ${set.stdout} ${set.stderr}`);
+      await until("the page to show the CLI's online", async () => (await page.locator("#my-status").textContent()) === "Online", FOLLOW_MS + (Date.now() - t0));
+      await page.getByRole("link", { name: "My devices" }).click();
+      await page.getByRole("row", { name: /cli/ }).waitFor();
+      eq(page.errors, [], "console errors");
+    } finally {
+      await page.closeAll();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
