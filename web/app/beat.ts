@@ -3,7 +3,7 @@
 // agent still has the dashboard open; a worker's timers keep their pace.
 //
 // Messages in: {type: "start", token, interval} | {type: "now"} | {type: "stop"}.
-// Messages out: {type: "beat", interval} after each renewed lease; {type: "ended", code} when
+// Messages out: {type: "beat", interval, serverTime, at} after each renewed lease; {type: "ended", code} when
 // the server refuses the session (401).
 
 /** `postMessage` of the worker's global scope (the DOM typings only know the window's). */
@@ -39,7 +39,7 @@ async function beat(): Promise<void> {
     if (r.ok) {
       const hb = await r.json();
       if (hb.interval_ms > 0) interval = hb.interval_ms;
-      post({ type: "beat", interval });
+      post({ type: "beat", interval, serverTime: hb.server_time, at: Date.now() });
     }
   } catch {
     // the network: try again at the next interval

@@ -376,7 +376,7 @@ function Overview() {
           {st && st.version > 0 && (
             <span class="hint">
               {" "}
-              — changed {byName(st.changed_by_device)} {when(st.intent_at)}
+              — changed {byName(st.changed_by_device)} {when(st.intent_at - session.clockOffset)}
             </span>
           )}
         </p>
@@ -404,8 +404,10 @@ function Overview() {
 // ----- my devices ----------------------------------------------------------------------------
 
 function leaseText(s: SessionInfo): string {
-  const left = Math.round((s.lease_until - Date.now()) / 1000);
-  const at = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }).format(s.lease_until);
+  // Leases are on the server's clock; shown on this browser's.
+  const until = s.lease_until - session.clockOffset;
+  const left = Math.round((until - Date.now()) / 1000);
+  const at = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }).format(until);
   return left > 0 ? `until ${at} (${left} s left)` : `ended ${at}`;
 }
 

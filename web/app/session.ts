@@ -136,6 +136,8 @@ export class Session {
   /** True while the stream is open and has delivered its snapshot. */
   live = false;
   account = "";
+  /** Server clock minus this browser's, from the last login or heartbeat (for lease times). */
+  clockOffset = 0;
   private listeners = new Set<Listener>();
   private beat = 0;
   private intervalMs = 20000;
@@ -215,6 +217,7 @@ export class Session {
     this.ended = null;
     this.status = r.status;
     this.intervalMs = r.heartbeat.interval_ms;
+    if (typeof r.server_time === "number") this.clockOffset = r.server_time - Date.now();
     await this.start();
   }
 
@@ -253,7 +256,10 @@ export class Session {
       const w = new Worker("/app/beat.js");
       w.onmessage = (e: MessageEvent) => {
         const m = e.data || {};
-        if (m.type === "beat") this.intervalMs = m.interval;
+        if (m.type === "beat") {
+          this.intervalMs = m.interval;
+          if (typeof m.serverTime === "number") this.clockOffset = m.serverTime - m.at;
+        }
         if (m.type === "ended" && this.token) {
           this.end(m.code === "session_expired" ? "This session has ended; sign in again." : "Please sign in.");
         }
@@ -276,6 +282,7 @@ export class Session {
     this.call<any>("POST", "/v1/session/heartbeat", { mode: "active" })
       .then((hb) => {
         this.intervalMs = hb.interval_ms || this.intervalMs;
+        if (typeof hb.server_time === "number") this.clockOffset = hb.server_time - Date.now();
       })
       .catch(() => {})
       .finally(() => {
