@@ -38,6 +38,7 @@ mod ops;
 mod restore;
 mod state;
 mod timers;
+mod writer;
 
 use flush::*;
 use state::*;
@@ -73,7 +74,10 @@ const VIEW_VERSION_BLOCK: i64 = 1000;
 
 struct Inner {
     state: Mutex<State>,
-    store: Store,
+    store: Arc<Store>,
+    /// Commits status ops off the state lock (see `writer.rs`).
+    writer: writer::Writer,
+    turns: writer::Turns,
     clock: Clock,
     pusher: Pusher,
     hasher: Arc<HashPool>,

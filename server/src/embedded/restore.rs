@@ -163,9 +163,13 @@ impl Embedded {
             }
             st.recompute(&id, now, &metrics, &store, &mut fx);
         }
+        let store = Arc::new(store);
+        let writer = super::writer::Writer::start(store.clone()).map_err(|e| store_io_error(&e))?;
         let inner = Arc::new(Inner {
             state: Mutex::new(st),
             store,
+            writer,
+            turns: super::writer::Turns::new(),
             clock,
             pusher,
             hasher,
@@ -197,4 +201,11 @@ async fn remove_dead_tokens(
         };
         inner.drop_dead_push(d);
     }
+}
+
+fn store_io_error(e: &std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+        Some(format!("cannot start the writer thread: {e}")),
+    )
 }
