@@ -20,6 +20,7 @@ mod ours;
 mod phone;
 mod proc;
 mod profile;
+mod push;
 mod redis;
 mod report;
 mod serve;
@@ -51,11 +52,12 @@ pub const STEPS: &[&str] = &[
     "redis",
     "widget",
     "dashboard",
+    "push",
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
 steps: latency, expiry, fanout, heartbeat, rss, core, phone, durability, ffi, soketi, redis,
-widget, dashboard";
+widget, dashboard, push";
 
 pub struct Ctx {
     pub quick: bool,
@@ -286,6 +288,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "phone" => phone::phone(ctx).await,
         "widget" => widget::widget(ctx).await,
         "dashboard" => widget::dashboard(ctx).await,
+        "push" => push::push(ctx).await,
         "durability" => ours::durability(ctx).await,
         "ffi" => ffi(ctx).await,
         "soketi" => soketi::soketi(ctx).await,

@@ -36,7 +36,7 @@ pub async fn phone(ctx: &mut Ctx) -> Res<()> {
     r.note(
         "core_background_wakeups_per_h",
         &format!(
-            "renew pushes {:.2}/h (one per background_ttl - renew_margin = 25 min), engine timers {:.2}/h; \
+            "renew pushes {:.2}/h (one per background_ttl = 30 min: a lease renewed in its renew window runs on from its old end), engine timers {:.2}/h; \
              without network {:.2}/h",
             c.background_push.pushes_per_h(),
             c.background_push.timer_wakeups_per_h(),

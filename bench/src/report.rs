@@ -251,6 +251,24 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "push_renew_lead_ms_p50",
+        what: "renew push at the provider double -> the lease's end (worst of fcm, apns, unifiedpush; renew margin 1,000 ms)",
+        goal: Goal::AtLeast(500.0),
+        baselines: &[],
+    },
+    Row {
+        key: "push_status_to_double_p50_ms",
+        what: "status PUT -> the push at the provider double (worst of fcm, apns, unifiedpush; TLS, loopback)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "push_background_pushes_per_h",
+        what: "renew pushes per hour to a backgrounded phone at the default timings (run scaled 1/1,000)",
+        goal: Goal::AtMost(2.0),
+        baselines: &[],
+    },
+    Row {
         key: "core_active_requests_per_h",
         what: "requests per hour while active (heartbeats and the event stream)",
         goal: Goal::Report,

@@ -43,7 +43,7 @@ fn config(args: &[String]) -> Result<Config, String> {
             background_ttl_ms: num(args, "--background-ttl-ms", d.background_ttl_ms)?,
             renew_margin_ms: num(args, "--renew-margin-ms", d.renew_margin_ms)?,
         },
-        push_webhook_allow: Vec::new(),
+        push: Default::default(),
         ..Config::for_tests(Path::new(""))
     })
 }

@@ -86,9 +86,24 @@ public final class PresenceEngine: @unchecked Sendable {
         await client.setNetworkAvailable(available: available)
     }
 
-    /// Hands a push payload (the JSON APNs delivered) to the engine.
+    /// Hands a push payload to the engine as text: the APNs `userInfo` as JSON, or just its
+    /// `presence` object as JSON.
     public func handlePush(_ payload: String) async throws {
         try await client.handlePush(payload: payload)
+    }
+
+    /// Hands the `userInfo` of a background notification to the engine as it arrived.
+    public func handlePush(userInfo: [AnyHashable: Any]) async throws {
+        var object: [String: Any] = [:]
+        for (key, value) in userInfo {
+            if let key = key as? String { object[key] = value }
+        }
+        guard JSONSerialization.isValidJSONObject(object),
+            let data = try? JSONSerialization.data(withJSONObject: object)
+        else {
+            throw PresenceError.InvalidInput(detail: "push userInfo is not JSON-serializable")
+        }
+        try await handlePush(String(decoding: data, as: UTF8.self))
     }
 
     /// For a BGAppRefreshTask: one heartbeat and an attempt to deliver queued changes.
@@ -96,8 +111,12 @@ public final class PresenceEngine: @unchecked Sendable {
         try await client.backgroundRefresh(deadlineMs: UInt64(max(0, deadline) * 1000))
     }
 
-    public func registerPush(provider: PushProvider, token: String) async throws {
-        try await client.registerPush(provider: provider, token: token)
+    /// Registers this device's push token: the APNs device token in hex, or for UnifiedPush
+    /// the endpoint URL with the distributor's `keys`.
+    public func registerPush(provider: PushProvider, token: String, keys: UnifiedPushKeys? = nil)
+        async throws
+    {
+        try await client.registerPush(provider: provider, token: token, keys: keys)
     }
 
     public func refresh() async throws {

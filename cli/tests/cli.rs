@@ -530,6 +530,7 @@ async fn outbox_lists_refused_changes_and_retries_or_discards_them() {
         c.register_push(
             presence_core::PushProvider::Webhook,
             "http://blocked.example/hook",
+            None,
         )
         .await
         .unwrap();

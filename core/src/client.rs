@@ -256,21 +256,15 @@ impl PresenceClient {
     }
 
     /// Registers (or replaces) this device's push token. Stored durably and sent with the
-    /// session; used again at every later login.
+    /// session; used again at every later login. `unifiedpush` needs the device's RFC 8291
+    /// `keys` (the push endpoint is the token); the other providers take none.
     pub async fn register_push(
         &self,
         provider: PushProvider,
         token: &str,
+        keys: Option<UnifiedPushKeys>,
     ) -> Result<(), ClientError> {
-        if token.is_empty() {
-            return Err(ClientError::InvalidInput {
-                detail: "push token is empty".into(),
-            });
-        }
-        let push = PushRegistration {
-            provider,
-            token: token.to_owned(),
-        };
+        let push = push_registration(provider, token, keys)?;
         self.ask(|reply| Command::RegisterPush { push, reply })
             .await
     }
@@ -354,9 +348,61 @@ impl Drop for PresenceClient {
 }
 
 /// Parses a push payload strictly: JSON, `v` = 1, a known `type` with its fields.
+/// The keys a UnifiedPush distributor gave the app for its endpoint (RFC 8291), base64url.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnifiedPushKeys {
+    /// The device's P-256 public key (65-byte uncompressed point).
+    pub p256dh: String,
+    /// The 16-byte auth secret.
+    pub auth: String,
+}
+
+fn push_registration(
+    provider: PushProvider,
+    token: &str,
+    keys: Option<UnifiedPushKeys>,
+) -> Result<PushRegistration, ClientError> {
+    let invalid = |detail: &str| ClientError::InvalidInput {
+        detail: detail.to_owned(),
+    };
+    if token.is_empty() {
+        return Err(invalid("push token is empty"));
+    }
+    match (provider, keys) {
+        (PushProvider::Unifiedpush, Some(k)) => {
+            if k.p256dh.is_empty() || k.auth.is_empty() {
+                return Err(invalid(
+                    "unifiedpush keys p256dh and auth must not be empty",
+                ));
+            }
+            Ok(PushRegistration::unifiedpush(token, k.p256dh, k.auth))
+        }
+        (PushProvider::Unifiedpush, None) => Err(invalid(
+            "unifiedpush needs the device's keys (p256dh and auth)",
+        )),
+        (_, Some(_)) => Err(invalid("only unifiedpush registrations take keys")),
+        (p, None) => Ok(PushRegistration::new(p, token)),
+    }
+}
+
+/// Reads a push as any provider hands it to the app: the payload JSON itself (UnifiedPush's
+/// decrypted message, a webhook body, FCM's `presence` data value), or an object whose
+/// `presence` member is the payload as a JSON string (FCM's whole data map) or as an object
+/// (APNs' `userInfo`, with its `aps`).
 pub(crate) fn parse_push(payload: &str) -> Result<PushPayload, Error> {
-    let value: serde_json::Value = serde_json::from_str(payload)
+    let mut value: serde_json::Value = serde_json::from_str(payload)
         .map_err(|e| Error::InvalidInput(format!("push payload is not JSON: {e}")))?;
+    if value.get("v").is_none() {
+        match value.get_mut("presence").map(serde_json::Value::take) {
+            Some(serde_json::Value::String(inner)) => {
+                value = serde_json::from_str(&inner).map_err(|e| {
+                    Error::InvalidInput(format!("push `presence` string is not JSON: {e}"))
+                })?;
+            }
+            Some(inner @ serde_json::Value::Object(_)) => value = inner,
+            _ => {}
+        }
+    }
     match value.get("v").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(PushPayload::VERSION) => {}
         Some(v) => {
@@ -378,6 +424,45 @@ pub(crate) fn parse_push(payload: &str) -> Result<PushPayload, Error> {
 mod tests {
     use super::*;
 
+    /// The same renew, as UnifiedPush (the bytes), FCM (the `presence` data value, or the
+    /// whole data map) and APNs (`userInfo`) hand it to the app.
+    #[test]
+    fn each_providers_delivery_form_is_accepted_as_is() {
+        let payload = r#"{"v":1,"type":"renew","session_id":"s","lease_until":5}"#;
+        let fcm_map = serde_json::json!({"presence": payload}).to_string();
+        let apns_user_info = format!(r#"{{"aps":{{"content-available":1}},"presence":{payload}}}"#);
+        let want = parse_push(payload).unwrap();
+        for form in [fcm_map.as_str(), apns_user_info.as_str()] {
+            assert_eq!(parse_push(form).unwrap(), want, "{form}");
+        }
+    }
+
+    #[test]
+    fn unifiedpush_registrations_need_keys_and_only_they_take_them() {
+        let keys = UnifiedPushKeys {
+            p256dh: "BCVx".into(),
+            auth: "BTBZ".into(),
+        };
+        let reg = push_registration(
+            PushProvider::Unifiedpush,
+            "https://up.example/1",
+            Some(keys.clone()),
+        )
+        .unwrap();
+        assert_eq!(reg.p256dh.as_deref(), Some("BCVx"));
+        assert_eq!(reg.auth.as_deref(), Some("BTBZ"));
+        for (p, k) in [
+            (PushProvider::Unifiedpush, None),
+            (PushProvider::Fcm, Some(keys)),
+        ] {
+            assert!(matches!(
+                push_registration(p, "t", k),
+                Err(ClientError::InvalidInput { .. })
+            ));
+        }
+        assert!(push_registration(PushProvider::Fcm, "", None).is_err());
+    }
+
     #[test]
     fn push_payloads_are_parsed_strictly() {
         assert!(parse_push(r#"{"v":1,"type":"renew","session_id":"s","lease_until":5}"#).is_ok());
@@ -388,6 +473,9 @@ mod tests {
             r#"{"v":1,"type":"dance","session_id":"s"}"#,
             r#"{"v":1,"type":"renew","session_id":"s"}"#,
             r#"{"v":1,"type":"status","session_id":"s","status":{"status":"asleep"}}"#,
+            r#"{"presence":"not json"}"#,
+            r#"{"presence":{"type":"renew"}}"#,
+            r#"{"aps":{"content-available":1}}"#,
         ] {
             match parse_push(bad) {
                 Err(Error::InvalidInput(_)) => {}

@@ -61,9 +61,12 @@ impl Heartbeats {
     }
 }
 
+/// The shortest wait between heartbeats, whatever the server says.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 pub(crate) fn interval(hb: &Heartbeat) -> Duration {
     // A floor keeps a misconfigured server from turning the engine into a busy loop.
-    Duration::from_millis(hb.interval_ms.max(100) as u64)
+    Duration::from_millis(hb.interval_ms.max(0) as u64).max(MIN_INTERVAL)
 }
 
 impl Engine {
@@ -152,11 +155,17 @@ impl Engine {
     /// wake the phone a second time for nothing: ours is put halfway between the renew and
     /// the end of the lease, a fallback that fires only if the push is late or lost (the
     /// heartbeat answering the push reschedules it).
+    ///
+    /// The renew push comes `renew_margin` (= `ttl - interval`) before the lease's end, and a
+    /// lease renewed in answer to one runs on from its old end, so both are read from the
+    /// answer's `lease_until` rather than assumed to be `ttl` from now.
     pub(crate) fn own_heartbeat_delay(&self, hb: &Heartbeat) -> Duration {
         let interval = interval(hb);
         if self.lifecycle == Lifecycle::Background && self.has_push {
             let ttl = Duration::from_millis(hb.ttl_ms.max(0) as u64);
-            interval + ttl.saturating_sub(interval) / 2
+            let margin = ttl.saturating_sub(interval);
+            let left = Duration::from_millis((hb.lease_until - hb.server_time).max(0) as u64);
+            left.saturating_sub(margin / 2).max(MIN_INTERVAL)
         } else {
             interval
         }

@@ -52,7 +52,7 @@ pub mod widget;
 mod api;
 mod client;
 
-pub use client::{PresenceClient, SnapshotListener};
+pub use client::{PresenceClient, SnapshotListener, UnifiedPushKeys};
 pub use config::{ClientConfig, DeviceInfo, Overrides};
 pub use error::ClientError;
 pub use meter::EngineCounters;

@@ -688,6 +688,7 @@ async fn a_push_token_the_server_refuses_does_not_block_login() {
         .register_push(
             presence_core::PushProvider::Webhook,
             "http://not-allowed.example/hook",
+            None,
         )
         .await
         .unwrap();
@@ -738,6 +739,7 @@ async fn a_refused_stored_push_registration_does_not_lock_the_user_out() {
         .register_push(
             presence_core::PushProvider::Webhook,
             "http://gone.invalid/p",
+            None,
         )
         .await
         .unwrap();

@@ -32,13 +32,19 @@ fn a_phone_pays_only_for_renew_pushes_in_the_background_and_nothing_without_netw
     );
 
     // Background with push: the engine's own timer never fires; the only wakeups are the
-    // renew pushes (one per 25 min lease cycle), each answered by one heartbeat.
+    // renew pushes (one per 30 min background ttl: a lease renewed in its renew window runs
+    // on from its old end), each answered by one heartbeat. At most two an hour.
     assert_eq!(
         c.background_push.engine.timer_wakeups, 0,
         "{:?}",
         c.background_push
     );
     assert!(c.background_push.pushes >= 6, "{:?}", c.background_push);
+    assert!(
+        c.background_push.wakeups_per_h() <= 2.0,
+        "{:?}",
+        c.background_push
+    );
     assert_eq!(
         c.background_push.engine.requests, c.background_push.pushes,
         "{:?}",

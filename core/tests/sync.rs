@@ -375,7 +375,7 @@ async fn a_renew_push_from_the_server_leads_to_a_background_heartbeat() {
     let mut hook = WebhookReceiver::start().await;
     let a = device(&server.url(), &acct).await;
     a.client
-        .register_push(PushProvider::Webhook, &hook.url)
+        .register_push(PushProvider::Webhook, &hook.url, None)
         .await
         .unwrap();
     wait_until(&a.client, "push registered", |s| s.outbox.pending == 0).await;
@@ -414,7 +414,7 @@ async fn a_status_push_reaches_a_background_device_and_old_versions_are_ignored(
     let mut hook = WebhookReceiver::start().await;
     let a = device(&server.url(), &acct).await;
     a.client
-        .register_push(PushProvider::Webhook, &hook.url)
+        .register_push(PushProvider::Webhook, &hook.url, None)
         .await
         .unwrap();
     a.client.set_lifecycle(Lifecycle::Background).await;

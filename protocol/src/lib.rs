@@ -379,10 +379,44 @@ pub struct CreateAccountResponse {
 // ---------------------------------------------------------------------------------------------
 // Device session
 
+/// A session's push registration. `p256dh` and `auth` are the UnifiedPush (RFC 8291) keys
+/// of the device and are absent for the other providers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushRegistration {
     pub provider: PushProvider,
     pub token: String,
+    /// The device's P-256 public key, base64url (uncompressed point, 65 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p256dh: Option<String>,
+    /// The device's 16-byte auth secret, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+}
+
+impl PushRegistration {
+    /// A registration for a provider that needs no keys (webhook, fcm, apns).
+    pub fn new(provider: PushProvider, token: impl Into<String>) -> Self {
+        PushRegistration {
+            provider,
+            token: token.into(),
+            p256dh: None,
+            auth: None,
+        }
+    }
+
+    /// A UnifiedPush registration: the endpoint URL and the device's RFC 8291 keys.
+    pub fn unifiedpush(
+        endpoint: impl Into<String>,
+        p256dh: impl Into<String>,
+        auth: impl Into<String>,
+    ) -> Self {
+        PushRegistration {
+            provider: PushProvider::Unifiedpush,
+            token: endpoint.into(),
+            p256dh: Some(p256dh.into()),
+            auth: Some(auth.into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -321,10 +321,10 @@ pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
     );
     b.set_push(
         &p,
-        Some(PushRegistration {
-            provider: PushProvider::Webhook,
-            token: "http://127.0.0.1:9/push".into(),
-        }),
+        Some(PushRegistration::new(
+            PushProvider::Webhook,
+            "http://127.0.0.1:9/push",
+        )),
     )
     .await
     .unwrap();

@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use crate::auth::LoginLimiter;
 use crate::embedded::Embedded;
 use crate::metrics::Metrics;
-use crate::push::{Pusher, WebhookSender};
+use crate::push::{PushConfig, Pusher};
 
 /// Everything the server needs to start; the command line fills it from flags and env.
 #[derive(Debug, Clone)]
@@ -50,8 +50,8 @@ pub struct Config {
     pub demo: bool,
     /// Timing settings for new accounts.
     pub defaults: Settings,
-    /// Hosts the webhook push provider may call.
-    pub push_webhook_allow: Vec<String>,
+    /// The push providers and what they may call.
+    pub push: PushConfig,
     /// Interval of `ping` events on every stream.
     pub stream_ping: Duration,
     pub limits: Limits,
@@ -121,7 +121,10 @@ impl Config {
             admin_token: Some("test-admin-token".to_owned()),
             demo: false,
             defaults: Settings::default(),
-            push_webhook_allow: vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+            push: PushConfig {
+                webhook_allow: vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+                ..PushConfig::default()
+            },
             stream_ping: http::sse::PING_EVERY,
             limits: Limits::default(),
             retention: Retention::default(),
@@ -138,6 +141,8 @@ pub enum StartError {
         dir: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("push: {0}")]
+    Push(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -200,10 +205,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let metrics = Arc::new(Metrics::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let pusher = Pusher::new(
-        vec![Arc::new(WebhookSender::new(
-            config.push_webhook_allow.clone(),
-        ))],
-        metrics.clone(),
+        config.push.senders().map_err(StartError::Push)?,
+        metrics.push.clone(),
     );
     let backend = Embedded::open(
         store,

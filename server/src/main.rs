@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use presence_protocol::Settings;
+use presence_server::push::{ApnsConfig, FcmConfig, PushConfig};
 use presence_server::{Config, Limits, Retention, demo};
 
 #[derive(Debug, Parser)]
@@ -43,6 +44,57 @@ struct Args {
     /// Hosts the webhook push provider may call, comma separated.
     #[arg(long, env = "PRESENCE_PUSH_WEBHOOK_ALLOW", value_delimiter = ',')]
     push_webhook_allow: Vec<String>,
+    /// Google service-account JSON key (project_id, client_email, private_key, token_uri):
+    /// enables the `fcm` push provider.
+    #[arg(long, env = "PRESENCE_FCM_CREDENTIALS", value_name = "FILE")]
+    fcm_credentials: Option<PathBuf>,
+    /// Base URL of the FCM HTTP v1 API.
+    #[arg(
+        long,
+        env = "PRESENCE_FCM_ENDPOINT",
+        value_name = "URL",
+        default_value = "https://fcm.googleapis.com"
+    )]
+    fcm_endpoint: String,
+    /// The APNs signing key (.p8, PKCS#8 P-256): enables the `apns` push provider.
+    #[arg(long, env = "PRESENCE_APNS_KEY", value_name = "FILE", requires_all = ["apns_key_id", "apns_team_id", "apns_topic"])]
+    apns_key: Option<PathBuf>,
+    /// The key's id (the `kid` of provider tokens).
+    #[arg(
+        long,
+        env = "PRESENCE_APNS_KEY_ID",
+        value_name = "ID",
+        requires = "apns_key"
+    )]
+    apns_key_id: Option<String>,
+    /// The Apple developer team id (the `iss` of provider tokens).
+    #[arg(
+        long,
+        env = "PRESENCE_APNS_TEAM_ID",
+        value_name = "ID",
+        requires = "apns_key"
+    )]
+    apns_team_id: Option<String>,
+    /// The app's bundle id (`apns-topic`).
+    #[arg(
+        long,
+        env = "PRESENCE_APNS_TOPIC",
+        value_name = "BUNDLE_ID",
+        requires = "apns_key"
+    )]
+    apns_topic: Option<String>,
+    /// Base URL of APNs.
+    #[arg(
+        long,
+        env = "PRESENCE_APNS_ENDPOINT",
+        value_name = "URL",
+        default_value = "https://api.push.apple.com"
+    )]
+    apns_endpoint: String,
+    /// Extra root certificates (PEM) trusted for fcm (token_uri included), apns and
+    /// unifiedpush targets; the system roots stay trusted.
+    #[arg(long, env = "PRESENCE_PUSH_CA_FILE", value_name = "PEM")]
+    push_ca_file: Option<PathBuf>,
     /// Interval of `ping` events on every event stream.
     #[arg(long, env = "PRESENCE_STREAM_PING_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..))]
     stream_ping_ms: u64,
@@ -102,7 +154,21 @@ async fn run(args: Args) -> ExitCode {
             background_ttl_ms: args.background_ttl_ms,
             renew_margin_ms: args.renew_margin_ms,
         },
-        push_webhook_allow: args.push_webhook_allow,
+        push: PushConfig {
+            webhook_allow: args.push_webhook_allow,
+            fcm: args.fcm_credentials.map(|credentials| FcmConfig {
+                credentials,
+                endpoint: args.fcm_endpoint,
+            }),
+            apns: args.apns_key.map(|key| ApnsConfig {
+                key,
+                key_id: args.apns_key_id.unwrap_or_default(),
+                team_id: args.apns_team_id.unwrap_or_default(),
+                topic: args.apns_topic.unwrap_or_default(),
+                endpoint: args.apns_endpoint,
+            }),
+            ca_file: args.push_ca_file,
+        },
         stream_ping: Duration::from_millis(args.stream_ping_ms),
         limits: Limits {
             header_timeout: Duration::from_millis(args.header_timeout_ms),

@@ -2,7 +2,10 @@
 //! state when scraped; counters are plain atomics bumped on the paths they count.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::push::PushMetrics;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -12,8 +15,8 @@ pub struct Metrics {
     pub status_changes: AtomicU64,
     pub expiries: AtomicU64,
     pub logouts: AtomicU64,
-    pub push_sends: AtomicU64,
-    pub push_failures: AtomicU64,
+    /// Per-provider push counters and latency.
+    pub push: Arc<PushMetrics>,
     pub view_changes: AtomicU64,
     /// Ended sessions forgotten after their retention.
     pub pruned_sessions: AtomicU64,
@@ -72,16 +75,6 @@ impl Metrics {
             self.logouts.load(Relaxed),
         );
         counter(
-            "presence_push_sends_total",
-            "Pushes delivered to a provider.",
-            self.push_sends.load(Relaxed),
-        );
-        counter(
-            "presence_push_failures_total",
-            "Pushes that failed or were dropped.",
-            self.push_failures.load(Relaxed),
-        );
-        counter(
             "presence_chatbox_view_changes_total",
             "Chat box view changes published.",
             self.view_changes.load(Relaxed),
@@ -125,6 +118,7 @@ impl Metrics {
             g.ended_tokens,
         );
         gauge("presence_accounts", "Accounts.", g.accounts);
+        self.push.render(&mut out);
         out
     }
 }

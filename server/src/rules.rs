@@ -6,7 +6,9 @@
 //!   clamped to now ([`clamp_intent`], [`supersedes`]).
 //! - **Admin changes** win over every earlier intent ([`admin_intent`]).
 //! - **Lease terms**: a background lease only for a session that can be woken by push
-//!   ([`lease_terms`]); the renew push goes `renew_margin_ms` before it ends ([`renew_at`]).
+//!   ([`lease_terms`]); the renew push goes `renew_margin_ms` before it ends ([`renew_at`]);
+//!   a background lease renewed inside that window runs on from its old end
+//!   ([`renewed_lease_until`]), so a phone is woken once per background ttl.
 //! - **Push targeting**: a status change is pushed to the agent's other sessions that have no
 //!   open stream ([`wants_status_push`]); a session that ended for any reason but its own
 //!   logout is told by push ([`wants_end_push`]).
@@ -48,6 +50,32 @@ pub fn lease_terms(settings: &Settings, mode: Mode, has_push: bool) -> (i64, i64
     }
 }
 
+/// The end of a lease renewed by a heartbeat at `now`. A background lease renewed inside its
+/// renew window (the answer to its renew push) runs on from its old end, so renew pushes come
+/// once per background ttl (two an hour at the defaults, within what Apple allows) instead of
+/// once per ttl minus margin. Any other renewal runs `ttl` from now. Never more than
+/// `ttl + renew_margin` ahead of now.
+pub fn renewed_lease_until(
+    settings: &Settings,
+    was_background: bool,
+    mode: Mode,
+    has_push: bool,
+    prev_until: i64,
+    now: i64,
+) -> i64 {
+    let (_, ttl) = lease_terms(settings, mode, has_push);
+    let in_renew_window = prev_until > now && prev_until - settings.renew_margin_ms <= now;
+    if was_background && mode == Mode::Background && has_push && in_renew_window {
+        prev_until + ttl
+    } else {
+        now + ttl
+    }
+}
+
+/// How long a `session_ended` push is worth delivering: the device learns of its end on its
+/// next request anyway.
+pub const END_PUSH_TTL_MS: i64 = 15 * 60_000;
+
 /// When the renew push for a lease goes out, if the session gets one at all.
 pub fn renew_at(mode: Mode, has_push: bool, lease_until: i64, renew_margin: i64) -> Option<i64> {
     (mode == Mode::Background && has_push).then(|| lease_until - renew_margin)
@@ -68,6 +96,40 @@ pub fn wants_end_push(reason: EndReason, by_other_device: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end() {
+        let s = Settings::default();
+        let (ttl, margin) = (s.background_ttl_ms, s.renew_margin_ms);
+        let prev = 10 * ttl;
+        let at_renew = prev - margin;
+        let bg = Mode::Background;
+        assert_eq!(
+            renewed_lease_until(&s, true, bg, true, prev, at_renew),
+            prev + ttl
+        );
+        // Renewed early (a background refresh): ttl from now, no chaining into the future.
+        assert_eq!(
+            renewed_lease_until(&s, true, bg, true, prev, at_renew - 1),
+            at_renew - 1 + ttl
+        );
+        // Coming from the foreground, or without push, or after the end: ttl from now.
+        assert_eq!(
+            renewed_lease_until(&s, false, bg, true, prev, at_renew),
+            at_renew + ttl
+        );
+        assert_eq!(
+            renewed_lease_until(&s, true, bg, false, prev, at_renew),
+            at_renew + s.active_ttl_ms
+        );
+        assert_eq!(
+            renewed_lease_until(&s, true, bg, true, prev, prev + 1),
+            prev + 1 + ttl
+        );
+        // One renew push per background ttl: two an hour at the defaults.
+        let per_hour = 3_600_000 / (prev + ttl - prev);
+        assert_eq!(per_hour, 2);
+    }
 
     #[test]
     fn later_intent_wins_and_ties_go_to_the_higher_op_id() {

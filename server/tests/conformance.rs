@@ -8,17 +8,18 @@ use presence_server::conformance::Harness;
 use presence_server::embedded::Embedded;
 use presence_server::hashing::HashPool;
 use presence_server::metrics::Metrics;
-use presence_server::push::{Pusher, WebhookSender};
+use presence_server::push::{PushConfig, Pusher};
 use presence_server::store::Store;
 
 async fn embedded() -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let pusher = Pusher::new(
-        vec![Arc::new(WebhookSender::new(vec!["127.0.0.1".into()]))],
-        metrics.clone(),
-    );
+    let push = PushConfig {
+        webhook_allow: vec!["127.0.0.1".into()],
+        ..PushConfig::default()
+    };
+    let pusher = Pusher::new(push.senders().expect("senders"), metrics.push.clone());
     let backend = Embedded::open(
         Store::open_dir(dir.path()).expect("store"),
         pusher,

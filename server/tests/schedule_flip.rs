@@ -27,7 +27,7 @@ async fn closing_time_publishes_offline_without_a_request() {
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let backend = Embedded::open(
         Store::open_dir(dir.path()).unwrap(),
-        Pusher::new(vec![], metrics.clone()),
+        Pusher::new(vec![], metrics.push.clone()),
         presence_server::hashing::HashPool::new(1),
         presence_server::Retention::default(),
         metrics,

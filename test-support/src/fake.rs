@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -43,6 +44,10 @@ struct State {
     /// arrived, as the real server grants a background lease only with one.
     background: Option<(i64, i64)>,
     push_registered: bool,
+    /// When the lease the last heartbeat granted ends (tokio's clock, which the scenarios
+    /// sleep on), and whether it was a background one.
+    lease_end: Instant,
+    lease_background: bool,
     streams: Vec<mpsc::UnboundedSender<Result<Bytes, TransportError>>>,
 }
 
@@ -67,6 +72,8 @@ impl FakeServer {
                 logins: 0,
                 background: None,
                 push_registered: false,
+                lease_end: Instant::now(),
+                lease_background: false,
                 streams: Vec::new(),
             })),
             notify: Arc::new(tokio::sync::Notify::new()),
@@ -102,6 +109,11 @@ impl FakeServer {
         let mut s = self.lock();
         s.interval_ms = interval_ms;
         s.ttl_ms = ttl_ms;
+    }
+
+    /// When the lease the last heartbeat (or login) granted ends, on tokio's clock.
+    pub fn lease_end(&self) -> Instant {
+        self.lock().lease_end
     }
 
     /// Background leases: background heartbeats of a session with a push registration get
@@ -205,8 +217,37 @@ impl FakeServer {
             Some(terms) if background && s.push_registered => terms,
             _ => (s.interval_ms, s.ttl_ms),
         };
+        // The real server's rule: a background lease renewed in its renew window runs on
+        // from its old end. Worked out on tokio's clock (ms since start), answered on the
+        // server's.
+        let tokio_ms = |at: Instant| at.duration_since(s.started).as_millis() as i64;
+        let (now, prev_end) = (tokio_ms(Instant::now()), tokio_ms(s.lease_end));
+        let end = match s.background {
+            Some((bg_interval, bg_ttl)) if background && s.push_registered => {
+                let settings = presence_protocol::Settings {
+                    active_interval_ms: s.interval_ms,
+                    active_ttl_ms: s.ttl_ms,
+                    background_ttl_ms: bg_ttl,
+                    renew_margin_ms: bg_ttl - bg_interval,
+                };
+                presence_server::rules::renewed_lease_until(
+                    &settings,
+                    s.lease_background,
+                    presence_protocol::Mode::Background,
+                    true,
+                    prev_end,
+                    now,
+                )
+            }
+            _ => now + ttl_ms,
+        };
+        let lease_until = now_ms + (end - now);
+        if req.path == "/v1/session/heartbeat" || req.path == "/v1/login" {
+            s.lease_end = s.started + Duration::from_millis(end.max(0) as u64);
+            s.lease_background = background && s.push_registered && s.background.is_some();
+        }
         let heartbeat = json!({"interval_ms": interval_ms, "ttl_ms": ttl_ms,
-                               "lease_until": now_ms + ttl_ms, "server_time": now_ms,
+                               "lease_until": lease_until, "server_time": now_ms,
                                "status_version": s.version});
         let status_view = json!({"status": s.status, "version": s.version,
                                  "intent_at": EPOCH_MS, "changed_by_device": null});

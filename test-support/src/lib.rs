@@ -6,6 +6,8 @@
 //! - [`fake`]: an in-memory fake server for paused-time tests.
 //! - [`proxy`]: a fault-injecting TCP proxy.
 //! - [`webhook`]: a loopback receiver for the server's webhook push provider.
+//! - [`push`]: wire-level doubles of FCM (with its OAuth2 token endpoint), APNs and a
+//!   UnifiedPush endpoint.
 //! - [`fsync`]: a SQLite VFS that counts the syncs a database really asks the disk for.
 //! - [`phone`]: what an engine costs a phone per hour of each lifecycle state (shared by the
 //!   tests and `cargo xtask bench`).
@@ -14,6 +16,7 @@ pub mod fake;
 pub mod fsync;
 pub mod phone;
 pub mod proxy;
+pub mod push;
 pub mod webhook;
 
 use std::net::SocketAddr;

@@ -299,7 +299,7 @@ async fn scenario(dir: &std::path::Path, hours: u32, events: u64) -> Result<Phon
     // Background with a push registration: the next heartbeat gets a background lease,
     // renewed from then on by a push `RENEW_MARGIN_MS` before it ends.
     client
-        .register_push(PushProvider::Webhook, "https://push.invalid/phone")
+        .register_push(PushProvider::Webhook, "https://push.invalid/phone", None)
         .await
         .map_err(|e| e.to_string())?;
     let hb = fake.count(Method::Post, HEARTBEAT);
@@ -308,12 +308,8 @@ async fn scenario(dir: &std::path::Path, hours: u32, events: u64) -> Result<Phon
     let renewer = async {
         loop {
             let n = fake.count(Method::Post, HEARTBEAT);
-            let last = *fake
-                .times(Method::Post, HEARTBEAT)
-                .last()
-                .expect("a heartbeat");
-            let renew_at =
-                last + Duration::from_millis((BACKGROUND_TTL_MS - RENEW_MARGIN_MS) as u64);
+            // The server sends the renew `RENEW_MARGIN_MS` before the lease it granted ends.
+            let renew_at = fake.lease_end() - Duration::from_millis(RENEW_MARGIN_MS as u64);
             tokio::time::sleep_until(renew_at.max(Instant::now())).await;
             if fake.count(Method::Post, HEARTBEAT) != n {
                 // The engine heartbeated on its own meanwhile: the lease moved, so does the

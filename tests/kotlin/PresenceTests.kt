@@ -11,7 +11,9 @@ import dev.presence.PresenceClient
 import dev.presence.PresenceEngine
 import dev.presence.PresenceException
 import dev.presence.PresenceListener
+import dev.presence.PushProvider
 import dev.presence.SessionState
+import dev.presence.UnifiedPushKeys
 import dev.presence.initLogging
 import dev.presence.storedServerUrl
 import java.lang.ref.WeakReference
@@ -162,6 +164,56 @@ class PresenceTests {
     private fun statusPush(sessionId: String, status: String, version: Long) =
         """{"v":1,"type":"status","session_id":"$sessionId","status":{"status":"$status","version":$version,""" +
             """"intent_at":${System.currentTimeMillis()},"changed_by_device":"elsewhere"}}"""
+
+    @Test
+    fun aPushInEachProvidersFormApplies(): Unit = runBlocking {
+        val creds = server.createAccount()
+        loggedIn(creds).use { engine ->
+            engine.setLifecycle(dev.presence.Lifecycle.BACKGROUND)
+            val before = engine.awaitSnapshot { it.status != null && it.session.sessionId != null }
+            val sessionId = before.session.sessionId!!
+            val version = before.status!!.version
+            // FCM: the data value `presence`, as RemoteMessage.data["presence"] gives it.
+            engine.handlePush(statusPush(sessionId, "busy", version + 1))
+            engine.awaitSnapshot { it.status?.confirmed == AgentStatus.BUSY }
+            // UnifiedPush: the decrypted message bytes, as text.
+            val bytes = statusPush(sessionId, "offline", version + 2).toByteArray(Charsets.UTF_8)
+            engine.handlePush(String(bytes, Charsets.UTF_8))
+            engine.awaitSnapshot { it.status?.confirmed == AgentStatus.OFFLINE }
+            // APNs-style userInfo with the payload as an object is accepted too.
+            engine.handlePush("""{"aps":{"content-available":1},"presence":${statusPush(sessionId, "online", version + 3)}}""")
+            engine.awaitSnapshot { it.status?.confirmed == AgentStatus.ONLINE }
+        }
+    }
+
+    @Test
+    fun aUnifiedPushRegistrationTakesTheDistributorsKeysAndNeedsThem(): Unit = runBlocking {
+        val creds = server.createAccount()
+        loggedIn(creds).use { engine ->
+            val e = assertFailsWith<PresenceException.InvalidInput> {
+                engine.registerPush(PushProvider.UNIFIEDPUSH, "https://push.example.org/up/1")
+            }
+            assertTrue(e.detail.contains("keys"), e.detail)
+            assertFailsWith<PresenceException.InvalidInput> {
+                engine.registerPush(PushProvider.FCM, "fcm-token", UnifiedPushKeys("BCVx", "BTBZ"))
+            }
+            // The RFC 8291 example keys: the server accepts them and nothing is refused.
+            engine.registerPush(
+                PushProvider.UNIFIEDPUSH,
+                "https://push.example.org/up/1",
+                UnifiedPushKeys(
+                    p256dh = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+                    auth = "BTBZMqHH6r4Tts7J_aSIgg",
+                ),
+            )
+            val sent = engine.awaitSnapshot { it.outbox.pending == 0u }
+            assertTrue(sent.outbox.wedged.isEmpty(), "refused: ${sent.outbox.wedged}")
+            // A key that is not a P-256 point is refused by the server, by field.
+            engine.registerPush(PushProvider.UNIFIEDPUSH, "https://push.example.org/up/2", UnifiedPushKeys("AAAA", "BTBZMqHH6r4Tts7J_aSIgg"))
+            val refused = engine.awaitSnapshot { it.outbox.wedged.isNotEmpty() }
+            assertTrue(refused.outbox.wedged.first().detail.contains("p256dh"), "${refused.outbox.wedged}")
+        }
+    }
 
     @Test
     fun aMalformedPushThrowsInvalidInputAndChangesNothing(): Unit = runBlocking {

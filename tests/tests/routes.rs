@@ -943,9 +943,7 @@ async fn put_and_delete_push_return_204() {
     for reg in [
         json!({"provider": "webhook", "token": recv.url}),
         json!({"provider": "webhook", "token": recv.url.replace("127.0.0.1", "localhost")}),
-        json!({"provider": "fcm", "token": "fcm-registration-token"}),
-        json!({"provider": "apns", "token": "apns-device-token"}),
-        json!({"provider": "unifiedpush", "token": "https://push.example/up/abc"}),
+        // fcm, apns and unifiedpush registrations: tests/tests/push.rs, against doubles.
     ] {
         let r = api
             .put("/v1/session/push", Some(&acc.owner_token), reg.clone())

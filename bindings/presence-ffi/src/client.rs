@@ -12,7 +12,9 @@ use std::time::Duration;
 use presence_core as core;
 
 use crate::error::PresenceError;
-use crate::types::{AgentStatus, ClientConfig, ClientSnapshot, Lifecycle, PushProvider};
+use crate::types::{
+    AgentStatus, ClientConfig, ClientSnapshot, Lifecycle, PushProvider, UnifiedPushKeys,
+};
 use crate::{on_runtime, runtime};
 
 /// Receives snapshots. Called on one of the crate's runtime threads (never the caller's, never
@@ -128,7 +130,9 @@ impl PresenceClient {
         .await;
     }
 
-    /// Handles a push payload (the JSON the push provider delivered). A `status` push applies
+    /// Handles a push as the provider delivered it: the FCM data map's `presence` string (or
+    /// the whole data map as JSON), the APNs `userInfo` as JSON, or UnifiedPush's decrypted
+    /// message bytes as text. A `status` push applies
     /// if its version is newer; a `renew` push is answered with one background heartbeat
     /// before this returns. Anything else is `InvalidInput` and changes nothing.
     pub async fn handle_push(&self, payload: String) -> Result<(), PresenceError> {
@@ -150,13 +154,16 @@ impl PresenceClient {
     }
 
     /// Registers (or replaces) this device's push token; stored and reused at every login.
+    /// `unifiedpush` takes the endpoint as token and the distributor's RFC 8291 `keys`; the
+    /// other providers take none (`InvalidInput` otherwise).
     pub async fn register_push(
         &self,
         provider: PushProvider,
         token: String,
+        keys: Option<UnifiedPushKeys>,
     ) -> Result<(), PresenceError> {
         let core = self.core();
-        on_runtime(async move { Ok(core.register_push(provider, &token).await?) }).await
+        on_runtime(async move { Ok(core.register_push(provider, &token, keys).await?) }).await
     }
 
     /// Fetches the agent, status and chat box from the server now.

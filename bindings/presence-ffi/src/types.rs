@@ -20,7 +20,7 @@ use presence_core as core;
 // conversion is written by hand.
 pub use presence_core::{
     AgentStatus, ChatboxStatus, Connection, Lifecycle, OpKind, Platform, PushProvider, Reason,
-    SessionState,
+    SessionState, UnifiedPushKeys,
 };
 pub use presence_protocol::Role;
 
@@ -71,6 +71,15 @@ pub enum PushProvider {
     Fcm,
     Apns,
     Unifiedpush,
+}
+
+/// The keys a UnifiedPush distributor gave the app for its endpoint (RFC 8291), base64url.
+#[uniffi::remote(Record)]
+pub struct UnifiedPushKeys {
+    /// The device's P-256 public key (65-byte uncompressed point).
+    pub p256dh: String,
+    /// The 16-byte auth secret.
+    pub auth: String,
 }
 
 #[uniffi::remote(Enum)]

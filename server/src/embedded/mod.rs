@@ -38,6 +38,7 @@ mod ops;
 mod restore;
 mod state;
 mod timers;
+mod writer;
 
 use flush::*;
 use state::*;
@@ -59,7 +60,7 @@ use crate::backend::{BackendError, BackendResult};
 use crate::clock::Clock;
 use crate::hashing::HashPool;
 use crate::metrics::Metrics;
-use crate::push::Pusher;
+use crate::push::{DeadToken, Pusher};
 use crate::rules;
 use crate::store::Store;
 
@@ -73,7 +74,10 @@ const VIEW_VERSION_BLOCK: i64 = 1000;
 
 struct Inner {
     state: Mutex<State>,
-    store: Store,
+    store: Arc<Store>,
+    /// Commits status ops off the state lock (see `writer.rs`).
+    writer: writer::Writer,
+    turns: writer::Turns,
     clock: Clock,
     pusher: Pusher,
     hasher: Arc<HashPool>,
@@ -106,12 +110,36 @@ impl Inner {
     }
 
     fn finish(&self, fx: Effects) {
-        for (reg, payload) in fx.pushes {
-            self.pusher.dispatch(&reg, payload);
+        for job in fx.pushes {
+            self.pusher.dispatch(job);
         }
         if fx.wake_sweeper {
             self.sweeper_wake.notify_one();
         }
+    }
+
+    /// Removes a registration its provider declared dead, unless the session registered
+    /// another since: the session's next heartbeat gets the active lease.
+    fn drop_dead_push(&self, dead: DeadToken) {
+        let mut fx = Effects::default();
+        {
+            let mut st = self.state.lock();
+            match st.sessions.get(dead.session_id.as_str()) {
+                Some(s) if s.push.as_ref() == Some(&dead.reg) => {}
+                _ => return,
+            }
+            if let Err(e) = self.store.set_push(&dead.session_id, None) {
+                tracing::error!(error = %e, "could not remove a dead push registration");
+                return;
+            }
+            let Some(s) = st.sessions.get_mut(dead.session_id.as_str()) else {
+                return;
+            };
+            s.push = None;
+            let id = s.id.clone();
+            st.schedule_session_timers(&id, &mut fx);
+        }
+        self.finish(fx);
     }
 
     fn verifier(&self, agent_id: &str, password_hash: &str, password: &str) -> [u8; 32] {

@@ -22,7 +22,7 @@ use crate::backend::{Backend, DeviceStream, Principal, StreamGuard, ViewFrame, W
 use crate::backend::{BackendError, BackendResult, storage};
 use crate::metrics::Gauges;
 use crate::rules;
-use crate::store::{AccountRow, AgentRow, SessionRow};
+use crate::store::{AccountRow, AgentRow, SessionRow, StatusRecord};
 use crate::validate;
 
 struct DeviceGuard {
@@ -178,7 +178,7 @@ impl Backend for Embedded {
             self.inner
                 .pusher
                 .validate(push)
-                .map_err(|why| BackendError::invalid_field("push.token", why))?;
+                .map_err(|r| BackendError::invalid_field(&format!("push.{}", r.field), r.detail))?;
         }
         let email_key = req.email.trim().to_lowercase();
         let found = {
@@ -347,9 +347,17 @@ impl Backend for Embedded {
                 .get(&s.agent_id)
                 .map(|a| a.status.version)
                 .ok_or_else(BackendError::session_expired)?;
-            let (interval_ms, ttl_ms) = rules::lease_terms(&settings, mode, s.push.is_some());
+            let has_push = s.push.is_some();
+            let (interval_ms, ttl_ms) = rules::lease_terms(&settings, mode, has_push);
+            s.lease_until = rules::renewed_lease_until(
+                &settings,
+                s.mode == Mode::Background,
+                mode,
+                has_push,
+                s.lease_until,
+                now,
+            );
             s.mode = mode;
-            s.lease_until = now + ttl_ms;
             s.schedule_timers(settings.renew_margin_ms, &mut st.timers, &mut fx);
             let lease_until = s.lease_until;
             st.dirty_leases.insert(id);
@@ -379,7 +387,7 @@ impl Backend for Embedded {
             self.inner
                 .pusher
                 .validate(reg)
-                .map_err(|why| BackendError::invalid_field("token", why))?;
+                .map_err(|r| BackendError::invalid_field(r.field, r.detail))?;
         }
         let mut fx = Effects::default();
         {
@@ -410,19 +418,21 @@ impl Backend for Embedded {
         req: SetStatusRequest,
     ) -> BackendResult<SetStatusResponse> {
         validate::op_id(&req.op_id)?;
-        let mut fx = Effects::default();
-        let resp = {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
-            let since = now - retention_ms(self.inner.retention.status_ops);
-            if let Some(prev) = self
-                .inner
-                .store
-                .status_op(&p.agent_id, &req.op_id, since)
-                .map_err(storage)?
-            {
-                return serde_json::from_str(&prev).map_err(BackendError::internal);
-            }
+        // Plan, commit, apply: one op of this agent at a time, the state lock held only to
+        // plan and to apply, never while SQLite writes (see `writer.rs`).
+        let _turn = self.inner.turns.take(&p.agent_id).await;
+        let now = self.inner.clock.now_ms();
+        let since = now - retention_ms(self.inner.retention.status_ops);
+        if let Some(prev) = self
+            .inner
+            .store
+            .status_op(&p.agent_id, &req.op_id, since)
+            .map_err(storage)?
+        {
+            return serde_json::from_str(&prev).map_err(BackendError::internal);
+        }
+        let (resp, json) = {
+            let st = self.inner.state.lock();
             let device_id = st.sessions.get(&p.session_id).map(|s| s.device.id.clone());
             let agent = st
                 .agents
@@ -444,29 +454,31 @@ impl Backend for Embedded {
             };
             let resp = SetStatusResponse { applied, status };
             let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
-            self.inner
-                .store
-                .record_status_op(
-                    &p.agent_id,
-                    &req.op_id,
-                    applied.then_some(&resp.status),
-                    &json,
-                    now,
-                )
-                .map_err(storage)?;
-            if applied {
-                st.apply_status(
-                    &p.agent_id,
-                    resp.status.clone(),
-                    &req.op_id,
-                    Some(&p.session_id),
-                    &mut fx,
-                );
-                self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-            }
-            resp
+            (resp, json)
         };
+        self.inner
+            .writer
+            .commit(StatusRecord {
+                agent_id: p.agent_id.to_string(),
+                op_id: req.op_id.clone(),
+                applied: resp.applied.then(|| resp.status.clone()),
+                response_json: json,
+                now,
+            })
+            .await?;
+        let mut fx = Effects::default();
         if resp.applied {
+            let mut st = self.inner.state.lock();
+            let now = self.inner.clock.now_ms();
+            st.apply_status(
+                &p.agent_id,
+                resp.status.clone(),
+                &req.op_id,
+                Some(&p.session_id),
+                now,
+                &mut fx,
+            );
+            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
             self.inner.metrics.status_changes.fetch_add(1, Relaxed);
         }
         self.inner.finish(fx);
@@ -688,34 +700,44 @@ impl Backend for Embedded {
         agent_id: &str,
         status: AgentStatus,
     ) -> BackendResult<StatusView> {
-        let mut fx = Effects::default();
+        let _turn = self.inner.turns.take(agent_id).await;
+        let now = self.inner.clock.now_ms();
+        // A server-made op id: the change is recorded like a device's, and a device's later
+        // retry of an older op still loses to it by `intent_at`.
+        let op_id = uuid::Uuid::now_v7().to_string();
         let view = {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
+            let st = self.inner.state.lock();
             let agent = st.agent_in_account(&p.account_id, agent_id)?;
             let cur = &agent.status;
-            let view = StatusView {
+            StatusView {
                 status,
                 version: cur.version + 1,
                 intent_at: rules::admin_intent(now, cur.intent_at),
                 changed_by_device: None,
-            };
-            // A server-made op id: the change is recorded like a device's, and a device's
-            // later retry of an older op still loses to it by `intent_at`.
-            let op_id = uuid::Uuid::now_v7().to_string();
-            let json = serde_json::to_string(&SetStatusResponse {
-                applied: true,
-                status: view.clone(),
-            })
-            .map_err(BackendError::internal)?;
-            self.inner
-                .store
-                .record_status_op(agent_id, &op_id, Some(&view), &json, now)
-                .map_err(storage)?;
-            st.apply_status(agent_id, view.clone(), &op_id, None, &mut fx);
-            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-            view
+            }
         };
+        let json = serde_json::to_string(&SetStatusResponse {
+            applied: true,
+            status: view.clone(),
+        })
+        .map_err(BackendError::internal)?;
+        self.inner
+            .writer
+            .commit(StatusRecord {
+                agent_id: agent_id.to_owned(),
+                op_id: op_id.clone(),
+                applied: Some(view.clone()),
+                response_json: json,
+                now,
+            })
+            .await?;
+        let mut fx = Effects::default();
+        {
+            let mut st = self.inner.state.lock();
+            let now = self.inner.clock.now_ms();
+            st.apply_status(agent_id, view.clone(), &op_id, None, now, &mut fx);
+            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
+        }
         self.inner.metrics.status_changes.fetch_add(1, Relaxed);
         self.inner.finish(fx);
         Ok(view)

@@ -163,9 +163,13 @@ impl Embedded {
             }
             st.recompute(&id, now, &metrics, &store, &mut fx);
         }
+        let store = Arc::new(store);
+        let writer = super::writer::Writer::start(store.clone()).map_err(|e| store_io_error(&e))?;
         let inner = Arc::new(Inner {
             state: Mutex::new(st),
             store,
+            writer,
+            turns: super::writer::Turns::new(),
             clock,
             pusher,
             hasher,
@@ -177,8 +181,31 @@ impl Embedded {
             secret,
             dummy_hash,
         });
+        if let Some(dead) = inner.pusher.take_dead_tokens() {
+            tokio::spawn(remove_dead_tokens(Arc::downgrade(&inner), dead));
+        }
         tokio::spawn(sweeper(inner.clone(), shutdown.clone()));
         tokio::spawn(flusher(inner.clone(), shutdown));
         Ok(Embedded { inner })
     }
+}
+
+/// Clears each registration a provider declared dead, for as long as the backend lives.
+async fn remove_dead_tokens(
+    inner: std::sync::Weak<Inner>,
+    mut dead: tokio::sync::mpsc::UnboundedReceiver<crate::push::DeadToken>,
+) {
+    while let Some(d) = dead.recv().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        inner.drop_dead_push(d);
+    }
+}
+
+fn store_io_error(e: &std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+        Some(format!("cannot start the writer thread: {e}")),
+    )
 }

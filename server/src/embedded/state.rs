@@ -22,6 +22,7 @@ use crate::auth::TokenHash;
 use crate::backend::{AgentEvent, Principal, ViewFrame};
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Metrics;
+use crate::push::PushJob;
 use crate::rules;
 use crate::store::Store;
 
@@ -176,7 +177,7 @@ pub(super) struct State {
 /// Side effects computed under the lock and carried out after it.
 #[derive(Default)]
 pub(super) struct Effects {
-    pub(super) pushes: Vec<(PushRegistration, PushPayload)>,
+    pub(super) pushes: Vec<PushJob>,
     pub(super) wake_sweeper: bool,
 }
 
@@ -303,12 +304,14 @@ impl State {
         if rules::wants_end_push(reason, by_other_device)
             && let Some(push) = s.push
         {
-            fx.pushes.push((
+            fx.pushes.push(PushJob::new(
                 push,
                 PushPayload::new(PushBody::SessionEnded {
                     session_id: s.id.to_string(),
                     reason,
                 }),
+                now + rules::END_PUSH_TTL_MS,
+                now,
             ));
         }
     }
@@ -321,6 +324,7 @@ impl State {
         status: StatusView,
         op_id: &str,
         origin: Option<&Arc<str>>,
+        now: i64,
         fx: &mut Effects,
     ) {
         let Some(agent) = self.agents.get_mut(agent_id) else {
@@ -337,12 +341,14 @@ impl State {
                 continue;
             }
             if let Some(push) = s.push.clone() {
-                fx.pushes.push((
+                fx.pushes.push(PushJob::new(
                     push,
                     PushPayload::new(PushBody::Status {
                         session_id: s.id.to_string(),
                         status: status.clone(),
                     }),
+                    s.lease_until,
+                    now,
                 ));
             }
         }

@@ -10,6 +10,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use presence_protocol::{EndReason, Mode, PushBody, PushPayload};
 use tokio::sync::watch;
 
+use crate::push::PushJob;
+
 /// Fires due timers: lease ends, renew pushes, opening-hours flips. `Notify::notify_one`
 /// keeps a permit when nobody waits, so a timer armed between a sweep and the wait still
 /// wakes the loop.
@@ -71,12 +73,14 @@ pub(super) fn sweep_once(inner: &Inner) -> Option<i64> {
                     continue;
                 }
                 if let Some(push) = s.push.clone() {
-                    fx.pushes.push((
+                    fx.pushes.push(PushJob::new(
                         push,
                         PushPayload::new(PushBody::Renew {
                             session_id: id.to_string(),
                             lease_until: s.lease_until,
                         }),
+                        s.lease_until,
+                        now,
                     ));
                 }
             }

@@ -61,7 +61,10 @@ class PresenceEngine private constructor(
 
     suspend fun setNetworkAvailable(available: Boolean) = live { client.setNetworkAvailable(available) }
 
-    /** Hands a push payload (the JSON the provider delivered) to the engine. */
+    /**
+     * Hands a push to the engine as it arrived: FCM's `RemoteMessage.data["presence"]`, or
+     * UnifiedPush's decrypted message as text (`String(message, Charsets.UTF_8)`).
+     */
     suspend fun handlePush(payload: String) = live { client.handlePush(payload) }
 
     suspend fun backgroundRefresh(deadlineMs: Long) =
@@ -70,7 +73,12 @@ class PresenceEngine private constructor(
     /** The best estimate of the server's clock now (ms), e.g. for a lease countdown. */
     fun serverTimeNow(): Long = live { client.serverTimeNow() }
 
-    suspend fun registerPush(provider: PushProvider, token: String) = live { client.registerPush(provider, token) }
+    /**
+     * Registers this device's push token: the FCM registration token, or for UnifiedPush the
+     * endpoint URL with the distributor's [keys].
+     */
+    suspend fun registerPush(provider: PushProvider, token: String, keys: UnifiedPushKeys? = null) =
+        live { client.registerPush(provider, token, keys) }
 
     suspend fun refresh() = live { client.refresh() }
 

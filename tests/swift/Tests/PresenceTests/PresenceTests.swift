@@ -102,6 +102,30 @@ final class PresenceTests: XCTestCase {
         let applied = await engine.awaitSnapshot { $0.status?.confirmed == .busy }
         XCTAssertEqual(applied?.status?.version, version + 1)
 
+        // As APNs hands it over: the userInfo dictionary, with the payload under `presence`.
+        let object = try JSONSerialization.jsonObject(with: Data(push.utf8)) as! [String: Any]
+        var payload = object
+        var status = object["status"] as! [String: Any]
+        status["status"] = "offline"
+        status["version"] = version + 2
+        payload["status"] = status
+        let userInfo: [AnyHashable: Any] = ["aps": ["content-available": 1], "presence": payload]
+        try await engine.handlePush(userInfo: userInfo)
+        let offline = await engine.awaitSnapshot { $0.status?.confirmed == .offline }
+        XCTAssertEqual(offline?.status?.version, version + 2)
+        status["status"] = "busy"
+        status["version"] = version + 3
+        payload["status"] = status
+        try await engine.handlePush(userInfo: ["aps": ["content-available": 1], "presence": payload])
+        _ = await engine.awaitSnapshot { $0.status?.confirmed == .busy }
+
+        do {
+            try await engine.registerPush(provider: .unifiedpush, token: "https://push.example.org/up/1")
+            XCTFail("a UnifiedPush registration without keys was accepted")
+        } catch PresenceError.InvalidInput(let detail) {
+            XCTAssertTrue(detail.contains("keys"), detail)
+        }
+
         for bad in ["not json", "{}", #"{"v":1,"type":"dance","session_id":"x"}"#] {
             do {
                 try await engine.handlePush(bad)

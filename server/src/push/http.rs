@@ -1,0 +1,130 @@
+//! The HTTP side every provider shares: one client per provider on rustls (the system roots
+//! plus `--push-ca-file`, no redirects, bounded timeouts), and reading `Retry-After`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use super::{ATTEMPT_TIMEOUT, PushError};
+
+/// Parses every certificate in a PEM file; a file without one is an error.
+pub fn load_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("--push-ca-file {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("--push-ca-file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--push-ca-file {}: no PEM certificate in it",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// How a provider's client connects.
+pub struct ClientOptions<'a> {
+    pub roots: &'a [reqwest::Certificate],
+    /// HTTP/2 only (APNs).
+    pub http2_only: bool,
+    /// Resolves names for targets a device chose, refusing private addresses.
+    pub resolver: Option<Arc<super::target::PublicOnly>>,
+}
+
+pub fn client(o: ClientOptions<'_>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .timeout(ATTEMPT_TIMEOUT)
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("presence-server/", env!("CARGO_PKG_VERSION")));
+    for cert in o.roots {
+        b = b.add_root_certificate(cert.clone());
+    }
+    if o.http2_only {
+        b = b.http2_prior_knowledge();
+    }
+    if let Some(r) = o.resolver {
+        b = b.dns_resolver(r);
+    }
+    // Only a broken TLS backend fails here; the default client has the same roots minus
+    // the extra ones, so say so loudly rather than send without them.
+    b.build().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "push client could not be built; using the default one");
+        reqwest::Client::new()
+    })
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let ms = at.timestamp_millis() - chrono::Utc::now().timestamp_millis();
+    Some(Duration::from_millis(ms.max(0) as u64))
+}
+
+/// The error for a sending failure before any answer (connect, TLS, timeout).
+pub fn transport(e: reqwest::Error) -> PushError {
+    PushError::busy(without_url(e).to_string())
+}
+
+/// `429` and `5xx` are worth retrying; anything else that is not a success is not.
+pub fn busy_or_failed(status: reqwest::StatusCode, headers: &HeaderMap, body: &str) -> PushError {
+    let detail = format!("answered {status}: {}", snippet(body));
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        PushError::Busy {
+            detail,
+            retry_after: retry_after(headers),
+        }
+    } else {
+        PushError::Failed(detail)
+    }
+}
+
+/// The start of a body, for a log line.
+pub fn snippet(body: &str) -> &str {
+    let end = body.char_indices().nth(200).map_or(body.len(), |(i, _)| i);
+    &body[..end]
+}
+
+/// Device-chosen URLs carry tokens; keep them out of logs.
+fn without_url(e: reqwest::Error) -> reqwest::Error {
+    e.without_url()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date: now");
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn only_429_and_5xx_are_retried() {
+        let h = HeaderMap::new();
+        for (code, busy) in [
+            (429, true),
+            (500, true),
+            (503, true),
+            (400, false),
+            (403, false),
+        ] {
+            let e = busy_or_failed(reqwest::StatusCode::from_u16(code).unwrap(), &h, "");
+            assert_eq!(matches!(e, PushError::Busy { .. }), busy, "{code}");
+        }
+    }
+}
