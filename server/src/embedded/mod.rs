@@ -76,7 +76,7 @@ struct Inner {
     state: Mutex<State>,
     store: Arc<Store>,
     /// Commits status ops off the state lock (see `writer.rs`).
-    writer: writer::Writer,
+    writer: Arc<writer::Writer>,
     turns: writer::Turns,
     clock: Clock,
     pusher: Pusher,

@@ -164,7 +164,7 @@ impl Embedded {
             st.recompute(&id, now, &metrics, &store, &mut fx);
         }
         let store = Arc::new(store);
-        let writer = super::writer::Writer::start(store.clone()).map_err(|e| store_io_error(&e))?;
+        let writer = Arc::new(super::writer::Writer::new(store.clone()));
         let inner = Arc::new(Inner {
             state: Mutex::new(st),
             store,
@@ -201,11 +201,4 @@ async fn remove_dead_tokens(
         };
         inner.drop_dead_push(d);
     }
-}
-
-fn store_io_error(e: &std::io::Error) -> rusqlite::Error {
-    rusqlite::Error::SqliteFailure(
-        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-        Some(format!("cannot start the writer thread: {e}")),
-    )
 }
