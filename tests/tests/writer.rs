@@ -103,6 +103,65 @@ async fn a_status_commit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
     assert_eq!(b.me(&desk).await.unwrap().status, resp.status);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_dropped_while_its_change_commits_still_sees_it_applied() {
+    let disk = SyncCounter::register();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let backend = Embedded::open(
+        Store::open_dir_on(dir.path(), Some(disk.vfs_name())).unwrap(),
+        Pusher::new(vec![], metrics.push.clone()),
+        HashPool::new(1),
+        Retention::default(),
+        metrics,
+        stop_rx,
+    )
+    .unwrap();
+    let b: Arc<dyn Backend> = Arc::new(backend);
+    account(&*b, "acme", fast_settings()).await;
+    let (phone, _) = login(&*b, "acme", "owner@acme.test", "phone").await;
+    let (desk, _) = login(&*b, "acme", "owner@acme.test", "desk").await;
+
+    disk.hold_wal_writes();
+    let change = tokio::spawn({
+        let b = b.clone();
+        async move {
+            b.set_status(
+                &phone,
+                SetStatusRequest {
+                    status: AgentStatus::Busy,
+                    op_id: "0190a000-0000-7000-8000-000000000002".into(),
+                    intent_at: None,
+                },
+            )
+            .await
+        }
+    });
+    let held = tokio::task::spawn_blocking({
+        let disk = disk.clone();
+        move || disk.wait_for_held_write(DEADLINE)
+    })
+    .await
+    .unwrap();
+    assert!(held, "the status commit reached the disk");
+    // The client goes away (as hyper drops a handler whose connection closed).
+    change.abort();
+    disk.release_wal_writes();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let me = b.me(&desk).await.unwrap();
+        if me.status.status == AgentStatus::Busy {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a committed change was never applied: {me:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Runs `f` on a thread and runtime of its own; `None` if it is not done within `within`.
 async fn answered_within<T: Send + 'static>(
     within: Duration,
