@@ -51,12 +51,13 @@ pub const STEPS: &[&str] = &[
     "soketi",
     "redis",
     "widget",
+    "dashboard",
     "push",
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
 steps: latency, expiry, fanout, heartbeat, rss, core, phone, durability, ffi, soketi, redis,
-widget, push";
+widget, dashboard, push";
 
 pub struct Ctx {
     pub quick: bool,
@@ -286,6 +287,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "core" => core::core(ctx).await,
         "phone" => phone::phone(ctx).await,
         "widget" => widget::widget(ctx).await,
+        "dashboard" => widget::dashboard(ctx).await,
         "push" => push::push(ctx).await,
         "durability" => ours::durability(ctx).await,
         "ffi" => ffi(ctx).await,
@@ -391,9 +393,9 @@ async fn run(opts: Opts, nofile: u64) -> ExitCode {
         if !selected {
             continue;
         }
-        if opts.quick && name == "widget" {
-            println!("==> widget: skipped (quick mode: it needs a release server and a browser)");
-            ctx.report.note("widget", "skipped in quick mode");
+        if opts.quick && (name == "widget" || name == "dashboard") {
+            println!("==> {name}: skipped (quick mode: it needs a release server and a browser)");
+            ctx.report.note(name, "skipped in quick mode");
             continue;
         }
         if opts.quick && !peer_installed(name) {

@@ -167,6 +167,24 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "dashboard_gzip_bytes",
+        what: "the dashboard's page, script, stylesheet and heartbeat worker, gzip (bytes)",
+        goal: Goal::AtMost(25_000.0),
+        baselines: &[],
+    },
+    Row {
+        key: "dashboard_click_to_other_device_p50_ms",
+        what: "dashboard status menu click -> `status` event on another device's stream, headless Chromium",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "dashboard_click_to_other_device_p99_ms",
+        what: "same, p99 (30 clicks)",
+        goal: Goal::AtMost(50.0),
+        baselines: &[],
+    },
+    Row {
         key: "expiry_detection_lag_p50_ms",
         what: "lease end -> widget event, 1,000 sessions going silent, staggered",
         goal: Goal::Report,

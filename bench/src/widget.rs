@@ -1,10 +1,12 @@
-//! The website widget in headless Chromium, against the release server: what `widget.js` and
-//! everything it loads weighs gzipped, how long a status change takes to reach the element's
-//! attribute, and how long the first status takes to show.
+//! The website widget and the dashboard in headless Chromium, against the release server: what
+//! `widget.js` and everything it loads weighs gzipped, how long a status change takes to reach
+//! the element's attribute, and how long the first status takes to show; what the dashboard
+//! weighs gzipped, and how long a click in its status menu takes to reach another device's
+//! stream.
 //!
 //! The measuring is the browser suite's own (`web/test/browser.mjs`, its `bundle:` and
-//! `status: latency` tests), so the bench and the tests time the same thing; here it runs
-//! against `target/release/presence-server`. It needs what `cargo xtask test` installs for
+//! `status: latency` tests, and `web/test/dashboard.mjs`), so the bench and the tests time the
+//! same thing; here it runs against `target/release/presence-server`. It needs what `cargo xtask test` installs for
 //! the browser suite (`web/node_modules`, Debian's chromium); without them the step fails
 //! with that reason, and quick mode skips it.
 
@@ -23,6 +25,39 @@ pub fn installed(root: &std::path::Path) -> bool {
 }
 
 pub async fn widget(ctx: &mut Ctx) -> Res<()> {
+    browser_step(
+        ctx,
+        "widget",
+        &["bundle:", "status: latency"],
+        &[
+            "widget_gzip_bytes",
+            "widget_status_to_dom_p50_ms",
+            "widget_status_to_dom_p99_ms",
+            "widget_first_status_ms",
+        ],
+    )
+    .await
+}
+
+/// The dashboard: its gzip weight, and status menu click -> the `status` event on another
+/// device's stream (30 clicks).
+pub async fn dashboard(ctx: &mut Ctx) -> Res<()> {
+    browser_step(
+        ctx,
+        "dashboard",
+        &["dashboard: the page, script", "dashboard: a status click"],
+        &[
+            "dashboard_gzip_bytes",
+            "dashboard_click_to_other_device_p50_ms",
+            "dashboard_click_to_other_device_p99_ms",
+        ],
+    )
+    .await
+}
+
+/// Runs the browser suite's tests matching each of `filters` against the release server and
+/// records the `measure KEY = VALUE` lines named in `keys`.
+async fn browser_step(ctx: &mut Ctx, name: &str, filters: &[&str], keys: &[&str]) -> Res<()> {
     if !installed(&ctx.root) {
         return Err("needs web/node_modules and /usr/bin/chromium: run \
                     `cargo xtask test --only browser` once"
@@ -42,7 +77,7 @@ pub async fn widget(ctx: &mut Ctx) -> Res<()> {
     let server: PathBuf = ctx.target.join("release/presence-server");
     let out = ctx.work.join("browser");
     let mut measured = Vec::new();
-    for filter in ["bundle:", "status: latency"] {
+    for &filter in filters {
         let run = Command::new("node")
             .arg("test/browser.mjs")
             .arg(filter)
@@ -55,8 +90,10 @@ pub async fn widget(ctx: &mut Ctx) -> Res<()> {
         let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
         std::fs::create_dir_all(&ctx.logs).ok();
         let _ = std::fs::write(
-            ctx.logs
-                .join(format!("widget-{}.log", filter.replace([' ', ':'], ""))),
+            ctx.logs.join(format!(
+                "{name}-{}.log",
+                filter.replace(|c: char| !c.is_ascii_alphanumeric(), "")
+            )),
             &stdout,
         );
         if !run.status.success() {
@@ -75,12 +112,7 @@ pub async fn widget(ctx: &mut Ctx) -> Res<()> {
             }
         }
     }
-    for key in [
-        "widget_gzip_bytes",
-        "widget_status_to_dom_p50_ms",
-        "widget_status_to_dom_p99_ms",
-        "widget_first_status_ms",
-    ] {
+    for &key in keys {
         let v = measured.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
         if v.is_none() {
             return Err(format!("the browser run reported no {key}"));

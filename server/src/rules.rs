@@ -9,6 +9,12 @@
 //!   ([`lease_terms`]); the renew push goes `renew_margin_ms` before it ends ([`renew_at`]);
 //!   a background lease renewed inside that window runs on from its old end
 //!   ([`renewed_lease_until`]), so a phone is woken once per background ttl.
+//! - **Timers**: a lease ends when its time is reached ([`lease_ended`]); a renew timer that
+//!   fires still pushes only if the session is in background with push and the timer is its
+//!   current one ([`renew_still_wanted`]); a restart grants every restored session at least
+//!   an active lease ([`restored_lease_until`]).
+//! - **View versions** are reserved on disk in blocks before they are served, so after a
+//!   crash a version can skip but never repeat ([`versions_to_reserve`]).
 //! - **Push targeting**: a status change is pushed to the agent's other sessions that have no
 //!   open stream ([`wants_status_push`]); a session that ended for any reason but its own
 //!   logout is told by push ([`wants_end_push`]).
@@ -72,6 +78,38 @@ pub fn renewed_lease_until(
     }
 }
 
+/// Whether a lease ending at `lease_until` has ended at `now`.
+pub fn lease_ended(lease_until: i64, now: i64) -> bool {
+    lease_until <= now
+}
+
+/// Whether a renew timer set for `fired_at` still calls for a push: the session is in
+/// background with a push registration and has not been given another renew time since.
+pub fn renew_still_wanted(
+    mode: Mode,
+    has_push: bool,
+    renew_at: Option<i64>,
+    fired_at: i64,
+) -> bool {
+    mode == Mode::Background && has_push && renew_at == Some(fired_at)
+}
+
+/// The lease a session restored at start gets: its own, or at least an active lease from
+/// now, so a restart does not flap every agent offline.
+pub fn restored_lease_until(settings: &Settings, prev_until: i64, now: i64) -> i64 {
+    prev_until.max(now + settings.active_ttl_ms)
+}
+
+/// View versions are reserved on disk this many at a time: one small write per this many
+/// view changes.
+pub const VIEW_VERSION_BLOCK: i64 = 1000;
+
+/// The reservation to make durable before serving view version `next`, if `reserved` does
+/// not cover it.
+pub fn versions_to_reserve(next: i64, reserved: i64) -> Option<i64> {
+    (next > reserved).then_some(next + VIEW_VERSION_BLOCK)
+}
+
 /// How long a `session_ended` push is worth delivering: the device learns of its end on its
 /// next request anyway.
 pub const END_PUSH_TTL_MS: i64 = 15 * 60_000;
@@ -96,6 +134,36 @@ pub fn wants_end_push(reason: EndReason, by_other_device: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timers_act_only_while_they_still_apply() {
+        assert!(lease_ended(10, 10) && !lease_ended(11, 10));
+        assert!(renew_still_wanted(Mode::Background, true, Some(5), 5));
+        assert!(
+            !renew_still_wanted(Mode::Background, true, Some(6), 5),
+            "rescheduled"
+        );
+        assert!(
+            !renew_still_wanted(Mode::Active, true, Some(5), 5),
+            "came to the foreground"
+        );
+        assert!(
+            !renew_still_wanted(Mode::Background, false, Some(5), 5),
+            "push removed"
+        );
+        let s = Settings::default();
+        assert_eq!(restored_lease_until(&s, 0, 100), 100 + s.active_ttl_ms);
+        assert_eq!(restored_lease_until(&s, i64::MAX, 100), i64::MAX);
+    }
+
+    #[test]
+    fn view_versions_are_reserved_a_block_ahead_when_the_reservation_runs_out() {
+        assert_eq!(versions_to_reserve(1000, 1000), None);
+        assert_eq!(
+            versions_to_reserve(1001, 1000),
+            Some(1001 + VIEW_VERSION_BLOCK)
+        );
+    }
 
     #[test]
     fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end() {

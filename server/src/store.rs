@@ -118,6 +118,17 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// One status op to record: the answer it got (for idempotent retries) and, if it applied,
+/// the agent's new status.
+#[derive(Debug, Clone)]
+pub struct StatusRecord {
+    pub agent_id: String,
+    pub op_id: String,
+    pub applied: Option<StatusView>,
+    pub response_json: String,
+    pub now: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct AccountRow {
     pub id: String,
@@ -176,6 +187,8 @@ pub struct Store {
     path: Option<PathBuf>,
     /// Commits since the last checkpoint.
     writes: AtomicU64,
+    /// The SQLite VFS connections open on, if not the default.
+    vfs: Option<String>,
     /// Held for the store's life (see [`LOCK_FILE`]).
     _dir_lock: Option<File>,
 }
@@ -218,6 +231,11 @@ fn platform_parse(s: &str) -> Option<Platform> {
 impl Store {
     /// Opens (creating if needed) [`DB_FILE`] in `dir` and migrates it.
     pub fn open_dir(dir: &Path) -> StoreResult<Store> {
+        Store::open_dir_on(dir, None)
+    }
+
+    /// [`Store::open_dir`] on a named SQLite VFS (tests: one that counts or holds I/O).
+    pub fn open_dir_on(dir: &Path, vfs: Option<&str>) -> StoreResult<Store> {
         std::fs::create_dir_all(dir).map_err(|e| {
             rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
@@ -250,13 +268,17 @@ impl Store {
                 },
             ));
         }
-        let mut store = Self::open(&dir.join(DB_FILE))?;
+        let mut store = Self::open_on(&dir.join(DB_FILE), vfs)?;
         store._dir_lock = Some(lock);
         Ok(store)
     }
 
     pub fn open(path: &Path) -> StoreResult<Store> {
-        let mut conn = Connection::open(path)?;
+        Store::open_on(path, None)
+    }
+
+    fn open_on(path: &Path, vfs: Option<&str>) -> StoreResult<Store> {
+        let mut conn = connect(path, vfs)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -305,6 +327,7 @@ impl Store {
             checkpointer: Mutex::new(None),
             path: (!in_memory).then(|| path.to_owned()),
             writes: AtomicU64::new(0),
+            vfs: vfs.map(str::to_owned),
             _dir_lock: None,
         })
     }
@@ -324,7 +347,7 @@ impl Store {
         }
         let result = (|| {
             if guard.is_none() {
-                let c = Connection::open(path)?;
+                let c = connect(path, self.vfs.as_deref())?;
                 c.busy_timeout(std::time::Duration::from_secs(5))?;
                 c.pragma_update(None, "synchronous", "NORMAL")?;
                 *guard = Some(c);
@@ -740,6 +763,34 @@ impl Store {
         in_tx(&conn, |tx| {
             record_status_op_in(tx, agent_id, op_id, applied, response_json, now)
         })
+    }
+
+    /// Records several status ops in one transaction (a group commit): all or none.
+    pub fn record_status_ops<'a>(
+        &self,
+        ops: impl IntoIterator<Item = &'a StatusRecord>,
+    ) -> StoreResult<()> {
+        let conn = self.write();
+        in_tx(&conn, |tx| {
+            for op in ops {
+                record_status_op_in(
+                    tx,
+                    &op.agent_id,
+                    &op.op_id,
+                    op.applied.as_ref(),
+                    &op.response_json,
+                    op.now,
+                )?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn connect(path: &Path, vfs: Option<&str>) -> StoreResult<Connection> {
+    match vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), vfs),
+        None => Connection::open(path),
     }
 }
 

@@ -9,6 +9,9 @@
 //! So a test built on it fails when anything (a pragma, a checkpoint, a new write path) makes
 //! an incoming event pay an fsync again.
 //!
+//! It can also hold writes to the write-ahead log ([`SyncCounter::hold_wal_writes`]), as a
+//! disk that stops answering would, so a test can show what does and does not wait for one.
+//!
 //! Each registration has its own counter, so tests running in parallel do not see each
 //! other's syncs. A registered VFS lives as long as the process (SQLite keeps a pointer).
 
@@ -32,6 +35,16 @@ pub struct SyncCounter {
     other: AtomicU64,
     /// Directory syncs requested by `xDelete`.
     dir: AtomicU64,
+    /// While true, writes to the write-ahead log wait (see [`SyncCounter::hold_wal_writes`]).
+    gate: std::sync::Mutex<Gate>,
+    gate_changed: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    closed: bool,
+    /// Writes waiting at the gate now.
+    waiting: u64,
 }
 
 /// The counts at one moment; subtract two to get what happened in between.
@@ -101,6 +114,38 @@ impl SyncCounter {
     /// The name to open a connection with (`Overrides::sqlite_vfs`).
     pub fn vfs_name(&self) -> &str {
         &self.name
+    }
+
+    /// From now on every write to the write-ahead log waits, as on a disk that has stopped
+    /// answering, until [`SyncCounter::release_wal_writes`].
+    pub fn hold_wal_writes(&self) {
+        self.gate.lock().expect("gate").closed = true;
+    }
+
+    pub fn release_wal_writes(&self) {
+        self.gate.lock().expect("gate").closed = false;
+        self.gate_changed.notify_all();
+    }
+
+    /// Blocks until a write waits at the closed gate, or `within` passes; says which.
+    pub fn wait_for_held_write(&self, within: std::time::Duration) -> bool {
+        let g = self.gate.lock().expect("gate");
+        let (g, _) = self
+            .gate_changed
+            .wait_timeout_while(g, within, |g| g.waiting == 0)
+            .expect("gate");
+        g.waiting > 0
+    }
+
+    fn pass_gate(&self) {
+        let mut g = self.gate.lock().expect("gate");
+        if !g.closed {
+            return;
+        }
+        g.waiting += 1;
+        self.gate_changed.notify_all();
+        let mut g = self.gate_changed.wait_while(g, |g| g.closed).expect("gate");
+        g.waiting -= 1;
     }
 
     pub fn counts(&self) -> SyncCounts {
@@ -226,7 +271,25 @@ macro_rules! forward {
 
 forward!(shim_close, xClose, () -> c_int, ffi::SQLITE_OK);
 forward!(shim_read, xRead, (buf: *mut c_void, amt: c_int, off: ffi::sqlite3_int64) -> c_int, ffi::SQLITE_IOERR);
-forward!(shim_write, xWrite, (buf: *const c_void, amt: c_int, off: ffi::sqlite3_int64) -> c_int, ffi::SQLITE_IOERR);
+unsafe extern "C" fn shim_write(
+    f: *mut ffi::sqlite3_file,
+    buf: *const c_void,
+    amt: c_int,
+    off: ffi::sqlite3_int64,
+) -> c_int {
+    // SAFETY: as for the forwarded methods.
+    unsafe {
+        let me = f.cast::<ShimFile>();
+        if matches!((*me).kind, Kind::Wal) {
+            (*(*me).counter).pass_gate();
+        }
+        let (real, m) = real(f);
+        match m.xWrite {
+            Some(g) => g(real, buf, amt, off),
+            None => ffi::SQLITE_IOERR,
+        }
+    }
+}
 forward!(shim_truncate, xTruncate, (size: ffi::sqlite3_int64) -> c_int, ffi::SQLITE_IOERR);
 forward!(shim_file_size, xFileSize, (size: *mut ffi::sqlite3_int64) -> c_int, ffi::SQLITE_IOERR);
 forward!(shim_lock, xLock, (level: c_int) -> c_int, ffi::SQLITE_IOERR);

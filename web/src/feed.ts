@@ -95,8 +95,14 @@ export class Feed {
 
   subscribe(fn: Listener): () => void {
     this.listeners.add(fn);
-    if (this.listeners.size === 1) this.start();
-    else fn(this.state);
+    if (this.listeners.size === 1) {
+      this.start();
+      // A feed restarted (its last element removed, another added in the same task) still
+      // holds its view, and the stream's first event of the same version is no news: show it.
+      if (this.state.view) fn(this.state);
+    } else {
+      fn(this.state);
+    }
     return () => {
       this.listeners.delete(fn);
       if (this.listeners.size === 0) this.stop();

@@ -1,5 +1,6 @@
 // The browser suite: the real widget.js, served by the real presence-server, embedded in host
-// pages on another origin under a strict CSP, in headless Chromium. Each test prints
+// pages on another origin under a strict CSP, and the dashboard at /app/ (test/dashboard.mjs),
+// in headless Chromium. Each test prints
 // `ok NAME` or `FAILED NAME: why`; the last line is `browser: N passed, N failed`, which
 // `cargo xtask test` reads. Screenshots go to target/browser/; measurements to
 // target/browser/measurements.json.
@@ -27,6 +28,7 @@ import {
   until,
   waitStatus,
 } from "./harness.mjs";
+import { register as dashboardTests } from "./dashboard.mjs";
 
 const BUDGET_GZIP_BYTES = 12000;
 const FOLLOW_MS = 1000;
@@ -653,6 +655,38 @@ test("elements: added by script, moved, removed; one stream per key, no repeated
   }
 });
 
+test("elements: the last element of a key replaced by another in the same task shows the view", async () => {
+  const acc = await api.account(slug("swap"));
+  await api.call("PUT", "/v1/admin/groups", acc.owner.token, [{ key: "sales", name: "Sales" }]);
+  const page = await browser.page();
+  try {
+    await page.goto(site.page("/swap.html", { widget: proxy.url, body: `<div id="a"></div>` }));
+    await page.waitForFunction(() => !!customElements.get("presence-chatbox"));
+    await page.evaluate((k) => {
+      const e = document.createElement("presence-chatbox");
+      e.id = "old";
+      e.setAttribute("widget-key", k);
+      document.getElementById("a").appendChild(e);
+    }, acc.widgetKey);
+    await waitStatus(page, "#old", "offline");
+    // What a framework does when it re-renders: the old element out, a new one in, at once.
+    await page.evaluate((k) => {
+      document.getElementById("old").remove();
+      const e = document.createElement("presence-chatbox");
+      e.id = "new";
+      e.setAttribute("widget-key", k);
+      e.setAttribute("group", "sales");
+      document.getElementById("a").appendChild(e);
+    }, acc.widgetKey);
+    const r = await waitStatus(page, "#new", "offline", "no_agents_online");
+    eq(r.main, "We're offline", "the new element's text");
+    await follow(page, "#new", acc.owner.token, "online");
+    eq(page.errors, [], "console errors");
+  } finally {
+    await page.closeAll();
+  }
+});
+
 // ----- bad input -----------------------------------------------------------------------------
 
 test("bad input: no key, an unknown key, an unknown group each give one clear error", async () => {
@@ -720,6 +754,10 @@ test("demo: --demo serves /demo/ with a launcher per group under a strict CSP", 
     await demo.stop();
   }
 });
+
+// ----- the dashboard (/app/) -------------------------------------------------------------------
+
+dashboardTests(test, () => ({ server, proxy, site, browser, api, measurements }));
 
 // ----- runner --------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const TARGET = process.env.CARGO_TARGET_DIR || join(ROOT, "target");
 export const SERVER_BIN =
   process.env.PRESENCE_SERVER_BIN || join(TARGET, "debug", "presence-server");
+/** The desktop CLI, another device of an agent in the dashboard tests. */
+export const CLI_BIN = process.env.PRESENCE_CLI_BIN || join(TARGET, "debug", "presence");
 export const CHROMIUM = process.env.PRESENCE_CHROMIUM || "/usr/bin/chromium";
 export const OUT = process.env.PRESENCE_BROWSER_OUT || join(TARGET, "browser");
 export const ADMIN_TOKEN = "browser-admin-token";

@@ -1,7 +1,7 @@
 //! The web suite: the widget's TypeScript type-checks, the committed bundles in `web/dist/`
 //! are what `web/build.mjs` makes from the sources today and within the gzip budget, and the
 //! browser tests (`web/test/browser.mjs`, playwright-core driving Debian's chromium against
-//! the debug `presence-server`) pass. Installs Node/npm, chromium and the pinned npm packages
+//! the debug `presence-server`, with the debug `presence` CLI as another device) pass. Installs Node/npm, chromium and the pinned npm packages
 //! (`npm ci` from `web/package-lock.json`) when missing.
 //!
 //! Counts: one each for the type-check and the bundle check, plus every browser test, read
@@ -105,23 +105,36 @@ fn run_inner(ctx: &Ctx) -> Res<Outcome> {
         notes.push("web/dist is stale or over budget: run `npm run build` in web/".to_string());
     }
 
-    util::info("building presence-server (debug)");
+    // The CLI is the dashboard tests' "other device" in one test.
+    util::info("building presence-server and presence (debug)");
     let mut b = ctx.cargo();
-    b.args(["build", "-p", "presence-server", "--bin", "presence-server"]);
+    b.args([
+        "build",
+        "-p",
+        "presence-server",
+        "--bin",
+        "presence-server",
+        "-p",
+        "presence-cli",
+        "--bin",
+        "presence",
+    ]);
     let out = util::run(&mut b, RunOpts::timeout(30));
     if !out.ok() {
         return Err(format!(
-            "cargo build -p presence-server failed ({})",
+            "cargo build -p presence-server -p presence-cli failed ({})",
             out.why()
         ));
     }
 
     let server = ctx.debug_dir().join("presence-server");
+    let cli = ctx.debug_dir().join("presence");
     let out_dir = ctx.target.join("browser");
     let mut t = Command::new("node");
     t.arg("test/browser.mjs")
         .current_dir(&dir)
         .env("PRESENCE_SERVER_BIN", util::path_str(&server))
+        .env("PRESENCE_CLI_BIN", util::path_str(&cli))
         .env("PRESENCE_CHROMIUM", CHROMIUM)
         .env("PRESENCE_BROWSER_OUT", util::path_str(&out_dir));
     util::info("running web/test/browser.mjs (headless chromium)");

@@ -38,6 +38,7 @@ mod ops;
 mod restore;
 mod state;
 mod timers;
+mod writer;
 
 use flush::*;
 use state::*;
@@ -67,13 +68,14 @@ use crate::store::Store;
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Buffered events per agent before a slow device stream is dropped.
 const AGENT_EVENT_BUFFER: usize = 256;
-/// View versions are reserved on disk this many at a time, so a crash can skip versions but
-/// never reuse one, at the cost of one small write per this many view changes.
-const VIEW_VERSION_BLOCK: i64 = 1000;
+use crate::rules::VIEW_VERSION_BLOCK;
 
 struct Inner {
     state: Mutex<State>,
-    store: Store,
+    store: Arc<Store>,
+    /// Commits status ops off the state lock (see `writer.rs`).
+    writer: Arc<writer::Writer>,
+    turns: writer::Turns,
     clock: Clock,
     pusher: Pusher,
     hasher: Arc<HashPool>,

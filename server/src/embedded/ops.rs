@@ -22,7 +22,7 @@ use crate::backend::{Backend, DeviceStream, Principal, StreamGuard, ViewFrame, W
 use crate::backend::{BackendError, BackendResult, storage};
 use crate::metrics::Gauges;
 use crate::rules;
-use crate::store::{AccountRow, AgentRow, SessionRow};
+use crate::store::{AccountRow, AgentRow, SessionRow, StatusRecord};
 use crate::validate;
 
 struct DeviceGuard {
@@ -418,68 +418,14 @@ impl Backend for Embedded {
         req: SetStatusRequest,
     ) -> BackendResult<SetStatusResponse> {
         validate::op_id(&req.op_id)?;
-        let mut fx = Effects::default();
-        let resp = {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
-            let since = now - retention_ms(self.inner.retention.status_ops);
-            if let Some(prev) = self
-                .inner
-                .store
-                .status_op(&p.agent_id, &req.op_id, since)
-                .map_err(storage)?
-            {
-                return serde_json::from_str(&prev).map_err(BackendError::internal);
-            }
-            let device_id = st.sessions.get(&p.session_id).map(|s| s.device.id.clone());
-            let agent = st
-                .agents
-                .get(&p.agent_id)
-                .ok_or_else(BackendError::session_expired)?;
-            let intent_at = rules::clamp_intent(req.intent_at, now);
-            let cur = &agent.status;
-            let applied =
-                rules::supersedes(intent_at, &req.op_id, cur.intent_at, &agent.status_op_id);
-            let status = if applied {
-                StatusView {
-                    status: req.status,
-                    version: cur.version + 1,
-                    intent_at,
-                    changed_by_device: device_id,
-                }
-            } else {
-                cur.clone()
-            };
-            let resp = SetStatusResponse { applied, status };
-            let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
-            self.inner
-                .store
-                .record_status_op(
-                    &p.agent_id,
-                    &req.op_id,
-                    applied.then_some(&resp.status),
-                    &json,
-                    now,
-                )
-                .map_err(storage)?;
-            if applied {
-                st.apply_status(
-                    &p.agent_id,
-                    resp.status.clone(),
-                    &req.op_id,
-                    Some(&p.session_id),
-                    now,
-                    &mut fx,
-                );
-                self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-            }
-            resp
-        };
-        if resp.applied {
-            self.inner.metrics.status_changes.fetch_add(1, Relaxed);
-        }
-        self.inner.finish(fx);
-        Ok(resp)
+        // Plan, commit, apply: one op of this agent at a time, the state lock held only to
+        // plan and to apply, never while SQLite writes (see `writer.rs`). In a task of its
+        // own, so a client that goes away cannot leave a committed change unapplied.
+        let inner = self.inner.clone();
+        let p = p.clone();
+        tokio::spawn(async move { inner.set_status(&p, req).await })
+            .await
+            .map_err(BackendError::internal)?
     }
 
     async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream> {
@@ -697,37 +643,11 @@ impl Backend for Embedded {
         agent_id: &str,
         status: AgentStatus,
     ) -> BackendResult<StatusView> {
-        let mut fx = Effects::default();
-        let view = {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
-            let agent = st.agent_in_account(&p.account_id, agent_id)?;
-            let cur = &agent.status;
-            let view = StatusView {
-                status,
-                version: cur.version + 1,
-                intent_at: rules::admin_intent(now, cur.intent_at),
-                changed_by_device: None,
-            };
-            // A server-made op id: the change is recorded like a device's, and a device's
-            // later retry of an older op still loses to it by `intent_at`.
-            let op_id = uuid::Uuid::now_v7().to_string();
-            let json = serde_json::to_string(&SetStatusResponse {
-                applied: true,
-                status: view.clone(),
-            })
-            .map_err(BackendError::internal)?;
-            self.inner
-                .store
-                .record_status_op(agent_id, &op_id, Some(&view), &json, now)
-                .map_err(storage)?;
-            st.apply_status(agent_id, view.clone(), &op_id, None, now, &mut fx);
-            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-            view
-        };
-        self.inner.metrics.status_changes.fetch_add(1, Relaxed);
-        self.inner.finish(fx);
-        Ok(view)
+        let inner = self.inner.clone();
+        let (p, agent_id) = (p.clone(), agent_id.to_owned());
+        tokio::spawn(async move { inner.admin_set_status(&p, &agent_id, status).await })
+            .await
+            .map_err(BackendError::internal)?
     }
 
     async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> BackendResult<Vec<Group>> {
@@ -899,5 +819,126 @@ impl Embedded {
         self.inner.metrics.logouts.fetch_add(1, Relaxed);
         self.inner.finish(fx);
         Ok(())
+    }
+}
+
+/// The status writes, as `Inner` methods so a spawned task can own them.
+impl Inner {
+    /// [`Backend::set_status`], run to completion in its own task.
+    async fn set_status(
+        &self,
+        p: &Principal,
+        req: SetStatusRequest,
+    ) -> BackendResult<SetStatusResponse> {
+        let _turn = self.turns.take(&p.agent_id).await;
+        let now = self.clock.now_ms();
+        let since = now - retention_ms(self.retention.status_ops);
+        if let Some(prev) = self
+            .store
+            .status_op(&p.agent_id, &req.op_id, since)
+            .map_err(storage)?
+        {
+            return serde_json::from_str(&prev).map_err(BackendError::internal);
+        }
+        let (resp, json) = {
+            let st = self.state.lock();
+            let device_id = st.sessions.get(&p.session_id).map(|s| s.device.id.clone());
+            let agent = st
+                .agents
+                .get(&p.agent_id)
+                .ok_or_else(BackendError::session_expired)?;
+            let intent_at = rules::clamp_intent(req.intent_at, now);
+            let cur = &agent.status;
+            let applied =
+                rules::supersedes(intent_at, &req.op_id, cur.intent_at, &agent.status_op_id);
+            let status = if applied {
+                StatusView {
+                    status: req.status,
+                    version: cur.version + 1,
+                    intent_at,
+                    changed_by_device: device_id,
+                }
+            } else {
+                cur.clone()
+            };
+            let resp = SetStatusResponse { applied, status };
+            let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
+            (resp, json)
+        };
+        self.writer
+            .commit(StatusRecord {
+                agent_id: p.agent_id.to_string(),
+                op_id: req.op_id.clone(),
+                applied: resp.applied.then(|| resp.status.clone()),
+                response_json: json,
+                now,
+            })
+            .await?;
+        let mut fx = Effects::default();
+        if resp.applied {
+            let mut st = self.state.lock();
+            let now = self.clock.now_ms();
+            st.apply_status(
+                &p.agent_id,
+                resp.status.clone(),
+                &req.op_id,
+                Some(&p.session_id),
+                now,
+                &mut fx,
+            );
+            self.recompute(&mut st, &p.account_id, now, &mut fx);
+            self.metrics.status_changes.fetch_add(1, Relaxed);
+        }
+        self.finish(fx);
+        Ok(resp)
+    }
+
+    /// [`Backend::admin_set_status`], run to completion in its own task.
+    async fn admin_set_status(
+        &self,
+        p: &Principal,
+        agent_id: &str,
+        status: AgentStatus,
+    ) -> BackendResult<StatusView> {
+        let _turn = self.turns.take(agent_id).await;
+        let now = self.clock.now_ms();
+        // A server-made op id: the change is recorded like a device's, and a device's later
+        // retry of an older op still loses to it by `intent_at`.
+        let op_id = uuid::Uuid::now_v7().to_string();
+        let view = {
+            let st = self.state.lock();
+            let agent = st.agent_in_account(&p.account_id, agent_id)?;
+            let cur = &agent.status;
+            StatusView {
+                status,
+                version: cur.version + 1,
+                intent_at: rules::admin_intent(now, cur.intent_at),
+                changed_by_device: None,
+            }
+        };
+        let json = serde_json::to_string(&SetStatusResponse {
+            applied: true,
+            status: view.clone(),
+        })
+        .map_err(BackendError::internal)?;
+        self.writer
+            .commit(StatusRecord {
+                agent_id: agent_id.to_owned(),
+                op_id: op_id.clone(),
+                applied: Some(view.clone()),
+                response_json: json,
+                now,
+            })
+            .await?;
+        let mut fx = Effects::default();
+        {
+            let mut st = self.state.lock();
+            let now = self.clock.now_ms();
+            st.apply_status(agent_id, view.clone(), &op_id, None, now, &mut fx);
+            self.recompute(&mut st, &p.account_id, now, &mut fx);
+        }
+        self.metrics.status_changes.fetch_add(1, Relaxed);
+        self.finish(fx);
+        Ok(view)
     }
 }

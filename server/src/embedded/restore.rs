@@ -126,8 +126,7 @@ impl Embedded {
                 .get(s.account_id.as_str())
                 .map(|a| a.settings)
                 .unwrap_or_default();
-            // Grace: a restart must not flap every agent offline.
-            let lease_until = s.lease_until.max(now + settings.active_ttl_ms);
+            let lease_until = rules::restored_lease_until(&settings, s.lease_until, now);
             let id = arc(&s.id);
             agent.sessions.insert(id.clone());
             st.tokens.insert(hash, TokenEntry::Live(id.clone()));
@@ -163,9 +162,13 @@ impl Embedded {
             }
             st.recompute(&id, now, &metrics, &store, &mut fx);
         }
+        let store = Arc::new(store);
+        let writer = Arc::new(super::writer::Writer::new(store.clone()));
         let inner = Arc::new(Inner {
             state: Mutex::new(st),
             store,
+            writer,
+            turns: super::writer::Turns::new(),
             clock,
             pusher,
             hasher,

@@ -2,7 +2,6 @@
 //! timer set and the fan-out channels, all behind the one mutex of [`super::Inner`], and the
 //! in-memory half of every operation (the caller commits to the store first).
 
-use super::*;
 use std::collections::BTreeSet;
 
 // Keys are server-made ids and token hashes, or operator and admin input: no untrusted
@@ -249,9 +248,8 @@ impl State {
             return;
         }
         view.version = acc.view.view.version + 1;
-        if view.version > acc.versions_reserved {
+        if let Some(upto) = rules::versions_to_reserve(view.version, acc.versions_reserved) {
             // Durable before it is served: after a crash, versions start above this block.
-            let upto = view.version + VIEW_VERSION_BLOCK;
             match store.reserve_view_versions(&acc.info.id, upto) {
                 Ok(()) => acc.versions_reserved = upto,
                 Err(e) => tracing::error!(error = %e, "could not reserve view versions"),

@@ -7,7 +7,7 @@ use rustc_hash::FxHashSet as HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use presence_protocol::{EndReason, Mode, PushBody, PushPayload};
+use presence_protocol::{EndReason, PushBody, PushPayload};
 use tokio::sync::watch;
 
 use crate::push::PushJob;
@@ -55,7 +55,7 @@ pub(super) fn sweep_once(inner: &Inner) -> Option<i64> {
                 if s.scheduled_expiry != at {
                     continue;
                 }
-                if s.lease_until > now {
+                if !rules::lease_ended(s.lease_until, now) {
                     s.scheduled_expiry = 0;
                     rearm.push(id);
                     continue;
@@ -69,7 +69,7 @@ pub(super) fn sweep_once(inner: &Inner) -> Option<i64> {
                 let Some(s) = st.sessions.get(&id) else {
                     continue;
                 };
-                if s.renew_at != Some(at) || s.mode != Mode::Background {
+                if !rules::renew_still_wanted(s.mode, s.push.is_some(), s.renew_at, at) {
                     continue;
                 }
                 if let Some(push) = s.push.clone() {

@@ -1,5 +1,5 @@
 //! The web files the server serves from its own binary: `GET /widget.js` (the chat box
-//! widget) and, with `--demo`, the demo host page under `/demo/`.
+//! widget), the dashboard under `/app/`, and, with `--demo`, the demo host page under `/demo/`.
 //!
 //! Guarantees:
 //! - The bytes are the committed bundles in `web/dist/` (built by esbuild, checked current by
@@ -11,6 +11,9 @@
 //!   `Accept-Encoding` accepts gzip, identity otherwise.
 //! - The demo page is served under a strict Content-Security-Policy (no inline script or
 //!   style): the same policy a site owner is told to use, so the demo proves it works.
+//! - The dashboard is one page: every address under `/app/` that is not one of its files
+//!   answers the same `index.html` (the page routes itself, so each view is bookmarkable), under
+//!   [`APP_CSP`]. Its script and stylesheet are sent gzip when accepted.
 
 use std::sync::LazyLock;
 
@@ -86,6 +89,77 @@ static DEMO_ICON: Asset = asset!(
     "image/svg+xml",
     "public, max-age=86400"
 );
+
+static APP_HTML: Asset = asset!(
+    "app/index.html",
+    None,
+    "text/html; charset=utf-8",
+    "no-cache"
+);
+pub static APP_JS: Asset = asset!(
+    "dist/app.js",
+    Some(include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../web/dist/app.js.gz"
+    ))),
+    "text/javascript; charset=utf-8",
+    "no-cache"
+);
+pub static APP_CSS: Asset = asset!(
+    "dist/app.css",
+    Some(include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../web/dist/app.css.gz"
+    ))),
+    "text/css; charset=utf-8",
+    "no-cache"
+);
+
+/// The dashboard's heartbeat worker (small: no gzip copy).
+static APP_BEAT_JS: Asset = asset!(
+    "dist/beat.js",
+    None,
+    "text/javascript; charset=utf-8",
+    "no-cache"
+);
+
+/// The dashboard's policy: nothing inline, nothing from elsewhere, no framing. The page loads
+/// `/widget.js` from this server for its live previews.
+pub const APP_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+     style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
+const APP_HEADERS: &[(&str, &str)] = &[
+    ("content-security-policy", APP_CSP),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+];
+
+/// `GET /app`: the dashboard lives at `/app/`.
+pub async fn app_redirect() -> Response {
+    Redirect::permanent("/app/").into_response()
+}
+
+/// `GET /app/` and every other address under it: the dashboard's page.
+pub async fn app_page(headers: HeaderMap) -> Response {
+    serve(&APP_HTML, &headers, APP_HEADERS)
+}
+
+pub async fn app_js(headers: HeaderMap) -> Response {
+    serve(&APP_JS, &headers, APP_HEADERS)
+}
+
+pub async fn app_css(headers: HeaderMap) -> Response {
+    serve(&APP_CSS, &headers, APP_HEADERS)
+}
+
+pub async fn app_beat_js(headers: HeaderMap) -> Response {
+    serve(&APP_BEAT_JS, &headers, APP_HEADERS)
+}
+
+pub async fn app_icon(headers: HeaderMap) -> Response {
+    serve(&DEMO_ICON, &headers, APP_HEADERS)
+}
 
 /// The demo page's policy: scripts, styles and connections from this server only.
 pub const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \

@@ -124,14 +124,10 @@ impl PushSender for ApnsSender {
 
     fn validate(&self, reg: &PushRegistration) -> Result<(), Refusal> {
         let t = &reg.token;
-        if t.len() < 16
-            || t.len() > 400
-            || !t.len().is_multiple_of(2)
-            || !t.bytes().all(|b| b.is_ascii_hexdigit())
-        {
+        if t.len() > 400 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Refusal::new(
                 "token",
-                "not an APNs device token (an even number of hex digits)",
+                "not an APNs device token (hex digits)",
             ));
         }
         Ok(())
@@ -150,7 +146,8 @@ impl PushSender for ApnsSender {
         let resp = self
             .client
             .post(url)
-            .bearer_auth(token)
+            // As Apple writes it: `authorization: bearer <provider token>`.
+            .header(reqwest::header::AUTHORIZATION, format!("bearer {token}"))
             .header("apns-push-type", "background")
             .header("apns-priority", "5")
             .header("apns-topic", &self.topic)

@@ -1,0 +1,126 @@
+//! Status ops are committed to SQLite in groups, off the state lock, by whichever request
+//! finds no commit running (the leader): no thread of ours sits between a request and its
+//! commit.
+//!
+//! Guarantees:
+//! - A status op is answered only after its commit, and memory takes the change only after it
+//!   too: nothing unacknowledged is ever shown, and a failed commit changes nothing.
+//! - Per agent, an op is planned, committed and applied before the next one starts (the
+//!   agent's [`Turns`]), so memory and disk agree on the order of each agent's changes, and a
+//!   retry of an op id waits for the first one's answer.
+//! - Ops that arrive while a commit runs wait for it, then go in the next transaction
+//!   together (group commit, at most [`MAX_GROUP`]); a failed transaction fails each of its
+//!   ops, none half-applied.
+//! - The leader commits inside `block_in_place`, so the tokio worker it runs on hands its other
+//!   tasks to another thread while SQLite writes (on a current-thread runtime, the tests', it
+//!   commits on the blocking pool instead). Requests that only read memory (heartbeats,
+//!   `/v1/me`, the widget) never wait for a commit.
+
+use std::hash::{BuildHasher, BuildHasherDefault};
+use std::sync::Arc;
+
+use rustc_hash::FxHasher;
+use tokio::sync::{Mutex, MutexGuard, oneshot};
+
+use crate::backend::{BackendError, BackendResult, storage};
+use crate::store::{StatusRecord, Store, StoreResult};
+
+/// Most ops in one transaction.
+pub(super) const MAX_GROUP: usize = 256;
+/// Independent turns; agents that share one wait for each other, nothing worse.
+const STRIPES: usize = 64;
+
+struct Job {
+    op: StatusRecord,
+    done: oneshot::Sender<StoreResult<()>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    /// A leader is committing; new jobs wait for it to pick them up.
+    leading: bool,
+}
+
+/// Commits status ops; cheap to share.
+pub(super) struct Writer {
+    store: Arc<Store>,
+    queue: parking_lot::Mutex<Queue>,
+}
+
+impl Writer {
+    pub(super) fn new(store: Arc<Store>) -> Writer {
+        Writer {
+            store,
+            queue: parking_lot::Mutex::new(Queue::default()),
+        }
+    }
+
+    /// Commits one op (with whatever others are waiting) and returns once it is durable.
+    pub(super) async fn commit(self: &Arc<Self>, op: StatusRecord) -> BackendResult<()> {
+        let (done, answer) = oneshot::channel();
+        let lead = {
+            let mut q = self.queue.lock();
+            q.jobs.push(Job { op, done });
+            !std::mem::replace(&mut q.leading, true)
+        };
+        if lead {
+            let me = self.clone();
+            let on_multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread;
+            if on_multi_thread {
+                tokio::task::block_in_place(|| me.lead());
+            } else {
+                let _ = tokio::task::spawn_blocking(move || me.lead()).await;
+            }
+        }
+        let stopped = || BackendError::unavailable("the server is shutting down", 1);
+        answer.await.map_err(|_| stopped())?.map_err(storage)
+    }
+
+    /// Commits groups until none is waiting, then steps down.
+    fn lead(&self) {
+        loop {
+            let jobs = {
+                let mut q = self.queue.lock();
+                if q.jobs.is_empty() {
+                    q.leading = false;
+                    return;
+                }
+                let n = q.jobs.len().min(MAX_GROUP);
+                q.jobs.drain(..n).collect::<Vec<_>>()
+            };
+            let result = self.store.record_status_ops(jobs.iter().map(|j| &j.op));
+            let failure = result.err().map(|e| e.to_string());
+            for job in jobs {
+                let answer = match &failure {
+                    None => Ok(()),
+                    Some(why) => Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                        Some(format!("group commit failed: {why}")),
+                    )),
+                };
+                let _ = job.done.send(answer);
+            }
+        }
+    }
+}
+
+/// One write turn per agent (striped): held from an op's plan to its apply.
+pub(super) struct Turns {
+    stripes: Box<[Mutex<()>]>,
+}
+
+impl Turns {
+    pub(super) fn new() -> Turns {
+        Turns {
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// Waits for the agent's turn.
+    pub(super) async fn take(&self, agent_id: &str) -> MutexGuard<'_, ()> {
+        let h = BuildHasherDefault::<FxHasher>::default().hash_one(agent_id);
+        self.stripes[(h as usize) % STRIPES].lock().await
+    }
+}
