@@ -119,6 +119,29 @@ async fn account(api: &Api, settings: Value) -> Account {
     acc
 }
 
+/// The doubles, a server configured for all of them, and an account with agent `ann`.
+struct World {
+    d: Doubles,
+    _srv: TestServer,
+    api: Api,
+    acc: Account,
+}
+
+impl World {
+    async fn start(settings: Value) -> World {
+        let d = Doubles::start().await;
+        let srv = d.server().await;
+        let api = srv.api();
+        let acc = account(&api, settings).await;
+        World {
+            d,
+            _srv: srv,
+            api,
+            acc,
+        }
+    }
+}
+
 async fn phone(api: &Api, acc: &Account, d: &Doubles, p: Provider, device: &str) -> Session {
     let r = api
         .login_raw(
@@ -149,10 +172,7 @@ fn short_leases() -> Value {
 #[tokio::test]
 async fn each_provider_delivers_the_renew_push_before_the_background_lease_ends_and_its_answer_keeps_the_agent_online()
  {
-    let d = Doubles::start().await;
-    let srv = d.server().await;
-    let api = srv.api();
-    let acc = account(&api, short_leases()).await;
+    let World { d, _srv, api, acc } = World::start(short_leases()).await;
     for p in ALL {
         let s = phone(&api, &acc, &d, p, &format!("phone-{p:?}")).await;
         assert_eq!(api.set_status(&s, "online").await.status, 200);
@@ -204,10 +224,7 @@ async fn each_provider_delivers_the_renew_push_before_the_background_lease_ends_
 
 #[tokio::test]
 async fn each_provider_carries_a_status_change_to_a_session_with_no_open_stream() {
-    let d = Doubles::start().await;
-    let srv = d.server().await;
-    let api = srv.api();
-    let acc = account(&api, json!({})).await;
+    let World { d, _srv, api, acc } = World::start(json!({})).await;
     let desk = api.login_agent(&acc, "ann", "desk").await;
     let mut phones = Vec::new();
     for p in ALL {
@@ -237,10 +254,7 @@ async fn each_provider_carries_a_status_change_to_a_session_with_no_open_stream(
 
 #[tokio::test]
 async fn each_provider_tells_a_session_it_ended_when_its_agent_is_removed() {
-    let d = Doubles::start().await;
-    let srv = d.server().await;
-    let api = srv.api();
-    let acc = account(&api, json!({})).await;
+    let World { d, _srv, api, acc } = World::start(json!({})).await;
     let mut phones = Vec::new();
     for p in ALL {
         phones.push((p, phone(&api, &acc, &d, p, &format!("phone-{p:?}")).await));
@@ -264,10 +278,7 @@ async fn each_provider_tells_a_session_it_ended_when_its_agent_is_removed() {
 
 #[tokio::test]
 async fn a_hundred_pushes_cost_one_oauth_token_and_one_apns_provider_token() {
-    let d = Doubles::start().await;
-    let srv = d.server().await;
-    let api = srv.api();
-    let acc = account(&api, json!({})).await;
+    let World { d, _srv, api, acc } = World::start(json!({})).await;
     let desk = api.login_agent(&acc, "ann", "desk").await;
     phone(&api, &acc, &d, Provider::Fcm, "android").await;
     phone(&api, &acc, &d, Provider::Apns, "iphone").await;
@@ -298,10 +309,7 @@ async fn metric(api: &Api, line_start: &str) -> f64 {
 
 #[tokio::test]
 async fn a_dead_token_removes_the_registration_and_the_session_falls_back_to_the_active_lease() {
-    let d = Doubles::start().await;
-    let srv = d.server().await;
-    let api = srv.api();
-    let acc = account(&api, json!({})).await;
+    let World { d, _srv, api, acc } = World::start(json!({})).await;
     let desk = api.login_agent(&acc, "ann", "desk").await;
     // APNs twice: 410 Unregistered, and 400 BadDeviceToken (a token starting "bad").
     let cases = [
@@ -357,10 +365,7 @@ async fn a_dead_token_removes_the_registration_and_the_session_falls_back_to_the
 
 #[tokio::test]
 async fn a_busy_provider_is_retried_after_its_retry_after() {
-    let d = Doubles::start().await;
-    let srv = d.server().await;
-    let api = srv.api();
-    let acc = account(&api, json!({})).await;
+    let World { d, _srv, api, acc } = World::start(json!({})).await;
     let desk = api.login_agent(&acc, "ann", "desk").await;
     for p in ALL {
         let device = format!("phone-{p:?}");
@@ -397,10 +402,7 @@ async fn a_busy_provider_is_retried_after_its_retry_after() {
 
 #[tokio::test]
 async fn a_provider_that_never_answers_delays_no_request_and_no_other_provider() {
-    let d = Doubles::start().await;
-    let srv = d.server().await;
-    let api = srv.api();
-    let acc = account(&api, json!({})).await;
+    let World { d, _srv, api, acc } = World::start(json!({})).await;
     let desk = api.login_agent(&acc, "ann", "desk").await;
     phone(&api, &acc, &d, Provider::Apns, "iphone").await;
     phone(&api, &acc, &d, Provider::Fcm, "android").await;
@@ -516,10 +518,7 @@ async fn registration_refuses_a_provider_the_server_is_not_configured_for() {
 
 #[tokio::test]
 async fn push_metrics_are_kept_per_provider() {
-    let d = Doubles::start().await;
-    let srv = d.server().await;
-    let api = srv.api();
-    let acc = account(&api, json!({})).await;
+    let World { d, _srv, api, acc } = World::start(json!({})).await;
     let desk = api.login_agent(&acc, "ann", "desk").await;
     for p in ALL {
         phone(&api, &acc, &d, p, &format!("phone-{p:?}")).await;

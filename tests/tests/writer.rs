@@ -22,21 +22,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_commit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
-    let disk = SyncCounter::register();
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = Arc::new(Metrics::default());
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let backend = Embedded::open(
-        Store::open_dir_on(dir.path(), Some(disk.vfs_name())).unwrap(),
-        Pusher::new(vec![], metrics.push.clone()),
-        HashPool::new(1),
-        Retention::default(),
-        metrics,
-        stop_rx,
-    )
-    .unwrap();
-    let b: Arc<dyn Backend> = Arc::new(backend);
-    account(&*b, "acme", fast_settings()).await;
+    let Held { b, disk, .. } = Held::start().await;
     let (phone, _) = login(&*b, "acme", "owner@acme.test", "phone").await;
     let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
     let before = b.me(&desk).await.unwrap().status;
@@ -105,21 +91,7 @@ async fn a_status_commit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_dropped_while_its_change_commits_still_sees_it_applied() {
-    let disk = SyncCounter::register();
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = Arc::new(Metrics::default());
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let backend = Embedded::open(
-        Store::open_dir_on(dir.path(), Some(disk.vfs_name())).unwrap(),
-        Pusher::new(vec![], metrics.push.clone()),
-        HashPool::new(1),
-        Retention::default(),
-        metrics,
-        stop_rx,
-    )
-    .unwrap();
-    let b: Arc<dyn Backend> = Arc::new(backend);
-    account(&*b, "acme", fast_settings()).await;
+    let Held { b, disk, .. } = Held::start().await;
     let (phone, _) = login(&*b, "acme", "owner@acme.test", "phone").await;
     let (desk, _) = login(&*b, "acme", "owner@acme.test", "desk").await;
 
@@ -159,6 +131,41 @@ async fn a_request_dropped_while_its_change_commits_still_sees_it_applied() {
             "a committed change was never applied: {me:?}"
         );
         tokio::task::yield_now().await;
+    }
+}
+
+/// An embedded backend whose database is on the counting VFS (which can hold WAL writes),
+/// with account `acme`.
+struct Held {
+    b: Arc<dyn Backend>,
+    disk: Arc<SyncCounter>,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Held {
+    async fn start() -> Held {
+        let disk = SyncCounter::register();
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let backend = Embedded::open(
+            Store::open_dir_on(dir.path(), Some(disk.vfs_name())).unwrap(),
+            Pusher::new(vec![], metrics.push.clone()),
+            HashPool::new(1),
+            Retention::default(),
+            metrics,
+            stop_rx,
+        )
+        .unwrap();
+        let b: Arc<dyn Backend> = Arc::new(backend);
+        account(&*b, "acme", fast_settings()).await;
+        Held {
+            b,
+            disk,
+            _dir: dir,
+            _stop: stop,
+        }
     }
 }
 
