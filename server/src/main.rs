@@ -92,7 +92,7 @@ struct Args {
     )]
     apns_endpoint: String,
     /// Extra root certificates (PEM) trusted for fcm (token_uri included), apns and
-    /// unifiedpush targets; the system roots stay trusted.
+    /// unifiedpush targets; the built-in roots stay trusted.
     #[arg(long, env = "PRESENCE_PUSH_CA_FILE", value_name = "PEM")]
     push_ca_file: Option<PathBuf>,
     /// Interval of `ping` events on every event stream.

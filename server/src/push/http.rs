@@ -1,5 +1,6 @@
-//! The HTTP side every provider shares: one client per provider on rustls (the system roots
-//! plus `--push-ca-file`, no redirects, bounded timeouts), and reading `Retry-After`.
+//! The HTTP side every provider shares: one client per provider on rustls (the built-in
+//! Mozilla roots plus `--push-ca-file`, no redirects, bounded timeouts), and reading
+//! `Retry-After`.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -12,8 +12,8 @@
 //!   to the backend, which clears it so the session's next heartbeat gets the active lease.
 //! - Registration refuses a provider this server has no sender for (`provider`), so a device
 //!   never holds a background lease that nothing can renew.
-//! - Every outbound connection trusts the system roots plus `--push-ca-file`, and targets a
-//!   device chose (webhook, UnifiedPush) are held to [`target`]'s rules.
+//! - Every outbound connection trusts the built-in Mozilla roots plus `--push-ca-file`, and
+//!   targets a device chose (webhook, UnifiedPush) are held to [`target`]'s rules.
 
 mod apns;
 mod fcm;
