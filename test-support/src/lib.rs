@@ -9,6 +9,8 @@
 //! - [`push`]: wire-level doubles of FCM (with its OAuth2 token endpoint), APNs and a
 //!   UnifiedPush endpoint.
 //! - [`fsync`]: a SQLite VFS that counts the syncs a database really asks the disk for.
+//! - [`stores`]: real PostgreSQL and Redis (standalone and a six-node cluster) on free
+//!   loopback ports, in temp dirs, never left running.
 //! - [`phone`]: what an engine costs a phone per hour of each lifecycle state (shared by the
 //!   tests and `cargo xtask bench`).
 
@@ -17,6 +19,7 @@ pub mod fsync;
 pub mod phone;
 pub mod proxy;
 pub mod push;
+pub mod stores;
 pub mod webhook;
 
 use std::net::SocketAddr;

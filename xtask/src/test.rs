@@ -1,8 +1,22 @@
 //! `cargo xtask test`: every suite, each counted, then a summary and `N passed, N failed`.
 
 use crate::util::{self, Ctx, RunOpts};
-use crate::{android, bindings, browser, header_check, ios, kotlin, parse, swift};
+use crate::{android, bindings, browser, header_check, ios, kotlin, parse, setup, swift};
 use std::time::{Duration, Instant};
+
+/// Debian packages the Rust tests and the benchmarks start real instances of (PostgreSQL
+/// and Redis, through `presence_test_support::stores`).
+const STORE_PACKAGES: &[&str] = &["postgresql", "redis-server"];
+
+/// Installs [`STORE_PACKAGES`] if missing; `Err` is the outcome to report instead of running.
+fn ensure_stores() -> Result<(), Outcome> {
+    setup::apt_install(STORE_PACKAGES).map_err(|e| {
+        Outcome::broken(format!(
+            "could not install {} for the store tests: {e}",
+            STORE_PACKAGES.join(" ")
+        ))
+    })
+}
 
 /// The result of one suite.
 pub struct Outcome {
@@ -104,6 +118,9 @@ fn run_step(ctx: &Ctx, name: &str) -> Outcome {
         "header" => header_check::run(ctx),
         "browser" => browser::run(ctx),
         "bench" => {
+            if let Err(o) = ensure_stores() {
+                return o;
+            }
             let mut c = ctx.cargo();
             c.args(["run", "-p", "presence-bench", "--release", "--", "--quick"]);
             let out = util::run(&mut c, RunOpts::timeout(15));
@@ -116,6 +133,9 @@ fn run_step(ctx: &Ctx, name: &str) -> Outcome {
 /// `cargo test --workspace`. If the workspace does not build, no test runs at all; then each
 /// package is tested on its own, so one broken crate does not hide the others' results.
 fn rust_tests(ctx: &Ctx) -> Outcome {
+    if let Err(o) = ensure_stores() {
+        return o;
+    }
     let mut c = ctx.cargo();
     c.args(["test", "--workspace", "--no-fail-fast"]);
     let out = util::run(&mut c, RunOpts::timeout(50));
