@@ -7,8 +7,7 @@
 
 use presence_protocol::{CreateAccountRequest, Group, NewAgentRequest, NewOwner, Role, Settings};
 
-use crate::backend::Backend;
-use crate::embedded::Embedded;
+use crate::backend::{Backend, Principal};
 use crate::error::ApiError;
 
 pub const SLUG: &str = "demo";
@@ -39,8 +38,8 @@ pub const AGENTS: &[(&str, &str, &str, &[&str], Role)] = &[
 ];
 
 /// Returns the demo account's widget key.
-pub async fn ensure(backend: &Embedded, defaults: Settings) -> Result<String, ApiError> {
-    if let Some(info) = backend.account_by_slug(SLUG) {
+pub async fn ensure(backend: &dyn Backend, defaults: Settings) -> Result<String, ApiError> {
+    if let Some(info) = backend.account_by_slug(SLUG).await? {
         return Ok(info.widget_key);
     }
     let (name, email, password, _, _) = AGENTS[0];
@@ -58,9 +57,13 @@ pub async fn ensure(backend: &Embedded, defaults: Settings) -> Result<String, Ap
             defaults,
         )
         .await?;
-    let owner = backend
-        .owner_principal(&created.account.id)
-        .ok_or_else(|| ApiError::internal("demo owner missing"))?;
+    // The owner acting as an operator, with no session of its own.
+    let owner = Principal {
+        session_id: "".into(),
+        agent_id: created.owner.id.as_str().into(),
+        account_id: created.account.id.as_str().into(),
+        role: Role::Owner,
+    };
     backend
         .put_groups(
             &owner,

@@ -6,6 +6,8 @@
 //! - [`backend::Backend`]: the seam every handler talks to.
 //! - [`embedded::Embedded`]: the default backend; hot state in memory, durable state in
 //!   SQLite ([`store::Store`]), one expiry sweeper, fan-out channels.
+//! - [`cluster::Cluster`]: the scale-out backend; any number of nodes on PostgreSQL and
+//!   Redis (`--postgres-url` with `--redis-url`).
 //! - [`push`]: push providers behind [`push::PushSender`].
 //!
 //! [`start`] runs the whole server on a listener and returns a handle; the binary and the
@@ -14,6 +16,7 @@
 pub mod auth;
 pub mod backend;
 pub mod clock;
+pub mod cluster;
 pub mod conformance;
 pub mod demo;
 pub mod embedded;
@@ -56,6 +59,9 @@ pub struct Config {
     pub stream_ping: Duration,
     pub limits: Limits,
     pub retention: Retention,
+    /// PostgreSQL and Redis for cluster mode; `None` runs the embedded backend in
+    /// `data_dir`.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// What keeps slow, idle or numerous clients from holding the server's connections, threads
@@ -128,6 +134,7 @@ impl Config {
             stream_ping: http::sse::PING_EVERY,
             limits: Limits::default(),
             retention: Retention::default(),
+            cluster: None,
         }
     }
 }
@@ -141,6 +148,8 @@ pub enum StartError {
         dir: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("cluster stores: {0}")]
+    Cluster(String),
     #[error("push: {0}")]
     Push(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -154,7 +163,8 @@ pub enum StartError {
 /// runtime ends.
 pub struct Server {
     addr: SocketAddr,
-    backend: Embedded,
+    backend: Arc<dyn backend::Backend>,
+    embedded: Option<Embedded>,
     shutdown_tx: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -169,15 +179,20 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    pub fn backend(&self) -> &Embedded {
+    /// The backend every handler talks to.
+    pub fn backend(&self) -> &Arc<dyn backend::Backend> {
         &self.backend
+    }
+
+    /// The embedded backend, when the server runs one (not in cluster mode).
+    pub fn embedded(&self) -> Option<&Embedded> {
+        self.embedded.as_ref()
     }
 
     /// Ends open streams, stops accepting, and flushes leases to disk.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         let _ = self.task.await;
-        use crate::backend::Backend;
         self.backend.flush().await;
     }
 
@@ -185,7 +200,6 @@ impl Server {
     /// shutdown grace, then are closed), then flushes leases to disk.
     pub async fn wait(self) {
         let _ = self.task.await;
-        use crate::backend::Backend;
         self.backend.flush().await;
     }
 
@@ -195,33 +209,58 @@ impl Server {
     }
 }
 
-/// Opens the data dir, restores state, binds, and serves in a background task.
+/// Opens the stores (the data dir, or PostgreSQL and Redis in cluster mode), restores
+/// state, binds, and serves in a background task.
 pub async fn start(config: Config) -> Result<Server, StartError> {
     validate::check_settings(&config.defaults).map_err(|e| StartError::Settings(e.to_string()))?;
-    let store = store::Store::open_dir(&config.data_dir).map_err(|source| StartError::Store {
-        dir: config.data_dir.clone(),
-        source,
-    })?;
     let metrics = Arc::new(Metrics::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let pusher = Pusher::new(
         config.push.senders().map_err(StartError::Push)?,
         metrics.push.clone(),
     );
-    let backend = Embedded::open(
-        store,
-        pusher,
-        hashing::HashPool::new(config.limits.password_hash_concurrency),
-        config.retention,
-        metrics.clone(),
-        shutdown_rx.clone(),
-    )
-    .map_err(|source| StartError::Store {
-        dir: config.data_dir.clone(),
-        source,
-    })?;
+    let hasher = hashing::HashPool::new(config.limits.password_hash_concurrency);
+    let (backend, embedded, clock): (Arc<dyn backend::Backend>, Option<Embedded>, clock::Clock) =
+        match &config.cluster {
+            Some(c) => {
+                let b = cluster::Cluster::connect(
+                    c,
+                    pusher,
+                    hasher,
+                    config.retention,
+                    metrics.clone(),
+                    shutdown_rx.clone(),
+                )
+                .await
+                .map_err(StartError::Cluster)?;
+                let clock = b.clock();
+                (Arc::new(b), None, clock)
+            }
+            None => {
+                let store = store::Store::open_dir(&config.data_dir).map_err(|source| {
+                    StartError::Store {
+                        dir: config.data_dir.clone(),
+                        source,
+                    }
+                })?;
+                let b = Embedded::open(
+                    store,
+                    pusher,
+                    hasher,
+                    config.retention,
+                    metrics.clone(),
+                    shutdown_rx.clone(),
+                )
+                .map_err(|source| StartError::Store {
+                    dir: config.data_dir.clone(),
+                    source,
+                })?;
+                let clock = b.clock();
+                (Arc::new(b.clone()), Some(b), clock)
+            }
+        };
     let state = http::AppState {
-        backend: Arc::new(backend.clone()),
+        backend: backend.clone(),
         limiter: Arc::new(LoginLimiter::new()),
         metrics,
         admin_token: config.admin_token.as_deref().map(Arc::from),
@@ -229,7 +268,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         streams: http::sse::StreamConfig {
             shutdown: shutdown_rx.clone(),
             ping_every: config.stream_ping,
-            clock: backend.clock(),
+            clock,
         },
         demo: config.demo,
     };
@@ -252,6 +291,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     Ok(Server {
         addr,
         backend,
+        embedded,
         shutdown_tx,
         task,
     })

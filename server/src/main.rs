@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use presence_protocol::Settings;
+use presence_server::cluster::ClusterConfig;
 use presence_server::push::{ApnsConfig, FcmConfig, PushConfig};
 use presence_server::{Config, Limits, Retention, demo};
 
@@ -119,6 +120,19 @@ struct Args {
     /// How long a status op id stays idempotent (a retry with it returns the first answer).
     #[arg(long, env = "PRESENCE_OP_RETENTION_MS", default_value_t = 30 * 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
     op_retention_ms: u64,
+    /// Cluster mode: the PostgreSQL that holds what must survive (with --redis-url). Any
+    /// number of nodes may share it.
+    #[arg(long, env = "PRESENCE_POSTGRES_URL", value_name = "URL")]
+    postgres_url: Option<String>,
+    /// Cluster mode: the Redis that holds the hot state and carries events between nodes
+    /// (with --postgres-url).
+    #[arg(
+        long,
+        env = "PRESENCE_REDIS_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    redis_url: Vec<String>,
     /// Password checks run at once at most (each holds about 19 MiB); further logins wait
     /// briefly, then get `503 unavailable`. Default: the number of cores.
     #[arg(long, env = "PRESENCE_PASSWORD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..=256))]
@@ -138,7 +152,36 @@ fn main() -> ExitCode {
     runtime.block_on(run(args))
 }
 
+/// The cluster stores, if both are given; a usage error if only one is.
+fn cluster_config(args: &Args) -> Result<Option<ClusterConfig>, String> {
+    match (&args.postgres_url, args.redis_url.as_slice()) {
+        (None, []) => Ok(None),
+        (Some(_), []) => {
+            Err("--postgres-url needs --redis-url too (cluster mode uses both)".into())
+        }
+        (None, [_, ..]) => {
+            Err("--redis-url needs --postgres-url too (cluster mode uses both)".into())
+        }
+        (Some(pg), [redis]) => Ok(Some(ClusterConfig {
+            postgres_url: pg.clone(),
+            redis_url: redis.clone(),
+        })),
+        (Some(_), [_, _, ..]) => Err(
+            "--redis-url was given several URLs (a Redis Cluster's seed nodes); this version \
+             runs on a single Redis: give one URL"
+                .into(),
+        ),
+    }
+}
+
 async fn run(args: Args) -> ExitCode {
+    let cluster = match cluster_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("presence-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut admin_token = args.admin_token.clone();
     if args.demo && admin_token.is_none() {
         admin_token = Some(presence_server::auth::new_token());
@@ -184,6 +227,7 @@ async fn run(args: Args) -> ExitCode {
             ended_sessions: Duration::from_millis(args.session_retention_ms),
             status_ops: Duration::from_millis(args.op_retention_ms),
         },
+        cluster,
     };
     let defaults = config.defaults;
     let server = match presence_server::start(config).await {
@@ -194,7 +238,7 @@ async fn run(args: Args) -> ExitCode {
         }
     };
     if args.demo {
-        match demo::ensure(server.backend(), defaults).await {
+        match demo::ensure(server.backend().as_ref(), defaults).await {
             Ok(key) => {
                 let printed = if args.admin_token.is_none() {
                     admin_token.as_deref()

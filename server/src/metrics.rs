@@ -22,6 +22,117 @@ pub struct Metrics {
     pub pruned_sessions: AtomicU64,
     /// Status op ids forgotten after their retention.
     pub pruned_status_ops: AtomicU64,
+    /// Cluster mode's work with its stores.
+    pub store: Arc<StoreMetrics>,
+}
+
+/// What a cluster node counts of its work with PostgreSQL and Redis; rendered only in
+/// cluster mode (`active`).
+#[derive(Debug, Default)]
+pub struct StoreMetrics {
+    pub active: std::sync::atomic::AtomicBool,
+    /// Redis calls (one script or command: one round trip), their summed time, failures.
+    pub redis_calls: AtomicU64,
+    pub redis_us: AtomicU64,
+    pub redis_errors: AtomicU64,
+    /// PostgreSQL operations (a query or a transaction), their summed time, failures.
+    pub postgres_ops: AtomicU64,
+    pub postgres_us: AtomicU64,
+    pub postgres_errors: AtomicU64,
+    /// Status commits in PostgreSQL (the acknowledged part of a status change).
+    pub status_commits: AtomicU64,
+    pub status_commit_us: AtomicU64,
+    pub sweeps: AtomicU64,
+    /// Lease end to its handling by this node, of the last lease end it handled.
+    pub sweep_lag_ms: AtomicU64,
+    pub reconciler_repairs: AtomicU64,
+    pub pubsub_reconnects: AtomicU64,
+    /// Accounts this node seeded into Redis from PostgreSQL.
+    pub seeds: AtomicU64,
+}
+
+impl StoreMetrics {
+    fn render(&self, out: &mut String) {
+        if !self.active.load(Relaxed) {
+            return;
+        }
+        let us = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
+        let counters: [(&str, &str, f64); 11] = [
+            (
+                "presence_cluster_redis_calls_total",
+                "Redis round trips (a script or a command).",
+                self.redis_calls.load(Relaxed) as f64,
+            ),
+            (
+                "presence_cluster_redis_seconds_total",
+                "Time spent in Redis round trips.",
+                us(&self.redis_us),
+            ),
+            (
+                "presence_cluster_redis_errors_total",
+                "Redis calls that failed.",
+                self.redis_errors.load(Relaxed) as f64,
+            ),
+            (
+                "presence_cluster_postgres_ops_total",
+                "PostgreSQL operations (a query or a transaction).",
+                self.postgres_ops.load(Relaxed) as f64,
+            ),
+            (
+                "presence_cluster_postgres_seconds_total",
+                "Time spent in PostgreSQL operations.",
+                us(&self.postgres_us),
+            ),
+            (
+                "presence_cluster_postgres_errors_total",
+                "PostgreSQL operations that failed.",
+                self.postgres_errors.load(Relaxed) as f64,
+            ),
+            (
+                "presence_cluster_status_commits_total",
+                "Status changes committed in PostgreSQL.",
+                self.status_commits.load(Relaxed) as f64,
+            ),
+            (
+                "presence_cluster_status_commit_seconds_total",
+                "Time spent committing status changes.",
+                us(&self.status_commit_us),
+            ),
+            (
+                "presence_cluster_sweeps_total",
+                "Partition sweeps run by this node.",
+                self.sweeps.load(Relaxed) as f64,
+            ),
+            (
+                "presence_cluster_reconciler_repairs_total",
+                "Committed statuses the reconciler applied to Redis.",
+                self.reconciler_repairs.load(Relaxed) as f64,
+            ),
+            (
+                "presence_cluster_pubsub_reconnects_total",
+                "Times this node's pub/sub connection was made again.",
+                self.pubsub_reconnects.load(Relaxed) as f64,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        let name = "presence_cluster_sweep_lag_ms";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Lease end to its handling, for the last lease end this node handled.\n# TYPE {name} gauge\n{name} {}",
+            self.sweep_lag_ms.load(Relaxed)
+        );
+        let name = "presence_cluster_seeds_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Accounts this node seeded into Redis from PostgreSQL.\n# TYPE {name} counter\n{name} {}",
+            self.seeds.load(Relaxed)
+        );
+    }
 }
 
 /// Point-in-time gauges supplied by the backend.
@@ -119,6 +230,7 @@ impl Metrics {
         );
         gauge("presence_accounts", "Accounts.", g.accounts);
         self.push.render(&mut out);
+        self.store.render(&mut out);
         out
     }
 }

@@ -10,10 +10,11 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use presence_protocol::{
-    AccountSettings, AdminAccountResponse, Agent, AgentStatus, ChatboxView, CreateAccountRequest,
-    CreateAccountResponse, EndReason, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse,
-    Mode, NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration, Role,
-    SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, SnapshotEvent, StatusView,
+    AccountInfo, AccountSettings, AdminAccountResponse, Agent, AgentStatus, ChatboxView,
+    CreateAccountRequest, CreateAccountResponse, EndReason, Group, Heartbeat, LoginRequest,
+    LoginResponse, MeResponse, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest,
+    PushRegistration, Role, SetStatusRequest, SetStatusResponse, Settings, SettingsPatch,
+    SnapshotEvent, StatusView,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -181,6 +182,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>>;
     /// A stream of the account's views for a widget key, starting with the current one.
     async fn open_widget_stream(&self, widget_key: &str) -> BackendResult<WidgetStream>;
+
+    /// The account with this slug, if any (operator tooling: `--demo`).
+    async fn account_by_slug(&self, slug: &str) -> BackendResult<Option<AccountInfo>>;
+
+    /// Whether the stores this backend needs answer (`/healthz`); why not if they do not.
+    async fn health(&self) -> BackendResult<()>;
 
     /// Point-in-time counts for `/metrics`.
     async fn gauges(&self) -> Gauges;

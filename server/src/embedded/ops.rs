@@ -775,6 +775,15 @@ impl Backend for Embedded {
         })
     }
 
+    async fn account_by_slug(&self, slug: &str) -> BackendResult<Option<AccountInfo>> {
+        Ok(Embedded::account_by_slug(self, slug))
+    }
+
+    async fn health(&self) -> BackendResult<()> {
+        // The store is a file this process holds open: it answers while the process runs.
+        Ok(())
+    }
+
     async fn gauges(&self) -> Gauges {
         let st = self.inner.state.lock();
         Gauges {

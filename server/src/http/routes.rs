@@ -243,8 +243,10 @@ pub async fn widget_events(
 
 // ----- operations ----------------------------------------------------------------------------
 
-pub async fn healthz() -> Response {
-    Json(serde_json::json!({"status": "ok"})).into_response()
+/// `{"status":"ok"}`, or `503 unavailable` while a store the backend needs is out of reach.
+pub async fn healthz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.backend.health().await?;
+    Ok(Json(serde_json::json!({"status": "ok"})).into_response())
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {

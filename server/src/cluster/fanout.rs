@@ -1,0 +1,307 @@
+//! A node's fan-out: one pub/sub connection, and a replica per account that has streams on
+//! this node.
+//!
+//! A replica subscribes to its account's channel first, then reads the stored view, so no
+//! event between the two is missed; a view is taken only if its version is newer than the
+//! one held, so versions never go backwards on a stream. Status and session-ended events go
+//! to the agent's `broadcast` channel, as on the embedded backend. When the pub/sub
+//! connection drops, the reader connects again, subscribes every replica again and re-reads
+//! every view, so a stream misses no view change (it may miss an intermediate one, never the
+//! last).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use presence_protocol::{ChatboxStatus, ChatboxView, Reason};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::Inner;
+use super::hot::{Event, Keys};
+use crate::backend::{AgentEvent, BackendError, BackendResult, ViewFrame};
+
+/// Buffered events per agent before a slow device stream is dropped.
+const AGENT_EVENT_BUFFER: usize = 256;
+
+/// How long opening a stream waits for the subscription.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
+
+struct Replica {
+    account_id: String,
+    view_tx: watch::Sender<Arc<ViewFrame>>,
+    agents: HashMap<String, broadcast::Sender<AgentEvent>>,
+    users: usize,
+}
+
+enum Cmd {
+    Subscribe(String, oneshot::Sender<()>),
+    Unsubscribe(String),
+}
+
+pub struct Fanout {
+    /// channel -> replica
+    replicas: Mutex<HashMap<String, Replica>>,
+    cmd_tx: mpsc::UnboundedSender<Cmd>,
+    cmd_rx: Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>,
+    client: redis::Client,
+}
+
+/// A view that no reader may keep: replaced by the stored one before `join` returns.
+fn placeholder() -> Arc<ViewFrame> {
+    Arc::new(ViewFrame::new(ChatboxView {
+        status: ChatboxStatus::Offline,
+        reason: Reason::NoAgentsOnline,
+        version: -1,
+        next_change_at: None,
+        groups: Vec::new(),
+        message: None,
+    }))
+}
+
+/// Held by a stream; the replica goes when its last stream does.
+pub struct Membership {
+    inner: Weak<Inner>,
+    channel: String,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.fanout.leave(&self.channel);
+        }
+    }
+}
+
+impl Fanout {
+    pub fn new(client: redis::Client) -> Fanout {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        Fanout {
+            replicas: Mutex::new(HashMap::new()),
+            cmd_tx,
+            cmd_rx: Mutex::new(Some(cmd_rx)),
+            client,
+        }
+    }
+
+    fn leave(&self, channel: &str) {
+        let mut r = self.replicas.lock();
+        if let Some(rep) = r.get_mut(channel) {
+            rep.users -= 1;
+            if rep.users == 0 {
+                r.remove(channel);
+                let _ = self.cmd_tx.send(Cmd::Unsubscribe(channel.to_owned()));
+            }
+        }
+    }
+
+    fn take_view(&self, channel: &str, view: ChatboxView) {
+        if let Some(rep) = self.replicas.lock().get(channel) {
+            rep.view_tx.send_if_modified(|cur| {
+                if view.version > cur.view.version {
+                    *cur = Arc::new(ViewFrame::new(view));
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+
+    fn dispatch(&self, channel: &str, payload: &[u8]) {
+        let Ok(ev) = serde_json::from_slice::<Event>(payload) else {
+            tracing::warn!(channel, "unreadable event on the account channel");
+            return;
+        };
+        match ev {
+            Event::View { view } => self.take_view(channel, view),
+            Event::Status { agent, status } => {
+                if let Some(tx) = self
+                    .replicas
+                    .lock()
+                    .get(channel)
+                    .and_then(|r| r.agents.get(&agent))
+                {
+                    let _ = tx.send(AgentEvent::status(status));
+                }
+            }
+            Event::Ended {
+                agent,
+                session,
+                reason,
+            } => {
+                if let Some(tx) = self
+                    .replicas
+                    .lock()
+                    .get(channel)
+                    .and_then(|r| r.agents.get(&agent))
+                {
+                    let _ = tx.send(AgentEvent::SessionEnded {
+                        session_id: Arc::from(session.as_str()),
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Joins (or starts) this node's replica of an account: its views, and with `agent` that
+    /// agent's events, live from the moment this returns.
+    pub(super) async fn join(
+        self: &Arc<Self>,
+        account_id: &str,
+        agent: Option<&str>,
+    ) -> BackendResult<(
+        watch::Receiver<Arc<ViewFrame>>,
+        Option<broadcast::Receiver<AgentEvent>>,
+        Membership,
+    )> {
+        let channel = Keys::of(account_id).channel;
+        let (mut views, events, fresh) = {
+            let mut r = self.fanout.replicas.lock();
+            let fresh = !r.contains_key(&channel);
+            let rep = r.entry(channel.clone()).or_insert_with(|| Replica {
+                account_id: account_id.to_owned(),
+                view_tx: watch::Sender::new(placeholder()),
+                agents: HashMap::new(),
+                users: 0,
+            });
+            rep.users += 1;
+            let events = agent.map(|a| {
+                rep.agents
+                    .entry(a.to_owned())
+                    .or_insert_with(|| broadcast::channel(AGENT_EVENT_BUFFER).0)
+                    .subscribe()
+            });
+            (rep.view_tx.subscribe(), events, fresh)
+        };
+        let membership = Membership {
+            inner: Arc::downgrade(self),
+            channel: channel.clone(),
+        };
+        if fresh {
+            let (tx, rx) = oneshot::channel();
+            let _ = self.fanout.cmd_tx.send(Cmd::Subscribe(channel.clone(), tx));
+            tokio::time::timeout(SUBSCRIBE_WAIT, rx)
+                .await
+                .map_err(|_| BackendError::unavailable("the hot store is out of reach; retry", 1))?
+                .map_err(|_| BackendError::unavailable("the node is stopping", 1))?;
+            self.load_view(account_id, &channel).await?;
+        }
+        tokio::time::timeout(SUBSCRIBE_WAIT, views.wait_for(|f| f.view.version >= 0))
+            .await
+            .map_err(|_| BackendError::unavailable("the hot store is out of reach; retry", 1))?
+            .map_err(|_| BackendError::unavailable("the node is stopping", 1))?;
+        Ok((views, events, membership))
+    }
+
+    /// Reads the stored view into the replica (computing it first if there is none).
+    async fn load_view(&self, account_id: &str, channel: &str) -> BackendResult<()> {
+        let view = match self.hot.view(account_id).await? {
+            Some(v) => v,
+            None => {
+                self.refresh_view(account_id).await?;
+                self.hot
+                    .view(account_id)
+                    .await?
+                    .ok_or_else(|| BackendError::internal("no view after a refresh"))?
+            }
+        };
+        self.fanout.take_view(channel, view);
+        Ok(())
+    }
+
+    /// The view this node's replica holds, if it has one.
+    pub(super) fn local_view(&self, account_id: &str) -> Option<Arc<ViewFrame>> {
+        let channel = Keys::of(account_id).channel;
+        let r = self.fanout.replicas.lock();
+        let v = r.get(&channel)?.view_tx.borrow().clone();
+        (v.view.version >= 0).then_some(v)
+    }
+}
+
+/// Starts the pub/sub reader; it runs until `stop` or until the backend is dropped.
+pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) {
+    let Some(strong) = inner.upgrade() else {
+        return;
+    };
+    let Some(mut cmds) = strong.fanout.cmd_rx.lock().take() else {
+        return;
+    };
+    let client = strong.fanout.client.clone();
+    drop(strong);
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let ps = match client.get_async_pubsub().await {
+                Ok(ps) => ps,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pub/sub connection failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                        _ = stop.changed() => return,
+                    }
+                }
+            };
+            let (mut sink, mut stream) = ps.split();
+            // Subscribe every replica again, then re-read their views.
+            let (channels, accounts): (Vec<String>, Vec<String>) = {
+                let Some(inner) = inner.upgrade() else { return };
+                if !first {
+                    inner
+                        .metrics
+                        .store
+                        .pubsub_reconnects
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let r = inner.fanout.replicas.lock();
+                r.iter()
+                    .map(|(c, rep)| (c.clone(), rep.account_id.clone()))
+                    .unzip()
+            };
+            first = false;
+            if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+                continue;
+            }
+            if let Some(inner) = inner.upgrade() {
+                for (c, a) in channels.iter().zip(&accounts) {
+                    if let Err(e) = inner.load_view(a, c).await {
+                        tracing::warn!(error = %e, "could not re-read a view after reconnecting");
+                    }
+                }
+            }
+            loop {
+                tokio::select! {
+                    cmd = cmds.recv() => match cmd {
+                        Some(Cmd::Subscribe(c, done)) => {
+                            if sink.subscribe(&c).await.is_err() {
+                                // Answered after the reconnect subscribes it with the rest.
+                                drop(done);
+                                break;
+                            }
+                            let _ = done.send(());
+                        }
+                        Some(Cmd::Unsubscribe(c)) => {
+                            let _ = sink.unsubscribe(&c).await;
+                        }
+                        None => return,
+                    },
+                    msg = stream.next() => match msg {
+                        Some(m) => {
+                            let Some(inner) = inner.upgrade() else { return };
+                            inner.fanout.dispatch(m.get_channel_name(), m.get_payload_bytes());
+                        }
+                        None => break,
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    });
+}

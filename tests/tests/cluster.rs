@@ -1,0 +1,256 @@
+//! Cluster mode over HTTP: three nodes in this process on one PostgreSQL and one Redis, each
+//! a real server on its own loopback port, and what any node does is seen through every
+//! other.
+
+use std::time::Duration;
+
+use presence_e2e::*;
+use presence_server::cluster::ClusterConfig;
+use presence_test_support::stores::{Redis, shared_postgres};
+use serde_json::{Value, json};
+
+struct Nodes {
+    nodes: Vec<TestServer>,
+    _redis: Redis,
+}
+
+impl Nodes {
+    async fn start(n: usize) -> Nodes {
+        let postgres_url = shared_postgres().fresh_database();
+        let redis = Redis::start();
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            let cluster = ClusterConfig {
+                postgres_url: postgres_url.clone(),
+                redis_url: redis.url(),
+            };
+            nodes.push(
+                TestServer::with(|c| {
+                    c.cluster = Some(cluster);
+                    c.defaults = fast_settings();
+                })
+                .await,
+            );
+        }
+        Nodes {
+            nodes,
+            _redis: redis,
+        }
+    }
+
+    fn api(&self, i: usize) -> Api {
+        self.nodes[i].api()
+    }
+}
+
+async fn metric(api: &Api, name: &str) -> u64 {
+    let r = api.get("/metrics", None).await;
+    let text = r.body.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_node_reaches_device_and_widget_streams_on_the_others() {
+    let c = Nodes::start(3).await;
+    let (a, b, cc) = (c.api(0), c.api(1), c.api(2));
+    let acc = a.create_account("acme").await;
+    let phone = a.login_agent_owner(&acc, "phone").await;
+    let laptop = b.login_agent_owner(&acc, "laptop").await;
+    let mut device = b.sse("/v1/me/events", Some(&laptop.token)).await;
+    device.wait_for("snapshot", |_| true).await;
+    let mut widget = cc
+        .sse(&format!("/v1/widget/{}/events", acc.widget_key), None)
+        .await;
+    widget
+        .wait_for("chatbox", |v| v["status"] == "offline")
+        .await;
+
+    let r = a.set_status(&phone, "online").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ev = device.wait_for("status", |v| v["status"] == "online").await;
+    assert_eq!(ev["changed_by_device"], "phone");
+    widget
+        .wait_for("chatbox", |v| v["status"] == "online")
+        .await;
+    assert_eq!(cc.widget(&acc).await["status"], "online");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_on_one_node_heartbeats_changes_status_and_logs_out_on_another() {
+    let c = Nodes::start(3).await;
+    let (a, b, cc) = (c.api(0), c.api(1), c.api(2));
+    let acc = a.create_account("acme").await;
+    let s = a.login_agent_owner(&acc, "phone").await;
+
+    let hb = b
+        .post(
+            "/v1/session/heartbeat",
+            Some(&s.token),
+            json!({"mode": "active"}),
+        )
+        .await;
+    assert_eq!(hb.status, 200, "{}", hb.body);
+    assert!(hb.body["lease_until"].as_i64().unwrap_or(0) > 0);
+    let r = cc.set_status(&s, "busy").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["applied"], true);
+    let me = a.get("/v1/me", Some(&s.token)).await;
+    assert_eq!(me.body["status"]["status"], "busy");
+    assert_eq!(a.widget(&acc).await["status"], "busy");
+
+    let out = b.delete("/v1/session", Some(&s.token)).await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    for api in [&a, &b, &cc] {
+        api.post(
+            "/v1/session/heartbeat",
+            Some(&s.token),
+            json!({"mode": "active"}),
+        )
+        .await
+        .assert_error(401, "session_expired");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_node_takes_the_widget_on_another_offline_at_once() {
+    let c = Nodes::start(3).await;
+    let (a, cc) = (c.api(0), c.api(2));
+    let acc = a.create_account("acme").await;
+    let s = a.login_agent_owner(&acc, "phone").await;
+    assert_eq!(a.set_status(&s, "online").await.status, 200);
+    let mut widget = a
+        .sse(&format!("/v1/widget/{}/events", acc.widget_key), None)
+        .await;
+    widget
+        .wait_for("chatbox", |v| v["status"] == "online")
+        .await;
+    // The owner's own session from `create_account` is online too: end it first.
+    assert_eq!(
+        cc.delete("/v1/session", Some(&acc.owner_token))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(cc.delete("/v1/session", Some(&s.token)).await.status, 204);
+    widget
+        .wait_for("chatbox", |v| v["status"] == "offline")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn view_versions_grow_on_every_node_and_agree_across_them() {
+    let c = Nodes::start(3).await;
+    let acc = c.api(0).create_account("acme").await;
+    let s = c.api(0).login_agent_owner(&acc, "phone").await;
+    let mut widgets = Vec::new();
+    for i in 0..3 {
+        let mut w = c
+            .api(i)
+            .sse(&format!("/v1/widget/{}/events", acc.widget_key), None)
+            .await;
+        w.wait_for("chatbox", |_| true).await;
+        widgets.push(w);
+    }
+    let mut last = [0i64; 3];
+    for (round, status) in ["online", "busy", "offline", "online", "busy"]
+        .iter()
+        .enumerate()
+    {
+        let via = c.api(round % 3);
+        assert_eq!(via.set_status(&s, status).await.status, 200);
+        let want = if *status == "offline" {
+            "offline"
+        } else {
+            status
+        };
+        let mut seen = Vec::new();
+        for (i, w) in widgets.iter_mut().enumerate() {
+            let v = w.wait_for("chatbox", |v| v["status"] == want).await;
+            let version = v["version"].as_i64().unwrap_or(-1);
+            assert!(version > last[i], "node {i}: {version} after {}", last[i]);
+            last[i] = version;
+            seen.push(version);
+        }
+        assert!(
+            seen.windows(2).all(|w| w[0] == w[1]),
+            "every node serves one version for one view: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_lease_end_is_published_once_across_three_nodes() {
+    const SESSIONS: usize = 60;
+    let c = Nodes::start(3).await;
+    let acc = c.api(0).create_account("acme").await;
+    // The owner's session from `create_account` lapses too.
+    let mut tokens = vec![acc.owner_token.clone()];
+    for i in 0..SESSIONS - 1 {
+        let s = c
+            .api(i % 3)
+            .login_agent_owner(&acc, &format!("dev-{i}"))
+            .await;
+        tokens.push(s.token);
+    }
+    let apis: Vec<Api> = (0..3).map(|i| c.api(i)).collect();
+    let total = || async {
+        let mut n = 0;
+        for api in &apis {
+            n += metric(api, "presence_session_expiries_total").await;
+        }
+        n
+    };
+    eventually(
+        "every silent session ends",
+        Duration::from_secs(30),
+        || async {
+            let n = total().await;
+            assert!(n <= SESSIONS as u64, "{n} lease ends for {SESSIONS} leases");
+            n == SESSIONS as u64
+        },
+    )
+    .await;
+    for t in &tokens {
+        c.api(1)
+            .post("/v1/session/heartbeat", Some(t), json!({"mode": "active"}))
+            .await
+            .assert_error(401, "session_expired");
+    }
+    // Every node has swept every partition at least once more since: still one per lease.
+    let swept_again = |api: &Api| {
+        let api = api.clone();
+        async move { metric(&api, "presence_cluster_sweeps_total").await }
+    };
+    let before: Vec<u64> = futures_util::future::join_all(apis.iter().map(swept_again)).await;
+    eventually(
+        "a full sweep round on every node",
+        Duration::from_secs(20),
+        || async {
+            let now: Vec<u64> = futures_util::future::join_all(apis.iter().map(swept_again)).await;
+            now.iter().zip(&before).all(|(n, b)| *n >= b + 64)
+        },
+    )
+    .await;
+    assert_eq!(total().await, SESSIONS as u64);
+    let w: Value = c.api(2).widget(&acc).await;
+    assert_eq!(w["status"], "offline");
+}
+
+trait OwnerLogin {
+    async fn login_agent_owner(&self, acc: &Account, device: &str) -> Session;
+}
+
+impl OwnerLogin for Api {
+    /// The account's owner on another device.
+    async fn login_agent_owner(&self, acc: &Account, device: &str) -> Session {
+        self.login(
+            &acc.slug,
+            &format!("owner@{}.test", acc.slug),
+            "pw-owner",
+            device,
+        )
+        .await
+    }
+}

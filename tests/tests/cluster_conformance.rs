@@ -1,0 +1,44 @@
+//! The backend conformance suite ([`presence_server::conformance`]) against the cluster
+//! backend: each check on a fresh PostgreSQL database and a Redis of its own, both real and
+//! on loopback ports of their own (`presence_test_support::stores`).
+
+use std::sync::Arc;
+
+use presence_server::Retention;
+use presence_server::cluster::{Cluster, ClusterConfig};
+use presence_server::conformance::Harness;
+use presence_server::hashing::HashPool;
+use presence_server::metrics::Metrics;
+use presence_server::push::{PushConfig, Pusher};
+use presence_test_support::stores::{Redis, shared_postgres};
+
+async fn cluster() -> Harness {
+    let postgres_url = shared_postgres().fresh_database();
+    let redis = Redis::start();
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let push = PushConfig {
+        webhook_allow: vec!["127.0.0.1".into()],
+        ..PushConfig::default()
+    };
+    let pusher = Pusher::new(push.senders().expect("senders"), metrics.push.clone());
+    let backend = Cluster::connect(
+        &ClusterConfig {
+            postgres_url,
+            redis_url: redis.url(),
+        },
+        pusher,
+        HashPool::new(2),
+        Retention::default(),
+        metrics,
+        stop_rx,
+    )
+    .await
+    .expect("cluster backend connects");
+    Harness {
+        backend: Arc::new(backend),
+        keep: Box::new((redis, stop_tx)),
+    }
+}
+
+presence_server::backend_conformance_tests!(cluster);
