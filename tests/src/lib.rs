@@ -14,11 +14,22 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A server running in this process on a free loopback port, with its own data dir.
+///
+/// With `PRESENCE_TEST_BACKEND=cluster` in the environment, every such server is instead a
+/// cluster node on a fresh PostgreSQL database and a Redis of its own, so the same tests pin
+/// that both backends behave alike.
 pub struct TestServer {
     pub server: presence_server::Server,
     pub url: String,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
+    /// The Redis of a cluster-mode server.
+    pub redis: Option<presence_test_support::stores::Redis>,
+}
+
+/// Whether tests run their servers in cluster mode (`PRESENCE_TEST_BACKEND=cluster`).
+pub fn cluster_mode() -> bool {
+    std::env::var("PRESENCE_TEST_BACKEND").is_ok_and(|v| v == "cluster")
 }
 
 impl TestServer {
@@ -30,6 +41,15 @@ impl TestServer {
     pub async fn with(f: impl FnOnce(&mut presence_server::Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = presence_server::Config::for_tests(dir.path());
+        let mut redis = None;
+        if cluster_mode() {
+            let r = presence_test_support::stores::Redis::start();
+            cfg.cluster = Some(presence_server::cluster::ClusterConfig {
+                postgres_url: presence_test_support::stores::shared_postgres().fresh_database(),
+                redis_url: r.url(),
+            });
+            redis = Some(r);
+        }
         f(&mut cfg);
         let server = presence_server::start(cfg).await.expect("server starts");
         let url = server.url();
@@ -38,6 +58,7 @@ impl TestServer {
             url,
             dir,
             client: client(),
+            redis,
         }
     }
 

@@ -112,16 +112,21 @@ async fn memory_and_file_size_stay_flat_over_many_sessions_lives() {
             }
         })
         .await;
-        sizes.push(std::fs::metadata(&db).unwrap().len());
+        if !cluster_mode() {
+            sizes.push(std::fs::metadata(&db).unwrap().len());
+        }
     }
     assert_eq!(
         metric(&api, "presence_sessions").await,
         1,
         "only the owner's"
     );
-    // Freed pages are reused: after the first round the file does not keep growing.
-    assert!(
-        sizes[3] <= sizes[1] + 32 * 1024,
-        "database file sizes by round: {sizes:?}"
-    );
+    // Freed pages are reused: after the first round the file does not keep growing (the
+    // embedded backend's file; in cluster mode PostgreSQL holds the rows, pruned alike).
+    if !cluster_mode() {
+        assert!(
+            sizes[3] <= sizes[1] + 32 * 1024,
+            "database file sizes by round: {sizes:?}"
+        );
+    }
 }

@@ -45,7 +45,8 @@ impl Outcome {
 }
 
 pub const STEPS: &[&str] = &[
-    "fmt", "clippy", "rust", "kotlin", "android", "swift", "ios", "header", "browser", "bench",
+    "fmt", "clippy", "rust", "cluster", "kotlin", "android", "swift", "ios", "header", "browser",
+    "bench",
 ];
 
 struct Row {
@@ -60,6 +61,7 @@ fn title(name: &str) -> &'static str {
         "fmt" => "format: cargo fmt --all -- --check",
         "clippy" => "lint: cargo clippy --workspace --all-targets -- -D warnings",
         "rust" => "Rust tests: cargo test --workspace --no-fail-fast",
+        "cluster" => "end-to-end tests again, every server a cluster node on PostgreSQL + Redis",
         "kotlin" => "Kotlin binding tests (JVM, JUnit 4, JNA)",
         "android" => "Android shell tests (JVM) + glue type-checked against android-all",
         "swift" => "Swift binding tests (XCTest in the Debian trixie chroot)",
@@ -111,6 +113,7 @@ fn run_step(ctx: &Ctx, name: &str) -> Outcome {
             Outcome::single(out.ok(), &format!("clippy failed ({})", out.why()))
         }
         "rust" => rust_tests(ctx),
+        "cluster" => cluster_tests(ctx),
         "kotlin" => kotlin::run(ctx),
         "swift" => swift::run(ctx),
         "android" => android::run(ctx),
@@ -186,6 +189,33 @@ fn rust_tests(ctx: &Ctx) -> Outcome {
         } else {
             format!("did not build or ended badly: {}", broken.join(", "))
         },
+    }
+}
+
+/// The end-to-end suite (`presence-e2e`) once more with `PRESENCE_TEST_BACKEND=cluster`:
+/// every test server is then a cluster node on a real PostgreSQL and Redis, so each route and
+/// rule is pinned on both backends.
+fn cluster_tests(ctx: &Ctx) -> Outcome {
+    if let Err(o) = ensure_stores() {
+        return o;
+    }
+    let mut c = ctx.cargo();
+    c.args(["test", "-p", "presence-e2e", "--no-fail-fast"])
+        .env("PRESENCE_TEST_BACKEND", "cluster");
+    let out = util::run(&mut c, RunOpts::timeout(20));
+    let (passed, mut failed, seen) = parse::cargo_test_totals(&out.stdout);
+    let mut note = format!("{seen} test targets in cluster mode");
+    if !out.ok() && failed == 0 {
+        failed = 1;
+        note = format!(
+            "cargo test ended badly ({}) with no failing test reported",
+            out.why()
+        );
+    }
+    Outcome {
+        passed,
+        failed,
+        note,
     }
 }
 

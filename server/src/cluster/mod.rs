@@ -195,6 +195,9 @@ impl Cluster {
             widget_streams: AtomicU64::new(0),
             dummy_hash,
         });
+        if let Some(dead) = inner.pusher.take_dead_tokens() {
+            tokio::spawn(remove_dead_tokens(Arc::downgrade(&inner), dead));
+        }
         fanout::spawn_reader(Arc::downgrade(&inner), stop.clone());
         sweep::spawn(inner.clone(), deadline_rx, stop);
         Ok(Cluster { inner })
@@ -436,6 +439,34 @@ impl Inner {
                 now,
             ));
         }
+    }
+}
+
+/// Clears each registration a provider declared dead, unless the session registered another
+/// since: its next heartbeat gets the active lease.
+async fn remove_dead_tokens(
+    inner: std::sync::Weak<Inner>,
+    mut dead: mpsc::UnboundedReceiver<crate::push::DeadToken>,
+) {
+    while let Some(d) = dead.recv().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let Ok(Some(s)) = inner.pg.session(&d.session_id).await else {
+            continue;
+        };
+        if s.push.as_ref() != Some(&d.reg) || s.ended_at.is_some() {
+            continue;
+        }
+        if let Err(e) = inner.pg.set_push(&s.id, None).await {
+            tracing::warn!(error = %e, "could not remove a dead push registration");
+            continue;
+        }
+        let _ = seeded!(
+            inner,
+            &s.account_id,
+            inner.hot.lease_push(&s.account_id, &s.id, false)
+        );
     }
 }
 

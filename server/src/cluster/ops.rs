@@ -949,9 +949,10 @@ impl Backend for Cluster {
     }
 
     async fn gauges(&self) -> Gauges {
+        let (live, ended) = self.inner.pg.session_counts().await.unwrap_or((0, 0));
         Gauges {
-            live_sessions: 0,
-            ended_tokens: 0,
+            live_sessions: live as u64,
+            ended_tokens: ended as u64,
             device_subscribers: self.inner.device_streams.load(Relaxed),
             widget_subscribers: self.inner.widget_streams.load(Relaxed),
             accounts: self.inner.pg.count_accounts().await.unwrap_or(0) as u64,

@@ -867,8 +867,23 @@ impl Pg {
         .collect()
     }
 
-    /// Forgets ended sessions and status ops older than their retention.
-    pub async fn prune(&self, sessions_before: i64, ops_before: i64) -> BackendResult<u64> {
+    /// (live sessions, ended sessions still remembered), for `/metrics`.
+    pub async fn session_counts(&self) -> BackendResult<(i64, i64)> {
+        let _op = self.op();
+        let c = self.client().await?;
+        let r = c
+            .query_one(
+                "SELECT count(*) FILTER (WHERE ended_at IS NULL), \
+                 count(*) FILTER (WHERE ended_at IS NOT NULL) FROM sessions",
+                &[],
+            )
+            .await
+            .map_err(|e| self.db(e))?;
+        Ok((r.get(0), r.get(1)))
+    }
+
+    /// Forgets ended sessions and status ops older than their retention: (sessions, ops).
+    pub async fn prune(&self, sessions_before: i64, ops_before: i64) -> BackendResult<(u64, u64)> {
         let _op = self.op();
         let c = self.client().await?;
         let a = c
@@ -882,7 +897,7 @@ impl Pg {
             .execute("DELETE FROM status_ops WHERE at < $1", &[&ops_before])
             .await
             .map_err(|e| self.db(e))?;
-        Ok(a + b)
+        Ok((a, b))
     }
 }
 

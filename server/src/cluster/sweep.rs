@@ -30,7 +30,7 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 /// How far back the reconciler looks.
 pub const RECONCILE_WINDOW: Duration = Duration::from_secs(30);
 /// How often history past its retention is pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) fn spawn(
     inner: Arc<Inner>,
@@ -197,8 +197,10 @@ async fn prune(inner: &Arc<Inner>) {
         )
         .await
     {
-        Ok(n) if n > 0 => tracing::debug!(rows = n, "pruned history past its retention"),
-        Ok(_) => {}
+        Ok((sessions, ops)) => {
+            inner.metrics.pruned_sessions.fetch_add(sessions, Relaxed);
+            inner.metrics.pruned_status_ops.fetch_add(ops, Relaxed);
+        }
         Err(e) => tracing::debug!(error = %e, "could not prune"),
     }
 }
