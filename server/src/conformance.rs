@@ -337,6 +337,45 @@ pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
     assert_eq!(hb.interval_ms, s.background_ttl_ms - s.renew_margin_ms);
 }
 
+/// [`crate::rules::renewed_lease_until`] as each backend applies it: a background lease
+/// renewed inside its renew window runs on from its old end; renewed before it, ttl from now.
+pub async fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end(h: Harness) {
+    let b = &*h.backend;
+    let s = fast_settings();
+    account(b, "acme", s).await;
+    let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
+    b.set_push(
+        &p,
+        Some(PushRegistration::new(
+            PushProvider::Webhook,
+            "http://127.0.0.1:9/push",
+        )),
+    )
+    .await
+    .unwrap();
+    let th = token_hash(&token);
+    let first = b.heartbeat(&th, Mode::Background).await.unwrap();
+    assert_eq!(first.lease_until, first.server_time + s.background_ttl_ms);
+    // Before the window: ttl from now.
+    let early = b.heartbeat(&th, Mode::Background).await.unwrap();
+    assert!(early.server_time < early.lease_until - s.renew_margin_ms);
+    assert_eq!(early.lease_until, early.server_time + s.background_ttl_ms);
+    // The renew window opens `renew_margin_ms` before the lease ends: a timed wait for a
+    // moment the server's clock decides, then the renewal the renew push asks for.
+    let window = early.lease_until - s.renew_margin_ms;
+    tokio::time::sleep(Duration::from_millis(
+        (window - early.server_time + 50).max(0) as u64,
+    ))
+    .await;
+    let renewed = b.heartbeat(&th, Mode::Background).await.unwrap();
+    assert!(renewed.server_time >= window, "inside the renew window");
+    assert_eq!(
+        renewed.lease_until,
+        early.lease_until + s.background_ttl_ms,
+        "runs on from the old end"
+    );
+}
+
 pub async fn logging_in_again_on_a_device_replaces_its_session(h: Harness) {
     let b = &*h.backend;
     account(b, "acme", Settings::default()).await;
@@ -444,6 +483,7 @@ macro_rules! backend_conformance_tests {
             busy_shows_when_nobody_online_is_available_but_someone_busy_is,
             view_versions_only_grow,
             a_background_lease_needs_a_push_registration,
+            a_background_lease_renewed_in_its_window_runs_on_from_its_old_end,
             logging_in_again_on_a_device_replaces_its_session,
             a_lapsed_lease_ends_the_session_and_the_view_follows,
             an_admin_status_change_wins_and_carries_no_device,

@@ -39,9 +39,11 @@ pub struct StoreMetrics {
     pub postgres_ops: AtomicU64,
     pub postgres_us: AtomicU64,
     pub postgres_errors: AtomicU64,
-    /// Status commits in PostgreSQL (the acknowledged part of a status change).
+    /// Status commits in PostgreSQL (the acknowledged part of a status change), as a
+    /// histogram over [`COMMIT_BUCKETS_MS`] (cumulative, then `+Inf`).
     pub status_commits: AtomicU64,
     pub status_commit_us: AtomicU64,
+    pub status_commit_buckets: [AtomicU64; COMMIT_BUCKETS_MS.len() + 1],
     pub sweeps: AtomicU64,
     /// Lease end to its handling by this node, of the last lease end it handled.
     pub sweep_lag_ms: AtomicU64,
@@ -51,13 +53,35 @@ pub struct StoreMetrics {
     pub seeds: AtomicU64,
 }
 
+/// Upper bounds (ms) of the status commit histogram's buckets.
+pub const COMMIT_BUCKETS_MS: [f64; 12] = [
+    0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 25.0, 50.0, 100.0, 1000.0,
+];
+
 impl StoreMetrics {
+    /// One status commit's duration.
+    pub fn observe_commit(&self, took: std::time::Duration) {
+        let ms = took.as_secs_f64() * 1e3;
+        for (b, bound) in self
+            .status_commit_buckets
+            .iter()
+            .zip(COMMIT_BUCKETS_MS.iter().chain([&f64::INFINITY]))
+        {
+            if ms <= *bound {
+                b.fetch_add(1, Relaxed);
+            }
+        }
+        self.status_commits.fetch_add(1, Relaxed);
+        self.status_commit_us
+            .fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
     fn render(&self, out: &mut String) {
         if !self.active.load(Relaxed) {
             return;
         }
         let us = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
-        let counters: [(&str, &str, f64); 11] = [
+        let counters: [(&str, &str, f64); 9] = [
             (
                 "presence_cluster_redis_calls_total",
                 "Redis round trips (a script or a command).",
@@ -89,16 +113,6 @@ impl StoreMetrics {
                 self.postgres_errors.load(Relaxed) as f64,
             ),
             (
-                "presence_cluster_status_commits_total",
-                "Status changes committed in PostgreSQL.",
-                self.status_commits.load(Relaxed) as f64,
-            ),
-            (
-                "presence_cluster_status_commit_seconds_total",
-                "Time spent committing status changes.",
-                us(&self.status_commit_us),
-            ),
-            (
                 "presence_cluster_sweeps_total",
                 "Partition sweeps run by this node.",
                 self.sweeps.load(Relaxed) as f64,
@@ -120,6 +134,25 @@ impl StoreMetrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
+        let name = "presence_cluster_status_commit_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} The PostgreSQL transaction of a status change.\n# TYPE {name} histogram"
+        );
+        for (b, bound) in self.status_commit_buckets.iter().zip(COMMIT_BUCKETS_MS) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {}",
+                bound / 1e3,
+                b.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {n}\n{name}_sum {}\n{name}_count {n}",
+            us(&self.status_commit_us),
+            n = self.status_commits.load(Relaxed)
+        );
         let name = "presence_cluster_sweep_lag_ms";
         let _ = writeln!(
             out,

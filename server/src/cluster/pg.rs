@@ -838,10 +838,7 @@ impl Pg {
         .await
         .map_err(|e| self.db(e))?;
         tx.commit().await.map_err(|e| self.db(e))?;
-        self.metrics.status_commits.fetch_add(1, Relaxed);
-        self.metrics
-            .status_commit_us
-            .fetch_add(_op.start.elapsed().as_micros() as u64, Relaxed);
+        self.metrics.observe_commit(_op.start.elapsed());
         Ok(StatusDecision::Decided {
             applied,
             status,
