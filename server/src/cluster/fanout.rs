@@ -31,8 +31,25 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 struct Replica {
     account_id: String,
     view_tx: watch::Sender<Arc<ViewFrame>>,
-    agents: HashMap<String, broadcast::Sender<AgentEvent>>,
+    /// agent -> its device streams' channel, and the last status version sent on it
+    agents: HashMap<String, AgentLane>,
     users: usize,
+}
+
+struct AgentLane {
+    tx: broadcast::Sender<AgentEvent>,
+    last_status: i64,
+}
+
+impl AgentLane {
+    /// Sends a status once: an older or repeated version (a replay after a reconnect) is
+    /// dropped.
+    fn status(&mut self, status: presence_protocol::StatusView) {
+        if status.version > self.last_status {
+            self.last_status = status.version;
+            let _ = self.tx.send(AgentEvent::status(status));
+        }
+    }
 }
 
 enum Cmd {
@@ -117,13 +134,13 @@ impl Fanout {
         match ev {
             Event::View { view } => self.take_view(channel, view),
             Event::Status { agent, status } => {
-                if let Some(tx) = self
+                if let Some(lane) = self
                     .replicas
                     .lock()
-                    .get(channel)
-                    .and_then(|r| r.agents.get(&agent))
+                    .get_mut(channel)
+                    .and_then(|r| r.agents.get_mut(&agent))
                 {
-                    let _ = tx.send(AgentEvent::status(status));
+                    lane.status(status);
                 }
             }
             Event::Ended {
@@ -131,13 +148,13 @@ impl Fanout {
                 session,
                 reason,
             } => {
-                if let Some(tx) = self
+                if let Some(lane) = self
                     .replicas
                     .lock()
                     .get(channel)
                     .and_then(|r| r.agents.get(&agent))
                 {
-                    let _ = tx.send(AgentEvent::SessionEnded {
+                    let _ = lane.tx.send(AgentEvent::SessionEnded {
                         session_id: Arc::from(session.as_str()),
                         reason,
                     });
@@ -173,7 +190,11 @@ impl Inner {
             let events = agent.map(|a| {
                 rep.agents
                     .entry(a.to_owned())
-                    .or_insert_with(|| broadcast::channel(AGENT_EVENT_BUFFER).0)
+                    .or_insert_with(|| AgentLane {
+                        tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
+                        last_status: i64::MAX,
+                    })
+                    .tx
                     .subscribe()
             });
             (rep.view_tx.subscribe(), events, fresh)
@@ -191,11 +212,34 @@ impl Inner {
                 .map_err(|_| BackendError::unavailable("the node is stopping", 1))?;
             self.load_view(account_id, &channel).await?;
         }
+        if agent.is_some() {
+            self.load_statuses(account_id, &channel).await?;
+        }
         tokio::time::timeout(SUBSCRIBE_WAIT, views.wait_for(|f| f.view.version >= 0))
             .await
             .map_err(|_| BackendError::unavailable("the hot store is out of reach; retry", 1))?
             .map_err(|_| BackendError::unavailable("the node is stopping", 1))?;
         Ok((views, events, membership))
+    }
+
+    /// Reads the stored statuses of the replica's agents into their lanes: the first read
+    /// sets where a lane starts, a later one (after a reconnect) sends what was missed.
+    pub(super) async fn load_statuses(&self, account_id: &str, channel: &str) -> BackendResult<()> {
+        let snap = seeded!(self, account_id, self.hot.snapshot(account_id))?;
+        let mut r = self.fanout.replicas.lock();
+        let Some(rep) = r.get_mut(channel) else {
+            return Ok(());
+        };
+        for (id, _, status) in snap.agents {
+            if let Some(lane) = rep.agents.get_mut(&id) {
+                if lane.last_status == i64::MAX {
+                    lane.last_status = status.version;
+                } else {
+                    lane.status(status);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads the stored view into the replica (computing it first if there is none).
@@ -273,6 +317,9 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
                 for (c, a) in channels.iter().zip(&accounts) {
                     if let Err(e) = inner.load_view(a, c).await {
                         tracing::warn!(error = %e, "could not re-read a view after reconnecting");
+                    }
+                    if let Err(e) = inner.load_statuses(a, c).await {
+                        tracing::warn!(error = %e, "could not re-read statuses after reconnecting");
                     }
                 }
             }

@@ -917,6 +917,28 @@ impl Hot {
         Ok(v.and_then(|v| serde_json::from_str(&v).ok()))
     }
 
+    /// A lookup entry that never changes once made (a widget key's account, a token's
+    /// session), so a node can answer it while PostgreSQL is out of reach.
+    pub async fn lookup(&self, key: &str) -> BackendResult<Option<String>> {
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(format!("pr:x:{key}"));
+        self.timed(cmd.query_async(&mut c)).await.map_err(redis_err)
+    }
+
+    /// Stores a lookup entry (see [`Hot::lookup`]), to be forgotten after `ttl_secs`.
+    pub async fn put_lookup(&self, key: &str, value: &str, ttl_secs: u64) -> BackendResult<()> {
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("pr:x:{key}"))
+            .arg(value)
+            .arg("EX")
+            .arg(ttl_secs.max(1));
+        self.timed(cmd.query_async::<()>(&mut c))
+            .await
+            .map_err(redis_err)
+    }
+
     /// The account's stored config JSON, if seeded.
     pub async fn cfg(&self, account_id: &str) -> BackendResult<Option<String>> {
         let k = Keys::of(account_id);

@@ -36,6 +36,10 @@ fn initial_status() -> StatusView {
     }
 }
 
+/// How long Redis remembers a widget key's account (it never changes; the entry only
+/// saves a PostgreSQL read).
+const WIDGET_LOOKUP_SECS: u64 = 7 * 86_400;
+
 fn hashing_busy() -> BackendError {
     BackendError::unavailable("too many logins at once; retry in a moment", 1)
 }
@@ -105,18 +109,37 @@ impl Inner {
         if let Some(t) = self.tokens.lock().get(token) {
             return Ok(t.clone());
         }
-        let (s, _) = self
-            .pg
-            .session_by_token(token)
-            .await?
-            .ok_or_else(BackendError::unauthorized)?;
-        if s.ended_at.is_some() {
-            return Err(BackendError::session_expired());
-        }
-        let t = TokenEntry {
-            session_id: Arc::from(s.id.as_str()),
-            agent_id: Arc::from(s.agent_id.as_str()),
-            account_id: Arc::from(s.account_id.as_str()),
+        let key = format!("t:{}", hex::encode(token));
+        let stored = self.hot.lookup(&key).await.ok().flatten();
+        let t = match stored.as_deref().and_then(|v| {
+            let mut it = v.split(' ');
+            Some((it.next()?, it.next()?, it.next()?))
+        }) {
+            Some((sid, agent, acc)) => TokenEntry {
+                session_id: Arc::from(sid),
+                agent_id: Arc::from(agent),
+                account_id: Arc::from(acc),
+            },
+            None => {
+                let (s, _) = self
+                    .pg
+                    .session_by_token(token)
+                    .await?
+                    .ok_or_else(BackendError::unauthorized)?;
+                if s.ended_at.is_some() {
+                    return Err(BackendError::session_expired());
+                }
+                let value = format!("{} {} {}", s.id, s.agent_id, s.account_id);
+                let _ = self
+                    .hot
+                    .put_lookup(&key, &value, self.retention.ended_sessions.as_secs())
+                    .await;
+                TokenEntry {
+                    session_id: Arc::from(s.id.as_str()),
+                    agent_id: Arc::from(s.agent_id.as_str()),
+                    account_id: Arc::from(s.account_id.as_str()),
+                }
+            }
         };
         let mut tokens = self.tokens.lock();
         if tokens.len() >= TOKEN_CACHE_MAX {
@@ -300,17 +323,26 @@ impl Inner {
         if let Some(acc) = self.widget_keys.lock().get(key) {
             return Ok(acc.clone());
         }
-        let acc = self
-            .pg
-            .account_by_widget_key(key)
-            .await?
-            .ok_or_else(|| BackendError::not_found("widget"))?;
+        let lookup = format!("w:{key}");
+        let acc = match self.hot.lookup(&lookup).await.ok().flatten() {
+            Some(acc) => acc,
+            None => {
+                let acc = self
+                    .pg
+                    .account_by_widget_key(key)
+                    .await?
+                    .ok_or_else(|| BackendError::not_found("widget"))?
+                    .id;
+                let _ = self.hot.put_lookup(&lookup, &acc, WIDGET_LOOKUP_SECS).await;
+                acc
+            }
+        };
         let mut keys = self.widget_keys.lock();
         if keys.len() >= TOKEN_CACHE_MAX {
             keys.clear();
         }
-        keys.insert(key.to_owned(), acc.id.clone());
-        Ok(acc.id)
+        keys.insert(key.to_owned(), acc.clone());
+        Ok(acc)
     }
 
     async fn current_view(&self, account_id: &str) -> BackendResult<Arc<ViewFrame>> {
