@@ -112,6 +112,60 @@ pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
         == 0
 }
 
+/// Where login attempts take their slot: [`LoginLimiter`] on one node, or a limiter whose
+/// windows are shared by every node of a cluster
+/// ([`crate::cluster::limits::SharedLimiter`]). Both keep the windows below.
+#[async_trait::async_trait]
+pub trait LoginGate: Send + Sync {
+    /// Takes a slot for one attempt, waiting up to [`SLOT_WAIT`] while in-flight attempts
+    /// fill a window.
+    async fn take(
+        &self,
+        account: &str,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Box<dyn AttemptSlot + '_>, Refused>;
+}
+
+/// Why a login attempt got no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Failures fill a window (or in-flight attempts stayed too long): retry after this many
+    /// seconds.
+    Limited(u64),
+    /// The shared windows are out of reach; no attempt is checked without them.
+    Unavailable,
+}
+
+/// A slot held by one attempt; dropping it without [`AttemptSlot::failed`] frees it without
+/// counting a failure.
+pub trait AttemptSlot: Send {
+    /// The credentials were wrong: the slot becomes a failure in both windows.
+    fn failed(self: Box<Self>);
+}
+
+impl AttemptSlot for Attempt<'_> {
+    fn failed(self: Box<Self>) {
+        Attempt::failed(*self)
+    }
+}
+
+#[async_trait::async_trait]
+impl LoginGate for LoginLimiter {
+    async fn take(
+        &self,
+        account: &str,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Box<dyn AttemptSlot + '_>, Refused> {
+        Ok(Box::new(
+            self.begin(account, email, ip)
+                .await
+                .map_err(Refused::Limited)?,
+        ))
+    }
+}
+
 /// Counts failed logins and refuses further attempts while a window is full.
 ///
 /// Two windows, from PROTOCOL.md: 10 failures per account+email in 5 minutes, and 100

@@ -220,48 +220,57 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         metrics.push.clone(),
     );
     let hasher = hashing::HashPool::new(config.limits.password_hash_concurrency);
-    let (backend, embedded, clock): (Arc<dyn backend::Backend>, Option<Embedded>, clock::Clock) =
-        match &config.cluster {
-            Some(c) => {
-                let b = cluster::Cluster::connect(
-                    c,
-                    pusher,
-                    hasher,
-                    config.retention,
-                    metrics.clone(),
-                    shutdown_rx.clone(),
-                )
-                .await
-                .map_err(StartError::Cluster)?;
-                let clock = b.clock();
-                (Arc::new(b), None, clock)
-            }
-            None => {
-                let store = store::Store::open_dir(&config.data_dir).map_err(|source| {
-                    StartError::Store {
-                        dir: config.data_dir.clone(),
-                        source,
-                    }
-                })?;
-                let b = Embedded::open(
-                    store,
-                    pusher,
-                    hasher,
-                    config.retention,
-                    metrics.clone(),
-                    shutdown_rx.clone(),
-                )
-                .map_err(|source| StartError::Store {
+    let (backend, embedded, clock, limiter): (
+        Arc<dyn backend::Backend>,
+        Option<Embedded>,
+        clock::Clock,
+        Arc<dyn auth::LoginGate>,
+    ) = match &config.cluster {
+        Some(c) => {
+            let b = cluster::Cluster::connect(
+                c,
+                pusher,
+                hasher,
+                config.retention,
+                metrics.clone(),
+                shutdown_rx.clone(),
+            )
+            .await
+            .map_err(StartError::Cluster)?;
+            let clock = b.clock();
+            let gate = b.login_gate();
+            (Arc::new(b), None, clock, gate)
+        }
+        None => {
+            let store =
+                store::Store::open_dir(&config.data_dir).map_err(|source| StartError::Store {
                     dir: config.data_dir.clone(),
                     source,
                 })?;
-                let clock = b.clock();
-                (Arc::new(b.clone()), Some(b), clock)
-            }
-        };
+            let b = Embedded::open(
+                store,
+                pusher,
+                hasher,
+                config.retention,
+                metrics.clone(),
+                shutdown_rx.clone(),
+            )
+            .map_err(|source| StartError::Store {
+                dir: config.data_dir.clone(),
+                source,
+            })?;
+            let clock = b.clock();
+            (
+                Arc::new(b.clone()),
+                Some(b),
+                clock,
+                Arc::new(LoginLimiter::new()),
+            )
+        }
+    };
     let state = http::AppState {
         backend: backend.clone(),
-        limiter: Arc::new(LoginLimiter::new()),
+        limiter,
         metrics,
         admin_token: config.admin_token.as_deref().map(Arc::from),
         defaults: config.defaults,

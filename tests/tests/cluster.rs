@@ -254,3 +254,33 @@ impl OwnerLogin for Api {
         .await
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_login_limits_hold_across_the_cluster_even_for_simultaneous_attempts() {
+    let c = Nodes::start(3).await;
+    let acc = c.api(0).create_account("acme").await;
+    let wrong = |i: usize| {
+        let api = c.api(i % 3);
+        let slug = acc.slug.clone();
+        async move {
+            api.login_raw(&slug, "owner@acme.test", "wrong", "d", Value::Null)
+                .await
+                .status
+        }
+    };
+    // 40 wrong passwords at once, spread over three nodes: the window holds 10.
+    let codes = futures_util::future::join_all((0..40).map(wrong)).await;
+    let checked = codes.iter().filter(|c| **c == 401).count();
+    let limited = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!(checked, 10, "passwords checked: {codes:?}");
+    assert_eq!(limited, 30, "{codes:?}");
+    // And on every node after that, the right password too.
+    for i in 0..3 {
+        let r = c
+            .api(i)
+            .login_raw(&acc.slug, "owner@acme.test", "pw-owner", "d", Value::Null)
+            .await;
+        r.assert_error(429, "rate_limited");
+        assert!(r.header("retry-after").is_some());
+    }
+}

@@ -558,6 +558,11 @@ impl Hot {
         r
     }
 
+    /// The shared connection, for scripts kept elsewhere (the login limits).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     pub fn client(&self) -> &redis::Client {
         &self.client
     }

@@ -55,6 +55,7 @@ macro_rules! seeded {
 
 mod fanout;
 pub mod hot;
+pub mod limits;
 mod ops;
 pub mod pg;
 mod sweep;
@@ -205,6 +206,11 @@ impl Cluster {
 
     pub fn clock(&self) -> Clock {
         self.inner.clock
+    }
+
+    /// The failed-login limits, shared by every node.
+    pub fn login_gate(&self) -> Arc<dyn crate::auth::LoginGate> {
+        Arc::new(limits::SharedLimiter::new(self.inner.hot.clone()))
     }
 }
 

@@ -26,7 +26,6 @@ use tower::ServiceBuilder;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::Limits;
-use crate::auth::LoginLimiter;
 use crate::backend::Backend;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -37,7 +36,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub backend: Arc<dyn Backend>,
-    pub limiter: Arc<LoginLimiter>,
+    pub limiter: Arc<dyn crate::auth::LoginGate>,
     pub metrics: Arc<Metrics>,
     pub admin_token: Option<Arc<str>>,
     /// Settings for new accounts (the server's timing flags).

@@ -38,9 +38,15 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let attempt = state
         .limiter
-        .begin(&req.account, &req.email, ip)
+        .take(&req.account, &req.email, ip)
         .await
-        .map_err(ApiError::rate_limited)?;
+        .map_err(|r| match r {
+            crate::auth::Refused::Limited(secs) => ApiError::rate_limited(secs),
+            crate::auth::Refused::Unavailable => {
+                BackendError::unavailable("the hot store is out of reach; retry in a moment", 1)
+                    .into()
+            }
+        })?;
     match state.backend.login(req).await {
         Ok(resp) => Ok(Json(resp).into_response()),
         Err(e) => {
