@@ -13,6 +13,7 @@
 
 mod api;
 mod bare;
+mod cluster;
 mod core;
 mod durability;
 mod http;
@@ -53,11 +54,12 @@ pub const STEPS: &[&str] = &[
     "widget",
     "dashboard",
     "push",
+    "cluster",
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
 steps: latency, expiry, fanout, heartbeat, rss, core, phone, durability, ffi, soketi, redis,
-widget, dashboard, push";
+widget, dashboard, push, cluster";
 
 pub struct Ctx {
     pub quick: bool,
@@ -293,6 +295,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "ffi" => ffi(ctx).await,
         "soketi" => soketi::soketi(ctx).await,
         "redis" => redis::redis(ctx).await,
+        "cluster" => cluster::cluster(ctx).await,
         other => Err(format!("unknown step {other}")),
     }
 }

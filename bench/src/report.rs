@@ -281,6 +281,54 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "cluster_status_cross_node_p50_ms",
+        what: "cluster of 3 nodes: status PUT on node A -> `status` event on the other device's stream on node B",
+        goal: Goal::AtMost(1.5),
+        baselines: &[("one node", "status_to_other_device_p50_ms")],
+    },
+    Row {
+        key: "cluster_status_cross_node_p99_ms",
+        what: "same, p99",
+        goal: Goal::AtMost(10.0),
+        baselines: &[],
+    },
+    Row {
+        key: "cluster_logout_to_widget_offline_p99_ms",
+        what: "cluster: `DELETE /v1/session` on node A -> widget `offline` on node B, p99",
+        goal: Goal::AtMost(10.0),
+        baselines: &[],
+    },
+    Row {
+        key: "cluster_expiry_detection_lag_p99_ms",
+        what: "cluster: lease end -> widget event, 1,000 sessions over 3 nodes going silent, staggered, p99",
+        goal: Goal::AtMost(20.0),
+        baselines: &[],
+    },
+    Row {
+        key: "cluster_expiry_publications_per_lease",
+        what: "cluster: `presence_session_expiries_total` summed over the nodes / leases ended",
+        goal: Goal::Exactly(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "cluster_heartbeat_throughput_per_s",
+        what: "cluster: one node's heartbeats/s, 32 keep-alive connections, one session each",
+        goal: Goal::Report,
+        baselines: &[("Redis floor", "cluster_redis_heartbeat_floor_per_s")],
+    },
+    Row {
+        key: "cluster_heartbeat_ratio_vs_redis_floor",
+        what: "cluster heartbeats/s / `redis-benchmark` of the heartbeat script (same connections, same run)",
+        goal: Goal::AtLeast(0.5),
+        baselines: &[],
+    },
+    Row {
+        key: "cluster_status_commit_p99_ms",
+        what: "cluster: PostgreSQL commit of a status change, p99 (node A's histogram bucket bound, fsync on)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
         key: "ffi_release_small_bytes",
         what: "`release-small` cdylib size (bytes)",
         goal: Goal::AtMost(6_000_000.0),
@@ -388,6 +436,12 @@ pub const EXTRA_ROWS: &[Row] = &[
     Row {
         key: "bare_axum_throughput_per_s",
         what: "the bare axum handler under the same load",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "cluster_redis_heartbeat_floor_per_s",
+        what: "`redis-benchmark` EVALSHA of the cluster's heartbeat script, 32 connections: the Redis floor",
         goal: Goal::Report,
         baselines: &[],
     },
