@@ -429,6 +429,50 @@ pub async fn a_lapsed_lease_ends_the_session_and_the_view_follows(h: Harness) {
     );
 }
 
+/// A session back in the foreground trades its long background lease for the active one,
+/// and that shorter lease ends on time.
+pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harness) {
+    let b = &*h.backend;
+    let s = fast_settings();
+    account(b, "acme", s).await;
+    let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
+    b.set_push(
+        &p,
+        Some(PushRegistration::new(
+            PushProvider::Webhook,
+            "http://127.0.0.1:9/push",
+        )),
+    )
+    .await
+    .unwrap();
+    b.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
+        .await
+        .unwrap();
+    let th = token_hash(&token);
+    let bg = b.heartbeat(&th, Mode::Background).await.unwrap();
+    let fg = b.heartbeat(&th, Mode::Active).await.unwrap();
+    assert_eq!(fg.lease_until, fg.server_time + s.active_ttl_ms);
+    assert!(fg.lease_until < bg.lease_until);
+    let key = widget_key(b, &p).await;
+    let mut w = b.open_widget_stream(&key).await.unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if w.views.borrow_and_update().view.status == ChatboxStatus::Offline {
+                return;
+            }
+            w.views.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the view goes offline");
+    let took = started.elapsed().as_millis() as i64;
+    assert!(
+        took < s.background_ttl_ms - 500,
+        "ended after {took} ms: at the active lease, not the background one"
+    );
+}
+
 pub async fn an_admin_status_change_wins_and_carries_no_device(h: Harness) {
     let b = &*h.backend;
     account(b, "acme", Settings::default()).await;
@@ -486,6 +530,7 @@ macro_rules! backend_conformance_tests {
             a_background_lease_renewed_in_its_window_runs_on_from_its_old_end,
             logging_in_again_on_a_device_replaces_its_session,
             a_lapsed_lease_ends_the_session_and_the_view_follows,
+            a_session_back_in_the_foreground_ends_at_its_active_lease,
             an_admin_status_change_wins_and_carries_no_device,
             tenants_never_see_each_other,
         );

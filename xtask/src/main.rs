@@ -3,6 +3,7 @@
 mod android;
 mod bindings;
 mod browser;
+mod cluster;
 mod header_check;
 mod ios;
 mod kotlin;
@@ -20,8 +21,8 @@ usage: cargo xtask <command>
 commands:
   test [--only STEPS] [--skip STEPS]
                    run every suite and end with `N passed, N failed` (what CI runs);
-                   STEPS is a comma-separated list of: fmt, clippy, rust, kotlin, android,
-                   swift, ios, header, browser, bench
+                   STEPS is a comma-separated list of: fmt, clippy, rust, cluster, kotlin,
+                   android, swift, ios, header, browser, bench
   setup [kotlin|swift|browser|all]
                    install the binding-test toolchains without running tests (JNA, JUnit,
                    the Kotlin compiler, the Debian trixie chroot with Swift, node, chromium
@@ -29,6 +30,9 @@ commands:
   bindings         build presence-ffi and generate Kotlin + Swift into target/bindings/
   size             build presence-ffi with the release-small profile and print its size
   bench [ARGS..]   cargo run -p presence-bench --release -- ARGS..
+  cluster [--port PORT]
+                   run a three-node cluster on this machine: its own PostgreSQL and Redis,
+                   nodes on PORT, PORT+1, PORT+2 (default 8081) with the demo account
 
 Toolchains are cached in ${XDG_CACHE_HOME:-$HOME/.cache}/presence/.";
 
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         "setup" => setup::setup(&ctx, rest.first().map(String::as_str).unwrap_or("all")),
         "bindings" => bindings::bindings(&ctx),
         "size" => bindings::size(&ctx),
+        "cluster" => cluster::cluster(&ctx, rest),
         "bench" => {
             let mut c: Command = ctx.cargo();
             c.args(["run", "-p", "presence-bench", "--release", "--"])

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 /// Debian packages the Rust tests and the benchmarks start real instances of (PostgreSQL
 /// and Redis, through `presence_test_support::stores`).
-const STORE_PACKAGES: &[&str] = &["postgresql", "redis-server"];
+pub const STORE_PACKAGES: &[&str] = &["postgresql", "redis-server"];
 
 /// Installs [`STORE_PACKAGES`] if missing; `Err` is the outcome to report instead of running.
 fn ensure_stores() -> Result<(), Outcome> {

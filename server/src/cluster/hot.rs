@@ -24,7 +24,9 @@
 //!   is reported to exactly one of them, and published once.
 //! - A script that finds its account unseeded (Redis restarted empty) fails with `NOSEED`;
 //!   the caller seeds the account from PostgreSQL ([`Hot::seed`]) and runs it again.
-//! - Renewals only move deadlines later (`ZADD GT`), so they need no broadcast.
+//! - The deadline index holds each lease's current end: a heartbeat sets it later, or
+//!   earlier (a session back in the foreground gets the shorter active lease), so the
+//!   sweeper finds every lease end on time and renewals need no broadcast.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -216,7 +218,7 @@ if want == 'b' and has_push then ttl = tonumber(ARGV[4]) end
 local untl = now + ttl
 if mode == 'b' and want == 'b' and has_push and dl - margin <= now then untl = dl + ttl end
 redis.call('HSET', KEYS[2], ARGV[1], agent .. '|' .. want .. '|' .. string.format('%d', untl) .. '|' .. push)
-redis.call('ZADD', KEYS[3], 'GT', untl, 's ' .. ARGV[6] .. ' ' .. ARGV[1])
+redis.call('ZADD', KEYS[3], untl, 's ' .. ARGV[6] .. ' ' .. ARGV[1])
 local rk = 'r ' .. ARGV[6] .. ' ' .. ARGV[1]
 if want == 'b' and has_push then
   redis.call('ZADD', KEYS[3], untl - margin, rk)
