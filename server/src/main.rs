@@ -162,15 +162,10 @@ fn cluster_config(args: &Args) -> Result<Option<ClusterConfig>, String> {
         (None, [_, ..]) => {
             Err("--redis-url needs --postgres-url too (cluster mode uses both)".into())
         }
-        (Some(pg), [redis]) => Ok(Some(ClusterConfig {
+        (Some(pg), urls) => Ok(Some(ClusterConfig {
             postgres_url: pg.clone(),
-            redis_url: redis.clone(),
+            redis_urls: urls.to_vec(),
         })),
-        (Some(_), [_, _, ..]) => Err(
-            "--redis-url was given several URLs (a Redis Cluster's seed nodes); this version \
-             runs on a single Redis: give one URL"
-                .into(),
-        ),
     }
 }
 

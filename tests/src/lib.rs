@@ -46,7 +46,7 @@ impl TestServer {
             let r = presence_test_support::stores::Redis::start();
             cfg.cluster = Some(presence_server::cluster::ClusterConfig {
                 postgres_url: presence_test_support::stores::shared_postgres().fresh_database(),
-                redis_url: r.url(),
+                redis_urls: vec![r.url()],
             });
             redis = Some(r);
         }

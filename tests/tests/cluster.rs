@@ -22,7 +22,7 @@ impl Nodes {
         for _ in 0..n {
             let cluster = ClusterConfig {
                 postgres_url: postgres_url.clone(),
-                redis_url: redis.url(),
+                redis_urls: vec![redis.url()],
             };
             nodes.push(
                 TestServer::with(|c| {
@@ -283,4 +283,72 @@ async fn failed_login_limits_hold_across_the_cluster_even_for_simultaneous_attem
         r.assert_error(429, "rate_limited");
         assert!(r.header("retry-after").is_some());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_primary_failover_loses_no_status_and_views_go_on() {
+    use presence_test_support::stores::RedisCluster;
+    let mut rc = RedisCluster::start();
+    let postgres_url = shared_postgres().fresh_database();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let cluster = ClusterConfig {
+            postgres_url: postgres_url.clone(),
+            redis_urls: rc.seed_urls(),
+        };
+        nodes.push(
+            TestServer::with(|c| {
+                c.cluster = Some(cluster);
+            })
+            .await,
+        );
+    }
+    let (a, b) = (nodes[0].api(), nodes[1].api());
+    let acc = a.create_account("acme").await;
+    let s = a.login_agent_owner(&acc, "phone").await;
+    assert_eq!(a.set_status(&s, "online").await.status, 200);
+    let mut widget = b
+        .sse(&format!("/v1/widget/{}/events", acc.widget_key), None)
+        .await;
+    let before = widget
+        .wait_for("chatbox", |v| v["status"] == "online")
+        .await;
+    let version_before = before["version"].as_i64().unwrap_or(0);
+
+    // Fail over the primary that holds the account's keys.
+    let key = presence_server::cluster::hot::Keys::of(&acc.id).meta;
+    let port = rc.ports()[0];
+    let slot: u16 = rc
+        .command(port, &["CLUSTER", "KEYSLOT", &key])
+        .parse()
+        .expect("a slot");
+    rc.kill_primary_of_slot(slot);
+    rc.wait_healthy();
+
+    eventually(
+        "status changes go through again",
+        Duration::from_secs(30),
+        || async { b.set_status(&s, "busy").await.status == 200 },
+    )
+    .await;
+    let after = widget.wait_for("chatbox", |v| v["status"] == "busy").await;
+    assert!(after["version"].as_i64().unwrap_or(0) > version_before);
+    eventually(
+        "every node serves the change",
+        Duration::from_secs(30),
+        || async { a.widget(&acc).await["status"] == "busy" },
+    )
+    .await;
+    let me = a.get("/v1/me", Some(&s.token)).await;
+    assert_eq!(me.body["status"]["status"], "busy");
+    assert_eq!(
+        a.post(
+            "/v1/session/heartbeat",
+            Some(&s.token),
+            json!({"mode": "active"})
+        )
+        .await
+        .status,
+        200
+    );
 }

@@ -62,7 +62,7 @@ pub struct Fanout {
     replicas: Mutex<HashMap<String, Replica>>,
     cmd_tx: mpsc::UnboundedSender<Cmd>,
     cmd_rx: Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>,
-    client: redis::Client,
+    clients: Vec<redis::Client>,
 }
 
 /// A view that no reader may keep: replaced by the stored one before `join` returns.
@@ -92,13 +92,13 @@ impl Drop for Membership {
 }
 
 impl Fanout {
-    pub fn new(client: redis::Client) -> Fanout {
+    pub fn new(clients: Vec<redis::Client>) -> Fanout {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         Fanout {
             replicas: Mutex::new(HashMap::new()),
             cmd_tx,
             cmd_rx: Mutex::new(Some(cmd_rx)),
-            client,
+            clients,
         }
     }
 
@@ -275,14 +275,18 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
     let Some(mut cmds) = strong.fanout.cmd_rx.lock().take() else {
         return;
     };
-    let client = strong.fanout.client.clone();
+    let clients = strong.fanout.clients.clone();
     drop(strong);
     tokio::spawn(async move {
         let mut first = true;
+        let mut turn = 0usize;
         loop {
             if *stop.borrow() {
                 return;
             }
+            // A cluster's seeds in turn: a failed-over node is left for the next one.
+            let client = &clients[turn % clients.len()];
+            turn += 1;
             let ps = match client.get_async_pubsub().await {
                 Ok(ps) => ps,
                 Err(e) => {

@@ -459,11 +459,50 @@ fn is_noseed(e: &redis::RedisError) -> bool {
     e.to_string().contains(NOSEED)
 }
 
-/// A handle on Redis: one multiplexed connection that reconnects by itself.
+/// One Redis, or a Redis Cluster (routed by each command's first key; every key of one
+/// script shares a hash tag, so a script runs on the one primary that holds its slot).
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A handle on Redis: one multiplexed connection (or one per cluster node) that reconnects
+/// by itself.
 #[derive(Clone)]
 pub struct Hot {
-    conn: ConnectionManager,
-    client: redis::Client,
+    conn: Conn,
+    /// Where pub/sub connections go: the Redis, or each seed node of a cluster in turn (a
+    /// cluster carries every `PUBLISH` to every node).
+    pubsub: Vec<redis::Client>,
     scripts: std::sync::Arc<Scripts>,
     metrics: std::sync::Arc<StoreMetrics>,
 }
@@ -522,20 +561,51 @@ fn pairs(v: &Value) -> impl Iterator<Item = (String, String)> + '_ {
 }
 
 impl Hot {
-    /// Connects to one Redis; the connection comes back by itself after a failure.
-    pub async fn connect(url: &str, metrics: std::sync::Arc<StoreMetrics>) -> Result<Hot, String> {
-        let client =
-            redis::Client::open(url).map_err(|e| format!("--redis-url is not a Redis URL: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(|e| format!("cannot reach Redis at {url}: {e}"))?;
+    /// Connects to one Redis (one URL) or a Redis Cluster (its seed nodes); connections come
+    /// back by themselves after a failure.
+    pub async fn connect(
+        urls: &[String],
+        metrics: std::sync::Arc<StoreMetrics>,
+    ) -> Result<Hot, String> {
+        let pubsub = urls
+            .iter()
+            .map(|u| {
+                redis::Client::open(u.as_str())
+                    .map_err(|e| format!("--redis-url {u:?} is not a Redis URL: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let conn = match urls {
+            [] => return Err("--redis-url is empty".into()),
+            [url] => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2)))
+                    .set_number_of_retries(2);
+                Conn::Single(
+                    ConnectionManager::new_with_config(pubsub[0].clone(), config)
+                        .await
+                        .map_err(|e| format!("cannot reach Redis at {url}: {e}"))?,
+                )
+            }
+            seeds => {
+                let client =
+                    redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
+                        .connection_timeout(Duration::from_secs(2))
+                        .response_timeout(Duration::from_secs(2))
+                        .retries(4)
+                        .build()
+                        .map_err(|e| format!("--redis-url: not a Redis Cluster's seeds: {e}"))?;
+                Conn::Cluster(
+                    client
+                        .get_async_connection()
+                        .await
+                        .map_err(|e| format!("cannot reach the Redis Cluster: {e}"))?,
+                )
+            }
+        };
         Ok(Hot {
             conn,
-            client,
+            pubsub,
             scripts: std::sync::Arc::new(Scripts::new()),
             metrics,
         })
@@ -561,12 +631,13 @@ impl Hot {
     }
 
     /// The shared connection, for scripts kept elsewhere (the login limits).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Conn {
         self.conn.clone()
     }
 
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// Where the pub/sub reader connects, in the order it tries them.
+    pub fn pubsub_clients(&self) -> &[redis::Client] {
+        &self.pubsub
     }
 
     async fn run(&self, inv: &mut redis::ScriptInvocation<'_>) -> HotResult<Value> {

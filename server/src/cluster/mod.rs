@@ -89,7 +89,8 @@ use pg::Pg;
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     pub postgres_url: String,
-    pub redis_url: String,
+    /// One URL: a single Redis; several: the seed nodes of a Redis Cluster.
+    pub redis_urls: Vec<String>,
 }
 
 /// An account's settings as every node reads them from Redis.
@@ -175,12 +176,12 @@ impl Cluster {
     ) -> Result<Cluster, String> {
         metrics.store.active.store(true, Relaxed);
         let pg = Pg::connect(&config.postgres_url, metrics.store.clone()).await?;
-        let hot = Hot::connect(&config.redis_url, metrics.store.clone()).await?;
+        let hot = Hot::connect(&config.redis_urls, metrics.store.clone()).await?;
         let (deadline_tx, deadline_rx) = mpsc::unbounded_channel();
         let dummy_hash = crate::auth::hash_password("presence-dummy-password")
             .map_err(|e| format!("cannot make the dummy hash: {e}"))?;
         let inner = Arc::new(Inner {
-            fanout: fanout::Fanout::new(hot.client().clone()),
+            fanout: fanout::Fanout::new(hot.pubsub_clients().to_vec()),
             pg,
             hot,
             clock: Clock::new(),
@@ -356,7 +357,10 @@ impl Inner {
                 }
                 continue;
             }
-            view.version = snap.ver + 1;
+            // Above what Redis holds and above what this node has served: after a failover
+            // lost Redis's last writes, a version is still never given to a second view.
+            let served = self.local_view(account_id).map_or(0, |v| v.view.version);
+            view.version = snap.ver.max(served) + 1;
             let mut reserved = snap.reserved;
             if let Some(upto) = rules::versions_to_reserve(view.version, reserved) {
                 // Durable before it is served: after Redis loses it, versions start above.
