@@ -244,20 +244,26 @@ impl Inner {
     ) -> BackendResult<SetStatusResponse> {
         let now = self.clock.now_ms();
         let since = now - self.retention.status_ops.as_millis() as i64;
-        let device = self.pg.session(&p.session_id).await?.map(|s| s.device.id);
         let intent_at = rules::clamp_intent(req.intent_at, now);
         let decision = self
             .pg
-            .status_op(&p.agent_id, &req.op_id, since, now, |cur, cur_op| {
-                rules::supersedes(intent_at, &req.op_id, cur.intent_at, cur_op).then(|| {
-                    StatusView {
-                        status: req.status,
-                        version: cur.version + 1,
-                        intent_at,
-                        changed_by_device: device,
-                    }
-                })
-            })
+            .status_op(
+                &p.agent_id,
+                &req.op_id,
+                Some(&p.session_id),
+                since,
+                now,
+                |cur, cur_op, device| {
+                    rules::supersedes(intent_at, &req.op_id, cur.intent_at, cur_op).then(|| {
+                        StatusView {
+                            status: req.status,
+                            version: cur.version + 1,
+                            intent_at,
+                            changed_by_device: device,
+                        }
+                    })
+                },
+            )
             .await?;
         match decision {
             StatusDecision::Replay(json) => {
@@ -295,7 +301,7 @@ impl Inner {
         let op_id = uuid::Uuid::now_v7().to_string();
         let decision = self
             .pg
-            .status_op(agent_id, &op_id, 0, now, |cur, _| {
+            .status_op(agent_id, &op_id, None, 0, now, |cur, _, _| {
                 Some(StatusView {
                     status,
                     version: cur.version + 1,

@@ -778,41 +778,43 @@ impl Pg {
     }
 
     /// Decides and commits a status op with the agent's row locked: `decide` gets the current
-    /// status and op id and returns the new status if the op applies. An op id seen within
-    /// `since` is answered as it was the first time.
+    /// status, its op id and the device of `session_id`, and returns the new status if the
+    /// op applies. An op id seen within `since` is answered as it was the first time. Four
+    /// round trips (begin, one read, one write, commit), on prepared statements.
     pub async fn status_op(
         &self,
         agent_id: &str,
         op_id: &str,
+        session_id: Option<&str>,
         since: i64,
         now: i64,
-        decide: impl FnOnce(&StatusView, &str) -> Option<StatusView>,
+        decide: impl FnOnce(&StatusView, &str, Option<String>) -> Option<StatusView>,
     ) -> BackendResult<StatusDecision> {
         let _op = self.op();
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(|e| self.db(e))?;
-        let row = tx
-            .query_opt(
-                "SELECT status, status_op FROM agents WHERE id = $1 FOR UPDATE",
-                &[&agent_id],
+        let read = tx
+            .prepare_cached(
+                "SELECT a.status, a.status_op, \
+                 (SELECT response::text FROM status_ops \
+                  WHERE agent_id = $1 AND op_id = $2 AND at >= $3), \
+                 (SELECT device->>'id' FROM sessions WHERE id = $4) \
+                 FROM agents a WHERE a.id = $1 FOR UPDATE",
             )
+            .await
+            .map_err(|e| self.db(e))?;
+        let row = tx
+            .query_opt(&read, &[&agent_id, &op_id, &since, &session_id])
             .await
             .map_err(|e| self.db(e))?
             .ok_or_else(BackendError::session_expired)?;
-        if let Some(prev) = tx
-            .query_opt(
-                "SELECT response::text FROM status_ops WHERE agent_id = $1 AND op_id = $2 \
-                 AND at >= $3",
-                &[&agent_id, &op_id, &since],
-            )
-            .await
-            .map_err(|e| self.db(e))?
-        {
-            return Ok(StatusDecision::Replay(prev.get(0)));
+        if let Some(prev) = row.get::<_, Option<String>>(2) {
+            return Ok(StatusDecision::Replay(prev));
         }
         let current: StatusView = from_json(row.get(0))?;
         let current_op: String = row.get(1);
-        let (applied, status) = match decide(&current, &current_op) {
+        let device: Option<String> = row.get(3);
+        let (applied, status) = match decide(&current, &current_op, device) {
             Some(next) => (true, next),
             None => (false, current),
         };
@@ -821,19 +823,26 @@ impl Pg {
             status: status.clone(),
         };
         let body = json(&resp);
-        if applied {
-            tx.execute(
-                "UPDATE agents SET status = $2, status_op = $3, status_seq = $4, \
-                 updated_at = $5 WHERE id = $1",
-                &[&agent_id, &json(&status), &op_id, &status.version, &now],
+        let write = tx
+            .prepare_cached(
+                "WITH u AS (UPDATE agents SET status = $5, status_op = $2, status_seq = $6, \
+                 updated_at = $4 WHERE id = $1 AND $7) \
+                 INSERT INTO status_ops (agent_id, op_id, response, at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (agent_id, op_id) DO UPDATE SET response = $3, at = $4",
             )
             .await
             .map_err(|e| self.db(e))?;
-        }
         tx.execute(
-            "INSERT INTO status_ops (agent_id, op_id, response, at) VALUES ($1,$2,$3,$4) \
-             ON CONFLICT (agent_id, op_id) DO UPDATE SET response = $3, at = $4",
-            &[&agent_id, &op_id, &body, &now],
+            &write,
+            &[
+                &agent_id,
+                &op_id,
+                &body,
+                &now,
+                &json(&status),
+                &status.version,
+                &applied,
+            ],
         )
         .await
         .map_err(|e| self.db(e))?;
