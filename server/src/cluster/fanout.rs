@@ -7,7 +7,8 @@
 //! to the agent's `broadcast` channel, as on the embedded backend. When the pub/sub
 //! connection drops, the reader connects again, subscribes every replica again and re-reads
 //! every view, so a stream misses no view change (it may miss an intermediate one, never the
-//! last).
+//! last). A connection silent for [`PROBE_AFTER`] publishes a probe to itself and is made
+//! again if the probe does not come back within [`PROBE_ANSWER`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -24,6 +25,11 @@ use crate::backend::{AgentEvent, BackendError, BackendResult, ViewFrame};
 
 /// Buffered events per agent before a slow device stream is dropped.
 const AGENT_EVENT_BUFFER: usize = 256;
+
+/// After this long without a message, the reader publishes a probe to itself...
+const PROBE_AFTER: Duration = Duration::from_secs(10);
+/// ...and reconnects if the probe has not come back within this.
+const PROBE_ANSWER: Duration = Duration::from_secs(3);
 
 /// How long opening a stream waits for the subscription.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
@@ -277,6 +283,7 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
     };
     let clients = strong.fanout.clients.clone();
     drop(strong);
+    let probe = format!("pr:probe:{}", uuid::Uuid::new_v4().simple());
     tokio::spawn(async move {
         let mut first = true;
         let mut turn = 0usize;
@@ -314,7 +321,9 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
                     .unzip()
             };
             first = false;
-            if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+            if sink.subscribe(&probe).await.is_err()
+                || (!channels.is_empty() && sink.subscribe(&channels).await.is_err())
+            {
                 continue;
             }
             if let Some(inner) = inner.upgrade() {
@@ -327,8 +336,27 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
                     }
                 }
             }
+            let mut heard = tokio::time::Instant::now();
+            let mut probed: Option<tokio::time::Instant> = None;
             loop {
+                let check = match probed {
+                    Some(at) => at + PROBE_ANSWER,
+                    None => heard + PROBE_AFTER,
+                };
                 tokio::select! {
+                    _ = tokio::time::sleep_until(check) => {
+                        if probed.is_some() {
+                            tracing::warn!("pub/sub connection silent: its probe did not come back");
+                            break;
+                        }
+                        // A silent connection may be a dead one (after a failover it can
+                        // look healthy and deliver nothing): publish to ourselves.
+                        let Some(inner) = inner.upgrade() else { return };
+                        if inner.hot.publish(&probe, "probe").await.is_err() {
+                            break;
+                        }
+                        probed = Some(tokio::time::Instant::now());
+                    }
                     cmd = cmds.recv() => match cmd {
                         Some(Cmd::Subscribe(c, done)) => {
                             if sink.subscribe(&c).await.is_err() {
@@ -345,6 +373,11 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
                     },
                     msg = stream.next() => match msg {
                         Some(m) => {
+                            heard = tokio::time::Instant::now();
+                            probed = None;
+                            if m.get_channel_name() == probe {
+                                continue;
+                            }
                             let Some(inner) = inner.upgrade() else { return };
                             inner.fanout.dispatch(m.get_channel_name(), m.get_payload_bytes());
                         }

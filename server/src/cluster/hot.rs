@@ -1091,6 +1091,17 @@ impl Hot {
         Ok(out)
     }
 
+    /// `PUBLISH` (the pub/sub reader's probe of its own connection).
+    pub async fn publish(&self, channel: &str, message: &str) -> BackendResult<()> {
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(message);
+        self.timed(cmd.query_async::<i64>(&mut c))
+            .await
+            .map(|_| ())
+            .map_err(redis_err)
+    }
+
     /// `PING`, for `/healthz`.
     pub async fn ping(&self) -> bool {
         let mut c = self.conn.clone();
