@@ -237,11 +237,16 @@ async fn redis_killed_and_started_empty_loses_no_status_and_views_do_not_go_back
     c.redis.kill();
     c.redis.start_again();
 
-    // Sessions come back from PostgreSQL with a grace lease; the status was never lost.
-    eventually("the session heartbeats again", DEADLINE, || async {
-        heartbeat(&c.api(1), &s).await == 200
-    })
-    .await;
+    // Each node reconnects by itself (until then it answers `503 unavailable`); sessions
+    // come back from PostgreSQL with a grace lease; the status was never lost.
+    for node in 0..2 {
+        eventually(
+            "the session heartbeats again through every node",
+            DEADLINE,
+            || async { heartbeat(&c.api(node), &s).await == 200 },
+        )
+        .await;
+    }
     let me = c.api(0).get("/v1/me", Some(&s.token)).await;
     assert_eq!(me.status, 200, "{}", me.body);
     assert_eq!(me.body["status"]["status"], "busy");
