@@ -63,6 +63,20 @@ pub async fn account(b: &dyn Backend, slug: &str, settings: Settings) -> String 
     .id
 }
 
+/// Registers a webhook push for the session (to a port nobody listens on), so it may take
+/// background leases.
+async fn register_webhook_push(b: &dyn Backend, p: &Principal) {
+    b.set_push(
+        p,
+        Some(PushRegistration::new(
+            PushProvider::Webhook,
+            "http://127.0.0.1:9/push",
+        )),
+    )
+    .await
+    .unwrap();
+}
+
 pub fn login_req(slug: &str, email: &str, device: &str) -> LoginRequest {
     LoginRequest {
         account: slug.to_owned(),
@@ -319,15 +333,7 @@ pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
         Settings::default().active_ttl_ms,
         "no push: active terms"
     );
-    b.set_push(
-        &p,
-        Some(PushRegistration::new(
-            PushProvider::Webhook,
-            "http://127.0.0.1:9/push",
-        )),
-    )
-    .await
-    .unwrap();
+    register_webhook_push(b, &p).await;
     let hb = b
         .heartbeat(&token_hash(&token), Mode::Background)
         .await
@@ -344,15 +350,7 @@ pub async fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end(h
     let s = fast_settings();
     account(b, "acme", s).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
-    b.set_push(
-        &p,
-        Some(PushRegistration::new(
-            PushProvider::Webhook,
-            "http://127.0.0.1:9/push",
-        )),
-    )
-    .await
-    .unwrap();
+    register_webhook_push(b, &p).await;
     let th = token_hash(&token);
     let first = b.heartbeat(&th, Mode::Background).await.unwrap();
     assert_eq!(first.lease_until, first.server_time + s.background_ttl_ms);
@@ -436,15 +434,7 @@ pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harnes
     let s = fast_settings();
     account(b, "acme", s).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
-    b.set_push(
-        &p,
-        Some(PushRegistration::new(
-            PushProvider::Webhook,
-            "http://127.0.0.1:9/push",
-        )),
-    )
-    .await
-    .unwrap();
+    register_webhook_push(b, &p).await;
     b.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
         .await
         .unwrap();

@@ -11,6 +11,15 @@ use crate::backend::{BackendError, BackendResult};
 
 const MAX_TEXT: usize = 200;
 
+/// Every field of an account creation request, in the order errors are reported.
+pub fn new_account(req: &presence_protocol::CreateAccountRequest) -> BackendResult<()> {
+    slug("slug", &req.slug)?;
+    name("name", &req.name)?;
+    name("owner.name", &req.owner.name)?;
+    email("owner.email", &req.owner.email)?;
+    password("owner.password", &req.owner.password)
+}
+
 pub fn slug(field: &str, s: &str) -> BackendResult<()> {
     let ok = !s.is_empty()
         && s.len() <= 64

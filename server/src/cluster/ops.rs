@@ -445,11 +445,7 @@ impl Backend for Cluster {
         req: CreateAccountRequest,
         defaults: Settings,
     ) -> BackendResult<CreateAccountResponse> {
-        validate::slug("slug", &req.slug)?;
-        validate::name("name", &req.name)?;
-        validate::name("owner.name", &req.owner.name)?;
-        validate::email("owner.email", &req.owner.email)?;
-        validate::password("owner.password", &req.owner.password)?;
+        validate::new_account(&req)?;
         if self.inner.pg.account_by_slug(&req.slug).await?.is_some() {
             return Err(BackendError::conflict(format!(
                 "account slug {:?} is taken",

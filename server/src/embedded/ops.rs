@@ -65,11 +65,7 @@ impl Backend for Embedded {
         req: CreateAccountRequest,
         defaults: Settings,
     ) -> BackendResult<CreateAccountResponse> {
-        validate::slug("slug", &req.slug)?;
-        validate::name("name", &req.name)?;
-        validate::name("owner.name", &req.owner.name)?;
-        validate::email("owner.email", &req.owner.email)?;
-        validate::password("owner.password", &req.owner.password)?;
+        validate::new_account(&req)?;
         if self.inner.state.lock().slugs.contains_key(&req.slug) {
             return Err(BackendError::conflict(format!(
                 "account slug {:?} is taken",
