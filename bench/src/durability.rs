@@ -1,6 +1,6 @@
 //! The cost of the durable commit on the status path, measured on the server's own store.
 //!
-//! `Store::record_status_op` is the transaction `PUT /v1/me/status` commits (WAL,
+//! `Store::commit_writes` of one `Write::Status` is the transaction `PUT /v1/me/status` commits (WAL,
 //! `synchronous = NORMAL`) before it answers. Timed here on a file on the same disk as the
 //! server's data dir, on tmpfs, and on an in-memory database: the difference between the
 //! first and the last is what keeping presence only in memory, as the peers do, would save.
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use presence_protocol::{AgentStatus, OpeningHours, Role, StatusView};
-use presence_server::store::{AccountRow, AgentRow, Store};
+use presence_server::store::{AccountRow, AgentRow, StatusRecord, Store, Write};
 use serde_json::{Value, json};
 
 use crate::Ctx;
@@ -44,7 +44,13 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
         },
         status_op_id: String::new(),
     };
-    store.insert_account(&account, &agent, 0).map_err(e)?;
+    store
+        .commit(&Write::Account {
+            account: Box::new(account),
+            owner: Box::new(agent.clone()),
+            now: 0,
+        })
+        .map_err(e)?;
     let mut s = Samples::default();
     let warm = n / 10;
     for i in 0..warm + n {
@@ -64,9 +70,16 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
         store
             .status_op(&agent.id, &op_id, 0)
             .map_err(|err| format!("status_op: {err}"))?;
-        store
-            .record_status_op(&agent.id, &op_id, Some(&status), &resp, 0)
-            .map_err(|err| format!("record_status_op: {err}"))?;
+        let op = Write::Status(StatusRecord {
+            agent_id: agent.id.clone(),
+            op_id,
+            applied: Some(status),
+            response_json: resp,
+            now: 0,
+        });
+        for answer in store.commit_writes(&[&op]) {
+            answer.map_err(|err| format!("commit_writes: {err}"))?;
+        }
         if i >= warm {
             // Microseconds, stored in the ms-based samples as us.
             s.push_ms(t.elapsed().as_secs_f64() * 1e6);
@@ -95,7 +108,7 @@ pub fn store_commit_costs(ctx: &Ctx, n: usize) -> Res<Value> {
     let mem = Store::open(Path::new(":memory:")).map_err(e)?;
     let memory = time_commits(&mem, n)?;
     Ok(json!({
-        "what": "Store::status_op + Store::record_status_op, as PUT /v1/me/status runs them",
+        "what": "Store::status_op + Store::commit_writes, as PUT /v1/me/status runs them",
         "unit": "us",
         "disk": disk.summary(),
         "tmpfs": tmpfs.map(|s| s.summary()),

@@ -110,6 +110,13 @@ pub fn versions_to_reserve(next: i64, reserved: i64) -> Option<i64> {
     (next > reserved).then_some(next + VIEW_VERSION_BLOCK)
 }
 
+/// The reservation to start making durable in the background once view version `next` is
+/// served, so the next block is reserved before `reserved` runs out: from half a block
+/// before its end.
+pub fn versions_to_reserve_ahead(next: i64, reserved: i64) -> Option<i64> {
+    (next + VIEW_VERSION_BLOCK / 2 > reserved).then_some(reserved + VIEW_VERSION_BLOCK)
+}
+
 /// How long a `session_ended` push is worth delivering: the device learns of its end on its
 /// next request anyway.
 pub const END_PUSH_TTL_MS: i64 = 15 * 60_000;
@@ -162,6 +169,16 @@ mod tests {
         assert_eq!(
             versions_to_reserve(1001, 1000),
             Some(1001 + VIEW_VERSION_BLOCK)
+        );
+    }
+
+    #[test]
+    fn the_next_block_is_reserved_ahead_from_half_a_block_before_the_end() {
+        let half = VIEW_VERSION_BLOCK / 2;
+        assert_eq!(versions_to_reserve_ahead(1000 - half, 1000), None);
+        assert_eq!(
+            versions_to_reserve_ahead(1001 - half, 1000),
+            Some(1000 + VIEW_VERSION_BLOCK)
         );
     }
 

@@ -10,7 +10,8 @@
 //! an incoming event pay an fsync again.
 //!
 //! It can also hold writes to the write-ahead log ([`SyncCounter::hold_wal_writes`]), as a
-//! disk that stops answering would, so a test can show what does and does not wait for one.
+//! disk that stops answering would, so a test can show what does and does not wait for one,
+//! or fail them ([`SyncCounter::fail_wal_writes`]), as a full or broken disk would.
 //!
 //! Each registration has its own counter, so tests running in parallel do not see each
 //! other's syncs. A registered VFS lives as long as the process (SQLite keeps a pointer).
@@ -38,6 +39,8 @@ pub struct SyncCounter {
     /// While true, writes to the write-ahead log wait (see [`SyncCounter::hold_wal_writes`]).
     gate: std::sync::Mutex<Gate>,
     gate_changed: std::sync::Condvar,
+    /// While true, writes to the write-ahead log fail with `SQLITE_IOERR_WRITE`.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +128,17 @@ impl SyncCounter {
     pub fn release_wal_writes(&self) {
         self.gate.lock().expect("gate").closed = false;
         self.gate_changed.notify_all();
+    }
+
+    /// From now on every write to the write-ahead log fails (`SQLITE_IOERR_WRITE`), as on a
+    /// full or broken disk, until [`SyncCounter::heal_wal_writes`]. A write held at the gate
+    /// fails too once released.
+    pub fn fail_wal_writes(&self) {
+        self.failing.store(true, Ordering::SeqCst);
+    }
+
+    pub fn heal_wal_writes(&self) {
+        self.failing.store(false, Ordering::SeqCst);
     }
 
     /// Blocks until a write waits at the closed gate, or `within` passes; says which.
@@ -281,7 +295,11 @@ unsafe extern "C" fn shim_write(
     unsafe {
         let me = f.cast::<ShimFile>();
         if matches!((*me).kind, Kind::Wal) {
-            (*(*me).counter).pass_gate();
+            let counter = &*(*me).counter;
+            counter.pass_gate();
+            if counter.failing.load(Ordering::SeqCst) {
+                return ffi::SQLITE_IOERR_WRITE;
+            }
         }
         let (real, m) = real(f);
         match m.xWrite {

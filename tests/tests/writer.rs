@@ -1,16 +1,20 @@
-//! Status ops are committed off the state lock (`server/src/embedded/writer.rs`): a commit
-//! stuck in the disk holds up its own answer, and nothing that only reads memory. The disk
-//! is the counting VFS of `presence_test_support::fsync`, told to hold every write to the
-//! write-ahead log.
+//! Every change is committed off the state lock (`server/src/embedded/writer.rs`): a commit
+//! stuck in the disk holds up its own answer, and nothing that only reads memory; a commit
+//! the disk fails fails every change of its group and leaves memory as it was. The disk is
+//! the counting VFS of `presence_test_support::fsync`, told to hold or fail every write to
+//! the write-ahead log.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_protocol::{AgentStatus, Mode, SetStatusRequest};
+use presence_protocol::{
+    AgentStatus, Mode, NewAgentRequest, Role, SetStatusRequest, Settings, SettingsPatch,
+};
 use presence_server::Retention;
 use presence_server::auth::token_hash;
 use presence_server::backend::Backend;
-use presence_server::conformance::{account, fast_settings, login};
+use presence_server::backend::{BackendError, Principal};
+use presence_server::conformance::{account, fast_settings, login, login_req};
 use presence_server::embedded::Embedded;
 use presence_server::hashing::HashPool;
 use presence_server::metrics::Metrics;
@@ -22,7 +26,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_commit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
-    let Held { b, disk, .. } = Held::start().await;
+    let Held { b, disk, .. } = Held::start(fast_settings()).await;
     let (phone, _) = login(&*b, "acme", "owner@acme.test", "phone").await;
     let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
     let before = b.me(&desk).await.unwrap().status;
@@ -91,7 +95,7 @@ async fn a_status_commit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_dropped_while_its_change_commits_still_sees_it_applied() {
-    let Held { b, disk, .. } = Held::start().await;
+    let Held { b, disk, .. } = Held::start(fast_settings()).await;
     let (phone, _) = login(&*b, "acme", "owner@acme.test", "phone").await;
     let (desk, _) = login(&*b, "acme", "owner@acme.test", "desk").await;
 
@@ -134,6 +138,208 @@ async fn a_request_dropped_while_its_change_commits_still_sees_it_applied() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
+    let Held { b, disk, .. } = Held::start(Settings::default()).await;
+    let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
+    let login = {
+        let b = b.clone();
+        async move { b.login(login_req("acme", "owner@acme.test", "phone")).await }
+    };
+    let resp = while_held(&disk, &b, &desk, &desk_token, login, |me| {
+        assert_eq!(
+            me.sessions.len(),
+            1,
+            "the new session is not shown before it is durable"
+        );
+    })
+    .await
+    .expect("login");
+    let me = b.me(&desk).await.unwrap();
+    assert!(me.sessions.iter().any(|s| s.session_id == resp.session_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
+    let Held { b, disk, .. } = Held::start(Settings::default()).await;
+    let (phone, _) = login(&*b, "acme", "owner@acme.test", "phone").await;
+    let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
+    let logout = {
+        let (b, phone) = (b.clone(), phone.clone());
+        async move { b.logout(&phone).await }
+    };
+    while_held(&disk, &b, &desk, &desk_token, logout, |me| {
+        assert_eq!(
+            me.sessions.len(),
+            2,
+            "the session ends only once that is durable"
+        );
+    })
+    .await
+    .expect("logout");
+    assert_eq!(b.me(&desk).await.unwrap().sessions.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_edit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
+    let Held { b, disk, .. } = Held::start(Settings::default()).await;
+    let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
+    let patch = SettingsPatch {
+        offline_message: Some(Some("Back at nine".into())),
+        ..SettingsPatch::default()
+    };
+    let edit = {
+        let (b, desk) = (b.clone(), desk.clone());
+        async move { b.put_settings(&desk, patch).await }
+    };
+    while_held(&disk, &b, &desk, &desk_token, edit, |me| {
+        assert_eq!(me.chatbox.message, None, "not shown before it is durable");
+    })
+    .await
+    .expect("settings");
+    assert_eq!(
+        b.me(&desk).await.unwrap().chatbox.message.as_deref(),
+        Some("Back at nine"),
+        "the offline chat box shows it once durable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_group_commit_fails_every_change_in_it_and_changes_nothing() {
+    let Held { b, disk, .. } = Held::start(Settings::default()).await;
+    let (owner, _) = login(&*b, "acme", "owner@acme.test", "desk").await;
+    let mut agents: Vec<Principal> = vec![owner.clone()];
+    for n in 1..=3 {
+        let email = format!("agent{n}@acme.test");
+        b.create_agent(
+            &owner,
+            NewAgentRequest {
+                name: format!("Agent {n}"),
+                email: email.clone(),
+                password: "pw".into(),
+                groups: vec![],
+                role: Role::Agent,
+            },
+        )
+        .await
+        .unwrap();
+        agents.push(login(&*b, "acme", &email, "phone").await.0);
+    }
+    let before: Vec<_> = futures_status(&b, &agents).await;
+    let op = |i: usize| SetStatusRequest {
+        status: AgentStatus::Busy,
+        op_id: format!("0190a000-0000-7000-8000-00000000010{i}"),
+        intent_at: None,
+    };
+
+    // The first change holds the disk; the others queue behind it and go in one group;
+    // then the disk fails every write.
+    disk.hold_wal_writes();
+    let mut changes = Vec::new();
+    for (i, p) in agents.iter().enumerate() {
+        let (b, p, op) = (b.clone(), p.clone(), op(i));
+        changes.push(tokio::spawn(async move { b.set_status(&p, op).await }));
+        if i == 0 {
+            let disk = disk.clone();
+            let held = tokio::task::spawn_blocking(move || disk.wait_for_held_write(DEADLINE));
+            assert!(held.await.unwrap(), "the first commit reached the disk");
+        }
+    }
+    disk.fail_wal_writes();
+    disk.release_wal_writes();
+    for change in changes {
+        let answer = tokio::time::timeout(DEADLINE, change)
+            .await
+            .expect("answered")
+            .unwrap();
+        let err = answer.expect_err("a change the disk refused is not acknowledged");
+        assert!(
+            matches!(err, BackendError::Storage),
+            "a storage failure, not a rule: {err:?}"
+        );
+    }
+    assert_eq!(
+        futures_status(&b, &agents).await,
+        before,
+        "memory shows none of them"
+    );
+
+    // The disk recovers: each device retries its op id and gets the change once, with the
+    // next version, as if the failed attempt had never been.
+    disk.heal_wal_writes();
+    for (i, p) in agents.iter().enumerate() {
+        let resp = b.set_status(p, op(i)).await.expect("retried");
+        assert!(resp.applied);
+        assert_eq!(resp.status.status, AgentStatus::Busy);
+        assert_eq!(resp.status.version, before[i].version + 1);
+    }
+}
+
+async fn futures_status(
+    b: &Arc<dyn Backend>,
+    agents: &[Principal],
+) -> Vec<presence_protocol::StatusView> {
+    let mut out = Vec::new();
+    for p in agents {
+        out.push(b.me(p).await.unwrap().status);
+    }
+    out
+}
+
+/// Runs `write` with every WAL write held: once it waits in the disk, a heartbeat and a
+/// `/v1/me` read of `reader` must be answered (`check` looks at the read: nothing of the
+/// write may show yet) and `write` must not be; then the disk lets go and `write`'s answer
+/// is returned.
+async fn while_held<T: Send + 'static>(
+    disk: &Arc<SyncCounter>,
+    b: &Arc<dyn Backend>,
+    reader: &Principal,
+    reader_token: &str,
+    write: impl std::future::Future<Output = Result<T, BackendError>> + Send + 'static,
+    check: impl FnOnce(&presence_protocol::MeResponse),
+) -> Result<T, BackendError> {
+    disk.hold_wal_writes();
+    let write = tokio::spawn(write);
+    let held = tokio::task::spawn_blocking({
+        let disk = disk.clone();
+        move || disk.wait_for_held_write(DEADLINE)
+    })
+    .await
+    .unwrap();
+    assert!(held, "the write reached the disk");
+    let hb = answered_within(DEADLINE, {
+        let (b, token) = (b.clone(), token_hash(reader_token));
+        async move { b.heartbeat(&token, Mode::Active).await }
+    })
+    .await;
+    let me = answered_within(DEADLINE, {
+        let (b, reader) = (b.clone(), reader.clone());
+        async move { b.me(&reader).await }
+    })
+    .await;
+    if hb.is_none() || me.is_none() {
+        disk.release_wal_writes();
+        panic!(
+            "waited for another request's commit: heartbeat {}, read {}",
+            if hb.is_none() { "held" } else { "answered" },
+            if me.is_none() { "held" } else { "answered" }
+        );
+    }
+    assert!(hb.unwrap().is_ok());
+    let me = me.unwrap().unwrap();
+    let finished = write.is_finished();
+    if finished {
+        disk.release_wal_writes();
+        panic!("answered before its commit");
+    }
+    check(&me);
+    disk.release_wal_writes();
+    tokio::time::timeout(DEADLINE, write)
+        .await
+        .expect("answered once the disk answers")
+        .unwrap()
+}
+
 /// An embedded backend whose database is on the counting VFS (which can hold WAL writes),
 /// with account `acme`.
 struct Held {
@@ -144,7 +350,7 @@ struct Held {
 }
 
 impl Held {
-    async fn start() -> Held {
+    async fn start(settings: Settings) -> Held {
         let disk = SyncCounter::register();
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::default());
@@ -159,7 +365,7 @@ impl Held {
         )
         .unwrap();
         let b: Arc<dyn Backend> = Arc::new(backend);
-        account(&*b, "acme", fast_settings()).await;
+        account(&*b, "acme", settings).await;
         Held {
             b,
             disk,

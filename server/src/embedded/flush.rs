@@ -1,5 +1,6 @@
-//! The flusher: leases written in batches, history past its retention pruned, and the
-//! database log checkpointed, all on the blocking pool, never inside a request.
+//! The background writes: leases written in batches, history past its retention pruned,
+//! the database log checkpointed (all on the blocking pool, never inside a request), and
+//! view versions reserved ahead through the group commit.
 
 use super::*;
 
@@ -87,6 +88,34 @@ pub(super) async fn flusher(inner: Arc<Inner>, mut shutdown: watch::Receiver<boo
         }
         if last {
             return;
+        }
+    }
+}
+
+/// Commits each view-version reservation ahead (from [`State::recompute`]) through the group
+/// commit, then lets memory serve up to it, for as long as the backend lives.
+pub(super) async fn reserver(
+    inner: std::sync::Weak<Inner>,
+    mut asked: tokio::sync::mpsc::UnboundedReceiver<(Arc<str>, i64)>,
+) {
+    while let Some((account_id, upto)) = asked.recv().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let write = crate::store::Write::ViewVersions {
+            account_id: account_id.to_string(),
+            upto,
+        };
+        let done = inner.writer.commit(write).await;
+        if let Err(e) = &done {
+            tracing::error!(error = %e, "could not reserve view versions ahead; will retry");
+        }
+        let mut st = inner.state.lock();
+        if let Some(acc) = st.accounts.get_mut(&account_id) {
+            acc.reserving = false;
+            if done.is_ok() {
+                acc.versions_reserved = acc.versions_reserved.max(upto);
+            }
         }
     }
 }

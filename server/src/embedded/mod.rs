@@ -2,9 +2,11 @@
 //!
 //! # Shape
 //! One `State` behind one mutex holds accounts, agents, live sessions, token hashes, the
-//! timer set and the fan-out channels. Critical sections are short and never await; the
-//! SQLite commit of an acknowledged change happens inside the section, so memory and disk
-//! agree on the order of changes.
+//! timer set and the fan-out channels. Critical sections are short, never await and never
+//! touch the disk: every change is planned under the lock, committed to SQLite off it (a
+//! group commit, `writer.rs`), then applied under it, holding the agent's or account's
+//! write turn from plan to apply, so memory and disk agree on the order of changes and
+//! memory never shows one that is not durable.
 //!
 //! # Leases and the sweeper
 //! A heartbeat only moves `lease_until` in memory and marks the session dirty; a flusher
@@ -24,11 +26,14 @@
 //! # Files
 //! - `state.rs`: the memory (accounts, agents, sessions, tokens, timers) and the in-memory
 //!   half of each change: views recomputed, statuses applied, sessions ended.
-//! - `ops.rs`: the [`Backend`](crate::backend::Backend) operations: validate, commit, then
-//!   change memory and publish, under the lock.
+//! - `ops.rs`: the [`Backend`](crate::backend::Backend) operations: reads answered from
+//!   memory; writes validated, then handed to `writes.rs` in a task of their own.
+//! - `writes.rs`: each write's plan, commit and apply, under its turn.
+//! - `writer.rs`: the group commit and the write turns.
 //! - `restore.rs`: start-up from the store, with grace leases.
 //! - `timers.rs`: the sweeper (lease ends, renew pushes, opening-hours flips).
-//! - `flush.rs`: the flusher (leases, pruning, checkpoints).
+//! - `flush.rs`: the background writes (leases, pruning, checkpoints, view versions
+//!   reserved ahead).
 //!
 //! The rules themselves (intent ordering, lease terms, push targeting) live in
 //! [`crate::rules`], shared with any other backend.
@@ -39,6 +44,7 @@ mod restore;
 mod state;
 mod timers;
 mod writer;
+mod writes;
 
 use flush::*;
 use state::*;
@@ -60,7 +66,7 @@ use crate::backend::{BackendError, BackendResult};
 use crate::clock::Clock;
 use crate::hashing::HashPool;
 use crate::metrics::Metrics;
-use crate::push::{DeadToken, Pusher};
+use crate::push::Pusher;
 use crate::rules;
 use crate::store::Store;
 
@@ -73,9 +79,14 @@ use crate::rules::VIEW_VERSION_BLOCK;
 struct Inner {
     state: Mutex<State>,
     store: Arc<Store>,
-    /// Commits status ops off the state lock (see `writer.rs`).
+    /// Commits every change off the state lock (see `writer.rs`).
     writer: Arc<writer::Writer>,
+    /// Write turns by agent id (see `writes.rs`).
     turns: writer::Turns,
+    /// Write turns by account id, or slug for a new account; taken before an agent's.
+    account_turns: writer::Turns,
+    /// View versions to reserve ahead, committed by `flush::reserver`.
+    reservations: tokio::sync::mpsc::UnboundedSender<(Arc<str>, i64)>,
     clock: Clock,
     pusher: Pusher,
     hasher: Arc<HashPool>,
@@ -108,36 +119,15 @@ impl Inner {
     }
 
     fn finish(&self, fx: Effects) {
+        for r in fx.reservations {
+            let _ = self.reservations.send(r);
+        }
         for job in fx.pushes {
             self.pusher.dispatch(job);
         }
         if fx.wake_sweeper {
             self.sweeper_wake.notify_one();
         }
-    }
-
-    /// Removes a registration its provider declared dead, unless the session registered
-    /// another since: the session's next heartbeat gets the active lease.
-    fn drop_dead_push(&self, dead: DeadToken) {
-        let mut fx = Effects::default();
-        {
-            let mut st = self.state.lock();
-            match st.sessions.get(dead.session_id.as_str()) {
-                Some(s) if s.push.as_ref() == Some(&dead.reg) => {}
-                _ => return,
-            }
-            if let Err(e) = self.store.set_push(&dead.session_id, None) {
-                tracing::error!(error = %e, "could not remove a dead push registration");
-                return;
-            }
-            let Some(s) = st.sessions.get_mut(dead.session_id.as_str()) else {
-                return;
-            };
-            s.push = None;
-            let id = s.id.clone();
-            st.schedule_session_timers(&id, &mut fx);
-        }
-        self.finish(fx);
     }
 
     fn verifier(&self, agent_id: &str, password_hash: &str, password: &str) -> [u8; 32] {

@@ -1,28 +1,29 @@
-//! The operations of [`Backend`] on the embedded backend: each validates, commits to the
-//! store, then changes memory and publishes under the one lock, in that order.
+//! The operations of [`Backend`] on the embedded backend. A read takes the state lock and
+//! answers from memory. A write is planned under the lock, committed off it (the group
+//! commit of `writer.rs`), then applied to memory and published under the lock again, all
+//! while holding its turn (the agent's; the account's for admin edits, taken first), and in
+//! a task of its own, so a client that goes away cannot leave a committed change unapplied.
 
 use super::*;
 
-use rustc_hash::FxHashSet as HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use presence_protocol::{
     AccountInfo, AccountSettings, AdminAccountResponse, Agent, AgentStatus, CreateAccountRequest,
-    CreateAccountResponse, EndReason, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse,
-    Messages, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration, Role,
+    CreateAccountResponse, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse, Messages,
+    Mode, NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration, Role,
     SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, SnapshotEvent, StatusView,
-    WeeklySchedule, resolve,
+    WeeklySchedule,
 };
-use tokio::sync::{broadcast, watch};
 
 use crate::auth::{self, TokenHash};
 use crate::backend::{Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream};
-use crate::backend::{BackendError, BackendResult, storage};
+use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Gauges;
 use crate::rules;
-use crate::store::{AccountRow, AgentRow, SessionRow, StatusRecord};
+use crate::store::{AccountRow, AgentRow};
 use crate::validate;
 
 struct DeviceGuard {
@@ -67,13 +68,9 @@ impl Backend for Embedded {
     ) -> BackendResult<CreateAccountResponse> {
         validate::new_account(&req)?;
         if self.inner.state.lock().slugs.contains_key(&req.slug) {
-            return Err(BackendError::conflict(format!(
-                "account slug {:?} is taken",
-                req.slug
-            )));
+            return Err(slug_taken(&req.slug));
         }
         let hash = self.hash_password(req.owner.password.clone()).await?;
-        let now = self.inner.clock.now_ms();
         let account = AccountRow {
             id: auth::new_id("acc"),
             slug: req.slug.clone(),
@@ -98,74 +95,8 @@ impl Backend for Embedded {
             status: initial_status(),
             status_op_id: String::new(),
         };
-        let mut fx = Effects::default();
-        let resp = {
-            let mut st = self.inner.state.lock();
-            if st.slugs.contains_key(&req.slug) {
-                return Err(BackendError::conflict(format!(
-                    "account slug {:?} is taken",
-                    req.slug
-                )));
-            }
-            self.inner
-                .store
-                .insert_account(&account, &owner, now)
-                .map_err(storage)?;
-            let id = arc(&account.id);
-            let agent_id = arc(&owner.id);
-            let mut view = resolve(&[], &WeeklySchedule::always_open(), &[], now);
-            view.version = 1;
-            let frame = Arc::new(ViewFrame::new(view));
-            let info = AccountInfo {
-                id: account.id.clone(),
-                slug: account.slug.clone(),
-                name: account.name.clone(),
-                widget_key: account.widget_key.clone(),
-            };
-            st.slugs.insert(account.slug.clone(), id.clone());
-            st.widget_keys
-                .insert(account.widget_key.clone(), id.clone());
-            st.accounts.insert(
-                id.clone(),
-                AccountState {
-                    info: info.clone(),
-                    settings: account.settings.timings,
-                    messages: Messages::default(),
-                    opening_hours: account.opening_hours.clone(),
-                    schedule: WeeklySchedule::always_open(),
-                    groups: Vec::new(),
-                    agents: vec![agent_id.clone()],
-                    view_tx: watch::Sender::new(frame.clone()),
-                    view: frame,
-                    versions_reserved: VIEW_VERSION_BLOCK,
-                    flip_at: None,
-                },
-            );
-            st.emails
-                .insert((id.clone(), owner.email.to_lowercase()), agent_id.clone());
-            let agent = AgentState {
-                id: agent_id.clone(),
-                account_id: id.clone(),
-                name: owner.name,
-                email: owner.email,
-                password_hash: owner.password_hash,
-                role: Role::Owner,
-                groups: Vec::new(),
-                status: owner.status,
-                status_op_id: String::new(),
-                sessions: HashSet::default(),
-                tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
-            };
-            let owner_view = agent.to_agent();
-            st.agents.insert(agent_id, agent);
-            self.inner.recompute(&mut st, &id, now, &mut fx);
-            CreateAccountResponse {
-                account: info,
-                owner: owner_view,
-            }
-        };
-        self.inner.finish(fx);
-        Ok(resp)
+        self.to_completion(move |inner| async move { inner.create_account(account, owner).await })
+            .await
     }
 
     async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse> {
@@ -226,84 +157,13 @@ impl Backend for Embedded {
         if !ok {
             return Err(bad());
         }
-        let token = auth::new_token();
-        let token_hash = auth::token_hash(&token);
-        let session_id = arc(&auth::new_id("ses"));
-        let mut fx = Effects::default();
-        let resp = {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
-            let (account_id, agent, status, role) = {
-                let agent = st.agents.get(&agent_id).ok_or_else(bad)?;
-                (
-                    agent.account_id.clone(),
-                    agent.to_agent(),
-                    agent.status.clone(),
-                    agent.role,
-                )
-            };
-            let _ = role;
-            let settings = st.account(&account_id)?.settings;
-            // Same device, same account: the old session is replaced.
-            let device_key = (account_id.clone(), req.device.id.clone());
-            let replaces: Option<Arc<str>> = st.devices.get(&device_key).cloned();
-            let row = SessionRow {
-                id: session_id.to_string(),
-                account_id: account_id.to_string(),
-                agent_id: agent_id.to_string(),
-                token_hash: hex::encode(token_hash),
-                device: req.device.clone(),
-                mode: Mode::Active,
-                lease_until: now + settings.active_ttl_ms,
-                push: req.push.clone(),
-            };
-            self.inner
-                .store
-                .insert_session(&row, replaces.as_deref(), now)
-                .map_err(storage)?;
-            if let Some(old) = &replaces {
-                st.end_session_mem(old, EndReason::Replaced, now, &mut fx);
-            }
-            st.sessions.insert(
-                session_id.clone(),
-                SessionState {
-                    id: session_id.clone(),
-                    account_id: account_id.clone(),
-                    agent_id: agent_id.clone(),
-                    token_hash,
-                    device: req.device,
-                    mode: Mode::Active,
-                    lease_until: row.lease_until,
-                    push: req.push,
-                    connected: 0,
-                    scheduled_expiry: 0,
-                    renew_at: None,
-                },
-            );
-            st.tokens
-                .insert(token_hash, TokenEntry::Live(session_id.clone()));
-            st.devices.insert(device_key, session_id.clone());
-            if let Some(a) = st.agents.get_mut(&agent_id) {
-                a.sessions.insert(session_id.clone());
-            }
-            st.schedule_session_timers(&session_id, &mut fx);
-            self.inner.recompute(&mut st, &account_id, now, &mut fx);
-            let heartbeat = {
-                let s = st.sessions.get(&session_id).ok_or_else(bad)?;
-                self.inner.heartbeat_for(&st, s, now)
-            };
-            LoginResponse {
-                token,
-                session_id: session_id.to_string(),
-                agent,
-                status,
-                heartbeat,
-                server_time: now,
-            }
+        let opening = super::writes::Opening {
+            agent_id,
+            device: req.device,
+            push: req.push,
         };
-        self.inner.metrics.logins.fetch_add(1, Relaxed);
-        self.inner.finish(fx);
-        Ok(resp)
+        self.to_completion(move |inner| async move { inner.open_session(opening).await })
+            .await
     }
 
     async fn authenticate(&self, token: &TokenHash) -> BackendResult<Principal> {
@@ -371,11 +231,23 @@ impl Backend for Embedded {
     }
 
     async fn logout(&self, p: &Principal) -> BackendResult<()> {
-        self.end_session_now(p, &p.session_id, BackendError::session_expired())
+        let (p, id) = (p.clone(), p.session_id.clone());
+        self.to_completion(move |inner| async move {
+            inner
+                .end_session(&p, &id, BackendError::session_expired())
+                .await
+        })
+        .await
     }
 
     async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
-        self.end_session_now(p, session_id, BackendError::not_found("session"))
+        let (p, id) = (p.clone(), session_id.to_owned());
+        self.to_completion(move |inner| async move {
+            inner
+                .end_session(&p, &id, BackendError::not_found("session"))
+                .await
+        })
+        .await
     }
 
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()> {
@@ -385,23 +257,9 @@ impl Backend for Embedded {
                 .validate(reg)
                 .map_err(|r| BackendError::invalid_field(r.field, r.detail))?;
         }
-        let mut fx = Effects::default();
-        {
-            let mut st = self.inner.state.lock();
-            if !st.sessions.contains_key(&p.session_id) {
-                return Err(BackendError::session_expired());
-            }
-            self.inner
-                .store
-                .set_push(&p.session_id, push.as_ref())
-                .map_err(storage)?;
-            if let Some(s) = st.sessions.get_mut(&p.session_id) {
-                s.push = push;
-            }
-            st.schedule_session_timers(&p.session_id, &mut fx);
-        }
-        self.inner.finish(fx);
-        Ok(())
+        let p = p.clone();
+        self.to_completion(move |inner| async move { inner.set_push(&p, push).await })
+            .await
     }
 
     async fn me(&self, p: &Principal) -> BackendResult<MeResponse> {
@@ -417,11 +275,9 @@ impl Backend for Embedded {
         // Plan, commit, apply: one op of this agent at a time, the state lock held only to
         // plan and to apply, never while SQLite writes (see `writer.rs`). In a task of its
         // own, so a client that goes away cannot leave a committed change unapplied.
-        let inner = self.inner.clone();
         let p = p.clone();
-        tokio::spawn(async move { inner.set_status(&p, req).await })
+        self.to_completion(move |inner| async move { inner.set_status(&p, req).await })
             .await
-            .map_err(BackendError::internal)?
     }
 
     async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream> {
@@ -503,44 +359,9 @@ impl Backend for Embedded {
             status: initial_status(),
             status_op_id: String::new(),
         };
-        let mut fx = Effects::default();
-        let agent = {
-            let mut st = self.inner.state.lock();
-            if st
-                .emails
-                .contains_key(&(p.account_id.clone(), email_key.clone()))
-            {
-                return Err(BackendError::conflict("an agent with this email exists"));
-            }
-            st.account(&p.account_id)?;
-            self.inner.store.insert_agent(&row).map_err(storage)?;
-            let id = arc(&row.id);
-            let state = AgentState {
-                id: id.clone(),
-                account_id: p.account_id.clone(),
-                name: row.name,
-                email: row.email,
-                password_hash: row.password_hash,
-                role: row.role,
-                groups: row.groups,
-                status: row.status,
-                status_op_id: String::new(),
-                sessions: HashSet::default(),
-                tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
-            };
-            let agent = state.to_agent();
-            st.agents.insert(id.clone(), state);
-            st.emails
-                .insert((p.account_id.clone(), email_key), id.clone());
-            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-                acc.agents.push(id);
-            }
-            let now = self.inner.clock.now_ms();
-            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-            agent
-        };
-        self.inner.finish(fx);
-        Ok(agent)
+        let p = p.clone();
+        self.to_completion(move |inner| async move { inner.create_agent(&p, row, email_key).await })
+            .await
     }
 
     async fn patch_agent(
@@ -552,85 +373,15 @@ impl Backend for Embedded {
         if let Some(name) = &req.name {
             validate::name("name", name)?;
         }
-        let mut fx = Effects::default();
-        let agent = {
-            let mut st = self.inner.state.lock();
-            let current = st.agent_in_account(&p.account_id, id)?;
-            let mut row = AgentRow {
-                id: id.to_owned(),
-                account_id: p.account_id.to_string(),
-                name: current.name.clone(),
-                email: current.email.clone(),
-                password_hash: String::new(),
-                role: current.role,
-                groups: current.groups.clone(),
-                status: current.status.clone(),
-                status_op_id: String::new(),
-            };
-            if let Some(groups) = &req.groups {
-                row.groups = validate::agent_groups(groups, &st.account(&p.account_id)?.groups)?;
-            }
-            if let Some(role) = req.role {
-                if current.role == Role::Owner
-                    && role != Role::Owner
-                    && st.owners(&p.account_id) <= 1
-                {
-                    return Err(BackendError::conflict(
-                        "an account needs at least one owner",
-                    ));
-                }
-                row.role = role;
-            }
-            if let Some(name) = req.name {
-                row.name = name.trim().to_owned();
-            }
-            self.inner
-                .store
-                .update_agent_profile(&row)
-                .map_err(storage)?;
-            let a = st
-                .agents
-                .get_mut(id)
-                .ok_or_else(|| BackendError::not_found("agent"))?;
-            a.name = row.name;
-            a.role = row.role;
-            a.groups = row.groups;
-            let agent = a.to_agent();
-            let now = self.inner.clock.now_ms();
-            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-            agent
-        };
-        self.inner.finish(fx);
-        Ok(agent)
+        let (p, id) = (p.clone(), id.to_owned());
+        self.to_completion(move |inner| async move { inner.patch_agent(&p, &id, req).await })
+            .await
     }
 
     async fn delete_agent(&self, p: &Principal, id: &str) -> BackendResult<()> {
-        let mut fx = Effects::default();
-        {
-            let mut st = self.inner.state.lock();
-            let agent = st.agent_in_account(&p.account_id, id)?;
-            if agent.role == Role::Owner && st.owners(&p.account_id) <= 1 {
-                return Err(BackendError::conflict(
-                    "an account needs at least one owner",
-                ));
-            }
-            let sessions: Vec<Arc<str>> = agent.sessions.iter().cloned().collect();
-            let email_key = agent.email.to_lowercase();
-            let now = self.inner.clock.now_ms();
-            self.inner.store.delete_agent(id, now).map_err(storage)?;
-            for s in sessions {
-                st.end_session_mem(&s, EndReason::Removed, now, &mut fx);
-            }
-            st.agents.remove(id);
-            st.verified.remove(id);
-            st.emails.remove(&(p.account_id.clone(), email_key));
-            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-                acc.agents.retain(|a| &**a != id);
-            }
-            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.inner.finish(fx);
-        Ok(())
+        let (p, id) = (p.clone(), id.to_owned());
+        self.to_completion(move |inner| async move { inner.delete_agent(&p, &id).await })
+            .await
     }
 
     async fn admin_set_status(
@@ -639,53 +390,18 @@ impl Backend for Embedded {
         agent_id: &str,
         status: AgentStatus,
     ) -> BackendResult<StatusView> {
-        let inner = self.inner.clone();
         let (p, agent_id) = (p.clone(), agent_id.to_owned());
-        tokio::spawn(async move { inner.admin_set_status(&p, &agent_id, status).await })
-            .await
-            .map_err(BackendError::internal)?
+        self.to_completion(move |inner| async move {
+            inner.admin_set_status(&p, &agent_id, status).await
+        })
+        .await
     }
 
     async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> BackendResult<Vec<Group>> {
         let groups = validate::groups(groups)?;
-        let mut fx = Effects::default();
-        {
-            let mut st = self.inner.state.lock();
-            let acc = st.account(&p.account_id)?;
-            let keys: HashSet<&str> = groups.iter().map(|g| g.key.as_str()).collect();
-            let changed: Vec<(String, Vec<String>)> = acc
-                .agents
-                .iter()
-                .filter_map(|id| st.agents.get(id))
-                .filter(|a| a.groups.iter().any(|g| !keys.contains(g.as_str())))
-                .map(|a| {
-                    (
-                        a.id.to_string(),
-                        a.groups
-                            .iter()
-                            .filter(|g| keys.contains(g.as_str()))
-                            .cloned()
-                            .collect(),
-                    )
-                })
-                .collect();
-            self.inner
-                .store
-                .replace_groups(&p.account_id, &groups, &changed)
-                .map_err(storage)?;
-            for (id, g) in changed {
-                if let Some(a) = st.agents.get_mut(id.as_str()) {
-                    a.groups = g;
-                }
-            }
-            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-                acc.groups = groups.clone();
-            }
-            let now = self.inner.clock.now_ms();
-            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.inner.finish(fx);
-        Ok(groups)
+        let p = p.clone();
+        self.to_completion(move |inner| async move { inner.put_groups(&p, groups).await })
+            .await
     }
 
     async fn put_opening_hours(
@@ -695,24 +411,11 @@ impl Backend for Embedded {
     ) -> BackendResult<OpeningHours> {
         let schedule = WeeklySchedule::from_opening_hours(&oh)
             .map_err(|e| BackendError::invalid_field(&e.field, &e.detail))?;
-        let mut fx = Effects::default();
-        {
-            let mut st = self.inner.state.lock();
-            st.account(&p.account_id)?;
-            self.inner
-                .store
-                .update_opening_hours(&p.account_id, &oh)
-                .map_err(storage)?;
-            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-                acc.opening_hours = oh.clone();
-                acc.schedule = schedule;
-                acc.flip_at = None;
-            }
-            let now = self.inner.clock.now_ms();
-            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.inner.finish(fx);
-        Ok(oh)
+        let p = p.clone();
+        self.to_completion(
+            move |inner| async move { inner.put_opening_hours(&p, oh, schedule).await },
+        )
+        .await
     }
 
     async fn put_settings(
@@ -720,29 +423,9 @@ impl Backend for Embedded {
         p: &Principal,
         patch: SettingsPatch,
     ) -> BackendResult<AccountSettings> {
-        let mut fx = Effects::default();
-        let next = {
-            let mut st = self.inner.state.lock();
-            let acc = st.account(&p.account_id)?;
-            let current = AccountSettings {
-                timings: acc.settings,
-                messages: acc.messages.clone(),
-            };
-            let next = validate::account_settings(current, patch)?;
-            self.inner
-                .store
-                .update_settings(&p.account_id, &next)
-                .map_err(storage)?;
-            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-                acc.settings = next.timings;
-                acc.messages = next.messages.clone();
-            }
-            let now = self.inner.clock.now_ms();
-            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-            next
-        };
-        self.inner.finish(fx);
-        Ok(next)
+        let p = p.clone();
+        self.to_completion(move |inner| async move { inner.put_settings(&p, patch).await })
+            .await
     }
 
     async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>> {
@@ -797,153 +480,19 @@ impl Backend for Embedded {
 }
 
 impl Embedded {
-    /// Ends one live session of the caller's agent with reason `logout`: committed, then
-    /// memory and views. `missing` answers when there is no such session of this agent.
-    fn end_session_now(
-        &self,
-        p: &Principal,
-        session_id: &str,
-        missing: BackendError,
-    ) -> BackendResult<()> {
-        let mut fx = Effects::default();
-        {
-            let mut st = self.inner.state.lock();
-            let now = self.inner.clock.now_ms();
-            let id = match st.sessions.get(session_id) {
-                Some(s) if s.agent_id == p.agent_id => s.id.clone(),
-                _ => return Err(missing),
-            };
-            self.inner
-                .store
-                .end_sessions(&[(id.to_string(), EndReason::Logout)], now)
-                .map_err(storage)?;
-            let by_other = id != p.session_id;
-            st.end_session_by(&id, EndReason::Logout, by_other, now, &mut fx);
-            self.inner.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.inner.metrics.logouts.fetch_add(1, Relaxed);
-        self.inner.finish(fx);
-        Ok(())
+    /// Runs a write to completion in a task of its own: a client that goes away (or its
+    /// request deadline) cannot leave a committed change unapplied.
+    async fn to_completion<T, Fut>(&self, f: impl FnOnce(Arc<Inner>) -> Fut) -> BackendResult<T>
+    where
+        Fut: std::future::Future<Output = BackendResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        tokio::spawn(f(self.inner.clone()))
+            .await
+            .map_err(BackendError::internal)?
     }
 }
 
-/// The status writes, as `Inner` methods so a spawned task can own them.
-impl Inner {
-    /// [`Backend::set_status`], run to completion in its own task.
-    async fn set_status(
-        &self,
-        p: &Principal,
-        req: SetStatusRequest,
-    ) -> BackendResult<SetStatusResponse> {
-        let _turn = self.turns.take(&p.agent_id).await;
-        let now = self.clock.now_ms();
-        let since = now - retention_ms(self.retention.status_ops);
-        if let Some(prev) = self
-            .store
-            .status_op(&p.agent_id, &req.op_id, since)
-            .map_err(storage)?
-        {
-            return serde_json::from_str(&prev).map_err(BackendError::internal);
-        }
-        let (resp, json) = {
-            let st = self.state.lock();
-            let device_id = st.sessions.get(&p.session_id).map(|s| s.device.id.clone());
-            let agent = st
-                .agents
-                .get(&p.agent_id)
-                .ok_or_else(BackendError::session_expired)?;
-            let intent_at = rules::clamp_intent(req.intent_at, now);
-            let cur = &agent.status;
-            let applied =
-                rules::supersedes(intent_at, &req.op_id, cur.intent_at, &agent.status_op_id);
-            let status = if applied {
-                StatusView {
-                    status: req.status,
-                    version: cur.version + 1,
-                    intent_at,
-                    changed_by_device: device_id,
-                }
-            } else {
-                cur.clone()
-            };
-            let resp = SetStatusResponse { applied, status };
-            let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
-            (resp, json)
-        };
-        self.writer
-            .commit(StatusRecord {
-                agent_id: p.agent_id.to_string(),
-                op_id: req.op_id.clone(),
-                applied: resp.applied.then(|| resp.status.clone()),
-                response_json: json,
-                now,
-            })
-            .await?;
-        let mut fx = Effects::default();
-        if resp.applied {
-            let mut st = self.state.lock();
-            let now = self.clock.now_ms();
-            st.apply_status(
-                &p.agent_id,
-                resp.status.clone(),
-                &req.op_id,
-                Some(&p.session_id),
-                now,
-                &mut fx,
-            );
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
-            self.metrics.status_changes.fetch_add(1, Relaxed);
-        }
-        self.finish(fx);
-        Ok(resp)
-    }
-
-    /// [`Backend::admin_set_status`], run to completion in its own task.
-    async fn admin_set_status(
-        &self,
-        p: &Principal,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> BackendResult<StatusView> {
-        let _turn = self.turns.take(agent_id).await;
-        let now = self.clock.now_ms();
-        // A server-made op id: the change is recorded like a device's, and a device's later
-        // retry of an older op still loses to it by `intent_at`.
-        let op_id = uuid::Uuid::now_v7().to_string();
-        let view = {
-            let st = self.state.lock();
-            let agent = st.agent_in_account(&p.account_id, agent_id)?;
-            let cur = &agent.status;
-            StatusView {
-                status,
-                version: cur.version + 1,
-                intent_at: rules::admin_intent(now, cur.intent_at),
-                changed_by_device: None,
-            }
-        };
-        let json = serde_json::to_string(&SetStatusResponse {
-            applied: true,
-            status: view.clone(),
-        })
-        .map_err(BackendError::internal)?;
-        self.writer
-            .commit(StatusRecord {
-                agent_id: agent_id.to_owned(),
-                op_id: op_id.clone(),
-                applied: Some(view.clone()),
-                response_json: json,
-                now,
-            })
-            .await?;
-        let mut fx = Effects::default();
-        {
-            let mut st = self.state.lock();
-            let now = self.clock.now_ms();
-            st.apply_status(agent_id, view.clone(), &op_id, None, now, &mut fx);
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.metrics.status_changes.fetch_add(1, Relaxed);
-        self.finish(fx);
-        Ok(view)
-    }
+pub(super) fn slug_taken(slug: &str) -> BackendError {
+    BackendError::conflict(format!("account slug {slug:?} is taken"))
 }

@@ -73,6 +73,7 @@ impl Embedded {
                     view_tx: watch::Sender::new(frame.clone()),
                     view: frame,
                     versions_reserved: a.view_version,
+                    reserving: false,
                     flip_at: None,
                 },
             );
@@ -164,11 +165,14 @@ impl Embedded {
         }
         let store = Arc::new(store);
         let writer = Arc::new(super::writer::Writer::new(store.clone()));
+        let (reservations, reservations_rx) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             state: Mutex::new(st),
             store,
             writer,
             turns: super::writer::Turns::new(),
+            account_turns: super::writer::Turns::new(),
+            reservations,
             clock,
             pusher,
             hasher,
@@ -183,6 +187,7 @@ impl Embedded {
         if let Some(dead) = inner.pusher.take_dead_tokens() {
             tokio::spawn(remove_dead_tokens(Arc::downgrade(&inner), dead));
         }
+        tokio::spawn(reserver(Arc::downgrade(&inner), reservations_rx));
         tokio::spawn(sweeper(inner.clone(), shutdown.clone()));
         tokio::spawn(flusher(inner.clone(), shutdown));
         Ok(Embedded { inner })
@@ -198,6 +203,6 @@ async fn remove_dead_tokens(
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        inner.drop_dead_push(d);
+        inner.drop_dead_push(d).await;
     }
 }

@@ -23,7 +23,7 @@ use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Metrics;
 use crate::push::PushJob;
 use crate::rules;
-use crate::store::Store;
+use crate::store::{Store, Write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKind {
@@ -45,6 +45,8 @@ pub(super) struct AccountState {
     pub(super) view: Arc<ViewFrame>,
     /// Versions up to here are durably reserved ([`Store::reserve_view_versions`]).
     pub(super) versions_reserved: i64,
+    /// A reservation ahead is being committed (`flush::reserver`).
+    pub(super) reserving: bool,
     pub(super) view_tx: watch::Sender<Arc<ViewFrame>>,
     pub(super) flip_at: Option<i64>,
 }
@@ -178,6 +180,8 @@ pub(super) struct State {
 pub(super) struct Effects {
     pub(super) pushes: Vec<PushJob>,
     pub(super) wake_sweeper: bool,
+    /// View versions to reserve ahead, off the lock: (account id, up to).
+    pub(super) reservations: Vec<(Arc<str>, i64)>,
 }
 
 impl State {
@@ -250,10 +254,22 @@ impl State {
         view.version = acc.view.view.version + 1;
         if let Some(upto) = rules::versions_to_reserve(view.version, acc.versions_reserved) {
             // Durable before it is served: after a crash, versions start above this block.
-            match store.reserve_view_versions(&acc.info.id, upto) {
+            // Only when the reservation ahead has not landed in time (or at start-up): the
+            // one commit made under the lock.
+            let write = Write::ViewVersions {
+                account_id: acc.info.id.clone(),
+                upto,
+            };
+            match store.commit(&write) {
                 Ok(()) => acc.versions_reserved = upto,
                 Err(e) => tracing::error!(error = %e, "could not reserve view versions"),
             }
+        } else if !acc.reserving
+            && let Some(upto) =
+                rules::versions_to_reserve_ahead(view.version, acc.versions_reserved)
+        {
+            acc.reserving = true;
+            fx.reservations.push((Arc::from(account_id), upto));
         }
         let frame = Arc::new(ViewFrame::new(view));
         acc.view = frame.clone();

@@ -1,5 +1,10 @@
 //! The sweeper: one task over the ordered timer set (lease ends, renew pushes, opening-hours
 //! flips), woken early when a nearer timer is armed.
+//!
+//! A lease end is committed off the state lock, like every write: the sweeper finds the
+//! ended leases under the lock, commits their ends, then ends them in memory. In between,
+//! such a session already answers `session_expired` (its lease is over), so nothing can
+//! renew it.
 
 use super::*;
 
@@ -11,13 +16,14 @@ use presence_protocol::{EndReason, PushBody, PushPayload};
 use tokio::sync::watch;
 
 use crate::push::PushJob;
+use crate::store::Write;
 
 /// Fires due timers: lease ends, renew pushes, opening-hours flips. `Notify::notify_one`
 /// keeps a permit when nobody waits, so a timer armed between a sweep and the wait still
 /// wakes the loop.
 pub(super) async fn sweeper(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let next = sweep_once(&inner).map(|t| inner.clock.instant_at(t));
+        let next = sweep_once(&inner).await.map(|t| inner.clock.instant_at(t));
         let sleep = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -33,11 +39,61 @@ pub(super) async fn sweeper(inner: Arc<Inner>, mut shutdown: watch::Receiver<boo
 }
 
 /// Processes every due timer; returns the next deadline.
-pub(super) fn sweep_once(inner: &Inner) -> Option<i64> {
-    let mut fx = Effects::default();
+pub(super) async fn sweep_once(inner: &Inner) -> Option<i64> {
     let now = inner.clock.now_ms();
+    let mut due = take_due(inner, now);
+    if !due.ended.is_empty() {
+        let write = Write::EndSessions {
+            ended: due
+                .ended
+                .iter()
+                .map(|id| (id.to_string(), EndReason::Expired))
+                .collect(),
+            now,
+        };
+        if let Err(e) = inner.writer.commit(write).await {
+            // The lease is over either way; a restart would grant it a grace lease.
+            tracing::error!(error = %e, "could not record expired sessions");
+        }
+        inner
+            .metrics
+            .expiries
+            .fetch_add(due.ended.len() as u64, Relaxed);
+    }
+    let next = {
+        let mut st = inner.state.lock();
+        for id in &due.ended {
+            // Ended meanwhile (a logout, a removal): that end stays.
+            let Some(s) = st.sessions.get(id) else {
+                continue;
+            };
+            due.touched.insert(s.account_id.clone());
+            st.end_session_mem(id, EndReason::Expired, now, &mut due.fx);
+        }
+        for acc in &due.touched {
+            st.recompute(acc, now, &inner.metrics, &inner.store, &mut due.fx);
+        }
+        st.timers.first().map(|t| t.0)
+    };
+    due.fx.wake_sweeper = false;
+    inner.finish(due.fx);
+    next
+}
+
+/// What one sweep found due, under the lock: lease ends still to commit, accounts whose
+/// view to recompute, pushes to send.
+struct Due {
+    ended: Vec<Arc<str>>,
+    touched: HashSet<Arc<str>>,
+    fx: Effects,
+}
+
+/// Pops every due timer: renew pushes and opening-hours flips are handled here, ended
+/// leases are returned to be committed.
+fn take_due(inner: &Inner, now: i64) -> Due {
+    let mut fx = Effects::default();
     let mut st = inner.state.lock();
-    let mut ended: Vec<(String, EndReason)> = Vec::new();
+    let mut ended: Vec<Arc<str>> = Vec::new();
     let mut touched: HashSet<Arc<str>> = HashSet::default();
     let mut rearm: Vec<Arc<str>> = Vec::new();
     while let Some(first) = st.timers.first() {
@@ -55,15 +111,12 @@ pub(super) fn sweep_once(inner: &Inner) -> Option<i64> {
                 if s.scheduled_expiry != at {
                     continue;
                 }
+                s.scheduled_expiry = 0;
                 if !rules::lease_ended(s.lease_until, now) {
-                    s.scheduled_expiry = 0;
                     rearm.push(id);
                     continue;
                 }
-                let account = s.account_id.clone();
-                st.end_session_mem(&id, EndReason::Expired, now, &mut fx);
-                ended.push((id.to_string(), EndReason::Expired));
-                touched.insert(account);
+                ended.push(id);
             }
             TimerKind::Renew => {
                 let Some(s) = st.sessions.get(&id) else {
@@ -97,21 +150,5 @@ pub(super) fn sweep_once(inner: &Inner) -> Option<i64> {
     for id in rearm {
         st.schedule_session_timers(&id, &mut fx);
     }
-    if !ended.is_empty() {
-        if let Err(e) = inner.store.end_sessions(&ended, now) {
-            tracing::error!(error = %e, "could not record expired sessions");
-        }
-        inner
-            .metrics
-            .expiries
-            .fetch_add(ended.len() as u64, Relaxed);
-    }
-    for acc in touched {
-        st.recompute(&acc, now, &inner.metrics, &inner.store, &mut fx);
-    }
-    let next = st.timers.first().map(|t| t.0);
-    drop(st);
-    fx.wake_sweeper = false;
-    inner.finish(fx);
-    next
+    Due { ended, touched, fx }
 }

@@ -1,16 +1,17 @@
-//! Status ops are committed to SQLite in groups, off the state lock, by whichever request
-//! finds no commit running (the leader): no thread of ours sits between a request and its
-//! commit.
+//! Every durable change ([`Write`]) is committed to SQLite in groups, off the state lock, by
+//! whichever request finds no commit running (the leader): no thread of ours sits between a
+//! request and its commit.
 //!
 //! Guarantees:
-//! - A status op is answered only after its commit, and memory takes the change only after it
-//!   too: nothing unacknowledged is ever shown, and a failed commit changes nothing.
-//! - Per agent, an op is planned, committed and applied before the next one starts (the
-//!   agent's [`Turns`]), so memory and disk agree on the order of each agent's changes, and a
-//!   retry of an op id waits for the first one's answer.
-//! - Ops that arrive while a commit runs wait for it, then go in the next transaction
+//! - A change is answered only after its commit, and memory takes it only after it too:
+//!   nothing unacknowledged is ever shown, and a failed commit changes nothing.
+//! - Per agent (and per account for admin edits), a change is planned, committed and applied
+//!   before the next one starts (the [`Turns`]), so memory and disk agree on the order of
+//!   changes, and a retry of an op id waits for the first one's answer.
+//! - Changes that arrive while a commit runs wait for it, then go in the next transaction
 //!   together (group commit, at most [`MAX_GROUP`]); a failed transaction fails each of its
-//!   ops, none half-applied.
+//!   changes, none half-applied; a change refused on its own (a unique constraint) fails
+//!   alone.
 //! - The leader commits inside `block_in_place`, so the tokio worker it runs on hands its other
 //!   tasks to another thread while SQLite writes (on a current-thread runtime, the tests', it
 //!   commits on the blocking pool instead). Requests that only read memory (heartbeats,
@@ -23,15 +24,15 @@ use rustc_hash::FxHasher;
 use tokio::sync::{Mutex, MutexGuard, oneshot};
 
 use crate::backend::{BackendError, BackendResult, storage};
-use crate::store::{StatusRecord, Store, StoreResult};
+use crate::store::{Store, StoreResult, Write};
 
-/// Most ops in one transaction.
+/// Most changes in one transaction.
 pub(super) const MAX_GROUP: usize = 256;
 /// Independent turns; agents that share one wait for each other, nothing worse.
 const STRIPES: usize = 64;
 
 struct Job {
-    op: StatusRecord,
+    write: Write,
     done: oneshot::Sender<StoreResult<()>>,
 }
 
@@ -42,7 +43,7 @@ struct Queue {
     leading: bool,
 }
 
-/// Commits status ops; cheap to share.
+/// Commits changes; cheap to share.
 pub(super) struct Writer {
     store: Arc<Store>,
     queue: parking_lot::Mutex<Queue>,
@@ -56,12 +57,12 @@ impl Writer {
         }
     }
 
-    /// Commits one op (with whatever others are waiting) and returns once it is durable.
-    pub(super) async fn commit(self: &Arc<Self>, op: StatusRecord) -> BackendResult<()> {
+    /// Commits one change (with whatever others are waiting) and returns once it is durable.
+    pub(super) async fn commit(self: &Arc<Self>, write: Write) -> BackendResult<()> {
         let (done, answer) = oneshot::channel();
         let lead = {
             let mut q = self.queue.lock();
-            q.jobs.push(Job { op, done });
+            q.jobs.push(Job { write, done });
             !std::mem::replace(&mut q.leading, true)
         };
         if lead {
@@ -90,23 +91,16 @@ impl Writer {
                 let n = q.jobs.len().min(MAX_GROUP);
                 q.jobs.drain(..n).collect::<Vec<_>>()
             };
-            let result = self.store.record_status_ops(jobs.iter().map(|j| &j.op));
-            let failure = result.err().map(|e| e.to_string());
-            for job in jobs {
-                let answer = match &failure {
-                    None => Ok(()),
-                    Some(why) => Err(rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
-                        Some(format!("group commit failed: {why}")),
-                    )),
-                };
+            let writes: Vec<&Write> = jobs.iter().map(|j| &j.write).collect();
+            let answers = self.store.commit_writes(&writes);
+            for (job, answer) in jobs.into_iter().zip(answers) {
                 let _ = job.done.send(answer);
             }
         }
     }
 }
 
-/// One write turn per agent (striped): held from an op's plan to its apply.
+/// One write turn per key (striped): held from a change's plan to its apply.
 pub(super) struct Turns {
     stripes: Box<[Mutex<()>]>,
 }
@@ -118,9 +112,9 @@ impl Turns {
         }
     }
 
-    /// Waits for the agent's turn.
-    pub(super) async fn take(&self, agent_id: &str) -> MutexGuard<'_, ()> {
-        let h = BuildHasherDefault::<FxHasher>::default().hash_one(agent_id);
+    /// Waits for the key's turn (an agent id, an account id or slug).
+    pub(super) async fn take(&self, key: &str) -> MutexGuard<'_, ()> {
+        let h = BuildHasherDefault::<FxHasher>::default().hash_one(key);
         self.stripes[(h as usize) % STRIPES].lock().await
     }
 }

@@ -25,10 +25,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use presence_protocol::{
-    AccountSettings, AgentStatus, Device, EndReason, Group, Mode, OpeningHours, Platform,
-    PushProvider, PushRegistration, Role, StatusView,
+    AccountSettings, AgentStatus, Device, Group, Mode, OpeningHours, Platform, PushProvider,
+    PushRegistration, Role, StatusView,
 };
 use rusqlite::{Connection, OptionalExtension, params};
+
+mod write;
+pub use write::Write;
 
 /// The database file inside `--data-dir`. Named for the server so a client engine's data dir
 /// (which holds its own `presence.db`) can never be mistaken for it.
@@ -500,173 +503,43 @@ impl Store {
         })
     }
 
-    pub fn insert_account(&self, a: &AccountRow, owner: &AgentRow, now: i64) -> StoreResult<()> {
-        let mut conn = self.write();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO accounts (id, slug, name, widget_key, settings, opening_hours,
-                                   groups_json, created_at, view_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                a.id,
-                a.slug,
-                a.name,
-                a.widget_key,
-                json(&a.settings),
-                json(&a.opening_hours),
-                json(&a.groups),
-                now,
-                a.view_version
-            ],
-        )?;
-        insert_agent(&tx, owner)?;
-        tx.commit()
-    }
-
-    pub fn insert_agent(&self, agent: &AgentRow) -> StoreResult<()> {
-        insert_agent(&self.write(), agent)
-    }
-
-    pub fn update_agent_profile(&self, agent: &AgentRow) -> StoreResult<()> {
-        self.write().execute(
-            "UPDATE agents SET name = ?2, role = ?3, groups_json = ?4 WHERE id = ?1",
-            params![
-                agent.id,
-                agent.name,
-                agent.role.as_str(),
-                json(&agent.groups)
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Deletes an agent and ends its sessions in one transaction.
-    pub fn delete_agent(&self, agent_id: &str, now: i64) -> StoreResult<()> {
-        let mut conn = self.write();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE sessions SET ended_reason = 'removed', ended_at = ?2
-             WHERE agent_id = ?1 AND ended_reason IS NULL",
-            params![agent_id, now],
-        )?;
-        tx.execute("DELETE FROM status_ops WHERE agent_id = ?1", [agent_id])?;
-        tx.execute("DELETE FROM agents WHERE id = ?1", [agent_id])?;
-        tx.commit()
-    }
-
-    /// Replaces an account's groups and rewrites the agents whose group lists changed.
-    pub fn replace_groups(
-        &self,
-        account_id: &str,
-        groups: &[Group],
-        agents: &[(String, Vec<String>)],
-    ) -> StoreResult<()> {
-        let mut conn = self.write();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE accounts SET groups_json = ?2 WHERE id = ?1",
-            params![account_id, json(&groups)],
-        )?;
-        for (id, g) in agents {
-            tx.execute(
-                "UPDATE agents SET groups_json = ?2 WHERE id = ?1",
-                params![id, json(g)],
-            )?;
-        }
-        tx.commit()
-    }
-
-    pub fn update_opening_hours(&self, account_id: &str, oh: &OpeningHours) -> StoreResult<()> {
-        self.write().execute(
-            "UPDATE accounts SET opening_hours = ?2 WHERE id = ?1",
-            params![account_id, json(oh)],
-        )?;
-        Ok(())
-    }
-
-    pub fn update_settings(&self, account_id: &str, s: &AccountSettings) -> StoreResult<()> {
-        self.write().execute(
-            "UPDATE accounts SET settings = ?2 WHERE id = ?1",
-            params![account_id, json(s)],
-        )?;
-        Ok(())
-    }
-
-    /// Stores a new session; ends `replaces` (the same device's old session) in the same
-    /// transaction.
-    pub fn insert_session(
-        &self,
-        s: &SessionRow,
-        replaces: Option<&str>,
-        now: i64,
-    ) -> StoreResult<()> {
+    /// Commits one write on its own (start-up, tools, benchmarks); the backend's requests go
+    /// through its group commit instead ([`Store::commit_writes`]).
+    pub fn commit(&self, w: &Write) -> StoreResult<()> {
         let conn = self.write();
-        in_tx(&conn, |tx| {
-            if let Some(old) = replaces {
-                tx.prepare_cached(
-                    "UPDATE sessions SET ended_reason = 'replaced', ended_at = ?2
-                 WHERE id = ?1 AND ended_reason IS NULL",
-                )?
-                .execute(params![old, now])?;
-            }
-            tx.prepare_cached(
-                "INSERT INTO sessions (id, account_id, agent_id, token_hash, device_id, platform,
-                device_name, app_version, mode, lease_until, push_provider, push_token, created_at,
-                push_p256dh, push_auth)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            )?
-            .execute(params![
-                s.id,
-                s.account_id,
-                s.agent_id,
-                s.token_hash,
-                s.device.id,
-                s.device.platform.as_str(),
-                s.device.name,
-                s.device.app_version,
-                s.mode.as_str(),
-                s.lease_until,
-                s.push.as_ref().map(|p| p.provider.as_str()),
-                s.push.as_ref().map(|p| p.token.as_str()),
-                now,
-                s.push.as_ref().and_then(|p| p.p256dh.as_deref()),
-                s.push.as_ref().and_then(|p| p.auth.as_deref()),
-            ])?;
-            Ok(())
-        })
+        in_tx(&conn, |tx| w.apply(tx))
     }
 
-    /// Ends sessions in one transaction (logout, expiry, removal).
-    pub fn end_sessions(&self, ended: &[(String, EndReason)], now: i64) -> StoreResult<()> {
-        if ended.is_empty() {
-            return Ok(());
-        }
+    /// Commits several writes in one transaction and answers each, in order. A write that
+    /// can be refused on its own (a taken slug or email) runs in a savepoint, so its refusal
+    /// leaves the others in; any other failure fails them all, and then none is on disk.
+    pub fn commit_writes(&self, writes: &[&Write]) -> Vec<StoreResult<()>> {
         let conn = self.write();
-        in_tx(&conn, |tx| {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE sessions SET ended_reason = ?2, ended_at = ?3
-                 WHERE id = ?1 AND ended_reason IS NULL",
-            )?;
-            for (id, reason) in ended {
-                stmt.execute(params![id, reason.as_str(), now])?;
+        let mut refusals: Vec<Option<rusqlite::Error>> = Vec::with_capacity(writes.len());
+        let done = in_tx(&conn, |tx| {
+            for w in writes {
+                if w.may_be_refused() {
+                    refusals.push(in_savepoint(tx, |tx| w.apply(tx))?.err());
+                } else {
+                    w.apply(tx)?;
+                    refusals.push(None);
+                }
             }
             Ok(())
-        })
-    }
-
-    pub fn set_push(&self, session_id: &str, push: Option<&PushRegistration>) -> StoreResult<()> {
-        self.write().execute(
-            "UPDATE sessions SET push_provider = ?2, push_token = ?3, push_p256dh = ?4,
-                push_auth = ?5 WHERE id = ?1",
-            params![
-                session_id,
-                push.map(|p| p.provider.as_str()),
-                push.map(|p| p.token.as_str()),
-                push.and_then(|p| p.p256dh.as_deref()),
-                push.and_then(|p| p.auth.as_deref()),
-            ],
-        )?;
-        Ok(())
+        });
+        match done {
+            Ok(()) => refusals
+                .into_iter()
+                .map(|r| r.map_or(Ok(()), Err))
+                .collect(),
+            Err(e) => {
+                let why = format!("group commit failed: {e}");
+                writes
+                    .iter()
+                    .map(|_| Err(store_error(rusqlite::ffi::SQLITE_IOERR, why.clone())))
+                    .collect()
+            }
+        }
     }
 
     /// Writes a batch of in-memory leases.
@@ -685,17 +558,6 @@ impl Store {
             }
             Ok(())
         })
-    }
-
-    /// Durably reserves chat box view versions up to `upto` for an account: after a crash the
-    /// next run starts above it, so a version once served never means another view.
-    pub fn reserve_view_versions(&self, account_id: &str, upto: i64) -> StoreResult<()> {
-        self.write()
-            .prepare_cached(
-                "UPDATE accounts SET view_version = MAX(view_version, ?2) WHERE id = ?1",
-            )?
-            .execute(params![account_id, upto])?;
-        Ok(())
     }
 
     /// The stored answer to an earlier status op with this id recorded at `since` or later,
@@ -748,43 +610,6 @@ impl Store {
             }
         }
     }
-
-    /// Records a status op and its answer; when `applied`, also the agent's new status. One
-    /// transaction, committed before the caller answers.
-    pub fn record_status_op(
-        &self,
-        agent_id: &str,
-        op_id: &str,
-        applied: Option<&StatusView>,
-        response_json: &str,
-        now: i64,
-    ) -> StoreResult<()> {
-        let conn = self.write();
-        in_tx(&conn, |tx| {
-            record_status_op_in(tx, agent_id, op_id, applied, response_json, now)
-        })
-    }
-
-    /// Records several status ops in one transaction (a group commit): all or none.
-    pub fn record_status_ops<'a>(
-        &self,
-        ops: impl IntoIterator<Item = &'a StatusRecord>,
-    ) -> StoreResult<()> {
-        let conn = self.write();
-        in_tx(&conn, |tx| {
-            for op in ops {
-                record_status_op_in(
-                    tx,
-                    &op.agent_id,
-                    &op.op_id,
-                    op.applied.as_ref(),
-                    &op.response_json,
-                    op.now,
-                )?;
-            }
-            Ok(())
-        })
-    }
 }
 
 fn connect(path: &Path, vfs: Option<&str>) -> StoreResult<Connection> {
@@ -809,6 +634,21 @@ fn in_tx<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) ->
             .and_then(|mut s| s.execute([]));
     }
     result
+}
+
+/// Runs `f` in a savepoint of the open transaction: if it fails, what it did is undone and
+/// the transaction goes on. The outer `Err` is a failure to make or leave the savepoint.
+fn in_savepoint(
+    tx: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<()>,
+) -> StoreResult<Result<(), rusqlite::Error>> {
+    tx.prepare_cached("SAVEPOINT one_write")?.execute([])?;
+    let result = f(tx);
+    if result.is_err() {
+        tx.prepare_cached("ROLLBACK TO one_write")?.execute([])?;
+    }
+    tx.prepare_cached("RELEASE one_write")?.execute([])?;
+    Ok(result)
 }
 
 fn store_error(code: i32, msg: String) -> rusqlite::Error {
@@ -849,26 +689,26 @@ fn record_status_op_in(
 }
 
 fn insert_agent(conn: &Connection, a: &AgentRow) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO agents (id, account_id, name, email, email_key, password_hash, role,
             groups_json, status, status_version, intent_at, changed_by_device, status_op_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
-            a.id,
-            a.account_id,
-            a.name,
-            a.email,
-            a.email.to_lowercase(),
-            a.password_hash,
-            a.role.as_str(),
-            json(&a.groups),
-            a.status.status.as_str(),
-            a.status.version,
-            a.status.intent_at,
-            a.status.changed_by_device,
-            a.status_op_id
-        ],
-    )?;
+    )?
+    .execute(params![
+        a.id,
+        a.account_id,
+        a.name,
+        a.email,
+        a.email.to_lowercase(),
+        a.password_hash,
+        a.role.as_str(),
+        json(&a.groups),
+        a.status.status.as_str(),
+        a.status.version,
+        a.status.intent_at,
+        a.status.changed_by_device,
+        a.status_op_id
+    ])?;
     Ok(())
 }
 
@@ -984,6 +824,61 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 2, "only the committed transaction's rows");
+    }
+
+    fn agent_row(id: &str, email: &str) -> AgentRow {
+        AgentRow {
+            id: id.into(),
+            account_id: "a1".into(),
+            name: "A".into(),
+            email: email.into(),
+            password_hash: String::new(),
+            role: Role::Agent,
+            groups: Vec::new(),
+            status: StatusView {
+                status: AgentStatus::Offline,
+                version: 0,
+                intent_at: 0,
+                changed_by_device: None,
+            },
+            status_op_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_write_refused_in_a_group_fails_alone_and_the_rest_commit() {
+        let store = Store::open(Path::new(":memory:")).unwrap();
+        let account = AccountRow {
+            id: "a1".into(),
+            slug: "acme".into(),
+            name: "Acme".into(),
+            widget_key: "wk1".into(),
+            settings: AccountSettings::default(),
+            opening_hours: OpeningHours::default(),
+            groups: Vec::new(),
+            view_version: 1000,
+        };
+        store
+            .commit(&Write::Account {
+                account: Box::new(account),
+                owner: Box::new(agent_row("g0", "owner@acme.test")),
+                now: 0,
+            })
+            .unwrap();
+        let taken = Write::Agent(agent_row("g1", "OWNER@acme.test"));
+        let fresh = Write::Agent(agent_row("g2", "new@acme.test"));
+        let reserve = Write::ViewVersions {
+            account_id: "a1".into(),
+            upto: 2000,
+        };
+        let answers = store.commit_writes(&[&taken, &fresh, &reserve]);
+        assert!(answers[0].is_err(), "the email is taken (case aside)");
+        assert!(answers[1].is_ok() && answers[2].is_ok(), "{answers:?}");
+        let loaded = store.load(0).unwrap();
+        let mut ids: Vec<&str> = loaded.agents.iter().map(|a| a.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["g0", "g2"], "the refused write left nothing behind");
+        assert_eq!(loaded.accounts[0].view_version, 2000);
     }
 
     #[test]

@@ -1,0 +1,237 @@
+//! The durable changes of the embedded backend, one variant each, and the SQL that makes
+//! each of them. Owned, so a request can queue one for a group commit and wait.
+//!
+//! Guarantees: [`Write::apply`] runs inside a transaction the caller opened and commits
+//! nothing itself; a write that ends sessions touches only sessions not ended yet, so the
+//! first end recorded for a session is the one that stays.
+
+use presence_protocol::{AccountSettings, EndReason, Group, OpeningHours, PushRegistration};
+use rusqlite::{Connection, params};
+
+use super::{AccountRow, AgentRow, SessionRow, StatusRecord, StoreResult, json};
+
+/// One durable change.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A status op and its answer (and, when applied, the agent's new status).
+    Status(StatusRecord),
+    /// A new account with its owner.
+    Account {
+        account: Box<AccountRow>,
+        owner: Box<AgentRow>,
+        now: i64,
+    },
+    Agent(AgentRow),
+    /// Name, role and groups of an agent.
+    AgentProfile(AgentRow),
+    /// Deletes an agent, its op ids, and ends its sessions (`removed`).
+    DeleteAgent {
+        agent_id: String,
+        now: i64,
+    },
+    /// An account's groups, and the agents whose group lists changed with them.
+    Groups {
+        account_id: String,
+        groups: Vec<Group>,
+        agents: Vec<(String, Vec<String>)>,
+    },
+    OpeningHours {
+        account_id: String,
+        hours: OpeningHours,
+    },
+    Settings {
+        account_id: String,
+        settings: AccountSettings,
+    },
+    /// A new session; ends `replaces` (the same device's old session) with it.
+    Session {
+        row: SessionRow,
+        replaces: Option<String>,
+        now: i64,
+    },
+    /// Ends sessions (logout, expiry).
+    EndSessions {
+        ended: Vec<(String, EndReason)>,
+        now: i64,
+    },
+    Push {
+        session_id: String,
+        push: Option<PushRegistration>,
+    },
+    /// Chat box view versions up to `upto` are reserved: after a crash the next run starts
+    /// above them, so a version once served never means another view.
+    ViewVersions {
+        account_id: String,
+        upto: i64,
+    },
+}
+
+impl Write {
+    /// Whether a unique constraint can refuse this write on its own (a taken slug, widget
+    /// key or email); such a write gets a savepoint in a group.
+    pub(super) fn may_be_refused(&self) -> bool {
+        matches!(self, Write::Account { .. } | Write::Agent(_))
+    }
+
+    /// Makes the change inside the caller's transaction.
+    pub(super) fn apply(&self, tx: &Connection) -> StoreResult<()> {
+        match self {
+            Write::Status(op) => super::record_status_op_in(
+                tx,
+                &op.agent_id,
+                &op.op_id,
+                op.applied.as_ref(),
+                &op.response_json,
+                op.now,
+            ),
+            Write::Account {
+                account: a,
+                owner,
+                now,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO accounts (id, slug, name, widget_key, settings, opening_hours,
+                                           groups_json, created_at, view_version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    a.id,
+                    a.slug,
+                    a.name,
+                    a.widget_key,
+                    json(&a.settings),
+                    json(&a.opening_hours),
+                    json(&a.groups),
+                    now,
+                    a.view_version
+                ])?;
+                super::insert_agent(tx, owner)
+            }
+            Write::Agent(a) => super::insert_agent(tx, a),
+            Write::AgentProfile(a) => {
+                tx.prepare_cached(
+                    "UPDATE agents SET name = ?2, role = ?3, groups_json = ?4 WHERE id = ?1",
+                )?
+                .execute(params![
+                    a.id,
+                    a.name,
+                    a.role.as_str(),
+                    json(&a.groups)
+                ])?;
+                Ok(())
+            }
+            Write::DeleteAgent { agent_id, now } => {
+                tx.prepare_cached(
+                    "UPDATE sessions SET ended_reason = 'removed', ended_at = ?2
+                     WHERE agent_id = ?1 AND ended_reason IS NULL",
+                )?
+                .execute(params![agent_id, now])?;
+                tx.prepare_cached("DELETE FROM status_ops WHERE agent_id = ?1")?
+                    .execute([agent_id])?;
+                tx.prepare_cached("DELETE FROM agents WHERE id = ?1")?
+                    .execute([agent_id])?;
+                Ok(())
+            }
+            Write::Groups {
+                account_id,
+                groups,
+                agents,
+            } => {
+                tx.prepare_cached("UPDATE accounts SET groups_json = ?2 WHERE id = ?1")?
+                    .execute(params![account_id, json(groups)])?;
+                let mut stmt =
+                    tx.prepare_cached("UPDATE agents SET groups_json = ?2 WHERE id = ?1")?;
+                for (id, g) in agents {
+                    stmt.execute(params![id, json(g)])?;
+                }
+                Ok(())
+            }
+            Write::OpeningHours { account_id, hours } => {
+                tx.prepare_cached("UPDATE accounts SET opening_hours = ?2 WHERE id = ?1")?
+                    .execute(params![account_id, json(hours)])?;
+                Ok(())
+            }
+            Write::Settings {
+                account_id,
+                settings,
+            } => {
+                tx.prepare_cached("UPDATE accounts SET settings = ?2 WHERE id = ?1")?
+                    .execute(params![account_id, json(settings)])?;
+                Ok(())
+            }
+            Write::Session { row, replaces, now } => insert_session(tx, row, replaces, *now),
+            Write::EndSessions { ended, now } => {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE sessions SET ended_reason = ?2, ended_at = ?3
+                     WHERE id = ?1 AND ended_reason IS NULL",
+                )?;
+                for (id, reason) in ended {
+                    stmt.execute(params![id, reason.as_str(), now])?;
+                }
+                Ok(())
+            }
+            Write::Push { session_id, push } => {
+                let push = push.as_ref();
+                tx.prepare_cached(
+                    "UPDATE sessions SET push_provider = ?2, push_token = ?3, push_p256dh = ?4,
+                        push_auth = ?5 WHERE id = ?1",
+                )?
+                .execute(params![
+                    session_id,
+                    push.map(|p| p.provider.as_str()),
+                    push.map(|p| p.token.as_str()),
+                    push.and_then(|p| p.p256dh.as_deref()),
+                    push.and_then(|p| p.auth.as_deref()),
+                ])?;
+                Ok(())
+            }
+            Write::ViewVersions { account_id, upto } => {
+                tx.prepare_cached(
+                    "UPDATE accounts SET view_version = MAX(view_version, ?2) WHERE id = ?1",
+                )?
+                .execute(params![account_id, upto])?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn insert_session(
+    tx: &Connection,
+    s: &SessionRow,
+    replaces: &Option<String>,
+    now: i64,
+) -> StoreResult<()> {
+    if let Some(old) = replaces {
+        tx.prepare_cached(
+            "UPDATE sessions SET ended_reason = 'replaced', ended_at = ?2
+             WHERE id = ?1 AND ended_reason IS NULL",
+        )?
+        .execute(params![old, now])?;
+    }
+    let push = s.push.as_ref();
+    tx.prepare_cached(
+        "INSERT INTO sessions (id, account_id, agent_id, token_hash, device_id, platform,
+            device_name, app_version, mode, lease_until, push_provider, push_token, created_at,
+            push_p256dh, push_auth)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        s.id,
+        s.account_id,
+        s.agent_id,
+        s.token_hash,
+        s.device.id,
+        s.device.platform.as_str(),
+        s.device.name,
+        s.device.app_version,
+        s.mode.as_str(),
+        s.lease_until,
+        push.map(|p| p.provider.as_str()),
+        push.map(|p| p.token.as_str()),
+        now,
+        push.and_then(|p| p.p256dh.as_deref()),
+        push.and_then(|p| p.auth.as_deref()),
+    ])?;
+    Ok(())
+}
