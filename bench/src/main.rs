@@ -311,6 +311,12 @@ fn derived_ratios(r: &mut Report) {
     r.set("status_to_other_device_vs_http_floor", v);
     let v = ratio(
         r,
+        "status_to_other_device_p50_ms",
+        "bare_axum_status_to_other_connection_p50_ms",
+    );
+    r.set("status_to_other_device_vs_bare_push_floor", v);
+    let v = ratio(
+        r,
         "status_to_10k_widgets_p99_ms",
         "bare_axum_10k_widgets_p99_ms",
     );

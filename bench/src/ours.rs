@@ -103,6 +103,46 @@ pub async fn status_to_device(addr: SocketAddr, slug: &str, n: usize) -> Res<(Sa
     Ok((s, answers))
 }
 
+/// The same path with nothing of ours on it: `PUT /v1/me/status` on the bare axum server
+/// (a `watch` send, a fixed JSON answer) -> the event on another connection's SSE stream.
+/// The floor for a change reaching another device: one request, one push to a second
+/// connection, and both clients' reads.
+pub async fn bare_status_to_other_connection(addr: SocketAddr, n: usize) -> Res<Samples> {
+    let warm = (n / 10).max(10);
+    let mut c = Conn::connect(addr).await.map_err(e)?;
+    let mut sse = Sse::open(addr, "/v1/widget/bare/events", None)
+        .await
+        .map_err(e)?;
+    timeout(EVENT_WAIT, sse.next())
+        .await
+        .map_err(|_| "no first frame")?
+        .map_err(e)?;
+    let mut s = Samples::default();
+    for i in 0..warm + n {
+        let req = request_bytes(
+            "PUT",
+            "/v1/me/status",
+            None,
+            Some(&api::status_body("busy")),
+        );
+        let t0 = Instant::now();
+        c.send(&req).await.map_err(e)?;
+        let ev = timeout(EVENT_WAIT, sse.next())
+            .await
+            .map_err(|_| "no bare event")?
+            .map_err(e)?;
+        c.recv()
+            .await
+            .map_err(e)?
+            .expect(200, "bare status")
+            .map_err(e)?;
+        if i >= warm {
+            s.push(ev.at - t0);
+        }
+    }
+    Ok(s)
+}
+
 /// `DELETE /v1/session` sent -> the widget's `offline` event.
 pub async fn logout_to_widget(addr: SocketAddr, slug: &str, n: usize) -> Res<Samples> {
     let warm = (n / 10).max(5);
@@ -145,7 +185,13 @@ pub async fn latency(ctx: &mut Ctx) -> Res<()> {
     server.stop(STOP).await?;
     let (status, answers) = status?;
     let logout = logout?;
+    let (bare_srv, baddr) = start_bare(ctx, "bare-axum-latency").await?;
+    let bare = bare_status_to_other_connection(baddr, n).await;
+    bare_srv.stop(STOP).await?;
+    let bare = bare?;
     let r = &mut ctx.report;
+    r.set("bare_axum_status_to_other_connection_p50_ms", bare.p50());
+    r.detail("bare_axum_status_to_other_connection_ms", bare.summary());
     r.set("status_to_other_device_p50_ms", status.p50());
     r.set("status_to_other_device_p99_ms", status.p99());
     r.set("logout_to_widget_offline_p50_ms", logout.p50());

@@ -137,6 +137,12 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "status_to_other_device_vs_bare_push_floor",
+        what: "status -> other device p50 / bare axum PUT -> event on another connection p50, same run",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
         key: "status_to_10k_widgets_vs_bare_axum",
         what: "10k-widget fan-out p99 / bare axum watch+SSE p99, same run",
         goal: Goal::AtMost(1.0),
@@ -409,6 +415,12 @@ pub const EXTRA_ROWS: &[Row] = &[
     Row {
         key: "bare_axum_rtt_p50_ms",
         what: "the bare axum handler's round trip: the HTTP floor on this machine",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "bare_axum_status_to_other_connection_p50_ms",
+        what: "bare axum: PUT -> the `watch` frame on another connection's SSE stream, p50 (the floor of a change reaching another device)",
         goal: Goal::Report,
         baselines: &[],
     },

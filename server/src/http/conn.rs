@@ -116,15 +116,20 @@ async fn connection<S>(
     let mut check = tokio::time::interval(check_every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = false;
+    // Made once, not per wake-up: the loop runs at every read and write of the connection.
+    let stop_asked = stopped(&mut stop);
+    tokio::pin!(stop_asked);
     loop {
         tokio::select! {
+            // Fixed order: no random draw per wake-up, and the connection's own work first.
+            biased;
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(error = %e, %peer, "connection ended with an error");
                 }
                 return;
             }
-            _ = stopped(&mut stop), if !stopping => {
+            _ = &mut stop_asked, if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
