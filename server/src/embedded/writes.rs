@@ -319,9 +319,7 @@ impl Inner {
             }
         }
         self.writer.commit(Write::Agent(row.clone())).await?;
-        let mut fx = Effects::default();
-        let agent = {
-            let mut st = self.state.lock();
+        let agent = self.apply_to_account(&p.account_id, |st| {
             let id = arc(&row.id);
             let state = agent_state(row, id.clone(), p.account_id.clone());
             let agent = state.to_agent();
@@ -331,11 +329,8 @@ impl Inner {
             if let Some(acc) = st.accounts.get_mut(&p.account_id) {
                 acc.agents.push(id);
             }
-            let now = self.clock.now_ms();
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
             agent
-        };
-        self.finish(fx);
+        });
         Ok(agent)
     }
 
@@ -481,9 +476,7 @@ impl Inner {
                 agents: changed.clone(),
             })
             .await?;
-        let mut fx = Effects::default();
-        {
-            let mut st = self.state.lock();
+        self.apply_to_account(&p.account_id, |st| {
             for (id, g) in changed {
                 if let Some(a) = st.agents.get_mut(id.as_str()) {
                     a.groups = g;
@@ -492,10 +485,7 @@ impl Inner {
             if let Some(acc) = st.accounts.get_mut(&p.account_id) {
                 acc.groups = groups.clone();
             }
-            let now = self.clock.now_ms();
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.finish(fx);
+        });
         Ok(groups)
     }
 
@@ -515,18 +505,13 @@ impl Inner {
                 hours: hours.clone(),
             })
             .await?;
-        let mut fx = Effects::default();
-        {
-            let mut st = self.state.lock();
+        self.apply_to_account(&p.account_id, |st| {
             if let Some(acc) = st.accounts.get_mut(&p.account_id) {
                 acc.opening_hours = hours.clone();
                 acc.schedule = schedule;
                 acc.flip_at = None;
             }
-            let now = self.clock.now_ms();
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.finish(fx);
+        });
         Ok(hours)
     }
 
@@ -553,17 +538,12 @@ impl Inner {
                 settings: next.clone(),
             })
             .await?;
-        let mut fx = Effects::default();
-        {
-            let mut st = self.state.lock();
+        self.apply_to_account(&p.account_id, |st| {
             if let Some(acc) = st.accounts.get_mut(&p.account_id) {
                 acc.settings = next.timings;
                 acc.messages = next.messages.clone();
             }
-            let now = self.clock.now_ms();
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.finish(fx);
+        });
         Ok(next)
     }
 
@@ -683,6 +663,23 @@ impl Inner {
         self.metrics.status_changes.fetch_add(1, Relaxed);
         self.finish(fx);
         Ok(view)
+    }
+}
+
+impl Inner {
+    /// The apply step of an admin edit: `change` on memory, then the account's view
+    /// recomputed and its effects sent.
+    fn apply_to_account<T>(&self, account_id: &str, change: impl FnOnce(&mut State) -> T) -> T {
+        let mut fx = Effects::default();
+        let out = {
+            let mut st = self.state.lock();
+            let out = change(&mut st);
+            let now = self.clock.now_ms();
+            self.recompute(&mut st, account_id, now, &mut fx);
+            out
+        };
+        self.finish(fx);
+        out
     }
 }
 
