@@ -19,7 +19,9 @@
 //!
 //! # Guarantees
 //! - Each operation is one script, atomic for its account. Scripts read the time with Redis
-//!   `TIME`, so node clocks never end a lease.
+//!   `TIME`, so node clocks never end a lease. Every time a script reports is shown to the
+//!   node's clock ([`Clock::follow`]), so what the node times itself (a status change's
+//!   clamp, a session's end) is never before a `server_time` it already answered.
 //! - `sweep` removes what it reports: when several nodes sweep one partition, each lease end
 //!   is reported to exactly one of them, and published once.
 //! - A script that finds its account unseeded (Redis restarted empty) fails with `NOSEED`;
@@ -38,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use presence_protocol::{ChatboxView, EndReason, Mode, StatusView};
 
 use crate::backend::{BackendError, BackendResult};
+use crate::clock::Clock;
 use crate::metrics::StoreMetrics;
 
 /// Partitions of the account space; a node sweeps each one.
@@ -505,6 +508,8 @@ pub struct Hot {
     pubsub: Vec<redis::Client>,
     scripts: std::sync::Arc<Scripts>,
     metrics: std::sync::Arc<StoreMetrics>,
+    /// The node's clock, moved forward to each Redis `TIME` a script reports.
+    clock: Clock,
 }
 
 /// Why a script did not run: the account must be seeded first, or Redis failed.
@@ -566,6 +571,7 @@ impl Hot {
     pub async fn connect(
         urls: &[String],
         metrics: std::sync::Arc<StoreMetrics>,
+        clock: Clock,
     ) -> Result<Hot, String> {
         let pubsub = urls
             .iter()
@@ -608,7 +614,14 @@ impl Hot {
             pubsub,
             scripts: std::sync::Arc::new(Scripts::new()),
             metrics,
+            clock,
         })
+    }
+
+    /// A Redis `TIME` a script reported, after the node's clock has caught up with it.
+    fn seen(&self, now: i64) -> i64 {
+        self.clock.follow(now);
+        now
     }
 
     /// One round trip, counted and timed into the store metrics.
@@ -695,7 +708,7 @@ impl Hot {
                     .arg(account_id),
             )
             .await?;
-        Ok(int(&v))
+        Ok(self.seen(int(&v)))
     }
 
     pub async fn heartbeat(
@@ -728,7 +741,7 @@ impl Hot {
             Some(-2) => Beat::Lapsed,
             _ => Beat::Renewed {
                 until: a.first().map_or(0, int),
-                now: a.get(1).map_or(0, int),
+                now: self.seen(a.get(1).map_or(0, int)),
                 status_version: a.get(2).map_or(0, int),
                 mode_changed: a.get(3).map_or(0, int) == 1,
                 push: a.get(4).map_or(0, int) == 1,
@@ -804,7 +817,7 @@ impl Hot {
             .await?;
         let a = items(&v);
         let mut s = Snapshot {
-            now: a.first().map_or(0, int),
+            now: self.seen(a.first().map_or(0, int)),
             ..Snapshot::default()
         };
         if let Some(meta) = a.get(1) {
@@ -1046,7 +1059,7 @@ impl Hot {
             )
             .await?;
         let a = items(&v);
-        let now = a.first().map_or(0, int);
+        let now = self.seen(a.first().map_or(0, int));
         let lease = a.get(1).and_then(|l| Lease::decode(&text(l)));
         let profile = a
             .get(2)
@@ -1065,7 +1078,7 @@ impl Hot {
             .map_err(redis_err)?;
         let a = items(&v);
         let mut out = Swept {
-            now: a.first().map_or(0, int),
+            now: self.seen(a.first().map_or(0, int)),
             next: a.get(1).map(int).filter(|n| *n >= 0),
             ..Swept::default()
         };

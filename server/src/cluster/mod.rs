@@ -176,7 +176,8 @@ impl Cluster {
     ) -> Result<Cluster, String> {
         metrics.store.active.store(true, Relaxed);
         let pg = Pg::connect(&config.postgres_url, metrics.store.clone()).await?;
-        let hot = Hot::connect(&config.redis_urls, metrics.store.clone()).await?;
+        let clock = Clock::new();
+        let hot = Hot::connect(&config.redis_urls, metrics.store.clone(), clock.clone()).await?;
         let (deadline_tx, deadline_rx) = mpsc::unbounded_channel();
         let dummy_hash = crate::auth::hash_password("presence-dummy-password")
             .map_err(|e| format!("cannot make the dummy hash: {e}"))?;
@@ -184,7 +185,7 @@ impl Cluster {
             fanout: fanout::Fanout::new(hot.pubsub_clients().to_vec()),
             pg,
             hot,
-            clock: Clock::new(),
+            clock,
             pusher,
             hasher,
             retention,
@@ -206,7 +207,7 @@ impl Cluster {
     }
 
     pub fn clock(&self) -> Clock {
-        self.inner.clock
+        self.inner.clock.clone()
     }
 
     /// The failed-login limits, shared by every node.

@@ -170,7 +170,7 @@ fn initial_status() -> StatusView {
 
 impl Embedded {
     pub fn clock(&self) -> Clock {
-        self.inner.clock
+        self.inner.clock.clone()
     }
 
     /// The account with this slug, if any (used by `--demo`).
