@@ -44,7 +44,7 @@ impl Clock {
     }
 
     fn now_us(&self) -> i64 {
-        self.own_us() + self.ahead_us.load(Ordering::Acquire)
+        self.own_us() + self.ahead_us.load(Ordering::Relaxed)
     }
 
     /// Milliseconds since the epoch on the server's monotonic scale.
@@ -55,13 +55,16 @@ impl Clock {
     /// Moves the scale forward, if needed, so that from now on it reads at least `seen_ms`.
     pub fn follow(&self, seen_ms: i64) {
         let behind = seen_ms.saturating_mul(1000) - self.own_us();
-        self.ahead_us.fetch_max(behind, Ordering::AcqRel);
+        // A plain read first: most times seen are not ahead, and need no shared write.
+        if behind > self.ahead_us.load(Ordering::Relaxed) {
+            self.ahead_us.fetch_max(behind, Ordering::Relaxed);
+        }
     }
 
     /// The tokio instant at which the server time `ms` is reached.
     pub fn instant_at(&self, ms: i64) -> Instant {
         let offset_us =
-            ms.saturating_mul(1000) - self.base_us - self.ahead_us.load(Ordering::Acquire);
+            ms.saturating_mul(1000) - self.base_us - self.ahead_us.load(Ordering::Relaxed);
         if offset_us <= 0 {
             self.base_instant
         } else {

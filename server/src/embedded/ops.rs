@@ -336,17 +336,11 @@ impl Backend for Embedded {
         validate::email("email", &req.email)?;
         validate::password("password", &req.password)?;
         let email_key = req.email.trim().to_lowercase();
-        let groups = {
-            let st = self.inner.state.lock();
-            let acc = st.account(&p.account_id)?;
-            if st
-                .emails
-                .contains_key(&(p.account_id.clone(), email_key.clone()))
-            {
-                return Err(BackendError::conflict("an agent with this email exists"));
-            }
-            validate::agent_groups(&req.groups, &acc.groups)?
-        };
+        let groups =
+            self.inner
+                .state
+                .lock()
+                .check_new_agent(&p.account_id, &email_key, &req.groups)?;
         let hash = self.hash_password(req.password.clone()).await?;
         let row = AgentRow {
             id: auth::new_id("agt"),

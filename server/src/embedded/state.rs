@@ -191,6 +191,24 @@ impl State {
             .ok_or_else(|| BackendError::not_found("account"))
     }
 
+    /// Whether an agent with this email key and these groups can join the account: the
+    /// email is not taken there and every group exists. The groups, without repeats.
+    pub(super) fn check_new_agent(
+        &self,
+        account_id: &Arc<str>,
+        email_key: &str,
+        groups: &[String],
+    ) -> BackendResult<Vec<String>> {
+        let acc = self.account(account_id)?;
+        if self
+            .emails
+            .contains_key(&(account_id.clone(), email_key.to_owned()))
+        {
+            return Err(BackendError::conflict("an agent with this email exists"));
+        }
+        crate::validate::agent_groups(groups, &acc.groups)
+    }
+
     pub(super) fn agent_in_account(
         &self,
         account_id: &str,

@@ -308,19 +308,11 @@ impl Inner {
         email_key: String,
     ) -> BackendResult<Agent> {
         let _turn = self.account_turns.take(&p.account_id).await;
-        {
-            // Checked again under the turn: the groups may have changed while the password
-            // was hashed.
-            let st = self.state.lock();
-            let acc = st.account(&p.account_id)?;
-            if st
-                .emails
-                .contains_key(&(p.account_id.clone(), email_key.clone()))
-            {
-                return Err(BackendError::conflict("an agent with this email exists"));
-            }
-            validate::agent_groups(&row.groups, &acc.groups)?;
-        }
+        // Checked again under the turn: the account may have changed while the password was
+        // hashed.
+        self.state
+            .lock()
+            .check_new_agent(&p.account_id, &email_key, &row.groups)?;
         self.writer.commit(Write::Agent(row.clone())).await?;
         let agent = self.apply_to_account(&p.account_id, |st| {
             let id = arc(&row.id);
