@@ -23,6 +23,7 @@ use presence_protocol::{
 
 use crate::auth::token_hash;
 use crate::backend::{AgentEvent, Backend, BackendError, Principal};
+use crate::ops::Ops;
 
 /// How long a check waits for something that should happen at once.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -31,6 +32,13 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub struct Harness {
     pub backend: Arc<dyn Backend>,
     pub keep: Box<dyn Any + Send>,
+}
+
+impl Harness {
+    /// The operations of the API over this backend, as the HTTP layer calls them.
+    pub fn ops(&self) -> Ops {
+        Ops::new(self.backend.clone(), crate::hashing::HashPool::new(2))
+    }
 }
 
 /// Lease terms short enough for expiry checks.
@@ -44,23 +52,24 @@ pub fn fast_settings() -> Settings {
 }
 
 /// An account `slug` (owner `owner@<slug>.test`, password `pw`), with `settings`.
-pub async fn account(b: &dyn Backend, slug: &str, settings: Settings) -> String {
-    b.create_account(
-        CreateAccountRequest {
-            name: format!("{slug} Inc"),
-            slug: slug.to_owned(),
-            owner: NewOwner {
-                name: "Owner".into(),
-                email: format!("owner@{slug}.test"),
-                password: "pw".into(),
+pub async fn account(b: &Arc<dyn Backend>, slug: &str, settings: Settings) -> String {
+    Ops::new(b.clone(), crate::hashing::HashPool::new(1))
+        .create_account(
+            CreateAccountRequest {
+                name: format!("{slug} Inc"),
+                slug: slug.to_owned(),
+                owner: NewOwner {
+                    name: "Owner".into(),
+                    email: format!("owner@{slug}.test"),
+                    password: "pw".into(),
+                },
             },
-        },
-        settings,
-    )
-    .await
-    .expect("account created")
-    .account
-    .id
+            settings,
+        )
+        .await
+        .expect("account created")
+        .account
+        .id
 }
 
 /// Registers a webhook push for the session (to a port nobody listens on), so it may take
@@ -118,8 +127,8 @@ fn uuid(n: u32) -> String {
 }
 
 /// An agent `name` (email `<name>@<slug>.test`, password `pw`) in `groups`.
-async fn agent(b: &dyn Backend, owner: &Principal, slug: &str, name: &str, groups: &[&str]) {
-    b.create_agent(
+async fn agent(o: &Ops, owner: &Principal, slug: &str, name: &str, groups: &[&str]) {
+    o.create_agent(
         owner,
         NewAgentRequest {
             name: name.to_owned(),
@@ -133,13 +142,13 @@ async fn agent(b: &dyn Backend, owner: &Principal, slug: &str, name: &str, group
     .expect("agent created");
 }
 
-async fn widget_key(b: &dyn Backend, owner: &Principal) -> String {
-    b.admin_account(owner).await.unwrap().account.widget_key
+async fn widget_key(o: &Ops, owner: &Principal) -> String {
+    o.admin_account(owner).await.unwrap().account.widget_key
 }
 
 pub async fn latest_intent_wins_and_ties_go_to_the_higher_op_id(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
     let r = b
         .set_status(&p, op(AgentStatus::Online, &uuid(2), Some(1_000)))
@@ -167,7 +176,7 @@ pub async fn latest_intent_wins_and_ties_go_to_the_higher_op_id(h: Harness) {
 
 pub async fn the_same_op_id_returns_the_first_answer_without_a_new_version(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
     let first = b
         .set_status(&p, op(AgentStatus::Busy, &uuid(5), None))
@@ -183,7 +192,7 @@ pub async fn the_same_op_id_returns_the_first_answer_without_a_new_version(h: Ha
 
 pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
     let mut bad = login_req("acme", "owner@acme.test", "d");
     bad.password = "nope".into();
     assert_eq!(
@@ -213,12 +222,12 @@ pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
 
 pub async fn logout_takes_the_view_offline_at_once(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
     b.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
         .await
         .unwrap();
-    let key = widget_key(b, &p).await;
+    let key = widget_key(&h.ops(), &p).await;
     let mut w = b.open_widget_stream(&key).await.unwrap();
     assert_eq!(
         w.views.borrow_and_update().view.status,
@@ -236,43 +245,45 @@ pub async fn logout_takes_the_view_offline_at_once(h: Harness) {
 
 pub async fn an_ungrouped_agent_counts_for_every_group(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
     let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
-    b.put_groups(
-        &owner,
-        vec![
-            Group {
-                key: "sales".into(),
-                name: "Sales".into(),
-            },
-            Group {
-                key: "support".into(),
-                name: "Support".into(),
-            },
-        ],
-    )
-    .await
-    .unwrap();
+    h.ops()
+        .put_groups(
+            &owner,
+            vec![
+                Group {
+                    key: "sales".into(),
+                    name: "Sales".into(),
+                },
+                Group {
+                    key: "support".into(),
+                    name: "Support".into(),
+                },
+            ],
+        )
+        .await
+        .unwrap();
     // The owner is in no group: online, it makes every group online.
     b.set_status(&owner, op(AgentStatus::Online, &uuid(1), None))
         .await
         .unwrap();
-    let key = widget_key(b, &owner).await;
+    let key = widget_key(&h.ops(), &owner).await;
     let v = b.widget_view(&key).await.unwrap().view.clone();
     assert_eq!(v.status, ChatboxStatus::Online);
     assert!(v.groups.iter().all(|g| g.status == ChatboxStatus::Online));
     // Put in sales only, it no longer counts for support.
     let owner_id = owner.agent_id.to_string();
-    b.patch_agent(
-        &owner,
-        &owner_id,
-        PatchAgentRequest {
-            groups: Some(vec!["sales".into()]),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    h.ops()
+        .patch_agent(
+            &owner,
+            &owner_id,
+            PatchAgentRequest {
+                groups: Some(vec!["sales".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let v = b.widget_view(&key).await.unwrap().view.clone();
     let by_key = |k: &str| v.groups.iter().find(|g| g.key == k).unwrap().status;
     assert_eq!(by_key("sales"), ChatboxStatus::Online);
@@ -281,14 +292,14 @@ pub async fn an_ungrouped_agent_counts_for_every_group(h: Harness) {
 
 pub async fn busy_shows_when_nobody_online_is_available_but_someone_busy_is(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
     let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
-    agent(b, &owner, "acme", "ann", &[]).await;
+    agent(&h.ops(), &owner, "acme", "ann", &[]).await;
     let (ann, _) = login(b, "acme", "ann@acme.test", "a").await;
     b.set_status(&ann, op(AgentStatus::Busy, &uuid(1), None))
         .await
         .unwrap();
-    let key = widget_key(b, &owner).await;
+    let key = widget_key(&h.ops(), &owner).await;
     let v = b.widget_view(&key).await.unwrap().view.clone();
     assert_eq!(
         (v.status, v.reason),
@@ -303,9 +314,9 @@ pub async fn busy_shows_when_nobody_online_is_available_but_someone_busy_is(h: H
 
 pub async fn view_versions_only_grow(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "o").await;
-    let key = widget_key(b, &p).await;
+    let key = widget_key(&h.ops(), &p).await;
     let mut last = b.widget_view(&key).await.unwrap().view.version;
     for (i, s) in [AgentStatus::Online, AgentStatus::Busy, AgentStatus::Offline]
         .into_iter()
@@ -322,7 +333,7 @@ pub async fn view_versions_only_grow(h: Harness) {
 
 pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
     let hb = b
         .heartbeat(&token_hash(&token), Mode::Background)
@@ -348,7 +359,7 @@ pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
 pub async fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end(h: Harness) {
     let b = &*h.backend;
     let s = fast_settings();
-    account(b, "acme", s).await;
+    account(&h.backend, "acme", s).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
     register_webhook_push(b, &p).await;
     let th = token_hash(&token);
@@ -376,7 +387,7 @@ pub async fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end(h
 
 pub async fn logging_in_again_on_a_device_replaces_its_session(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
     let (first, token) = login(b, "acme", "owner@acme.test", "laptop").await;
     let mut stream = b.open_device_stream(&first).await.unwrap();
     let (second, _) = login(b, "acme", "owner@acme.test", "laptop").await;
@@ -404,12 +415,12 @@ pub async fn logging_in_again_on_a_device_replaces_its_session(h: Harness) {
 
 pub async fn a_lapsed_lease_ends_the_session_and_the_view_follows(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", fast_settings()).await;
+    account(&h.backend, "acme", fast_settings()).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "d").await;
     b.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
         .await
         .unwrap();
-    let key = widget_key(b, &p).await;
+    let key = widget_key(&h.ops(), &p).await;
     let mut w = b.open_widget_stream(&key).await.unwrap();
     tokio::time::timeout(DEADLINE, async {
         loop {
@@ -432,7 +443,7 @@ pub async fn a_lapsed_lease_ends_the_session_and_the_view_follows(h: Harness) {
 pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harness) {
     let b = &*h.backend;
     let s = fast_settings();
-    account(b, "acme", s).await;
+    account(&h.backend, "acme", s).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
     register_webhook_push(b, &p).await;
     b.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
@@ -443,7 +454,7 @@ pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harnes
     let fg = b.heartbeat(&th, Mode::Active).await.unwrap();
     assert_eq!(fg.lease_until, fg.server_time + s.active_ttl_ms);
     assert!(fg.lease_until < bg.lease_until);
-    let key = widget_key(b, &p).await;
+    let key = widget_key(&h.ops(), &p).await;
     let mut w = b.open_widget_stream(&key).await.unwrap();
     let started = std::time::Instant::now();
     tokio::time::timeout(DEADLINE, async {
@@ -465,7 +476,7 @@ pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harnes
 
 pub async fn an_admin_status_change_wins_and_carries_no_device(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
     let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
     let now_ahead = crate::clock::Clock::new().now_ms() + 4_000;
     b.set_status(&owner, op(AgentStatus::Online, &uuid(1), Some(now_ahead)))
@@ -483,8 +494,8 @@ pub async fn an_admin_status_change_wins_and_carries_no_device(h: Harness) {
 
 pub async fn tenants_never_see_each_other(h: Harness) {
     let b = &*h.backend;
-    account(b, "acme", Settings::default()).await;
-    account(b, "other", Settings::default()).await;
+    account(&h.backend, "acme", Settings::default()).await;
+    account(&h.backend, "other", Settings::default()).await;
     let (acme, _) = login(b, "acme", "owner@acme.test", "a").await;
     let (other, _) = login(b, "other", "owner@other.test", "o").await;
     let acme_id = acme.agent_id.to_string();
@@ -501,6 +512,141 @@ pub async fn tenants_never_see_each_other(h: Harness) {
     // Nothing of acme's changed.
     assert_eq!(b.me(&acme).await.unwrap().status.version, 0);
     assert_eq!(b.me(&acme).await.unwrap().sessions.len(), 1);
+}
+
+/// An owner `name` (email `<name>@<slug>.test`, password `pw`).
+async fn owner(o: &Ops, by: &Principal, slug: &str, name: &str) -> String {
+    o.create_agent(
+        by,
+        NewAgentRequest {
+            name: name.to_owned(),
+            email: format!("{name}@{slug}.test"),
+            password: "pw".into(),
+            groups: Vec::new(),
+            role: Role::Owner,
+        },
+    )
+    .await
+    .expect("owner created")
+    .id
+}
+
+async fn owners(o: &Ops, p: &Principal) -> usize {
+    let acc = o.admin_account(p).await.unwrap();
+    acc.agents.iter().filter(|a| a.role == Role::Owner).count()
+}
+
+pub async fn concurrent_demotions_never_leave_an_account_without_an_owner(h: Harness) {
+    let b = &*h.backend;
+    let o = h.ops();
+    for round in 0..6 {
+        let slug = format!("acme{round}");
+        account(&h.backend, &slug, Settings::default()).await;
+        let (first, _) = login(b, &slug, &format!("owner@{slug}.test"), "o").await;
+        let second = owner(&o, &first, &slug, "second").await;
+        assert_eq!(owners(&o, &first).await, 2);
+        let demote = |id: String| {
+            let (o, p) = (o.clone(), first.clone());
+            tokio::spawn(async move {
+                let req = PatchAgentRequest {
+                    role: Some(Role::Agent),
+                    ..Default::default()
+                };
+                o.patch_agent(&p, &id, req).await.map(drop)
+            })
+        };
+        // Two demotions at once, or a demotion and a removal at once: one of them must lose.
+        let other = if round % 2 == 0 {
+            demote(second)
+        } else {
+            let (o, p) = (o.clone(), first.clone());
+            tokio::spawn(async move { o.delete_agent(&p, &second).await })
+        };
+        let (x, y) = tokio::join!(demote(first.agent_id.to_string()), other);
+        let (x, y) = (x.unwrap(), y.unwrap());
+        let refused = [&x, &y]
+            .iter()
+            .filter(|r| matches!(r, Err(BackendError::Conflict(_))))
+            .count();
+        assert_eq!(refused, 1, "round {round}: exactly one loses: {x:?} {y:?}");
+        assert_eq!(owners(&o, &first).await, 1, "round {round}");
+    }
+}
+
+pub async fn a_group_removed_while_an_agent_is_created_never_leaves_the_agent_in_it(h: Harness) {
+    let b = &*h.backend;
+    let o = h.ops();
+    account(&h.backend, "acme", Settings::default()).await;
+    let (p, _) = login(b, "acme", "owner@acme.test", "o").await;
+    let sales = || Group {
+        key: "sales".into(),
+        name: "Sales".into(),
+    };
+    for round in 0..4 {
+        o.put_groups(&p, vec![sales()]).await.unwrap();
+        let (o1, p1) = (o.clone(), p.clone());
+        // The new agent's password is hashed while the group goes: its plan runs after.
+        let create = tokio::spawn(async move {
+            o1.create_agent(
+                &p1,
+                NewAgentRequest {
+                    name: format!("Ann {round}"),
+                    email: format!("ann{round}@acme.test"),
+                    password: "pw".into(),
+                    groups: vec!["sales".into()],
+                    role: Role::Agent,
+                },
+            )
+            .await
+        });
+        let (o2, p2) = (o.clone(), p.clone());
+        let remove = tokio::spawn(async move { o2.put_groups(&p2, Vec::new()).await });
+        let (created, removed) = tokio::join!(create, remove);
+        removed.unwrap().unwrap();
+        match created.unwrap() {
+            Ok(_) | Err(BackendError::InvalidField { .. }) => {}
+            Err(e) => panic!("round {round}: {e:?}"),
+        }
+        let acc = o.admin_account(&p).await.unwrap();
+        assert!(acc.groups.is_empty());
+        for a in &acc.agents {
+            assert!(
+                a.groups.is_empty(),
+                "round {round}: {} kept {:?}",
+                a.email,
+                a.groups
+            );
+        }
+    }
+}
+
+pub async fn concurrent_edits_of_one_account_serialise(h: Harness) {
+    let b = &*h.backend;
+    let o = h.ops();
+    account(&h.backend, "acme", Settings::default()).await;
+    let (p, _) = login(b, "acme", "owner@acme.test", "o").await;
+    // Each patch names one field: applied one after the other, none is lost.
+    let patches: Vec<presence_protocol::SettingsPatch> = vec![
+        serde_json::from_value(serde_json::json!({"active_ttl_ms": 70_000})).unwrap(),
+        serde_json::from_value(serde_json::json!({"busy_message": "Back soon"})).unwrap(),
+        serde_json::from_value(serde_json::json!({"offline_message": "Closed"})).unwrap(),
+        serde_json::from_value(serde_json::json!({"background_ttl_ms": 1_900_000})).unwrap(),
+    ];
+    let tasks: Vec<_> = patches
+        .into_iter()
+        .map(|patch| {
+            let (o, p) = (o.clone(), p.clone());
+            tokio::spawn(async move { o.put_settings(&p, patch).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let s = o.admin_account(&p).await.unwrap().settings;
+    assert_eq!(s.timings.active_ttl_ms, 70_000);
+    assert_eq!(s.timings.background_ttl_ms, 1_900_000);
+    assert_eq!(s.messages.busy_message.as_deref(), Some("Back soon"));
+    assert_eq!(s.messages.offline_message.as_deref(), Some("Closed"));
 }
 
 /// Generates one `#[tokio::test]` per conformance check, each with a fresh backend from
@@ -523,6 +669,9 @@ macro_rules! backend_conformance_tests {
             a_session_back_in_the_foreground_ends_at_its_active_lease,
             an_admin_status_change_wins_and_carries_no_device,
             tenants_never_see_each_other,
+            concurrent_demotions_never_leave_an_account_without_an_owner,
+            a_group_removed_while_an_agent_is_created_never_leaves_the_agent_in_it,
+            concurrent_edits_of_one_account_serialise,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {

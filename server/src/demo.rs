@@ -7,8 +7,9 @@
 
 use presence_protocol::{CreateAccountRequest, Group, NewAgentRequest, NewOwner, Role, Settings};
 
-use crate::backend::{Backend, Principal};
+use crate::backend::Principal;
 use crate::error::ApiError;
+use crate::ops::Ops;
 
 pub const SLUG: &str = "demo";
 
@@ -38,12 +39,13 @@ pub const AGENTS: &[(&str, &str, &str, &[&str], Role)] = &[
 ];
 
 /// Returns the demo account's widget key.
-pub async fn ensure(backend: &dyn Backend, defaults: Settings) -> Result<String, ApiError> {
+pub async fn ensure(ops: &Ops, defaults: Settings) -> Result<String, ApiError> {
+    let backend = ops.backend();
     if let Some(info) = backend.account_by_slug(SLUG).await? {
         return Ok(info.widget_key);
     }
     let (name, email, password, _, _) = AGENTS[0];
-    let created = backend
+    let created = ops
         .create_account(
             CreateAccountRequest {
                 name: "Demo Company".to_owned(),
@@ -64,44 +66,41 @@ pub async fn ensure(backend: &dyn Backend, defaults: Settings) -> Result<String,
         account_id: created.account.id.as_str().into(),
         role: Role::Owner,
     };
-    backend
-        .put_groups(
+    ops.put_groups(
+        &owner,
+        vec![
+            Group {
+                key: "sales".to_owned(),
+                name: "Sales".to_owned(),
+            },
+            Group {
+                key: "support".to_owned(),
+                name: "Support".to_owned(),
+            },
+        ],
+    )
+    .await?;
+    ops.patch_agent(
+        &owner,
+        &created.owner.id,
+        presence_protocol::PatchAgentRequest {
+            groups: Some(vec!["sales".to_owned()]),
+            ..Default::default()
+        },
+    )
+    .await?;
+    for (name, email, password, groups, role) in &AGENTS[1..] {
+        ops.create_agent(
             &owner,
-            vec![
-                Group {
-                    key: "sales".to_owned(),
-                    name: "Sales".to_owned(),
-                },
-                Group {
-                    key: "support".to_owned(),
-                    name: "Support".to_owned(),
-                },
-            ],
-        )
-        .await?;
-    backend
-        .patch_agent(
-            &owner,
-            &created.owner.id,
-            presence_protocol::PatchAgentRequest {
-                groups: Some(vec!["sales".to_owned()]),
-                ..Default::default()
+            NewAgentRequest {
+                name: (*name).to_owned(),
+                email: (*email).to_owned(),
+                password: (*password).to_owned(),
+                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                role: *role,
             },
         )
         .await?;
-    for (name, email, password, groups, role) in &AGENTS[1..] {
-        backend
-            .create_agent(
-                &owner,
-                NewAgentRequest {
-                    name: (*name).to_owned(),
-                    email: (*email).to_owned(),
-                    password: (*password).to_owned(),
-                    groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-                    role: *role,
-                },
-            )
-            .await?;
     }
     Ok(created.account.widget_key)
 }

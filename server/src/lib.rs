@@ -24,8 +24,10 @@ pub mod error;
 pub mod hashing;
 pub mod http;
 pub mod metrics;
+pub mod ops;
 pub mod process;
 pub mod push;
+pub mod rows;
 pub mod rules;
 pub mod store;
 pub mod validate;
@@ -164,6 +166,7 @@ pub enum StartError {
 pub struct Server {
     addr: SocketAddr,
     backend: Arc<dyn backend::Backend>,
+    ops: ops::Ops,
     embedded: Option<Embedded>,
     shutdown_tx: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -182,6 +185,11 @@ impl Server {
     /// The backend every handler talks to.
     pub fn backend(&self) -> &Arc<dyn backend::Backend> {
         &self.backend
+    }
+
+    /// The operations of the API over this server's backend.
+    pub fn ops(&self) -> &ops::Ops {
+        &self.ops
     }
 
     /// The embedded backend, when the server runs one (not in cluster mode).
@@ -230,7 +238,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             let b = cluster::Cluster::connect(
                 c,
                 pusher,
-                hasher,
+                hasher.clone(),
                 config.retention,
                 metrics.clone(),
                 shutdown_rx.clone(),
@@ -250,7 +258,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             let b = Embedded::open(
                 store,
                 pusher,
-                hasher,
+                hasher.clone(),
                 config.retention,
                 metrics.clone(),
                 shutdown_rx.clone(),
@@ -268,8 +276,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             )
         }
     };
+    let ops = ops::Ops::new(backend.clone(), hasher);
     let state = http::AppState {
         backend: backend.clone(),
+        ops: ops.clone(),
         limiter,
         metrics,
         admin_token: config.admin_token.as_deref().map(Arc::from),
@@ -300,6 +310,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     Ok(Server {
         addr,
         backend,
+        ops,
         embedded,
         shutdown_tx,
         task,

@@ -233,7 +233,7 @@ async fn run(args: Args) -> ExitCode {
         }
     };
     if args.demo {
-        match demo::ensure(server.backend().as_ref(), defaults).await {
+        match demo::ensure(server.ops(), defaults).await {
             Ok(key) => {
                 let printed = if args.admin_token.is_none() {
                     admin_token.as_deref()

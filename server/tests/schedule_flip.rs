@@ -9,7 +9,6 @@ use presence_protocol::{
     AgentStatus, ChatboxStatus, CreateAccountRequest, Device, LoginRequest, NewOwner, OpeningHours,
     Platform, Reason, SetStatusRequest, Settings, WeekDays,
 };
-use presence_server::backend::Backend;
 use presence_server::embedded::Embedded;
 use presence_server::metrics::Metrics;
 use presence_server::push::Pusher;
@@ -25,7 +24,7 @@ async fn closing_time_publishes_offline_without_a_request() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::default());
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let backend = Embedded::open(
+    let embedded = Embedded::open(
         Store::open_dir(dir.path()).unwrap(),
         Pusher::new(vec![], metrics.push.clone()),
         presence_server::hashing::HashPool::new(1),
@@ -34,7 +33,10 @@ async fn closing_time_publishes_offline_without_a_request() {
         stop_rx,
     )
     .unwrap();
-    let created = backend
+    let backend: Arc<dyn presence_server::backend::Backend> = Arc::new(embedded.clone());
+    let ops =
+        presence_server::ops::Ops::new(backend.clone(), presence_server::hashing::HashPool::new(1));
+    let created = ops
         .create_account(
             CreateAccountRequest {
                 name: "Acme".into(),
@@ -85,7 +87,7 @@ async fn closing_time_publishes_offline_without_a_request() {
 
     // Open every day from a minute ago until the first whole minute at least 60 s ahead (a
     // range that may cross midnight, which is fine).
-    let now = backend.clock().now_ms();
+    let now = embedded.clock().now_ms();
     let close_at = (now + 60_000).div_euclid(60_000) * 60_000 + 60_000;
     let range = vec![(hhmm(now - 60_000), hhmm(close_at))];
     let days = WeekDays {
@@ -97,18 +99,17 @@ async fn closing_time_publishes_offline_without_a_request() {
         sat: range.clone(),
         sun: range,
     };
-    backend
-        .put_opening_hours(
-            &p,
-            OpeningHours {
-                enabled: true,
-                timezone: "UTC".into(),
-                days,
-                exceptions: vec![],
-            },
-        )
-        .await
-        .unwrap();
+    ops.put_opening_hours(
+        &p,
+        OpeningHours {
+            enabled: true,
+            timezone: "UTC".into(),
+            days,
+            exceptions: vec![],
+        },
+    )
+    .await
+    .unwrap();
     let mut stream = backend
         .open_widget_stream(&created.account.widget_key)
         .await
@@ -123,7 +124,7 @@ async fn closing_time_publishes_offline_without_a_request() {
     assert_eq!(closed.status, ChatboxStatus::Offline);
     assert_eq!(closed.reason, Reason::OutsideOpeningHours);
     assert!(closed.version > open.version);
-    let flipped_at = backend.clock().now_ms();
+    let flipped_at = embedded.clock().now_ms();
     assert!(flipped_at >= close_at, "not before closing time");
     assert!(
         flipped_at < close_at + 250,

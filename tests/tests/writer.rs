@@ -17,6 +17,12 @@ use presence_server::backend::{BackendError, Principal};
 use presence_server::conformance::{account, fast_settings, login, login_req};
 use presence_server::embedded::Embedded;
 use presence_server::hashing::HashPool;
+use presence_server::ops::Ops;
+
+/// The operations of the API over `b`, as the HTTP layer calls them.
+fn ops(b: &Arc<dyn Backend>) -> Ops {
+    Ops::new(b.clone(), HashPool::new(1))
+}
 use presence_server::metrics::Metrics;
 use presence_server::push::Pusher;
 use presence_server::store::Store;
@@ -190,7 +196,7 @@ async fn an_admin_edit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
     };
     let edit = {
         let (b, desk) = (b.clone(), desk.clone());
-        async move { b.put_settings(&desk, patch).await }
+        async move { ops(&b).put_settings(&desk, patch).await }
     };
     while_held(&disk, &b, &desk, &desk_token, edit, |me| {
         assert_eq!(me.chatbox.message, None, "not shown before it is durable");
@@ -211,18 +217,19 @@ async fn a_failed_group_commit_fails_every_change_in_it_and_changes_nothing() {
     let mut agents: Vec<Principal> = vec![owner.clone()];
     for n in 1..=3 {
         let email = format!("agent{n}@acme.test");
-        b.create_agent(
-            &owner,
-            NewAgentRequest {
-                name: format!("Agent {n}"),
-                email: email.clone(),
-                password: "pw".into(),
-                groups: vec![],
-                role: Role::Agent,
-            },
-        )
-        .await
-        .unwrap();
+        ops(&b)
+            .create_agent(
+                &owner,
+                NewAgentRequest {
+                    name: format!("Agent {n}"),
+                    email: email.clone(),
+                    password: "pw".into(),
+                    groups: vec![],
+                    role: Role::Agent,
+                },
+            )
+            .await
+            .unwrap();
         agents.push(login(&*b, "acme", &email, "phone").await.0);
     }
     let before: Vec<_> = futures_status(&b, &agents).await;
@@ -365,7 +372,7 @@ impl Held {
         )
         .unwrap();
         let b: Arc<dyn Backend> = Arc::new(backend);
-        account(&*b, "acme", settings).await;
+        account(&b, "acme", settings).await;
         Held {
             b,
             disk,

@@ -10,11 +10,9 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use presence_protocol::{
-    AccountInfo, AccountSettings, AdminAccountResponse, Agent, AgentStatus, ChatboxView,
-    CreateAccountRequest, CreateAccountResponse, EndReason, Group, Heartbeat, LoginRequest,
-    LoginResponse, MeResponse, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest,
-    PushRegistration, Role, SetStatusRequest, SetStatusResponse, Settings, SettingsPatch,
-    SnapshotEvent, StatusView,
+    AccountInfo, AgentStatus, ChatboxView, EndReason, Heartbeat, LoginRequest, LoginResponse,
+    MeResponse, Mode, PushRegistration, Role, SetStatusRequest, SetStatusResponse, SnapshotEvent,
+    StatusView,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -24,6 +22,8 @@ pub use error::{BackendError, BackendResult, storage};
 
 use crate::auth::TokenHash;
 use crate::metrics::Gauges;
+use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
+use crate::rows::{AccountRow, AgentRow};
 
 /// The session a bearer token resolved to.
 #[derive(Debug, Clone)]
@@ -106,12 +106,9 @@ pub struct WidgetStream {
 
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// Creates an account and its owner; a taken slug is a `Conflict`.
-    async fn create_account(
-        &self,
-        req: CreateAccountRequest,
-        defaults: Settings,
-    ) -> BackendResult<CreateAccountResponse>;
+    /// Stores a new account and its owner (rows planned by `ops::account::new_account`);
+    /// a taken slug is a `Conflict`.
+    async fn create_account(&self, account: AccountRow, owner: AgentRow) -> BackendResult<()>;
     /// Verifies credentials and opens a session. Wrong credentials give
     /// `invalid_credentials`, whether or not the account or email exists.
     async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse>;
@@ -142,19 +139,14 @@ pub trait Backend: Send + Sync + 'static {
     /// account's views; the session counts as connected while the stream is held.
     async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream>;
 
-    /// The account as an admin sees it: groups, opening hours, settings, agents.
-    async fn admin_account(&self, p: &Principal) -> BackendResult<AdminAccountResponse>;
-    /// Adds an agent; an email already in the account is a `Conflict`.
-    async fn create_agent(&self, p: &Principal, req: NewAgentRequest) -> BackendResult<Agent>;
-    /// Changes an agent's name, groups or role; demoting the last owner is a `Conflict`.
-    async fn patch_agent(
-        &self,
-        p: &Principal,
-        id: &str,
-        req: PatchAgentRequest,
-    ) -> BackendResult<Agent>;
-    /// Removes an agent and ends its sessions with reason `removed`.
-    async fn delete_agent(&self, p: &Principal, id: &str) -> BackendResult<()>;
+    /// The account and its agents, as stored (a read: no turn is taken).
+    async fn account_slice(&self, account_id: &str) -> BackendResult<AccountSlice>;
+    /// Under the account's turn: loads its slice, runs `plan` on it, and applies the edit it
+    /// returns atomically (one transaction), then recomputes the account's views and fans
+    /// out (an agent removed has its sessions ended with reason `removed`). Two edits of one
+    /// account never interleave, on any number of nodes.
+    async fn edit_account(&self, account_id: &str, plan: AccountPlan)
+    -> BackendResult<AccountEdit>;
     /// An admin sets an agent's status: a change like any other (devices hear it at once,
     /// pushes go out) that wins over every earlier intent, with `changed_by_device` null.
     async fn admin_set_status(
@@ -163,21 +155,6 @@ pub trait Backend: Send + Sync + 'static {
         agent_id: &str,
         status: AgentStatus,
     ) -> BackendResult<StatusView>;
-    /// Replaces the account's groups; keys no longer there are removed from agents.
-    async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> BackendResult<Vec<Group>>;
-    /// Replaces the opening hours; the views follow at once and at every boundary.
-    async fn put_opening_hours(
-        &self,
-        p: &Principal,
-        oh: OpeningHours,
-    ) -> BackendResult<OpeningHours>;
-    /// Patches timings and messages; a message change is a view change.
-    async fn put_settings(
-        &self,
-        p: &Principal,
-        patch: SettingsPatch,
-    ) -> BackendResult<AccountSettings>;
-
     /// The account's current view for a widget key, encoded once.
     async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>>;
     /// A stream of the account's views for a widget key, starting with the current one.

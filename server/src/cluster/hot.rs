@@ -132,7 +132,8 @@ impl Lease {
         let agent = it.next()?.to_owned();
         let mode = match it.next()? {
             "b" => Mode::Background,
-            _ => Mode::Active,
+            "a" => Mode::Active,
+            _ => return None,
         };
         let until = it.next()?.parse().ok()?;
         let push = it.next()? == "1";

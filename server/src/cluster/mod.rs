@@ -53,6 +53,7 @@ macro_rules! seeded {
     }};
 }
 
+mod edits;
 mod fanout;
 pub mod hot;
 pub mod limits;
@@ -235,7 +236,7 @@ impl Inner {
                     serde_json::to_string(&profile).unwrap_or_default(),
                     serde_json::to_string(&a.status).unwrap_or_default(),
                     a.status.version,
-                    a.status_op.clone(),
+                    a.status_op_id.clone(),
                 )
             })
             .collect();
@@ -261,7 +262,7 @@ impl Inner {
             .seed(
                 account_id,
                 &AccountCfg::from_row(&acc).json(),
-                acc.view_reserved,
+                acc.view_version,
                 &agents,
                 &leases,
             )

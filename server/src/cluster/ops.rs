@@ -2,39 +2,29 @@
 //! apply to Redis (which publishes), refresh the view. Writes that must not be half done
 //! when a client goes away (status changes) run in a task of their own.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use async_trait::async_trait;
 use presence_protocol::{
-    AccountInfo, AccountSettings, AdminAccountResponse, Agent, AgentStatus, CreateAccountRequest,
-    CreateAccountResponse, EndReason, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse,
-    Messages, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest, PushInfo, PushRegistration,
-    Role, SessionInfo, SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, SnapshotEvent,
-    StatusView, WeeklySchedule,
+    AccountInfo, Agent, AgentStatus, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse,
+    Mode, PushInfo, PushRegistration, SessionInfo, SetStatusRequest, SetStatusResponse,
+    SnapshotEvent, StatusView,
 };
 
-use super::hot::{Beat, Event, Lease, Profile};
+use super::hot::{Beat, Event, Lease};
 use super::pg::{AccountRow, AgentRow, SessionRow, StatusDecision};
-use super::{AccountCfg, Cluster, Inner, TOKEN_CACHE_MAX, TokenEntry, fanout};
+use super::{Cluster, Inner, TOKEN_CACHE_MAX, TokenEntry, fanout};
 use crate::auth::{self, TokenHash};
 use crate::backend::{
     Backend, BackendError, BackendResult, DeviceStream, Principal, StreamGuard, ViewFrame,
     WidgetStream,
 };
 use crate::metrics::Gauges;
-use crate::rules::{self, VIEW_VERSION_BLOCK};
+use crate::ops::status;
+use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
+use crate::rules::{self};
 use crate::validate;
-
-fn initial_status() -> StatusView {
-    StatusView {
-        status: AgentStatus::Offline,
-        version: 0,
-        intent_at: 0,
-        changed_by_device: None,
-    }
-}
 
 /// How long Redis remembers a widget key's account (it never changes; the entry only
 /// saves a PostgreSQL read).
@@ -51,13 +41,6 @@ fn to_agent(a: &AgentRow) -> Agent {
         email: a.email.clone(),
         groups: a.groups.clone(),
         role: a.role,
-    }
-}
-
-fn profile(a: &AgentRow) -> Profile {
-    Profile {
-        role: a.role,
-        groups: a.groups.clone(),
     }
 }
 
@@ -179,7 +162,7 @@ impl Inner {
     }
 
     /// The part of [`Inner::end_session`] after PostgreSQL recorded it.
-    async fn end_session_hot(
+    pub(super) async fn end_session_hot(
         &self,
         account_id: &str,
         session: &SessionRow,
@@ -244,7 +227,6 @@ impl Inner {
     ) -> BackendResult<SetStatusResponse> {
         let now = self.clock.now_ms();
         let since = now - self.retention.status_ops.as_millis() as i64;
-        let intent_at = rules::clamp_intent(req.intent_at, now);
         let decision = self
             .pg
             .status_op(
@@ -253,16 +235,7 @@ impl Inner {
                 Some(&p.session_id),
                 since,
                 now,
-                |cur, cur_op, device| {
-                    rules::supersedes(intent_at, &req.op_id, cur.intent_at, cur_op).then(|| {
-                        StatusView {
-                            status: req.status,
-                            version: cur.version + 1,
-                            intent_at,
-                            changed_by_device: device,
-                        }
-                    })
-                },
+                |slice| status::device_op(slice, &req, now),
             )
             .await?;
         match decision {
@@ -301,13 +274,9 @@ impl Inner {
         let op_id = uuid::Uuid::now_v7().to_string();
         let decision = self
             .pg
-            .status_op(agent_id, &op_id, None, 0, now, |cur, _, _| {
-                Some(StatusView {
-                    status,
-                    version: cur.version + 1,
-                    intent_at: rules::admin_intent(now, cur.intent_at),
-                    changed_by_device: None,
-                })
+            .status_op(agent_id, &op_id, None, 0, now, |slice| SetStatusResponse {
+                applied: true,
+                status: status::admin_op(slice, status, now),
             })
             .await?;
         let StatusDecision::Decided { status, .. } = decision else {
@@ -411,84 +380,23 @@ impl Inner {
             sessions,
         })
     }
-
-    async fn owners(&self, account_id: &str) -> BackendResult<usize> {
-        Ok(self
-            .pg
-            .agents(account_id)
-            .await?
-            .iter()
-            .filter(|a| a.role == Role::Owner)
-            .count())
-    }
-
-    async fn account_cfg(&self, account_id: &str) -> BackendResult<AccountCfg> {
-        Ok(AccountCfg::from_row(&self.pg.account(account_id).await?))
-    }
-}
-
-impl Cluster {
-    async fn hash_password(&self, password: String) -> BackendResult<String> {
-        self.inner
-            .hasher
-            .run(move || auth::hash_password(&password))
-            .await
-            .map_err(|_| hashing_busy())?
-            .map_err(BackendError::internal)
-    }
 }
 
 #[async_trait]
 impl Backend for Cluster {
-    async fn create_account(
-        &self,
-        req: CreateAccountRequest,
-        defaults: Settings,
-    ) -> BackendResult<CreateAccountResponse> {
-        validate::new_account(&req)?;
-        if self.inner.pg.account_by_slug(&req.slug).await?.is_some() {
-            return Err(BackendError::conflict(format!(
-                "account slug {:?} is taken",
-                req.slug
-            )));
+    async fn create_account(&self, account: AccountRow, owner: AgentRow) -> BackendResult<()> {
+        if self
+            .inner
+            .pg
+            .account_by_slug(&account.slug)
+            .await?
+            .is_some()
+        {
+            return Err(crate::ops::account::slug_taken(&account.slug));
         }
-        let hash = self.hash_password(req.owner.password.clone()).await?;
         let now = self.inner.clock.now_ms();
-        let account = AccountRow {
-            id: auth::new_id("acc"),
-            slug: req.slug.clone(),
-            name: req.name.trim().to_owned(),
-            widget_key: auth::new_id("wk"),
-            settings: AccountSettings {
-                timings: defaults,
-                messages: Messages::default(),
-            },
-            opening_hours: OpeningHours::default(),
-            groups: Vec::new(),
-            view_reserved: VIEW_VERSION_BLOCK,
-        };
-        let owner = AgentRow {
-            id: auth::new_id("agt"),
-            account_id: account.id.clone(),
-            name: req.owner.name.trim().to_owned(),
-            email: req.owner.email.trim().to_owned(),
-            password_hash: hash,
-            role: Role::Owner,
-            groups: Vec::new(),
-            status: initial_status(),
-            status_op: String::new(),
-        };
         self.inner.pg.insert_account(&account, &owner, now).await?;
-        self.inner.refresh_view(&account.id).await?;
-        Ok(CreateAccountResponse {
-            account: AccountInfo {
-                id: account.id,
-                slug: account.slug,
-                name: account.name,
-                widget_key: account.widget_key,
-            },
-            owner: to_agent(&owner),
-        })
+        self.inner.refresh_view(&account.id).await
     }
 
     async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse> {
@@ -730,130 +638,6 @@ impl Backend for Cluster {
         })
     }
 
-    async fn admin_account(&self, p: &Principal) -> BackendResult<AdminAccountResponse> {
-        let acc = self.inner.pg.account(&p.account_id).await?;
-        let agents = self.inner.pg.agents(&p.account_id).await?;
-        Ok(AdminAccountResponse {
-            account: AccountInfo {
-                id: acc.id,
-                slug: acc.slug,
-                name: acc.name,
-                widget_key: acc.widget_key,
-            },
-            groups: acc.groups,
-            opening_hours: acc.opening_hours,
-            settings: acc.settings,
-            agents: agents.iter().map(to_agent).collect(),
-        })
-    }
-
-    async fn create_agent(&self, p: &Principal, req: NewAgentRequest) -> BackendResult<Agent> {
-        let inner = &self.inner;
-        validate::name("name", &req.name)?;
-        validate::email("email", &req.email)?;
-        validate::password("password", &req.password)?;
-        let acc = inner.pg.account(&p.account_id).await?;
-        let groups = validate::agent_groups(&req.groups, &acc.groups)?;
-        let hash = self.hash_password(req.password.clone()).await?;
-        let row = AgentRow {
-            id: auth::new_id("agt"),
-            account_id: p.account_id.to_string(),
-            name: req.name.trim().to_owned(),
-            email: req.email.trim().to_owned(),
-            password_hash: hash,
-            role: req.role,
-            groups,
-            status: initial_status(),
-            status_op: String::new(),
-        };
-        let now = inner.clock.now_ms();
-        inner.pg.insert_agent(&row, now).await?;
-        let prof = profile(&row);
-        seeded!(
-            inner,
-            &p.account_id,
-            inner
-                .hot
-                .put_profile(&p.account_id, &row.id, &prof, Some(&row.status))
-        )?;
-        inner.refresh_view(&p.account_id).await?;
-        Ok(to_agent(&row))
-    }
-
-    async fn patch_agent(
-        &self,
-        p: &Principal,
-        id: &str,
-        req: PatchAgentRequest,
-    ) -> BackendResult<Agent> {
-        let inner = &self.inner;
-        if let Some(name) = &req.name {
-            validate::name("name", name)?;
-        }
-        let mut row = inner.agent_in(&p.account_id, id).await?;
-        if let Some(groups) = &req.groups {
-            let acc = inner.pg.account(&p.account_id).await?;
-            row.groups = validate::agent_groups(groups, &acc.groups)?;
-        }
-        if let Some(role) = req.role {
-            if row.role == Role::Owner
-                && role != Role::Owner
-                && inner.owners(&p.account_id).await? <= 1
-            {
-                return Err(BackendError::conflict(
-                    "an account needs at least one owner",
-                ));
-            }
-            row.role = role;
-        }
-        if let Some(name) = req.name {
-            row.name = name.trim().to_owned();
-        }
-        let now = inner.clock.now_ms();
-        inner
-            .pg
-            .update_agent_profile(id, &row.name, row.role, &row.groups, now)
-            .await?;
-        let prof = profile(&row);
-        seeded!(
-            inner,
-            &p.account_id,
-            inner.hot.put_profile(&p.account_id, id, &prof, None)
-        )?;
-        inner.refresh_view(&p.account_id).await?;
-        Ok(to_agent(&row))
-    }
-
-    async fn delete_agent(&self, p: &Principal, id: &str) -> BackendResult<()> {
-        let inner = &self.inner;
-        let agent = inner.agent_in(&p.account_id, id).await?;
-        if agent.role == Role::Owner && inner.owners(&p.account_id).await? <= 1 {
-            return Err(BackendError::conflict(
-                "an account needs at least one owner",
-            ));
-        }
-        let sessions: Vec<SessionRow> = inner
-            .pg
-            .live_sessions(&p.account_id)
-            .await?
-            .into_iter()
-            .filter(|s| s.agent_id == id)
-            .collect();
-        let now = inner.clock.now_ms();
-        inner.pg.delete_agent(id, now).await?;
-        for s in &sessions {
-            inner
-                .end_session_hot(&p.account_id, s, EndReason::Removed, false)
-                .await?;
-        }
-        seeded!(
-            inner,
-            &p.account_id,
-            inner.hot.remove_agent(&p.account_id, id)
-        )?;
-        inner.refresh_view(&p.account_id).await
-    }
-
     async fn admin_set_status(
         &self,
         p: &Principal,
@@ -867,74 +651,22 @@ impl Backend for Cluster {
             .map_err(BackendError::internal)?
     }
 
-    async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> BackendResult<Vec<Group>> {
-        let inner = &self.inner;
-        let groups = validate::groups(groups)?;
-        let keys: HashSet<&str> = groups.iter().map(|g| g.key.as_str()).collect();
-        let agents = inner.pg.agents(&p.account_id).await?;
-        let changed: Vec<(String, Vec<String>)> = agents
-            .iter()
-            .filter(|a| a.groups.iter().any(|g| !keys.contains(g.as_str())))
-            .map(|a| {
-                (
-                    a.id.clone(),
-                    a.groups
-                        .iter()
-                        .filter(|g| keys.contains(g.as_str()))
-                        .cloned()
-                        .collect(),
-                )
-            })
-            .collect();
-        inner
-            .pg
-            .replace_groups(&p.account_id, &groups, &changed)
-            .await?;
-        for (id, g) in &changed {
-            if let Some(a) = agents.iter().find(|a| a.id == *id) {
-                let prof = Profile {
-                    role: a.role,
-                    groups: g.clone(),
-                };
-                seeded!(
-                    inner,
-                    &p.account_id,
-                    inner.hot.put_profile(&p.account_id, id, &prof, None)
-                )?;
-            }
-        }
-        let cfg = inner.account_cfg(&p.account_id).await?;
-        inner.put_cfg(&cfg).await?;
-        Ok(groups)
+    async fn account_slice(&self, account_id: &str) -> BackendResult<AccountSlice> {
+        self.inner.account_slice(account_id).await
     }
 
-    async fn put_opening_hours(
+    async fn edit_account(
         &self,
-        p: &Principal,
-        oh: OpeningHours,
-    ) -> BackendResult<OpeningHours> {
-        WeeklySchedule::from_opening_hours(&oh)
-            .map_err(|e| BackendError::invalid_field(&e.field, &e.detail))?;
-        self.inner
-            .pg
-            .update_opening_hours(&p.account_id, &oh)
-            .await?;
-        let cfg = self.inner.account_cfg(&p.account_id).await?;
-        self.inner.put_cfg(&cfg).await?;
-        Ok(oh)
-    }
-
-    async fn put_settings(
-        &self,
-        p: &Principal,
-        patch: SettingsPatch,
-    ) -> BackendResult<AccountSettings> {
-        let acc = self.inner.pg.account(&p.account_id).await?;
-        let next = validate::account_settings(acc.settings.clone(), patch)?;
-        self.inner.pg.update_settings(&p.account_id, &next).await?;
-        let cfg = self.inner.account_cfg(&p.account_id).await?;
-        self.inner.put_cfg(&cfg).await?;
-        Ok(next)
+        account_id: &str,
+        plan: AccountPlan,
+    ) -> BackendResult<AccountEdit> {
+        // In a task of its own: a client that goes away cannot leave a committed edit
+        // unapplied to Redis.
+        let inner = self.inner.clone();
+        let account_id = account_id.to_owned();
+        tokio::spawn(async move { inner.edit_account(&account_id, plan).await })
+            .await
+            .map_err(BackendError::internal)?
     }
 
     async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>> {

@@ -20,15 +20,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use presence_protocol::{
-    AccountSettings, Device, EndReason, Group, Mode, OpeningHours, PushRegistration, Role,
-    StatusView,
-};
+use presence_protocol::{Device, EndReason, Mode, PushRegistration, Role, StatusView};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::StoreMetrics;
+use crate::ops::status::StatusSlice;
+use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -93,32 +92,7 @@ const MIGRATION_LOCK: i64 = 0x5052_5356;
 /// How long a request waits for a database connection before it answers `503`.
 const POOL_WAIT: Duration = Duration::from_secs(3);
 
-/// An account as stored.
-#[derive(Debug, Clone)]
-pub struct AccountRow {
-    pub id: String,
-    pub slug: String,
-    pub name: String,
-    pub widget_key: String,
-    pub settings: AccountSettings,
-    pub opening_hours: OpeningHours,
-    pub groups: Vec<Group>,
-    pub view_reserved: i64,
-}
-
-/// An agent as stored.
-#[derive(Debug, Clone)]
-pub struct AgentRow {
-    pub id: String,
-    pub account_id: String,
-    pub name: String,
-    pub email: String,
-    pub password_hash: String,
-    pub role: Role,
-    pub groups: Vec<String>,
-    pub status: StatusView,
-    pub status_op: String,
-}
+pub use crate::rows::{AccountRow, AgentRow};
 
 /// A session as stored.
 #[derive(Debug, Clone)]
@@ -191,41 +165,20 @@ fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> BackendRes
 }
 
 fn role_str(r: Role) -> &'static str {
-    match r {
-        Role::Owner => "owner",
-        Role::Admin => "admin",
-        Role::Agent => "agent",
-    }
+    r.as_str()
 }
 
-fn parse_role(s: &str) -> Role {
-    match s {
-        "owner" => Role::Owner,
-        "admin" => Role::Admin,
-        _ => Role::Agent,
-    }
+/// An enum column read back; a name the protocol does not know is an error, never a default.
+fn parse<T: std::str::FromStr>(column: &str, value: &str) -> BackendResult<T> {
+    crate::rows::parse_enum(column, value).map_err(BackendError::internal)
 }
 
 pub fn mode_str(m: Mode) -> &'static str {
-    match m {
-        Mode::Active => "active",
-        Mode::Background => "background",
-    }
-}
-
-pub fn parse_mode(s: &str) -> Mode {
-    if s == "background" {
-        Mode::Background
-    } else {
-        Mode::Active
-    }
+    m.as_str()
 }
 
 pub fn reason_str(r: EndReason) -> String {
-    serde_json::to_value(r)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "expired".to_owned())
+    r.as_str().to_owned()
 }
 
 const AGENT_COLS: &str =
@@ -238,10 +191,10 @@ fn agent_row(r: &tokio_postgres::Row) -> BackendResult<AgentRow> {
         name: r.get(2),
         email: r.get(3),
         password_hash: r.get(4),
-        role: parse_role(r.get(5)),
+        role: parse("role", r.get(5))?,
         groups: from_json(r.get(6))?,
         status: from_json(r.get(7))?,
-        status_op: r.get(8),
+        status_op_id: r.get(8),
     })
 }
 
@@ -257,7 +210,7 @@ fn account_row(r: &tokio_postgres::Row) -> BackendResult<AccountRow> {
         settings: from_json(r.get(4))?,
         opening_hours: from_json(r.get(5))?,
         groups: from_json(r.get(6))?,
-        view_reserved: r.get(7),
+        view_version: r.get(7),
     })
 }
 
@@ -271,7 +224,7 @@ fn session_row(r: &tokio_postgres::Row) -> BackendResult<SessionRow> {
         agent_id: r.get(2),
         device: from_json(r.get(3))?,
         push: push.map(from_json).transpose()?,
-        mode: parse_mode(r.get(5)),
+        mode: parse("mode", r.get(5))?,
         lease_until: r.get(6),
         ended_at: r.get(7),
     })
@@ -402,7 +355,7 @@ impl Pg {
                     &json(&a.settings),
                     &json(&a.opening_hours),
                     &json(&a.groups),
-                    &a.view_reserved,
+                    &a.view_version,
                     &now,
                 ],
             )
@@ -506,104 +459,108 @@ impl Pg {
             .transpose()
     }
 
-    /// Inserts an agent; an email already in the account is a `Conflict`.
-    pub async fn insert_agent(&self, a: &AgentRow, now: i64) -> BackendResult<()> {
-        let _op = self.op();
-        let c = self.client().await?;
-        insert_agent_in(&**c, a, now).await
-    }
-
-    pub async fn update_agent_profile(
-        &self,
-        id: &str,
-        name: &str,
-        role: Role,
-        groups: &[String],
-        now: i64,
-    ) -> BackendResult<()> {
-        let _op = self.op();
-        let c = self.client().await?;
-        c.execute(
-            "UPDATE agents SET name = $2, role = $3, groups_json = $4, updated_at = $5 \
-             WHERE id = $1",
-            &[&id, &name, &role_str(role), &json(&groups), &now],
-        )
-        .await
-        .map_err(|e| self.db(e))?;
-        Ok(())
-    }
-
-    /// Removes an agent, its op ids, and ends its live sessions with reason `removed`.
-    pub async fn delete_agent(&self, id: &str, now: i64) -> BackendResult<()> {
-        let _op = self.op();
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(|e| self.db(e))?;
-        tx.execute(
-            "UPDATE sessions SET ended_at = $2, end_reason = 'removed' \
-             WHERE agent_id = $1 AND ended_at IS NULL",
-            &[&id, &now],
-        )
-        .await
-        .map_err(|e| self.db(e))?;
-        tx.execute("DELETE FROM status_ops WHERE agent_id = $1", &[&id])
-            .await
-            .map_err(|e| self.db(e))?;
-        tx.execute("DELETE FROM agents WHERE id = $1", &[&id])
-            .await
-            .map_err(|e| self.db(e))?;
-        tx.commit().await.map_err(|e| self.db(e))
-    }
-
-    /// Replaces the groups and, in the same transaction, the agents' group lists that named
-    /// removed groups.
-    pub async fn replace_groups(
+    /// Runs an account edit in one transaction: the account row is locked (`FOR UPDATE`)
+    /// while its slice is read and `plan` decides, so edits of one account serialise across
+    /// every node. Returns the slice the plan read, the edit, and the sessions it ended.
+    pub async fn edit_account(
         &self,
         account_id: &str,
-        groups: &[Group],
-        changed: &[(String, Vec<String>)],
-    ) -> BackendResult<()> {
+        plan: AccountPlan,
+        now: i64,
+    ) -> BackendResult<(AccountSlice, AccountEdit, Vec<SessionRow>)> {
         let _op = self.op();
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(|e| self.db(e))?;
-        tx.execute(
-            "UPDATE accounts SET groups_json = $2 WHERE id = $1",
-            &[&account_id, &json(&groups)],
-        )
-        .await
-        .map_err(|e| self.db(e))?;
-        for (agent, g) in changed {
-            tx.execute(
-                "UPDATE agents SET groups_json = $2 WHERE id = $1",
-                &[agent, &json(g)],
-            )
+        let q = format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1 FOR UPDATE");
+        let account = tx
+            .query_opt(&q, &[&account_id])
             .await
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| self.db(e))?
+            .map(|r| account_row(&r))
+            .transpose()?
+            .ok_or_else(|| BackendError::not_found("account"))?;
+        let q = format!("SELECT {AGENT_COLS} FROM agents WHERE account_id = $1 ORDER BY email");
+        let agents = tx
+            .query(&q, &[&account_id])
+            .await
+            .map_err(|e| self.db(e))?
+            .iter()
+            .map(agent_row)
+            .collect::<BackendResult<Vec<_>>>()?;
+        let slice = AccountSlice { account, agents };
+        let edit = plan(&slice)?;
+        let mut ended = Vec::new();
+        match &edit {
+            AccountEdit::AddAgent(row) => insert_agent_in(&*tx, row, now).await?,
+            AccountEdit::UpdateAgent(row) => {
+                tx.execute(
+                    "UPDATE agents SET name = $2, role = $3, groups_json = $4, updated_at = $5 \
+                     WHERE id = $1",
+                    &[
+                        &row.id,
+                        &row.name,
+                        &role_str(row.role),
+                        &json(&row.groups),
+                        &now,
+                    ],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+            }
+            AccountEdit::RemoveAgent { agent_id } => {
+                let q = format!(
+                    "UPDATE sessions SET ended_at = $2, end_reason = 'removed' \
+                     WHERE agent_id = $1 AND ended_at IS NULL RETURNING {SESSION_COLS}"
+                );
+                ended = tx
+                    .query(&q, &[agent_id, &now])
+                    .await
+                    .map_err(|e| self.db(e))?
+                    .iter()
+                    .map(session_row)
+                    .collect::<BackendResult<Vec<_>>>()?;
+                tx.execute("DELETE FROM status_ops WHERE agent_id = $1", &[agent_id])
+                    .await
+                    .map_err(|e| self.db(e))?;
+                tx.execute("DELETE FROM agents WHERE id = $1", &[agent_id])
+                    .await
+                    .map_err(|e| self.db(e))?;
+            }
+            AccountEdit::Groups { groups, agents } => {
+                tx.execute(
+                    "UPDATE accounts SET groups_json = $2 WHERE id = $1",
+                    &[&account_id, &json(groups)],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+                for (agent, g) in agents {
+                    tx.execute(
+                        "UPDATE agents SET groups_json = $2 WHERE id = $1",
+                        &[agent, &json(g)],
+                    )
+                    .await
+                    .map_err(|e| self.db(e))?;
+                }
+            }
+            AccountEdit::OpeningHours { hours, .. } => {
+                tx.execute(
+                    "UPDATE accounts SET opening_hours = $2 WHERE id = $1",
+                    &[&account_id, &json(hours)],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+            }
+            AccountEdit::Settings(settings) => {
+                tx.execute(
+                    "UPDATE accounts SET settings = $2 WHERE id = $1",
+                    &[&account_id, &json(settings)],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+            }
         }
-        tx.commit().await.map_err(|e| self.db(e))
-    }
-
-    pub async fn update_opening_hours(&self, id: &str, oh: &OpeningHours) -> BackendResult<()> {
-        let _op = self.op();
-        let c = self.client().await?;
-        c.execute(
-            "UPDATE accounts SET opening_hours = $2 WHERE id = $1",
-            &[&id, &json(oh)],
-        )
-        .await
-        .map_err(|e| self.db(e))?;
-        Ok(())
-    }
-
-    pub async fn update_settings(&self, id: &str, s: &AccountSettings) -> BackendResult<()> {
-        let _op = self.op();
-        let c = self.client().await?;
-        c.execute(
-            "UPDATE accounts SET settings = $2 WHERE id = $1",
-            &[&id, &json(s)],
-        )
-        .await
-        .map_err(|e| self.db(e))?;
-        Ok(())
+        tx.commit().await.map_err(|e| self.db(e))?;
+        Ok((slice, edit, ended))
     }
 
     /// Makes view versions up to `upto` durably reserved for the account (never lowers it).
@@ -707,7 +664,11 @@ impl Pg {
             // The agent is gone: its sessions are as good as ended.
             s.ended_at = Some(0);
         }
-        Ok(Some((s, parse_role(role.as_deref().unwrap_or("agent")))))
+        let role = match role {
+            Some(r) => parse("role", &r)?,
+            None => Role::Agent,
+        };
+        Ok(Some((s, role)))
     }
 
     pub async fn session(&self, id: &str) -> BackendResult<Option<SessionRow>> {
@@ -788,7 +749,7 @@ impl Pg {
         session_id: Option<&str>,
         since: i64,
         now: i64,
-        decide: impl FnOnce(&StatusView, &str, Option<String>) -> Option<StatusView>,
+        decide: impl FnOnce(&StatusSlice) -> presence_protocol::SetStatusResponse,
     ) -> BackendResult<StatusDecision> {
         let _op = self.op();
         let mut c = self.client().await?;
@@ -811,18 +772,14 @@ impl Pg {
         if let Some(prev) = row.get::<_, Option<String>>(2) {
             return Ok(StatusDecision::Replay(prev));
         }
-        let current: StatusView = from_json(row.get(0))?;
-        let current_op: String = row.get(1);
-        let device: Option<String> = row.get(3);
-        let (applied, status) = match decide(&current, &current_op, device) {
-            Some(next) => (true, next),
-            None => (false, current),
+        let slice = StatusSlice {
+            current: from_json(row.get(0))?,
+            current_op: row.get(1),
+            device: row.get(3),
         };
-        let resp = presence_protocol::SetStatusResponse {
-            applied,
-            status: status.clone(),
-        };
+        let resp = decide(&slice);
         let body = json(&resp);
+        let (applied, status) = (resp.applied, resp.status);
         let write = tx
             .prepare_cached(
                 "WITH u AS (UPDATE agents SET status = $5, status_op = $2, status_seq = $6, \
@@ -927,7 +884,7 @@ async fn insert_agent_in(
                 &role_str(a.role),
                 &json(&a.groups),
                 &json(&a.status),
-                &a.status_op,
+                &a.status_op_id,
                 &a.status.version,
                 &now,
             ],

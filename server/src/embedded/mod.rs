@@ -38,6 +38,7 @@
 //! The rules themselves (intent ordering, lease terms, push targeting) live in
 //! [`crate::rules`], shared with any other backend.
 
+mod edits;
 mod flush;
 mod ops;
 mod restore;
@@ -55,14 +56,13 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use presence_protocol::{AccountInfo, AgentStatus, Heartbeat, Role, StatusView};
+use presence_protocol::{AccountInfo, Heartbeat, Role};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::Retention;
-use crate::auth::{self};
+use crate::backend::BackendError;
 use crate::backend::Principal;
-use crate::backend::{BackendError, BackendResult};
 use crate::clock::Clock;
 use crate::hashing::HashPool;
 use crate::metrics::Metrics;
@@ -74,7 +74,6 @@ use crate::store::Store;
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Buffered events per agent before a slow device stream is dropped.
 const AGENT_EVENT_BUFFER: usize = 256;
-use crate::rules::VIEW_VERSION_BLOCK;
 
 struct Inner {
     state: Mutex<State>,
@@ -159,15 +158,6 @@ impl Inner {
     }
 }
 
-fn initial_status() -> StatusView {
-    StatusView {
-        status: AgentStatus::Offline,
-        version: 0,
-        intent_at: 0,
-        changed_by_device: None,
-    }
-}
-
 impl Embedded {
     pub fn clock(&self) -> Clock {
         self.inner.clock.clone()
@@ -196,16 +186,6 @@ impl Embedded {
             account_id: arc(account_id),
             role: Role::Owner,
         })
-    }
-
-    /// Hashes a new password on the hashing pool.
-    async fn hash_password(&self, password: String) -> BackendResult<String> {
-        self.inner
-            .hasher
-            .run(move || auth::hash_password(&password))
-            .await
-            .map_err(|_| hashing_busy())?
-            .map_err(BackendError::internal)
     }
 
     fn flush_now(&self) {

@@ -11,17 +11,15 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use presence_protocol::{
-    AccountInfo, AccountSettings, AdminAccountResponse, Agent, AgentStatus, CreateAccountRequest,
-    CreateAccountResponse, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse, Messages,
-    Mode, NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration, Role,
-    SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, SnapshotEvent, StatusView,
-    WeeklySchedule,
+    AccountInfo, AgentStatus, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
+    PushRegistration, SetStatusRequest, SetStatusResponse, SnapshotEvent, StatusView,
 };
 
 use crate::auth::{self, TokenHash};
 use crate::backend::{Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream};
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Gauges;
+use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
 use crate::rules;
 use crate::store::{AccountRow, AgentRow};
 use crate::validate;
@@ -61,40 +59,7 @@ impl Drop for WidgetGuard {
 
 #[async_trait]
 impl Backend for Embedded {
-    async fn create_account(
-        &self,
-        req: CreateAccountRequest,
-        defaults: Settings,
-    ) -> BackendResult<CreateAccountResponse> {
-        validate::new_account(&req)?;
-        if self.inner.state.lock().slugs.contains_key(&req.slug) {
-            return Err(slug_taken(&req.slug));
-        }
-        let hash = self.hash_password(req.owner.password.clone()).await?;
-        let account = AccountRow {
-            id: auth::new_id("acc"),
-            slug: req.slug.clone(),
-            name: req.name.trim().to_owned(),
-            widget_key: auth::new_id("wk"),
-            settings: AccountSettings {
-                timings: defaults,
-                messages: Messages::default(),
-            },
-            opening_hours: OpeningHours::default(),
-            groups: Vec::new(),
-            view_version: VIEW_VERSION_BLOCK,
-        };
-        let owner = AgentRow {
-            id: auth::new_id("agt"),
-            account_id: account.id.clone(),
-            name: req.owner.name.trim().to_owned(),
-            email: req.owner.email.trim().to_owned(),
-            password_hash: hash,
-            role: Role::Owner,
-            groups: Vec::new(),
-            status: initial_status(),
-            status_op_id: String::new(),
-        };
+    async fn create_account(&self, account: AccountRow, owner: AgentRow) -> BackendResult<()> {
         self.to_completion(move |inner| async move { inner.create_account(account, owner).await })
             .await
     }
@@ -309,75 +274,6 @@ impl Backend for Embedded {
         })
     }
 
-    async fn admin_account(&self, p: &Principal) -> BackendResult<AdminAccountResponse> {
-        let st = self.inner.state.lock();
-        let acc = st.account(&p.account_id)?;
-        let mut agents: Vec<Agent> = acc
-            .agents
-            .iter()
-            .filter_map(|id| st.agents.get(id))
-            .map(AgentState::to_agent)
-            .collect();
-        agents.sort_by(|a, b| a.email.cmp(&b.email));
-        Ok(AdminAccountResponse {
-            account: acc.info.clone(),
-            groups: acc.groups.clone(),
-            opening_hours: acc.opening_hours.clone(),
-            settings: AccountSettings {
-                timings: acc.settings,
-                messages: acc.messages.clone(),
-            },
-            agents,
-        })
-    }
-
-    async fn create_agent(&self, p: &Principal, req: NewAgentRequest) -> BackendResult<Agent> {
-        validate::name("name", &req.name)?;
-        validate::email("email", &req.email)?;
-        validate::password("password", &req.password)?;
-        let email_key = req.email.trim().to_lowercase();
-        let groups =
-            self.inner
-                .state
-                .lock()
-                .check_new_agent(&p.account_id, &email_key, &req.groups)?;
-        let hash = self.hash_password(req.password.clone()).await?;
-        let row = AgentRow {
-            id: auth::new_id("agt"),
-            account_id: p.account_id.to_string(),
-            name: req.name.trim().to_owned(),
-            email: req.email.trim().to_owned(),
-            password_hash: hash,
-            role: req.role,
-            groups,
-            status: initial_status(),
-            status_op_id: String::new(),
-        };
-        let p = p.clone();
-        self.to_completion(move |inner| async move { inner.create_agent(&p, row, email_key).await })
-            .await
-    }
-
-    async fn patch_agent(
-        &self,
-        p: &Principal,
-        id: &str,
-        req: PatchAgentRequest,
-    ) -> BackendResult<Agent> {
-        if let Some(name) = &req.name {
-            validate::name("name", name)?;
-        }
-        let (p, id) = (p.clone(), id.to_owned());
-        self.to_completion(move |inner| async move { inner.patch_agent(&p, &id, req).await })
-            .await
-    }
-
-    async fn delete_agent(&self, p: &Principal, id: &str) -> BackendResult<()> {
-        let (p, id) = (p.clone(), id.to_owned());
-        self.to_completion(move |inner| async move { inner.delete_agent(&p, &id).await })
-            .await
-    }
-
     async fn admin_set_status(
         &self,
         p: &Principal,
@@ -391,34 +287,17 @@ impl Backend for Embedded {
         .await
     }
 
-    async fn put_groups(&self, p: &Principal, groups: Vec<Group>) -> BackendResult<Vec<Group>> {
-        let groups = validate::groups(groups)?;
-        let p = p.clone();
-        self.to_completion(move |inner| async move { inner.put_groups(&p, groups).await })
-            .await
+    async fn account_slice(&self, account_id: &str) -> BackendResult<AccountSlice> {
+        self.inner.state.lock().account_slice(account_id)
     }
 
-    async fn put_opening_hours(
+    async fn edit_account(
         &self,
-        p: &Principal,
-        oh: OpeningHours,
-    ) -> BackendResult<OpeningHours> {
-        let schedule = WeeklySchedule::from_opening_hours(&oh)
-            .map_err(|e| BackendError::invalid_field(&e.field, &e.detail))?;
-        let p = p.clone();
-        self.to_completion(
-            move |inner| async move { inner.put_opening_hours(&p, oh, schedule).await },
-        )
-        .await
-    }
-
-    async fn put_settings(
-        &self,
-        p: &Principal,
-        patch: SettingsPatch,
-    ) -> BackendResult<AccountSettings> {
-        let p = p.clone();
-        self.to_completion(move |inner| async move { inner.put_settings(&p, patch).await })
+        account_id: &str,
+        plan: AccountPlan,
+    ) -> BackendResult<AccountEdit> {
+        let account_id = account_id.to_owned();
+        self.to_completion(move |inner| async move { inner.edit_account(&account_id, plan).await })
             .await
     }
 
@@ -485,8 +364,4 @@ impl Embedded {
             .await
             .map_err(BackendError::internal)?
     }
-}
-
-pub(super) fn slug_taken(slug: &str) -> BackendError {
-    BackendError::conflict(format!("account slug {slug:?} is taken"))
 }

@@ -191,24 +191,6 @@ impl State {
             .ok_or_else(|| BackendError::not_found("account"))
     }
 
-    /// Whether an agent with this email key and these groups can join the account: the
-    /// email is not taken there and every group exists. The groups, without repeats.
-    pub(super) fn check_new_agent(
-        &self,
-        account_id: &Arc<str>,
-        email_key: &str,
-        groups: &[String],
-    ) -> BackendResult<Vec<String>> {
-        let acc = self.account(account_id)?;
-        if self
-            .emails
-            .contains_key(&(account_id.clone(), email_key.to_owned()))
-        {
-            return Err(BackendError::conflict("an agent with this email exists"));
-        }
-        crate::validate::agent_groups(groups, &acc.groups)
-    }
-
     pub(super) fn agent_in_account(
         &self,
         account_id: &str,
@@ -218,15 +200,6 @@ impl State {
             Some(a) if &*a.account_id == account_id => Ok(a),
             _ => Err(BackendError::not_found("agent")),
         }
-    }
-
-    pub(super) fn owners(&self, account_id: &str) -> usize {
-        self.accounts.get(account_id).map_or(0, |acc| {
-            acc.agents
-                .iter()
-                .filter(|id| self.agents.get(*id).is_some_and(|a| a.role == Role::Owner))
-                .count()
-        })
     }
 
     /// Recomputes an account's chat box view and publishes it if anything changed.

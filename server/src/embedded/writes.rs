@@ -20,19 +20,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::{
-    AccountInfo, AccountSettings, Agent, AgentStatus, CreateAccountResponse, Device, EndReason,
-    Group, LoginResponse, Messages, Mode, OpeningHours, PatchAgentRequest, PushRegistration, Role,
-    SetStatusRequest, SetStatusResponse, SettingsPatch, StatusView, WeeklySchedule, resolve,
+    AccountInfo, AgentStatus, Device, EndReason, LoginResponse, Messages, Mode, PushRegistration,
+    SetStatusRequest, SetStatusResponse, StatusView, WeeklySchedule, resolve,
 };
 use tokio::sync::{broadcast, watch};
 
-use super::ops::slug_taken;
 use crate::auth;
 use crate::backend::{BackendError, BackendResult, ViewFrame, storage};
+use crate::ops::account::slug_taken;
+use crate::ops::status::{self, StatusSlice};
 use crate::push::DeadToken;
-use crate::rules;
 use crate::store::{AccountRow, AgentRow, SessionRow, StatusRecord, Write};
-use crate::validate;
 
 /// A session to open for an agent whose password checked out.
 pub(super) struct Opening {
@@ -48,7 +46,7 @@ impl Inner {
         &self,
         account: AccountRow,
         owner: AgentRow,
-    ) -> BackendResult<CreateAccountResponse> {
+    ) -> BackendResult<()> {
         let _turn = self.account_turns.take(&account.slug).await;
         if self.state.lock().slugs.contains_key(&account.slug) {
             return Err(slug_taken(&account.slug));
@@ -62,7 +60,7 @@ impl Inner {
             })
             .await?;
         let mut fx = Effects::default();
-        let resp = {
+        {
             let mut st = self.state.lock();
             let now = self.clock.now_ms();
             let id = arc(&account.id);
@@ -99,16 +97,11 @@ impl Inner {
             st.emails
                 .insert((id.clone(), owner.email.to_lowercase()), agent_id.clone());
             let agent = agent_state(owner, agent_id.clone(), id.clone());
-            let owner_view = agent.to_agent();
             st.agents.insert(agent_id, agent);
             self.recompute(&mut st, &id, now, &mut fx);
-            CreateAccountResponse {
-                account: info,
-                owner: owner_view,
-            }
-        };
+        }
         self.finish(fx);
-        Ok(resp)
+        Ok(())
     }
 
     /// The end of [`Backend::login`](crate::backend::Backend::login): a new session, which
@@ -299,249 +292,6 @@ impl Inner {
         self.finish(fx);
     }
 
-    /// [`Backend::create_agent`](crate::backend::Backend::create_agent), once the password
-    /// is hashed.
-    pub(super) async fn create_agent(
-        &self,
-        p: &Principal,
-        row: AgentRow,
-        email_key: String,
-    ) -> BackendResult<Agent> {
-        let _turn = self.account_turns.take(&p.account_id).await;
-        // Checked again under the turn: the account may have changed while the password was
-        // hashed.
-        self.state
-            .lock()
-            .check_new_agent(&p.account_id, &email_key, &row.groups)?;
-        self.writer.commit(Write::Agent(row.clone())).await?;
-        let agent = self.apply_to_account(&p.account_id, |st| {
-            let id = arc(&row.id);
-            let state = agent_state(row, id.clone(), p.account_id.clone());
-            let agent = state.to_agent();
-            st.agents.insert(id.clone(), state);
-            st.emails
-                .insert((p.account_id.clone(), email_key), id.clone());
-            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-                acc.agents.push(id);
-            }
-            agent
-        });
-        Ok(agent)
-    }
-
-    /// [`Backend::patch_agent`](crate::backend::Backend::patch_agent), once its name is
-    /// valid.
-    pub(super) async fn patch_agent(
-        &self,
-        p: &Principal,
-        id: &str,
-        req: PatchAgentRequest,
-    ) -> BackendResult<Agent> {
-        let _turn = self.account_turns.take(&p.account_id).await;
-        let row = {
-            let st = self.state.lock();
-            let current = st.agent_in_account(&p.account_id, id)?;
-            let mut row = AgentRow {
-                id: id.to_owned(),
-                account_id: p.account_id.to_string(),
-                name: current.name.clone(),
-                email: current.email.clone(),
-                password_hash: String::new(),
-                role: current.role,
-                groups: current.groups.clone(),
-                status: current.status.clone(),
-                status_op_id: String::new(),
-            };
-            if let Some(groups) = &req.groups {
-                row.groups = validate::agent_groups(groups, &st.account(&p.account_id)?.groups)?;
-            }
-            if let Some(role) = req.role {
-                if current.role == Role::Owner
-                    && role != Role::Owner
-                    && st.owners(&p.account_id) <= 1
-                {
-                    return Err(BackendError::conflict(
-                        "an account needs at least one owner",
-                    ));
-                }
-                row.role = role;
-            }
-            if let Some(name) = req.name {
-                row.name = name.trim().to_owned();
-            }
-            row
-        };
-        self.writer.commit(Write::AgentProfile(row.clone())).await?;
-        let mut fx = Effects::default();
-        let agent = {
-            let mut st = self.state.lock();
-            let a = st
-                .agents
-                .get_mut(id)
-                .ok_or_else(|| BackendError::not_found("agent"))?;
-            a.name = row.name;
-            a.role = row.role;
-            a.groups = row.groups;
-            let agent = a.to_agent();
-            let now = self.clock.now_ms();
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
-            agent
-        };
-        self.finish(fx);
-        Ok(agent)
-    }
-
-    /// [`Backend::delete_agent`](crate::backend::Backend::delete_agent): the agent goes,
-    /// and its sessions end with reason `removed`.
-    pub(super) async fn delete_agent(&self, p: &Principal, id: &str) -> BackendResult<()> {
-        let _account_turn = self.account_turns.take(&p.account_id).await;
-        let _turn = self.turns.take(id).await;
-        {
-            let st = self.state.lock();
-            let agent = st.agent_in_account(&p.account_id, id)?;
-            if agent.role == Role::Owner && st.owners(&p.account_id) <= 1 {
-                return Err(BackendError::conflict(
-                    "an account needs at least one owner",
-                ));
-            }
-        }
-        let now = self.clock.now_ms();
-        self.writer
-            .commit(Write::DeleteAgent {
-                agent_id: id.to_owned(),
-                now,
-            })
-            .await?;
-        let mut fx = Effects::default();
-        {
-            let mut st = self.state.lock();
-            let now = self.clock.now_ms();
-            let Some(agent) = st.agents.get(id) else {
-                return Ok(());
-            };
-            let sessions: Vec<Arc<str>> = agent.sessions.iter().cloned().collect();
-            let email_key = agent.email.to_lowercase();
-            for s in sessions {
-                st.end_session_mem(&s, EndReason::Removed, now, &mut fx);
-            }
-            st.agents.remove(id);
-            st.verified.remove(id);
-            st.emails.remove(&(p.account_id.clone(), email_key));
-            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-                acc.agents.retain(|a| &**a != id);
-            }
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.finish(fx);
-        Ok(())
-    }
-
-    /// [`Backend::put_groups`](crate::backend::Backend::put_groups), once the groups are
-    /// valid: agents lose the groups that are gone.
-    pub(super) async fn put_groups(
-        &self,
-        p: &Principal,
-        groups: Vec<Group>,
-    ) -> BackendResult<Vec<Group>> {
-        let _turn = self.account_turns.take(&p.account_id).await;
-        let changed: Vec<(String, Vec<String>)> = {
-            let st = self.state.lock();
-            let acc = st.account(&p.account_id)?;
-            let keys: HashSet<&str> = groups.iter().map(|g| g.key.as_str()).collect();
-            acc.agents
-                .iter()
-                .filter_map(|id| st.agents.get(id))
-                .filter(|a| a.groups.iter().any(|g| !keys.contains(g.as_str())))
-                .map(|a| {
-                    (
-                        a.id.to_string(),
-                        a.groups
-                            .iter()
-                            .filter(|g| keys.contains(g.as_str()))
-                            .cloned()
-                            .collect(),
-                    )
-                })
-                .collect()
-        };
-        self.writer
-            .commit(Write::Groups {
-                account_id: p.account_id.to_string(),
-                groups: groups.clone(),
-                agents: changed.clone(),
-            })
-            .await?;
-        self.apply_to_account(&p.account_id, |st| {
-            for (id, g) in changed {
-                if let Some(a) = st.agents.get_mut(id.as_str()) {
-                    a.groups = g;
-                }
-            }
-            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-                acc.groups = groups.clone();
-            }
-        });
-        Ok(groups)
-    }
-
-    /// [`Backend::put_opening_hours`](crate::backend::Backend::put_opening_hours), once the
-    /// hours are valid (`schedule` is their resolved form).
-    pub(super) async fn put_opening_hours(
-        &self,
-        p: &Principal,
-        hours: OpeningHours,
-        schedule: WeeklySchedule,
-    ) -> BackendResult<OpeningHours> {
-        let _turn = self.account_turns.take(&p.account_id).await;
-        self.state.lock().account(&p.account_id)?;
-        self.writer
-            .commit(Write::OpeningHours {
-                account_id: p.account_id.to_string(),
-                hours: hours.clone(),
-            })
-            .await?;
-        self.apply_to_account(&p.account_id, |st| {
-            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-                acc.opening_hours = hours.clone();
-                acc.schedule = schedule;
-                acc.flip_at = None;
-            }
-        });
-        Ok(hours)
-    }
-
-    /// [`Backend::put_settings`](crate::backend::Backend::put_settings): the patch over the
-    /// current settings, validated whole.
-    pub(super) async fn put_settings(
-        &self,
-        p: &Principal,
-        patch: SettingsPatch,
-    ) -> BackendResult<AccountSettings> {
-        let _turn = self.account_turns.take(&p.account_id).await;
-        let next = {
-            let st = self.state.lock();
-            let acc = st.account(&p.account_id)?;
-            let current = AccountSettings {
-                timings: acc.settings,
-                messages: acc.messages.clone(),
-            };
-            validate::account_settings(current, patch)?
-        };
-        self.writer
-            .commit(Write::Settings {
-                account_id: p.account_id.to_string(),
-                settings: next.clone(),
-            })
-            .await?;
-        self.apply_to_account(&p.account_id, |st| {
-            if let Some(acc) = st.accounts.get_mut(&p.account_id) {
-                acc.settings = next.timings;
-                acc.messages = next.messages.clone();
-            }
-        });
-        Ok(next)
-    }
-
     /// [`Backend::set_status`](crate::backend::Backend::set_status).
     pub(super) async fn set_status(
         &self,
@@ -560,26 +310,16 @@ impl Inner {
         }
         let (resp, json) = {
             let st = self.state.lock();
-            let device_id = st.sessions.get(&p.session_id).map(|s| s.device.id.clone());
             let agent = st
                 .agents
                 .get(&p.agent_id)
                 .ok_or_else(BackendError::session_expired)?;
-            let intent_at = rules::clamp_intent(req.intent_at, now);
-            let cur = &agent.status;
-            let applied =
-                rules::supersedes(intent_at, &req.op_id, cur.intent_at, &agent.status_op_id);
-            let status = if applied {
-                StatusView {
-                    status: req.status,
-                    version: cur.version + 1,
-                    intent_at,
-                    changed_by_device: device_id,
-                }
-            } else {
-                cur.clone()
+            let slice = StatusSlice {
+                current: agent.status.clone(),
+                current_op: agent.status_op_id.clone(),
+                device: st.sessions.get(&p.session_id).map(|s| s.device.id.clone()),
             };
-            let resp = SetStatusResponse { applied, status };
+            let resp = status::device_op(&slice, &req, now);
             let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
             (resp, json)
         };
@@ -626,13 +366,12 @@ impl Inner {
         let view = {
             let st = self.state.lock();
             let agent = st.agent_in_account(&p.account_id, agent_id)?;
-            let cur = &agent.status;
-            StatusView {
-                status,
-                version: cur.version + 1,
-                intent_at: rules::admin_intent(now, cur.intent_at),
-                changed_by_device: None,
-            }
+            let slice = StatusSlice {
+                current: agent.status.clone(),
+                current_op: agent.status_op_id.clone(),
+                device: None,
+            };
+            status::admin_op(&slice, status, now)
         };
         let json = serde_json::to_string(&SetStatusResponse {
             applied: true,
@@ -661,25 +400,8 @@ impl Inner {
     }
 }
 
-impl Inner {
-    /// The apply step of an admin edit: `change` on memory, then the account's view
-    /// recomputed and its effects sent.
-    fn apply_to_account<T>(&self, account_id: &str, change: impl FnOnce(&mut State) -> T) -> T {
-        let mut fx = Effects::default();
-        let out = {
-            let mut st = self.state.lock();
-            let out = change(&mut st);
-            let now = self.clock.now_ms();
-            self.recompute(&mut st, account_id, now, &mut fx);
-            out
-        };
-        self.finish(fx);
-        out
-    }
-}
-
 /// The memory of a stored agent row, with no live session yet.
-fn agent_state(row: AgentRow, id: Arc<str>, account_id: Arc<str>) -> AgentState {
+pub(super) fn agent_state(row: AgentRow, id: Arc<str>, account_id: Arc<str>) -> AgentState {
     AgentState {
         id,
         account_id,

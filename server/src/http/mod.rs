@@ -36,6 +36,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub backend: Arc<dyn Backend>,
+    /// The operations planned above the backend.
+    pub ops: crate::ops::Ops,
     pub limiter: Arc<dyn crate::auth::LoginGate>,
     pub metrics: Arc<Metrics>,
     pub admin_token: Option<Arc<str>>,

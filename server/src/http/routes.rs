@@ -25,7 +25,7 @@ pub async fn create_account(
     _: Operator,
     JsonBody(req): JsonBody<CreateAccountRequest>,
 ) -> ApiResult<Response> {
-    let resp = state.backend.create_account(req, state.defaults).await?;
+    let resp = state.ops.create_account(req, state.defaults).await?;
     Ok((StatusCode::CREATED, Json(resp)).into_response())
 }
 
@@ -128,7 +128,7 @@ pub async fn me_events(State(state): State<AppState>, Auth(p): Auth) -> ApiResul
 // ----- administration ------------------------------------------------------------------------
 
 pub async fn admin_account(State(state): State<AppState>, Admin(p): Admin) -> ApiResult<Response> {
-    Ok(Json(state.backend.admin_account(&p).await?).into_response())
+    Ok(Json(state.ops.admin_account(&p).await?).into_response())
 }
 
 pub async fn create_agent(
@@ -136,7 +136,7 @@ pub async fn create_agent(
     Admin(p): Admin,
     JsonBody(req): JsonBody<NewAgentRequest>,
 ) -> ApiResult<Response> {
-    let agent = state.backend.create_agent(&p, req).await?;
+    let agent = state.ops.create_agent(&p, req).await?;
     Ok((StatusCode::CREATED, Json(agent)).into_response())
 }
 
@@ -146,7 +146,7 @@ pub async fn patch_agent(
     PathParam(id): PathParam,
     JsonBody(req): JsonBody<PatchAgentRequest>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.backend.patch_agent(&p, &id, req).await?).into_response())
+    Ok(Json(state.ops.patch_agent(&p, &id, req).await?).into_response())
 }
 
 pub async fn delete_agent(
@@ -154,7 +154,7 @@ pub async fn delete_agent(
     Admin(p): Admin,
     PathParam(id): PathParam,
 ) -> ApiResult<StatusCode> {
-    state.backend.delete_agent(&p, &id).await?;
+    state.ops.delete_agent(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -172,7 +172,7 @@ pub async fn put_groups(
     Admin(p): Admin,
     JsonListBody(groups): JsonListBody<Group>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.backend.put_groups(&p, groups).await?).into_response())
+    Ok(Json(state.ops.put_groups(&p, groups).await?).into_response())
 }
 
 pub async fn put_opening_hours(
@@ -180,7 +180,7 @@ pub async fn put_opening_hours(
     Admin(p): Admin,
     JsonBody(oh): JsonBody<OpeningHours>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.backend.put_opening_hours(&p, oh).await?).into_response())
+    Ok(Json(state.ops.put_opening_hours(&p, oh).await?).into_response())
 }
 
 pub async fn put_settings(
@@ -188,7 +188,7 @@ pub async fn put_settings(
     Admin(p): Admin,
     JsonBody(patch): JsonBody<SettingsPatch>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.backend.put_settings(&p, patch).await?).into_response())
+    Ok(Json(state.ops.put_settings(&p, patch).await?).into_response())
 }
 
 // ----- widget (public) -----------------------------------------------------------------------

@@ -23,10 +23,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use crate::rows::{AccountRow, AgentRow, SessionRow};
 use parking_lot::Mutex;
 use presence_protocol::{
-    AccountSettings, AgentStatus, Device, Group, Mode, OpeningHours, Platform, PushProvider,
-    PushRegistration, Role, StatusView,
+    AgentStatus, Device, Mode, Platform, PushProvider, PushRegistration, Role, StatusView,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -130,46 +130,6 @@ pub struct StatusRecord {
     pub applied: Option<StatusView>,
     pub response_json: String,
     pub now: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct AccountRow {
-    pub id: String,
-    pub slug: String,
-    pub name: String,
-    pub widget_key: String,
-    pub settings: AccountSettings,
-    pub opening_hours: OpeningHours,
-    pub groups: Vec<Group>,
-    /// The highest chat box view version reserved so far: no version up to it may be
-    /// served again after a restart.
-    pub view_version: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct AgentRow {
-    pub id: String,
-    pub account_id: String,
-    pub name: String,
-    pub email: String,
-    pub password_hash: String,
-    pub role: Role,
-    pub groups: Vec<String>,
-    pub status: StatusView,
-    /// The op that set the current status; breaks `intent_at` ties.
-    pub status_op_id: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct SessionRow {
-    pub id: String,
-    pub account_id: String,
-    pub agent_id: String,
-    pub token_hash: String,
-    pub device: Device,
-    pub mode: Mode,
-    pub lease_until: i64,
-    pub push: Option<PushRegistration>,
 }
 
 /// Everything a restart needs to rebuild memory.
@@ -751,6 +711,7 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use presence_protocol::{AccountSettings, OpeningHours};
 
     #[test]
     fn commits_leave_checkpoints_to_the_checkpointer() {

@@ -1,0 +1,170 @@
+//! Account edits on the embedded backend: the slice an [`AccountPlan`] reads, built from
+//! memory under the account's turn, and the one apply path of every planned
+//! [`AccountEdit`]: commit through the group commit, then change memory, recompute the
+//! account's view and send the effects. Nothing here decides; `crate::ops` does.
+
+use super::*;
+
+use std::sync::Arc;
+
+use presence_protocol::EndReason;
+
+use crate::backend::BackendResult;
+use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
+use crate::rows::{AccountRow, AgentRow};
+use crate::store::Write;
+
+impl State {
+    /// The account `id` and its agents, as stored.
+    pub(super) fn account_slice(&self, id: &str) -> BackendResult<AccountSlice> {
+        let acc = self.account(id)?;
+        let account = AccountRow {
+            id: acc.info.id.clone(),
+            slug: acc.info.slug.clone(),
+            name: acc.info.name.clone(),
+            widget_key: acc.info.widget_key.clone(),
+            settings: presence_protocol::AccountSettings {
+                timings: acc.settings,
+                messages: acc.messages.clone(),
+            },
+            opening_hours: acc.opening_hours.clone(),
+            groups: acc.groups.clone(),
+            view_version: acc.versions_reserved,
+        };
+        let agents = acc
+            .agents
+            .iter()
+            .filter_map(|a| self.agents.get(a))
+            .map(|a| AgentRow {
+                id: a.id.to_string(),
+                account_id: a.account_id.to_string(),
+                name: a.name.clone(),
+                email: a.email.clone(),
+                password_hash: a.password_hash.clone(),
+                role: a.role,
+                groups: a.groups.clone(),
+                status: a.status.clone(),
+                status_op_id: a.status_op_id.clone(),
+            })
+            .collect();
+        Ok(AccountSlice { account, agents })
+    }
+}
+
+impl Inner {
+    /// Plans under the account's turn, commits, then applies to memory and publishes.
+    pub(super) async fn edit_account(
+        &self,
+        account_id: &str,
+        plan: AccountPlan,
+    ) -> BackendResult<AccountEdit> {
+        let _turn = self.account_turns.take(account_id).await;
+        let (account_id, edit) = {
+            let st = self.state.lock();
+            let slice = st.account_slice(account_id)?;
+            let id: Arc<str> = arc(&st.account(account_id)?.info.id);
+            (id, plan(&slice)?)
+        };
+        // An agent that leaves has its sessions ended: its turn too, after the account's.
+        let _agent_turn = match &edit {
+            AccountEdit::RemoveAgent { agent_id } => Some(self.turns.take(agent_id).await),
+            _ => None,
+        };
+        let now = self.clock.now_ms();
+        self.writer
+            .commit(write_of(&account_id, &edit, now))
+            .await?;
+        self.apply_edit(&account_id, &edit);
+        Ok(edit)
+    }
+
+    /// The memory half of a committed edit.
+    fn apply_edit(&self, account_id: &Arc<str>, edit: &AccountEdit) {
+        let mut fx = Effects::default();
+        {
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            let now = self.clock.now_ms();
+            match edit.clone() {
+                AccountEdit::AddAgent(row) => {
+                    let id = arc(&row.id);
+                    let email_key = row.email_key();
+                    let state = super::writes::agent_state(row, id.clone(), account_id.clone());
+                    st.agents.insert(id.clone(), state);
+                    st.emails
+                        .insert((account_id.clone(), email_key), id.clone());
+                    if let Some(acc) = st.accounts.get_mut(account_id) {
+                        acc.agents.push(id);
+                    }
+                }
+                AccountEdit::UpdateAgent(row) => {
+                    if let Some(a) = st.agents.get_mut(row.id.as_str()) {
+                        a.name = row.name;
+                        a.role = row.role;
+                        a.groups = row.groups;
+                    }
+                }
+                AccountEdit::RemoveAgent { agent_id } => {
+                    if let Some(agent) = st.agents.get(agent_id.as_str()) {
+                        let sessions: Vec<Arc<str>> = agent.sessions.iter().cloned().collect();
+                        let email_key = crate::rows::email_key(&agent.email);
+                        for s in sessions {
+                            st.end_session_mem(&s, EndReason::Removed, now, &mut fx);
+                        }
+                        st.agents.remove(agent_id.as_str());
+                        st.verified.remove(agent_id.as_str());
+                        st.emails.remove(&(account_id.clone(), email_key));
+                        if let Some(acc) = st.accounts.get_mut(account_id) {
+                            acc.agents.retain(|a| **a != *agent_id);
+                        }
+                    }
+                }
+                AccountEdit::Groups { groups, agents } => {
+                    for (id, g) in agents {
+                        if let Some(a) = st.agents.get_mut(id.as_str()) {
+                            a.groups = g;
+                        }
+                    }
+                    if let Some(acc) = st.accounts.get_mut(account_id) {
+                        acc.groups = groups;
+                    }
+                }
+                AccountEdit::OpeningHours { hours, schedule } => {
+                    if let Some(acc) = st.accounts.get_mut(account_id) {
+                        acc.opening_hours = hours;
+                        acc.schedule = *schedule;
+                        acc.flip_at = None;
+                    }
+                }
+                AccountEdit::Settings(next) => {
+                    if let Some(acc) = st.accounts.get_mut(account_id) {
+                        acc.settings = next.timings;
+                        acc.messages = next.messages;
+                    }
+                }
+            }
+            self.recompute(st, account_id, now, &mut fx);
+        }
+        self.finish(fx);
+    }
+}
+
+/// What the store commits for an edit.
+fn write_of(account_id: &str, edit: &AccountEdit, now: i64) -> Write {
+    let account_id = account_id.to_owned();
+    match edit.clone() {
+        AccountEdit::AddAgent(row) => Write::Agent(row),
+        AccountEdit::UpdateAgent(row) => Write::AgentProfile(row),
+        AccountEdit::RemoveAgent { agent_id } => Write::DeleteAgent { agent_id, now },
+        AccountEdit::Groups { groups, agents } => Write::Groups {
+            account_id,
+            groups,
+            agents,
+        },
+        AccountEdit::OpeningHours { hours, .. } => Write::OpeningHours { account_id, hours },
+        AccountEdit::Settings(settings) => Write::Settings {
+            account_id,
+            settings,
+        },
+    }
+}

@@ -1,0 +1,164 @@
+//! Agents and roles: adding, changing and removing an agent of an account.
+//!
+//! Rules: an email is unique within its account (trimmed, case-insensitive); an agent's
+//! groups exist in the account (duplicates dropped); an account keeps at least one owner,
+//! whatever is demoted or removed.
+
+use presence_protocol::{PatchAgentRequest, Role};
+
+use super::{AccountEdit, AccountSlice};
+use crate::backend::{BackendError, BackendResult};
+use crate::rows::{AgentRow, email_key};
+use crate::validate;
+
+fn last_owner() -> BackendError {
+    BackendError::conflict("an account needs at least one owner")
+}
+
+/// Adds `row` (its password already hashed) if its email is free and its groups exist.
+pub fn create(slice: &AccountSlice, mut row: AgentRow) -> BackendResult<AccountEdit> {
+    let key = email_key(&row.email);
+    if slice.agents.iter().any(|a| a.email_key() == key) {
+        return Err(BackendError::conflict("an agent with this email exists"));
+    }
+    row.groups = validate::agent_groups(&row.groups, &slice.account.groups)?;
+    row.account_id = slice.account.id.clone();
+    Ok(AccountEdit::AddAgent(row))
+}
+
+/// Changes an agent's name, groups or role; demoting the last owner is a conflict.
+pub fn patch(slice: &AccountSlice, id: &str, req: PatchAgentRequest) -> BackendResult<AccountEdit> {
+    let mut row = slice.agent(id)?.clone();
+    if let Some(name) = &req.name {
+        validate::name("name", name)?;
+        row.name = name.trim().to_owned();
+    }
+    if let Some(groups) = &req.groups {
+        row.groups = validate::agent_groups(groups, &slice.account.groups)?;
+    }
+    if let Some(role) = req.role {
+        if row.role == Role::Owner && role != Role::Owner && slice.owners() <= 1 {
+            return Err(last_owner());
+        }
+        row.role = role;
+    }
+    Ok(AccountEdit::UpdateAgent(row))
+}
+
+/// Removes an agent (its sessions end with reason `removed`); not the last owner.
+pub fn remove(slice: &AccountSlice, id: &str) -> BackendResult<AccountEdit> {
+    let row = slice.agent(id)?;
+    if row.role == Role::Owner && slice.owners() <= 1 {
+        return Err(last_owner());
+    }
+    Ok(AccountEdit::RemoveAgent {
+        agent_id: row.id.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::account::tests::{agent, slice};
+
+    fn patch_role(role: Role) -> PatchAgentRequest {
+        PatchAgentRequest {
+            role: Some(role),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_last_owner_can_be_neither_demoted_nor_removed() {
+        let one = slice(
+            &[],
+            vec![agent("a", Role::Owner, &[]), agent("b", Role::Agent, &[])],
+        );
+        let two = slice(
+            &[],
+            vec![agent("a", Role::Owner, &[]), agent("b", Role::Owner, &[])],
+        );
+        // (slice, target, demote to, allowed)
+        let cases = [
+            (&one, "a", Role::Admin, false),
+            (&one, "a", Role::Agent, false),
+            (&one, "a", Role::Owner, true),
+            (&one, "b", Role::Admin, true),
+            (&two, "a", Role::Agent, true),
+        ];
+        for (s, id, role, allowed) in cases {
+            let got = patch(s, id, patch_role(role));
+            assert_eq!(got.is_ok(), allowed, "demote {id} to {role:?}: {got:?}");
+            if !allowed {
+                assert!(matches!(got, Err(BackendError::Conflict(_))));
+            }
+        }
+        assert!(matches!(remove(&one, "a"), Err(BackendError::Conflict(_))));
+        assert!(remove(&one, "b").is_ok());
+        assert!(remove(&two, "a").is_ok());
+    }
+
+    #[test]
+    fn an_agent_of_another_account_is_not_found() {
+        let s = slice(&[], vec![agent("a", Role::Owner, &[])]);
+        assert_eq!(
+            patch(&s, "zz", PatchAgentRequest::default()).unwrap_err(),
+            BackendError::not_found("agent")
+        );
+        assert_eq!(
+            remove(&s, "zz").unwrap_err(),
+            BackendError::not_found("agent")
+        );
+    }
+
+    #[test]
+    fn a_new_agent_needs_a_free_email_and_known_groups() {
+        let s = slice(&["sales"], vec![agent("a", Role::Owner, &[])]);
+        let mut dup = agent("n", Role::Agent, &[]);
+        dup.email = " A@Example.TEST ".into();
+        assert!(matches!(create(&s, dup), Err(BackendError::Conflict(_))));
+        let unknown = agent("n", Role::Agent, &["support"]);
+        assert!(matches!(
+            create(&s, unknown),
+            Err(BackendError::InvalidField { .. })
+        ));
+        let ok = agent("n", Role::Agent, &["sales", "sales"]);
+        match create(&s, ok).unwrap() {
+            AccountEdit::AddAgent(row) => {
+                assert_eq!(row.groups, vec!["sales".to_string()]);
+                assert_eq!(row.account_id, s.account.id);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names_and_checks_groups() {
+        let s = slice(&["sales"], vec![agent("a", Role::Owner, &["sales"])]);
+        let named = PatchAgentRequest {
+            name: Some("  New Name ".into()),
+            ..Default::default()
+        };
+        let AccountEdit::UpdateAgent(row) = patch(&s, "a", named).unwrap() else {
+            panic!()
+        };
+        assert_eq!((row.name.as_str(), row.role), ("New Name", Role::Owner));
+        assert_eq!(row.groups, vec!["sales".to_string()]);
+        let blank = PatchAgentRequest {
+            name: Some("  ".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            patch(&s, "a", blank),
+            Err(BackendError::InvalidField { .. })
+        ));
+        let unknown = PatchAgentRequest {
+            groups: Some(vec!["nope".into()]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            patch(&s, "a", unknown),
+            Err(BackendError::InvalidField { .. })
+        ));
+    }
+}

@@ -1,0 +1,88 @@
+//! The planning layer: every operation's rules, written once, above the storage seam.
+//!
+//! Guarantees:
+//! - Each operation is planned by a pure function from the slice of state it reads to one
+//!   change value: what to store, what to publish, what to answer. Validation, clamps,
+//!   ordering, role rules and limits live here (or below, in [`crate::rules`] and
+//!   `presence-protocol`), never in a backend.
+//! - A backend loads the slice an operation needs under that account's (or agent's) turn,
+//!   calls the plan, applies the change atomically, times what must be timed and fans out.
+//!   Because the plan runs under the turn, a rule that spans rows (the last owner, an agent's
+//!   groups existing) holds however many nodes edit one account at once.
+//! - [`Ops`] is what the HTTP layer calls: it checks input that needs no state, does the
+//!   costly work (password hashing) before the turn, and hands the backend a plan.
+
+pub mod account;
+pub mod agents;
+mod service;
+pub mod status;
+
+pub use service::Ops;
+
+use presence_protocol::{AccountSettings, Agent, Group, OpeningHours, WeeklySchedule};
+
+use crate::backend::BackendResult;
+use crate::rows::{AccountRow, AgentRow};
+
+/// What an account edit reads: the account and every agent in it, as stored, loaded under
+/// the account's turn.
+#[derive(Debug, Clone)]
+pub struct AccountSlice {
+    pub account: AccountRow,
+    pub agents: Vec<AgentRow>,
+}
+
+impl AccountSlice {
+    /// The agent `id` of this account (`not_found` otherwise: tenants never see each other).
+    pub fn agent(&self, id: &str) -> BackendResult<&AgentRow> {
+        self.agents
+            .iter()
+            .find(|a| a.id == id)
+            .ok_or_else(|| crate::backend::BackendError::not_found("agent"))
+    }
+
+    /// How many owners the account has.
+    pub fn owners(&self) -> usize {
+        self.agents
+            .iter()
+            .filter(|a| a.role == presence_protocol::Role::Owner)
+            .count()
+    }
+}
+
+/// One change to an account, planned from an [`AccountSlice`]: what a backend stores, in one
+/// transaction, and then publishes (the account's views are recomputed after every edit).
+#[derive(Debug, Clone)]
+pub enum AccountEdit {
+    /// A new agent, with no session yet.
+    AddAgent(AgentRow),
+    /// An agent's name, role and groups change (the rest of the row is as loaded).
+    UpdateAgent(AgentRow),
+    /// An agent leaves the account; its live sessions end with reason `removed`.
+    RemoveAgent { agent_id: String },
+    /// The groups are replaced; each listed agent keeps only these groups of its own.
+    Groups {
+        groups: Vec<Group>,
+        agents: Vec<(String, Vec<String>)>,
+    },
+    /// The opening hours are replaced; `schedule` is their resolved form.
+    OpeningHours {
+        hours: OpeningHours,
+        schedule: Box<WeeklySchedule>,
+    },
+    /// Timings and messages are replaced.
+    Settings(AccountSettings),
+}
+
+impl AccountEdit {
+    /// The agent an edit adds or changes, as an admin sees it.
+    pub fn agent(&self) -> Option<Agent> {
+        match self {
+            AccountEdit::AddAgent(a) | AccountEdit::UpdateAgent(a) => Some(a.to_agent()),
+            _ => None,
+        }
+    }
+}
+
+/// The plan a backend runs under an account's turn.
+pub type AccountPlan = Box<dyn FnOnce(&AccountSlice) -> BackendResult<AccountEdit> + Send>;

@@ -1,0 +1,78 @@
+//! The row model both backends store: one account, agent and session shape, read and
+//! written by SQLite (`store/`) and PostgreSQL (`cluster/pg`) alike. Enum columns are stored
+//! by the names `presence-protocol` gives them (strum, snake_case); a name a store does not
+//! know is an error when read, never a default ([`parse_enum`]).
+
+use presence_protocol::{
+    AccountSettings, Device, Group, Mode, OpeningHours, PushRegistration, Role, StatusView,
+};
+
+/// An enum read back from its stored name; an unknown name is an error naming the column.
+pub fn parse_enum<T: std::str::FromStr>(column: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("unknown {column} {value:?} in the store"))
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountRow {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    pub widget_key: String,
+    pub settings: AccountSettings,
+    pub opening_hours: OpeningHours,
+    pub groups: Vec<Group>,
+    /// The highest chat box view version reserved so far: no version up to it may be
+    /// served again after a restart.
+    pub view_version: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub groups: Vec<String>,
+    pub status: StatusView,
+    /// The op that set the current status; breaks `intent_at` ties.
+    pub status_op_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    pub account_id: String,
+    pub agent_id: String,
+    pub token_hash: String,
+    pub device: Device,
+    pub mode: Mode,
+    pub lease_until: i64,
+    pub push: Option<PushRegistration>,
+}
+
+impl AgentRow {
+    /// The agent as an admin sees it (no secret, no status).
+    pub fn to_agent(&self) -> presence_protocol::Agent {
+        presence_protocol::Agent {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            groups: self.groups.clone(),
+            role: self.role,
+        }
+    }
+
+    /// The key an agent's email is unique by within its account.
+    pub fn email_key(&self) -> String {
+        email_key(&self.email)
+    }
+}
+
+/// The key an email is unique by within an account: trimmed, lower case.
+pub fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
