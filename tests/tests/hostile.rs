@@ -289,3 +289,92 @@ async fn two_authorization_headers_are_a_bad_request() {
         .json(&json!({}));
     api.send(req).await.assert_error(400, "bad_request");
 }
+
+#[tokio::test]
+async fn opening_hours_days_given_as_an_array_is_an_invalid_field_and_changes_nothing() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let acc = api.create_account("acme").await;
+    let hours = json!({"enabled": true, "timezone": "Europe/Prague",
+                       "days": {"mon": [["09:00", "17:00"]]}, "exceptions": []});
+    let r = api
+        .put("/v1/admin/opening-hours", Some(&acc.owner_token), hours)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let before = api.get("/v1/admin/account", Some(&acc.owner_token)).await;
+    assert_eq!(before.status, 200, "{}", before.body);
+    // Every day field has a default, so serde would read `[]` as a week with no hours.
+    let r = api
+        .put(
+            "/v1/admin/opening-hours",
+            Some(&acc.owner_token),
+            json!({"enabled": true, "timezone": "Europe/Prague", "days": [], "exceptions": []}),
+        )
+        .await;
+    let detail = r.assert_error(422, "invalid_field");
+    assert!(
+        detail.starts_with("days") && detail.contains("object"),
+        "detail names days and says an object was expected: {detail}"
+    );
+    // The same at a deeper level: an exception given as `[date, ranges]`.
+    let r = api
+        .put(
+            "/v1/admin/opening-hours",
+            Some(&acc.owner_token),
+            json!({"enabled": true, "timezone": "UTC", "days": {},
+                   "exceptions": [["2026-12-24", []]]}),
+        )
+        .await;
+    let detail = r.assert_error(422, "invalid_field");
+    assert!(
+        detail.starts_with("exceptions[0]") && detail.contains("object"),
+        "detail names exceptions[0]: {detail}"
+    );
+    let after = api.get("/v1/admin/account", Some(&acc.owner_token)).await;
+    assert_eq!(
+        after.body["opening_hours"], before.body["opening_hours"],
+        "the stored opening hours did not change"
+    );
+}
+
+#[tokio::test]
+async fn a_login_whose_device_is_an_array_is_an_invalid_field_and_opens_no_session() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let acc = api.create_account("acme").await;
+    let r = api
+        .post(
+            "/v1/login",
+            None,
+            json!({"account": acc.slug, "email": "owner@acme.test", "password": "pw-owner",
+                   "device": ["d2", "desktop", "d2", "1.0.0"]}),
+        )
+        .await;
+    let detail = r.assert_error(422, "invalid_field");
+    assert!(
+        detail.starts_with("device") && detail.contains("object"),
+        "detail names device and says an object was expected: {detail}"
+    );
+    // An optional object given as an array is refused the same way.
+    let r = api
+        .login_raw(
+            &acc.slug,
+            "owner@acme.test",
+            "pw-owner",
+            "d3",
+            json!(["fcm", "a-device-token"]),
+        )
+        .await;
+    let detail = r.assert_error(422, "invalid_field");
+    assert!(
+        detail.starts_with("push") && detail.contains("object"),
+        "detail names push: {detail}"
+    );
+    let me = api.get("/v1/me", Some(&acc.owner_token)).await;
+    assert_eq!(
+        me.body["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "only the owner's first session exists: {}",
+        me.body
+    );
+}

@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header, request::Parts};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use super::strict_json::Strict;
 use crate::auth::TokenHash;
 use crate::backend::Principal;
 use crate::error::ApiError;
@@ -170,11 +171,13 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Byt
 }
 
 /// Two steps so every shape problem is a 422: serde_json reports some wrong shapes (`null`
-/// for an enum) as syntax errors when deserialising straight from bytes.
+/// for an enum) as syntax errors when deserialising straight from bytes. The second step is
+/// [`Strict`]: an array is refused wherever an object is wanted, at any depth.
 fn parse<T: DeserializeOwned>(bytes: &[u8], want: Shape) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
     // serde accepts a JSON array for a struct (fields by position); the contract does not.
+    // The body itself is checked here; what is inside it, by `Strict`.
     match (want, &value) {
         (Shape::Object, serde_json::Value::Object(_))
         | (Shape::List, serde_json::Value::Array(_)) => {}
@@ -183,7 +186,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8], want: Shape) -> Result<T, ApiError> 
         }
         (Shape::List, _) => return Err(ApiError::invalid_field("body", "expected a JSON array")),
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(Strict::new(value)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         {
@@ -264,5 +267,32 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
             return Err(unsupported_media_type());
         }
         parse(&bytes, Shape::Object).map(OptionalJsonBody)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use presence_protocol::{ErrorCode, LoginRequest, OpeningHours};
+
+    use super::*;
+
+    #[test]
+    fn an_array_where_a_nested_object_is_wanted_is_an_invalid_field_naming_it() {
+        let body = br#"{"enabled": true, "timezone": "UTC", "days": []}"#;
+        let e = parse::<OpeningHours>(body, Shape::Object).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidField);
+        assert_eq!(
+            e.detail,
+            "days: invalid type: sequence, expected a JSON object"
+        );
+        let body = br#"{"account": "a", "email": "e", "password": "p",
+                        "device": {"id": "d", "platform": "cli", "name": "n", "app_version": "1"},
+                        "push": ["fcm", "t"]}"#;
+        let e = parse::<LoginRequest>(body, Shape::Object).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidField);
+        assert_eq!(
+            e.detail,
+            "push: invalid type: sequence, expected a JSON object"
+        );
     }
 }

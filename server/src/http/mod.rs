@@ -10,6 +10,7 @@ mod extract;
 mod layer;
 mod routes;
 pub mod sse;
+mod strict_json;
 
 use std::sync::Arc;
 use std::time::Duration;
