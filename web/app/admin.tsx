@@ -5,17 +5,29 @@
 // to the field it names (`aria-invalid`, `aria-describedby`).
 
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { Agent, Role, Session, Status } from "./session";
+import type {
+  AccountSettings,
+  AdminSetStatusRequest,
+  Agent,
+  AgentStatus,
+  DateException,
+  Group,
+  NewAgentRequest,
+  OpeningHours,
+  PatchAgentRequest,
+  Role,
+  Settings,
+  SettingsPatch,
+  TimeRange,
+  WeekDays,
+} from "../shared/wire";
+import type { Session } from "./session";
 import {
-  type AdminAccount,
   type Errors,
   Field,
   FieldError,
   FormError,
-  type Group,
   NO_ERRORS,
-  type OpeningHours,
-  type Range,
   errorsOf,
   focusError,
   invalid,
@@ -98,12 +110,12 @@ function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; relo
   const [name, setName] = useState(ag.name);
   const [groups, setGroups] = useState<string[]>(ag.groups);
   const [role, setRole] = useState<Role>(ag.role);
-  const [status, setStatus] = useState<Status>("offline");
+  const [status, setStatus] = useState<AgentStatus>("offline");
   const [errs, setErrs] = useState<Errors>(NO_ERRORS);
   const save = async (e: Event) => {
     e.preventDefault();
     try {
-      await props.session.call("PATCH", `/v1/admin/agents/${encodeURIComponent(ag.id)}`, { name, groups, role });
+      await props.session.call("PATCH", `/v1/admin/agents/${encodeURIComponent(ag.id)}`, { name, groups, role } satisfies PatchAgentRequest);
       setErrs(NO_ERRORS);
       setEditing(false);
       props.say(`Saved ${name}.`);
@@ -126,7 +138,7 @@ function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; relo
   };
   const applyStatus = async () => {
     try {
-      await props.session.call("PUT", `/v1/admin/agents/${encodeURIComponent(ag.id)}/status`, { status });
+      await props.session.call("PUT", `/v1/admin/agents/${encodeURIComponent(ag.id)}/status`, { status } satisfies AdminSetStatusRequest);
       props.say(`${ag.name} is now ${status}.`);
     } catch (err) {
       setErrs(errorsOf(err, () => false));
@@ -147,7 +159,7 @@ function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; relo
             <label for={`${prefix}-status`} class="sr-only">
               Status for {ag.name}
             </label>
-            <select id={`${prefix}-status`} value={status} onChange={(e) => setStatus((e.target as HTMLSelectElement).value as Status)}>
+            <select id={`${prefix}-status`} value={status} onChange={(e) => setStatus((e.target as HTMLSelectElement).value as AgentStatus)}>
               <option value="online">online</option>
               <option value="busy">busy</option>
               <option value="offline">offline</option>
@@ -206,7 +218,7 @@ function AddAgent(props: { session: Session; groups: Group[]; reload: () => Prom
   const submit = async (e: Event) => {
     e.preventDefault();
     try {
-      await props.session.call("POST", "/v1/admin/agents", { name, email, password, groups, role });
+      await props.session.call("POST", "/v1/admin/agents", { name, email, password, groups, role } satisfies NewAgentRequest);
       props.say(`Added ${name}.`);
       setErrs(NO_ERRORS);
       setName("");
@@ -250,7 +262,7 @@ export function AgentsPage({ session }: Props) {
   const everyoneOffline = async () => {
     setError(null);
     try {
-      await Promise.all(d.agents.map((ag) => session.call("PUT", `/v1/admin/agents/${encodeURIComponent(ag.id)}/status`, { status: "offline" })));
+      await Promise.all(d.agents.map((ag) => session.call("PUT", `/v1/admin/agents/${encodeURIComponent(ag.id)}/status`, { status: "offline" } satisfies AdminSetStatusRequest)));
       setNote(`Everyone is offline now (${d.agents.length} agents).`);
     } catch (e) {
       setError(`Could not set everyone offline: ${(e as Error).message}`);
@@ -352,7 +364,7 @@ export function GroupsPage({ session }: Props) {
 
 // ----- opening hours -------------------------------------------------------------------------
 
-const DAYS: [string, string][] = [
+const DAYS: [keyof WeekDays, string][] = [
   ["mon", "Monday"],
   ["tue", "Tuesday"],
   ["wed", "Wednesday"],
@@ -368,15 +380,15 @@ const toMin = (t: string): number | null => {
   const v = Number(m[1]) * 60 + Number(m[2]);
   return v <= 1440 && Number(m[2]) < 60 ? v : null;
 };
-const crosses = (r: Range) => {
+const crosses = (r: TimeRange) => {
   const s = toMin(r[0]);
   const e = toMin(r[1]);
   return s !== null && e !== null && e <= s;
 };
 
-function Ranges(props: { prefix: string; field: string; label: string; ranges: Range[]; errs: Errors; onChange: (r: Range[]) => void; empty: string }) {
+function Ranges(props: { prefix: string; field: string; label: string; ranges: TimeRange[]; errs: Errors; onChange: (r: TimeRange[]) => void; empty: string }) {
   const { ranges } = props;
-  const put = (i: number, k: 0 | 1, v: string) => props.onChange(ranges.map((r, j) => (j === i ? ((k === 0 ? [v, r[1]] : [r[0], v]) as Range) : r)));
+  const put = (i: number, k: 0 | 1, v: string) => props.onChange(ranges.map((r, j) => (j === i ? ((k === 0 ? [v, r[1]] : [r[0], v]) as TimeRange) : r)));
   return (
     <div class="ranges">
       {ranges.length === 0 && <span class="hint">{props.empty}</span>}
@@ -439,10 +451,10 @@ const addDays = (date: string, n: number) => {
   d.setUTCDate(d.getUTCDate() + n);
   return d.toISOString().slice(0, 10);
 };
-const weekdayOf = (date: string) => ["sun", "mon", "tue", "wed", "thu", "fri", "sat"][new Date(`${date}T12:00:00Z`).getUTCDay()]!;
+const weekdayOf = (date: string) => (["sun", "mon", "tue", "wed", "thu", "fri", "sat"] as const)[new Date(`${date}T12:00:00Z`).getUTCDay()]!;
 
 /** The ranges that start on `date` (an exception replaces the weekday's). */
-function rangesOn(oh: OpeningHours, date: string): { ranges: Range[]; exception: boolean } {
+function rangesOn(oh: OpeningHours, date: string): { ranges: TimeRange[]; exception: boolean } {
   const ex = oh.exceptions.find((e) => e.date === date);
   return ex ? { ranges: ex.ranges, exception: true } : { ranges: oh.days[weekdayOf(date)] || [], exception: false };
 }
@@ -595,7 +607,7 @@ export function HoursPage({ session }: Props) {
         {oh.exceptions.map((ex, i) => {
           const f = `exceptions[${i}].date`;
           const d = invalid(prefix, errs, f);
-          const put = (v: Partial<{ date: string; ranges: Range[] }>) => setOh({ ...oh, exceptions: oh.exceptions.map((x, j) => (j === i ? { ...x, ...v } : x)) });
+          const put = (v: Partial<DateException>) => setOh({ ...oh, exceptions: oh.exceptions.map((x, j) => (j === i ? { ...x, ...v } : x)) });
           return (
             <div class="day" key={i} role="group" aria-label={`Exception ${i + 1}`}>
               <div>
@@ -632,7 +644,7 @@ const clone = <T,>(x: T): T => JSON.parse(JSON.stringify(x));
 
 // ----- settings ------------------------------------------------------------------------------
 
-const TIMINGS: [keyof AdminAccount["settings"], string, string][] = [
+const TIMINGS: [keyof Settings, string, string][] = [
   ["active_interval_ms", "Heartbeat interval (ms)", "How often an open device renews its lease."],
   ["active_ttl_ms", "Active lease (ms)", "A device that stops heartbeating stops counting after this; at least twice the interval."],
   ["background_ttl_ms", "Background lease (ms)", "For phones in the background that receive renew pushes."],
@@ -644,7 +656,7 @@ export function SettingsPage({ session }: Props) {
   const [form, setForm] = useState<Record<string, string> | null>(null);
   const [errs, setErrs] = useState<Errors>(NO_ERRORS);
   const [note, setNote] = useState("");
-  const fill = (s: AdminAccount["settings"]) => {
+  const fill = (s: AccountSettings) => {
     const f: Record<string, string> = {};
     for (const [k] of TIMINGS) f[k] = String(s[k]);
     f.busy_message = s.busy_message || "";
@@ -658,7 +670,7 @@ export function SettingsPage({ session }: Props) {
   const prefix = "settings";
   const save = async (e: Event) => {
     e.preventDefault();
-    const body: Record<string, unknown> = {
+    const body: SettingsPatch = {
       busy_message: form.busy_message,
       offline_message: form.offline_message,
     };
@@ -675,7 +687,7 @@ export function SettingsPage({ session }: Props) {
       return;
     }
     try {
-      const s = await session.call<AdminAccount["settings"]>("PUT", "/v1/admin/settings", body);
+      const s = await session.call<AccountSettings>("PUT", "/v1/admin/settings", body);
       fill(s);
       setErrs(NO_ERRORS);
       setNote("Settings saved.");

@@ -6,6 +6,8 @@
 // Messages out: {type: "beat", interval, serverTime, at} after each renewed lease; {type: "ended", code} when
 // the server refuses the session (401).
 
+import type { ErrorBody, Heartbeat } from "../shared/wire";
+
 /** `postMessage` of the worker's global scope (the DOM typings only know the window's). */
 const post = (m: unknown): void => (self as unknown as { postMessage(m: unknown): void }).postMessage(m);
 
@@ -28,7 +30,7 @@ async function beat(): Promise<void> {
     if (r.status === 401) {
       let code = "";
       try {
-        code = (await r.json()).error?.code || "";
+        code = ((await r.json()) as Partial<ErrorBody>).error?.code || "";
       } catch {
         // no body
       }
@@ -37,7 +39,7 @@ async function beat(): Promise<void> {
       return;
     }
     if (r.ok) {
-      const hb = await r.json();
+      const hb = (await r.json()) as Heartbeat;
       if (hb.interval_ms > 0) interval = hb.interval_ms;
       post({ type: "beat", interval, serverTime: hb.server_time, at: Date.now() });
     }

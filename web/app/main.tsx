@@ -7,7 +7,8 @@
 import { render } from "preact";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { AgentsPage, EmbedPage, GroupsPage, HoursPage, SettingsPage } from "./admin";
-import { type ChatboxView, type Session as S, Session, type Status, type SessionInfo } from "./session";
+import type { AgentStatus, ChatboxStatus, Reason, SessionInfo } from "../shared/wire";
+import { type Session as S, Session } from "./session";
 import { Errors, Field, FormError, Link, NO_ERRORS, errorsOf, focusError, navigate, usePath } from "./ui";
 import { STATUS_WORD, reasonText, when } from "./words";
 
@@ -176,7 +177,7 @@ function Login() {
 
 // ----- the avatar menu ---------------------------------------------------------------------
 
-const STATUSES: Status[] = ["online", "busy", "offline"];
+const STATUSES: AgentStatus[] = ["online", "busy", "offline"];
 
 function initials(name: string): string {
   return name
@@ -226,7 +227,7 @@ function AvatarMenu() {
     return () => document.removeEventListener("mousedown", away);
   }, [open]);
 
-  const choose = async (s: Status) => {
+  const choose = async (s: AgentStatus) => {
     close(true);
     setError(null);
     try {
@@ -343,7 +344,7 @@ function Announcer() {
 
 // ----- the chat box as visitors see it ---------------------------------------------------------
 
-function ViewCard(props: { title: string; status: Status; reason: ChatboxView["reason"]; next: number | null; message?: string | null; id: string }) {
+function ViewCard(props: { title: string; status: ChatboxStatus; reason: Reason; next: number | null; message?: string | null; id: string }) {
   return (
     <section class="card view" aria-labelledby={`${props.id}-h`} data-view={props.id}>
       <h3 id={`${props.id}-h`}>{props.title}</h3>

@@ -12,58 +12,21 @@
 // - When the server says the session has ended (a 401 from any call, or `session_ended` on the
 //   stream), everything stops and the page shows the sign-in form with the reason.
 
-export type Status = "online" | "busy" | "offline";
-export type Reason = "agents_online" | "agents_busy" | "no_agents_online" | "outside_opening_hours";
-export type Role = "owner" | "admin" | "agent";
-
-export interface StatusView {
-  status: Status;
-  version: number;
-  intent_at: number;
-  changed_by_device: string | null;
-}
-export interface GroupView {
-  key: string;
-  name: string;
-  status: Status;
-  reason: Reason;
-  message?: string | null;
-}
-export interface ChatboxView {
-  status: Status;
-  reason: Reason;
-  version: number;
-  next_change_at: number | null;
-  message?: string | null;
-  groups: GroupView[];
-}
-export interface Agent {
-  id: string;
-  name: string;
-  email: string;
-  groups: string[];
-  role: Role;
-}
-export interface Device {
-  id: string;
-  platform: string;
-  name: string;
-  app_version: string;
-}
-export interface SessionInfo {
-  session_id: string;
-  device: Device;
-  mode: string;
-  lease_until: number;
-  connected: boolean;
-  push: { provider: string } | null;
-}
-export interface Me {
-  agent: Agent;
-  status: StatusView;
-  chatbox: ChatboxView;
-  sessions: SessionInfo[];
-}
+import type {
+  AgentStatus,
+  ChatboxView,
+  ErrorBody,
+  Heartbeat,
+  HeartbeatRequest,
+  LoginRequest,
+  LoginResponse,
+  MeResponse,
+  SessionEndedEvent,
+  SetStatusRequest,
+  SetStatusResponse,
+  SnapshotEvent,
+  StatusView,
+} from "../shared/wire";
 
 /** An error answer: the HTTP status, the contract's code and detail, and the field a 422 names. */
 export class ApiError extends Error {
@@ -128,7 +91,7 @@ type Listener = () => void;
 
 export class Session {
   token: string | null = null;
-  me: Me | null = null;
+  me: MeResponse | null = null;
   status: StatusView | null = null;
   chatbox: ChatboxView | null = null;
   /** Why the last session ended, for the sign-in form. */
@@ -190,8 +153,8 @@ export class Session {
       json = null;
     }
     if (!r.ok) {
-      const code: string = json?.error?.code || "";
-      const detail: string = json?.error?.detail || `HTTP ${r.status}`;
+      const code: string = (json as Partial<ErrorBody> | null)?.error?.code || "";
+      const detail: string = (json as Partial<ErrorBody> | null)?.error?.detail || `HTTP ${r.status}`;
       const err = new ApiError(r.status, code, detail, fieldOf(code, detail));
       if (r.status === 401 && this.token && path !== "/v1/login") {
         this.end(code === "session_expired" ? "This session has ended; sign in again." : "Please sign in.");
@@ -203,13 +166,13 @@ export class Session {
 
   /** Logs in as a device of platform `web`. */
   async login(account: string, email: string, password: string): Promise<void> {
-    const r = await this.call<any>("POST", "/v1/login", {
+    const r = await this.call<LoginResponse>("POST", "/v1/login", {
       account,
       email,
       password,
       device: { id: deviceId(), platform: "web", name: browserName(), app_version: "dashboard" },
       push: null,
-    });
+    } satisfies LoginRequest);
     this.token = r.token;
     this.account = account;
     store()?.setItem(TOKEN, r.token);
@@ -230,8 +193,8 @@ export class Session {
     this.openStream();
   }
 
-  async refresh(): Promise<Me | null> {
-    const me = await this.call<Me>("GET", "/v1/me");
+  async refresh(): Promise<MeResponse | null> {
+    const me = await this.call<MeResponse>("GET", "/v1/me");
     this.me = me;
     this.applyStatus(me.status);
     this.applyChatbox(me.chatbox);
@@ -279,7 +242,7 @@ export class Session {
       w.postMessage({ type: "start", token: this.token, interval: this.intervalMs });
       return;
     }
-    this.call<any>("POST", "/v1/session/heartbeat", { mode: "active" })
+    this.call<Heartbeat>("POST", "/v1/session/heartbeat", { mode: "active" } satisfies HeartbeatRequest)
       .then((hb) => {
         this.intervalMs = hb.interval_ms || this.intervalMs;
         if (typeof hb.server_time === "number") this.clockOffset = hb.server_time - Date.now();
@@ -307,12 +270,12 @@ export class Session {
     }
   }
 
-  async setStatus(status: Status): Promise<void> {
-    const r = await this.call<{ applied: boolean; status: StatusView }>("PUT", "/v1/me/status", {
+  async setStatus(status: AgentStatus): Promise<void> {
+    const r = await this.call<SetStatusResponse>("PUT", "/v1/me/status", {
       status,
       op_id: uuid(),
       intent_at: null,
-    });
+    } satisfies SetStatusRequest);
     this.applyStatus(r.status);
   }
 
@@ -397,27 +360,29 @@ export class Session {
       case "snapshot":
         this.live = true;
         this.failures = 0;
-        this.applyStatus(j.status);
-        this.applyChatbox(j.chatbox);
+        this.applyStatus((j as SnapshotEvent).status);
+        this.applyChatbox((j as SnapshotEvent).chatbox);
         this.emit();
         break;
       case "status":
-        this.applyStatus(j);
+        this.applyStatus(j as StatusView);
         break;
       case "chatbox":
-        this.applyChatbox(j);
+        this.applyChatbox(j as ChatboxView);
         break;
-      case "session_ended":
+      case "session_ended": {
+        const { reason } = j as SessionEndedEvent;
         this.end(
-          j.reason === "logout"
+          reason === "logout"
             ? "This device was signed out."
-            : j.reason === "removed"
+            : reason === "removed"
               ? "Your agent account was removed."
-              : j.reason === "replaced"
+              : reason === "replaced"
                 ? "This device signed in again elsewhere."
                 : "This session has ended; sign in again.",
         );
         break;
+      }
       default:
         break; // ping and names we do not know
     }

@@ -3,6 +3,7 @@
 
 import type { ComponentChildren, JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
+import type { AdminAccountResponse } from "../shared/wire";
 import { ApiError, type Session } from "./session";
 
 // ----- routing -----------------------------------------------------------------------------
@@ -141,41 +142,14 @@ export function Field(props: {
 
 // ----- administration data -------------------------------------------------------------------
 
-export interface Group {
-  key: string;
-  name: string;
-}
-export type Range = [string, string];
-export interface OpeningHours {
-  enabled: boolean;
-  timezone: string;
-  days: Record<string, Range[]>;
-  exceptions: { date: string; ranges: Range[] }[];
-}
-export interface Settings {
-  active_interval_ms: number;
-  active_ttl_ms: number;
-  background_ttl_ms: number;
-  renew_margin_ms: number;
-  busy_message: string | null;
-  offline_message: string | null;
-}
-export interface AdminAccount {
-  account: { id: string; slug: string; name: string; widget_key: string };
-  groups: Group[];
-  opening_hours: OpeningHours;
-  settings: Settings;
-  agents: import("./session").Agent[];
-}
-
 /** `GET /v1/admin/account`: the data, a refusal (403), or another error. */
 export function useAdmin(session: Session) {
-  const [data, setData] = useState<AdminAccount | null>(null);
+  const [data, setData] = useState<AdminAccountResponse | null>(null);
   const [refused, setRefused] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const load = async () => {
     try {
-      setData(await session.call<AdminAccount>("GET", "/v1/admin/account"));
+      setData(await session.call<AdminAccountResponse>("GET", "/v1/admin/account"));
       setError(null);
     } catch (e) {
       if (e instanceof ApiError && e.status === 403) setRefused(true);

@@ -2,7 +2,7 @@
 // opening or closing time in the reader's own time zone ("offline because it is outside
 // opening hours; opens at 09:00").
 
-import type { Reason, Status } from "./session";
+import type { AgentStatus, ChatboxStatus, Reason } from "../shared/wire";
 
 const hhmm = (ms: number) =>
   new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(ms);
@@ -21,14 +21,14 @@ export function when(at: number, now = Date.now()): string {
   return `at ${hhmm(at)} on ${new Intl.DateTimeFormat(undefined, { day: "numeric", month: "long" }).format(at)}`;
 }
 
-export const STATUS_WORD: Record<Status, string> = {
+export const STATUS_WORD: Record<AgentStatus | ChatboxStatus, string> = {
   online: "Online",
   busy: "Busy",
   offline: "Offline",
 };
 
 /** Why a view shows what it shows. */
-export function reasonText(status: Status, reason: Reason, nextChangeAt: number | null, now = Date.now()): string {
+export function reasonText(status: ChatboxStatus, reason: Reason, nextChangeAt: number | null, now = Date.now()): string {
   let s: string;
   switch (reason) {
     case "agents_online":

@@ -4,9 +4,7 @@
 //
 // Guarantees: the session token lives in this page's memory only (never in a URL or storage).
 
-interface ViewLite {
-  groups: { key: string; name: string }[];
-}
+import type { ChatboxView, ErrorBody, LoginResponse } from "../shared/wire";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const key = new URLSearchParams(location.search).get("key") || "";
@@ -44,7 +42,7 @@ async function boxes(): Promise<void> {
     note(`Unknown widget key ${key} (HTTP ${r.status}).`);
     return;
   }
-  const v = (await r.json()) as ViewLite;
+  const v = (await r.json()) as ChatboxView;
   card("The whole account", null);
   for (const g of v.groups) card(`Group ${g.name} (${g.key})`, g.key);
 }
@@ -60,7 +58,7 @@ async function call(method: string, path: string, body?: unknown): Promise<Respo
 
 async function problem(r: Response): Promise<string> {
   try {
-    const j = await r.json();
+    const j = (await r.json()) as Partial<ErrorBody>;
     return j.error?.detail || j.error?.code || `HTTP ${r.status}`;
   } catch {
     return `HTTP ${r.status}`;
@@ -85,7 +83,7 @@ async function login(e: Event): Promise<void> {
     note(`Sign-in failed: ${await problem(r)}`);
     return;
   }
-  const j = await r.json();
+  const j = (await r.json()) as LoginResponse;
   token = j.token;
   $("who").textContent = j.agent.name;
   $("login").hidden = true;

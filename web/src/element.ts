@@ -13,19 +13,13 @@
 // - A missing widget key, an unknown key or an unknown group is reported once with
 //   console.error and shown as "Chat status unavailable" (unknown group: the account view).
 
-import type { Feed, FeedState, GroupView, View } from "./feed";
+import type { ChatboxView, GroupView } from "../shared/wire";
+import type { Feed, FeedState } from "./feed";
 import { pickLang, sentence, words } from "./words";
 
-export interface Detail {
-  key?: string;
-  name?: string;
-  status: View["status"];
-  reason: View["reason"];
-  version: number;
-  next_change_at: number | null;
-  message: string | null;
-  groups?: GroupView[];
-}
+/** A `presence-change` event's detail: the ChatboxView, or for a group its entry (with its own
+ * `message`) plus the view's `version` and `next_change_at`. */
+export type Detail = ChatboxView | (GroupView & Pick<ChatboxView, "version" | "next_change_at">);
 
 const CSS = `
 :host{all:initial!important;display:inline-block!important;contain:content!important;
@@ -166,7 +160,7 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
       console.error(`presence-chatbox: ${why}`);
     }
 
-    private detail(v: View): Detail {
+    private detail(v: ChatboxView): Detail {
       const g = this.getAttribute("group");
       if (g) {
         const entry = v.groups.find((x) => x.key === g);

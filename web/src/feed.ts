@@ -14,32 +14,10 @@
 //   and a second, the feed is `stale`. The interval is the contract's 15 s until two pings in
 //   a row show the stream's own pace.
 
-export type Status = "online" | "busy" | "offline";
-export type Reason =
-  | "agents_online"
-  | "agents_busy"
-  | "no_agents_online"
-  | "outside_opening_hours";
-
-export interface GroupView {
-  key: string;
-  name: string;
-  status: Status;
-  reason: Reason;
-  message?: string | null;
-}
-
-export interface View {
-  status: Status;
-  reason: Reason;
-  version: number;
-  next_change_at: number | null;
-  message?: string | null;
-  groups: GroupView[];
-}
+import type { ChatboxView } from "../shared/wire";
 
 export interface FeedState {
-  view: View | null;
+  view: ChatboxView | null;
   stale: boolean;
   /** Set when the server says the key does not exist, or answers garbage. */
   error: string | null;
@@ -56,8 +34,8 @@ const BACKOFF_CAP_MS = 30000;
 const POLL_MS = 5000;
 const POLL_TIMEOUT_MS = 10000;
 
-function isView(v: unknown): v is View {
-  const o = v as View;
+function isView(v: unknown): v is ChatboxView {
+  const o = v as ChatboxView;
   return (
     !!o &&
     typeof o === "object" &&
@@ -86,7 +64,7 @@ export class Feed {
   constructor(
     readonly server: string,
     readonly key: string,
-    private readonly onView: (v: View) => void,
+    private readonly onView: (v: ChatboxView) => void,
   ) {}
 
   private url(what: string): string {
@@ -286,7 +264,7 @@ export class Feed {
     this.emit();
   }
 
-  private apply(v: View, authoritative: boolean): void {
+  private apply(v: ChatboxView, authoritative: boolean): void {
     const cur = this.state.view;
     if (cur && !authoritative && v.version <= cur.version) return;
     if (cur && v.version === cur.version) return;

@@ -6,14 +6,15 @@
 // `presence-chatbox`; loading the script twice changes nothing. The server is the origin the
 // script was loaded from. Sets no cookies (every request is made without credentials).
 
-import { Feed, type View } from "./feed";
+import type { ChatboxView } from "../shared/wire";
+import { Feed } from "./feed";
 import { defineElement } from "./element";
 
-type ChangeFn = (view: View, widgetKey: string) => void;
+type ChangeFn = (view: ChatboxView, widgetKey: string) => void;
 
 interface PresenceApi {
   /** The latest ChatboxView seen for this widget key, or null. */
-  view(widgetKey: string): View | null;
+  view(widgetKey: string): ChatboxView | null;
   /** Calls `fn(view, widgetKey)` for every new view of any key; returns an unsubscribe. */
   on(event: "change", fn: ChangeFn): () => void;
   readonly version: string;
@@ -36,7 +37,7 @@ declare global {
   }
 
   const feeds = new Map<string, Feed>();
-  const latest = new Map<string, View>();
+  const latest = new Map<string, ChatboxView>();
   const changeFns = new Set<ChangeFn>();
 
   const feedFor = (srv: string, key: string): Feed => {

@@ -5,7 +5,7 @@
 // Guarantees: every (status, reason) pair has a sentence in every language below; an unknown
 // language falls back to its base language, then to English.
 
-import type { Reason, Status } from "./feed";
+import type { ChatboxStatus, Reason } from "../shared/wire";
 
 interface Words {
   online: string;
@@ -137,7 +137,7 @@ export function opensText(w: Words, langTag: string | null, at: number, now: num
 export function sentence(
   w: Words,
   langTag: string | null,
-  status: Status,
+  status: ChatboxStatus,
   reason: Reason,
   message: string | null | undefined,
   nextChangeAt: number | null,

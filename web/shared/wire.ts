@@ -1,0 +1,309 @@
+// The wire types of the Presence protocol that the widget (src/), the demo page (demo/) and the
+// dashboard (app/) read and send: one declaration each, for every bundle.
+//
+// Guarantees:
+// - Names, field names and enumeration values are those of the contract (docs/PROTOCOL.md) and
+//   of the Rust types in protocol/src/lib.rs, which the server serializes; the type names are
+//   the Rust ones.
+// - Nullable and optional follow serde: a Rust `Option` the server always writes is
+//   `T | null` here (the key is always present); a field the server leaves out when empty
+//   (`skip_serializing_if`), or a request field the server defaults when missing
+//   (`#[serde(default)]`), is optional (`?`).
+// - Types only: nothing here exists at run time, so importing it adds no byte to a bundle.
+//
+// Times are milliseconds since the Unix epoch on the server's clock; a name ending in `_ms` is
+// a duration in milliseconds.
+
+// ----- enumerations --------------------------------------------------------------------------
+
+/** What an agent chose to be. */
+export type AgentStatus = "online" | "busy" | "offline";
+/** What a chat box shows. */
+export type ChatboxStatus = "online" | "busy" | "offline";
+/** Why a chat box shows what it shows. */
+export type Reason = "agents_online" | "agents_busy" | "no_agents_online" | "outside_opening_hours";
+export type Platform = "android" | "ios" | "desktop" | "web" | "cli";
+/** `active` heartbeats often; `background` holds a long lease renewed by push. */
+export type Mode = "active" | "background";
+export type Role = "owner" | "admin" | "agent";
+export type PushProvider = "webhook" | "fcm" | "apns" | "unifiedpush";
+/** Why a session ended (`session_ended` events and pushes). */
+export type EndReason = "logout" | "expired" | "replaced" | "removed";
+
+// ----- errors --------------------------------------------------------------------------------
+
+/** Every error code of the protocol; the HTTP status is in the contract. */
+export type ErrorCode =
+  | "bad_request"
+  | "invalid_credentials"
+  | "unauthorized"
+  | "session_expired"
+  | "forbidden"
+  | "not_found"
+  | "conflict"
+  | "payload_too_large"
+  | "unsupported_media_type"
+  | "invalid_field"
+  | "rate_limited"
+  | "internal"
+  | "unavailable";
+
+/** `{"error": {"code", "detail"}}`, the body of every error answer. */
+export interface ErrorBody {
+  error: ErrorDetail;
+}
+export interface ErrorDetail {
+  /** One of {@link ErrorCode}; read as a string so a newer server's codes still parse. */
+  code: string;
+  /** Human text; for `invalid_field` it starts with the field's name. */
+  detail: string;
+}
+
+// ----- shapes --------------------------------------------------------------------------------
+
+export interface StatusView {
+  status: AgentStatus;
+  /** Grows by one with every applied change of the agent's status. */
+  version: number;
+  intent_at: number;
+  changed_by_device: string | null;
+}
+
+/** One group's entry in a {@link ChatboxView}. */
+export interface GroupView {
+  key: string;
+  name: string;
+  status: ChatboxStatus;
+  reason: Reason;
+  /** The busy message while the group is busy, the offline message while offline, else null. */
+  message: string | null;
+}
+
+/** What visitors see: `GET /v1/widget/{key}/status`, `chatbox` events. */
+export interface ChatboxView {
+  status: ChatboxStatus;
+  reason: Reason;
+  /** Grows with every change of the account's view; never goes backwards. */
+  version: number;
+  /** The next time the opening hours alone change the view, or null. */
+  next_change_at: number | null;
+  /** `[]` when the account has no groups. */
+  groups: GroupView[];
+  /** The busy message while the view is busy, the offline message while offline, else null. */
+  message: string | null;
+}
+
+export interface Agent {
+  id: string;
+  name: string;
+  email: string;
+  /** Group keys; an agent in no group counts for every group. */
+  groups: string[];
+  role: Role;
+}
+
+export interface Device {
+  id: string;
+  platform: Platform;
+  name: string;
+  app_version: string;
+}
+
+export interface Heartbeat {
+  interval_ms: number;
+  ttl_ms: number;
+  lease_until: number;
+  server_time: number;
+  status_version: number;
+}
+
+export interface Group {
+  key: string;
+  name: string;
+}
+
+// ----- device session ------------------------------------------------------------------------
+
+/** A session's push registration; `p256dh` and `auth` are UnifiedPush's keys only. */
+export interface PushRegistration {
+  provider: PushProvider;
+  token: string;
+  /** The device's P-256 public key, base64url. */
+  p256dh?: string;
+  /** The device's 16-byte auth secret, base64url. */
+  auth?: string;
+}
+
+/** `POST /v1/login` */
+export interface LoginRequest {
+  account: string;
+  email: string;
+  password: string;
+  device: Device;
+  push?: PushRegistration | null;
+}
+
+/** The answer of `POST /v1/login`. */
+export interface LoginResponse {
+  token: string;
+  session_id: string;
+  agent: Agent;
+  status: StatusView;
+  heartbeat: Heartbeat;
+  server_time: number;
+}
+
+/** `POST /v1/session/heartbeat` (an empty body is `active`); the answer is a {@link Heartbeat}. */
+export interface HeartbeatRequest {
+  mode?: Mode;
+}
+
+/** What `GET /v1/me` tells about a session's push registration (never its token). */
+export interface PushInfo {
+  provider: PushProvider;
+}
+
+/** One of the agent's sessions in `GET /v1/me`. */
+export interface SessionInfo {
+  session_id: string;
+  device: Device;
+  mode: Mode;
+  lease_until: number;
+  /** The session has an open event stream. */
+  connected: boolean;
+  push: PushInfo | null;
+}
+
+/** `GET /v1/me` */
+export interface MeResponse {
+  agent: Agent;
+  status: StatusView;
+  chatbox: ChatboxView;
+  sessions: SessionInfo[];
+}
+
+/** `PUT /v1/me/status`; a missing or null `intent_at` is the server's now. */
+export interface SetStatusRequest {
+  status: AgentStatus;
+  /** A UUID; the same one again returns the first answer. */
+  op_id: string;
+  intent_at?: number | null;
+}
+
+export interface SetStatusResponse {
+  /** False when a later change already won ("superseded"); `status` is then the current one. */
+  applied: boolean;
+  status: StatusView;
+}
+
+/** `PUT /v1/admin/agents/{id}/status`; the answer is a {@link StatusView}. */
+export interface AdminSetStatusRequest {
+  status: AgentStatus;
+}
+
+// ----- event streams -------------------------------------------------------------------------
+
+/** The first event of `/v1/me/events`. */
+export interface SnapshotEvent {
+  status: StatusView;
+  chatbox: ChatboxView;
+}
+
+/** `session_ended` on `/v1/me/events`: the stream's last event. */
+export interface SessionEndedEvent {
+  reason: EndReason;
+}
+
+/** `ping` on every stream, so a client can tell a dead stream from a quiet one. */
+export interface PingEvent {
+  server_time: number;
+}
+
+// ----- administration ------------------------------------------------------------------------
+
+export interface AccountInfo {
+  id: string;
+  slug: string;
+  name: string;
+  widget_key: string;
+}
+
+/** `["HH:MM", "HH:MM"]` in the account's wall-clock time; a range whose end is not after its
+ * start crosses midnight. */
+export type TimeRange = [string, string];
+
+/** Opening ranges per weekday; the server answers all seven keys (and reads a missing one as
+ * `[]`). */
+export interface WeekDays {
+  mon: TimeRange[];
+  tue: TimeRange[];
+  wed: TimeRange[];
+  thu: TimeRange[];
+  fri: TimeRange[];
+  sat: TimeRange[];
+  sun: TimeRange[];
+}
+
+/** A dated exception: its ranges replace the weekday's on that date. */
+export interface DateException {
+  /** `YYYY-MM-DD` in the account's time zone. */
+  date: string;
+  ranges: TimeRange[];
+}
+
+/** `PUT /v1/admin/opening-hours` and its answer; `opening_hours` of the admin account. */
+export interface OpeningHours {
+  enabled: boolean;
+  /** An IANA time zone, such as `Europe/Prague`. */
+  timezone: string;
+  days: WeekDays;
+  exceptions: DateException[];
+}
+
+/** An account's timings. */
+export interface Settings {
+  active_interval_ms: number;
+  active_ttl_ms: number;
+  background_ttl_ms: number;
+  renew_margin_ms: number;
+}
+
+/** What the chat box says while busy or offline (null: nothing beyond the status). */
+export interface Messages {
+  busy_message: string | null;
+  offline_message: string | null;
+}
+
+/** `settings` of the admin account and the answer of `PUT /v1/admin/settings`: both keys of
+ * each message always present. */
+export type AccountSettings = Settings & Messages;
+
+/** `PUT /v1/admin/settings`: any subset; an absent message is unchanged, null (or blank)
+ * clears it. */
+export type SettingsPatch = Partial<Settings> & Partial<Messages>;
+
+/** `GET /v1/admin/account` */
+export interface AdminAccountResponse {
+  account: AccountInfo;
+  groups: Group[];
+  opening_hours: OpeningHours;
+  settings: AccountSettings;
+  agents: Agent[];
+}
+
+/** `POST /v1/admin/agents`; the answer is the new {@link Agent}. */
+export interface NewAgentRequest {
+  name: string;
+  email: string;
+  password: string;
+  groups?: string[];
+  /** `agent` when missing. */
+  role?: Role;
+}
+
+/** `PATCH /v1/admin/agents/{id}`: what is present changes; the answer is the {@link Agent}. */
+export interface PatchAgentRequest {
+  name?: string;
+  groups?: string[];
+  role?: Role;
+}
