@@ -36,21 +36,44 @@ public final class ToggleViewModel: @unchecked Sendable {
     private let engine: ShellEngine
     private let lock = NSLock()
     private var actionError: String?
+    private var subscribers: [UUID: Subscriber] = [:]
+
+    /// One `states()` stream and the latest snapshot it was given.
+    private final class Subscriber {
+        let continuation: AsyncStream<ToggleState>.Continuation
+        var snapshot: ClientSnapshot?
+        init(_ continuation: AsyncStream<ToggleState>.Continuation) { self.continuation = continuation }
+    }
 
     public init(engine: ShellEngine) { self.engine = engine }
 
     /// The state for the engine's snapshot now.
-    public var current: ToggleState { render(engine.snapshot) }
+    public var current: ToggleState {
+        let s = engine.snapshot
+        return locked { render(s, actionError) }
+    }
 
-    /// The current state, then one for every new snapshot.
+    /// The current state, then one for every new snapshot and every change of an action's
+    /// error (shown at once, without waiting for a snapshot).
     public func states() -> AsyncStream<ToggleState> {
         let snapshots = engine.snapshots()
         return AsyncStream(bufferingPolicy: .bufferingNewest(1)) { continuation in
+            let id = UUID()
+            let subscriber = Subscriber(continuation)
+            locked { subscribers[id] = subscriber }
             let task = Task {
-                for await s in snapshots { continuation.yield(self.render(s)) }
+                for await s in snapshots {
+                    self.locked {
+                        subscriber.snapshot = s
+                        continuation.yield(self.render(s, self.actionError))
+                    }
+                }
                 continuation.finish()
             }
-            continuation.onTermination = { _ in task.cancel() }
+            continuation.onTermination = { _ in
+                task.cancel()
+                self.locked { self.subscribers[id] = nil }
+            }
         }
     }
 
@@ -77,6 +100,9 @@ public final class ToggleViewModel: @unchecked Sendable {
     @discardableResult
     public func discard(_ opId: String) async -> Bool { await act { try await self.engine.discardWedged(opId: opId) } }
 
+    /// Hides the action's error until the next action fails.
+    public func dismissError() { setError(nil) }
+
     private func act(_ work: () async throws -> Void) async -> Bool {
         do {
             try await work()
@@ -88,16 +114,26 @@ public final class ToggleViewModel: @unchecked Sendable {
         }
     }
 
+    /// Stores the action's error and, when it changed, publishes it at once with each stream's
+    /// latest snapshot.
     private func setError(_ e: String?) {
-        lock.lock()
-        actionError = e
-        lock.unlock()
+        locked {
+            guard actionError != e else { return }
+            actionError = e
+            for subscriber in subscribers.values {
+                guard let s = subscriber.snapshot else { continue }
+                subscriber.continuation.yield(render(s, e))
+            }
+        }
     }
 
-    func render(_ s: ClientSnapshot) -> ToggleState {
+    private func locked<T>(_ f: () -> T) -> T {
         lock.lock()
-        let actionError = self.actionError
-        lock.unlock()
+        defer { lock.unlock() }
+        return f()
+    }
+
+    func render(_ s: ClientSnapshot, _ actionError: String?) -> ToggleState {
         let lastError = s.lastError.map(Messages.lastError)
         return ToggleState(
             signedIn: s.session.state == .active,
