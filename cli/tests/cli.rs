@@ -98,8 +98,8 @@ async fn show_json(dir: &Path, server: Option<&str>) -> Value {
 }
 
 async fn server_status(server: &TestServer, acct: &Account) -> (String, i64) {
-    let token = server.raw_login(acct, "observer").await;
-    let me = server.me(&token).await;
+    let token = server.api().login_owner(acct, "observer").await;
+    let me = server.api().me(&token).await;
     (
         me["status"]["status"].as_str().unwrap().to_owned(),
         me["status"]["version"].as_i64().unwrap(),
@@ -109,9 +109,9 @@ async fn server_status(server: &TestServer, acct: &Account) -> (String, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_set_status_and_show_json_follow_the_contract() {
     let server = TestServer::start().await;
-    let acct = server.create_account("cli-basic").await;
+    let acct = server.api().create_account_without_login("cli-basic").await;
     let dir = tempfile::tempdir().unwrap();
-    login(dir.path(), &server.url(), &acct).await;
+    login(dir.path(), &server.url, &acct).await;
 
     // The stored URL is used from now on.
     let o = run(dir.path(), None, &["status", "busy"]).await;
@@ -156,9 +156,9 @@ async fn login_set_status_and_show_json_follow_the_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_while_the_server_is_down_is_stored_and_sync_delivers_it_later() {
     let mut server = TestServer::start().await;
-    let acct = server.create_account("cli-down").await;
+    let acct = server.api().create_account_without_login("cli-down").await;
     let dir = tempfile::tempdir().unwrap();
-    login(dir.path(), &server.url(), &acct).await;
+    login(dir.path(), &server.url, &acct).await;
     server.stop().await;
 
     let o = run(dir.path(), None, &["status", "online"]).await;
@@ -192,11 +192,14 @@ async fn a_change_while_the_server_is_down_is_stored_and_sync_delivers_it_later(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_latest_intent_wins_across_two_devices_whatever_the_delivery_order() {
     let mut server = TestServer::start().await;
-    let acct = server.create_account("cli-intent").await;
+    let acct = server
+        .api()
+        .create_account_without_login("cli-intent")
+        .await;
     let laptop = tempfile::tempdir().unwrap();
     let desktop = tempfile::tempdir().unwrap();
-    login(laptop.path(), &server.url(), &acct).await;
-    login(desktop.path(), &server.url(), &acct).await;
+    login(laptop.path(), &server.url, &acct).await;
+    login(desktop.path(), &server.url, &acct).await;
     server.stop().await;
 
     ok(
@@ -224,7 +227,7 @@ async fn the_latest_intent_wins_across_two_devices_whatever_the_delivery_order()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_stored_by_a_killed_process_is_delivered_exactly_once() {
     let server = TestServer::start().await;
-    let acct = server.create_account("cli-kill").await;
+    let acct = server.api().create_account_without_login("cli-kill").await;
     let proxy = FaultProxy::start(server.addr).await;
     let dir = tempfile::tempdir().unwrap();
     login(dir.path(), &proxy.url(), &acct).await;
@@ -241,7 +244,7 @@ async fn a_change_stored_by_a_killed_process_is_delivered_exactly_once() {
         .expect("stored in time")
         .unwrap();
     assert_eq!(first.as_deref(), Some("busy: stored"));
-    common::eventually("the server applied the change", || {
+    common::eventually("the server applied the change", DEADLINE, || {
         let server = &server;
         let acct = &acct;
         async move { server_status(server, acct).await.1 == 1 }
@@ -269,7 +272,10 @@ async fn a_change_stored_by_a_killed_process_is_delivered_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_one_line_on_stderr_with_a_nonzero_exit() {
     let server = TestServer::start().await;
-    let acct = server.create_account("cli-errors").await;
+    let acct = server
+        .api()
+        .create_account_without_login("cli-errors")
+        .await;
     let dir = tempfile::tempdir().unwrap();
 
     let o = run(dir.path(), None, &["status"]).await;
@@ -287,7 +293,7 @@ async fn errors_are_one_line_on_stderr_with_a_nonzero_exit() {
     one_error_line(&o);
     assert!(o.stderr.contains("--server"), "{}", o.stderr);
 
-    let url = server.url();
+    let url = server.url;
     let o = run(
         dir.path(),
         Some(&url),
@@ -348,9 +354,12 @@ async fn errors_are_one_line_on_stderr_with_a_nonzero_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_takes_the_chat_box_offline_at_once() {
     let server = TestServer::start().await;
-    let acct = server.create_account("cli-logout").await;
+    let acct = server
+        .api()
+        .create_account_without_login("cli-logout")
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    login(dir.path(), &server.url(), &acct).await;
+    login(dir.path(), &server.url, &acct).await;
     ok(
         &run(dir.path(), None, &["status", "online"]).await,
         "online",
@@ -362,7 +371,7 @@ async fn logout_takes_the_chat_box_offline_at_once() {
     let o = run(dir.path(), None, &["logout"]).await;
     ok(&o, "logout");
     assert_eq!(o.stdout.trim(), "logged out");
-    assert_eq!(server.widget(&acct).await["status"], "offline");
+    assert_eq!(server.api().widget(&acct).await["status"], "offline");
     let v = show_json(dir.path(), None).await;
     assert_eq!(v["session"]["state"], "logged_out");
     assert_eq!(v["status"], Value::Null);
@@ -374,9 +383,12 @@ async fn logout_takes_the_chat_box_offline_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_with_the_server_down_is_local_at_once_and_delivered_by_sync() {
     let mut server = TestServer::start().await;
-    let acct = server.create_account("cli-lateout").await;
+    let acct = server
+        .api()
+        .create_account_without_login("cli-lateout")
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    login(dir.path(), &server.url(), &acct).await;
+    login(dir.path(), &server.url, &acct).await;
     server.stop().await;
     let o = run(dir.path(), None, &["logout"]).await;
     ok(&o, "logout with the server down");
@@ -427,11 +439,11 @@ fn interrupt(child: &Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_shows_changes_live_and_exits_cleanly_on_ctrl_c() {
     let server = TestServer::start().await;
-    let acct = server.create_account("cli-watch").await;
+    let acct = server.api().create_account_without_login("cli-watch").await;
     let watcher = tempfile::tempdir().unwrap();
     let other = tempfile::tempdir().unwrap();
-    login(watcher.path(), &server.url(), &acct).await;
-    login(other.path(), &server.url(), &acct).await;
+    login(watcher.path(), &server.url, &acct).await;
+    login(other.path(), &server.url, &acct).await;
 
     let mut child = presence(watcher.path(), None).arg("watch").spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -445,8 +457,8 @@ async fn watch_shows_changes_live_and_exits_cleanly_on_ctrl_c() {
     let _ = frame;
 
     // While watch runs, the device counts as available: its lease is kept alive.
-    let token = server.raw_login(&acct, "observer").await;
-    let me = server.me(&token).await;
+    let token = server.api().login_owner(&acct, "observer").await;
+    let me = server.api().me(&token).await;
     assert!(me["sessions"].as_array().unwrap().len() >= 3);
 
     interrupt(&child);
@@ -460,12 +472,15 @@ async fn watch_shows_changes_live_and_exits_cleanly_on_ctrl_c() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chatbox_watch_prints_every_change() {
     let server = TestServer::start().await;
-    let acct = server.create_account("cli-chatbox").await;
+    let acct = server
+        .api()
+        .create_account_without_login("cli-chatbox")
+        .await;
     let agent = tempfile::tempdir().unwrap();
     let visitor = tempfile::tempdir().unwrap();
-    login(agent.path(), &server.url(), &acct).await;
+    login(agent.path(), &server.url, &acct).await;
 
-    let url = server.url();
+    let url = server.url;
     let mut child = presence(visitor.path(), Some(&url))
         .args(["chatbox", &acct.widget_key, "--watch"])
         .spawn()
@@ -490,19 +505,22 @@ async fn chatbox_watch_prints_every_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_keeps_the_change_until_the_next_login() {
     let server = TestServer::start().await;
-    let acct = server.create_account("cli-expired").await;
+    let acct = server
+        .api()
+        .create_account_without_login("cli-expired")
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    login(dir.path(), &server.url(), &acct).await;
+    login(dir.path(), &server.url, &acct).await;
     // Another login with this device's id replaces (ends) the CLI's session.
     let device_id = {
-        let c = presence_core::PresenceClient::open(common::config(&server.url(), dir.path()))
+        let c = presence_core::PresenceClient::open(common::config(&server.url, dir.path()))
             .await
             .unwrap();
         let id = c.device_id().to_owned();
         c.shutdown().await;
         id
     };
-    server.raw_login(&acct, &device_id).await;
+    server.api().login_owner(&acct, &device_id).await;
 
     let o = run(dir.path(), None, &["status", "busy"]).await;
     ok(&o, "status busy with an ended session");
@@ -512,19 +530,22 @@ async fn an_expired_session_keeps_the_change_until_the_next_login() {
     assert_eq!(o.code, 3);
     assert!(o.stderr.contains("session has expired"), "{}", o.stderr);
 
-    login(dir.path(), &server.url(), &acct).await;
+    login(dir.path(), &server.url, &acct).await;
     assert_eq!(server_status(&server, &acct).await, ("busy".into(), 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_lists_refused_changes_and_retries_or_discards_them() {
     let server = TestServer::start().await;
-    let acct = server.create_account("cli-outbox").await;
+    let acct = server
+        .api()
+        .create_account_without_login("cli-outbox")
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    login(dir.path(), &server.url(), &acct).await;
+    login(dir.path(), &server.url, &acct).await;
     // The engine (as an app would) registers a push target the server refuses: wedged.
     {
-        let c = presence_core::PresenceClient::open(common::config(&server.url(), dir.path()))
+        let c = presence_core::PresenceClient::open(common::config(&server.url, dir.path()))
             .await
             .unwrap();
         c.register_push(
@@ -567,11 +588,14 @@ async fn outbox_lists_refused_changes_and_retries_or_discards_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_rides_out_a_server_restart() {
     let mut server = TestServer::start().await;
-    let acct = server.create_account("cli-restart").await;
+    let acct = server
+        .api()
+        .create_account_without_login("cli-restart")
+        .await;
     let watcher = tempfile::tempdir().unwrap();
     let other = tempfile::tempdir().unwrap();
-    login(watcher.path(), &server.url(), &acct).await;
-    login(other.path(), &server.url(), &acct).await;
+    login(watcher.path(), &server.url, &acct).await;
+    login(other.path(), &server.url, &acct).await;
     let mut child = presence(watcher.path(), None).arg("watch").spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     read_until(&mut lines, "connection: connected").await;
@@ -596,18 +620,22 @@ async fn watch_rides_out_a_server_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_and_chatbox_print_the_chat_box_message() {
     let server = TestServer::start().await;
-    let acct = server.create_account("cli-message").await;
-    let owner = server.raw_login(&acct, "admin-console").await;
-    let (status, body) = common::http(
-        "PUT",
-        &format!("{}/v1/admin/settings", server.url()),
-        Some(&owner),
-        Some(serde_json::json!({"offline_message": "Back at nine"})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let acct = server
+        .api()
+        .create_account_without_login("cli-message")
+        .await;
+    let owner = server.api().login_owner(&acct, "admin-console").await;
+    let r = server
+        .api()
+        .put(
+            "/v1/admin/settings",
+            Some(&owner),
+            serde_json::json!({"offline_message": "Back at nine"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let dir = tempfile::tempdir().unwrap();
-    login(dir.path(), &server.url(), &acct).await;
+    login(dir.path(), &server.url, &acct).await;
     let o = run(dir.path(), None, &["chatbox", &acct.widget_key]).await;
     ok(&o, "chatbox");
     assert_eq!(

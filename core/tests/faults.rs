@@ -11,7 +11,7 @@ use presence_test_support as common;
 use std::time::Duration;
 
 use common::proxy::{Fault, FaultProxy};
-use common::{TestServer, device, device_with, wait_until};
+use common::{DEADLINE, TestServer, device, device_with, wait_until};
 use presence_core::{AgentStatus, ClientSnapshot, Connection};
 
 fn confirmed(s: &ClientSnapshot, status: AgentStatus) -> bool {
@@ -20,7 +20,7 @@ fn confirmed(s: &ClientSnapshot, status: AgentStatus) -> bool {
 }
 
 async fn server_version(server: &TestServer, token: &str) -> (String, i64) {
-    let me = server.me(token).await;
+    let me = server.api().me(token).await;
     (
         me["status"]["status"].as_str().unwrap().to_owned(),
         me["status"]["version"].as_i64().unwrap(),
@@ -29,7 +29,7 @@ async fn server_version(server: &TestServer, token: &str) -> (String, i64) {
 
 async fn recovers_from(fault: Fault, slug: &str) {
     let server = TestServer::start().await;
-    let acct = server.create_account(slug).await;
+    let acct = server.api().create_account_without_login(slug).await;
     let proxy = FaultProxy::start(server.addr).await;
     let faulty = device_with(&proxy.url(), &acct, |c| {
         c.overrides.request_timeout = Duration::from_secs(1);
@@ -38,8 +38,8 @@ async fn recovers_from(fault: Fault, slug: &str) {
         c.overrides.sse_idle_timeout = Duration::from_secs(3);
     })
     .await;
-    let other = device(&server.url(), &acct).await;
-    let observer = server.raw_login(&acct, "observer").await;
+    let other = device(&server.url, &acct).await;
+    let observer = server.api().login_owner(&acct, "observer").await;
     wait_until(&faulty.client, "connected", |s| {
         s.connection == Connection::Connected
     })
@@ -129,14 +129,14 @@ async fn an_engine_killed_mid_request_delivers_its_change_exactly_once_after_reo
     // the server applied it, the device does not know. The reopened engine resends it with
     // the same op_id and the server does not apply it twice.
     let server = TestServer::start().await;
-    let acct = server.create_account("killed").await;
+    let acct = server.api().create_account_without_login("killed").await;
     let proxy = FaultProxy::start(server.addr).await;
-    let observer = server.raw_login(&acct, "observer").await;
+    let observer = server.api().login_owner(&acct, "observer").await;
     let a = device(&proxy.url(), &acct).await;
     let (_, before) = server_version(&server, &observer).await;
     proxy.set(Fault::LoseAnswers);
     a.client.set_status(AgentStatus::Busy).await.unwrap();
-    common::eventually("the server applied the change", || {
+    common::eventually("the server applied the change", DEADLINE, || {
         let server = &server;
         let observer = observer.clone();
         async move { server_version(server, &observer).await.1 == before + 1 }

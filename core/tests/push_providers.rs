@@ -26,7 +26,7 @@ async fn a_backgrounded_phone_is_kept_online_by_unifiedpush_renews_alone_and_goe
  {
     let ca = TestCa::new();
     let up = UnifiedPushDouble::start(&ca).await;
-    let server = TestServer::start_with(|c| {
+    let server = TestServer::with(|c| {
         c.defaults.active_interval_ms = 500;
         c.defaults.active_ttl_ms = 2_000;
         c.defaults.background_ttl_ms = BACKGROUND_TTL_MS;
@@ -34,8 +34,8 @@ async fn a_backgrounded_phone_is_kept_online_by_unifiedpush_renews_alone_and_goe
         c.push.ca_file = Some(ca.pem_path.clone());
     })
     .await;
-    let acct = server.create_account("phone").await;
-    let common::Device { client, dir: _dir } = device_with(&server.url(), &acct, |c| {
+    let acct = server.api().create_account_without_login("phone").await;
+    let common::Device { client, dir: _dir } = device_with(&server.url, &acct, |c| {
         c.device.platform = Platform::Android;
     })
     .await;
@@ -53,7 +53,7 @@ async fn a_backgrounded_phone_is_kept_online_by_unifiedpush_renews_alone_and_goe
         s.outbox.pending == 0 && s.outbox.wedged.is_empty()
     })
     .await;
-    let mut widget = ChatboxStream::open(&server.url(), &acct.widget_key, DEADLINE, DEADLINE * 2)
+    let mut widget = ChatboxStream::open(&server.url, &acct.widget_key, DEADLINE, DEADLINE * 2)
         .await
         .unwrap();
     assert_eq!(

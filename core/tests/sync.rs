@@ -7,7 +7,7 @@ use presence_test_support as common;
 use std::time::Duration;
 
 use common::webhook::WebhookReceiver;
-use common::{DEADLINE, TestServer, device, device_with, http, wait_until};
+use common::{DEADLINE, TestServer, device, device_with, wait_until};
 use presence_core::{
     AgentStatus, ClientError, Connection, Lifecycle, PresenceClient, PushProvider, SessionState,
 };
@@ -20,9 +20,9 @@ fn confirmed(s: &presence_core::ClientSnapshot, status: AgentStatus) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_of_one_agent_stay_in_sync() {
     let server = TestServer::start().await;
-    let acct = server.create_account("sync").await;
-    let a = device(&server.url(), &acct).await;
-    let b = device(&server.url(), &acct).await;
+    let acct = server.api().create_account_without_login("sync").await;
+    let a = device(&server.url, &acct).await;
+    let b = device(&server.url, &acct).await;
     assert_ne!(a.client.device_id(), b.client.device_id());
     wait_until(&a.client, "A connected", |s| {
         s.connection == Connection::Connected
@@ -55,14 +55,14 @@ async fn two_devices_of_one_agent_stay_in_sync() {
     })
     .await;
     assert_eq!(s.status.unwrap().version, 2);
-    assert_eq!(server.widget(&acct).await["status"], "online");
+    assert_eq!(server.api().widget(&acct).await["status"], "online");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_made_while_the_server_is_down_is_stored_and_delivered_when_it_returns() {
     let mut server = TestServer::start().await;
-    let acct = server.create_account("down").await;
-    let a = device(&server.url(), &acct).await;
+    let acct = server.api().create_account_without_login("down").await;
+    let a = device(&server.url, &acct).await;
     wait_until(&a.client, "connected", |s| {
         s.connection == Connection::Connected
     })
@@ -91,7 +91,7 @@ async fn a_change_made_while_the_server_is_down_is_stored_and_delivered_when_it_
     let dir = a.dir;
     a.client.shutdown().await;
     drop(a.client);
-    let client = PresenceClient::open(common::config(&server.url(), dir.path()))
+    let client = PresenceClient::open(common::config(&server.url, dir.path()))
         .await
         .unwrap();
     assert_eq!(client.snapshot().outbox.pending, 1);
@@ -99,8 +99,8 @@ async fn a_change_made_while_the_server_is_down_is_stored_and_delivered_when_it_
 
     server.restart().await;
     wait_until(&client, "delivered", |s| confirmed(s, AgentStatus::Busy)).await;
-    let token = server.raw_login(&acct, "observer").await;
-    let me = server.me(&token).await;
+    let token = server.api().login_owner(&acct, "observer").await;
+    let me = server.api().me(&token).await;
     assert_eq!(me["status"]["status"], "busy");
     assert_eq!(me["status"]["version"], 1, "applied exactly once");
 }
@@ -113,10 +113,10 @@ async fn let_the_clock_move() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_clock_skewed_by_hours_still_orders_intents_correctly() {
     let server = TestServer::start().await;
-    let acct = server.create_account("skew").await;
+    let acct = server.api().create_account_without_login("skew").await;
     let hours = 3 * 3_600_000;
-    let fast = device_with(&server.url(), &acct, |c| c.overrides.clock_skew_ms = hours).await;
-    let slow = device_with(&server.url(), &acct, |c| c.overrides.clock_skew_ms = -hours).await;
+    let fast = device_with(&server.url, &acct, |c| c.overrides.clock_skew_ms = hours).await;
+    let slow = device_with(&server.url, &acct, |c| c.overrides.clock_skew_ms = -hours).await;
 
     // 1. The fast device (clock 3 h ahead) chooses online offline; later the slow one chooses
     //    busy. Busy is the later intent and must win, although the fast device's own clock
@@ -134,8 +134,8 @@ async fn a_device_clock_skewed_by_hours_still_orders_intents_correctly() {
         confirmed(s, AgentStatus::Busy)
     })
     .await;
-    let token = server.raw_login(&acct, "observer").await;
-    assert_eq!(server.me(&token).await["status"]["status"], "busy");
+    let token = server.api().login_owner(&acct, "observer").await;
+    assert_eq!(server.api().me(&token).await["status"]["status"], "busy");
 
     // 2. The fast device chooses offline (delivered); later the slow device (clock 3 h
     //    behind) chooses online while offline. Online is later and must win when delivered,
@@ -157,15 +157,18 @@ async fn a_device_clock_skewed_by_hours_still_orders_intents_correctly() {
         confirmed(s, AgentStatus::Online)
     })
     .await;
-    assert_eq!(server.me(&token).await["status"]["status"], "online");
+    assert_eq!(server.api().me(&token).await["status"]["status"], "online");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_superseded_change_is_adopted_not_wedged() {
     let server = TestServer::start().await;
-    let acct = server.create_account("superseded").await;
-    let a = device(&server.url(), &acct).await;
-    let b = device(&server.url(), &acct).await;
+    let acct = server
+        .api()
+        .create_account_without_login("superseded")
+        .await;
+    let a = device(&server.url, &acct).await;
+    let b = device(&server.url, &acct).await;
     a.client.set_network_available(false).await;
     a.client.set_status(AgentStatus::Online).await.unwrap();
     let_the_clock_move().await;
@@ -192,9 +195,9 @@ async fn a_superseded_change_is_adopted_not_wedged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_ends_the_session_on_the_server_at_once() {
     let server = TestServer::start().await;
-    let acct = server.create_account("logout").await;
-    let a = device(&server.url(), &acct).await;
-    let b = device(&server.url(), &acct).await;
+    let acct = server.api().create_account_without_login("logout").await;
+    let a = device(&server.url, &acct).await;
+    let b = device(&server.url, &acct).await;
     a.client.set_status(AgentStatus::Online).await.unwrap();
     wait_until(&b.client, "B sees online", |s| {
         confirmed(s, AgentStatus::Online)
@@ -208,13 +211,13 @@ async fn logout_ends_the_session_on_the_server_at_once() {
         0,
         "told the server, nothing queued"
     );
-    assert_eq!(server.widget(&acct).await["status"], "online");
+    assert_eq!(server.api().widget(&acct).await["status"], "online");
     // A leaves: the widget is offline the moment logout returns.
     a.client.logout().await.unwrap();
     let s = a.client.snapshot();
     assert_eq!(s.session.state, SessionState::LoggedOut);
     assert!(s.status.is_none() && s.chatbox.is_none() && s.lease_until.is_none());
-    let w = server.widget(&acct).await;
+    let w = server.api().widget(&acct).await;
     assert_eq!(w["status"], "offline", "{w}");
     // Logging out twice is fine.
     a.client.logout().await.unwrap();
@@ -226,8 +229,8 @@ async fn logout_ends_the_session_on_the_server_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_while_the_server_is_down_is_delivered_when_it_returns() {
     let mut server = TestServer::start().await;
-    let acct = server.create_account("lateout").await;
-    let a = device(&server.url(), &acct).await;
+    let acct = server.api().create_account_without_login("lateout").await;
+    let a = device(&server.url, &acct).await;
     a.client.set_status(AgentStatus::Online).await.unwrap();
     wait_until(&a.client, "online", |s| confirmed(s, AgentStatus::Online)).await;
     let session_id = a.client.snapshot().session.session_id.unwrap();
@@ -243,8 +246,8 @@ async fn logout_while_the_server_is_down_is_delivered_when_it_returns() {
         s.outbox.pending == 0
     })
     .await;
-    let token = server.raw_login(&acct, "observer").await;
-    let me = server.me(&token).await;
+    let token = server.api().login_owner(&acct, "observer").await;
+    let me = server.api().me(&token).await;
     let ids: Vec<&str> = me["sessions"]
         .as_array()
         .unwrap()
@@ -257,14 +260,14 @@ async fn logout_while_the_server_is_down_is_delivered_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_replaced_elsewhere_is_surfaced_as_expired_and_a_new_login_recovers() {
     let server = TestServer::start().await;
-    let acct = server.create_account("replaced").await;
-    let a = device(&server.url(), &acct).await;
+    let acct = server.api().create_account_without_login("replaced").await;
+    let a = device(&server.url, &acct).await;
     wait_until(&a.client, "connected", |s| {
         s.connection == Connection::Connected
     })
     .await;
     // Someone logs in with this device's id: the server replaces the session.
-    server.raw_login(&acct, a.client.device_id()).await;
+    server.api().login_owner(&acct, a.client.device_id()).await;
     let s = wait_until(&a.client, "expired", |s| {
         s.session.state == SessionState::Expired
     })
@@ -289,9 +292,9 @@ async fn a_session_replaced_elsewhere_is_surfaced_as_expired_and_a_new_login_rec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_errors_are_typed() {
     let server = TestServer::start().await;
-    let acct = server.create_account("errors").await;
+    let acct = server.api().create_account_without_login("errors").await;
     let dir = tempfile::tempdir().unwrap();
-    let client = PresenceClient::open(common::config(&server.url(), dir.path()))
+    let client = PresenceClient::open(common::config(&server.url, dir.path()))
         .await
         .unwrap();
     let e = client
@@ -333,8 +336,8 @@ async fn login_errors_are_typed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_session_is_restored_on_open_with_the_same_device_id() {
     let server = TestServer::start().await;
-    let acct = server.create_account("restore").await;
-    let a = device(&server.url(), &acct).await;
+    let acct = server.api().create_account_without_login("restore").await;
+    let a = device(&server.url, &acct).await;
     a.client.set_status(AgentStatus::Busy).await.unwrap();
     wait_until(&a.client, "busy", |s| confirmed(s, AgentStatus::Busy)).await;
     let before = a.client.snapshot();
@@ -359,7 +362,7 @@ async fn a_stored_session_is_restored_on_open_with_the_same_device_id() {
 
 /// A server with short leases, so renew pushes come within seconds.
 async fn push_server() -> TestServer {
-    TestServer::start_with(|c| {
+    TestServer::with(|c| {
         c.defaults.active_interval_ms = 500;
         c.defaults.active_ttl_ms = 2_000;
         c.defaults.background_ttl_ms = 3_000;
@@ -371,9 +374,9 @@ async fn push_server() -> TestServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renew_push_from_the_server_leads_to_a_background_heartbeat() {
     let server = push_server().await;
-    let acct = server.create_account("renew").await;
+    let acct = server.api().create_account_without_login("renew").await;
     let mut hook = WebhookReceiver::start().await;
-    let a = device(&server.url(), &acct).await;
+    let a = device(&server.url, &acct).await;
     a.client
         .register_push(PushProvider::Webhook, &hook.url, None)
         .await
@@ -385,7 +388,7 @@ async fn a_renew_push_from_the_server_leads_to_a_background_heartbeat() {
     })
     .await;
 
-    let payload = hook.next_of("renew", DEADLINE).await;
+    let payload = hook.next_body_of("renew").await;
     let ending: i64 = serde_json::from_str::<serde_json::Value>(&payload).unwrap()["lease_until"]
         .as_i64()
         .unwrap();
@@ -395,8 +398,8 @@ async fn a_renew_push_from_the_server_leads_to_a_background_heartbeat() {
     // engine's own schedule runs too.)
     let after = a.client.snapshot().lease_until.unwrap();
     assert!(after > ending, "lease ending {ending}, now {after}");
-    let token = server.raw_login(&acct, "observer").await;
-    let me = server.me(&token).await;
+    let token = server.api().login_owner(&acct, "observer").await;
+    let me = server.api().me(&token).await;
     let mine = me["sessions"]
         .as_array()
         .unwrap()
@@ -410,9 +413,12 @@ async fn a_renew_push_from_the_server_leads_to_a_background_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_push_reaches_a_background_device_and_old_versions_are_ignored() {
     let server = push_server().await;
-    let acct = server.create_account("statuspush").await;
+    let acct = server
+        .api()
+        .create_account_without_login("statuspush")
+        .await;
     let mut hook = WebhookReceiver::start().await;
-    let a = device(&server.url(), &acct).await;
+    let a = device(&server.url, &acct).await;
     a.client
         .register_push(PushProvider::Webhook, &hook.url, None)
         .await
@@ -420,13 +426,13 @@ async fn a_status_push_reaches_a_background_device_and_old_versions_are_ignored(
     a.client.set_lifecycle(Lifecycle::Background).await;
     wait_until(&a.client, "push registered", |s| s.outbox.pending == 0).await;
     // The stream is closed once the server sees it gone; only then do status pushes flow.
-    let token = server.raw_login(&acct, "observer").await;
-    common::eventually("A's stream closed on the server", || {
+    let token = server.api().login_owner(&acct, "observer").await;
+    common::eventually("A's stream closed on the server", DEADLINE, || {
         let server = &server;
         let token = token.clone();
         let id = a.client.device_id().to_owned();
         async move {
-            let me = server.me(&token).await;
+            let me = server.api().me(&token).await;
             me["sessions"].as_array().unwrap().iter().any(|s| {
                 s["device"]["id"] == id.as_str()
                     && s["connected"] == false
@@ -436,29 +442,31 @@ async fn a_status_push_reaches_a_background_device_and_old_versions_are_ignored(
     })
     .await;
 
-    let (status, body) = http(
-        "PUT",
-        &format!("{}/v1/me/status", server.url()),
-        Some(&token),
-        Some(serde_json::json!({"status": "busy", "op_id": uuid_like(1), "intent_at": null})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let payload = hook.next_of("status", DEADLINE).await;
+    let r = server
+        .api()
+        .put(
+            "/v1/me/status",
+            Some(&token),
+            serde_json::json!({"status": "busy", "op_id": uuid_like(1), "intent_at": null}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let payload = hook.next_body_of("status").await;
     a.client.handle_push(&payload).await.unwrap();
     let st = a.client.snapshot().status.unwrap();
     assert_eq!((st.confirmed, st.version), (AgentStatus::Busy, 1));
 
     // A newer change, then the older push delivered late (push services reorder).
-    let (status, _) = http(
-        "PUT",
-        &format!("{}/v1/me/status", server.url()),
-        Some(&token),
-        Some(serde_json::json!({"status": "online", "op_id": uuid_like(2), "intent_at": null})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let newer = hook.next_of("status", DEADLINE).await;
+    let r = server
+        .api()
+        .put(
+            "/v1/me/status",
+            Some(&token),
+            serde_json::json!({"status": "online", "op_id": uuid_like(2), "intent_at": null}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let newer = hook.next_body_of("status").await;
     a.client.handle_push(&newer).await.unwrap();
     a.client.handle_push(&payload).await.unwrap();
     let st = a.client.snapshot().status.unwrap();
@@ -474,13 +482,13 @@ async fn a_change_stored_by_another_process_on_the_same_data_dir_is_delivered_by
     // `presence watch` runs while `presence status busy` (another process, here another
     // engine on the same data dir) stores a change without getting it out.
     let server = TestServer::start().await;
-    let acct = server.create_account("shared").await;
-    let running = device(&server.url(), &acct).await;
+    let acct = server.api().create_account_without_login("shared").await;
+    let running = device(&server.url, &acct).await;
     wait_until(&running.client, "connected", |s| {
         s.connection == Connection::Connected
     })
     .await;
-    let other = PresenceClient::open(common::config(&server.url(), running.dir.path()))
+    let other = PresenceClient::open(common::config(&server.url, running.dir.path()))
         .await
         .unwrap();
     other.set_network_available(false).await;
@@ -491,15 +499,15 @@ async fn a_change_stored_by_another_process_on_the_same_data_dir_is_delivered_by
         confirmed(s, AgentStatus::Busy) && s.outbox.pending == 0
     })
     .await;
-    let token = server.raw_login(&acct, "observer").await;
-    assert_eq!(server.me(&token).await["status"]["status"], "busy");
+    let token = server.api().login_owner(&acct, "observer").await;
+    assert_eq!(server.api().me(&token).await["status"]["status"], "busy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_sees_every_settled_state_off_the_engine_task() {
     let server = TestServer::start().await;
-    let acct = server.create_account("listener").await;
-    let a = device(&server.url(), &acct).await;
+    let acct = server.api().create_account_without_login("listener").await;
+    let a = device(&server.url, &acct).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     a.client.set_listener(Some(std::sync::Arc::new(
         move |s: presence_core::ClientSnapshot| {

@@ -7,13 +7,13 @@ mod common;
 
 use std::time::Duration;
 
-use presence_e2e::{ADMIN_TOKEN, Account, Api, Session, client, eventually, new_op_id};
 use presence_test_support::stores::{Postgres, Redis, shared_postgres};
+use presence_test_support::{
+    ADMIN_TOKEN, Account, Api, DEADLINE, Session, client, eventually, new_op_id,
+};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-
-const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Fault tests run one at a time: each freezes, kills or starves processes, and two cores
 /// shared by several such scenes would blur what each one measures.

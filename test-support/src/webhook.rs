@@ -1,11 +1,12 @@
 //! A loopback receiver for the server's `webhook` push provider: every POSTed body arrives on
 //! a channel, as a phone's push service would hand it to the app.
 
-use std::time::Duration;
-
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+
+use crate::wait::DEADLINE;
 
 pub struct WebhookReceiver {
     pub url: String,
@@ -65,15 +66,21 @@ impl WebhookReceiver {
         WebhookReceiver { url, rx, task }
     }
 
-    /// The next push whose `type` is `kind`, skipping others; panics after `within`.
-    pub async fn next_of(&mut self, kind: &str, within: Duration) -> String {
-        let deadline = tokio::time::Instant::now() + within;
+    /// The next push whose `type` is `kind`, skipping others; panics after [`DEADLINE`].
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        let body = self.next_body_of(kind).await;
+        serde_json::from_str(&body).expect("a JSON push")
+    }
+
+    /// [`WebhookReceiver::next_of`], as the body was sent.
+    pub async fn next_body_of(&mut self, kind: &str) -> String {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             let body = tokio::time::timeout_at(deadline, self.rx.recv())
                 .await
-                .unwrap_or_else(|_| panic!("no {kind} push within {within:?}"))
+                .unwrap_or_else(|_| panic!("no {kind} push within {DEADLINE:?}"))
                 .expect("receiver open");
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let v: Value = serde_json::from_str(&body).unwrap();
             if v["type"] == kind {
                 return body;
             }

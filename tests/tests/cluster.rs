@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use presence_e2e::*;
 use presence_server::cluster::ClusterConfig;
 use presence_test_support::stores::{Redis, shared_postgres};
+use presence_test_support::*;
 use serde_json::{Value, json};
 
 struct Nodes {

@@ -4,7 +4,7 @@
 //!
 //! The dashboard's behaviour in a browser is pinned by the browser suite (`web/test/`).
 
-use presence_e2e::*;
+use presence_test_support::*;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 
 const APP_HTML: &[u8] = include_bytes!("../../web/app/index.html");

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use presence_e2e::*;
+use presence_test_support::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,7 +17,7 @@ fn short_limits(c: &mut presence_server::Config) {
 }
 
 fn addr(srv: &TestServer) -> std::net::SocketAddr {
-    srv.server.addr()
+    srv.addr
 }
 
 /// Reads until the peer closes; `Err` if it is still open after `within`.

@@ -6,13 +6,13 @@
 
 use std::time::Duration;
 
-use presence_e2e::*;
 use presence_server::push::{ApnsConfig, FcmConfig};
 use presence_test_support::push::apns::{self, ApnsDouble};
 use presence_test_support::push::fcm::FcmDouble;
 use presence_test_support::push::tls::TestCa;
 use presence_test_support::push::unifiedpush::UnifiedPushDouble;
 use presence_test_support::push::{Behaviour, Double};
+use presence_test_support::*;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use presence_e2e::*;
+use presence_test_support::*;
 use serde_json::json;
 
 fn short_retention(c: &mut presence_server::Config) {

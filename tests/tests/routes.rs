@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use presence_e2e::*;
+use presence_test_support::*;
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, ORIGIN};
 use serde_json::{Value, json};
@@ -784,7 +784,7 @@ async fn heartbeat_background_without_push_gets_active_ttl() {
 #[tokio::test]
 async fn heartbeat_background_with_webhook_push_gets_background_ttl() {
     let (_srv, api, acc) = setup("acme").await;
-    let recv = PushReceiver::start().await;
+    let recv = WebhookReceiver::start().await;
     let r = api
         .put(
             "/v1/session/push",
@@ -939,7 +939,7 @@ async fn every_authed_route_without_or_with_unknown_token_is_unauthorized() {
 #[tokio::test]
 async fn put_and_delete_push_return_204() {
     let (_srv, api, acc) = setup("acme").await;
-    let recv = PushReceiver::start().await;
+    let recv = WebhookReceiver::start().await;
     for reg in [
         json!({"provider": "webhook", "token": recv.url}),
         json!({"provider": "webhook", "token": recv.url.replace("127.0.0.1", "localhost")}),
@@ -2206,7 +2206,7 @@ async fn metrics_expose_sessions_heartbeats_changes_expiries_subscribers_and_pus
 
     // Each one moves with what it counts.
     heartbeat(&api, &acc.owner_token, json!({})).await;
-    let recv = PushReceiver::start().await;
+    let recv = WebhookReceiver::start().await;
     let pushed = api
         .login(&acc.slug, &owner_email(&acc), "pw-owner", "pushed")
         .await;

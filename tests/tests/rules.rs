@@ -1,6 +1,6 @@
 //! DESIGN.md's rules, end to end: a real server on loopback, real HTTP, real event streams.
 
-use presence_e2e::*;
+use presence_test_support::*;
 use serde_json::json;
 
 fn now_ms() -> i64 {
@@ -406,7 +406,7 @@ async fn tenants_never_see_each_other() {
 async fn webhook_status_push_reaches_a_session_without_a_stream() {
     let ts = TestServer::start().await;
     let api = ts.api();
-    let mut rx = PushReceiver::start().await;
+    let mut rx = WebhookReceiver::start().await;
     let acc = api.create_account("acme").await;
     api.add_agent(&acc, "ann", &[]).await;
     let phone = api
@@ -433,7 +433,7 @@ async fn webhook_status_push_reaches_a_session_without_a_stream() {
 async fn renew_push_arrives_before_the_background_lease_ends() {
     let ts = TestServer::with(|c| c.defaults = fast_settings()).await;
     let api = ts.api();
-    let mut rx = PushReceiver::start().await;
+    let mut rx = WebhookReceiver::start().await;
     let acc = api.create_account("acme").await;
     api.add_agent(&acc, "ann", &[]).await;
     let r = api

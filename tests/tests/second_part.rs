@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use presence_e2e::*;
+use presence_test_support::*;
 use serde_json::{Value, json};
 
 async fn settings(api: &Api, acc: &Account, patch: Value) -> Resp {
@@ -175,7 +175,7 @@ async fn a_message_over_280_characters_is_an_invalid_field() {
 
 #[tokio::test]
 async fn an_agent_signs_out_another_of_its_devices() {
-    let push = PushReceiver::start().await;
+    let push = WebhookReceiver::start().await;
     let srv = TestServer::start().await;
     let api = srv.api();
     let acc = api.create_account("acme").await;
@@ -341,7 +341,7 @@ async fn admin_status_refuses_agents_other_accounts_and_bad_bodies() {
 
 #[tokio::test]
 async fn me_sessions_show_the_push_provider_but_never_the_token() {
-    let push = PushReceiver::start().await;
+    let push = WebhookReceiver::start().await;
     let srv = TestServer::start().await;
     let api = srv.api();
     let acc = api.create_account("acme").await;

@@ -4,7 +4,7 @@
 //!
 //! The widget's behaviour in a browser is pinned by the browser suite (`web/test/`).
 
-use presence_e2e::*;
+use presence_test_support::*;
 use reqwest::header::{
     ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
 };
