@@ -11,6 +11,8 @@
 //! - [`wait`]: [`DEADLINE`], [`eventually`] for server-side facts, [`wait_until`] for an
 //!   engine's snapshot.
 //! - [`engine`]: engine configs with short timings and logged-in [`Device`]s.
+//! - [`contract`]: what PROTOCOL.md says each answer looks like, and the small calls the
+//!   route tests share (not re-exported at the root: `use presence_test_support::contract::*`).
 //! - [`webhook`]: a loopback receiver for the server's webhook push provider.
 //! - [`push`]: wire-level doubles of FCM (with its OAuth2 token endpoint), APNs and a
 //!   UnifiedPush endpoint.
@@ -23,6 +25,7 @@
 //!   tests and `cargo xtask bench`).
 
 pub mod api;
+pub mod contract;
 pub mod engine;
 pub mod fake;
 pub mod fsync;
