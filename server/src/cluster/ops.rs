@@ -30,10 +30,6 @@ use crate::validate;
 /// saves a PostgreSQL read).
 const WIDGET_LOOKUP_SECS: u64 = 7 * 86_400;
 
-fn hashing_busy() -> BackendError {
-    BackendError::unavailable("too many logins at once; retry in a moment", 1)
-}
-
 fn to_agent(a: &AgentRow) -> Agent {
     Agent {
         id: a.id.clone(),
@@ -409,26 +405,18 @@ impl Backend for Cluster {
                 .map_err(|r| BackendError::invalid_field(&format!("push.{}", r.field), r.detail))?;
         }
         let found = inner.pg.agent_by_login(&req.account, &req.email).await?;
+        inner
+            .credentials
+            .check(
+                found
+                    .as_ref()
+                    .map(|a| (a.id.as_str(), a.password_hash.as_str())),
+                &req.password,
+            )
+            .await?;
         let Some(agent) = found else {
-            let dummy = inner.dummy_hash.clone();
-            let pw = req.password.clone();
-            inner
-                .hasher
-                .run(move || auth::verify_password(&pw, &dummy))
-                .await
-                .map_err(|_| hashing_busy())?;
             return Err(BackendError::InvalidCredentials);
         };
-        let pw = req.password.clone();
-        let h = agent.password_hash.clone();
-        let ok = inner
-            .hasher
-            .run(move || auth::verify_password(&pw, &h))
-            .await
-            .map_err(|_| hashing_busy())?;
-        if !ok {
-            return Err(BackendError::InvalidCredentials);
-        }
         let account_id = agent.account_id.clone();
         let cfg = inner.cfg(&account_id).await?;
         let settings = cfg.settings.timings;

@@ -57,14 +57,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use presence_protocol::{AccountInfo, Heartbeat, Role};
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::Retention;
-use crate::backend::BackendError;
 use crate::backend::Principal;
 use crate::clock::Clock;
-use crate::hashing::HashPool;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
 use crate::rules;
@@ -88,17 +85,13 @@ struct Inner {
     reservations: tokio::sync::mpsc::UnboundedSender<(Arc<str>, i64)>,
     clock: Clock,
     pusher: Pusher,
-    hasher: Arc<HashPool>,
     retention: Retention,
     metrics: Arc<Metrics>,
     sweeper_wake: Notify,
     device_streams: AtomicU64,
     widget_streams: AtomicU64,
-    /// Key for the verified-password cache; never leaves memory.
-    secret: [u8; 32],
-    /// A real argon2 hash to verify against when the email is unknown, so both paths cost
-    /// the same.
-    dummy_hash: String,
+    /// Password checks at login (the verified-password cache, the dummy hash).
+    credentials: crate::ops::credentials::Credentials,
 }
 
 /// The embedded SQLite backend. Cheap to clone.
@@ -127,17 +120,6 @@ impl Inner {
         if fx.wake_sweeper {
             self.sweeper_wake.notify_one();
         }
-    }
-
-    fn verifier(&self, agent_id: &str, password_hash: &str, password: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.secret);
-        h.update(agent_id.as_bytes());
-        h.update([0]);
-        h.update(password_hash.as_bytes());
-        h.update([0]);
-        h.update(password.as_bytes());
-        h.finalize().into()
     }
 
     fn heartbeat_for(&self, st: &State, s: &SessionState, now: i64) -> Heartbeat {
@@ -191,8 +173,4 @@ impl Embedded {
     fn flush_now(&self) {
         flush_once(&self.inner);
     }
-}
-
-fn hashing_busy() -> BackendError {
-    BackendError::unavailable("too many logins at once; retry in a moment", 1)
 }

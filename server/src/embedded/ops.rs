@@ -15,7 +15,7 @@ use presence_protocol::{
     PushRegistration, SetStatusRequest, SetStatusResponse, SnapshotEvent, StatusView,
 };
 
-use crate::auth::{self, TokenHash};
+use crate::auth::TokenHash;
 use crate::backend::{Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream};
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Gauges;
@@ -72,56 +72,25 @@ impl Backend for Embedded {
                 .validate(push)
                 .map_err(|r| BackendError::invalid_field(&format!("push.{}", r.field), r.detail))?;
         }
-        let email_key = req.email.trim().to_lowercase();
+        let email_key = crate::rows::email_key(&req.email);
         let found = {
             let st = self.inner.state.lock();
             st.slugs
                 .get(&req.account)
-                .and_then(|acc| st.emails.get(&(acc.clone(), email_key.clone())))
+                .and_then(|acc| st.emails.get(&(acc.clone(), email_key)))
                 .and_then(|id| st.agents.get(id))
-                .map(|a| {
-                    (
-                        a.id.clone(),
-                        a.password_hash.clone(),
-                        st.verified.get(&a.id).copied(),
-                    )
-                })
+                .map(|a| (a.id.clone(), a.password_hash.clone()))
         };
-        let bad = || BackendError::InvalidCredentials;
-        let Some((agent_id, hash, cached)) = found else {
-            let dummy = self.inner.dummy_hash.clone();
-            let pw = req.password.clone();
-            self.inner
-                .hasher
-                .run(move || auth::verify_password(&pw, &dummy))
-                .await
-                .map_err(|_| hashing_busy())?;
-            return Err(bad());
+        self.inner
+            .credentials
+            .check(
+                found.as_ref().map(|(id, h)| (&**id, h.as_str())),
+                &req.password,
+            )
+            .await?;
+        let Some((agent_id, _)) = found else {
+            return Err(BackendError::InvalidCredentials);
         };
-        let verifier = self.inner.verifier(&agent_id, &hash, &req.password);
-        let ok = if cached.is_some_and(|c| auth::secure_eq(&c, &verifier)) {
-            true
-        } else {
-            let pw = req.password.clone();
-            let h = hash.clone();
-            let ok = self
-                .inner
-                .hasher
-                .run(move || auth::verify_password(&pw, &h))
-                .await
-                .map_err(|_| hashing_busy())?;
-            if ok {
-                self.inner
-                    .state
-                    .lock()
-                    .verified
-                    .insert(agent_id.clone(), verifier);
-            }
-            ok
-        };
-        if !ok {
-            return Err(bad());
-        }
         let opening = super::writes::Opening {
             agent_id,
             device: req.device,

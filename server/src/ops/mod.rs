@@ -14,6 +14,7 @@
 
 pub mod account;
 pub mod agents;
+pub mod credentials;
 mod service;
 pub mod status;
 
