@@ -204,6 +204,11 @@ const NOSEED: &str = "NOSEED";
 /// The heartbeat script's source as Redis runs it (the benchmark loads the same script
 /// into `redis-benchmark` as its floor). KEYS: meta leases deadlines agents; ARGV: session,
 /// mode (`a`/`b`), active ttl, background ttl, renew margin, account id.
+///
+/// The script applies `rules::renewed_lease_until` itself, because the renewal depends on the
+/// lease as it is at that instant and only a script reads and writes it atomically; the
+/// rule's shared table (`rules::renewal_cases`) pins the two together in
+/// `tests/tests/lease_script.rs`.
 pub fn heartbeat_script_source() -> String {
     format!("{GUARD}{HEARTBEAT}")
 }
