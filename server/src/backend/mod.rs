@@ -10,9 +10,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use presence_protocol::{
-    AccountInfo, AgentStatus, ChatboxView, EndReason, Heartbeat, LoginRequest, LoginResponse,
-    MeResponse, Mode, PushRegistration, Role, SetStatusRequest, SetStatusResponse, SnapshotEvent,
-    StatusView,
+    AccountInfo, ChatboxView, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
+    PushRegistration, Role, SetStatusResponse, SnapshotEvent, StatusView,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -22,6 +21,7 @@ pub use error::{BackendError, BackendResult, storage};
 
 use crate::auth::TokenHash;
 use crate::metrics::Gauges;
+use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
 use crate::rows::{AccountRow, AgentRow};
 
@@ -128,12 +128,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()>;
     /// The caller's agent, status, the account's view and the agent's live sessions.
     async fn me(&self, p: &Principal) -> BackendResult<MeResponse>;
-    /// Applies a status op if it is the latest intent (idempotent by op id); commits before
-    /// it answers, then every device stream and the widget views hear of it.
-    async fn set_status(
+    /// Under the agent's turn: an op id seen within the retention is answered as it was
+    /// first; otherwise the agent's status (and the device of `origin`) is loaded, `plan`
+    /// decides, its answer is committed with the op id, and if it applied, every device
+    /// stream, the widget views and the pushes to the agent's other sessions follow. An
+    /// agent not in the account is `not_found`.
+    async fn change_status(
         &self,
-        p: &Principal,
-        req: SetStatusRequest,
+        change: StatusChange,
+        plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse>;
     /// A stream for the caller's device: the snapshot first, then its agent's events and the
     /// account's views; the session counts as connected while the stream is held.
@@ -147,14 +150,6 @@ pub trait Backend: Send + Sync + 'static {
     /// account never interleave, on any number of nodes.
     async fn edit_account(&self, account_id: &str, plan: AccountPlan)
     -> BackendResult<AccountEdit>;
-    /// An admin sets an agent's status: a change like any other (devices hear it at once,
-    /// pushes go out) that wins over every earlier intent, with `changed_by_device` null.
-    async fn admin_set_status(
-        &self,
-        p: &Principal,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> BackendResult<StatusView>;
     /// The account's current view for a widget key, encoded once.
     async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>>;
     /// A stream of the account's views for a widget key, starting with the current one.

@@ -7,9 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use async_trait::async_trait;
 use presence_protocol::{
-    AccountInfo, Agent, AgentStatus, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse,
-    Mode, PushInfo, PushRegistration, SessionInfo, SetStatusRequest, SetStatusResponse,
-    SnapshotEvent, StatusView,
+    AccountInfo, Agent, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
+    PushInfo, PushRegistration, SessionInfo, SetStatusResponse, SnapshotEvent, StatusView,
 };
 
 use super::hot::{Beat, Event, Lease};
@@ -21,7 +20,7 @@ use crate::backend::{
     WidgetStream,
 };
 use crate::metrics::Gauges;
-use crate::ops::status;
+use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
 use crate::rules::{self};
 use crate::validate;
@@ -216,24 +215,14 @@ impl Inner {
         self.push_status(account_id, agent_id, status, origin).await
     }
 
-    async fn set_status(
+    async fn change_status(
         &self,
-        p: &Principal,
-        req: SetStatusRequest,
+        change: StatusChange,
+        plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse> {
         let now = self.clock.now_ms();
         let since = now - self.retention.status_ops.as_millis() as i64;
-        let decision = self
-            .pg
-            .status_op(
-                &p.agent_id,
-                &req.op_id,
-                Some(&p.session_id),
-                since,
-                now,
-                |slice| status::device_op(slice, &req, now),
-            )
-            .await?;
+        let decision = self.pg.status_op(&change, since, now, plan).await?;
         match decision {
             StatusDecision::Replay(json) => {
                 serde_json::from_str(&json).map_err(BackendError::internal)
@@ -243,44 +232,17 @@ impl Inner {
             } => {
                 if applied {
                     self.after_status(
-                        &p.account_id,
-                        &p.agent_id,
+                        &change.account_id,
+                        &change.agent_id,
                         &status,
-                        &req.op_id,
-                        Some(&p.session_id),
+                        &change.op_id,
+                        change.origin.as_deref(),
                     )
                     .await?;
                 }
                 Ok(SetStatusResponse { applied, status })
             }
         }
-    }
-
-    async fn admin_set_status(
-        &self,
-        p: &Principal,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> BackendResult<StatusView> {
-        match self.pg.agent(agent_id).await? {
-            Some(a) if a.account_id == *p.account_id => {}
-            _ => return Err(BackendError::not_found("agent")),
-        }
-        let now = self.clock.now_ms();
-        let op_id = uuid::Uuid::now_v7().to_string();
-        let decision = self
-            .pg
-            .status_op(agent_id, &op_id, None, 0, now, |slice| SetStatusResponse {
-                applied: true,
-                status: status::admin_op(slice, status, now),
-            })
-            .await?;
-        let StatusDecision::Decided { status, .. } = decision else {
-            return Err(BackendError::internal("a new op id was replayed"));
-        };
-        self.after_status(&p.account_id, agent_id, &status, &op_id, None)
-            .await?;
-        Ok(status)
     }
 
     async fn agent_in(&self, account_id: &str, id: &str) -> BackendResult<AgentRow> {
@@ -583,15 +545,15 @@ impl Backend for Cluster {
         self.inner.me(p).await
     }
 
-    async fn set_status(
+    async fn change_status(
         &self,
-        p: &Principal,
-        req: SetStatusRequest,
+        change: StatusChange,
+        plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse> {
-        validate::op_id(&req.op_id)?;
+        // In a task of its own: a client that goes away cannot leave a committed change
+        // unpublished.
         let inner = self.inner.clone();
-        let p = p.clone();
-        tokio::spawn(async move { inner.set_status(&p, req).await })
+        tokio::spawn(async move { inner.change_status(change, plan).await })
             .await
             .map_err(BackendError::internal)?
     }
@@ -624,19 +586,6 @@ impl Backend for Cluster {
             views,
             guard: Box::new(guard),
         })
-    }
-
-    async fn admin_set_status(
-        &self,
-        p: &Principal,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> BackendResult<StatusView> {
-        let inner = self.inner.clone();
-        let (p, agent_id) = (p.clone(), agent_id.to_owned());
-        tokio::spawn(async move { inner.admin_set_status(&p, &agent_id, status).await })
-            .await
-            .map_err(BackendError::internal)?
     }
 
     async fn account_slice(&self, account_id: &str) -> BackendResult<AccountSlice> {

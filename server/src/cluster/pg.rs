@@ -26,7 +26,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::StoreMetrics;
-use crate::ops::status::StatusSlice;
+use crate::ops::status::{StatusChange, StatusPlan, StatusSlice};
 use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
@@ -693,13 +693,13 @@ impl Pg {
     /// round trips (begin, one read, one write, commit), on prepared statements.
     pub async fn status_op(
         &self,
-        agent_id: &str,
-        op_id: &str,
-        session_id: Option<&str>,
+        change: &StatusChange,
         since: i64,
         now: i64,
-        decide: impl FnOnce(&StatusSlice) -> presence_protocol::SetStatusResponse,
+        decide: StatusPlan,
     ) -> BackendResult<StatusDecision> {
+        let (agent_id, op_id) = (change.agent_id.as_str(), change.op_id.as_str());
+        let (account_id, session_id) = (&*change.account_id, change.origin.as_deref());
         let _op = self.op();
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(|e| self.db(e))?;
@@ -709,19 +709,23 @@ impl Pg {
                  (SELECT response::text FROM status_ops \
                   WHERE agent_id = $1 AND op_id = $2 AND at >= $3), \
                  (SELECT device->>'id' FROM sessions WHERE id = $4) \
-                 FROM agents a WHERE a.id = $1 FOR UPDATE",
+                 FROM agents a WHERE a.id = $1 AND a.account_id = $5 FOR UPDATE",
             )
             .await
             .map_err(|e| self.db(e))?;
         let row = tx
-            .query_opt(&read, &[&agent_id, &op_id, &since, &session_id])
+            .query_opt(
+                &read,
+                &[&agent_id, &op_id, &since, &session_id, &account_id],
+            )
             .await
             .map_err(|e| self.db(e))?
-            .ok_or_else(BackendError::session_expired)?;
+            .ok_or_else(|| BackendError::not_found("agent"))?;
         if let Some(prev) = row.get::<_, Option<String>>(2) {
             return Ok(StatusDecision::Replay(prev));
         }
         let slice = StatusSlice {
+            now,
             current: from_json(row.get(0))?,
             current_op: row.get(1),
             device: row.get(3),

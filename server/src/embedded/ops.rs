@@ -11,14 +11,15 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use presence_protocol::{
-    AccountInfo, AgentStatus, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
-    PushRegistration, SetStatusRequest, SetStatusResponse, SnapshotEvent, StatusView,
+    AccountInfo, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode, PushRegistration,
+    SetStatusResponse, SnapshotEvent,
 };
 
 use crate::auth::TokenHash;
 use crate::backend::{Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream};
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Gauges;
+use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
 use crate::rules;
 use crate::store::{AccountRow, AgentRow};
@@ -200,17 +201,15 @@ impl Backend for Embedded {
         self.inner.state.lock().me_view(p)
     }
 
-    async fn set_status(
+    async fn change_status(
         &self,
-        p: &Principal,
-        req: SetStatusRequest,
+        change: StatusChange,
+        plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse> {
-        validate::op_id(&req.op_id)?;
         // Plan, commit, apply: one op of this agent at a time, the state lock held only to
         // plan and to apply, never while SQLite writes (see `writer.rs`). In a task of its
         // own, so a client that goes away cannot leave a committed change unapplied.
-        let p = p.clone();
-        self.to_completion(move |inner| async move { inner.set_status(&p, req).await })
+        self.to_completion(move |inner| async move { inner.change_status(change, plan).await })
             .await
     }
 
@@ -241,19 +240,6 @@ impl Backend for Embedded {
                 session_id: p.session_id.clone(),
             }),
         })
-    }
-
-    async fn admin_set_status(
-        &self,
-        p: &Principal,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> BackendResult<StatusView> {
-        let (p, agent_id) = (p.clone(), agent_id.to_owned());
-        self.to_completion(move |inner| async move {
-            inner.admin_set_status(&p, &agent_id, status).await
-        })
-        .await
     }
 
     async fn account_slice(&self, account_id: &str) -> BackendResult<AccountSlice> {

@@ -43,7 +43,7 @@ async fn set_status(
     Auth(p): Auth,
     JsonBody(req): JsonBody<SetStatusRequest>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.backend.set_status(&p, req).await?).into_response())
+    Ok(Json(state.ops.set_status(&p, req).await?).into_response())
 }
 
 async fn end_my_session(

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use presence_protocol::{
-    AccountInfo, AccountSettings, AdminAccountResponse, Agent, CreateAccountRequest,
-    CreateAccountResponse, Group, NewAgentRequest, OpeningHours, PatchAgentRequest, Settings,
-    SettingsPatch,
+    AccountInfo, AccountSettings, AdminAccountResponse, Agent, AgentStatus, CreateAccountRequest,
+    CreateAccountResponse, Group, NewAgentRequest, OpeningHours, PatchAgentRequest,
+    SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, StatusView,
 };
 
+use super::status::{self, StatusChange, StatusPlan};
 use super::{AccountEdit, account, agents};
 use crate::backend::{Backend, BackendError, BackendResult, Principal};
 use crate::hashing::HashPool;
@@ -71,6 +72,50 @@ impl Ops {
         };
         self.backend.create_account(account, owner).await?;
         Ok(answer)
+    }
+
+    /// Applies a device's status op if it is the latest intent (idempotent by op id);
+    /// committed before it answers.
+    pub async fn set_status(
+        &self,
+        p: &Principal,
+        req: SetStatusRequest,
+    ) -> BackendResult<SetStatusResponse> {
+        validate::op_id(&req.op_id)?;
+        let change = StatusChange {
+            account_id: p.account_id.clone(),
+            agent_id: p.agent_id.to_string(),
+            origin: Some(p.session_id.clone()),
+            op_id: req.op_id.clone(),
+        };
+        let plan: StatusPlan = Box::new(move |slice| status::device_op(slice, &req));
+        match self.backend.change_status(change, plan).await {
+            // The caller's own agent is gone: its session is as good as ended.
+            Err(BackendError::NotFound("agent")) => Err(BackendError::session_expired()),
+            other => other,
+        }
+    }
+
+    /// An admin sets an agent's status: a change like any other that wins over every
+    /// earlier intent, with `changed_by_device` null. Its op id is made here, so it is
+    /// recorded like a device's and a device's later retry of an older op still loses.
+    pub async fn admin_set_status(
+        &self,
+        p: &Principal,
+        agent_id: &str,
+        to: AgentStatus,
+    ) -> BackendResult<StatusView> {
+        let change = StatusChange {
+            account_id: p.account_id.clone(),
+            agent_id: agent_id.to_owned(),
+            origin: None,
+            op_id: uuid::Uuid::now_v7().to_string(),
+        };
+        let plan: StatusPlan = Box::new(move |slice| SetStatusResponse {
+            applied: true,
+            status: status::admin_op(slice, to),
+        });
+        Ok(self.backend.change_status(change, plan).await?.status)
     }
 
     /// The account as an admin sees it: groups, opening hours, settings, agents by email.
