@@ -194,7 +194,7 @@ pub async fn the_same_op_id_returns_the_first_answer_without_a_new_version(h: Ha
 
 pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
     let b = &*h.backend;
-    let _o = h.ops();
+    let o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let mut bad = login_req("acme", "owner@acme.test", "d");
     bad.password = "nope".into();
@@ -212,7 +212,7 @@ pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
         Some(BackendError::UnknownToken)
     );
     let (p, token) = login(b, "acme", "owner@acme.test", "d").await;
-    b.logout(&p).await.unwrap();
+    o.logout(&p).await.unwrap();
     assert_eq!(
         b.authenticate(&token_hash(&token)).await.err(),
         Some(BackendError::SessionEnded)
@@ -237,7 +237,7 @@ pub async fn logout_takes_the_view_offline_at_once(h: Harness) {
         w.views.borrow_and_update().view.status,
         ChatboxStatus::Online
     );
-    b.logout(&p).await.unwrap();
+    o.logout(&p).await.unwrap();
     tokio::time::timeout(DEADLINE, w.views.changed())
         .await
         .expect("a new view at once")
@@ -340,7 +340,6 @@ pub async fn view_versions_only_grow(h: Harness) {
 
 pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
     let b = &*h.backend;
-    let _o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
     let hb = b
@@ -366,7 +365,6 @@ pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
 /// renewed inside its renew window runs on from its old end; renewed before it, ttl from now.
 pub async fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end(h: Harness) {
     let b = &*h.backend;
-    let _o = h.ops();
     let s = fast_settings();
     account(&h.backend, "acme", s).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
@@ -396,7 +394,6 @@ pub async fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end(h
 
 pub async fn logging_in_again_on_a_device_replaces_its_session(h: Harness) {
     let b = &*h.backend;
-    let _o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let (first, token) = login(b, "acme", "owner@acme.test", "laptop").await;
     let mut stream = b.open_device_stream(&first).await.unwrap();
@@ -520,7 +517,7 @@ pub async fn tenants_never_see_each_other(h: Harness) {
         Some(BackendError::NotFound("agent"))
     );
     assert_eq!(
-        b.end_own_session(&other, &acme.session_id).await.err(),
+        o.end_own_session(&other, &acme.session_id).await.err(),
         Some(BackendError::NotFound("session"))
     );
     // Nothing of acme's changed.

@@ -174,7 +174,7 @@ async fn a_logout_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
     let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
     let logout = {
         let (b, phone) = (b.clone(), phone.clone());
-        async move { b.logout(&phone).await }
+        async move { ops(&b).logout(&phone).await }
     };
     while_held(&disk, &b, &desk, &desk_token, logout, |me| {
         assert_eq!(

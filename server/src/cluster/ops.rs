@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use async_trait::async_trait;
 use presence_protocol::{
-    AccountInfo, Agent, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
-    PushInfo, PushRegistration, SessionInfo, SetStatusResponse, SnapshotEvent, StatusView,
+    Agent, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode, PushInfo,
+    PushRegistration, SessionInfo, SetStatusResponse, SnapshotEvent, StatusView,
 };
 
 use super::hot::{Beat, Event, Lease};
@@ -21,7 +21,7 @@ use crate::backend::{
 };
 use crate::metrics::Gauges;
 use crate::ops::status::{StatusChange, StatusPlan};
-use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
+use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice};
 use crate::rules::{self};
 use crate::validate;
 
@@ -179,15 +179,10 @@ impl Inner {
     }
 
     /// Ends one live session of the caller's agent with reason `logout`.
-    async fn end_own(
-        &self,
-        p: &Principal,
-        session_id: &str,
-        missing: BackendError,
-    ) -> BackendResult<()> {
+    async fn end_own(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
         let s = match self.pg.session(session_id).await? {
             Some(s) if s.agent_id == *p.agent_id && s.ended_at.is_none() => s,
-            _ => return Err(missing),
+            _ => return Err(BackendError::not_found("session")),
         };
         let by_other = *p.session_id != *session_id;
         self.end_session(&p.account_id, &s, EndReason::Logout, by_other)
@@ -512,16 +507,8 @@ impl Backend for Cluster {
         }
     }
 
-    async fn logout(&self, p: &Principal) -> BackendResult<()> {
-        self.inner
-            .end_own(p, &p.session_id, BackendError::session_expired())
-            .await
-    }
-
-    async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
-        self.inner
-            .end_own(p, session_id, BackendError::not_found("session"))
-            .await
+    async fn end_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
+        self.inner.end_own(p, session_id).await
     }
 
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()> {
@@ -588,8 +575,19 @@ impl Backend for Cluster {
         })
     }
 
-    async fn account_slice(&self, account_id: &str) -> BackendResult<AccountSlice> {
-        self.inner.account_slice(account_id).await
+    async fn account_slice(&self, key: AccountKey<'_>) -> BackendResult<AccountSlice> {
+        let id = match key {
+            AccountKey::Id(id) => id.to_owned(),
+            AccountKey::Slug(slug) => {
+                self.inner
+                    .pg
+                    .account_by_slug(slug)
+                    .await?
+                    .ok_or_else(|| BackendError::not_found("account"))?
+                    .id
+            }
+        };
+        self.inner.account_slice(&id).await
     }
 
     async fn edit_account(
@@ -622,20 +620,6 @@ impl Backend for Cluster {
                 _membership: membership,
             }),
         })
-    }
-
-    async fn account_by_slug(&self, slug: &str) -> BackendResult<Option<AccountInfo>> {
-        Ok(self
-            .inner
-            .pg
-            .account_by_slug(slug)
-            .await?
-            .map(|a| AccountInfo {
-                id: a.id,
-                slug: a.slug,
-                name: a.name,
-                widget_key: a.widget_key,
-            }))
     }
 
     async fn health(&self) -> BackendResult<()> {

@@ -56,7 +56,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use presence_protocol::{AccountInfo, Heartbeat, Role};
+use presence_protocol::Heartbeat;
 use tokio::sync::Notify;
 
 use crate::Retention;
@@ -143,31 +143,6 @@ impl Inner {
 impl Embedded {
     pub fn clock(&self) -> Clock {
         self.inner.clock.clone()
-    }
-
-    /// The account with this slug, if any (used by `--demo`).
-    pub fn account_by_slug(&self, slug: &str) -> Option<AccountInfo> {
-        let st = self.inner.state.lock();
-        st.slugs
-            .get(slug)
-            .and_then(|id| st.accounts.get(id))
-            .map(|a| a.info.clone())
-    }
-
-    /// A principal acting as the owner of `account_id`, for operator tooling (`--demo`).
-    pub fn owner_principal(&self, account_id: &str) -> Option<Principal> {
-        let st = self.inner.state.lock();
-        let acc = st.accounts.get(account_id)?;
-        let owner = acc
-            .agents
-            .iter()
-            .find(|id| st.agents.get(*id).is_some_and(|a| a.role == Role::Owner))?;
-        Some(Principal {
-            session_id: arc(""),
-            agent_id: owner.clone(),
-            account_id: arc(account_id),
-            role: Role::Owner,
-        })
     }
 
     fn flush_now(&self) {

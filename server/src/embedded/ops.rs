@@ -11,8 +11,8 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use presence_protocol::{
-    AccountInfo, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode, PushRegistration,
-    SetStatusResponse, SnapshotEvent,
+    Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode, PushRegistration, SetStatusResponse,
+    SnapshotEvent,
 };
 
 use crate::auth::TokenHash;
@@ -20,7 +20,7 @@ use crate::backend::{Backend, DeviceStream, Principal, StreamGuard, ViewFrame, W
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Gauges;
 use crate::ops::status::{StatusChange, StatusPlan};
-use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
+use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice};
 use crate::rules;
 use crate::store::{AccountRow, AgentRow};
 use crate::validate;
@@ -165,24 +165,10 @@ impl Backend for Embedded {
         Ok(hb)
     }
 
-    async fn logout(&self, p: &Principal) -> BackendResult<()> {
-        let (p, id) = (p.clone(), p.session_id.clone());
-        self.to_completion(move |inner| async move {
-            inner
-                .end_session(&p, &id, BackendError::session_expired())
-                .await
-        })
-        .await
-    }
-
-    async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
+    async fn end_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
         let (p, id) = (p.clone(), session_id.to_owned());
-        self.to_completion(move |inner| async move {
-            inner
-                .end_session(&p, &id, BackendError::not_found("session"))
-                .await
-        })
-        .await
+        self.to_completion(move |inner| async move { inner.end_session(&p, &id).await })
+            .await
     }
 
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()> {
@@ -242,8 +228,17 @@ impl Backend for Embedded {
         })
     }
 
-    async fn account_slice(&self, account_id: &str) -> BackendResult<AccountSlice> {
-        self.inner.state.lock().account_slice(account_id)
+    async fn account_slice(&self, key: AccountKey<'_>) -> BackendResult<AccountSlice> {
+        let st = self.inner.state.lock();
+        let id = match key {
+            AccountKey::Id(id) => id,
+            AccountKey::Slug(slug) => st
+                .slugs
+                .get(slug)
+                .map(|id| &**id)
+                .ok_or_else(|| BackendError::not_found("account"))?,
+        };
+        st.account_slice(id)
     }
 
     async fn edit_account(
@@ -280,10 +275,6 @@ impl Backend for Embedded {
                 inner: Arc::downgrade(&self.inner),
             }),
         })
-    }
-
-    async fn account_by_slug(&self, slug: &str) -> BackendResult<Option<AccountInfo>> {
-        Ok(Embedded::account_by_slug(self, slug))
     }
 
     async fn health(&self) -> BackendResult<()> {

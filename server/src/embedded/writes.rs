@@ -195,18 +195,13 @@ impl Inner {
         Ok(resp)
     }
 
-    /// Ends one live session of the caller's agent with reason `logout`. `missing` answers
-    /// when there is no such session of this agent.
-    pub(super) async fn end_session(
-        &self,
-        p: &Principal,
-        session_id: &str,
-        missing: BackendError,
-    ) -> BackendResult<()> {
+    /// Ends one live session of the caller's agent with reason `logout` (`not_found` when
+    /// the agent has no such session).
+    pub(super) async fn end_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
         let _turn = self.turns.take(&p.agent_id).await;
         let id = match self.state.lock().sessions.get(session_id) {
             Some(s) if s.agent_id == p.agent_id => s.id.clone(),
-            _ => return Err(missing),
+            _ => return Err(BackendError::not_found("session")),
         };
         let now = self.clock.now_ms();
         self.writer

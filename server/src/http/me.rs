@@ -51,7 +51,7 @@ async fn end_my_session(
     Auth(p): Auth,
     PathParam(id): PathParam,
 ) -> ApiResult<StatusCode> {
-    state.backend.end_own_session(&p, &id).await?;
+    state.ops.end_own_session(&p, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

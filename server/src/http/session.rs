@@ -79,7 +79,7 @@ async fn heartbeat(
 }
 
 async fn logout(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<StatusCode> {
-    state.backend.logout(&p).await?;
+    state.ops.logout(&p).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -25,6 +25,14 @@ use presence_protocol::{AccountSettings, Agent, Group, OpeningHours, WeeklySched
 use crate::backend::BackendResult;
 use crate::rows::{AccountRow, AgentRow};
 
+/// Which account to read: by id (a principal's), or by slug (operator tooling, the
+/// create-account check).
+#[derive(Debug, Clone, Copy)]
+pub enum AccountKey<'a> {
+    Id(&'a str),
+    Slug(&'a str),
+}
+
 /// What an account edit reads: the account and every agent in it, as stored, loaded under
 /// the account's turn.
 #[derive(Debug, Clone)]
