@@ -148,25 +148,26 @@ async fn widget_key(o: &Ops, owner: &Principal) -> String {
 
 pub async fn latest_intent_wins_and_ties_go_to_the_higher_op_id(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
-    let r = b
+    let r = o
         .set_status(&p, op(AgentStatus::Online, &uuid(2), Some(1_000)))
         .await
         .unwrap();
     assert!(r.applied);
-    let older = b
+    let older = o
         .set_status(&p, op(AgentStatus::Busy, &uuid(3), Some(900)))
         .await
         .unwrap();
     assert!(!older.applied, "an older intent is superseded");
     assert_eq!(older.status.status, AgentStatus::Online);
-    let tie_low = b
+    let tie_low = o
         .set_status(&p, op(AgentStatus::Busy, &uuid(1), Some(1_000)))
         .await
         .unwrap();
     assert!(!tie_low.applied, "a tie goes to the higher op id");
-    let tie_high = b
+    let tie_high = o
         .set_status(&p, op(AgentStatus::Busy, &uuid(9), Some(1_000)))
         .await
         .unwrap();
@@ -176,13 +177,14 @@ pub async fn latest_intent_wins_and_ties_go_to_the_higher_op_id(h: Harness) {
 
 pub async fn the_same_op_id_returns_the_first_answer_without_a_new_version(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
-    let first = b
+    let first = o
         .set_status(&p, op(AgentStatus::Busy, &uuid(5), None))
         .await
         .unwrap();
-    let again = b
+    let again = o
         .set_status(&p, op(AgentStatus::Online, &uuid(5), None))
         .await
         .unwrap();
@@ -192,6 +194,7 @@ pub async fn the_same_op_id_returns_the_first_answer_without_a_new_version(h: Ha
 
 pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let mut bad = login_req("acme", "owner@acme.test", "d");
     bad.password = "nope".into();
@@ -209,7 +212,7 @@ pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
         Some(BackendError::UnknownToken)
     );
     let (p, token) = login(b, "acme", "owner@acme.test", "d").await;
-    b.logout(&p).await.unwrap();
+    o.logout(&p).await.unwrap();
     assert_eq!(
         b.authenticate(&token_hash(&token)).await.err(),
         Some(BackendError::SessionEnded)
@@ -222,9 +225,10 @@ pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
 
 pub async fn logout_takes_the_view_offline_at_once(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
-    b.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
+    o.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
         .await
         .unwrap();
     let key = widget_key(&h.ops(), &p).await;
@@ -233,7 +237,7 @@ pub async fn logout_takes_the_view_offline_at_once(h: Harness) {
         w.views.borrow_and_update().view.status,
         ChatboxStatus::Online
     );
-    b.logout(&p).await.unwrap();
+    o.logout(&p).await.unwrap();
     tokio::time::timeout(DEADLINE, w.views.changed())
         .await
         .expect("a new view at once")
@@ -245,6 +249,7 @@ pub async fn logout_takes_the_view_offline_at_once(h: Harness) {
 
 pub async fn an_ungrouped_agent_counts_for_every_group(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
     h.ops()
@@ -264,7 +269,7 @@ pub async fn an_ungrouped_agent_counts_for_every_group(h: Harness) {
         .await
         .unwrap();
     // The owner is in no group: online, it makes every group online.
-    b.set_status(&owner, op(AgentStatus::Online, &uuid(1), None))
+    o.set_status(&owner, op(AgentStatus::Online, &uuid(1), None))
         .await
         .unwrap();
     let key = widget_key(&h.ops(), &owner).await;
@@ -292,11 +297,12 @@ pub async fn an_ungrouped_agent_counts_for_every_group(h: Harness) {
 
 pub async fn busy_shows_when_nobody_online_is_available_but_someone_busy_is(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
     agent(&h.ops(), &owner, "acme", "ann", &[]).await;
     let (ann, _) = login(b, "acme", "ann@acme.test", "a").await;
-    b.set_status(&ann, op(AgentStatus::Busy, &uuid(1), None))
+    o.set_status(&ann, op(AgentStatus::Busy, &uuid(1), None))
         .await
         .unwrap();
     let key = widget_key(&h.ops(), &owner).await;
@@ -305,7 +311,7 @@ pub async fn busy_shows_when_nobody_online_is_available_but_someone_busy_is(h: H
         (v.status, v.reason),
         (ChatboxStatus::Busy, Reason::AgentsBusy)
     );
-    b.set_status(&owner, op(AgentStatus::Online, &uuid(2), None))
+    o.set_status(&owner, op(AgentStatus::Online, &uuid(2), None))
         .await
         .unwrap();
     let v = b.widget_view(&key).await.unwrap().view.clone();
@@ -314,6 +320,7 @@ pub async fn busy_shows_when_nobody_online_is_available_but_someone_busy_is(h: H
 
 pub async fn view_versions_only_grow(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "o").await;
     let key = widget_key(&h.ops(), &p).await;
@@ -322,7 +329,7 @@ pub async fn view_versions_only_grow(h: Harness) {
         .into_iter()
         .enumerate()
     {
-        b.set_status(&p, op(s, &uuid(10 + i as u32), None))
+        o.set_status(&p, op(s, &uuid(10 + i as u32), None))
             .await
             .unwrap();
         let v = b.widget_view(&key).await.unwrap().view.version;
@@ -415,9 +422,10 @@ pub async fn logging_in_again_on_a_device_replaces_its_session(h: Harness) {
 
 pub async fn a_lapsed_lease_ends_the_session_and_the_view_follows(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     account(&h.backend, "acme", fast_settings()).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "d").await;
-    b.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
+    o.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
         .await
         .unwrap();
     let key = widget_key(&h.ops(), &p).await;
@@ -442,11 +450,12 @@ pub async fn a_lapsed_lease_ends_the_session_and_the_view_follows(h: Harness) {
 /// and that shorter lease ends on time.
 pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     let s = fast_settings();
     account(&h.backend, "acme", s).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
     register_webhook_push(b, &p).await;
-    b.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
+    o.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
         .await
         .unwrap();
     let th = token_hash(&token);
@@ -476,14 +485,15 @@ pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harnes
 
 pub async fn an_admin_status_change_wins_and_carries_no_device(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
     let now_ahead = crate::clock::Clock::new().now_ms() + 4_000;
-    b.set_status(&owner, op(AgentStatus::Online, &uuid(1), Some(now_ahead)))
+    o.set_status(&owner, op(AgentStatus::Online, &uuid(1), Some(now_ahead)))
         .await
         .unwrap();
     let id = owner.agent_id.to_string();
-    let s = b
+    let s = o
         .admin_set_status(&owner, &id, AgentStatus::Offline)
         .await
         .unwrap();
@@ -494,19 +504,20 @@ pub async fn an_admin_status_change_wins_and_carries_no_device(h: Harness) {
 
 pub async fn tenants_never_see_each_other(h: Harness) {
     let b = &*h.backend;
+    let o = h.ops();
     account(&h.backend, "acme", Settings::default()).await;
     account(&h.backend, "other", Settings::default()).await;
     let (acme, _) = login(b, "acme", "owner@acme.test", "a").await;
     let (other, _) = login(b, "other", "owner@other.test", "o").await;
     let acme_id = acme.agent_id.to_string();
     assert_eq!(
-        b.admin_set_status(&other, &acme_id, AgentStatus::Online)
+        o.admin_set_status(&other, &acme_id, AgentStatus::Online)
             .await
             .err(),
         Some(BackendError::NotFound("agent"))
     );
     assert_eq!(
-        b.end_own_session(&other, &acme.session_id).await.err(),
+        o.end_own_session(&other, &acme.session_id).await.err(),
         Some(BackendError::NotFound("session"))
     );
     // Nothing of acme's changed.

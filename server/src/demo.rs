@@ -40,8 +40,7 @@ pub const AGENTS: &[(&str, &str, &str, &[&str], Role)] = &[
 
 /// Returns the demo account's widget key.
 pub async fn ensure(ops: &Ops, defaults: Settings) -> Result<String, ApiError> {
-    let backend = ops.backend();
-    if let Some(info) = backend.account_by_slug(SLUG).await? {
+    if let Some(info) = ops.account_by_slug(SLUG).await? {
         return Ok(info.widget_key);
     }
     let (name, email, password, _, _) = AGENTS[0];

@@ -54,6 +54,18 @@ pub struct SessionRow {
     pub push: Option<PushRegistration>,
 }
 
+impl AccountRow {
+    /// The account's public description.
+    pub fn info(&self) -> presence_protocol::AccountInfo {
+        presence_protocol::AccountInfo {
+            id: self.id.clone(),
+            slug: self.slug.clone(),
+            name: self.name.clone(),
+            widget_key: self.widget_key.clone(),
+        }
+    }
+}
+
 impl AgentRow {
     /// The agent as an admin sees it (no secret, no status).
     pub fn to_agent(&self) -> presence_protocol::Agent {

@@ -78,6 +78,118 @@ pub fn renewed_lease_until(
     }
 }
 
+/// One case of [`renewed_lease_until`], in a table shared by this rule's unit test and the
+/// test of the cluster's heartbeat script (`tests/tests/lease_script.rs`). The script applies
+/// the same rule inside Redis: the renewal depends on the lease as it is at that instant, and
+/// only a script reads and writes it atomically (a read, a decision here, then a write would
+/// let a concurrent renewal or expiry slip in between). The shared table keeps the two equal.
+#[derive(Debug, Clone, Copy)]
+pub struct RenewalCase {
+    pub name: &'static str,
+    pub was_background: bool,
+    pub mode: Mode,
+    pub has_push: bool,
+    /// How far the old lease's end is ahead of the renewal, in ms (always > 0: a lease that
+    /// has ended is not renewed).
+    pub ahead_ms: i64,
+    /// Whether the new lease runs on from the old end (else from now).
+    pub from_old_end: bool,
+    /// Whether the new lease has the background ttl (else the active one).
+    pub background_ttl: bool,
+}
+
+/// The cases of [`renewed_lease_until`] at `settings`' renew margin, with a second of slack
+/// on each side of the window's edge so a test against a live clock can use them.
+pub fn renewal_cases(settings: &Settings) -> Vec<RenewalCase> {
+    use Mode::{Active, Background};
+    let m = settings.renew_margin_ms;
+    let case = |name, was_background, mode, has_push, ahead_ms, from_old_end, background_ttl| {
+        RenewalCase {
+            name,
+            was_background,
+            mode,
+            has_push,
+            ahead_ms,
+            from_old_end,
+            background_ttl,
+        }
+    };
+    vec![
+        case(
+            "background renewed in its window",
+            true,
+            Background,
+            true,
+            m - 1_000,
+            true,
+            true,
+        ),
+        case(
+            "background renewed before its window",
+            true,
+            Background,
+            true,
+            m + 1_000,
+            false,
+            true,
+        ),
+        case(
+            "background renewed a second before its end",
+            true,
+            Background,
+            true,
+            1_000,
+            true,
+            true,
+        ),
+        case(
+            "active going to background",
+            false,
+            Background,
+            true,
+            m - 1_000,
+            false,
+            true,
+        ),
+        case(
+            "background without push",
+            true,
+            Background,
+            false,
+            m - 1_000,
+            false,
+            false,
+        ),
+        case(
+            "background coming to the foreground",
+            true,
+            Active,
+            true,
+            m - 1_000,
+            false,
+            false,
+        ),
+        case(
+            "active staying active",
+            false,
+            Active,
+            true,
+            1_000,
+            false,
+            false,
+        ),
+        case(
+            "active without push going to background",
+            false,
+            Background,
+            false,
+            1_000,
+            false,
+            false,
+        ),
+    ]
+}
+
 /// Whether a lease ending at `lease_until` has ended at `now`.
 pub fn lease_ended(lease_until: i64, now: i64) -> bool {
     lease_until <= now
@@ -267,5 +379,33 @@ mod tests {
         assert!(!wants_end_push(EndReason::Logout, false));
         assert!(wants_end_push(EndReason::Logout, true));
         assert!(wants_end_push(EndReason::Expired, false));
+    }
+
+    #[test]
+    fn lease_renewal_follows_the_shared_table() {
+        let s = Settings::default();
+        let now = 10 * s.background_ttl_ms;
+        for c in renewal_cases(&s) {
+            let prev = now + c.ahead_ms;
+            let ttl = if c.background_ttl {
+                s.background_ttl_ms
+            } else {
+                s.active_ttl_ms
+            };
+            let want = if c.from_old_end { prev } else { now } + ttl;
+            let got = renewed_lease_until(&s, c.was_background, c.mode, c.has_push, prev, now);
+            assert_eq!(got, want, "{}", c.name);
+        }
+        // The window's exact edges, which the live-clock test cannot hit.
+        let m = s.renew_margin_ms;
+        let bg = Mode::Background;
+        assert_eq!(
+            renewed_lease_until(&s, true, bg, true, now + m, now),
+            now + m + s.background_ttl_ms
+        );
+        assert_eq!(
+            renewed_lease_until(&s, true, bg, true, now + m + 1, now),
+            now + s.background_ttl_ms
+        );
     }
 }

@@ -73,17 +73,16 @@ async fn closing_time_publishes_offline_without_a_request() {
         .authenticate(&presence_server::auth::token_hash(&login.token))
         .await
         .unwrap();
-    backend
-        .set_status(
-            &p,
-            SetStatusRequest {
-                status: AgentStatus::Online,
-                op_id: uuid_v7(),
-                intent_at: None,
-            },
-        )
-        .await
-        .unwrap();
+    ops.set_status(
+        &p,
+        SetStatusRequest {
+            status: AgentStatus::Online,
+            op_id: uuid_v7(),
+            intent_at: None,
+        },
+    )
+    .await
+    .unwrap();
 
     // Open every day from a minute ago until the first whole minute at least 60 s ahead (a
     // range that may cross midnight, which is fine).

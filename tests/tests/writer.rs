@@ -41,15 +41,16 @@ async fn a_status_commit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
     let change = tokio::spawn({
         let b = b.clone();
         async move {
-            b.set_status(
-                &phone,
-                SetStatusRequest {
-                    status: AgentStatus::Busy,
-                    op_id: "0190a000-0000-7000-8000-000000000001".into(),
-                    intent_at: None,
-                },
-            )
-            .await
+            ops(&b)
+                .set_status(
+                    &phone,
+                    SetStatusRequest {
+                        status: AgentStatus::Busy,
+                        op_id: "0190a000-0000-7000-8000-000000000001".into(),
+                        intent_at: None,
+                    },
+                )
+                .await
         }
     });
     let held = tokio::task::spawn_blocking({
@@ -109,15 +110,16 @@ async fn a_request_dropped_while_its_change_commits_still_sees_it_applied() {
     let change = tokio::spawn({
         let b = b.clone();
         async move {
-            b.set_status(
-                &phone,
-                SetStatusRequest {
-                    status: AgentStatus::Busy,
-                    op_id: "0190a000-0000-7000-8000-000000000002".into(),
-                    intent_at: None,
-                },
-            )
-            .await
+            ops(&b)
+                .set_status(
+                    &phone,
+                    SetStatusRequest {
+                        status: AgentStatus::Busy,
+                        op_id: "0190a000-0000-7000-8000-000000000002".into(),
+                        intent_at: None,
+                    },
+                )
+                .await
         }
     });
     let held = tokio::task::spawn_blocking({
@@ -172,7 +174,7 @@ async fn a_logout_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
     let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
     let logout = {
         let (b, phone) = (b.clone(), phone.clone());
-        async move { b.logout(&phone).await }
+        async move { ops(&b).logout(&phone).await }
     };
     while_held(&disk, &b, &desk, &desk_token, logout, |me| {
         assert_eq!(
@@ -245,7 +247,9 @@ async fn a_failed_group_commit_fails_every_change_in_it_and_changes_nothing() {
     let mut changes = Vec::new();
     for (i, p) in agents.iter().enumerate() {
         let (b, p, op) = (b.clone(), p.clone(), op(i));
-        changes.push(tokio::spawn(async move { b.set_status(&p, op).await }));
+        changes.push(tokio::spawn(
+            async move { ops(&b).set_status(&p, op).await },
+        ));
         if i == 0 {
             let disk = disk.clone();
             let held = tokio::task::spawn_blocking(move || disk.wait_for_held_write(DEADLINE));
@@ -275,7 +279,7 @@ async fn a_failed_group_commit_fails_every_change_in_it_and_changes_nothing() {
     // next version, as if the failed attempt had never been.
     disk.heal_wal_writes();
     for (i, p) in agents.iter().enumerate() {
-        let resp = b.set_status(p, op(i)).await.expect("retried");
+        let resp = ops(&b).set_status(p, op(i)).await.expect("retried");
         assert!(resp.applied);
         assert_eq!(resp.status.status, AgentStatus::Busy);
         assert_eq!(resp.status.version, before[i].version + 1);

@@ -10,9 +10,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use presence_protocol::{
-    AccountInfo, AgentStatus, ChatboxView, EndReason, Heartbeat, LoginRequest, LoginResponse,
-    MeResponse, Mode, PushRegistration, Role, SetStatusRequest, SetStatusResponse, SnapshotEvent,
-    StatusView,
+    ChatboxView, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
+    PushRegistration, Role, SetStatusResponse, SnapshotEvent, StatusView,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -22,7 +21,8 @@ pub use error::{BackendError, BackendResult, storage};
 
 use crate::auth::TokenHash;
 use crate::metrics::Gauges;
-use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
+use crate::ops::status::{StatusChange, StatusPlan};
+use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice};
 use crate::rows::{AccountRow, AgentRow};
 
 /// The session a bearer token resolved to.
@@ -118,50 +118,42 @@ pub trait Backend: Send + Sync + 'static {
     /// Authenticates like [`Backend::authenticate`] and renews that session's lease, in one
     /// step: this is the hottest path of the server.
     async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> BackendResult<Heartbeat>;
-    /// Ends the caller's own session now (`DELETE /v1/session`).
-    async fn logout(&self, p: &Principal) -> BackendResult<()>;
-    /// Ends another live session of the caller's agent with reason `logout`, telling that
-    /// session's stream and push. A session of another agent, or none: `not_found`.
-    async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()>;
+    /// Ends a live session of the caller's agent now, with reason `logout`: its own
+    /// (`DELETE /v1/session`) or another (its stream and push are told). A session of
+    /// another agent, or none: `not_found`.
+    async fn end_session(&self, p: &Principal, session_id: &str) -> BackendResult<()>;
     /// Registers (or with `None` removes) the caller's push registration; a provider that
     /// cannot reach the device is an `InvalidField`.
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()>;
     /// The caller's agent, status, the account's view and the agent's live sessions.
     async fn me(&self, p: &Principal) -> BackendResult<MeResponse>;
-    /// Applies a status op if it is the latest intent (idempotent by op id); commits before
-    /// it answers, then every device stream and the widget views hear of it.
-    async fn set_status(
+    /// Under the agent's turn: an op id seen within the retention is answered as it was
+    /// first; otherwise the agent's status (and the device of `origin`) is loaded, `plan`
+    /// decides, its answer is committed with the op id, and if it applied, every device
+    /// stream, the widget views and the pushes to the agent's other sessions follow. An
+    /// agent not in the account is `not_found`.
+    async fn change_status(
         &self,
-        p: &Principal,
-        req: SetStatusRequest,
+        change: StatusChange,
+        plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse>;
     /// A stream for the caller's device: the snapshot first, then its agent's events and the
     /// account's views; the session counts as connected while the stream is held.
     async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream>;
 
-    /// The account and its agents, as stored (a read: no turn is taken).
-    async fn account_slice(&self, account_id: &str) -> BackendResult<AccountSlice>;
+    /// The account and its agents, as stored (a read: no turn is taken); `not_found` if no
+    /// account has this key.
+    async fn account_slice(&self, key: AccountKey<'_>) -> BackendResult<AccountSlice>;
     /// Under the account's turn: loads its slice, runs `plan` on it, and applies the edit it
     /// returns atomically (one transaction), then recomputes the account's views and fans
     /// out (an agent removed has its sessions ended with reason `removed`). Two edits of one
     /// account never interleave, on any number of nodes.
     async fn edit_account(&self, account_id: &str, plan: AccountPlan)
     -> BackendResult<AccountEdit>;
-    /// An admin sets an agent's status: a change like any other (devices hear it at once,
-    /// pushes go out) that wins over every earlier intent, with `changed_by_device` null.
-    async fn admin_set_status(
-        &self,
-        p: &Principal,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> BackendResult<StatusView>;
     /// The account's current view for a widget key, encoded once.
     async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>>;
     /// A stream of the account's views for a widget key, starting with the current one.
     async fn open_widget_stream(&self, widget_key: &str) -> BackendResult<WidgetStream>;
-
-    /// The account with this slug, if any (operator tooling: `--demo`).
-    async fn account_by_slug(&self, slug: &str) -> BackendResult<Option<AccountInfo>>;
 
     /// Whether the stores this backend needs answer (`/healthz`); why not if they do not.
     async fn health(&self) -> BackendResult<()>;

@@ -204,42 +204,18 @@ const NOSEED: &str = "NOSEED";
 /// The heartbeat script's source as Redis runs it (the benchmark loads the same script
 /// into `redis-benchmark` as its floor). KEYS: meta leases deadlines agents; ARGV: session,
 /// mode (`a`/`b`), active ttl, background ttl, renew margin, account id.
+///
+/// The script applies `rules::renewed_lease_until` itself, because the renewal depends on the
+/// lease as it is at that instant and only a script reads and writes it atomically; the
+/// rule's shared table (`rules::renewal_cases`) pins the two together in
+/// `tests/tests/lease_script.rs`.
 pub fn heartbeat_script_source() -> String {
     format!("{GUARD}{HEARTBEAT}")
 }
 
-const HEARTBEAT: &str = r#"
-local v = redis.call('HGET', KEYS[2], ARGV[1])
-if not v then return {-1} end
-local agent, mode, dl, push = string.match(v, '^(.*)|(%a)|(%-?%d+)|(%d)$')
-dl = tonumber(dl)
-if dl <= now then return {-2} end
-local want = ARGV[2]
-local has_push = push == '1'
-local margin = tonumber(ARGV[5])
-local ttl = tonumber(ARGV[3])
-if want == 'b' and has_push then ttl = tonumber(ARGV[4]) end
-local untl = now + ttl
-if mode == 'b' and want == 'b' and has_push and dl - margin <= now then untl = dl + ttl end
-redis.call('HSET', KEYS[2], ARGV[1], agent .. '|' .. want .. '|' .. string.format('%d', untl) .. '|' .. push)
-redis.call('ZADD', KEYS[3], untl, 's ' .. ARGV[6] .. ' ' .. ARGV[1])
-local rk = 'r ' .. ARGV[6] .. ' ' .. ARGV[1]
-if want == 'b' and has_push then
-  redis.call('ZADD', KEYS[3], untl - margin, rk)
-else
-  redis.call('ZREM', KEYS[3], rk)
-end
-local sv = tonumber(redis.call('HGET', KEYS[4], 'sv:' .. agent) or '0')
-local changed = 0
-if mode ~= want then changed = 1 end
-return {untl, now, sv, changed, tonumber(push)}
-"#;
+const HEARTBEAT: &str = include_str!("lua/heartbeat.lua");
 
-const GUARD: &str = r#"
-if redis.call('HEXISTS', KEYS[1], 'cfg') == 0 then return redis.error_reply('NOSEED') end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"#;
+const GUARD: &str = include_str!("lua/guard.lua");
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{GUARD}{body}"))
@@ -265,186 +241,23 @@ struct Scripts {
 impl Scripts {
     fn new() -> Scripts {
         Scripts {
-            // KEYS meta agents leases deadlines; ARGV cfg ver epoch acc, then
-            // n_agents, (agent profile status version op)*, then (session lease until)*.
-            seed: Script::new(
-                r#"
-if redis.call('HEXISTS', KEYS[1], 'cfg') == 1 then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3])
-redis.call('HSET', KEYS[1], 'cfg', ARGV[1], 'ver', ARGV[2], 'res', ARGV[2], 'state', 1,
-  'view_of', 0, 'epoch', ARGV[3])
-redis.call('HDEL', KEYS[1], 'view')
-local acc = ARGV[4]
-local n = tonumber(ARGV[5])
-local i = 6
-for _ = 1, n do
-  local a = ARGV[i]
-  redis.call('HSET', KEYS[2], 'p:' .. a, ARGV[i + 1], 's:' .. a, ARGV[i + 2],
-    'sv:' .. a, ARGV[i + 3], 'o:' .. a, ARGV[i + 4])
-  i = i + 5
-end
-while i <= #ARGV do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  redis.call('ZADD', KEYS[4], ARGV[i + 2], 's ' .. acc .. ' ' .. ARGV[i])
-  i = i + 3
-end
-return 1
-"#,
-            ),
-            // KEYS meta leases deadlines; ARGV session lease until acc
-            start_session: script(
-                r#"
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], 's ' .. ARGV[4] .. ' ' .. ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'state', 1)
-return now
-"#,
-            ),
+            seed: Script::new(include_str!("lua/seed.lua")),
+            start_session: script(include_str!("lua/start_session.lua")),
             // KEYS meta leases deadlines agents; ARGV session mode(a|b) active_ttl
             // background_ttl renew_margin acc. The lease end is rules::renewed_lease_until,
             // pinned against it by the cluster tests.
             heartbeat: script(HEARTBEAT),
-            // KEYS meta leases deadlines conn; ARGV session acc event-json
-            end_session: script(
-                r#"
-if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('ZREM', KEYS[3], 's ' .. ARGV[2] .. ' ' .. ARGV[1], 'r ' .. ARGV[2] .. ' ' .. ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'state', 1)
-redis.call('PUBLISH', ARGV[4], ARGV[3])
-return 1
-"#,
-            ),
-            // KEYS meta agents; ARGV agent version status-json op event-json channel
-            set_status: script(
-                r#"
-local cur = tonumber(redis.call('HGET', KEYS[2], 'sv:' .. ARGV[1]) or '-1')
-if redis.call('HEXISTS', KEYS[2], 'p:' .. ARGV[1]) == 0 then return -1 end
-if cur >= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[2], 's:' .. ARGV[1], ARGV[3], 'sv:' .. ARGV[1], ARGV[2], 'o:' .. ARGV[1], ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'state', 1)
-redis.call('PUBLISH', ARGV[6], ARGV[5])
-return 1
-"#,
-            ),
-            // KEYS meta agents leases conn
-            snapshot: script(
-                r#"
-return {now, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
-  redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
-"#,
-            ),
-            // KEYS meta; ARGV state version view-json event-json channel reserved.
-            // Empty view: only marks `state` as reflected (the view did not change).
-            put_view: script(
-                r#"
-if redis.call('HGET', KEYS[1], 'state') ~= ARGV[1] then return 0 end
-if ARGV[3] == '' then
-  redis.call('HSET', KEYS[1], 'view_of', ARGV[1])
-  return 1
-end
-if tonumber(ARGV[2]) <= tonumber(redis.call('HGET', KEYS[1], 'ver') or '0') then return 2 end
-redis.call('HSET', KEYS[1], 'ver', ARGV[2], 'view', ARGV[3], 'view_of', ARGV[1])
-if tonumber(ARGV[6]) > tonumber(redis.call('HGET', KEYS[1], 'res') or '0') then
-  redis.call('HSET', KEYS[1], 'res', ARGV[6])
-end
-redis.call('PUBLISH', ARGV[5], ARGV[4])
-return 1
-"#,
-            ),
-            // KEYS meta agents; ARGV agent profile [status version op] (status only for a
-            // new agent)
-            put_profile: script(
-                r#"
-redis.call('HSET', KEYS[2], 'p:' .. ARGV[1], ARGV[2])
-if ARGV[3] and redis.call('HEXISTS', KEYS[2], 's:' .. ARGV[1]) == 0 then
-  redis.call('HSET', KEYS[2], 's:' .. ARGV[1], ARGV[3], 'sv:' .. ARGV[1], ARGV[4], 'o:' .. ARGV[1], ARGV[5])
-end
-redis.call('HINCRBY', KEYS[1], 'state', 1)
-return 1
-"#,
-            ),
-            // KEYS meta agents
-            remove_agent: script(
-                r#"
-redis.call('HDEL', KEYS[2], 'p:' .. ARGV[1], 's:' .. ARGV[1], 'sv:' .. ARGV[1], 'o:' .. ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'state', 1)
-return 1
-"#,
-            ),
-            // KEYS meta deadlines; ARGV cfg acc
-            put_cfg: script(
-                r#"
-redis.call('HSET', KEYS[1], 'cfg', ARGV[1])
-redis.call('ZREM', KEYS[2], 'f ' .. ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'state', 1)
-return 1
-"#,
-            ),
-            // KEYS meta conn leases; ARGV session delta
-            conn: script(
-                r#"
-local n = redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
-if n <= 0 or redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
-return n
-"#,
-            ),
-            // KEYS meta leases deadlines; ARGV session push(0|1) acc
-            lease_push: script(
-                r#"
-local v = redis.call('HGET', KEYS[2], ARGV[1])
-if not v then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], string.sub(v, 1, -2) .. ARGV[2])
-if ARGV[2] == '0' then redis.call('ZREM', KEYS[3], 'r ' .. ARGV[3] .. ' ' .. ARGV[1]) end
-return 1
-"#,
-            ),
-            // KEYS meta leases agents; ARGV session agent
-            auth: script(
-                r#"
-return {now, redis.call('HGET', KEYS[2], ARGV[1]) or '', redis.call('HGET', KEYS[3], 'p:' .. ARGV[2]) or ''}
-"#,
-            ),
-            // KEYS deadlines; ARGV key-prefix. Removes what is due and reports it.
-            sweep: Script::new(
-                r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 256)
-local out = {}
-for i = 1, #due, 2 do
-  local m = due[i]
-  local score = due[i + 1]
-  redis.call('ZREM', KEYS[1], m)
-  local kind, acc, sid = string.match(m, '^(%a) (%S+) ?(%S*)$')
-  local lk = ARGV[1] .. ':l:' .. acc
-  if kind == 's' then
-    local v = redis.call('HGET', lk, sid)
-    if v then
-      local agent, mode, dl = string.match(v, '^(.*)|(%a)|(%-?%d+)|')
-      if tonumber(dl) <= now then
-        redis.call('HDEL', lk, sid)
-        redis.call('HDEL', ARGV[1] .. ':c:' .. acc, sid)
-        redis.call('ZREM', KEYS[1], 'r ' .. acc .. ' ' .. sid)
-        redis.call('HINCRBY', ARGV[1] .. ':m:' .. acc, 'state', 1)
-        redis.call('PUBLISH', ARGV[1] .. ':e:' .. acc,
-          '{"k":"ended","agent":"' .. agent .. '","session":"' .. sid .. '","reason":"expired"}')
-        table.insert(out, {'s', acc, sid, agent, score})
-      else
-        redis.call('ZADD', KEYS[1], dl, m)
-      end
-    end
-  elseif kind == 'r' then
-    local v = redis.call('HGET', lk, sid)
-    if v then table.insert(out, {'r', acc, sid, v, score}) end
-  elseif kind == 'f' then
-    table.insert(out, {'f', acc})
-  end
-end
-local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {now, nxt[2] or '-1', out}
-"#,
-            ),
+            end_session: script(include_str!("lua/end_session.lua")),
+            set_status: script(include_str!("lua/set_status.lua")),
+            snapshot: script(include_str!("lua/snapshot.lua")),
+            put_view: script(include_str!("lua/put_view.lua")),
+            put_profile: script(include_str!("lua/put_profile.lua")),
+            remove_agent: script(include_str!("lua/remove_agent.lua")),
+            put_cfg: script(include_str!("lua/put_cfg.lua")),
+            conn: script(include_str!("lua/conn.lua")),
+            lease_push: script(include_str!("lua/lease_push.lua")),
+            auth: script(include_str!("lua/auth.lua")),
+            sweep: Script::new(include_str!("lua/sweep.lua")),
         }
     }
 }

@@ -144,7 +144,6 @@ pub(crate) struct Inner {
     hot: Hot,
     clock: Clock,
     pusher: Pusher,
-    hasher: Arc<HashPool>,
     retention: Retention,
     metrics: Arc<Metrics>,
     fanout: fanout::Fanout,
@@ -155,7 +154,8 @@ pub(crate) struct Inner {
     deadline_tx: mpsc::UnboundedSender<(u32, i64)>,
     device_streams: AtomicU64,
     widget_streams: AtomicU64,
-    dummy_hash: String,
+    /// Password checks at login (the verified-password cache, the dummy hash).
+    credentials: crate::ops::credentials::Credentials,
 }
 
 /// A presence-server node on PostgreSQL and Redis. Cheap to clone.
@@ -180,15 +180,13 @@ impl Cluster {
         let clock = Clock::new();
         let hot = Hot::connect(&config.redis_urls, metrics.store.clone(), clock.clone()).await?;
         let (deadline_tx, deadline_rx) = mpsc::unbounded_channel();
-        let dummy_hash = crate::auth::hash_password("presence-dummy-password")
-            .map_err(|e| format!("cannot make the dummy hash: {e}"))?;
+        let credentials = crate::ops::credentials::Credentials::new(hasher.clone());
         let inner = Arc::new(Inner {
             fanout: fanout::Fanout::new(hot.pubsub_clients().to_vec()),
             pg,
             hot,
             clock,
             pusher,
-            hasher,
             retention,
             metrics,
             tokens: Mutex::new(HashMap::new()),
@@ -197,7 +195,7 @@ impl Cluster {
             deadline_tx,
             device_streams: AtomicU64::new(0),
             widget_streams: AtomicU64::new(0),
-            dummy_hash,
+            credentials,
         });
         if let Some(dead) = inner.pusher.take_dead_tokens() {
             tokio::spawn(remove_dead_tokens(Arc::downgrade(&inner), dead));

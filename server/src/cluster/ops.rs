@@ -7,9 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use async_trait::async_trait;
 use presence_protocol::{
-    AccountInfo, Agent, AgentStatus, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse,
-    Mode, PushInfo, PushRegistration, SessionInfo, SetStatusRequest, SetStatusResponse,
-    SnapshotEvent, StatusView,
+    Agent, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode, PushInfo,
+    PushRegistration, SessionInfo, SetStatusResponse, SnapshotEvent, StatusView,
 };
 
 use super::hot::{Beat, Event, Lease};
@@ -21,18 +20,14 @@ use crate::backend::{
     WidgetStream,
 };
 use crate::metrics::Gauges;
-use crate::ops::status;
-use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
+use crate::ops::status::{StatusChange, StatusPlan};
+use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice};
 use crate::rules::{self};
 use crate::validate;
 
 /// How long Redis remembers a widget key's account (it never changes; the entry only
 /// saves a PostgreSQL read).
 const WIDGET_LOOKUP_SECS: u64 = 7 * 86_400;
-
-fn hashing_busy() -> BackendError {
-    BackendError::unavailable("too many logins at once; retry in a moment", 1)
-}
 
 fn to_agent(a: &AgentRow) -> Agent {
     Agent {
@@ -184,15 +179,10 @@ impl Inner {
     }
 
     /// Ends one live session of the caller's agent with reason `logout`.
-    async fn end_own(
-        &self,
-        p: &Principal,
-        session_id: &str,
-        missing: BackendError,
-    ) -> BackendResult<()> {
+    async fn end_own(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
         let s = match self.pg.session(session_id).await? {
             Some(s) if s.agent_id == *p.agent_id && s.ended_at.is_none() => s,
-            _ => return Err(missing),
+            _ => return Err(BackendError::not_found("session")),
         };
         let by_other = *p.session_id != *session_id;
         self.end_session(&p.account_id, &s, EndReason::Logout, by_other)
@@ -220,24 +210,14 @@ impl Inner {
         self.push_status(account_id, agent_id, status, origin).await
     }
 
-    async fn set_status(
+    async fn change_status(
         &self,
-        p: &Principal,
-        req: SetStatusRequest,
+        change: StatusChange,
+        plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse> {
         let now = self.clock.now_ms();
         let since = now - self.retention.status_ops.as_millis() as i64;
-        let decision = self
-            .pg
-            .status_op(
-                &p.agent_id,
-                &req.op_id,
-                Some(&p.session_id),
-                since,
-                now,
-                |slice| status::device_op(slice, &req, now),
-            )
-            .await?;
+        let decision = self.pg.status_op(&change, since, now, plan).await?;
         match decision {
             StatusDecision::Replay(json) => {
                 serde_json::from_str(&json).map_err(BackendError::internal)
@@ -247,44 +227,17 @@ impl Inner {
             } => {
                 if applied {
                     self.after_status(
-                        &p.account_id,
-                        &p.agent_id,
+                        &change.account_id,
+                        &change.agent_id,
                         &status,
-                        &req.op_id,
-                        Some(&p.session_id),
+                        &change.op_id,
+                        change.origin.as_deref(),
                     )
                     .await?;
                 }
                 Ok(SetStatusResponse { applied, status })
             }
         }
-    }
-
-    async fn admin_set_status(
-        &self,
-        p: &Principal,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> BackendResult<StatusView> {
-        match self.pg.agent(agent_id).await? {
-            Some(a) if a.account_id == *p.account_id => {}
-            _ => return Err(BackendError::not_found("agent")),
-        }
-        let now = self.clock.now_ms();
-        let op_id = uuid::Uuid::now_v7().to_string();
-        let decision = self
-            .pg
-            .status_op(agent_id, &op_id, None, 0, now, |slice| SetStatusResponse {
-                applied: true,
-                status: status::admin_op(slice, status, now),
-            })
-            .await?;
-        let StatusDecision::Decided { status, .. } = decision else {
-            return Err(BackendError::internal("a new op id was replayed"));
-        };
-        self.after_status(&p.account_id, agent_id, &status, &op_id, None)
-            .await?;
-        Ok(status)
     }
 
     async fn agent_in(&self, account_id: &str, id: &str) -> BackendResult<AgentRow> {
@@ -409,26 +362,18 @@ impl Backend for Cluster {
                 .map_err(|r| BackendError::invalid_field(&format!("push.{}", r.field), r.detail))?;
         }
         let found = inner.pg.agent_by_login(&req.account, &req.email).await?;
+        inner
+            .credentials
+            .check(
+                found
+                    .as_ref()
+                    .map(|a| (a.id.as_str(), a.password_hash.as_str())),
+                &req.password,
+            )
+            .await?;
         let Some(agent) = found else {
-            let dummy = inner.dummy_hash.clone();
-            let pw = req.password.clone();
-            inner
-                .hasher
-                .run(move || auth::verify_password(&pw, &dummy))
-                .await
-                .map_err(|_| hashing_busy())?;
             return Err(BackendError::InvalidCredentials);
         };
-        let pw = req.password.clone();
-        let h = agent.password_hash.clone();
-        let ok = inner
-            .hasher
-            .run(move || auth::verify_password(&pw, &h))
-            .await
-            .map_err(|_| hashing_busy())?;
-        if !ok {
-            return Err(BackendError::InvalidCredentials);
-        }
         let account_id = agent.account_id.clone();
         let cfg = inner.cfg(&account_id).await?;
         let settings = cfg.settings.timings;
@@ -562,16 +507,8 @@ impl Backend for Cluster {
         }
     }
 
-    async fn logout(&self, p: &Principal) -> BackendResult<()> {
-        self.inner
-            .end_own(p, &p.session_id, BackendError::session_expired())
-            .await
-    }
-
-    async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
-        self.inner
-            .end_own(p, session_id, BackendError::not_found("session"))
-            .await
+    async fn end_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
+        self.inner.end_own(p, session_id).await
     }
 
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()> {
@@ -595,15 +532,15 @@ impl Backend for Cluster {
         self.inner.me(p).await
     }
 
-    async fn set_status(
+    async fn change_status(
         &self,
-        p: &Principal,
-        req: SetStatusRequest,
+        change: StatusChange,
+        plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse> {
-        validate::op_id(&req.op_id)?;
+        // In a task of its own: a client that goes away cannot leave a committed change
+        // unpublished.
         let inner = self.inner.clone();
-        let p = p.clone();
-        tokio::spawn(async move { inner.set_status(&p, req).await })
+        tokio::spawn(async move { inner.change_status(change, plan).await })
             .await
             .map_err(BackendError::internal)?
     }
@@ -638,21 +575,19 @@ impl Backend for Cluster {
         })
     }
 
-    async fn admin_set_status(
-        &self,
-        p: &Principal,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> BackendResult<StatusView> {
-        let inner = self.inner.clone();
-        let (p, agent_id) = (p.clone(), agent_id.to_owned());
-        tokio::spawn(async move { inner.admin_set_status(&p, &agent_id, status).await })
-            .await
-            .map_err(BackendError::internal)?
-    }
-
-    async fn account_slice(&self, account_id: &str) -> BackendResult<AccountSlice> {
-        self.inner.account_slice(account_id).await
+    async fn account_slice(&self, key: AccountKey<'_>) -> BackendResult<AccountSlice> {
+        let id = match key {
+            AccountKey::Id(id) => id.to_owned(),
+            AccountKey::Slug(slug) => {
+                self.inner
+                    .pg
+                    .account_by_slug(slug)
+                    .await?
+                    .ok_or_else(|| BackendError::not_found("account"))?
+                    .id
+            }
+        };
+        self.inner.account_slice(&id).await
     }
 
     async fn edit_account(
@@ -685,20 +620,6 @@ impl Backend for Cluster {
                 _membership: membership,
             }),
         })
-    }
-
-    async fn account_by_slug(&self, slug: &str) -> BackendResult<Option<AccountInfo>> {
-        Ok(self
-            .inner
-            .pg
-            .account_by_slug(slug)
-            .await?
-            .map(|a| AccountInfo {
-                id: a.id,
-                slug: a.slug,
-                name: a.name,
-                widget_key: a.widget_key,
-            }))
     }
 
     async fn health(&self) -> BackendResult<()> {

@@ -26,64 +26,13 @@ use tokio_postgres::error::SqlState;
 
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::StoreMetrics;
-use crate::ops::status::StatusSlice;
+use crate::ops::status::{StatusChange, StatusPlan, StatusSlice};
 use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
     // v1: the first schema.
-    r#"
-    CREATE TABLE accounts (
-        id TEXT PRIMARY KEY,
-        slug TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL,
-        widget_key TEXT NOT NULL UNIQUE,
-        settings JSONB NOT NULL,
-        opening_hours JSONB NOT NULL,
-        groups_json JSONB NOT NULL,
-        view_reserved BIGINT NOT NULL,
-        created_at BIGINT NOT NULL
-    );
-    CREATE TABLE agents (
-        id TEXT PRIMARY KEY,
-        account_id TEXT NOT NULL REFERENCES accounts(id),
-        name TEXT NOT NULL,
-        email TEXT NOT NULL,
-        email_key TEXT NOT NULL,
-        password_hash TEXT NOT NULL,
-        role TEXT NOT NULL,
-        groups_json JSONB NOT NULL,
-        status JSONB NOT NULL,
-        status_op TEXT NOT NULL,
-        status_seq BIGINT NOT NULL,
-        updated_at BIGINT NOT NULL,
-        UNIQUE (account_id, email_key)
-    );
-    CREATE INDEX agents_updated ON agents (updated_at);
-    CREATE TABLE sessions (
-        id TEXT PRIMARY KEY,
-        account_id TEXT NOT NULL,
-        agent_id TEXT NOT NULL,
-        token_hash BYTEA NOT NULL UNIQUE,
-        device JSONB NOT NULL,
-        push JSONB,
-        mode TEXT NOT NULL,
-        lease_until BIGINT NOT NULL,
-        created_at BIGINT NOT NULL,
-        ended_at BIGINT,
-        end_reason TEXT
-    );
-    CREATE INDEX sessions_live ON sessions (account_id) WHERE ended_at IS NULL;
-    CREATE INDEX sessions_ended ON sessions (ended_at) WHERE ended_at IS NOT NULL;
-    CREATE TABLE status_ops (
-        agent_id TEXT NOT NULL,
-        op_id TEXT NOT NULL,
-        response JSONB NOT NULL,
-        at BIGINT NOT NULL,
-        PRIMARY KEY (agent_id, op_id)
-    );
-    CREATE INDEX status_ops_at ON status_ops (at);
-    "#,
+    include_str!("sql/001_schema.sql"),
 ];
 
 /// Key of the advisory lock migrations run under ("PRSV").
@@ -744,13 +693,13 @@ impl Pg {
     /// round trips (begin, one read, one write, commit), on prepared statements.
     pub async fn status_op(
         &self,
-        agent_id: &str,
-        op_id: &str,
-        session_id: Option<&str>,
+        change: &StatusChange,
         since: i64,
         now: i64,
-        decide: impl FnOnce(&StatusSlice) -> presence_protocol::SetStatusResponse,
+        decide: StatusPlan,
     ) -> BackendResult<StatusDecision> {
+        let (agent_id, op_id) = (change.agent_id.as_str(), change.op_id.as_str());
+        let (account_id, session_id) = (&*change.account_id, change.origin.as_deref());
         let _op = self.op();
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(|e| self.db(e))?;
@@ -760,19 +709,23 @@ impl Pg {
                  (SELECT response::text FROM status_ops \
                   WHERE agent_id = $1 AND op_id = $2 AND at >= $3), \
                  (SELECT device->>'id' FROM sessions WHERE id = $4) \
-                 FROM agents a WHERE a.id = $1 FOR UPDATE",
+                 FROM agents a WHERE a.id = $1 AND a.account_id = $5 FOR UPDATE",
             )
             .await
             .map_err(|e| self.db(e))?;
         let row = tx
-            .query_opt(&read, &[&agent_id, &op_id, &since, &session_id])
+            .query_opt(
+                &read,
+                &[&agent_id, &op_id, &since, &session_id, &account_id],
+            )
             .await
             .map_err(|e| self.db(e))?
-            .ok_or_else(BackendError::session_expired)?;
+            .ok_or_else(|| BackendError::not_found("agent"))?;
         if let Some(prev) = row.get::<_, Option<String>>(2) {
             return Ok(StatusDecision::Replay(prev));
         }
         let slice = StatusSlice {
+            now,
             current: from_json(row.get(0))?,
             current_op: row.get(1),
             device: row.get(3),

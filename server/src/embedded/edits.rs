@@ -112,7 +112,6 @@ impl Inner {
                             st.end_session_mem(&s, EndReason::Removed, now, &mut fx);
                         }
                         st.agents.remove(agent_id.as_str());
-                        st.verified.remove(agent_id.as_str());
                         st.emails.remove(&(account_id.clone(), email_key));
                         if let Some(acc) = st.accounts.get_mut(account_id) {
                             acc.agents.retain(|a| **a != *agent_id);

@@ -56,15 +56,12 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use presence_protocol::{AccountInfo, Heartbeat, Role};
-use sha2::{Digest, Sha256};
+use presence_protocol::Heartbeat;
 use tokio::sync::Notify;
 
 use crate::Retention;
-use crate::backend::BackendError;
 use crate::backend::Principal;
 use crate::clock::Clock;
-use crate::hashing::HashPool;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
 use crate::rules;
@@ -88,17 +85,13 @@ struct Inner {
     reservations: tokio::sync::mpsc::UnboundedSender<(Arc<str>, i64)>,
     clock: Clock,
     pusher: Pusher,
-    hasher: Arc<HashPool>,
     retention: Retention,
     metrics: Arc<Metrics>,
     sweeper_wake: Notify,
     device_streams: AtomicU64,
     widget_streams: AtomicU64,
-    /// Key for the verified-password cache; never leaves memory.
-    secret: [u8; 32],
-    /// A real argon2 hash to verify against when the email is unknown, so both paths cost
-    /// the same.
-    dummy_hash: String,
+    /// Password checks at login (the verified-password cache, the dummy hash).
+    credentials: crate::ops::credentials::Credentials,
 }
 
 /// The embedded SQLite backend. Cheap to clone.
@@ -129,17 +122,6 @@ impl Inner {
         }
     }
 
-    fn verifier(&self, agent_id: &str, password_hash: &str, password: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.secret);
-        h.update(agent_id.as_bytes());
-        h.update([0]);
-        h.update(password_hash.as_bytes());
-        h.update([0]);
-        h.update(password.as_bytes());
-        h.finalize().into()
-    }
-
     fn heartbeat_for(&self, st: &State, s: &SessionState, now: i64) -> Heartbeat {
         let settings = st
             .accounts
@@ -163,36 +145,7 @@ impl Embedded {
         self.inner.clock.clone()
     }
 
-    /// The account with this slug, if any (used by `--demo`).
-    pub fn account_by_slug(&self, slug: &str) -> Option<AccountInfo> {
-        let st = self.inner.state.lock();
-        st.slugs
-            .get(slug)
-            .and_then(|id| st.accounts.get(id))
-            .map(|a| a.info.clone())
-    }
-
-    /// A principal acting as the owner of `account_id`, for operator tooling (`--demo`).
-    pub fn owner_principal(&self, account_id: &str) -> Option<Principal> {
-        let st = self.inner.state.lock();
-        let acc = st.accounts.get(account_id)?;
-        let owner = acc
-            .agents
-            .iter()
-            .find(|id| st.agents.get(*id).is_some_and(|a| a.role == Role::Owner))?;
-        Some(Principal {
-            session_id: arc(""),
-            agent_id: owner.clone(),
-            account_id: arc(account_id),
-            role: Role::Owner,
-        })
-    }
-
     fn flush_now(&self) {
         flush_once(&self.inner);
     }
-}
-
-fn hashing_busy() -> BackendError {
-    BackendError::unavailable("too many logins at once; retry in a moment", 1)
 }

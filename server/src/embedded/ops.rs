@@ -11,15 +11,16 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use presence_protocol::{
-    AccountInfo, AgentStatus, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
-    PushRegistration, SetStatusRequest, SetStatusResponse, SnapshotEvent, StatusView,
+    Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode, PushRegistration, SetStatusResponse,
+    SnapshotEvent,
 };
 
-use crate::auth::{self, TokenHash};
+use crate::auth::TokenHash;
 use crate::backend::{Backend, DeviceStream, Principal, StreamGuard, ViewFrame, WidgetStream};
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Gauges;
-use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
+use crate::ops::status::{StatusChange, StatusPlan};
+use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice};
 use crate::rules;
 use crate::store::{AccountRow, AgentRow};
 use crate::validate;
@@ -72,56 +73,25 @@ impl Backend for Embedded {
                 .validate(push)
                 .map_err(|r| BackendError::invalid_field(&format!("push.{}", r.field), r.detail))?;
         }
-        let email_key = req.email.trim().to_lowercase();
+        let email_key = crate::rows::email_key(&req.email);
         let found = {
             let st = self.inner.state.lock();
             st.slugs
                 .get(&req.account)
-                .and_then(|acc| st.emails.get(&(acc.clone(), email_key.clone())))
+                .and_then(|acc| st.emails.get(&(acc.clone(), email_key)))
                 .and_then(|id| st.agents.get(id))
-                .map(|a| {
-                    (
-                        a.id.clone(),
-                        a.password_hash.clone(),
-                        st.verified.get(&a.id).copied(),
-                    )
-                })
+                .map(|a| (a.id.clone(), a.password_hash.clone()))
         };
-        let bad = || BackendError::InvalidCredentials;
-        let Some((agent_id, hash, cached)) = found else {
-            let dummy = self.inner.dummy_hash.clone();
-            let pw = req.password.clone();
-            self.inner
-                .hasher
-                .run(move || auth::verify_password(&pw, &dummy))
-                .await
-                .map_err(|_| hashing_busy())?;
-            return Err(bad());
+        self.inner
+            .credentials
+            .check(
+                found.as_ref().map(|(id, h)| (&**id, h.as_str())),
+                &req.password,
+            )
+            .await?;
+        let Some((agent_id, _)) = found else {
+            return Err(BackendError::InvalidCredentials);
         };
-        let verifier = self.inner.verifier(&agent_id, &hash, &req.password);
-        let ok = if cached.is_some_and(|c| auth::secure_eq(&c, &verifier)) {
-            true
-        } else {
-            let pw = req.password.clone();
-            let h = hash.clone();
-            let ok = self
-                .inner
-                .hasher
-                .run(move || auth::verify_password(&pw, &h))
-                .await
-                .map_err(|_| hashing_busy())?;
-            if ok {
-                self.inner
-                    .state
-                    .lock()
-                    .verified
-                    .insert(agent_id.clone(), verifier);
-            }
-            ok
-        };
-        if !ok {
-            return Err(bad());
-        }
         let opening = super::writes::Opening {
             agent_id,
             device: req.device,
@@ -195,24 +165,10 @@ impl Backend for Embedded {
         Ok(hb)
     }
 
-    async fn logout(&self, p: &Principal) -> BackendResult<()> {
-        let (p, id) = (p.clone(), p.session_id.clone());
-        self.to_completion(move |inner| async move {
-            inner
-                .end_session(&p, &id, BackendError::session_expired())
-                .await
-        })
-        .await
-    }
-
-    async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
+    async fn end_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
         let (p, id) = (p.clone(), session_id.to_owned());
-        self.to_completion(move |inner| async move {
-            inner
-                .end_session(&p, &id, BackendError::not_found("session"))
-                .await
-        })
-        .await
+        self.to_completion(move |inner| async move { inner.end_session(&p, &id).await })
+            .await
     }
 
     async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()> {
@@ -231,17 +187,15 @@ impl Backend for Embedded {
         self.inner.state.lock().me_view(p)
     }
 
-    async fn set_status(
+    async fn change_status(
         &self,
-        p: &Principal,
-        req: SetStatusRequest,
+        change: StatusChange,
+        plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse> {
-        validate::op_id(&req.op_id)?;
         // Plan, commit, apply: one op of this agent at a time, the state lock held only to
         // plan and to apply, never while SQLite writes (see `writer.rs`). In a task of its
         // own, so a client that goes away cannot leave a committed change unapplied.
-        let p = p.clone();
-        self.to_completion(move |inner| async move { inner.set_status(&p, req).await })
+        self.to_completion(move |inner| async move { inner.change_status(change, plan).await })
             .await
     }
 
@@ -274,21 +228,17 @@ impl Backend for Embedded {
         })
     }
 
-    async fn admin_set_status(
-        &self,
-        p: &Principal,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> BackendResult<StatusView> {
-        let (p, agent_id) = (p.clone(), agent_id.to_owned());
-        self.to_completion(move |inner| async move {
-            inner.admin_set_status(&p, &agent_id, status).await
-        })
-        .await
-    }
-
-    async fn account_slice(&self, account_id: &str) -> BackendResult<AccountSlice> {
-        self.inner.state.lock().account_slice(account_id)
+    async fn account_slice(&self, key: AccountKey<'_>) -> BackendResult<AccountSlice> {
+        let st = self.inner.state.lock();
+        let id = match key {
+            AccountKey::Id(id) => id,
+            AccountKey::Slug(slug) => st
+                .slugs
+                .get(slug)
+                .map(|id| &**id)
+                .ok_or_else(|| BackendError::not_found("account"))?,
+        };
+        st.account_slice(id)
     }
 
     async fn edit_account(
@@ -325,10 +275,6 @@ impl Backend for Embedded {
                 inner: Arc::downgrade(&self.inner),
             }),
         })
-    }
-
-    async fn account_by_slug(&self, slug: &str) -> BackendResult<Option<AccountInfo>> {
-        Ok(Embedded::account_by_slug(self, slug))
     }
 
     async fn health(&self) -> BackendResult<()> {

@@ -9,11 +9,10 @@ use std::sync::atomic::AtomicU64;
 
 use parking_lot::Mutex;
 use presence_protocol::{AccountInfo, WeeklySchedule, resolve};
-use rand::RngCore;
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::Retention;
-use crate::auth::{self, TokenHash};
+use crate::auth::TokenHash;
 use crate::backend::ViewFrame;
 use crate::clock::Clock;
 use crate::hashing::HashPool;
@@ -35,14 +34,7 @@ impl Embedded {
         let clock = Clock::new();
         let now = clock.now_ms();
         let loaded = store.load(now - retention_ms(retention.ended_sessions))?;
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        // On a thread of its own, so its hashing memory goes when the thread does.
-        let dummy_hash = std::thread::spawn(|| auth::hash_password("presence-dummy-password"))
-            .join()
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let credentials = crate::ops::credentials::Credentials::new(hasher.clone());
         let mut st = State::default();
         let mut fx = Effects::default();
         for a in loaded.accounts {
@@ -175,14 +167,12 @@ impl Embedded {
             reservations,
             clock,
             pusher,
-            hasher,
             retention,
             metrics,
             sweeper_wake: Notify::new(),
             device_streams: AtomicU64::new(0),
             widget_streams: AtomicU64::new(0),
-            secret,
-            dummy_hash,
+            credentials,
         });
         if let Some(dead) = inner.pusher.take_dead_tokens() {
             tokio::spawn(remove_dead_tokens(Arc::downgrade(&inner), dead));

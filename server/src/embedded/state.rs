@@ -171,8 +171,6 @@ pub(super) struct State {
     pub(super) ended: std::collections::VecDeque<(i64, TokenHash)>,
     pub(super) timers: BTreeSet<Timer>,
     pub(super) dirty_leases: HashSet<Arc<str>>,
-    /// agent id -> keyed hash of a password that argon2 already accepted (see `verifier`).
-    pub(super) verified: HashMap<Arc<str>, [u8; 32]>,
 }
 
 /// Side effects computed under the lock and carried out after it.

@@ -20,15 +20,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::{
-    AccountInfo, AgentStatus, Device, EndReason, LoginResponse, Messages, Mode, PushRegistration,
-    SetStatusRequest, SetStatusResponse, StatusView, WeeklySchedule, resolve,
+    AccountInfo, Device, EndReason, LoginResponse, Messages, Mode, PushRegistration,
+    SetStatusResponse, WeeklySchedule, resolve,
 };
 use tokio::sync::{broadcast, watch};
 
 use crate::auth;
 use crate::backend::{BackendError, BackendResult, ViewFrame, storage};
 use crate::ops::account::slug_taken;
-use crate::ops::status::{self, StatusSlice};
+use crate::ops::status::{StatusChange, StatusPlan, StatusSlice};
 use crate::push::DeadToken;
 use crate::store::{AccountRow, AgentRow, SessionRow, StatusRecord, Write};
 
@@ -195,18 +195,13 @@ impl Inner {
         Ok(resp)
     }
 
-    /// Ends one live session of the caller's agent with reason `logout`. `missing` answers
-    /// when there is no such session of this agent.
-    pub(super) async fn end_session(
-        &self,
-        p: &Principal,
-        session_id: &str,
-        missing: BackendError,
-    ) -> BackendResult<()> {
+    /// Ends one live session of the caller's agent with reason `logout` (`not_found` when
+    /// the agent has no such session).
+    pub(super) async fn end_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
         let _turn = self.turns.take(&p.agent_id).await;
         let id = match self.state.lock().sessions.get(session_id) {
             Some(s) if s.agent_id == p.agent_id => s.id.clone(),
-            _ => return Err(missing),
+            _ => return Err(BackendError::not_found("session")),
         };
         let now = self.clock.now_ms();
         self.writer
@@ -292,41 +287,48 @@ impl Inner {
         self.finish(fx);
     }
 
-    /// [`Backend::set_status`](crate::backend::Backend::set_status).
-    pub(super) async fn set_status(
+    /// [`Backend::change_status`](crate::backend::Backend::change_status).
+    pub(super) async fn change_status(
         &self,
-        p: &Principal,
-        req: SetStatusRequest,
+        change: StatusChange,
+        plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse> {
-        let _turn = self.turns.take(&p.agent_id).await;
+        let StatusChange {
+            account_id,
+            agent_id,
+            origin,
+            op_id,
+        } = change;
+        let _turn = self.turns.take(&agent_id).await;
         let now = self.clock.now_ms();
         let since = now - retention_ms(self.retention.status_ops);
         if let Some(prev) = self
             .store
-            .status_op(&p.agent_id, &req.op_id, since)
+            .status_op(&agent_id, &op_id, since)
             .map_err(storage)?
         {
             return serde_json::from_str(&prev).map_err(BackendError::internal);
         }
         let (resp, json) = {
             let st = self.state.lock();
-            let agent = st
-                .agents
-                .get(&p.agent_id)
-                .ok_or_else(BackendError::session_expired)?;
+            let agent = st.agent_in_account(&account_id, &agent_id)?;
             let slice = StatusSlice {
+                now,
                 current: agent.status.clone(),
                 current_op: agent.status_op_id.clone(),
-                device: st.sessions.get(&p.session_id).map(|s| s.device.id.clone()),
+                device: origin
+                    .as_ref()
+                    .and_then(|o| st.sessions.get(o))
+                    .map(|s| s.device.id.clone()),
             };
-            let resp = status::device_op(&slice, &req, now);
+            let resp = plan(&slice);
             let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
             (resp, json)
         };
         self.writer
             .commit(Write::Status(StatusRecord {
-                agent_id: p.agent_id.to_string(),
-                op_id: req.op_id.clone(),
+                agent_id: agent_id.clone(),
+                op_id: op_id.clone(),
                 applied: resp.applied.then(|| resp.status.clone()),
                 response_json: json,
                 now,
@@ -337,66 +339,18 @@ impl Inner {
             let mut st = self.state.lock();
             let now = self.clock.now_ms();
             st.apply_status(
-                &p.agent_id,
+                &agent_id,
                 resp.status.clone(),
-                &req.op_id,
-                Some(&p.session_id),
+                &op_id,
+                origin.as_ref(),
                 now,
                 &mut fx,
             );
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
+            self.recompute(&mut st, &account_id, now, &mut fx);
             self.metrics.status_changes.fetch_add(1, Relaxed);
         }
         self.finish(fx);
         Ok(resp)
-    }
-
-    /// [`Backend::admin_set_status`](crate::backend::Backend::admin_set_status).
-    pub(super) async fn admin_set_status(
-        &self,
-        p: &Principal,
-        agent_id: &str,
-        status: AgentStatus,
-    ) -> BackendResult<StatusView> {
-        let _turn = self.turns.take(agent_id).await;
-        let now = self.clock.now_ms();
-        // A server-made op id: the change is recorded like a device's, and a device's later
-        // retry of an older op still loses to it by `intent_at`.
-        let op_id = uuid::Uuid::now_v7().to_string();
-        let view = {
-            let st = self.state.lock();
-            let agent = st.agent_in_account(&p.account_id, agent_id)?;
-            let slice = StatusSlice {
-                current: agent.status.clone(),
-                current_op: agent.status_op_id.clone(),
-                device: None,
-            };
-            status::admin_op(&slice, status, now)
-        };
-        let json = serde_json::to_string(&SetStatusResponse {
-            applied: true,
-            status: view.clone(),
-        })
-        .map_err(BackendError::internal)?;
-        self.writer
-            .commit(Write::Status(StatusRecord {
-                agent_id: agent_id.to_owned(),
-                op_id: op_id.clone(),
-                applied: Some(view.clone()),
-                response_json: json,
-                now,
-            }))
-            .await?;
-        let mut fx = Effects::default();
-        {
-            let mut st = self.state.lock();
-            let now = self.clock.now_ms();
-            st.apply_status(agent_id, view.clone(), &op_id, None, now, &mut fx);
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.metrics.status_changes.fetch_add(1, Relaxed);
-        self.finish(fx);
-        Ok(view)
     }
 }
 

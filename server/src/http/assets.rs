@@ -17,13 +17,33 @@
 
 use std::sync::LazyLock;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{MethodRouter, get};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::error::ApiError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/widget.js", get(widget_js))
+        .route("/app", get(app_redirect))
+        .route("/app/", app_file(&APP_HTML))
+        .route("/app/app.js", app_file(&APP_JS))
+        .route("/app/app.css", app_file(&APP_CSS))
+        .route("/app/beat.js", app_file(&APP_BEAT_JS))
+        .route("/app/favicon.svg", app_file(&DEMO_ICON))
+        // Every other address under `/app/` is the dashboard's page, which routes itself.
+        .route("/app/{*view}", app_file(&APP_HTML))
+        .route("/demo", get(demo_redirect))
+        .route("/demo/", get(demo_page))
+        .route("/demo/demo.js", demo_file(&DEMO_JS))
+        .route("/demo/demo.css", demo_file(&DEMO_CSS))
+        .route("/demo/favicon.svg", demo_file(&DEMO_ICON))
+}
 
 /// One embedded file.
 pub struct Asset {
@@ -136,29 +156,13 @@ const APP_HEADERS: &[(&str, &str)] = &[
 ];
 
 /// `GET /app`: the dashboard lives at `/app/`.
-pub async fn app_redirect() -> Response {
+async fn app_redirect() -> Response {
     Redirect::permanent("/app/").into_response()
 }
 
-/// `GET /app/` and every other address under it: the dashboard's page.
-pub async fn app_page(headers: HeaderMap) -> Response {
-    serve(&APP_HTML, &headers, APP_HEADERS)
-}
-
-pub async fn app_js(headers: HeaderMap) -> Response {
-    serve(&APP_JS, &headers, APP_HEADERS)
-}
-
-pub async fn app_css(headers: HeaderMap) -> Response {
-    serve(&APP_CSS, &headers, APP_HEADERS)
-}
-
-pub async fn app_beat_js(headers: HeaderMap) -> Response {
-    serve(&APP_BEAT_JS, &headers, APP_HEADERS)
-}
-
-pub async fn app_icon(headers: HeaderMap) -> Response {
-    serve(&DEMO_ICON, &headers, APP_HEADERS)
+/// `GET` of one of the dashboard's files, under the dashboard's headers.
+fn app_file(asset: &'static Asset) -> MethodRouter<AppState> {
+    get(move |headers: HeaderMap| async move { serve(asset, &headers, APP_HEADERS) })
 }
 
 /// The demo page's policy: scripts, styles and connections from this server only.
@@ -244,7 +248,7 @@ fn serve(
 
 /// `GET /widget.js`. Any site may load it, including pages that isolate themselves
 /// (`Cross-Origin-Embedder-Policy`), hence the resource policy.
-pub async fn widget_js(headers: HeaderMap) -> Response {
+async fn widget_js(headers: HeaderMap) -> Response {
     serve(
         &WIDGET_JS,
         &headers,
@@ -263,12 +267,12 @@ fn demo_only(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-pub async fn demo_redirect(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn demo_redirect(State(state): State<AppState>) -> Result<Response, ApiError> {
     demo_only(&state)?;
     Ok(Redirect::permanent("/demo/").into_response())
 }
 
-pub async fn demo_page(
+async fn demo_page(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -283,28 +287,14 @@ pub async fn demo_page(
     ))
 }
 
-pub async fn demo_js(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    demo_only(&state)?;
-    Ok(serve(&DEMO_JS, &headers, &[]))
-}
-
-pub async fn demo_css(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    demo_only(&state)?;
-    Ok(serve(&DEMO_CSS, &headers, &[]))
-}
-
-pub async fn demo_icon(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    demo_only(&state)?;
-    Ok(serve(&DEMO_ICON, &headers, &[]))
+/// `GET` of one of the demo page's files; `404 not_found` without `--demo`.
+fn demo_file(asset: &'static Asset) -> MethodRouter<AppState> {
+    get(
+        move |State(state): State<AppState>, headers: HeaderMap| async move {
+            demo_only(&state)?;
+            Ok::<_, ApiError>(serve(asset, &headers, &[]))
+        },
+    )
 }
 
 #[cfg(test)]

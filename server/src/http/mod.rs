@@ -1,30 +1,39 @@
-//! The HTTP surface: routers per area (accounts, session, me, admin, widget, ops), the
-//! extractors that turn bad input into contract errors, and the middleware stack.
+//! The HTTP surface: a router per area, the extractors that turn bad input into contract
+//! errors, and the middleware stack.
+//!
+//! Areas, one module each, each with its own routes and handlers: `accounts` (account
+//! creation by the operator), `session` (login, heartbeat, logout, push registration), `me`
+//! (the caller's agent, status, sessions and device stream), `admin`, `widget` (public, with
+//! its CORS), `health` (`/healthz`, `/metrics`) and `assets` (the web files). `router`
+//! composes them and puts the layers on.
 //!
 //! Every rejection axum would produce on its own (bad JSON, wrong content type, body too big,
 //! unknown path, wrong method) is rewritten here into the `{"error": {...}}` shape.
 
+mod accounts;
+mod admin;
 mod assets;
 mod conn;
 mod extract;
+mod health;
 mod layer;
-mod routes;
+mod me;
+mod session;
 pub mod sse;
 mod strict_json;
+mod widget;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, patch, post, put};
 use presence_protocol::Settings;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceBuilder;
-use tower_http::cors::{Any, CorsLayer};
 
 use crate::Limits;
 use crate::backend::Backend;
@@ -88,85 +97,29 @@ async fn deadline(
     }
 }
 
+/// All areas under one router. The deadline wraps every route but the two event streams;
+/// the widget's CORS wraps the widget routes only, outside their deadline; unknown paths and
+/// methods answer in the contract's shape.
 fn router(state: AppState, request_timeout: Duration) -> Router {
-    let widget_cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::OPTIONS])
-        .allow_headers(Any)
-        .expose_headers([header::ETAG])
-        .max_age(Duration::from_secs(3600));
-    let widget = Router::new()
-        // `options` lets preflight requests reach the CORS layer, which answers them.
-        .route(
-            "/v1/widget/{widget_key}/status",
-            get(routes::widget_status).options(preflight),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            request_timeout,
-            deadline,
-        ))
+    let within_deadline = axum::middleware::from_fn_with_state(request_timeout, deadline);
+    let widget_routes = widget::router()
+        .layer(within_deadline.clone())
         // Streams are added after the deadline layer, so it does not wrap them.
-        .route(
-            "/v1/widget/{widget_key}/events",
-            get(routes::widget_events).options(preflight),
-        )
-        .layer(widget_cors);
+        .merge(widget::streams())
+        .layer(widget::cors());
     Router::new()
-        .route("/v1/accounts", post(routes::create_account))
-        .route("/v1/login", post(routes::login))
-        .route("/v1/session/heartbeat", post(routes::heartbeat))
-        .route("/v1/session", delete(routes::logout))
-        .route(
-            "/v1/session/push",
-            put(routes::put_push).delete(routes::delete_push),
-        )
-        .route("/v1/me", get(routes::me))
-        .route("/v1/me/status", put(routes::set_status))
-        .route(
-            "/v1/me/sessions/{session_id}",
-            delete(routes::end_my_session),
-        )
-        .route("/v1/admin/account", get(routes::admin_account))
-        .route("/v1/admin/agents", post(routes::create_agent))
-        .route(
-            "/v1/admin/agents/{id}",
-            patch(routes::patch_agent).delete(routes::delete_agent),
-        )
-        .route(
-            "/v1/admin/agents/{id}/status",
-            put(routes::admin_set_status),
-        )
-        .route("/v1/admin/groups", put(routes::put_groups))
-        .route("/v1/admin/opening-hours", put(routes::put_opening_hours))
-        .route("/v1/admin/settings", put(routes::put_settings))
-        .route("/healthz", get(routes::healthz))
-        .route("/metrics", get(routes::metrics))
-        .route("/widget.js", get(assets::widget_js))
-        .route("/app", get(assets::app_redirect))
-        .route("/app/", get(assets::app_page))
-        .route("/app/app.js", get(assets::app_js))
-        .route("/app/app.css", get(assets::app_css))
-        .route("/app/beat.js", get(assets::app_beat_js))
-        .route("/app/favicon.svg", get(assets::app_icon))
-        .route("/app/{*view}", get(assets::app_page))
-        .route("/demo", get(assets::demo_redirect))
-        .route("/demo/", get(assets::demo_page))
-        .route("/demo/demo.js", get(assets::demo_js))
-        .route("/demo/demo.css", get(assets::demo_css))
-        .route("/demo/favicon.svg", get(assets::demo_icon))
-        .layer(axum::middleware::from_fn_with_state(
-            request_timeout,
-            deadline,
-        ))
-        .route("/v1/me/events", get(routes::me_events))
-        .merge(widget)
+        .merge(accounts::router())
+        .merge(session::router())
+        .merge(me::router())
+        .merge(admin::router())
+        .merge(health::router())
+        .merge(assets::router())
+        .layer(within_deadline)
+        .merge(me::streams())
+        .merge(widget_routes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-}
-
-async fn preflight() -> StatusCode {
-    StatusCode::NO_CONTENT
 }
 
 async fn not_found() -> ApiError {

@@ -14,6 +14,7 @@
 
 pub mod account;
 pub mod agents;
+pub mod credentials;
 mod service;
 pub mod status;
 
@@ -23,6 +24,14 @@ use presence_protocol::{AccountSettings, Agent, Group, OpeningHours, WeeklySched
 
 use crate::backend::BackendResult;
 use crate::rows::{AccountRow, AgentRow};
+
+/// Which account to read: by id (a principal's), or by slug (operator tooling, the
+/// create-account check).
+#[derive(Debug, Clone, Copy)]
+pub enum AccountKey<'a> {
+    Id(&'a str),
+    Slug(&'a str),
+}
 
 /// What an account edit reads: the account and every agent in it, as stored, loaded under
 /// the account's turn.

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use presence_protocol::{
-    AccountInfo, AccountSettings, AdminAccountResponse, Agent, CreateAccountRequest,
-    CreateAccountResponse, Group, NewAgentRequest, OpeningHours, PatchAgentRequest, Settings,
-    SettingsPatch,
+    AccountInfo, AccountSettings, AdminAccountResponse, Agent, AgentStatus, CreateAccountRequest,
+    CreateAccountResponse, Group, NewAgentRequest, OpeningHours, PatchAgentRequest,
+    SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, StatusView,
 };
 
-use super::{AccountEdit, account, agents};
+use super::status::{self, StatusChange, StatusPlan};
+use super::{AccountEdit, AccountKey, account, agents};
 use crate::backend::{Backend, BackendError, BackendResult, Principal};
 use crate::hashing::HashPool;
 use crate::rows::AgentRow;
@@ -55,37 +56,104 @@ impl Ops {
         defaults: Settings,
     ) -> BackendResult<CreateAccountResponse> {
         validate::new_account(&req)?;
-        if self.backend.account_by_slug(&req.slug).await?.is_some() {
-            return Err(account::slug_taken(&req.slug));
+        match self
+            .backend
+            .account_slice(AccountKey::Slug(&req.slug))
+            .await
+        {
+            Ok(_) => return Err(account::slug_taken(&req.slug)),
+            Err(BackendError::NotFound(_)) => {}
+            Err(e) => return Err(e),
         }
         let hash = self.hash_password(req.owner.password.clone()).await?;
         let (account, owner) = account::new_account(&req, defaults, hash);
         let answer = CreateAccountResponse {
-            account: AccountInfo {
-                id: account.id.clone(),
-                slug: account.slug.clone(),
-                name: account.name.clone(),
-                widget_key: account.widget_key.clone(),
-            },
+            account: account.info(),
             owner: owner.to_agent(),
         };
         self.backend.create_account(account, owner).await?;
         Ok(answer)
     }
 
+    /// Ends the caller's own session now (`DELETE /v1/session`); one that has already ended
+    /// is `session_expired`.
+    pub async fn logout(&self, p: &Principal) -> BackendResult<()> {
+        match self.backend.end_session(p, &p.session_id).await {
+            Err(BackendError::NotFound(_)) => Err(BackendError::session_expired()),
+            other => other,
+        }
+    }
+
+    /// Ends another live session of the caller's agent with reason `logout`, telling that
+    /// session's stream and push. A session of another agent, or none: `not_found`.
+    pub async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
+        self.backend.end_session(p, session_id).await
+    }
+
+    /// Applies a device's status op if it is the latest intent (idempotent by op id);
+    /// committed before it answers.
+    pub async fn set_status(
+        &self,
+        p: &Principal,
+        req: SetStatusRequest,
+    ) -> BackendResult<SetStatusResponse> {
+        validate::op_id(&req.op_id)?;
+        let change = StatusChange {
+            account_id: p.account_id.clone(),
+            agent_id: p.agent_id.to_string(),
+            origin: Some(p.session_id.clone()),
+            op_id: req.op_id.clone(),
+        };
+        let plan: StatusPlan = Box::new(move |slice| status::device_op(slice, &req));
+        match self.backend.change_status(change, plan).await {
+            // The caller's own agent is gone: its session is as good as ended.
+            Err(BackendError::NotFound("agent")) => Err(BackendError::session_expired()),
+            other => other,
+        }
+    }
+
+    /// An admin sets an agent's status: a change like any other that wins over every
+    /// earlier intent, with `changed_by_device` null. Its op id is made here, so it is
+    /// recorded like a device's and a device's later retry of an older op still loses.
+    pub async fn admin_set_status(
+        &self,
+        p: &Principal,
+        agent_id: &str,
+        to: AgentStatus,
+    ) -> BackendResult<StatusView> {
+        let change = StatusChange {
+            account_id: p.account_id.clone(),
+            agent_id: agent_id.to_owned(),
+            origin: None,
+            op_id: uuid::Uuid::now_v7().to_string(),
+        };
+        let plan: StatusPlan = Box::new(move |slice| SetStatusResponse {
+            applied: true,
+            status: status::admin_op(slice, to),
+        });
+        Ok(self.backend.change_status(change, plan).await?.status)
+    }
+
+    /// The account with this slug, if any (operator tooling: `--demo`).
+    pub async fn account_by_slug(&self, slug: &str) -> BackendResult<Option<AccountInfo>> {
+        match self.backend.account_slice(AccountKey::Slug(slug)).await {
+            Ok(slice) => Ok(Some(slice.account.info())),
+            Err(BackendError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The account as an admin sees it: groups, opening hours, settings, agents by email.
     pub async fn admin_account(&self, p: &Principal) -> BackendResult<AdminAccountResponse> {
-        let slice = self.backend.account_slice(&p.account_id).await?;
+        let slice = self
+            .backend
+            .account_slice(AccountKey::Id(&p.account_id))
+            .await?;
         let mut agents: Vec<Agent> = slice.agents.iter().map(AgentRow::to_agent).collect();
         agents.sort_by(|a, b| a.email.cmp(&b.email));
         let acc = slice.account;
         Ok(AdminAccountResponse {
-            account: AccountInfo {
-                id: acc.id,
-                slug: acc.slug,
-                name: acc.name,
-                widget_key: acc.widget_key,
-            },
+            account: acc.info(),
             groups: acc.groups,
             opening_hours: acc.opening_hours,
             settings: acc.settings,
@@ -111,7 +179,10 @@ impl Ops {
             status: account::initial_status(),
             status_op_id: String::new(),
         };
-        let before = self.backend.account_slice(&p.account_id).await?;
+        let before = self
+            .backend
+            .account_slice(AccountKey::Id(&p.account_id))
+            .await?;
         agents::create(&before, row.clone())?;
         row.password_hash = self.hash_password(req.password).await?;
         let edit = self

@@ -8,22 +8,38 @@
 //! device. Every applied change takes the next version. Replays of an op id are answered
 //! from the store before planning (the backend looks the op id up under the agent's turn).
 
+use std::sync::Arc;
+
 use presence_protocol::{AgentStatus, SetStatusRequest, SetStatusResponse, StatusView};
 
 use crate::rules;
+
+/// Whose status changes, by which op, from which session (none for an admin).
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub account_id: Arc<str>,
+    pub agent_id: String,
+    pub origin: Option<Arc<str>>,
+    pub op_id: String,
+}
+
+/// The plan a backend runs under the agent's turn, on the agent's current status.
+pub type StatusPlan = Box<dyn FnOnce(&StatusSlice) -> SetStatusResponse + Send>;
 
 /// What a status change reads: the agent's status and the op id that set it, and the
 /// device of the session making the change (none for an admin).
 #[derive(Debug, Clone)]
 pub struct StatusSlice {
+    /// The server's time as the backend loaded the slice, under the agent's turn.
+    pub now: i64,
     pub current: StatusView,
     pub current_op: String,
     pub device: Option<String>,
 }
 
 /// A device's op: applied if it is the latest intent, else the current status unchanged.
-pub fn device_op(slice: &StatusSlice, req: &SetStatusRequest, now: i64) -> SetStatusResponse {
-    let intent_at = rules::clamp_intent(req.intent_at, now);
+pub fn device_op(slice: &StatusSlice, req: &SetStatusRequest) -> SetStatusResponse {
+    let intent_at = rules::clamp_intent(req.intent_at, slice.now);
     let cur = &slice.current;
     if rules::supersedes(intent_at, &req.op_id, cur.intent_at, &slice.current_op) {
         SetStatusResponse {
@@ -44,11 +60,11 @@ pub fn device_op(slice: &StatusSlice, req: &SetStatusRequest, now: i64) -> SetSt
 }
 
 /// An admin's change: always applied, after every earlier intent, with no device.
-pub fn admin_op(slice: &StatusSlice, status: AgentStatus, now: i64) -> StatusView {
+pub fn admin_op(slice: &StatusSlice, status: AgentStatus) -> StatusView {
     StatusView {
         status,
         version: slice.current.version + 1,
-        intent_at: rules::admin_intent(now, slice.current.intent_at),
+        intent_at: rules::admin_intent(slice.now, slice.current.intent_at),
         changed_by_device: None,
     }
 }
@@ -58,8 +74,9 @@ mod tests {
     use super::*;
     use AgentStatus::*;
 
-    fn slice(version: i64, intent_at: i64, op: &str) -> StatusSlice {
+    fn slice(now: i64, version: i64, intent_at: i64, op: &str) -> StatusSlice {
         StatusSlice {
+            now,
             current: StatusView {
                 status: Online,
                 version,
@@ -93,8 +110,8 @@ mod tests {
             (500, "b", Some(far), "a", true, now),
         ];
         for (cur_at, cur_op, at, op, applied, intent) in cases {
-            let s = slice(7, cur_at, cur_op);
-            let r = device_op(&s, &req(Busy, op, at), now);
+            let s = slice(now, 7, cur_at, cur_op);
+            let r = device_op(&s, &req(Busy, op, at));
             assert_eq!(r.applied, applied, "{cur_at}/{cur_op} vs {at:?}/{op}");
             assert_eq!(r.status.intent_at, intent);
             if applied {
@@ -111,7 +128,7 @@ mod tests {
     fn an_admin_change_always_applies_after_every_earlier_intent() {
         let now = 1_000;
         for (cur_at, intent) in [(500, now), (now + 4_000, now + 4_001)] {
-            let v = admin_op(&slice(3, cur_at, "z"), Offline, now);
+            let v = admin_op(&slice(now, 3, cur_at, "z"), Offline);
             assert_eq!((v.status, v.version, v.intent_at), (Offline, 4, intent));
             assert_eq!(v.changed_by_device, None);
         }

@@ -1,0 +1,99 @@
+//! Administration of an account by its owner or admins: the account, its agents (and an
+//! agent's status), groups, opening hours and settings, under `/v1/admin/`.
+//!
+//! Guarantees:
+//! - Every route needs a live session with the owner or admin role (`403 forbidden` for an
+//!   agent), and acts on the caller's account only.
+//! - A new agent answers `201 Created`, a removed one `204 No Content` (its sessions end
+//!   with reason `removed`); every other edit answers `200` with its result.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post, put};
+use axum::{Json, Router};
+use presence_protocol::{
+    AdminSetStatusRequest, Group, NewAgentRequest, OpeningHours, PatchAgentRequest, SettingsPatch,
+};
+
+use super::AppState;
+use super::extract::{Admin, JsonBody, JsonListBody, PathParam};
+use crate::error::ApiResult;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/account", get(admin_account))
+        .route("/v1/admin/agents", post(create_agent))
+        .route(
+            "/v1/admin/agents/{id}",
+            patch(patch_agent).delete(delete_agent),
+        )
+        .route("/v1/admin/agents/{id}/status", put(admin_set_status))
+        .route("/v1/admin/groups", put(put_groups))
+        .route("/v1/admin/opening-hours", put(put_opening_hours))
+        .route("/v1/admin/settings", put(put_settings))
+}
+
+async fn admin_account(State(state): State<AppState>, Admin(p): Admin) -> ApiResult<Response> {
+    Ok(Json(state.ops.admin_account(&p).await?).into_response())
+}
+
+async fn create_agent(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    JsonBody(req): JsonBody<NewAgentRequest>,
+) -> ApiResult<Response> {
+    let agent = state.ops.create_agent(&p, req).await?;
+    Ok((StatusCode::CREATED, Json(agent)).into_response())
+}
+
+async fn patch_agent(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    PathParam(id): PathParam,
+    JsonBody(req): JsonBody<PatchAgentRequest>,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.patch_agent(&p, &id, req).await?).into_response())
+}
+
+async fn delete_agent(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    PathParam(id): PathParam,
+) -> ApiResult<StatusCode> {
+    state.ops.delete_agent(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn admin_set_status(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    PathParam(id): PathParam,
+    JsonBody(req): JsonBody<AdminSetStatusRequest>,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.admin_set_status(&p, &id, req.status).await?).into_response())
+}
+
+async fn put_groups(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    JsonListBody(groups): JsonListBody<Group>,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.put_groups(&p, groups).await?).into_response())
+}
+
+async fn put_opening_hours(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    JsonBody(oh): JsonBody<OpeningHours>,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.put_opening_hours(&p, oh).await?).into_response())
+}
+
+async fn put_settings(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    JsonBody(patch): JsonBody<SettingsPatch>,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.put_settings(&p, patch).await?).into_response())
+}

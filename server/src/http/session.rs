@@ -1,0 +1,98 @@
+//! A device's session: `POST /v1/login`, `POST /v1/session/heartbeat`, `DELETE /v1/session`,
+//! and the session's push registration under `/v1/session/push`.
+//!
+//! Guarantees:
+//! - A login takes a slot in the failed-login windows (per account and e-mail, per client
+//!   address) before any password is checked: a full window answers `429 rate_limited` with a
+//!   retry delay. Only wrong credentials count as failures.
+//! - A heartbeat authenticates and renews in one backend call; a dead token answers before a
+//!   bad body, as on every other route.
+//! - Logout ends only the calling session; push registration is set or removed for it alone.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post, put};
+use axum::{Json, Router};
+use presence_protocol::{HeartbeatRequest, LoginRequest, PushRegistration};
+
+use super::AppState;
+use super::extract::{Auth, Bearer, ClientIp, JsonBody, OptionalJsonBody};
+use crate::backend::BackendError;
+use crate::error::{ApiError, ApiResult};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/login", post(login))
+        .route("/v1/session/heartbeat", post(heartbeat))
+        .route("/v1/session", delete(logout))
+        .route("/v1/session/push", put(put_push).delete(delete_push))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> ApiResult<Response> {
+    let attempt = state
+        .limiter
+        .take(&req.account, &req.email, ip)
+        .await
+        .map_err(|r| match r {
+            crate::auth::Refused::Limited(secs) => ApiError::rate_limited(secs),
+            crate::auth::Refused::Unavailable => {
+                BackendError::unavailable("the hot store is out of reach; retry in a moment", 1)
+                    .into()
+            }
+        })?;
+    match state.backend.login(req).await {
+        Ok(resp) => Ok(Json(resp).into_response()),
+        Err(e) => {
+            if e == BackendError::InvalidCredentials {
+                attempt.failed();
+                state
+                    .metrics
+                    .login_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Authentication and renewal happen in one backend call (one lock, one session lookup).
+async fn heartbeat(
+    State(state): State<AppState>,
+    Bearer(token): Bearer,
+    body: Result<OptionalJsonBody<HeartbeatRequest>, ApiError>,
+) -> ApiResult<Response> {
+    let req = match body {
+        Ok(OptionalJsonBody(req)) => req,
+        Err(e) => {
+            // Same order as every other route: a dead token answers before a bad body.
+            state.backend.authenticate(&token).await?;
+            return Err(e);
+        }
+    };
+    let hb = state.backend.heartbeat(&token, req.mode).await?;
+    Ok(Json(hb).into_response())
+}
+
+async fn logout(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<StatusCode> {
+    state.ops.logout(&p).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn put_push(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    JsonBody(reg): JsonBody<PushRegistration>,
+) -> ApiResult<StatusCode> {
+    state.backend.set_push(&p, Some(reg)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_push(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<StatusCode> {
+    state.backend.set_push(&p, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
