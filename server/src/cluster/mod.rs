@@ -27,7 +27,7 @@
 //!
 //! # Files
 //! - `pg.rs`: schema, migrations, queries.
-//! - `hot.rs`: Redis keys and scripts.
+//! - `hot/`: Redis keys, encodings and scripts.
 //! - `fanout.rs`: one pub/sub connection per node, a replica per account with local streams.
 //! - `sweep.rs`: the sweeper (lease ends, renew pushes, opening-hours flips) and the
 //!   reconciler.
