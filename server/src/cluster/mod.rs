@@ -26,8 +26,8 @@
 //! - PostgreSQL or Redis out of reach: `503 unavailable`; both clients reconnect by themselves.
 //!
 //! # Files
-//! - `pg.rs`: schema, migrations, queries.
-//! - `hot.rs`: Redis keys and scripts.
+//! - `pg/`: schema, migrations, queries.
+//! - `hot/`: Redis keys, encodings and scripts.
 //! - `fanout.rs`: one pub/sub connection per node, a replica per account with local streams.
 //! - `sweep.rs`: the sweeper (lease ends, renew pushes, opening-hours flips) and the
 //!   reconciler.

@@ -5,10 +5,23 @@
 //! nothing itself; a write that ends sessions touches only sessions not ended yet, so the
 //! first end recorded for a session is the one that stays.
 
-use presence_protocol::{AccountSettings, EndReason, Group, OpeningHours, PushRegistration};
+use presence_protocol::{
+    AccountSettings, EndReason, Group, OpeningHours, PushRegistration, StatusView,
+};
 use rusqlite::{Connection, params};
 
-use super::{AccountRow, AgentRow, SessionRow, StatusRecord, StoreResult, json};
+use super::{AccountRow, AgentRow, SessionRow, StoreResult, json};
+
+/// One status op to record: the answer it got (for idempotent retries) and, if it applied,
+/// the agent's new status.
+#[derive(Debug, Clone)]
+pub struct StatusRecord {
+    pub agent_id: String,
+    pub op_id: String,
+    pub applied: Option<StatusView>,
+    pub response_json: String,
+    pub now: i64,
+}
 
 /// One durable change.
 #[derive(Debug, Clone)]
@@ -76,7 +89,7 @@ impl Write {
     /// Makes the change inside the caller's transaction.
     pub(super) fn apply(&self, tx: &Connection) -> StoreResult<()> {
         match self {
-            Write::Status(op) => super::record_status_op_in(
+            Write::Status(op) => record_status_op_in(
                 tx,
                 &op.agent_id,
                 &op.op_id,
@@ -105,9 +118,9 @@ impl Write {
                     now,
                     a.view_version
                 ])?;
-                super::insert_agent(tx, owner)
+                insert_agent(tx, owner)
             }
-            Write::Agent(a) => super::insert_agent(tx, a),
+            Write::Agent(a) => insert_agent(tx, a),
             Write::AgentProfile(a) => {
                 tx.prepare_cached(
                     "UPDATE agents SET name = ?2, role = ?3, groups_json = ?4 WHERE id = ?1",
@@ -232,6 +245,63 @@ fn insert_session(
         now,
         push.and_then(|p| p.p256dh.as_deref()),
         push.and_then(|p| p.auth.as_deref()),
+    ])?;
+    Ok(())
+}
+
+fn record_status_op_in(
+    tx: &Connection,
+    agent_id: &str,
+    op_id: &str,
+    applied: Option<&StatusView>,
+    response_json: &str,
+    now: i64,
+) -> StoreResult<()> {
+    {
+        if let Some(s) = applied {
+            tx.prepare_cached(
+                "UPDATE agents SET status = ?2, status_version = ?3, intent_at = ?4,
+                        changed_by_device = ?5, status_op_id = ?6
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                agent_id,
+                s.status.as_str(),
+                s.version,
+                s.intent_at,
+                s.changed_by_device,
+                op_id
+            ])?;
+        }
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO status_ops (agent_id, op_id, response, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![agent_id, op_id, response_json, now])?;
+        Ok(())
+    }
+}
+
+fn insert_agent(conn: &Connection, a: &AgentRow) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO agents (id, account_id, name, email, email_key, password_hash, role,
+            groups_json, status, status_version, intent_at, changed_by_device, status_op_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        a.id,
+        a.account_id,
+        a.name,
+        a.email,
+        a.email.to_lowercase(),
+        a.password_hash,
+        a.role.as_str(),
+        json(&a.groups),
+        a.status.status.as_str(),
+        a.status.version,
+        a.status.intent_at,
+        a.status.changed_by_device,
+        a.status_op_id
     ])?;
     Ok(())
 }

@@ -1,0 +1,229 @@
+//! The cluster backend's source of truth: PostgreSQL.
+//!
+//! What lives here is everything that must survive any node or Redis: accounts (settings,
+//! groups, opening hours, the reserved view versions), agents (password hash, profile, the
+//! current status intent with its per-agent sequence number `status_seq` = the status
+//! version), sessions (token hash, device, push registration, the lease last written) and the
+//! status op ids that make retries idempotent.
+//!
+//! Guarantees:
+//! - A status change is acknowledged only after its transaction commits; the agent's row is
+//!   locked (`FOR UPDATE`) while the op is decided, so two nodes deciding for one agent are
+//!   serialised by PostgreSQL and each op id is answered once and for all.
+//! - [`MIGRATIONS`] run at start, in order, each in its own transaction, under a
+//!   transaction-scoped advisory lock: several nodes starting at once migrate exactly once.
+//! - A database that is out of reach answers [`BackendError::Unavailable`] (`503`), never a
+//!   panic; the pool reconnects by itself when it is back.
+//!
+//! # Files
+//! - `rows.rs`: column lists and the mapping of rows.
+//! - `accounts.rs`: accounts and agents, and account edits.
+//! - `sessions.rs`: sessions, their leases, and pruning what has ended.
+//! - `status.rs`: status ops and the reconciler's read.
+//! - `sql/`: the schema migrations.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::backend::{BackendError, BackendResult};
+use crate::metrics::StoreMetrics;
+
+mod accounts;
+mod rows;
+mod sessions;
+mod status;
+
+pub use crate::rows::{AccountRow, AgentRow};
+pub use rows::{SessionRow, mode_str, reason_str};
+pub use status::StatusDecision;
+
+/// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // v1: the first schema.
+    include_str!("sql/001_schema.sql"),
+];
+
+/// Key of the advisory lock migrations run under ("PRSV").
+const MIGRATION_LOCK: i64 = 0x5052_5356;
+
+/// How long a request waits for a database connection before it answers `503`.
+const POOL_WAIT: Duration = Duration::from_secs(3);
+
+/// A pool of connections to the database.
+#[derive(Clone)]
+pub struct Pg {
+    pool: Pool,
+    metrics: Arc<StoreMetrics>,
+}
+
+/// Times one operation into the store metrics when dropped.
+struct Op<'a> {
+    metrics: &'a StoreMetrics,
+    start: Instant,
+}
+
+impl Drop for Op<'_> {
+    fn drop(&mut self) {
+        self.metrics.postgres_ops.fetch_add(1, Relaxed);
+        self.metrics
+            .postgres_us
+            .fetch_add(self.start.elapsed().as_micros() as u64, Relaxed);
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BackendError {
+    tracing::warn!(error = %e, "PostgreSQL is out of reach");
+    BackendError::unavailable("the database is out of reach; retry in a moment", 1)
+}
+
+/// Maps a driver error: a lost or refused connection is `Unavailable`, anything else a
+/// logged storage failure.
+fn db_err(e: tokio_postgres::Error) -> BackendError {
+    if e.is_closed() || e.code().is_none() {
+        unavailable(e)
+    } else {
+        BackendError::internal(format_args!("postgres: {e}"))
+    }
+}
+
+impl Pg {
+    /// Connects (lazily: the pool opens connections as they are needed) and migrates.
+    pub async fn connect(url: &str, metrics: Arc<StoreMetrics>) -> Result<Pg, String> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("--postgres-url is not a PostgreSQL URL: {e}"))?;
+        let mgr = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .build()
+            .map_err(|e| format!("cannot make the PostgreSQL pool: {e}"))?;
+        let pg = Pg { pool, metrics };
+        pg.migrate()
+            .await
+            .map_err(|e| format!("cannot migrate the PostgreSQL schema: {e}"))?;
+        Ok(pg)
+    }
+
+    async fn migrate(&self) -> Result<(), String> {
+        let mut c = self.pool.get().await.map_err(|e| e.to_string())?;
+        c.batch_execute("CREATE TABLE IF NOT EXISTS presence_schema (version INTEGER NOT NULL);")
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let tx = c.transaction().await.map_err(|e| e.to_string())?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await
+                .map_err(|e| e.to_string())?;
+            let version: i32 = match tx
+                .query_opt("SELECT version FROM presence_schema", &[])
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(r) => r.get(0),
+                None => {
+                    tx.execute("INSERT INTO presence_schema (version) VALUES (0)", &[])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    0
+                }
+            };
+            let v = version as usize;
+            if v > MIGRATIONS.len() {
+                return Err(format!(
+                    "the database has schema version {v}, newer than this server knows ({}); \
+                     run a newer presence-server",
+                    MIGRATIONS.len()
+                ));
+            }
+            if v == MIGRATIONS.len() {
+                tx.commit().await.map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            tx.batch_execute(MIGRATIONS[v])
+                .await
+                .map_err(|e| e.to_string())?;
+            tx.execute(
+                "UPDATE presence_schema SET version = $1",
+                &[&((v + 1) as i32)],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+        }
+    }
+
+    fn db(&self, e: tokio_postgres::Error) -> BackendError {
+        self.metrics.postgres_errors.fetch_add(1, Relaxed);
+        db_err(e)
+    }
+
+    /// A pooled connection, and a timer of the operation it is for.
+    async fn client(&self) -> BackendResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| {
+            self.metrics.postgres_errors.fetch_add(1, Relaxed);
+            unavailable(e)
+        })
+    }
+
+    fn op(&self) -> Op<'_> {
+        Op {
+            metrics: &self.metrics,
+            start: Instant::now(),
+        }
+    }
+
+    /// The row `sql` finds, if any, read by `row`: one timed operation.
+    async fn read_one<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        row: impl Fn(&Row) -> BackendResult<T>,
+    ) -> BackendResult<Option<T>> {
+        let _op = self.op();
+        let c = self.client().await?;
+        c.query_opt(sql, params)
+            .await
+            .map_err(|e| self.db(e))?
+            .map(|r| row(&r))
+            .transpose()
+    }
+
+    /// Every row `sql` finds, read by `row`: one timed operation.
+    async fn read_all<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        row: impl Fn(&Row) -> BackendResult<T>,
+    ) -> BackendResult<Vec<T>> {
+        let _op = self.op();
+        let c = self.client().await?;
+        c.query(sql, params)
+            .await
+            .map_err(|e| self.db(e))?
+            .iter()
+            .map(row)
+            .collect()
+    }
+
+    /// `SELECT 1`, for `/healthz`.
+    pub async fn ping(&self) -> BackendResult<()> {
+        let _op = self.op();
+        let c = self.client().await?;
+        c.query_one("SELECT 1", &[]).await.map_err(|e| self.db(e))?;
+        Ok(())
+    }
+}

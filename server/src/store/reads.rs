@@ -1,0 +1,169 @@
+//! What the embedded backend reads back from its store: everything a restart rebuilds
+//! memory from, and the stored answer of an earlier status op.
+//!
+//! Guarantees: a row reads back as it was written; an enum or JSON column that does not
+//! parse fails the load instead of reading as a default.
+
+use presence_protocol::{
+    AgentStatus, Device, Mode, Platform, PushProvider, PushRegistration, Role, StatusView,
+};
+use rusqlite::{OptionalExtension, params};
+
+use super::{AccountRow, AgentRow, SessionRow, Store, StoreResult};
+
+/// Everything a restart needs to rebuild memory.
+pub struct Loaded {
+    pub accounts: Vec<AccountRow>,
+    pub agents: Vec<AgentRow>,
+    /// Sessions that had not ended.
+    pub sessions: Vec<SessionRow>,
+    /// Token hashes of sessions that ended within the retention, with when they ended, oldest
+    /// first, so their tokens answer `session_expired`.
+    pub ended_tokens: Vec<(String, i64)>,
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(col: usize, s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn bad_enum(col: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("unknown {what}").into(),
+    )
+}
+
+fn platform_parse(s: &str) -> Option<Platform> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+}
+
+impl Store {
+    /// Everything a restart needs; ended sessions only if they ended at `ended_since` or
+    /// later (older ones are past their retention).
+    pub fn load(&self, ended_since: i64) -> StoreResult<Loaded> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, slug, name, widget_key, settings, opening_hours, groups_json, view_version
+             FROM accounts",
+        )?;
+        let accounts = stmt
+            .query_map([], |r| {
+                Ok(AccountRow {
+                    id: r.get(0)?,
+                    slug: r.get(1)?,
+                    name: r.get(2)?,
+                    widget_key: r.get(3)?,
+                    settings: from_json(4, &r.get::<_, String>(4)?)?,
+                    opening_hours: from_json(5, &r.get::<_, String>(5)?)?,
+                    groups: from_json(6, &r.get::<_, String>(6)?)?,
+                    view_version: r.get(7)?,
+                })
+            })?
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, account_id, name, email, password_hash, role, groups_json, status,
+                    status_version, intent_at, changed_by_device, status_op_id
+             FROM agents",
+        )?;
+        let agents = stmt
+            .query_map([], |r| {
+                let role: String = r.get(5)?;
+                let status: String = r.get(7)?;
+                Ok(AgentRow {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    name: r.get(2)?,
+                    email: r.get(3)?,
+                    password_hash: r.get(4)?,
+                    role: Role::parse(&role).ok_or_else(|| bad_enum(5, "role"))?,
+                    groups: from_json(6, &r.get::<_, String>(6)?)?,
+                    status: StatusView {
+                        status: AgentStatus::parse(&status).ok_or_else(|| bad_enum(7, "status"))?,
+                        version: r.get(8)?,
+                        intent_at: r.get(9)?,
+                        changed_by_device: r.get(10)?,
+                    },
+                    status_op_id: r.get(11)?,
+                })
+            })?
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, account_id, agent_id, token_hash, device_id, platform, device_name,
+                    app_version, mode, lease_until, push_provider, push_token,
+                    push_p256dh, push_auth
+             FROM sessions WHERE ended_reason IS NULL",
+        )?;
+        let sessions = stmt
+            .query_map([], |r| {
+                let platform: String = r.get(5)?;
+                let mode: String = r.get(8)?;
+                let provider: Option<String> = r.get(10)?;
+                let token: Option<String> = r.get(11)?;
+                let push = match (provider, token) {
+                    (Some(p), Some(t)) => Some(PushRegistration {
+                        provider: PushProvider::parse(&p)
+                            .ok_or_else(|| bad_enum(10, "push provider"))?,
+                        token: t,
+                        p256dh: r.get(12)?,
+                        auth: r.get(13)?,
+                    }),
+                    _ => None,
+                };
+                Ok(SessionRow {
+                    id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    agent_id: r.get(2)?,
+                    token_hash: r.get(3)?,
+                    device: Device {
+                        id: r.get(4)?,
+                        platform: platform_parse(&platform)
+                            .ok_or_else(|| bad_enum(5, "platform"))?,
+                        name: r.get(6)?,
+                        app_version: r.get(7)?,
+                    },
+                    mode: if mode == "background" {
+                        Mode::Background
+                    } else {
+                        Mode::Active
+                    },
+                    lease_until: r.get(9)?,
+                    push,
+                })
+            })?
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT token_hash, ended_at FROM sessions
+             WHERE ended_reason IS NOT NULL AND ended_at >= ?1 ORDER BY ended_at",
+        )?;
+        let ended_tokens = stmt
+            .query_map([ended_since], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<StoreResult<Vec<(String, i64)>>>()?;
+        Ok(Loaded {
+            accounts,
+            agents,
+            sessions,
+            ended_tokens,
+        })
+    }
+
+    /// The stored answer to an earlier status op with this id recorded at `since` or later,
+    /// if any.
+    pub fn status_op(
+        &self,
+        agent_id: &str,
+        op_id: &str,
+        since: i64,
+    ) -> StoreResult<Option<String>> {
+        self.conn
+            .lock()
+            .prepare_cached(
+                "SELECT response FROM status_ops
+                 WHERE agent_id = ?1 AND op_id = ?2 AND created_at >= ?3",
+            )?
+            .query_row(params![agent_id, op_id, since], |r| r.get(0))
+            .optional()
+    }
+}

@@ -1,0 +1,98 @@
+//! The schema of the embedded store and its migrations.
+//!
+//! Guarantees: the schema version is `PRAGMA user_version`; [`migrate`] runs the missing
+//! [`MIGRATIONS`] in order, each in its own transaction with the version it reaches, so an
+//! interrupted upgrade resumes where it stopped and an old file is upgraded in place.
+
+use rusqlite::Connection;
+
+use super::StoreResult;
+
+/// `PRAGMA application_id` of a server database ("PRSV").
+pub const APPLICATION_ID: i64 = 0x5052_5356;
+
+/// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // v1: the first schema.
+    r#"
+    CREATE TABLE accounts (
+        id TEXT PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        widget_key TEXT NOT NULL UNIQUE,
+        settings TEXT NOT NULL,
+        opening_hours TEXT NOT NULL,
+        groups_json TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts(id),
+        name TEXT NOT NULL,
+        email TEXT NOT NULL,
+        email_key TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        groups_json TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_version INTEGER NOT NULL,
+        intent_at INTEGER NOT NULL,
+        changed_by_device TEXT,
+        status_op_id TEXT NOT NULL,
+        UNIQUE (account_id, email_key)
+    );
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        device_id TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        device_name TEXT NOT NULL,
+        app_version TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        lease_until INTEGER NOT NULL,
+        push_provider TEXT,
+        push_token TEXT,
+        created_at INTEGER NOT NULL,
+        ended_reason TEXT,
+        ended_at INTEGER
+    );
+    CREATE INDEX sessions_live ON sessions (ended_reason) WHERE ended_reason IS NULL;
+    CREATE TABLE status_ops (
+        agent_id TEXT NOT NULL,
+        op_id TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, op_id)
+    ) WITHOUT ROWID;
+    "#,
+    // v2: chat box view versions survive restarts, so widget ETags never go backwards.
+    r#"
+    ALTER TABLE accounts ADD COLUMN view_version INTEGER NOT NULL DEFAULT 0;
+    "#,
+    // v3: `view_version` becomes the highest version reserved (see `reserve_view_versions`);
+    // indexes for pruning ended sessions and old status ops.
+    r#"
+    CREATE INDEX sessions_ended_at ON sessions (ended_at) WHERE ended_reason IS NOT NULL;
+    CREATE INDEX status_ops_created_at ON status_ops (created_at);
+    "#,
+    // v4: the UnifiedPush (RFC 8291) keys of a session's push registration.
+    r#"
+    ALTER TABLE sessions ADD COLUMN push_p256dh TEXT;
+    ALTER TABLE sessions ADD COLUMN push_auth TEXT;
+    "#,
+];
+
+/// Brings the schema up to `MIGRATIONS.len()`, one transaction per step.
+pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "migrated schema");
+    }
+    Ok(())
+}
