@@ -89,7 +89,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use presence_protocol::{
-    AgentStatus, Millis, PushRegistration, SetStatusRequest, SetStatusResponse,
+    AgentStatus, Millis, Mode, PushRegistration, SetStatusRequest, SetStatusResponse,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -97,7 +97,7 @@ use tokio::time::Instant;
 
 use crate::engine::{Engine, Reply, TaskDone};
 use crate::error::{Error, ErrorClass};
-use crate::snapshot::{LastError, OpKind};
+use crate::snapshot::{LastError, Lifecycle, OpKind};
 
 /// Capped exponential backoff with full jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,7 +345,21 @@ impl Engine {
             Ok(resp) => {
                 self.reachable = Some(true);
                 self.outbox.reset_backoff();
+                let registered_push =
+                    matches!(self.outbox.ops[idx].body, OpBody::RegisterPush { .. })
+                        && self
+                            .session
+                            .token()
+                            .is_some_and(|t| t == self.outbox.ops[idx].token);
                 self.remove_op(idx);
+                if registered_push && self.lifecycle == Lifecycle::Background {
+                    // The server only grants a background lease to a session it can wake by
+                    // push. A registration that lands after the app went to the background
+                    // (a token that arrives late) would otherwise leave the session on the
+                    // active lease with no heartbeat until it lapses: ask for the background
+                    // lease now.
+                    self.heartbeat.forced = Some(Mode::Background);
+                }
                 if let Some(resp) = resp {
                     if !resp.applied {
                         tracing::info!(

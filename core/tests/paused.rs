@@ -544,6 +544,50 @@ async fn a_renew_push_is_answered_with_one_background_heartbeat() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_push_registration_that_lands_in_the_background_asks_for_the_background_lease_at_once() {
+    let fake = FakeServer::new();
+    let (client, _dir) = logged_in(&fake).await;
+    // In the background with no push yet: the switch's heartbeat gets the active lease.
+    client.set_lifecycle(Lifecycle::Background).await;
+    fake.wait_requests(Method::Post, HEARTBEAT, 2).await;
+    // The push token arrives late, while the app is in the background.
+    client
+        .register_push(
+            presence_core::PushProvider::Webhook,
+            "http://127.0.0.1:9/push",
+            None,
+        )
+        .await
+        .unwrap();
+    fake.wait_requests(Method::Put, "/v1/session/push", 1).await;
+    let t0 = Instant::now();
+    fake.wait_requests(Method::Post, HEARTBEAT, 3).await;
+    assert_eq!(
+        Instant::now(),
+        t0,
+        "a background heartbeat right after the registration, not at the next scheduled one"
+    );
+    assert_eq!(
+        fake.bodies(Method::Post, HEARTBEAT).last().unwrap(),
+        &json!({"mode": "background"})
+    );
+    // In the foreground, a registration changes nothing about heartbeats.
+    client.set_lifecycle(Lifecycle::Active).await;
+    fake.wait_requests(Method::Post, HEARTBEAT, 4).await;
+    let before = fake.count(Method::Post, HEARTBEAT);
+    client
+        .register_push(
+            presence_core::PushProvider::Webhook,
+            "http://127.0.0.1:9/push2",
+            None,
+        )
+        .await
+        .unwrap();
+    fake.wait_requests(Method::Put, "/v1/session/push", 2).await;
+    assert_eq!(fake.count(Method::Post, HEARTBEAT), before);
+}
+
+#[tokio::test(start_paused = true)]
 async fn status_pushes_apply_only_newer_versions_and_bad_pushes_change_nothing() {
     let fake = FakeServer::new();
     let (client, _dir) = logged_in(&fake).await;

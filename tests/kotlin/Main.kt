@@ -5,6 +5,7 @@ import org.junit.runner.Description
 import org.junit.runner.JUnitCore
 import org.junit.runner.notification.Failure
 import org.junit.runner.notification.RunListener
+import dev.presence.testing.*
 
 /**
  * Runs the JUnit 4 suites and ends with the line CI reads: `kotlin: N passed, N failed`.

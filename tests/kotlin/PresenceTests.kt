@@ -33,6 +33,7 @@ import kotlinx.coroutines.withTimeout
 import org.junit.AfterClass
 import org.junit.BeforeClass
 import org.junit.Test
+import dev.presence.testing.*
 
 /**
  * The generated Kotlin bindings, the [PresenceEngine] wrapper and libpresence_ffi.so against the

@@ -12,6 +12,7 @@ import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeoutOrNull
 import org.junit.Test
+import dev.presence.testing.*
 
 /** The server's defaults a phone lives with: background ttl 30 min (renew margin 5 min). */
 const val DEFAULT_BACKGROUND_TTL_MS = 1_800_000L

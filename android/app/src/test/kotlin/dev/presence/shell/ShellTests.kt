@@ -14,6 +14,7 @@ import kotlinx.coroutines.withTimeoutOrNull
 import org.junit.AfterClass
 import org.junit.BeforeClass
 import org.junit.Test
+import dev.presence.testing.*
 
 /**
  * The platform-free Android shell (view model, push router, lifecycle policy, push-token

@@ -1,0 +1,1 @@
+../../../../../../../../test-support/kotlin/TestServer.kt

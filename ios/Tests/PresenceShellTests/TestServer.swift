@@ -1,0 +1,1 @@
+../../../test-support/swift/TestServer.swift
