@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use parking_lot::Mutex;
-use presence_protocol::{AccountInfo, WeeklySchedule, resolve};
+use presence_protocol::{WeeklySchedule, resolve};
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::Retention;
@@ -50,12 +50,7 @@ impl Embedded {
             st.accounts.insert(
                 id.clone(),
                 AccountState {
-                    info: AccountInfo {
-                        id: a.id,
-                        slug: a.slug,
-                        name: a.name,
-                        widget_key: a.widget_key,
-                    },
+                    info: a.info(),
                     settings: a.settings.timings,
                     messages: a.settings.messages,
                     opening_hours: a.opening_hours,
@@ -78,7 +73,7 @@ impl Embedded {
             };
             acc.agents.push(id.clone());
             st.emails
-                .insert((account_id.clone(), a.email.to_lowercase()), id.clone());
+                .insert((account_id.clone(), a.email_key()), id.clone());
             st.agents.insert(
                 id.clone(),
                 AgentState {

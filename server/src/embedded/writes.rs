@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::{
-    AccountInfo, Device, EndReason, LoginResponse, Messages, Mode, PushRegistration,
-    SetStatusResponse, WeeklySchedule, resolve,
+    Device, EndReason, LoginResponse, Messages, Mode, PushRegistration, SetStatusResponse,
+    WeeklySchedule, resolve,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -68,12 +68,7 @@ impl Inner {
             let mut view = resolve(&[], &WeeklySchedule::always_open(), &[], now);
             view.version = 1;
             let frame = Arc::new(ViewFrame::new(view));
-            let info = AccountInfo {
-                id: account.id.clone(),
-                slug: account.slug.clone(),
-                name: account.name.clone(),
-                widget_key: account.widget_key.clone(),
-            };
+            let info = account.info();
             st.slugs.insert(account.slug.clone(), id.clone());
             st.widget_keys
                 .insert(account.widget_key.clone(), id.clone());
@@ -95,7 +90,7 @@ impl Inner {
                 },
             );
             st.emails
-                .insert((id.clone(), owner.email.to_lowercase()), agent_id.clone());
+                .insert((id.clone(), owner.email_key()), agent_id.clone());
             let agent = agent_state(owner, agent_id.clone(), id.clone());
             st.agents.insert(agent_id, agent);
             self.recompute(&mut st, &id, now, &mut fx);

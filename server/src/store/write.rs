@@ -293,7 +293,7 @@ fn insert_agent(conn: &Connection, a: &AgentRow) -> StoreResult<()> {
         a.account_id,
         a.name,
         a.email,
-        a.email.to_lowercase(),
+        a.email_key(),
         a.password_hash,
         a.role.as_str(),
         json(&a.groups),

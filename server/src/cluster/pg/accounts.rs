@@ -100,7 +100,7 @@ impl Pg {
              WHERE c.slug = $1 AND a.email_key = $2",
             prefixed(AGENT_COLS, "a")
         );
-        self.read_one(&q, &[&slug, &email.trim().to_lowercase()], agent_row)
+        self.read_one(&q, &[&slug, &crate::rows::email_key(email)], agent_row)
             .await
     }
 
@@ -237,7 +237,7 @@ async fn insert_agent_in(
                 &a.account_id,
                 &a.name,
                 &a.email,
-                &a.email.trim().to_lowercase(),
+                &a.email_key(),
                 &a.password_hash,
                 &role_str(a.role),
                 &json(&a.groups),
