@@ -3,7 +3,9 @@
 //!
 //! Layers, top to bottom (see docs/ARCHITECTURE.md):
 //! - [`http`]: routers per area, extractors that map bad input to contract errors, SSE.
-//! - [`backend::Backend`]: the seam every handler talks to.
+//! - [`ops`]: every operation's rules, planned once ([`ops::Ops`] is what handlers call).
+//! - [`backend::Backend`]: the storage seam under the plans: slices read, planned changes
+//!   applied under a turn, streams.
 //! - [`embedded::Embedded`]: the default backend; hot state in memory, durable state in
 //!   SQLite ([`store::Store`]), one expiry sweeper, fan-out channels.
 //! - [`cluster::Cluster`]: the scale-out backend; any number of nodes on PostgreSQL and
@@ -108,19 +110,27 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         let _ = self.task.await;
-        self.backend.flush().await;
+        flush(&self.embedded);
     }
 
     /// Waits until the server stops (after a shutdown signal: open connections get the
     /// shutdown grace, then are closed), then flushes leases to disk.
     pub async fn wait(self) {
         let _ = self.task.await;
-        self.backend.flush().await;
+        flush(&self.embedded);
     }
 
     /// A sender that stops the server when `true` is sent.
     pub fn shutdown_handle(&self) -> watch::Sender<bool> {
         self.shutdown_tx.clone()
+    }
+}
+
+/// Writes what only the embedded backend's memory holds (leases, view versions); the
+/// cluster backend commits every change before answering and holds nothing back.
+fn flush(embedded: &Option<Embedded>) {
+    if let Some(e) = embedded {
+        e.flush();
     }
 }
 
@@ -130,10 +140,10 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     validate::check_settings(&config.defaults).map_err(|e| StartError::Settings(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let pusher = Pusher::new(
+    let pusher = Arc::new(Pusher::new(
         config.push.senders().map_err(StartError::Push)?,
         metrics.push.clone(),
-    );
+    ));
     let hasher = hashing::HashPool::new(config.limits.password_hash_concurrency);
     let (backend, embedded, clock, limiter): (
         Arc<dyn backend::Backend>,
@@ -144,8 +154,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         Some(c) => {
             let b = cluster::Cluster::connect(
                 c,
-                pusher,
-                hasher.clone(),
+                pusher.clone(),
                 config.retention,
                 metrics.clone(),
                 shutdown_rx.clone(),
@@ -164,8 +173,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
                 })?;
             let b = Embedded::open(
                 store,
-                pusher,
-                hasher.clone(),
+                pusher.clone(),
                 config.retention,
                 metrics.clone(),
                 shutdown_rx.clone(),
@@ -183,9 +191,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             )
         }
     };
-    let ops = ops::Ops::new(backend.clone(), hasher);
+    let ops = ops::Ops::new(backend.clone(), hasher, pusher);
     let state = http::AppState {
-        backend: backend.clone(),
         ops: ops.clone(),
         limiter,
         metrics,

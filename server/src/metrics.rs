@@ -1,5 +1,6 @@
-//! Prometheus counters for `/metrics`. Gauges (sessions, subscribers) are read from the live
-//! state when scraped; counters are plain atomics bumped on the paths they count.
+//! Prometheus counters for `/metrics`. Gauges (sessions, subscribers) are read when scraped
+//! from the source the backend registers at start ([`Metrics::set_gauges`]); counters are
+//! plain atomics bumped on the paths they count.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -24,6 +25,24 @@ pub struct Metrics {
     pub pruned_status_ops: AtomicU64,
     /// Cluster mode's work with its stores.
     pub store: Arc<StoreMetrics>,
+    gauges: GaugeSource,
+}
+
+/// A read of the gauges, as the backend registers it.
+pub type GaugeRead = std::pin::Pin<Box<dyn std::future::Future<Output = Gauges> + Send>>;
+
+/// Where gauges come from: the read the backend registers.
+#[derive(Default)]
+struct GaugeSource(std::sync::OnceLock<Box<dyn Fn() -> GaugeRead + Send + Sync>>);
+
+impl std::fmt::Debug for GaugeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "GaugeSource(set)"
+        } else {
+            "GaugeSource(unset)"
+        })
+    }
 }
 
 /// What a cluster node counts of its work with PostgreSQL and Redis; rendered only in
@@ -180,7 +199,17 @@ pub struct Gauges {
 }
 
 impl Metrics {
-    pub fn render(&self, g: Gauges) -> String {
+    /// Registers the backend's gauges (once; a later call is ignored): read on each scrape.
+    pub fn set_gauges(&self, source: impl Fn() -> GaugeRead + Send + Sync + 'static) {
+        let _ = self.gauges.0.set(Box::new(source));
+    }
+
+    /// The page `/metrics` serves, with the gauges read now.
+    pub async fn render(&self) -> String {
+        let g = match self.gauges.0.get() {
+            Some(read) => read().await,
+            None => Gauges::default(),
+        };
         let mut out = String::with_capacity(2048);
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(

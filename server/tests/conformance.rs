@@ -6,7 +6,6 @@ use std::sync::Arc;
 use presence_server::Retention;
 use presence_server::conformance::Harness;
 use presence_server::embedded::Embedded;
-use presence_server::hashing::HashPool;
 use presence_server::metrics::Metrics;
 use presence_server::push::{PushConfig, Pusher};
 use presence_server::store::Store;
@@ -19,20 +18,19 @@ async fn embedded() -> Harness {
         webhook_allow: vec!["127.0.0.1".into()],
         ..PushConfig::default()
     };
-    let pusher = Pusher::new(push.senders().expect("senders"), metrics.push.clone());
+    let pusher = Arc::new(Pusher::new(
+        push.senders().expect("senders"),
+        metrics.push.clone(),
+    ));
     let backend = Embedded::open(
         Store::open_dir(dir.path()).expect("store"),
-        pusher,
-        HashPool::new(2),
+        pusher.clone(),
         Retention::default(),
         metrics,
         stop_rx,
     )
     .expect("backend opens");
-    Harness {
-        backend: Arc::new(backend),
-        keep: Box::new((dir, stop_tx)),
-    }
+    Harness::new(Arc::new(backend), pusher, Box::new((dir, stop_tx)))
 }
 
 presence_server::backend_conformance_tests!(embedded);

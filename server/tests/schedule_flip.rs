@@ -24,18 +24,21 @@ async fn closing_time_publishes_offline_without_a_request() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::default());
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let pusher = Arc::new(Pusher::new(vec![], metrics.push.clone()));
     let embedded = Embedded::open(
         Store::open_dir(dir.path()).unwrap(),
-        Pusher::new(vec![], metrics.push.clone()),
-        presence_server::hashing::HashPool::new(1),
+        pusher.clone(),
         presence_server::Retention::default(),
         metrics,
         stop_rx,
     )
     .unwrap();
     let backend: Arc<dyn presence_server::backend::Backend> = Arc::new(embedded.clone());
-    let ops =
-        presence_server::ops::Ops::new(backend.clone(), presence_server::hashing::HashPool::new(1));
+    let ops = presence_server::ops::Ops::new(
+        backend.clone(),
+        presence_server::hashing::HashPool::new(1),
+        pusher,
+    );
     let created = ops
         .create_account(
             CreateAccountRequest {
@@ -54,7 +57,7 @@ async fn closing_time_publishes_offline_without_a_request() {
         )
         .await
         .unwrap();
-    let login = backend
+    let login = ops
         .login(LoginRequest {
             account: "acme".into(),
             email: "o@acme.test".into(),
@@ -69,7 +72,7 @@ async fn closing_time_publishes_offline_without_a_request() {
         })
         .await
         .unwrap();
-    let p = backend
+    let p = ops
         .authenticate(&presence_server::auth::token_hash(&login.token))
         .await
         .unwrap();
@@ -109,7 +112,7 @@ async fn closing_time_publishes_offline_without_a_request() {
     )
     .await
     .unwrap();
-    let mut stream = backend
+    let mut stream = ops
         .open_widget_stream(&created.account.widget_key)
         .await
         .unwrap();

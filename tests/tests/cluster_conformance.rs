@@ -8,7 +8,6 @@ use std::sync::Arc;
 use presence_server::Retention;
 use presence_server::cluster::{Cluster, ClusterConfig};
 use presence_server::conformance::Harness;
-use presence_server::hashing::HashPool;
 use presence_server::metrics::Metrics;
 use presence_server::push::{PushConfig, Pusher};
 use presence_test_support::stores::{Redis, RedisCluster, shared_postgres};
@@ -38,24 +37,23 @@ async fn connect(redis_urls: Vec<String>, redis: Box<dyn std::any::Any + Send>) 
         webhook_allow: vec!["127.0.0.1".into()],
         ..PushConfig::default()
     };
-    let pusher = Pusher::new(push.senders().expect("senders"), metrics.push.clone());
+    let pusher = Arc::new(Pusher::new(
+        push.senders().expect("senders"),
+        metrics.push.clone(),
+    ));
     let backend = Cluster::connect(
         &ClusterConfig {
             postgres_url,
             redis_urls,
         },
-        pusher,
-        HashPool::new(2),
+        pusher.clone(),
         Retention::default(),
         metrics,
         stop_rx,
     )
     .await
     .expect("cluster backend connects");
-    Harness {
-        backend: Arc::new(backend),
-        keep: Box::new((redis, stop_tx)),
-    }
+    Harness::new(Arc::new(backend), pusher, Box::new((redis, stop_tx)))
 }
 
 presence_server::backend_conformance_tests!(cluster);

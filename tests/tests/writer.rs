@@ -12,16 +12,15 @@ use presence_protocol::{
 };
 use presence_server::Retention;
 use presence_server::auth::token_hash;
-use presence_server::backend::Backend;
 use presence_server::backend::{BackendError, Principal};
 use presence_server::conformance::{account, fast_settings, login, login_req};
 use presence_server::embedded::Embedded;
 use presence_server::hashing::HashPool;
 use presence_server::ops::Ops;
 
-/// The operations of the API over `b`, as the HTTP layer calls them.
-fn ops(b: &Arc<dyn Backend>) -> Ops {
-    Ops::new(b.clone(), HashPool::new(1))
+/// The operations of the API over the backend, as the HTTP layer calls them.
+fn ops(b: &Ops) -> Ops {
+    b.clone()
 }
 use presence_server::metrics::Metrics;
 use presence_server::push::Pusher;
@@ -33,8 +32,8 @@ const DEADLINE: Duration = Duration::from_secs(20);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_commit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
     let Held { b, disk, .. } = Held::start(fast_settings()).await;
-    let (phone, _) = login(&*b, "acme", "owner@acme.test", "phone").await;
-    let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
+    let (phone, _) = login(&b, "acme", "owner@acme.test", "phone").await;
+    let (desk, desk_token) = login(&b, "acme", "owner@acme.test", "desk").await;
     let before = b.me(&desk).await.unwrap().status;
 
     disk.hold_wal_writes();
@@ -103,8 +102,8 @@ async fn a_status_commit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_dropped_while_its_change_commits_still_sees_it_applied() {
     let Held { b, disk, .. } = Held::start(fast_settings()).await;
-    let (phone, _) = login(&*b, "acme", "owner@acme.test", "phone").await;
-    let (desk, _) = login(&*b, "acme", "owner@acme.test", "desk").await;
+    let (phone, _) = login(&b, "acme", "owner@acme.test", "phone").await;
+    let (desk, _) = login(&b, "acme", "owner@acme.test", "desk").await;
 
     disk.hold_wal_writes();
     let change = tokio::spawn({
@@ -149,7 +148,7 @@ async fn a_request_dropped_while_its_change_commits_still_sees_it_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
     let Held { b, disk, .. } = Held::start(Settings::default()).await;
-    let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
+    let (desk, desk_token) = login(&b, "acme", "owner@acme.test", "desk").await;
     let login = {
         let b = b.clone();
         async move { b.login(login_req("acme", "owner@acme.test", "phone")).await }
@@ -170,8 +169,8 @@ async fn a_login_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
     let Held { b, disk, .. } = Held::start(Settings::default()).await;
-    let (phone, _) = login(&*b, "acme", "owner@acme.test", "phone").await;
-    let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
+    let (phone, _) = login(&b, "acme", "owner@acme.test", "phone").await;
+    let (desk, desk_token) = login(&b, "acme", "owner@acme.test", "desk").await;
     let logout = {
         let (b, phone) = (b.clone(), phone.clone());
         async move { ops(&b).logout(&phone).await }
@@ -191,7 +190,7 @@ async fn a_logout_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_edit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
     let Held { b, disk, .. } = Held::start(Settings::default()).await;
-    let (desk, desk_token) = login(&*b, "acme", "owner@acme.test", "desk").await;
+    let (desk, desk_token) = login(&b, "acme", "owner@acme.test", "desk").await;
     let patch = SettingsPatch {
         offline_message: Some(Some("Back at nine".into())),
         ..SettingsPatch::default()
@@ -215,7 +214,7 @@ async fn an_admin_edit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_group_commit_fails_every_change_in_it_and_changes_nothing() {
     let Held { b, disk, .. } = Held::start(Settings::default()).await;
-    let (owner, _) = login(&*b, "acme", "owner@acme.test", "desk").await;
+    let (owner, _) = login(&b, "acme", "owner@acme.test", "desk").await;
     let mut agents: Vec<Principal> = vec![owner.clone()];
     for n in 1..=3 {
         let email = format!("agent{n}@acme.test");
@@ -232,7 +231,7 @@ async fn a_failed_group_commit_fails_every_change_in_it_and_changes_nothing() {
             )
             .await
             .unwrap();
-        agents.push(login(&*b, "acme", &email, "phone").await.0);
+        agents.push(login(&b, "acme", &email, "phone").await.0);
     }
     let before: Vec<_> = futures_status(&b, &agents).await;
     let op = |i: usize| SetStatusRequest {
@@ -286,10 +285,7 @@ async fn a_failed_group_commit_fails_every_change_in_it_and_changes_nothing() {
     }
 }
 
-async fn futures_status(
-    b: &Arc<dyn Backend>,
-    agents: &[Principal],
-) -> Vec<presence_protocol::StatusView> {
+async fn futures_status(b: &Ops, agents: &[Principal]) -> Vec<presence_protocol::StatusView> {
     let mut out = Vec::new();
     for p in agents {
         out.push(b.me(p).await.unwrap().status);
@@ -303,7 +299,7 @@ async fn futures_status(
 /// is returned.
 async fn while_held<T: Send + 'static>(
     disk: &Arc<SyncCounter>,
-    b: &Arc<dyn Backend>,
+    b: &Ops,
     reader: &Principal,
     reader_token: &str,
     write: impl std::future::Future<Output = Result<T, BackendError>> + Send + 'static,
@@ -354,7 +350,7 @@ async fn while_held<T: Send + 'static>(
 /// An embedded backend whose database is on the counting VFS (which can hold WAL writes),
 /// with account `acme`.
 struct Held {
-    b: Arc<dyn Backend>,
+    b: Ops,
     disk: Arc<SyncCounter>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
@@ -366,16 +362,16 @@ impl Held {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::default());
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let pusher = Arc::new(Pusher::new(vec![], metrics.push.clone()));
         let backend = Embedded::open(
             Store::open_dir_on(dir.path(), Some(disk.vfs_name())).unwrap(),
-            Pusher::new(vec![], metrics.push.clone()),
-            HashPool::new(1),
+            pusher.clone(),
             Retention::default(),
             metrics,
             stop_rx,
         )
         .unwrap();
-        let b: Arc<dyn Backend> = Arc::new(backend);
+        let b = Ops::new(Arc::new(backend), HashPool::new(1), pusher);
         account(&b, "acme", settings).await;
         Held {
             b,

@@ -10,8 +10,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use presence_protocol::{
-    ChatboxView, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
-    PushRegistration, Role, SetStatusResponse, SnapshotEvent, StatusView,
+    ChatboxView, EndReason, Heartbeat, Mode, Role, SetStatusResponse, SnapshotEvent, StatusView,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -20,10 +19,9 @@ mod error;
 pub use error::{BackendError, BackendResult, storage};
 
 use crate::auth::TokenHash;
-use crate::metrics::Gauges;
+use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan};
 use crate::ops::status::{StatusChange, StatusPlan};
-use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice};
-use crate::rows::{AccountRow, AgentRow};
+use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 
 /// The session a bearer token resolved to.
 #[derive(Debug, Clone)]
@@ -104,29 +102,54 @@ pub struct WidgetStream {
     pub guard: Box<dyn StreamGuard>,
 }
 
+/// The account's views for a widget key: the current one, and the ones after it when the
+/// caller follows them.
+pub struct WidgetViews {
+    pub current: Arc<ViewFrame>,
+    /// Present when asked for: a stream starting with `current`.
+    pub stream: Option<WidgetStream>,
+}
+
+/// What a live session's token answered: who it is, or (renewed) its new terms.
+#[derive(Debug)]
+pub enum SessionCheck {
+    Authenticated(Principal),
+    Renewed(Heartbeat),
+}
+
+/// The seam: reads of a slice, turns that apply a planned change, and streams. Every rule is
+/// above it (`crate::ops`, `crate::rules`); a backend loads, stores atomically, times and
+/// fans out. Lifecycle (flushing at shutdown) and gauges (`Metrics::set_gauges`) are wired by
+/// the composition root, not called by handlers.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// Stores a new account and its owner (rows planned by `ops::account::new_account`);
-    /// a taken slug is a `Conflict`.
-    async fn create_account(&self, account: AccountRow, owner: AgentRow) -> BackendResult<()>;
-    /// Verifies credentials and opens a session. Wrong credentials give
-    /// `invalid_credentials`, whether or not the account or email exists.
-    async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse>;
-    /// The live session behind a bearer token (by its SHA-256; raw tokens stay in the HTTP
-    /// layer). Unknown: `unauthorized`; ended or lapsed: `session_expired`.
-    async fn authenticate(&self, token: &TokenHash) -> BackendResult<Principal>;
-    /// Authenticates like [`Backend::authenticate`] and renews that session's lease, in one
-    /// step: this is the hottest path of the server.
-    async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> BackendResult<Heartbeat>;
-    /// Ends a live session of the caller's agent now, with reason `logout`: its own
-    /// (`DELETE /v1/session`) or another (its stream and push are told). A session of
-    /// another agent, or none: `not_found`.
-    async fn end_session(&self, p: &Principal, session_id: &str) -> BackendResult<()>;
-    /// Registers (or with `None` removes) the caller's push registration; a provider that
-    /// cannot reach the device is an `InvalidField`.
-    async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()>;
-    /// The caller's agent, status, the account's view and the agent's live sessions.
-    async fn me(&self, p: &Principal) -> BackendResult<MeResponse>;
+    /// The account and its agents, as stored (a read: no turn is taken); `not_found` if no
+    /// account has this key.
+    async fn account_slice(&self, key: AccountKey<'_>) -> BackendResult<AccountSlice>;
+    /// Under the account's turn: loads its slice (`None` for a new account's slug that no
+    /// account has), runs `plan` on it, and applies the edit it returns atomically (one
+    /// transaction), then recomputes the account's views and fans out (an agent removed has
+    /// its sessions ended with reason `removed`). Two edits of one account never interleave,
+    /// on any number of nodes; a new slug is taken once.
+    async fn edit_account(
+        &self,
+        target: AccountTarget<'_>,
+        plan: AccountPlan,
+    ) -> BackendResult<AccountEdit>;
+
+    /// An agent, its account's timings and view, and its live sessions (a read: no turn is
+    /// taken); `not_found` if no agent has this key.
+    async fn agent_slice(&self, key: AgentKey<'_>) -> BackendResult<AgentSlice>;
+    /// Under the agent's turn: loads its slice, runs `plan`, stores the session edit it
+    /// returns atomically and fans it out (ended sessions' streams and pushes, the views).
+    /// Answers the slice planned on and the edit. An agent not in the account is
+    /// `not_found`.
+    async fn edit_sessions(
+        &self,
+        account_id: &str,
+        agent_id: &str,
+        plan: SessionPlan,
+    ) -> BackendResult<(AgentSlice, SessionEdit)>;
     /// Under the agent's turn: an op id seen within the retention is answered as it was
     /// first; otherwise the agent's status (and the device of `origin`) is loaded, `plan`
     /// decides, its answer is committed with the op id, and if it applied, every device
@@ -137,29 +160,19 @@ pub trait Backend: Send + Sync + 'static {
         change: StatusChange,
         plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse>;
+
+    /// The live session behind a bearer token (by its SHA-256; raw tokens stay in the HTTP
+    /// layer): who it is, or with `renew`, its lease renewed in that mode by the lease rules
+    /// and the new terms, in the same step (the hottest path of the server). Unknown:
+    /// `unauthorized`; ended or lapsed: `session_expired`.
+    async fn session(&self, token: &TokenHash, renew: Option<Mode>) -> BackendResult<SessionCheck>;
     /// A stream for the caller's device: the snapshot first, then its agent's events and the
     /// account's views; the session counts as connected while the stream is held.
     async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream>;
-
-    /// The account and its agents, as stored (a read: no turn is taken); `not_found` if no
-    /// account has this key.
-    async fn account_slice(&self, key: AccountKey<'_>) -> BackendResult<AccountSlice>;
-    /// Under the account's turn: loads its slice, runs `plan` on it, and applies the edit it
-    /// returns atomically (one transaction), then recomputes the account's views and fans
-    /// out (an agent removed has its sessions ended with reason `removed`). Two edits of one
-    /// account never interleave, on any number of nodes.
-    async fn edit_account(&self, account_id: &str, plan: AccountPlan)
-    -> BackendResult<AccountEdit>;
-    /// The account's current view for a widget key, encoded once.
-    async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>>;
-    /// A stream of the account's views for a widget key, starting with the current one.
-    async fn open_widget_stream(&self, widget_key: &str) -> BackendResult<WidgetStream>;
+    /// The account's current view for a widget key, encoded once; with `follow`, a stream of
+    /// the views after it too.
+    async fn widget(&self, widget_key: &str, follow: bool) -> BackendResult<WidgetViews>;
 
     /// Whether the stores this backend needs answer (`/healthz`); why not if they do not.
     async fn health(&self) -> BackendResult<()>;
-
-    /// Point-in-time counts for `/metrics`.
-    async fn gauges(&self) -> Gauges;
-    /// Writes whatever is only in memory (leases, view versions).
-    async fn flush(&self);
 }

@@ -8,7 +8,7 @@ use presence_protocol::EndReason;
 
 use super::hot::Profile;
 use super::{AccountCfg, Inner};
-use crate::backend::BackendResult;
+use crate::backend::{BackendError, BackendResult};
 use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
 
 impl Inner {
@@ -17,6 +17,29 @@ impl Inner {
         let (account, agents) =
             tokio::try_join!(self.pg.account(account_id), self.pg.agents(account_id))?;
         Ok(AccountSlice { account, agents })
+    }
+
+    /// A new account: the plan sees the account that has the slug, if one does; the insert
+    /// refuses a slug taken meanwhile (PostgreSQL's unique index), on any node.
+    pub(super) async fn create_account(
+        &self,
+        slug: &str,
+        plan: AccountPlan,
+    ) -> BackendResult<AccountEdit> {
+        let taken = match self.pg.account_by_slug(slug).await? {
+            Some(a) => Some(self.account_slice(&a.id).await?),
+            None => None,
+        };
+        let edit = plan(taken.as_ref())?;
+        let AccountEdit::Create { account, owner } = &edit else {
+            return Err(BackendError::internal(
+                "a new account's plan made no account",
+            ));
+        };
+        let now = self.clock.now_ms();
+        self.pg.insert_account(account, owner, now).await?;
+        self.refresh_view(&account.id).await?;
+        Ok(edit)
     }
 
     /// Commits a planned edit, then applies it to Redis and refreshes the view.
@@ -32,6 +55,9 @@ impl Inner {
             groups: groups.to_vec(),
         };
         match &edit {
+            AccountEdit::Create { .. } => {
+                return Err(BackendError::internal("an account edit made a new account"));
+            }
             AccountEdit::AddAgent(row) => {
                 let prof = profile(row.role, &row.groups);
                 seeded!(

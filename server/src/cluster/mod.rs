@@ -59,6 +59,7 @@ pub mod hot;
 pub mod limits;
 mod ops;
 pub mod pg;
+mod sessions;
 mod sweep;
 
 use std::collections::HashMap;
@@ -78,7 +79,6 @@ use crate::Retention;
 use crate::auth::TokenHash;
 use crate::backend::{BackendError, BackendResult};
 use crate::clock::Clock;
-use crate::hashing::HashPool;
 use crate::metrics::Metrics;
 use crate::push::{PushJob, Pusher};
 use crate::rules;
@@ -143,7 +143,7 @@ pub(crate) struct Inner {
     pg: Pg,
     hot: Hot,
     clock: Clock,
-    pusher: Pusher,
+    pusher: Arc<Pusher>,
     retention: Retention,
     metrics: Arc<Metrics>,
     fanout: fanout::Fanout,
@@ -154,8 +154,6 @@ pub(crate) struct Inner {
     deadline_tx: mpsc::UnboundedSender<(u32, i64)>,
     device_streams: AtomicU64,
     widget_streams: AtomicU64,
-    /// Password checks at login (the verified-password cache, the dummy hash).
-    credentials: crate::ops::credentials::Credentials,
 }
 
 /// A presence-server node on PostgreSQL and Redis. Cheap to clone.
@@ -169,8 +167,7 @@ impl Cluster {
     /// reconciler and pub/sub reader, which stop when `stop` turns true.
     pub async fn connect(
         config: &ClusterConfig,
-        pusher: Pusher,
-        hasher: Arc<HashPool>,
+        pusher: Arc<Pusher>,
         retention: Retention,
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
@@ -180,7 +177,6 @@ impl Cluster {
         let clock = Clock::new();
         let hot = Hot::connect(&config.redis_urls, metrics.store.clone(), clock.clone()).await?;
         let (deadline_tx, deadline_rx) = mpsc::unbounded_channel();
-        let credentials = crate::ops::credentials::Credentials::new(hasher.clone());
         let inner = Arc::new(Inner {
             fanout: fanout::Fanout::new(hot.pubsub_clients().to_vec()),
             pg,
@@ -195,7 +191,11 @@ impl Cluster {
             deadline_tx,
             device_streams: AtomicU64::new(0),
             widget_streams: AtomicU64::new(0),
-            credentials,
+        });
+        let weak = Arc::downgrade(&inner);
+        inner.metrics.set_gauges(move || {
+            let weak = weak.clone();
+            Box::pin(async move { gauges(weak).await })
         });
         if let Some(dead) = inner.pusher.take_dead_tokens() {
             tokio::spawn(remove_dead_tokens(Arc::downgrade(&inner), dead));
@@ -212,6 +212,22 @@ impl Cluster {
     /// The failed-login limits, shared by every node.
     pub fn login_gate(&self) -> Arc<dyn crate::auth::LoginGate> {
         Arc::new(limits::SharedLimiter::new(self.inner.hot.clone()))
+    }
+}
+
+/// This node's gauges: its own streams, and the store-wide counts PostgreSQL has now.
+async fn gauges(inner: std::sync::Weak<Inner>) -> crate::metrics::Gauges {
+    let Some(inner) = inner.upgrade() else {
+        return crate::metrics::Gauges::default();
+    };
+    let (sessions, accounts) = tokio::join!(inner.pg.session_counts(), inner.pg.count_accounts());
+    let (live, ended) = sessions.unwrap_or((0, 0));
+    crate::metrics::Gauges {
+        live_sessions: live.max(0) as u64,
+        ended_tokens: ended.max(0) as u64,
+        device_subscribers: inner.device_streams.load(Relaxed),
+        widget_subscribers: inner.widget_streams.load(Relaxed),
+        accounts: accounts.unwrap_or(0).max(0) as u64,
     }
 }
 
@@ -468,9 +484,14 @@ async fn remove_dead_tokens(
         if s.push.as_ref() != Some(&d.reg) || s.ended_at.is_some() {
             continue;
         }
-        if let Err(e) = inner.pg.set_push(&s.id, None).await {
-            tracing::warn!(error = %e, "could not remove a dead push registration");
-            continue;
+        match inner.pg.drop_push(&s.id, &d.reg).await {
+            Ok(true) => {}
+            // Registered again since: the new registration stays.
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not remove a dead push registration");
+                continue;
+            }
         }
         let _ = seeded!(
             inner,

@@ -6,38 +6,24 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use async_trait::async_trait;
-use presence_protocol::{
-    Agent, EndReason, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode, PushInfo,
-    PushRegistration, SessionInfo, SetStatusResponse, SnapshotEvent, StatusView,
-};
+use presence_protocol::{EndReason, Mode, SetStatusResponse, SnapshotEvent, StatusView};
 
-use super::hot::{Beat, Event, Lease};
-use super::pg::{AccountRow, AgentRow, SessionRow, StatusDecision};
+use super::hot::{Beat, Event};
+use super::pg::{SessionRow, StatusDecision};
 use super::{Cluster, Inner, TOKEN_CACHE_MAX, TokenEntry, fanout};
-use crate::auth::{self, TokenHash};
+use crate::auth::TokenHash;
 use crate::backend::{
-    Backend, BackendError, BackendResult, DeviceStream, Principal, StreamGuard, ViewFrame,
-    WidgetStream,
+    Backend, BackendError, BackendResult, DeviceStream, Principal, SessionCheck, StreamGuard,
+    ViewFrame, WidgetStream, WidgetViews,
 };
-use crate::metrics::Gauges;
+use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan};
 use crate::ops::status::{StatusChange, StatusPlan};
-use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice};
-use crate::rules::{self};
-use crate::validate;
+use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
+use crate::rules;
 
 /// How long Redis remembers a widget key's account (it never changes; the entry only
 /// saves a PostgreSQL read).
 const WIDGET_LOOKUP_SECS: u64 = 7 * 86_400;
-
-fn to_agent(a: &AgentRow) -> Agent {
-    Agent {
-        id: a.id.clone(),
-        name: a.name.clone(),
-        email: a.email.clone(),
-        groups: a.groups.clone(),
-        role: a.role,
-    }
-}
 
 struct DeviceGuard {
     inner: std::sync::Weak<Inner>,
@@ -142,21 +128,8 @@ impl Inner {
         BackendError::session_expired()
     }
 
-    /// Ends a session everywhere: PostgreSQL, Redis (which tells its stream), push, view.
-    async fn end_session(
-        &self,
-        account_id: &str,
-        session: &SessionRow,
-        reason: EndReason,
-        by_other_device: bool,
-    ) -> BackendResult<()> {
-        let now = self.clock.now_ms();
-        self.pg.end_session(&session.id, reason, now).await?;
-        self.end_session_hot(account_id, session, reason, by_other_device)
-            .await
-    }
-
-    /// The part of [`Inner::end_session`] after PostgreSQL recorded it.
+    /// Ends a session in Redis (which tells its stream), pushes the news to its device and
+    /// refreshes the view, once PostgreSQL recorded the end.
     pub(super) async fn end_session_hot(
         &self,
         account_id: &str,
@@ -176,19 +149,6 @@ impl Inner {
         )?;
         self.push_ended(&session.id, session.push.clone(), reason, by_other_device);
         self.refresh_view(account_id).await
-    }
-
-    /// Ends one live session of the caller's agent with reason `logout`.
-    async fn end_own(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
-        let s = match self.pg.session(session_id).await? {
-            Some(s) if s.agent_id == *p.agent_id && s.ended_at.is_none() => s,
-            _ => return Err(BackendError::not_found("session")),
-        };
-        let by_other = *p.session_id != *session_id;
-        self.end_session(&p.account_id, &s, EndReason::Logout, by_other)
-            .await?;
-        self.metrics.logouts.fetch_add(1, Relaxed);
-        Ok(())
     }
 
     /// Applies a committed status to Redis, the views and the other devices.
@@ -240,13 +200,6 @@ impl Inner {
         }
     }
 
-    async fn agent_in(&self, account_id: &str, id: &str) -> BackendResult<AgentRow> {
-        match self.pg.agent(id).await? {
-            Some(a) if a.account_id == account_id => Ok(a),
-            _ => Err(BackendError::not_found("agent")),
-        }
-    }
-
     async fn account_of_widget(&self, key: &str) -> BackendResult<String> {
         if let Some(acc) = self.widget_keys.lock().get(key) {
             return Ok(acc.clone());
@@ -273,7 +226,7 @@ impl Inner {
         Ok(acc)
     }
 
-    async fn current_view(&self, account_id: &str) -> BackendResult<Arc<ViewFrame>> {
+    pub(super) async fn current_view(&self, account_id: &str) -> BackendResult<Arc<ViewFrame>> {
         if let Some(v) = self.local_view(account_id) {
             return Ok(v);
         }
@@ -287,188 +240,102 @@ impl Inner {
             .map(|v| Arc::new(ViewFrame::new(v)))
             .ok_or_else(|| BackendError::internal("no view after a refresh"))
     }
-
-    async fn me(&self, p: &Principal) -> BackendResult<MeResponse> {
-        let agent = self.agent_in(&p.account_id, &p.agent_id).await?;
-        let snap = seeded!(self, &p.account_id, self.hot.snapshot(&p.account_id))?;
-        let status = snap
-            .agents
-            .iter()
-            .find(|(id, _, _)| *id == agent.id)
-            .map(|(_, _, s)| s.clone())
-            .unwrap_or_else(|| agent.status.clone());
-        let leases: std::collections::HashMap<&str, &Lease> = snap
-            .leases
-            .iter()
-            .filter(|(_, l)| l.agent == agent.id && !rules::lease_ended(l.until, snap.now))
-            .map(|(s, l)| (s.as_str(), l))
-            .collect();
-        let conn: std::collections::HashMap<&str, i64> =
-            snap.conn.iter().map(|(s, n)| (s.as_str(), *n)).collect();
-        let mut sessions: Vec<SessionInfo> = self
-            .pg
-            .live_sessions(&p.account_id)
-            .await?
-            .into_iter()
-            .filter_map(|s| {
-                let l = leases.get(s.id.as_str())?;
-                Some(SessionInfo {
-                    connected: conn.get(s.id.as_str()).copied().unwrap_or(0) > 0,
-                    device: s.device,
-                    mode: l.mode,
-                    lease_until: l.until,
-                    push: s.push.map(|r| PushInfo {
-                        provider: r.provider,
-                    }),
-                    session_id: s.id,
-                })
-            })
-            .collect();
-        sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
-        let chatbox = self.current_view(&p.account_id).await?.view.clone();
-        Ok(MeResponse {
-            agent: to_agent(&agent),
-            status,
-            chatbox,
-            sessions,
-        })
-    }
 }
 
 #[async_trait]
 impl Backend for Cluster {
-    async fn create_account(&self, account: AccountRow, owner: AgentRow) -> BackendResult<()> {
-        if self
-            .inner
-            .pg
-            .account_by_slug(&account.slug)
-            .await?
-            .is_some()
-        {
-            return Err(crate::ops::account::slug_taken(&account.slug));
-        }
-        let now = self.inner.clock.now_ms();
-        self.inner.pg.insert_account(&account, &owner, now).await?;
-        self.inner.refresh_view(&account.id).await
+    async fn account_slice(&self, key: AccountKey<'_>) -> BackendResult<AccountSlice> {
+        let id = match key {
+            AccountKey::Id(id) => id.to_owned(),
+            AccountKey::Slug(slug) => {
+                self.inner
+                    .pg
+                    .account_by_slug(slug)
+                    .await?
+                    .ok_or_else(|| BackendError::not_found("account"))?
+                    .id
+            }
+        };
+        self.inner.account_slice(&id).await
     }
 
-    async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse> {
-        let inner = &self.inner;
-        validate::device(&req.device)?;
-        if let Some(push) = &req.push {
-            inner
-                .pusher
-                .validate(push)
-                .map_err(|r| BackendError::invalid_field(&format!("push.{}", r.field), r.detail))?;
-        }
-        let found = inner.pg.agent_by_login(&req.account, &req.email).await?;
-        inner
-            .credentials
-            .check(
-                found
-                    .as_ref()
-                    .map(|a| (a.id.as_str(), a.password_hash.as_str())),
-                &req.password,
-            )
-            .await?;
-        let Some(agent) = found else {
-            return Err(BackendError::InvalidCredentials);
+    async fn edit_account(
+        &self,
+        target: AccountTarget<'_>,
+        plan: AccountPlan,
+    ) -> BackendResult<AccountEdit> {
+        // In a task of its own: a client that goes away cannot leave a committed edit
+        // unapplied to Redis.
+        let inner = self.inner.clone();
+        let target = match target {
+            AccountTarget::Existing(id) => (id.to_owned(), false),
+            AccountTarget::New(slug) => (slug.to_owned(), true),
         };
-        let account_id = agent.account_id.clone();
-        let cfg = inner.cfg(&account_id).await?;
-        let settings = cfg.settings.timings;
-        let token = auth::new_token();
-        let token_hash = auth::token_hash(&token);
-        let session_id = auth::new_id("ses");
-        let now = inner.clock.now_ms();
-        let replaces = inner.pg.device_session(&account_id, &req.device.id).await?;
-        let row = SessionRow {
-            id: session_id.clone(),
-            account_id: account_id.clone(),
-            agent_id: agent.id.clone(),
-            device: req.device.clone(),
-            push: req.push.clone(),
-            mode: Mode::Active,
-            lease_until: now + settings.active_ttl_ms,
-            ended_at: None,
-        };
-        let old = match &replaces {
-            Some(id) => inner.pg.session(id).await?,
-            None => None,
-        };
-        inner
-            .pg
-            .insert_session(&row, &token_hash, replaces.as_deref(), now)
-            .await?;
-        if let Some(old) = &old {
-            inner
-                .end_session_hot(&account_id, old, EndReason::Replaced, false)
-                .await?;
-        }
-        let lease = Lease {
-            agent: agent.id.clone(),
-            mode: Mode::Active,
-            until: row.lease_until,
-            push: row.push.is_some(),
-        };
-        seeded!(
-            inner,
-            &account_id,
-            inner.hot.start_session(&account_id, &session_id, &lease)
-        )?;
-        let _ = inner
-            .deadline_tx
-            .send((super::hot::partition(&account_id), lease.until));
-        inner.refresh_view(&account_id).await?;
-        let status = inner
-            .pg
-            .agent(&agent.id)
-            .await?
-            .map(|a| a.status)
-            .unwrap_or(agent.status.clone());
-        let (interval_ms, ttl_ms) = rules::lease_terms(&settings, Mode::Active, lease.push);
-        inner.metrics.logins.fetch_add(1, Relaxed);
-        Ok(LoginResponse {
-            token,
-            session_id,
-            agent: to_agent(&agent),
-            heartbeat: Heartbeat {
-                interval_ms,
-                ttl_ms,
-                lease_until: lease.until,
-                server_time: now,
-                status_version: status.version,
-            },
-            status,
-            server_time: now,
+        tokio::spawn(async move {
+            match &target {
+                (slug, true) => inner.create_account(slug, plan).await,
+                (id, false) => inner.edit_account(id, plan).await,
+            }
         })
+        .await
+        .map_err(BackendError::internal)?
     }
 
-    async fn authenticate(&self, token: &TokenHash) -> BackendResult<Principal> {
-        let inner = &self.inner;
-        let t = inner.token(token).await?;
-        let (now, lease, profile) = seeded!(
-            inner,
-            &t.account_id,
-            inner.hot.auth(&t.account_id, &t.session_id, &t.agent_id)
-        )?;
-        match (lease, profile) {
-            (Some(l), Some(p)) if !rules::lease_ended(l.until, now) => Ok(Principal {
-                session_id: t.session_id,
-                agent_id: t.agent_id,
-                account_id: t.account_id,
-                role: p.role,
-            }),
-            (Some(_), Some(_)) => Err(BackendError::session_expired()),
-            _ => Err(inner.lost_lease(token, &t).await),
-        }
+    async fn agent_slice(&self, key: AgentKey<'_>) -> BackendResult<AgentSlice> {
+        self.inner.agent_slice(key).await
     }
 
-    async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> BackendResult<Heartbeat> {
+    async fn edit_sessions(
+        &self,
+        account_id: &str,
+        agent_id: &str,
+        plan: SessionPlan,
+    ) -> BackendResult<(AgentSlice, SessionEdit)> {
+        // In a task of its own: a client that goes away cannot leave a committed edit
+        // unapplied to Redis.
+        let inner = self.inner.clone();
+        let (account_id, agent_id) = (account_id.to_owned(), agent_id.to_owned());
+        tokio::spawn(async move { inner.edit_sessions(&account_id, &agent_id, plan).await })
+            .await
+            .map_err(BackendError::internal)?
+    }
+
+    async fn change_status(
+        &self,
+        change: StatusChange,
+        plan: StatusPlan,
+    ) -> BackendResult<SetStatusResponse> {
+        // In a task of its own: a client that goes away cannot leave a committed change
+        // unpublished.
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.change_status(change, plan).await })
+            .await
+            .map_err(BackendError::internal)?
+    }
+
+    async fn session(&self, token: &TokenHash, renew: Option<Mode>) -> BackendResult<SessionCheck> {
         let inner = &self.inner;
         let t = inner.token(token).await?;
-        let cfg = inner.cfg(&t.account_id).await?;
-        let settings = cfg.settings.timings;
+        let Some(mode) = renew else {
+            let (now, lease, profile) = seeded!(
+                inner,
+                &t.account_id,
+                inner.hot.auth(&t.account_id, &t.session_id, &t.agent_id)
+            )?;
+            return match (lease, profile) {
+                (Some(l), Some(p)) if !rules::lease_ended(l.until, now) => {
+                    Ok(SessionCheck::Authenticated(Principal {
+                        session_id: t.session_id,
+                        agent_id: t.agent_id,
+                        account_id: t.account_id,
+                        role: p.role,
+                    }))
+                }
+                (Some(_), Some(_)) => Err(BackendError::session_expired()),
+                _ => Err(inner.lost_lease(token, &t).await),
+            };
+        };
+        let settings = inner.cfg(&t.account_id).await?.settings.timings;
         let beat = seeded!(
             inner,
             &t.account_id,
@@ -493,56 +360,18 @@ impl Backend for Cluster {
                     });
                 }
                 inner.metrics.heartbeats.fetch_add(1, Relaxed);
-                let (interval_ms, ttl_ms) = rules::lease_terms(&settings, mode, push);
-                Ok(Heartbeat {
-                    interval_ms,
-                    ttl_ms,
-                    lease_until: until,
-                    server_time: now,
+                Ok(SessionCheck::Renewed(sessions::heartbeat(
+                    &settings,
+                    mode,
+                    push,
+                    until,
+                    now,
                     status_version,
-                })
+                )))
             }
             Beat::Lapsed => Err(BackendError::session_expired()),
             Beat::Gone => Err(inner.lost_lease(token, &t).await),
         }
-    }
-
-    async fn end_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
-        self.inner.end_own(p, session_id).await
-    }
-
-    async fn set_push(&self, p: &Principal, push: Option<PushRegistration>) -> BackendResult<()> {
-        let inner = &self.inner;
-        if let Some(reg) = &push {
-            inner
-                .pusher
-                .validate(reg)
-                .map_err(|r| BackendError::invalid_field(r.field, r.detail))?;
-        }
-        inner.pg.set_push(&p.session_id, push.as_ref()).await?;
-        let has = push.is_some();
-        seeded!(
-            inner,
-            &p.account_id,
-            inner.hot.lease_push(&p.account_id, &p.session_id, has)
-        )
-    }
-
-    async fn me(&self, p: &Principal) -> BackendResult<MeResponse> {
-        self.inner.me(p).await
-    }
-
-    async fn change_status(
-        &self,
-        change: StatusChange,
-        plan: StatusPlan,
-    ) -> BackendResult<SetStatusResponse> {
-        // In a task of its own: a client that goes away cannot leave a committed change
-        // unpublished.
-        let inner = self.inner.clone();
-        tokio::spawn(async move { inner.change_status(change, plan).await })
-            .await
-            .map_err(BackendError::internal)?
     }
 
     async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream> {
@@ -561,63 +390,40 @@ impl Backend for Cluster {
             session_id: p.session_id.to_string(),
             _membership: membership,
         };
-        let me = inner.me(p).await?;
+        let key = AgentKey::Id {
+            account_id: &p.account_id,
+            agent_id: &p.agent_id,
+        };
+        let status = inner.agent_slice(key).await?.agent.status;
         let chatbox = views.borrow().view.clone();
         Ok(DeviceStream {
             session_id: p.session_id.clone(),
-            snapshot: SnapshotEvent {
-                status: me.status,
-                chatbox,
-            },
+            snapshot: SnapshotEvent { status, chatbox },
             events,
             views,
             guard: Box::new(guard),
         })
     }
 
-    async fn account_slice(&self, key: AccountKey<'_>) -> BackendResult<AccountSlice> {
-        let id = match key {
-            AccountKey::Id(id) => id.to_owned(),
-            AccountKey::Slug(slug) => {
-                self.inner
-                    .pg
-                    .account_by_slug(slug)
-                    .await?
-                    .ok_or_else(|| BackendError::not_found("account"))?
-                    .id
-            }
-        };
-        self.inner.account_slice(&id).await
-    }
-
-    async fn edit_account(
-        &self,
-        account_id: &str,
-        plan: AccountPlan,
-    ) -> BackendResult<AccountEdit> {
-        // In a task of its own: a client that goes away cannot leave a committed edit
-        // unapplied to Redis.
-        let inner = self.inner.clone();
-        let account_id = account_id.to_owned();
-        tokio::spawn(async move { inner.edit_account(&account_id, plan).await })
-            .await
-            .map_err(BackendError::internal)?
-    }
-
-    async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>> {
+    async fn widget(&self, widget_key: &str, follow: bool) -> BackendResult<WidgetViews> {
         let acc = self.inner.account_of_widget(widget_key).await?;
-        self.inner.current_view(&acc).await
-    }
-
-    async fn open_widget_stream(&self, widget_key: &str) -> BackendResult<WidgetStream> {
-        let acc = self.inner.account_of_widget(widget_key).await?;
+        if !follow {
+            return Ok(WidgetViews {
+                current: self.inner.current_view(&acc).await?,
+                stream: None,
+            });
+        }
         let (views, _, membership) = self.inner.join(&acc, None).await?;
         self.inner.widget_streams.fetch_add(1, Relaxed);
-        Ok(WidgetStream {
-            views,
-            guard: Box::new(WidgetGuard {
-                inner: Arc::downgrade(&self.inner),
-                _membership: membership,
+        let current = views.borrow().clone();
+        Ok(WidgetViews {
+            current,
+            stream: Some(WidgetStream {
+                views,
+                guard: Box::new(WidgetGuard {
+                    inner: Arc::downgrade(&self.inner),
+                    _membership: membership,
+                }),
             }),
         })
     }
@@ -633,20 +439,5 @@ impl Backend for Cluster {
             (Ok(Ok(())), _) => Err(BackendError::unavailable("Redis is out of reach", 1)),
             _ => Err(BackendError::unavailable("PostgreSQL is out of reach", 1)),
         }
-    }
-
-    async fn gauges(&self) -> Gauges {
-        let (live, ended) = self.inner.pg.session_counts().await.unwrap_or((0, 0));
-        Gauges {
-            live_sessions: live as u64,
-            ended_tokens: ended as u64,
-            device_subscribers: self.inner.device_streams.load(Relaxed),
-            widget_subscribers: self.inner.widget_streams.load(Relaxed),
-            accounts: self.inner.pg.count_accounts().await.unwrap_or(0) as u64,
-        }
-    }
-
-    async fn flush(&self) {
-        // Every acknowledged change is committed before it is answered; nothing waits here.
     }
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use presence_protocol::EndReason;
 
-use crate::backend::BackendResult;
-use crate::ops::{AccountEdit, AccountPlan, AccountSlice};
-use crate::rows::{AccountRow, AgentRow};
+use crate::backend::{BackendError, BackendResult};
+use crate::ops::{AccountEdit, AccountPlan, AccountSlice, AccountTarget};
+use crate::rows::AccountRow;
 use crate::store::Write;
 
 impl State {
@@ -35,36 +35,34 @@ impl State {
             .agents
             .iter()
             .filter_map(|a| self.agents.get(a))
-            .map(|a| AgentRow {
-                id: a.id.to_string(),
-                account_id: a.account_id.to_string(),
-                name: a.name.clone(),
-                email: a.email.clone(),
-                password_hash: a.password_hash.clone(),
-                role: a.role,
-                groups: a.groups.clone(),
-                status: a.status.clone(),
-                status_op_id: a.status_op_id.clone(),
-            })
+            .map(AgentState::to_row)
             .collect();
         Ok(AccountSlice { account, agents })
     }
 }
 
 impl Inner {
-    /// Plans under the account's turn, commits, then applies to memory and publishes.
+    /// Plans under the account's turn (a new account's: its slug's), commits, then applies
+    /// to memory and publishes.
     pub(super) async fn edit_account(
         &self,
-        account_id: &str,
+        target: AccountTarget<'_>,
         plan: AccountPlan,
     ) -> BackendResult<AccountEdit> {
+        let account_id = match target {
+            AccountTarget::New(slug) => return self.create_account(slug, plan).await,
+            AccountTarget::Existing(id) => id,
+        };
         let _turn = self.account_turns.take(account_id).await;
         let (account_id, edit) = {
             let st = self.state.lock();
             let slice = st.account_slice(account_id)?;
             let id: Arc<str> = arc(&st.account(account_id)?.info.id);
-            (id, plan(&slice)?)
+            (id, plan(Some(&slice))?)
         };
+        if matches!(edit, AccountEdit::Create { .. }) {
+            return Err(BackendError::internal("an account edit made a new account"));
+        }
         // An agent that leaves has its sessions ended: its turn too, after the account's.
         let _agent_turn = match &edit {
             AccountEdit::RemoveAgent { agent_id } => Some(self.turns.take(agent_id).await),
@@ -78,6 +76,28 @@ impl Inner {
         Ok(edit)
     }
 
+    /// A new account under its slug's turn: the plan sees the account that has the slug, if
+    /// one does.
+    async fn create_account(&self, slug: &str, plan: AccountPlan) -> BackendResult<AccountEdit> {
+        let _turn = self.account_turns.take(slug).await;
+        let edit = {
+            let st = self.state.lock();
+            let taken = match st.slugs.get(slug) {
+                Some(id) => Some(st.account_slice(id)?),
+                None => None,
+            };
+            plan(taken.as_ref())?
+        };
+        let AccountEdit::Create { account, owner } = &edit else {
+            return Err(BackendError::internal(
+                "a new account's plan made no account",
+            ));
+        };
+        self.store_account((**account).clone(), (**owner).clone())
+            .await?;
+        Ok(edit)
+    }
+
     /// The memory half of a committed edit.
     fn apply_edit(&self, account_id: &Arc<str>, edit: &AccountEdit) {
         let mut fx = Effects::default();
@@ -86,6 +106,7 @@ impl Inner {
             let st = &mut *guard;
             let now = self.clock.now_ms();
             match edit.clone() {
+                AccountEdit::Create { .. } => {}
                 AccountEdit::AddAgent(row) => {
                     let id = arc(&row.id);
                     let email_key = row.email_key();
@@ -152,6 +173,11 @@ impl Inner {
 fn write_of(account_id: &str, edit: &AccountEdit, now: i64) -> Write {
     let account_id = account_id.to_owned();
     match edit.clone() {
+        AccountEdit::Create { account, owner } => Write::Account {
+            account,
+            owner,
+            now,
+        },
         AccountEdit::AddAgent(row) => Write::Agent(row),
         AccountEdit::UpdateAgent(row) => Write::AgentProfile(row),
         AccountEdit::RemoveAgent { agent_id } => Write::DeleteAgent { agent_id, now },

@@ -27,8 +27,9 @@
 //! - `state.rs`: the memory (accounts, agents, sessions, tokens, timers) and the in-memory
 //!   half of each change: views recomputed, statuses applied, sessions ended.
 //! - `ops.rs`: the [`Backend`](crate::backend::Backend) operations: reads answered from
-//!   memory; writes validated, then handed to `writes.rs` in a task of their own.
-//! - `writes.rs`: each write's plan, commit and apply, under its turn.
+//!   memory; writes handed to their apply path in a task of their own.
+//! - `edits.rs`, `sessions.rs`, `writes.rs`: the slice each plan reads and the apply path
+//!   of each planned change (account edits, session edits, status changes), under its turn.
 //! - `writer.rs`: the group commit and the write turns.
 //! - `restore.rs`: start-up from the store, with grace leases.
 //! - `timers.rs`: the sweeper (lease ends, renew pushes, opening-hours flips).
@@ -42,6 +43,7 @@ mod edits;
 mod flush;
 mod ops;
 mod restore;
+mod sessions;
 mod state;
 mod timers;
 mod writer;
@@ -56,11 +58,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use presence_protocol::Heartbeat;
 use tokio::sync::Notify;
 
 use crate::Retention;
-use crate::backend::Principal;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
@@ -84,14 +84,12 @@ struct Inner {
     /// View versions to reserve ahead, committed by `flush::reserver`.
     reservations: tokio::sync::mpsc::UnboundedSender<(Arc<str>, i64)>,
     clock: Clock,
-    pusher: Pusher,
+    pusher: Arc<Pusher>,
     retention: Retention,
     metrics: Arc<Metrics>,
     sweeper_wake: Notify,
     device_streams: AtomicU64,
     widget_streams: AtomicU64,
-    /// Password checks at login (the verified-password cache, the dummy hash).
-    credentials: crate::ops::credentials::Credentials,
 }
 
 /// The embedded SQLite backend. Cheap to clone.
@@ -121,23 +119,6 @@ impl Inner {
             self.sweeper_wake.notify_one();
         }
     }
-
-    fn heartbeat_for(&self, st: &State, s: &SessionState, now: i64) -> Heartbeat {
-        let settings = st
-            .accounts
-            .get(&s.account_id)
-            .map(|a| a.settings)
-            .unwrap_or_default();
-        let (interval_ms, ttl_ms) = rules::lease_terms(&settings, s.mode, s.push.is_some());
-        let status_version = st.agents.get(&s.agent_id).map_or(0, |a| a.status.version);
-        Heartbeat {
-            interval_ms,
-            ttl_ms,
-            lease_until: s.lease_until,
-            server_time: now,
-            status_version,
-        }
-    }
 }
 
 impl Embedded {
@@ -145,7 +126,8 @@ impl Embedded {
         self.inner.clock.clone()
     }
 
-    fn flush_now(&self) {
+    /// Writes whatever is only in memory (leases, view versions); at shutdown.
+    pub fn flush(&self) {
         flush_once(&self.inner);
     }
 }

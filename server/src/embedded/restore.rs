@@ -15,7 +15,6 @@ use crate::Retention;
 use crate::auth::TokenHash;
 use crate::backend::ViewFrame;
 use crate::clock::Clock;
-use crate::hashing::HashPool;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
 use crate::store::Store;
@@ -25,8 +24,7 @@ impl Embedded {
     /// stop when the last handle is dropped or `shutdown` fires).
     pub fn open(
         store: Store,
-        pusher: Pusher,
-        hasher: Arc<HashPool>,
+        pusher: Arc<Pusher>,
         retention: Retention,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
@@ -34,7 +32,6 @@ impl Embedded {
         let clock = Clock::new();
         let now = clock.now_ms();
         let loaded = store.load(now - retention_ms(retention.ended_sessions))?;
-        let credentials = crate::ops::credentials::Credentials::new(hasher.clone());
         let mut st = State::default();
         let mut fx = Effects::default();
         for a in loaded.accounts {
@@ -167,8 +164,11 @@ impl Embedded {
             sweeper_wake: Notify::new(),
             device_streams: AtomicU64::new(0),
             widget_streams: AtomicU64::new(0),
-            credentials,
         });
+        let weak = Arc::downgrade(&inner);
+        inner
+            .metrics
+            .set_gauges(move || Box::pin(std::future::ready(super::ops::gauges(&weak))));
         if let Some(dead) = inner.pusher.take_dead_tokens() {
             tokio::spawn(remove_dead_tokens(Arc::downgrade(&inner), dead));
         }

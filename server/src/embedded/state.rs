@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::{
-    AccountInfo, Agent, AgentAvailability, Device, EndReason, Group, MeResponse, Messages, Mode,
-    OpeningHours, PushBody, PushInfo, PushPayload, PushRegistration, Role, SessionInfo, Settings,
-    StatusView, WeeklySchedule, resolve,
+    AccountInfo, AgentAvailability, Device, EndReason, Group, Messages, Mode, OpeningHours,
+    PushBody, PushPayload, PushRegistration, Role, Settings, StatusView, WeeklySchedule, resolve,
 };
 use tokio::sync::{broadcast, watch};
 
 use crate::auth::TokenHash;
-use crate::backend::{AgentEvent, Principal, ViewFrame};
+use crate::backend::{AgentEvent, ViewFrame};
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Metrics;
 use crate::push::PushJob;
@@ -63,18 +62,6 @@ pub(super) struct AgentState {
     pub(super) status_op_id: String,
     pub(super) sessions: HashSet<Arc<str>>,
     pub(super) tx: broadcast::Sender<AgentEvent>,
-}
-
-impl AgentState {
-    pub(super) fn to_agent(&self) -> Agent {
-        Agent {
-            id: self.id.to_string(),
-            name: self.name.clone(),
-            email: self.email.clone(),
-            groups: self.groups.clone(),
-            role: self.role,
-        }
-    }
 }
 
 pub(super) struct SessionState {
@@ -402,32 +389,5 @@ impl State {
             .get(&s.account_id)
             .map_or(0, |a| a.settings.renew_margin_ms);
         s.schedule_timers(renew_margin, &mut self.timers, fx);
-    }
-
-    pub(super) fn me_view(&self, p: &Principal) -> BackendResult<MeResponse> {
-        let agent = self.agent_in_account(&p.account_id, &p.agent_id)?;
-        let acc = self.account(&p.account_id)?;
-        let mut sessions: Vec<SessionInfo> = agent
-            .sessions
-            .iter()
-            .filter_map(|id| self.sessions.get(id))
-            .map(|s| SessionInfo {
-                session_id: s.id.to_string(),
-                device: s.device.clone(),
-                mode: s.mode,
-                lease_until: s.lease_until,
-                connected: s.connected > 0,
-                push: s.push.as_ref().map(|r| PushInfo {
-                    provider: r.provider,
-                }),
-            })
-            .collect();
-        sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
-        Ok(MeResponse {
-            agent: agent.to_agent(),
-            status: agent.status.clone(),
-            chatbox: acc.view.view.clone(),
-            sessions,
-        })
     }
 }

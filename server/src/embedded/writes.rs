@@ -19,38 +19,21 @@ use rustc_hash::FxHashSet as HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use presence_protocol::{
-    Device, EndReason, LoginResponse, Messages, Mode, PushRegistration, SetStatusResponse,
-    WeeklySchedule, resolve,
-};
+use presence_protocol::{Messages, SetStatusResponse, WeeklySchedule, resolve};
 use tokio::sync::{broadcast, watch};
 
-use crate::auth;
 use crate::backend::{BackendError, BackendResult, ViewFrame, storage};
-use crate::ops::account::slug_taken;
 use crate::ops::status::{StatusChange, StatusPlan, StatusSlice};
 use crate::push::DeadToken;
-use crate::store::{AccountRow, AgentRow, SessionRow, StatusRecord, Write};
-
-/// A session to open for an agent whose password checked out.
-pub(super) struct Opening {
-    pub(super) agent_id: Arc<str>,
-    pub(super) device: Device,
-    pub(super) push: Option<PushRegistration>,
-}
+use crate::store::{AccountRow, AgentRow, StatusRecord, Write};
 
 impl Inner {
-    /// [`Backend::create_account`](crate::backend::Backend::create_account), once the owner's
-    /// password is hashed.
-    pub(super) async fn create_account(
+    /// Stores a new account and its owner, planned under the slug's turn (`edits.rs`).
+    pub(super) async fn store_account(
         &self,
         account: AccountRow,
         owner: AgentRow,
     ) -> BackendResult<()> {
-        let _turn = self.account_turns.take(&account.slug).await;
-        if self.state.lock().slugs.contains_key(&account.slug) {
-            return Err(slug_taken(&account.slug));
-        }
         let now = self.clock.now_ms();
         self.writer
             .commit(Write::Account {
@@ -94,154 +77,6 @@ impl Inner {
             let agent = agent_state(owner, agent_id.clone(), id.clone());
             st.agents.insert(agent_id, agent);
             self.recompute(&mut st, &id, now, &mut fx);
-        }
-        self.finish(fx);
-        Ok(())
-    }
-
-    /// The end of [`Backend::login`](crate::backend::Backend::login): a new session, which
-    /// replaces the same device's old one.
-    pub(super) async fn open_session(&self, o: Opening) -> BackendResult<LoginResponse> {
-        let bad = || BackendError::InvalidCredentials;
-        let _turn = self.turns.take(&o.agent_id).await;
-        let token = auth::new_token();
-        let token_hash = auth::token_hash(&token);
-        let session_id = arc(&auth::new_id("ses"));
-        let now = self.clock.now_ms();
-        let (row, replaces, account_id) = {
-            let st = self.state.lock();
-            let agent = st.agents.get(&o.agent_id).ok_or_else(bad)?;
-            let account_id = agent.account_id.clone();
-            let settings = st.account(&account_id)?.settings;
-            let replaces: Option<Arc<str>> = st
-                .devices
-                .get(&(account_id.clone(), o.device.id.clone()))
-                .cloned();
-            let row = SessionRow {
-                id: session_id.to_string(),
-                account_id: account_id.to_string(),
-                agent_id: o.agent_id.to_string(),
-                token_hash: hex::encode(token_hash),
-                device: o.device.clone(),
-                mode: Mode::Active,
-                lease_until: now + settings.active_ttl_ms,
-                push: o.push.clone(),
-            };
-            (row, replaces, account_id)
-        };
-        let lease_until = row.lease_until;
-        self.writer
-            .commit(Write::Session {
-                row,
-                replaces: replaces.as_deref().map(str::to_owned),
-                now,
-            })
-            .await?;
-        let mut fx = Effects::default();
-        let resp = {
-            let mut st = self.state.lock();
-            let now = self.clock.now_ms();
-            if let Some(old) = &replaces {
-                st.end_session_mem(old, EndReason::Replaced, now, &mut fx);
-            }
-            let agent = st
-                .agents
-                .get_mut(&o.agent_id)
-                .ok_or_else(|| BackendError::internal("an agent vanished during its turn"))?;
-            agent.sessions.insert(session_id.clone());
-            let (agent_view, status) = (agent.to_agent(), agent.status.clone());
-            let device_key = (account_id.clone(), o.device.id.clone());
-            st.sessions.insert(
-                session_id.clone(),
-                SessionState {
-                    id: session_id.clone(),
-                    account_id: account_id.clone(),
-                    agent_id: o.agent_id.clone(),
-                    token_hash,
-                    device: o.device,
-                    mode: Mode::Active,
-                    lease_until,
-                    push: o.push,
-                    connected: 0,
-                    scheduled_expiry: 0,
-                    renew_at: None,
-                },
-            );
-            st.tokens
-                .insert(token_hash, TokenEntry::Live(session_id.clone()));
-            st.devices.insert(device_key, session_id.clone());
-            st.schedule_session_timers(&session_id, &mut fx);
-            self.recompute(&mut st, &account_id, now, &mut fx);
-            let heartbeat = {
-                let s = st.sessions.get(&session_id).ok_or_else(bad)?;
-                self.heartbeat_for(&st, s, now)
-            };
-            LoginResponse {
-                token,
-                session_id: session_id.to_string(),
-                agent: agent_view,
-                status,
-                heartbeat,
-                server_time: now,
-            }
-        };
-        self.metrics.logins.fetch_add(1, Relaxed);
-        self.finish(fx);
-        Ok(resp)
-    }
-
-    /// Ends one live session of the caller's agent with reason `logout` (`not_found` when
-    /// the agent has no such session).
-    pub(super) async fn end_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
-        let _turn = self.turns.take(&p.agent_id).await;
-        let id = match self.state.lock().sessions.get(session_id) {
-            Some(s) if s.agent_id == p.agent_id => s.id.clone(),
-            _ => return Err(BackendError::not_found("session")),
-        };
-        let now = self.clock.now_ms();
-        self.writer
-            .commit(Write::EndSessions {
-                ended: vec![(id.to_string(), EndReason::Logout)],
-                now,
-            })
-            .await?;
-        let mut fx = Effects::default();
-        {
-            let mut st = self.state.lock();
-            let now = self.clock.now_ms();
-            let by_other = id != p.session_id;
-            st.end_session_by(&id, EndReason::Logout, by_other, now, &mut fx);
-            self.recompute(&mut st, &p.account_id, now, &mut fx);
-        }
-        self.metrics.logouts.fetch_add(1, Relaxed);
-        self.finish(fx);
-        Ok(())
-    }
-
-    /// [`Backend::set_push`](crate::backend::Backend::set_push), once the registration is
-    /// valid.
-    pub(super) async fn set_push(
-        &self,
-        p: &Principal,
-        push: Option<PushRegistration>,
-    ) -> BackendResult<()> {
-        let _turn = self.turns.take(&p.agent_id).await;
-        if !self.state.lock().sessions.contains_key(&p.session_id) {
-            return Err(BackendError::session_expired());
-        }
-        self.writer
-            .commit(Write::Push {
-                session_id: p.session_id.to_string(),
-                push: push.clone(),
-            })
-            .await?;
-        let mut fx = Effects::default();
-        {
-            let mut st = self.state.lock();
-            if let Some(s) = st.sessions.get_mut(&p.session_id) {
-                s.push = push;
-            }
-            st.schedule_session_timers(&p.session_id, &mut fx);
         }
         self.finish(fx);
         Ok(())

@@ -35,7 +35,7 @@ impl FromRequestParts<AppState> for Auth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Bearer(token) = Bearer::from_request_parts(parts, state).await?;
         state
-            .backend
+            .ops
             .authenticate(&token)
             .await
             .map(Auth)

@@ -23,12 +23,12 @@ pub fn router() -> Router<AppState> {
 
 /// `{"status":"ok"}`, or `503 unavailable` while a store the backend needs is out of reach.
 async fn healthz(State(state): State<AppState>) -> Result<Response, ApiError> {
-    state.backend.health().await?;
+    state.ops.backend().health().await?;
     Ok(Json(serde_json::json!({"status": "ok"})).into_response())
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.backend.gauges().await);
+    let body = state.metrics.render().await;
     (
         [(
             header::CONTENT_TYPE,

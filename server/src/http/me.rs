@@ -35,7 +35,7 @@ pub fn streams() -> Router<AppState> {
 }
 
 async fn me(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
-    Ok(Json(state.backend.me(&p).await?).into_response())
+    Ok(Json(state.ops.me(&p).await?).into_response())
 }
 
 async fn set_status(
@@ -56,6 +56,6 @@ async fn end_my_session(
 }
 
 async fn me_events(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
-    let s = state.backend.open_device_stream(&p).await?;
+    let s = state.ops.open_device_stream(&p).await?;
     Ok(sse::device_stream(s, state.streams.clone()))
 }

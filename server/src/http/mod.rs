@@ -36,7 +36,6 @@ use tokio::sync::watch;
 use tower::ServiceBuilder;
 
 use crate::Limits;
-use crate::backend::Backend;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -45,8 +44,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub backend: Arc<dyn Backend>,
-    /// The operations planned above the backend.
+    /// The operations planned above the backend: all a handler calls.
     pub ops: crate::ops::Ops,
     pub limiter: Arc<dyn crate::auth::LoginGate>,
     pub metrics: Arc<Metrics>,

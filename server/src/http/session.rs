@@ -45,7 +45,7 @@ async fn login(
                     .into()
             }
         })?;
-    match state.backend.login(req).await {
+    match state.ops.login(req).await {
         Ok(resp) => Ok(Json(resp).into_response()),
         Err(e) => {
             if e == BackendError::InvalidCredentials {
@@ -70,11 +70,11 @@ async fn heartbeat(
         Ok(OptionalJsonBody(req)) => req,
         Err(e) => {
             // Same order as every other route: a dead token answers before a bad body.
-            state.backend.authenticate(&token).await?;
+            state.ops.authenticate(&token).await?;
             return Err(e);
         }
     };
-    let hb = state.backend.heartbeat(&token, req.mode).await?;
+    let hb = state.ops.heartbeat(&token, req.mode).await?;
     Ok(Json(hb).into_response())
 }
 
@@ -88,11 +88,11 @@ async fn put_push(
     Auth(p): Auth,
     JsonBody(reg): JsonBody<PushRegistration>,
 ) -> ApiResult<StatusCode> {
-    state.backend.set_push(&p, Some(reg)).await?;
+    state.ops.set_push(&p, Some(reg)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete_push(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<StatusCode> {
-    state.backend.set_push(&p, None).await?;
+    state.ops.set_push(&p, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -77,7 +77,7 @@ async fn widget_status(
     PathParam(key): PathParam,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let frame = state.backend.widget_view(&key).await?;
+    let frame = state.ops.widget_view(&key).await?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", frame.view.version))
         .map_err(ApiError::internal)?;
     let cache = HeaderValue::from_static("no-cache");
@@ -106,6 +106,6 @@ async fn widget_events(
     State(state): State<AppState>,
     PathParam(key): PathParam,
 ) -> ApiResult<Response> {
-    let s = state.backend.open_widget_stream(&key).await?;
-    Ok(sse::widget_stream(s, state.streams.clone()))
+    let stream = state.ops.open_widget_stream(&key).await?;
+    Ok(sse::widget_stream(stream, state.streams.clone()))
 }

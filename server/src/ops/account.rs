@@ -60,6 +60,21 @@ pub fn slug_taken(slug: &str) -> BackendError {
     BackendError::conflict(format!("account slug {slug:?} is taken"))
 }
 
+/// Creates the planned account and owner, unless an account already has the slug.
+pub fn create(
+    slice: Option<&AccountSlice>,
+    account: AccountRow,
+    owner: AgentRow,
+) -> BackendResult<AccountEdit> {
+    match slice {
+        Some(taken) => Err(slug_taken(&taken.account.slug)),
+        None => Ok(AccountEdit::Create {
+            account: Box::new(account),
+            owner: Box::new(owner),
+        }),
+    }
+}
+
 /// The status of an agent that has never set one.
 pub fn initial_status() -> StatusView {
     StatusView {

@@ -16,6 +16,7 @@ pub mod account;
 pub mod agents;
 pub mod credentials;
 mod service;
+pub mod sessions;
 pub mod status;
 
 pub use service::Ops;
@@ -31,6 +32,13 @@ use crate::rows::{AccountRow, AgentRow};
 pub enum AccountKey<'a> {
     Id(&'a str),
     Slug(&'a str),
+}
+
+/// Which account an edit is for: an existing one by id, or a new one by the slug it takes.
+#[derive(Debug, Clone, Copy)]
+pub enum AccountTarget<'a> {
+    Existing(&'a str),
+    New(&'a str),
 }
 
 /// What an account edit reads: the account and every agent in it, as stored, loaded under
@@ -63,6 +71,11 @@ impl AccountSlice {
 /// transaction, and then publishes (the account's views are recomputed after every edit).
 #[derive(Debug, Clone)]
 pub enum AccountEdit {
+    /// A new account and its owner (only for [`AccountTarget::New`]).
+    Create {
+        account: Box<AccountRow>,
+        owner: Box<AgentRow>,
+    },
     /// A new agent, with no session yet.
     AddAgent(AgentRow),
     /// An agent's name, role and groups change (the rest of the row is as loaded).
@@ -88,10 +101,22 @@ impl AccountEdit {
     pub fn agent(&self) -> Option<Agent> {
         match self {
             AccountEdit::AddAgent(a) | AccountEdit::UpdateAgent(a) => Some(a.to_agent()),
+            AccountEdit::Create { owner, .. } => Some(owner.to_agent()),
             _ => None,
         }
     }
 }
 
-/// The plan a backend runs under an account's turn.
-pub type AccountPlan = Box<dyn FnOnce(&AccountSlice) -> BackendResult<AccountEdit> + Send>;
+/// The plan a backend runs under an account's turn: it reads the account's slice, `None`
+/// when a new account's slug is free.
+pub type AccountPlan = Box<dyn FnOnce(Option<&AccountSlice>) -> BackendResult<AccountEdit> + Send>;
+
+/// A plan for an existing account (a backend always gives one its slice).
+pub fn existing(
+    f: impl FnOnce(&AccountSlice) -> BackendResult<AccountEdit> + Send + 'static,
+) -> AccountPlan {
+    Box::new(move |slice| match slice {
+        Some(slice) => f(slice),
+        None => Err(crate::backend::BackendError::not_found("account")),
+    })
+}

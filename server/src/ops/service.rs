@@ -6,14 +6,22 @@ use std::sync::Arc;
 
 use presence_protocol::{
     AccountInfo, AccountSettings, AdminAccountResponse, Agent, AgentStatus, CreateAccountRequest,
-    CreateAccountResponse, Group, NewAgentRequest, OpeningHours, PatchAgentRequest,
-    SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, StatusView,
+    CreateAccountResponse, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
+    NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration, SetStatusRequest,
+    SetStatusResponse, Settings, SettingsPatch, StatusView,
 };
 
+use super::credentials::Credentials;
+use super::sessions::{self, AgentKey, SessionEdit, SessionPlan};
 use super::status::{self, StatusChange, StatusPlan};
-use super::{AccountEdit, AccountKey, account, agents};
-use crate::backend::{Backend, BackendError, BackendResult, Principal};
+use super::{AccountEdit, AccountKey, AccountTarget, account, agents, existing};
+use crate::auth::TokenHash;
+use crate::backend::{
+    Backend, BackendError, BackendResult, DeviceStream, Principal, SessionCheck, ViewFrame,
+    WidgetStream,
+};
 use crate::hashing::HashPool;
+use crate::push::Pusher;
 use crate::rows::AgentRow;
 use crate::validate;
 
@@ -22,6 +30,8 @@ use crate::validate;
 pub struct Ops {
     backend: Arc<dyn Backend>,
     hasher: Arc<HashPool>,
+    credentials: Arc<Credentials>,
+    pusher: Arc<Pusher>,
 }
 
 /// Answered when every hashing slot is taken and the queue is full.
@@ -30,8 +40,13 @@ pub fn hashing_busy() -> BackendError {
 }
 
 impl Ops {
-    pub fn new(backend: Arc<dyn Backend>, hasher: Arc<HashPool>) -> Ops {
-        Ops { backend, hasher }
+    pub fn new(backend: Arc<dyn Backend>, hasher: Arc<HashPool>, pusher: Arc<Pusher>) -> Ops {
+        Ops {
+            backend,
+            credentials: Arc::new(Credentials::new(hasher.clone())),
+            hasher,
+            pusher,
+        }
     }
 
     /// The backend under these operations.
@@ -71,14 +86,137 @@ impl Ops {
             account: account.info(),
             owner: owner.to_agent(),
         };
-        self.backend.create_account(account, owner).await?;
+        let slug = account.slug.clone();
+        self.backend
+            .edit_account(
+                AccountTarget::New(&slug),
+                Box::new(move |slice| account::create(slice, account, owner)),
+            )
+            .await?;
         Ok(answer)
+    }
+
+    /// The live session behind a bearer token's hash.
+    pub async fn authenticate(&self, token: &TokenHash) -> BackendResult<Principal> {
+        match self.backend.session(token, None).await? {
+            SessionCheck::Authenticated(p) => Ok(p),
+            SessionCheck::Renewed(_) => Err(BackendError::internal("a check that renewed")),
+        }
+    }
+
+    /// Renews the lease of the session behind a token in `mode` (authenticating it in the
+    /// same step) and answers its new terms.
+    pub async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> BackendResult<Heartbeat> {
+        match self.backend.session(token, Some(mode)).await? {
+            SessionCheck::Renewed(hb) => Ok(hb),
+            SessionCheck::Authenticated(_) => {
+                Err(BackendError::internal("a renewal without its terms"))
+            }
+        }
+    }
+
+    /// The chat box view for a widget key.
+    pub async fn widget_view(&self, widget_key: &str) -> BackendResult<Arc<ViewFrame>> {
+        Ok(self.backend.widget(widget_key, false).await?.current)
+    }
+
+    /// A stream of a widget key's views, starting with the current one.
+    pub async fn open_widget_stream(&self, widget_key: &str) -> BackendResult<WidgetStream> {
+        self.backend
+            .widget(widget_key, true)
+            .await?
+            .stream
+            .ok_or_else(|| BackendError::internal("a followed widget without its stream"))
+    }
+
+    /// The caller's device stream: a snapshot, then its agent's events and the views.
+    pub async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream> {
+        self.backend.open_device_stream(p).await
+    }
+
+    /// Checks a push registration against the providers configured here; `prefix` names
+    /// where it sits in the request body.
+    fn check_push(&self, reg: &PushRegistration, prefix: &str) -> BackendResult<()> {
+        self.pusher
+            .validate(reg)
+            .map_err(|r| BackendError::invalid_field(&format!("{prefix}{}", r.field), r.detail))
+    }
+
+    /// Verifies credentials and opens a session, which replaces the device's earlier one.
+    /// Wrong credentials give `invalid_credentials`, whether or not the account or email
+    /// exists (and in the same time: `credentials.rs`).
+    pub async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse> {
+        validate::device(&req.device)?;
+        if let Some(push) = &req.push {
+            self.check_push(push, "push.")?;
+        }
+        let key = AgentKey::Login {
+            account_slug: &req.account,
+            email: &req.email,
+        };
+        let found = match self.backend.agent_slice(key).await {
+            Ok(slice) => Some(slice.agent),
+            Err(BackendError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let known = found
+            .as_ref()
+            .map(|a| (a.id.as_str(), a.password_hash.as_str()));
+        self.credentials.check(known, &req.password).await?;
+        let Some(agent) = found else {
+            return Err(BackendError::InvalidCredentials);
+        };
+        let token = crate::auth::new_token();
+        let (token_hash, session_id) =
+            (crate::auth::token_hash(&token), crate::auth::new_id("ses"));
+        let (device, push) = (req.device, req.push);
+        let plan: SessionPlan =
+            Box::new(move |slice| Ok(sessions::open(slice, session_id, token_hash, device, push)));
+        let (slice, edit) = match self
+            .backend
+            .edit_sessions(&agent.account_id, &agent.id, plan)
+            .await
+        {
+            // Removed since its password checked out.
+            Err(BackendError::NotFound(_)) => return Err(BackendError::InvalidCredentials),
+            other => other?,
+        };
+        match &edit {
+            SessionEdit::Open(s) => Ok(sessions::login_answer(&slice, s, token)),
+            _ => Err(BackendError::internal("a login opened no session")),
+        }
+    }
+
+    /// The caller's agent, status, the account's view and the agent's live sessions.
+    pub async fn me(&self, p: &Principal) -> BackendResult<MeResponse> {
+        let key = AgentKey::Id {
+            account_id: &p.account_id,
+            agent_id: &p.agent_id,
+        };
+        sessions::me(self.backend.agent_slice(key).await?)
+    }
+
+    /// Runs a session plan under the caller's agent's turn; the agent gone means the
+    /// caller's session is as good as ended.
+    async fn own_sessions(&self, p: &Principal, plan: SessionPlan) -> BackendResult<()> {
+        match self
+            .backend
+            .edit_sessions(&p.account_id, &p.agent_id, plan)
+            .await
+        {
+            Err(BackendError::NotFound("agent")) => Err(BackendError::session_expired()),
+            other => other.map(drop),
+        }
     }
 
     /// Ends the caller's own session now (`DELETE /v1/session`); one that has already ended
     /// is `session_expired`.
     pub async fn logout(&self, p: &Principal) -> BackendResult<()> {
-        match self.backend.end_session(p, &p.session_id).await {
+        let sid = p.session_id.to_string();
+        match self
+            .own_sessions(p, Box::new(move |s| sessions::logout(s, &sid, &sid)))
+            .await
+        {
             Err(BackendError::NotFound(_)) => Err(BackendError::session_expired()),
             other => other,
         }
@@ -87,7 +225,24 @@ impl Ops {
     /// Ends another live session of the caller's agent with reason `logout`, telling that
     /// session's stream and push. A session of another agent, or none: `not_found`.
     pub async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
-        self.backend.end_session(p, session_id).await
+        let (by, id) = (p.session_id.to_string(), session_id.to_owned());
+        self.own_sessions(p, Box::new(move |s| sessions::logout(s, &by, &id)))
+            .await
+    }
+
+    /// Registers (or with `None` removes) the caller's push registration; a provider that
+    /// cannot reach the device is an `InvalidField`.
+    pub async fn set_push(
+        &self,
+        p: &Principal,
+        push: Option<PushRegistration>,
+    ) -> BackendResult<()> {
+        if let Some(reg) = &push {
+            self.check_push(reg, "")?;
+        }
+        let sid = p.session_id.to_string();
+        self.own_sessions(p, Box::new(move |s| sessions::set_push(s, &sid, push)))
+            .await
     }
 
     /// Applies a device's status op if it is the latest intent (idempotent by op id);
@@ -188,8 +343,8 @@ impl Ops {
         let edit = self
             .backend
             .edit_account(
-                &p.account_id,
-                Box::new(move |slice| agents::create(slice, row)),
+                AccountTarget::Existing(&p.account_id),
+                existing(move |slice| agents::create(slice, row)),
             )
             .await?;
         edit.agent()
@@ -210,8 +365,8 @@ impl Ops {
         let edit = self
             .backend
             .edit_account(
-                &p.account_id,
-                Box::new(move |slice| agents::patch(slice, &id, req)),
+                AccountTarget::Existing(&p.account_id),
+                existing(move |slice| agents::patch(slice, &id, req)),
             )
             .await?;
         edit.agent()
@@ -223,8 +378,8 @@ impl Ops {
         let id = id.to_owned();
         self.backend
             .edit_account(
-                &p.account_id,
-                Box::new(move |slice| agents::remove(slice, &id)),
+                AccountTarget::Existing(&p.account_id),
+                existing(move |slice| agents::remove(slice, &id)),
             )
             .await
             .map(drop)
@@ -236,8 +391,8 @@ impl Ops {
         match self
             .backend
             .edit_account(
-                &p.account_id,
-                Box::new(move |slice| account::groups(slice, groups)),
+                AccountTarget::Existing(&p.account_id),
+                existing(move |slice| account::groups(slice, groups)),
             )
             .await?
         {
@@ -258,8 +413,8 @@ impl Ops {
         match self
             .backend
             .edit_account(
-                &p.account_id,
-                Box::new(move |slice| account::opening_hours(slice, hours)),
+                AccountTarget::Existing(&p.account_id),
+                existing(move |slice| account::opening_hours(slice, hours)),
             )
             .await?
         {
@@ -279,8 +434,8 @@ impl Ops {
         match self
             .backend
             .edit_account(
-                &p.account_id,
-                Box::new(move |slice| account::settings(slice, patch)),
+                AccountTarget::Existing(&p.account_id),
+                existing(move |slice| account::settings(slice, patch)),
             )
             .await?
         {

@@ -133,9 +133,12 @@ impl Pg {
             .map(agent_row)
             .collect::<BackendResult<Vec<_>>>()?;
         let slice = AccountSlice { account, agents };
-        let edit = plan(&slice)?;
+        let edit = plan(Some(&slice))?;
         let mut ended = Vec::new();
         match &edit {
+            AccountEdit::Create { .. } => {
+                return Err(BackendError::internal("an account edit made a new account"));
+            }
             AccountEdit::AddAgent(row) => insert_agent_in(&*tx, row, now).await?,
             AccountEdit::UpdateAgent(row) => {
                 tx.execute(

@@ -40,6 +40,7 @@ mod status;
 
 pub use crate::rows::{AccountRow, AgentRow};
 pub use rows::{SessionRow, mode_str, reason_str};
+pub use sessions::live;
 pub use status::StatusDecision;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.

@@ -1,74 +1,142 @@
 //! Sessions in PostgreSQL: opening, reading, ending, the lease last written, and the
 //! retention of what has ended.
 //!
-//! Guarantees: a session that replaces the same device's earlier one ends it in the same
+//! Guarantees: a session edit is planned and stored in one transaction with the agent's row
+//! locked (`FOR UPDATE`, as status ops lock it), so two nodes editing one agent's sessions
+//! serialise; a session that replaces the same device's earlier one ends it in that
 //! transaction; a session is ended once (only a live one is updated, so the first reason
 //! stays); a session whose agent is gone reads as ended.
 
-use presence_protocol::{EndReason, Mode, PushRegistration, Role};
+use presence_protocol::{EndReason, Mode, PushRegistration, Role, Settings};
 
-use super::rows::{SESSION_COLS, json, mode_str, parse, prefixed, reason_str, session_row};
+use super::rows::{
+    AGENT_COLS, SESSION_COLS, agent_row, json, mode_str, parse, prefixed, reason_str, session_row,
+};
 use super::{Pg, SessionRow};
-use crate::backend::BackendResult;
+use crate::backend::{BackendError, BackendResult};
+use crate::ops::sessions::{AgentSlice, LiveSession, SessionEdit, SessionPlan};
+
+/// A stored live session as a plan sees it (the lease as last written).
+pub fn live(s: SessionRow) -> LiveSession {
+    LiveSession {
+        id: s.id,
+        device: s.device,
+        push: s.push,
+        mode: s.mode,
+        lease_until: s.lease_until,
+        connected: false,
+    }
+}
 
 impl Pg {
-    /// Opens a session, ending `replaces` (the same device's earlier session) with reason
-    /// `replaced` in the same transaction.
-    pub async fn insert_session(
+    /// Runs a session edit in one transaction with the agent's row locked: loads the agent
+    /// and its live sessions, lets `plan` decide, stores the edit. Returns the slice the plan
+    /// read, the edit, and the sessions it ended (with their rows as they were).
+    pub async fn edit_sessions(
         &self,
-        s: &SessionRow,
-        token_hash: &[u8],
-        replaces: Option<&str>,
+        account_id: &str,
+        agent_id: &str,
+        timings: Settings,
         now: i64,
-    ) -> BackendResult<()> {
+        plan: SessionPlan,
+    ) -> BackendResult<(AgentSlice, SessionEdit, Vec<SessionRow>)> {
         let _op = self.op();
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(|e| self.db(e))?;
-        if let Some(old) = replaces {
-            tx.execute(
-                "UPDATE sessions SET ended_at = $2, end_reason = 'replaced' \
-                 WHERE id = $1 AND ended_at IS NULL",
-                &[&old, &now],
-            )
+        let q =
+            format!("SELECT {AGENT_COLS} FROM agents WHERE id = $1 AND account_id = $2 FOR UPDATE");
+        let agent = tx
+            .query_opt(&q, &[&agent_id, &account_id])
             .await
-            .map_err(|e| self.db(e))?;
-        }
-        tx.execute(
-            "INSERT INTO sessions (id, account_id, agent_id, token_hash, device, push, mode, \
-             lease_until, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-            &[
-                &s.id,
-                &s.account_id,
-                &s.agent_id,
-                &token_hash,
-                &json(&s.device),
-                &s.push.as_ref().map(json),
-                &mode_str(s.mode),
-                &s.lease_until,
-                &now,
-            ],
-        )
-        .await
-        .map_err(|e| self.db(e))?;
-        tx.commit().await.map_err(|e| self.db(e))
+            .map_err(|e| self.db(e))?
+            .map(|r| agent_row(&r))
+            .transpose()?
+            .ok_or_else(|| BackendError::not_found("agent"))?;
+        let q = format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE agent_id = $1 AND ended_at IS NULL \
+             ORDER BY id"
+        );
+        let rows = tx
+            .query(&q, &[&agent_id])
+            .await
+            .map_err(|e| self.db(e))?
+            .iter()
+            .map(session_row)
+            .collect::<BackendResult<Vec<_>>>()?;
+        let slice = AgentSlice {
+            now,
+            agent,
+            timings,
+            sessions: rows.iter().cloned().map(live).collect(),
+            view: None,
+        };
+        let edit = plan(&slice)?;
+        let ended = match &edit {
+            SessionEdit::Open(n) => {
+                let q = format!(
+                    "UPDATE sessions SET ended_at = $3, end_reason = 'replaced' \
+                     WHERE account_id = $1 AND device->>'id' = $2 AND ended_at IS NULL \
+                     RETURNING {SESSION_COLS}"
+                );
+                let replaced = tx
+                    .query(&q, &[&account_id, &n.device.id, &now])
+                    .await
+                    .map_err(|e| self.db(e))?
+                    .iter()
+                    .map(session_row)
+                    .collect::<BackendResult<Vec<_>>>()?;
+                tx.execute(
+                    "INSERT INTO sessions (id, account_id, agent_id, token_hash, device, push, \
+                     mode, lease_until, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+                    &[
+                        &n.id,
+                        &account_id,
+                        &agent_id,
+                        &n.token_hash.as_slice(),
+                        &json(&n.device),
+                        &n.push.as_ref().map(json),
+                        &mode_str(n.mode),
+                        &n.lease_until,
+                        &now,
+                    ],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+                replaced
+            }
+            SessionEdit::End {
+                session_id, reason, ..
+            } => {
+                tx.execute(
+                    "UPDATE sessions SET ended_at = $2, end_reason = $3 \
+                     WHERE id = $1 AND ended_at IS NULL",
+                    &[session_id, &now, &reason_str(*reason)],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+                rows.into_iter().filter(|s| s.id == *session_id).collect()
+            }
+            SessionEdit::Push { session_id, push } => {
+                tx.execute(
+                    "UPDATE sessions SET push = $2 WHERE id = $1",
+                    &[session_id, &push.as_ref().map(json)],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+                Vec::new()
+            }
+        };
+        tx.commit().await.map_err(|e| self.db(e))?;
+        Ok((slice, edit, ended))
     }
 
-    /// The live session of this device in this account, if any.
-    pub async fn device_session(
-        &self,
-        account_id: &str,
-        device_id: &str,
-    ) -> BackendResult<Option<String>> {
-        let _op = self.op();
-        let c = self.client().await?;
-        Ok(c.query_opt(
-            "SELECT id FROM sessions WHERE account_id = $1 AND ended_at IS NULL \
-             AND device->>'id' = $2 ORDER BY created_at DESC LIMIT 1",
-            &[&account_id, &device_id],
-        )
-        .await
-        .map_err(|e| self.db(e))?
-        .map(|r| r.get(0)))
+    /// The live sessions of an agent, by id.
+    pub async fn agent_sessions(&self, agent_id: &str) -> BackendResult<Vec<SessionRow>> {
+        let q = format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE agent_id = $1 AND ended_at IS NULL \
+             ORDER BY id"
+        );
+        self.read_all(&q, &[&agent_id], session_row).await
     }
 
     /// The session a token hash opened, live or ended, with the agent's role.
@@ -125,16 +193,19 @@ impl Pg {
         Ok(n == 1)
     }
 
-    pub async fn set_push(&self, id: &str, push: Option<&PushRegistration>) -> BackendResult<()> {
+    /// Removes a session's push registration if it is still `reg` (a provider declared it
+    /// dead); true when it was removed.
+    pub async fn drop_push(&self, id: &str, reg: &PushRegistration) -> BackendResult<bool> {
         let _op = self.op();
         let c = self.client().await?;
-        c.execute(
-            "UPDATE sessions SET push = $2 WHERE id = $1",
-            &[&id, &push.map(json)],
-        )
-        .await
-        .map_err(|e| self.db(e))?;
-        Ok(())
+        let n = c
+            .execute(
+                "UPDATE sessions SET push = NULL WHERE id = $1 AND push = $2",
+                &[&id, &json(reg)],
+            )
+            .await
+            .map_err(|e| self.db(e))?;
+        Ok(n == 1)
     }
 
     /// Records a session's lease and mode (written when the mode changes, so a lease that

@@ -21,6 +21,10 @@ use presence_protocol::{
     Role, SetStatusRequest, Settings,
 };
 
+mod concurrency;
+
+pub use concurrency::*;
+
 use crate::auth::token_hash;
 use crate::backend::{AgentEvent, Backend, BackendError, Principal};
 use crate::ops::Ops;
@@ -28,16 +32,29 @@ use crate::ops::Ops;
 /// How long a check waits for something that should happen at once.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
-/// A backend under test, and whatever must live as long as it (a data dir, store servers).
+/// A backend under test, the operations over it, and whatever must live as long as it (a
+/// data dir, store servers).
 pub struct Harness {
     pub backend: Arc<dyn Backend>,
+    ops: Ops,
     pub keep: Box<dyn Any + Send>,
 }
 
 impl Harness {
+    /// A harness over `backend`, whose push registrations `pusher` checks (the one the
+    /// backend sends with).
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        pusher: Arc<crate::push::Pusher>,
+        keep: Box<dyn Any + Send>,
+    ) -> Harness {
+        let ops = Ops::new(backend.clone(), crate::hashing::HashPool::new(2), pusher);
+        Harness { backend, ops, keep }
+    }
+
     /// The operations of the API over this backend, as the HTTP layer calls them.
     pub fn ops(&self) -> Ops {
-        Ops::new(self.backend.clone(), crate::hashing::HashPool::new(2))
+        self.ops.clone()
     }
 }
 
@@ -52,29 +69,28 @@ pub fn fast_settings() -> Settings {
 }
 
 /// An account `slug` (owner `owner@<slug>.test`, password `pw`), with `settings`.
-pub async fn account(b: &Arc<dyn Backend>, slug: &str, settings: Settings) -> String {
-    Ops::new(b.clone(), crate::hashing::HashPool::new(1))
-        .create_account(
-            CreateAccountRequest {
-                name: format!("{slug} Inc"),
-                slug: slug.to_owned(),
-                owner: NewOwner {
-                    name: "Owner".into(),
-                    email: format!("owner@{slug}.test"),
-                    password: "pw".into(),
-                },
+pub async fn account(o: &Ops, slug: &str, settings: Settings) -> String {
+    o.create_account(
+        CreateAccountRequest {
+            name: format!("{slug} Inc"),
+            slug: slug.to_owned(),
+            owner: NewOwner {
+                name: "Owner".into(),
+                email: format!("owner@{slug}.test"),
+                password: "pw".into(),
             },
-            settings,
-        )
-        .await
-        .expect("account created")
-        .account
-        .id
+        },
+        settings,
+    )
+    .await
+    .expect("account created")
+    .account
+    .id
 }
 
 /// Registers a webhook push for the session (to a port nobody listens on), so it may take
 /// background leases.
-async fn register_webhook_push(b: &dyn Backend, p: &Principal) {
+async fn register_webhook_push(b: &Ops, p: &Principal) {
     b.set_push(
         p,
         Some(PushRegistration::new(
@@ -102,7 +118,7 @@ pub fn login_req(slug: &str, email: &str, device: &str) -> LoginRequest {
 }
 
 /// Logs in and returns the principal and the raw token.
-pub async fn login(b: &dyn Backend, slug: &str, email: &str, device: &str) -> (Principal, String) {
+pub async fn login(b: &Ops, slug: &str, email: &str, device: &str) -> (Principal, String) {
     let resp = b
         .login(login_req(slug, email, device))
         .await
@@ -147,9 +163,9 @@ async fn widget_key(o: &Ops, owner: &Principal) -> String {
 }
 
 pub async fn latest_intent_wins_and_ties_go_to_the_higher_op_id(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
+    account(&h.ops, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
     let r = o
         .set_status(&p, op(AgentStatus::Online, &uuid(2), Some(1_000)))
@@ -176,9 +192,9 @@ pub async fn latest_intent_wins_and_ties_go_to_the_higher_op_id(h: Harness) {
 }
 
 pub async fn the_same_op_id_returns_the_first_answer_without_a_new_version(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
+    account(&h.ops, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
     let first = o
         .set_status(&p, op(AgentStatus::Busy, &uuid(5), None))
@@ -193,9 +209,9 @@ pub async fn the_same_op_id_returns_the_first_answer_without_a_new_version(h: Ha
 }
 
 pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
+    account(&h.ops, "acme", Settings::default()).await;
     let mut bad = login_req("acme", "owner@acme.test", "d");
     bad.password = "nope".into();
     assert_eq!(
@@ -224,9 +240,9 @@ pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
 }
 
 pub async fn logout_takes_the_view_offline_at_once(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
+    account(&h.ops, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "d").await;
     o.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
         .await
@@ -248,9 +264,9 @@ pub async fn logout_takes_the_view_offline_at_once(h: Harness) {
 }
 
 pub async fn an_ungrouped_agent_counts_for_every_group(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
+    account(&h.ops, "acme", Settings::default()).await;
     let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
     h.ops()
         .put_groups(
@@ -296,9 +312,9 @@ pub async fn an_ungrouped_agent_counts_for_every_group(h: Harness) {
 }
 
 pub async fn busy_shows_when_nobody_online_is_available_but_someone_busy_is(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
+    account(&h.ops, "acme", Settings::default()).await;
     let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
     agent(&h.ops(), &owner, "acme", "ann", &[]).await;
     let (ann, _) = login(b, "acme", "ann@acme.test", "a").await;
@@ -319,9 +335,9 @@ pub async fn busy_shows_when_nobody_online_is_available_but_someone_busy_is(h: H
 }
 
 pub async fn view_versions_only_grow(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
+    account(&h.ops, "acme", Settings::default()).await;
     let (p, _) = login(b, "acme", "owner@acme.test", "o").await;
     let key = widget_key(&h.ops(), &p).await;
     let mut last = b.widget_view(&key).await.unwrap().view.version;
@@ -339,8 +355,8 @@ pub async fn view_versions_only_grow(h: Harness) {
 }
 
 pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
-    let b = &*h.backend;
-    account(&h.backend, "acme", Settings::default()).await;
+    let b = &h.ops;
+    account(&h.ops, "acme", Settings::default()).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
     let hb = b
         .heartbeat(&token_hash(&token), Mode::Background)
@@ -364,9 +380,9 @@ pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
 /// [`crate::rules::renewed_lease_until`] as each backend applies it: a background lease
 /// renewed inside its renew window runs on from its old end; renewed before it, ttl from now.
 pub async fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let s = fast_settings();
-    account(&h.backend, "acme", s).await;
+    account(&h.ops, "acme", s).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
     register_webhook_push(b, &p).await;
     let th = token_hash(&token);
@@ -393,8 +409,8 @@ pub async fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end(h
 }
 
 pub async fn logging_in_again_on_a_device_replaces_its_session(h: Harness) {
-    let b = &*h.backend;
-    account(&h.backend, "acme", Settings::default()).await;
+    let b = &h.ops;
+    account(&h.ops, "acme", Settings::default()).await;
     let (first, token) = login(b, "acme", "owner@acme.test", "laptop").await;
     let mut stream = b.open_device_stream(&first).await.unwrap();
     let (second, _) = login(b, "acme", "owner@acme.test", "laptop").await;
@@ -421,9 +437,9 @@ pub async fn logging_in_again_on_a_device_replaces_its_session(h: Harness) {
 }
 
 pub async fn a_lapsed_lease_ends_the_session_and_the_view_follows(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
-    account(&h.backend, "acme", fast_settings()).await;
+    account(&h.ops, "acme", fast_settings()).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "d").await;
     o.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
         .await
@@ -449,10 +465,10 @@ pub async fn a_lapsed_lease_ends_the_session_and_the_view_follows(h: Harness) {
 /// A session back in the foreground trades its long background lease for the active one,
 /// and that shorter lease ends on time.
 pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
     let s = fast_settings();
-    account(&h.backend, "acme", s).await;
+    account(&h.ops, "acme", s).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
     register_webhook_push(b, &p).await;
     o.set_status(&p, op(AgentStatus::Online, &uuid(1), None))
@@ -484,9 +500,9 @@ pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harnes
 }
 
 pub async fn an_admin_status_change_wins_and_carries_no_device(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
+    account(&h.ops, "acme", Settings::default()).await;
     let (owner, _) = login(b, "acme", "owner@acme.test", "o").await;
     let now_ahead = crate::clock::Clock::new().now_ms() + 4_000;
     o.set_status(&owner, op(AgentStatus::Online, &uuid(1), Some(now_ahead)))
@@ -503,10 +519,10 @@ pub async fn an_admin_status_change_wins_and_carries_no_device(h: Harness) {
 }
 
 pub async fn tenants_never_see_each_other(h: Harness) {
-    let b = &*h.backend;
+    let b = &h.ops;
     let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
-    account(&h.backend, "other", Settings::default()).await;
+    account(&h.ops, "acme", Settings::default()).await;
+    account(&h.ops, "other", Settings::default()).await;
     let (acme, _) = login(b, "acme", "owner@acme.test", "a").await;
     let (other, _) = login(b, "other", "owner@other.test", "o").await;
     let acme_id = acme.agent_id.to_string();
@@ -526,140 +542,6 @@ pub async fn tenants_never_see_each_other(h: Harness) {
 }
 
 /// An owner `name` (email `<name>@<slug>.test`, password `pw`).
-async fn owner(o: &Ops, by: &Principal, slug: &str, name: &str) -> String {
-    o.create_agent(
-        by,
-        NewAgentRequest {
-            name: name.to_owned(),
-            email: format!("{name}@{slug}.test"),
-            password: "pw".into(),
-            groups: Vec::new(),
-            role: Role::Owner,
-        },
-    )
-    .await
-    .expect("owner created")
-    .id
-}
-
-async fn owners(o: &Ops, p: &Principal) -> usize {
-    let acc = o.admin_account(p).await.unwrap();
-    acc.agents.iter().filter(|a| a.role == Role::Owner).count()
-}
-
-pub async fn concurrent_demotions_never_leave_an_account_without_an_owner(h: Harness) {
-    let b = &*h.backend;
-    let o = h.ops();
-    for round in 0..6 {
-        let slug = format!("acme{round}");
-        account(&h.backend, &slug, Settings::default()).await;
-        let (first, _) = login(b, &slug, &format!("owner@{slug}.test"), "o").await;
-        let second = owner(&o, &first, &slug, "second").await;
-        assert_eq!(owners(&o, &first).await, 2);
-        let demote = |id: String| {
-            let (o, p) = (o.clone(), first.clone());
-            tokio::spawn(async move {
-                let req = PatchAgentRequest {
-                    role: Some(Role::Agent),
-                    ..Default::default()
-                };
-                o.patch_agent(&p, &id, req).await.map(drop)
-            })
-        };
-        // Two demotions at once, or a demotion and a removal at once: one of them must lose.
-        let other = if round % 2 == 0 {
-            demote(second)
-        } else {
-            let (o, p) = (o.clone(), first.clone());
-            tokio::spawn(async move { o.delete_agent(&p, &second).await })
-        };
-        let (x, y) = tokio::join!(demote(first.agent_id.to_string()), other);
-        let (x, y) = (x.unwrap(), y.unwrap());
-        let refused = [&x, &y]
-            .iter()
-            .filter(|r| matches!(r, Err(BackendError::Conflict(_))))
-            .count();
-        assert_eq!(refused, 1, "round {round}: exactly one loses: {x:?} {y:?}");
-        assert_eq!(owners(&o, &first).await, 1, "round {round}");
-    }
-}
-
-pub async fn a_group_removed_while_an_agent_is_created_never_leaves_the_agent_in_it(h: Harness) {
-    let b = &*h.backend;
-    let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
-    let (p, _) = login(b, "acme", "owner@acme.test", "o").await;
-    let sales = || Group {
-        key: "sales".into(),
-        name: "Sales".into(),
-    };
-    for round in 0..4 {
-        o.put_groups(&p, vec![sales()]).await.unwrap();
-        let (o1, p1) = (o.clone(), p.clone());
-        // The new agent's password is hashed while the group goes: its plan runs after.
-        let create = tokio::spawn(async move {
-            o1.create_agent(
-                &p1,
-                NewAgentRequest {
-                    name: format!("Ann {round}"),
-                    email: format!("ann{round}@acme.test"),
-                    password: "pw".into(),
-                    groups: vec!["sales".into()],
-                    role: Role::Agent,
-                },
-            )
-            .await
-        });
-        let (o2, p2) = (o.clone(), p.clone());
-        let remove = tokio::spawn(async move { o2.put_groups(&p2, Vec::new()).await });
-        let (created, removed) = tokio::join!(create, remove);
-        removed.unwrap().unwrap();
-        match created.unwrap() {
-            Ok(_) | Err(BackendError::InvalidField { .. }) => {}
-            Err(e) => panic!("round {round}: {e:?}"),
-        }
-        let acc = o.admin_account(&p).await.unwrap();
-        assert!(acc.groups.is_empty());
-        for a in &acc.agents {
-            assert!(
-                a.groups.is_empty(),
-                "round {round}: {} kept {:?}",
-                a.email,
-                a.groups
-            );
-        }
-    }
-}
-
-pub async fn concurrent_edits_of_one_account_serialise(h: Harness) {
-    let b = &*h.backend;
-    let o = h.ops();
-    account(&h.backend, "acme", Settings::default()).await;
-    let (p, _) = login(b, "acme", "owner@acme.test", "o").await;
-    // Each patch names one field: applied one after the other, none is lost.
-    let patches: Vec<presence_protocol::SettingsPatch> = vec![
-        serde_json::from_value(serde_json::json!({"active_ttl_ms": 70_000})).unwrap(),
-        serde_json::from_value(serde_json::json!({"busy_message": "Back soon"})).unwrap(),
-        serde_json::from_value(serde_json::json!({"offline_message": "Closed"})).unwrap(),
-        serde_json::from_value(serde_json::json!({"background_ttl_ms": 1_900_000})).unwrap(),
-    ];
-    let tasks: Vec<_> = patches
-        .into_iter()
-        .map(|patch| {
-            let (o, p) = (o.clone(), p.clone());
-            tokio::spawn(async move { o.put_settings(&p, patch).await })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
-    let s = o.admin_account(&p).await.unwrap().settings;
-    assert_eq!(s.timings.active_ttl_ms, 70_000);
-    assert_eq!(s.timings.background_ttl_ms, 1_900_000);
-    assert_eq!(s.messages.busy_message.as_deref(), Some("Back soon"));
-    assert_eq!(s.messages.offline_message.as_deref(), Some("Closed"));
-}
-
 /// Generates one `#[tokio::test]` per conformance check, each with a fresh backend from
 /// `$factory` (an `async fn() -> Harness`).
 #[macro_export]
@@ -683,6 +565,8 @@ macro_rules! backend_conformance_tests {
             concurrent_demotions_never_leave_an_account_without_an_owner,
             a_group_removed_while_an_agent_is_created_never_leaves_the_agent_in_it,
             concurrent_edits_of_one_account_serialise,
+            concurrent_logins_on_one_device_leave_one_live_session,
+            a_slug_taken_by_concurrent_signups_goes_to_exactly_one,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {

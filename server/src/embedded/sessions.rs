@@ -1,0 +1,201 @@
+//! Sessions on the embedded backend: the agent slice a session plan reads, built from
+//! memory, and the one apply path of every planned [`SessionEdit`] (under the agent's turn:
+//! plan, commit through the group commit, then change memory and send the effects). Nothing
+//! here decides; `crate::ops::sessions` does.
+
+use super::*;
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use presence_protocol::EndReason;
+
+use crate::backend::{BackendError, BackendResult};
+use crate::ops::sessions::{AgentSlice, LiveSession, SessionEdit, SessionPlan};
+use crate::rows::AgentRow;
+use crate::store::{SessionRow, Write};
+
+impl AgentState {
+    /// The agent as stored.
+    pub(super) fn to_row(&self) -> AgentRow {
+        AgentRow {
+            id: self.id.to_string(),
+            account_id: self.account_id.to_string(),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            password_hash: self.password_hash.clone(),
+            role: self.role,
+            groups: self.groups.clone(),
+            status: self.status.clone(),
+            status_op_id: self.status_op_id.clone(),
+        }
+    }
+}
+
+impl State {
+    /// The agent `agent_id` of `account_id` with its live sessions (sorted by id) and, for a
+    /// read, its account's view.
+    pub(super) fn agent_slice(
+        &self,
+        account_id: &str,
+        agent_id: &str,
+        now: i64,
+        with_view: bool,
+    ) -> BackendResult<AgentSlice> {
+        let agent = self.agent_in_account(account_id, agent_id)?;
+        let acc = self.account(account_id)?;
+        let mut sessions: Vec<LiveSession> = agent
+            .sessions
+            .iter()
+            .filter_map(|id| self.sessions.get(id))
+            .map(|s| LiveSession {
+                id: s.id.to_string(),
+                device: s.device.clone(),
+                push: s.push.clone(),
+                mode: s.mode,
+                lease_until: s.lease_until,
+                connected: s.connected > 0,
+            })
+            .collect();
+        sessions.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(AgentSlice {
+            now,
+            agent: agent.to_row(),
+            timings: acc.settings,
+            sessions,
+            view: with_view.then(|| acc.view.clone()),
+        })
+    }
+
+    /// The agent with this login (account slug, email in any case).
+    pub(super) fn agent_by_login(&self, slug: &str, email: &str) -> BackendResult<&AgentState> {
+        let email_key = crate::rows::email_key(email);
+        self.slugs
+            .get(slug)
+            .and_then(|acc| self.emails.get(&(acc.clone(), email_key)))
+            .and_then(|id| self.agents.get(id))
+            .ok_or_else(|| BackendError::not_found("agent"))
+    }
+}
+
+impl Inner {
+    /// [`Backend::edit_sessions`](crate::backend::Backend::edit_sessions).
+    pub(super) async fn edit_sessions(
+        &self,
+        account_id: &str,
+        agent_id: &str,
+        plan: SessionPlan,
+    ) -> BackendResult<(AgentSlice, SessionEdit)> {
+        let _turn = self.turns.take(agent_id).await;
+        let (slice, edit, replaces) = {
+            let st = self.state.lock();
+            let slice = st.agent_slice(account_id, agent_id, self.clock.now_ms(), false)?;
+            let edit = plan(&slice)?;
+            let replaces = match &edit {
+                SessionEdit::Open(n) => st
+                    .devices
+                    .get(&(arc(account_id), n.device.id.clone()))
+                    .cloned(),
+                _ => None,
+            };
+            (slice, edit, replaces)
+        };
+        let now = self.clock.now_ms();
+        let write = match &edit {
+            SessionEdit::Open(n) => Write::Session {
+                row: SessionRow {
+                    id: n.id.clone(),
+                    account_id: account_id.to_owned(),
+                    agent_id: agent_id.to_owned(),
+                    token_hash: hex::encode(n.token_hash),
+                    device: n.device.clone(),
+                    mode: n.mode,
+                    lease_until: n.lease_until,
+                    push: n.push.clone(),
+                },
+                replaces: replaces.as_deref().map(str::to_owned),
+                now,
+            },
+            SessionEdit::End {
+                session_id, reason, ..
+            } => Write::EndSessions {
+                ended: vec![(session_id.clone(), *reason)],
+                now,
+            },
+            SessionEdit::Push { session_id, push } => Write::Push {
+                session_id: session_id.clone(),
+                push: push.clone(),
+            },
+        };
+        self.writer.commit(write).await?;
+        let mut fx = Effects::default();
+        {
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            let now = self.clock.now_ms();
+            match &edit {
+                SessionEdit::Open(n) => {
+                    if let Some(old) = &replaces {
+                        st.end_session_mem(old, EndReason::Replaced, now, &mut fx);
+                    }
+                    open_mem(st, agent_id, n)?;
+                    st.schedule_session_timers(&arc(&n.id), &mut fx);
+                    self.recompute(st, account_id, now, &mut fx);
+                    self.metrics.logins.fetch_add(1, Relaxed);
+                }
+                SessionEdit::End {
+                    session_id,
+                    reason,
+                    by_other_device,
+                } => {
+                    st.end_session_by(session_id, *reason, *by_other_device, now, &mut fx);
+                    self.recompute(st, account_id, now, &mut fx);
+                    if *reason == EndReason::Logout {
+                        self.metrics.logouts.fetch_add(1, Relaxed);
+                    }
+                }
+                SessionEdit::Push { session_id, push } => {
+                    if let Some(s) = st.sessions.get_mut(session_id.as_str()) {
+                        s.push = push.clone();
+                        let id = s.id.clone();
+                        st.schedule_session_timers(&id, &mut fx);
+                    }
+                }
+            }
+        }
+        self.finish(fx);
+        Ok((slice, edit))
+    }
+}
+
+/// The memory half of a committed new session.
+fn open_mem(
+    st: &mut State,
+    agent_id: &str,
+    n: &crate::ops::sessions::NewSession,
+) -> BackendResult<()> {
+    let agent = st
+        .agents
+        .get_mut(agent_id)
+        .ok_or_else(|| BackendError::internal("an agent vanished during its turn"))?;
+    let (id, account_id, agent_id) = (arc(&n.id), agent.account_id.clone(), agent.id.clone());
+    agent.sessions.insert(id.clone());
+    st.sessions.insert(
+        id.clone(),
+        SessionState {
+            id: id.clone(),
+            account_id: account_id.clone(),
+            agent_id,
+            token_hash: n.token_hash,
+            device: n.device.clone(),
+            mode: n.mode,
+            lease_until: n.lease_until,
+            push: n.push.clone(),
+            connected: 0,
+            scheduled_expiry: 0,
+            renew_at: None,
+        },
+    );
+    st.tokens.insert(n.token_hash, TokenEntry::Live(id.clone()));
+    st.devices.insert((account_id, n.device.id.clone()), id);
+    Ok(())
+}
