@@ -36,12 +36,12 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
         password_hash: String::new(),
         role: Role::Owner,
         groups: Vec::new(),
-        status: StatusView {
-            status: AgentStatus::Offline,
-            version: 0,
-            intent_at: 0,
-            changed_by_device: None,
-        },
+        status: StatusView::manual(
+            AgentStatus::Offline,
+            0,
+            0,
+            None,
+        ),
         status_op_id: String::new(),
     };
     store
@@ -54,16 +54,16 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
     let mut s = Samples::default();
     let warm = n / 10;
     for i in 0..warm + n {
-        let status = StatusView {
-            status: if i % 2 == 0 {
+        let status = StatusView::manual(
+            if i % 2 == 0 {
                 AgentStatus::Online
             } else {
                 AgentStatus::Busy
             },
-            version: i as i64 + 1,
-            intent_at: 1_700_000_000_000 + i as i64,
-            changed_by_device: Some("device-a".into()),
-        };
+            i as i64 + 1,
+            1_700_000_000_000 + i as i64,
+            Some("device-a".into()),
+        );
         let op_id = format!("{:08x}-0000-4000-8000-{:012x}", i >> 16, i);
         let resp = json!({"applied": true, "status": status}).to_string();
         let t = Instant::now();

@@ -453,11 +453,7 @@ impl Engine {
                 OpBody::SetStatus { status, intent_at } => api
                     .set_status(
                         &op.token,
-                        &SetStatusRequest {
-                            status: *status,
-                            op_id: op.op_id.clone(),
-                            intent_at: *intent_at,
-                        },
+                        &SetStatusRequest::new(*status, op.op_id.clone(), *intent_at),
                     )
                     .await
                     .map(Some),

@@ -266,6 +266,72 @@ pub struct StatusView {
     pub version: i64,
     pub intent_at: Millis,
     pub changed_by_device: Option<String>,
+    /// When a timed status ends; null when it does not.
+    #[serde(default)]
+    pub until: Option<Millis>,
+    /// What a timed status becomes at `until`; null when it is not timed.
+    #[serde(default)]
+    pub then: Option<AgentStatus>,
+    /// The id of one of the account's custom statuses, whose `base` is `status`.
+    #[serde(default)]
+    pub custom_status: Option<String>,
+    /// Free text for teammates (never shown to visitors).
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub cause: Cause,
+    /// The agent id of the admin who set this status; null otherwise.
+    #[serde(default)]
+    pub changed_by_agent: Option<String>,
+}
+
+impl StatusView {
+    /// A status set by hand (cause `manual`), not timed, with no custom status or note.
+    pub fn manual(
+        status: AgentStatus,
+        version: i64,
+        intent_at: Millis,
+        changed_by_device: Option<String>,
+    ) -> StatusView {
+        StatusView {
+            status,
+            version,
+            intent_at,
+            changed_by_device,
+            until: None,
+            then: None,
+            custom_status: None,
+            note: None,
+            cause: Cause::Manual,
+            changed_by_agent: None,
+        }
+    }
+}
+
+/// Why an agent's status is what it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
+pub enum Cause {
+    /// The agent, on a device.
+    #[default]
+    Manual,
+    /// An admin (or an API key).
+    Admin,
+    /// A timed status ended.
+    Timer,
+    /// The agent went idle (automatic away).
+    Idle,
+    /// The agent came back from idle.
+    Return,
+}
+
+impl Cause {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,6 +543,52 @@ pub struct SetStatusRequest {
     pub op_id: String,
     #[serde(default)]
     pub intent_at: Option<Millis>,
+    /// The status ends `duration_ms` after its `intent_at` (1 000 to 7 days).
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
+    /// What it becomes then; null: the status before this change (or that one's `then`).
+    #[serde(default)]
+    pub then: Option<AgentStatus>,
+    #[serde(default)]
+    pub custom_status: Option<String>,
+    /// At most 100 characters.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl SetStatusRequest {
+    /// A change to `status`, untimed, with no custom status or note.
+    pub fn new(status: AgentStatus, op_id: impl Into<String>, intent_at: Option<Millis>) -> Self {
+        SetStatusRequest {
+            status,
+            op_id: op_id.into(),
+            intent_at,
+            duration_ms: None,
+            then: None,
+            custom_status: None,
+            note: None,
+        }
+    }
+
+    /// What the change says besides the status.
+    pub fn timing(&self) -> StatusTiming {
+        StatusTiming {
+            duration_ms: self.duration_ms,
+            then: self.then,
+            custom_status: self.custom_status.clone(),
+            note: self.note.clone(),
+        }
+    }
+}
+
+/// What a status change may say besides the status: how long it lasts, what follows, which
+/// custom status, a note (the fields of [`SetStatusRequest`] and [`AdminSetStatusRequest`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusTiming {
+    pub duration_ms: Option<i64>,
+    pub then: Option<AgentStatus>,
+    pub custom_status: Option<String>,
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -486,9 +598,32 @@ pub struct SetStatusResponse {
 }
 
 /// `PUT /v1/admin/agents/{id}/status`
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdminSetStatusRequest {
     pub status: AgentStatus,
+    /// The status ends `duration_ms` after its `intent_at` (1 000 to 7 days).
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
+    /// What it becomes then; null: the status before this change (or that one's `then`).
+    #[serde(default)]
+    pub then: Option<AgentStatus>,
+    #[serde(default)]
+    pub custom_status: Option<String>,
+    /// At most 100 characters.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl AdminSetStatusRequest {
+    /// What the change says besides the status.
+    pub fn timing(&self) -> StatusTiming {
+        StatusTiming {
+            duration_ms: self.duration_ms,
+            then: self.then,
+            custom_status: self.custom_status.clone(),
+            note: self.note.clone(),
+        }
+    }
 }
 
 /// First event of `/v1/me/events`.

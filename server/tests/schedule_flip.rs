@@ -78,11 +78,7 @@ async fn closing_time_publishes_offline_without_a_request() {
         .unwrap();
     ops.set_status(
         &p,
-        SetStatusRequest {
-            status: AgentStatus::Online,
-            op_id: uuid_v7(),
-            intent_at: None,
-        },
+        SetStatusRequest::new(AgentStatus::Online, uuid_v7(), None),
     )
     .await
     .unwrap();

@@ -81,7 +81,24 @@ pub fn check_status_view(v: &Value) {
             .is_some_and(|o| o.contains_key("changed_by_device")),
         "changed_by_device is present (null when unset): {v}"
     );
+    one_of(&v["cause"], CAUSES, "status.cause");
+    for key in ["until", "then", "custom_status", "note", "changed_by_agent"] {
+        assert!(
+            v.as_object().is_some_and(|o| o.contains_key(key)),
+            "{key} is present (null when unset): {v}"
+        );
+    }
+    let until = &v["until"];
+    assert!(until.is_i64() || until.is_null(), "until is an int or null: {v}");
+    if until.is_null() {
+        assert!(v["then"].is_null(), "then is null when not timed: {v}");
+    } else {
+        one_of(&v["then"], AGENT_STATUSES, "status.then");
+    }
 }
+
+/// Every `Cause`.
+pub const CAUSES: &[&str] = &["manual", "admin", "timer", "idle", "return"];
 
 #[track_caller]
 pub fn check_chatbox(v: &Value) {

@@ -67,7 +67,20 @@ export interface StatusView {
   version: number;
   intent_at: number;
   changed_by_device: string | null;
+  /** When a timed status ends; null when it does not. */
+  until: number | null;
+  /** What a timed status becomes at `until`. */
+  then: AgentStatus | null;
+  custom_status: string | null;
+  /** Free text for teammates; never shown to visitors. */
+  note: string | null;
+  cause: Cause;
+  /** The agent id of the admin who set this status. */
+  changed_by_agent: string | null;
 }
+
+/** Why a status is what it is. */
+export type Cause = "manual" | "admin" | "timer" | "idle" | "return";
 
 /** One group's entry in a {@link ChatboxView}. */
 export interface GroupView {

@@ -170,7 +170,7 @@ impl Inner {
         self.push_status(account_id, agent_id, status, origin).await
     }
 
-    async fn change_status(
+    pub(super) async fn change_status(
         &self,
         change: StatusChange,
         plan: StatusPlan,

@@ -8,8 +8,12 @@
 //!   `TIME` decides what is due.
 //! - **Reconciler.** Every [`RECONCILE_EVERY`] the statuses committed in PostgreSQL in the
 //!   last [`RECONCILE_WINDOW`] are applied to Redis again (a no-op unless a node died between
-//!   its commit and its Redis write); ended sessions and op ids past their retention are
-//!   pruned.
+//!   its commit and its Redis write); timed statuses still timed [`TIMER_GRACE`] after their
+//!   end are ended (the node that swept the end died before changing it); ended sessions and
+//!   op ids past their retention are pruned.
+//! - **Timed statuses.** Their end sits in the partition's deadline index beside the leases
+//!   (`set_status.lua`), so each is reported to one node, which applies it as a status change
+//!   decided in PostgreSQL: a repeat (by the reconciler) changes nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::Inner;
 use super::hot::{PARTITIONS, Swept};
+use crate::ops::status::{self, StatusChange, StatusPlan};
 use crate::push::PushJob;
 use crate::rules;
 
@@ -29,6 +34,8 @@ pub const SAFETY_POLL: Duration = Duration::from_millis(200);
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 /// How far back the reconciler looks.
 pub const RECONCILE_WINDOW: Duration = Duration::from_secs(30);
+/// How long after a timed status's end the reconciler ends it if no sweep did.
+pub const TIMER_GRACE: Duration = Duration::from_secs(2);
 /// How often history past its retention is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
@@ -153,6 +160,9 @@ fn handle(inner: &Arc<Inner>, sw: Swept) {
             }
         });
     }
+    for (acc, agent, until) in sw.status_ends {
+        tokio::spawn(end_timed_status(inner.clone(), acc, agent, until));
+    }
     for acc in sw.flips {
         let inner = inner.clone();
         tokio::spawn(async move {
@@ -163,8 +173,35 @@ fn handle(inner: &Arc<Inner>, sw: Swept) {
     }
 }
 
-/// Applies recently committed statuses that Redis lacks.
+/// Applies the end of an agent's timed status that was to end at `until` (nothing if it was
+/// replaced meanwhile): a status change like any other, decided in PostgreSQL under the
+/// agent's row lock, so a repeat is harmless.
+async fn end_timed_status(inner: Arc<Inner>, account_id: String, agent_id: String, until: i64) {
+    let change = StatusChange {
+        account_id: Arc::from(account_id.as_str()),
+        agent_id,
+        origin: None,
+        op_id: uuid::Uuid::now_v7().to_string(),
+    };
+    let plan: StatusPlan = Box::new(move |slice| Ok(status::timer_end(slice, until)));
+    if let Err(e) = inner.change_status(change, plan).await {
+        // Still timed in PostgreSQL: the reconciler tries again.
+        tracing::warn!(error = %e, "could not end a timed status");
+    }
+}
+
+/// Applies recently committed statuses that Redis lacks, and ends timed statuses whose end
+/// no node applied ([`TIMER_GRACE`] after it).
 async fn reconcile(inner: &Arc<Inner>) {
+    let overdue = inner.clock.now_ms() - TIMER_GRACE.as_millis() as i64;
+    match inner.pg.overdue_timers(overdue).await {
+        Ok(rows) => {
+            for (acc, agent, until) in rows {
+                end_timed_status(inner.clone(), acc, agent, until).await;
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "reconciler could not read timers"),
+    }
     let since = inner.clock.now_ms() - RECONCILE_WINDOW.as_millis() as i64;
     let rows = match inner.pg.recent_statuses(since).await {
         Ok(r) => r,

@@ -22,8 +22,10 @@ use presence_protocol::{
 };
 
 mod concurrency;
+mod time;
 
 pub use concurrency::*;
+pub use time::*;
 
 use crate::auth::token_hash;
 use crate::backend::{AgentEvent, Backend, BackendError, Principal};
@@ -130,20 +132,27 @@ pub async fn login(b: &Ops, slug: &str, email: &str, device: &str) -> (Principal
     (p, resp.token)
 }
 
-fn op(status: AgentStatus, op_id: &str, intent_at: Option<i64>) -> SetStatusRequest {
-    SetStatusRequest {
+pub(crate) fn op(status: AgentStatus, op_id: &str, intent_at: Option<i64>) -> SetStatusRequest {
+    SetStatusRequest::new(status, op_id, intent_at)
+}
+
+/// An admin's change to `status`, untimed.
+pub(crate) fn admin_req(status: AgentStatus) -> presence_protocol::AdminSetStatusRequest {
+    presence_protocol::AdminSetStatusRequest {
         status,
-        op_id: op_id.to_owned(),
-        intent_at,
+        duration_ms: None,
+        then: None,
+        custom_status: None,
+        note: None,
     }
 }
 
-fn uuid(n: u32) -> String {
+pub(crate) fn uuid(n: u32) -> String {
     format!("0190b6a0-0000-7000-8000-{n:012}")
 }
 
 /// An agent `name` (email `<name>@<slug>.test`, password `pw`) in `groups`.
-async fn agent(o: &Ops, owner: &Principal, slug: &str, name: &str, groups: &[&str]) {
+pub(crate) async fn agent(o: &Ops, owner: &Principal, slug: &str, name: &str, groups: &[&str]) {
     o.create_agent(
         owner,
         NewAgentRequest {
@@ -510,7 +519,7 @@ pub async fn an_admin_status_change_wins_and_carries_no_device(h: Harness) {
         .unwrap();
     let id = owner.agent_id.to_string();
     let s = o
-        .admin_set_status(&owner, &id, AgentStatus::Offline)
+        .admin_set_status(&owner, &id, admin_req(AgentStatus::Offline))
         .await
         .unwrap();
     assert_eq!(s.status, AgentStatus::Offline);
@@ -527,7 +536,7 @@ pub async fn tenants_never_see_each_other(h: Harness) {
     let (other, _) = login(b, "other", "owner@other.test", "o").await;
     let acme_id = acme.agent_id.to_string();
     assert_eq!(
-        o.admin_set_status(&other, &acme_id, AgentStatus::Online)
+        o.admin_set_status(&other, &acme_id, admin_req(AgentStatus::Online))
             .await
             .err(),
         Some(BackendError::NotFound("agent"))
@@ -567,6 +576,9 @@ macro_rules! backend_conformance_tests {
             concurrent_edits_of_one_account_serialise,
             concurrent_logins_on_one_device_leave_one_live_session,
             a_slug_taken_by_concurrent_signups_goes_to_exactly_one,
+            a_timed_status_ends_by_itself_with_its_then,
+            a_later_change_cancels_a_timed_status,
+            an_admins_timed_status_names_the_admin_and_ends_like_any_other,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {

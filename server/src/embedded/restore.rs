@@ -68,6 +68,10 @@ impl Embedded {
             let Some(acc) = st.accounts.get_mut(&account_id) else {
                 continue;
             };
+            if let Some(until) = a.status.until {
+                // A timed status ends even across a restart (at once if its end has passed).
+                st.timers.insert((until, TimerKind::StatusEnd, id.clone()));
+            }
             acc.agents.push(id.clone());
             st.emails
                 .insert((account_id.clone(), a.email_key()), id.clone());

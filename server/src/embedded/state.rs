@@ -29,6 +29,8 @@ pub(super) enum TimerKind {
     Expire,
     Renew,
     Flip,
+    /// A timed status's `until` (keyed by agent id).
+    StatusEnd,
 }
 
 pub(super) type Timer = (i64, TimerKind, Arc<str>);
@@ -321,6 +323,11 @@ impl State {
             return;
         };
         let _ = agent.tx.send(AgentEvent::status(status.clone()));
+        if let Some(until) = status.until {
+            self.timers
+                .insert((until, TimerKind::StatusEnd, agent.id.clone()));
+            fx.wake_sweeper = true;
+        }
         agent.status = status.clone();
         agent.status_op_id = op_id.to_owned();
         for sid in &agent.sessions {

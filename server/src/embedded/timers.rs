@@ -1,5 +1,9 @@
 //! The sweeper: one task over the ordered timer set (lease ends, renew pushes, opening-hours
-//! flips), woken early when a nearer timer is armed.
+//! flips, the ends of timed statuses), woken early when a nearer timer is armed.
+//!
+//! A timed status's end is a status change like any other (`ops::status::timer_end` under
+//! the agent's turn, committed, then published), run in a task of its own so a sweep never
+//! waits on an agent's turn; a timer whose status was replaced meanwhile changes nothing.
 //!
 //! A lease end is committed off the state lock, like every write: the sweeper finds the
 //! ended leases under the lock, commits their ends, then ends them in memory. In between,
@@ -15,6 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use presence_protocol::{EndReason, PushBody, PushPayload};
 use tokio::sync::watch;
 
+use crate::ops::status::{self, StatusChange, StatusPlan};
 use crate::push::PushJob;
 use crate::store::Write;
 
@@ -39,9 +44,12 @@ pub(super) async fn sweeper(inner: Arc<Inner>, mut shutdown: watch::Receiver<boo
 }
 
 /// Processes every due timer; returns the next deadline.
-pub(super) async fn sweep_once(inner: &Inner) -> Option<i64> {
+pub(super) async fn sweep_once(inner: &Arc<Inner>) -> Option<i64> {
     let now = inner.clock.now_ms();
     let mut due = take_due(inner, now);
+    for (account_id, agent_id, until) in std::mem::take(&mut due.status_ends) {
+        tokio::spawn(end_timed_status(inner.clone(), account_id, agent_id, until));
+    }
     if !due.ended.is_empty() {
         let write = Write::EndSessions {
             ended: due
@@ -85,7 +93,25 @@ pub(super) async fn sweep_once(inner: &Inner) -> Option<i64> {
 struct Due {
     ended: Vec<Arc<str>>,
     touched: HashSet<Arc<str>>,
+    /// (account, agent, until) of timed statuses whose end came.
+    status_ends: Vec<(Arc<str>, Arc<str>, i64)>,
     fx: Effects,
+}
+
+/// Applies the end of an agent's timed status that was to end at `until` (nothing if it was
+/// replaced meanwhile).
+async fn end_timed_status(inner: Arc<Inner>, account_id: Arc<str>, agent_id: Arc<str>, until: i64) {
+    let change = StatusChange {
+        account_id,
+        agent_id: agent_id.to_string(),
+        origin: None,
+        op_id: uuid::Uuid::now_v7().to_string(),
+    };
+    let plan: StatusPlan = Box::new(move |slice| Ok(status::timer_end(slice, until)));
+    if let Err(e) = inner.change_status(change, plan).await {
+        // The status stays timed and in the store: a restart arms its timer again.
+        tracing::error!(error = %e, agent = %agent_id, "could not end a timed status");
+    }
 }
 
 /// Pops every due timer: renew pushes and opening-hours flips are handled here, ended
@@ -96,6 +122,7 @@ fn take_due(inner: &Inner, now: i64) -> Due {
     let mut ended: Vec<Arc<str>> = Vec::new();
     let mut touched: HashSet<Arc<str>> = HashSet::default();
     let mut rearm: Vec<Arc<str>> = Vec::new();
+    let mut status_ends = Vec::new();
     while let Some(first) = st.timers.first() {
         if first.0 > now {
             break;
@@ -137,6 +164,13 @@ fn take_due(inner: &Inner, now: i64) -> Due {
                     ));
                 }
             }
+            TimerKind::StatusEnd => {
+                if let Some(a) = st.agents.get(&id)
+                    && a.status.until == Some(at)
+                {
+                    status_ends.push((a.account_id.clone(), id, at));
+                }
+            }
             TimerKind::Flip => {
                 if let Some(acc) = st.accounts.get_mut(&id)
                     && acc.flip_at == Some(at)
@@ -150,5 +184,10 @@ fn take_due(inner: &Inner, now: i64) -> Due {
     for id in rearm {
         st.schedule_session_timers(&id, &mut fx);
     }
-    Due { ended, touched, fx }
+    Due {
+        ended,
+        touched,
+        status_ends,
+        fx,
+    }
 }

@@ -151,7 +151,7 @@ impl Inner {
                     .and_then(|o| st.sessions.get(o))
                     .map(|s| s.device.id.clone()),
             };
-            let resp = plan(&slice);
+            let resp = plan(&slice)?;
             let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
             (resp, json)
         };

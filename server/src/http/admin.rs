@@ -71,7 +71,7 @@ async fn admin_set_status(
     PathParam(id): PathParam,
     JsonBody(req): JsonBody<AdminSetStatusRequest>,
 ) -> ApiResult<Response> {
-    Ok(Json(state.ops.admin_set_status(&p, &id, req.status).await?).into_response())
+    Ok(Json(state.ops.admin_set_status(&p, &id, req).await?).into_response())
 }
 
 async fn put_groups(

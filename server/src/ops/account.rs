@@ -77,12 +77,12 @@ pub fn create(
 
 /// The status of an agent that has never set one.
 pub fn initial_status() -> StatusView {
-    StatusView {
-        status: presence_protocol::AgentStatus::Offline,
-        version: 0,
-        intent_at: 0,
-        changed_by_device: None,
-    }
+    StatusView::manual(
+        presence_protocol::AgentStatus::Offline,
+        0,
+        0,
+        None,
+    )
 }
 
 /// The rows of a new account and its owner (`password_hash` already made), with fresh ids

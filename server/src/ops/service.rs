@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use presence_protocol::{
-    AccountInfo, AccountSettings, AdminAccountResponse, Agent, AgentStatus, CreateAccountRequest,
+    AccountInfo, AccountSettings, AdminAccountResponse, AdminSetStatusRequest, Agent,
+    CreateAccountRequest,
     CreateAccountResponse, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
     NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration, SetStatusRequest,
     SetStatusResponse, Settings, SettingsPatch, StatusView,
@@ -253,6 +254,7 @@ impl Ops {
         req: SetStatusRequest,
     ) -> BackendResult<SetStatusResponse> {
         validate::op_id(&req.op_id)?;
+        status::check_timing(&req.timing())?;
         let change = StatusChange {
             account_id: p.account_id.clone(),
             agent_id: p.agent_id.to_string(),
@@ -274,17 +276,22 @@ impl Ops {
         &self,
         p: &Principal,
         agent_id: &str,
-        to: AgentStatus,
+        req: AdminSetStatusRequest,
     ) -> BackendResult<StatusView> {
+        let timing = req.timing();
+        status::check_timing(&timing)?;
+        let admin = p.agent_id.to_string();
         let change = StatusChange {
             account_id: p.account_id.clone(),
             agent_id: agent_id.to_owned(),
             origin: None,
             op_id: uuid::Uuid::now_v7().to_string(),
         };
-        let plan: StatusPlan = Box::new(move |slice| SetStatusResponse {
-            applied: true,
-            status: status::admin_op(slice, to),
+        let plan: StatusPlan = Box::new(move |slice| {
+            Ok(SetStatusResponse {
+                applied: true,
+                status: status::admin_op(slice, req.status, &timing, &admin)?,
+            })
         });
         Ok(self.backend.change_status(change, plan).await?.status)
     }

@@ -65,7 +65,8 @@ impl Store {
             .collect::<StoreResult<Vec<_>>>()?;
         let mut stmt = conn.prepare(
             "SELECT id, account_id, name, email, password_hash, role, groups_json, status,
-                    status_version, intent_at, changed_by_device, status_op_id
+                    status_version, intent_at, changed_by_device, status_op_id, status_until,
+                    status_then, custom_status, status_note, status_cause, changed_by_agent
              FROM agents",
         )?;
         let agents = stmt
@@ -85,6 +86,20 @@ impl Store {
                         version: r.get(8)?,
                         intent_at: r.get(9)?,
                         changed_by_device: r.get(10)?,
+                        until: r.get(12)?,
+                        then: match r.get::<_, Option<String>>(13)? {
+                            Some(t) => {
+                                Some(AgentStatus::parse(&t).ok_or_else(|| bad_enum(13, "then"))?)
+                            }
+                            None => None,
+                        },
+                        custom_status: r.get(14)?,
+                        note: r.get(15)?,
+                        cause: r
+                            .get::<_, String>(16)?
+                            .parse()
+                            .map_err(|_| bad_enum(16, "cause"))?,
+                        changed_by_agent: r.get(17)?,
                     },
                     status_op_id: r.get(11)?,
                 })

@@ -82,6 +82,16 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN push_p256dh TEXT;
     ALTER TABLE sessions ADD COLUMN push_auth TEXT;
     "#,
+    // v5: timed statuses (their end and what follows), custom statuses, notes, and why a
+    // status is what it is.
+    r#"
+    ALTER TABLE agents ADD COLUMN status_until INTEGER;
+    ALTER TABLE agents ADD COLUMN status_then TEXT;
+    ALTER TABLE agents ADD COLUMN custom_status TEXT;
+    ALTER TABLE agents ADD COLUMN status_note TEXT;
+    ALTER TABLE agents ADD COLUMN status_cause TEXT NOT NULL DEFAULT 'manual';
+    ALTER TABLE agents ADD COLUMN changed_by_agent TEXT;
+    "#,
 ];
 
 /// Brings the schema up to `MIGRATIONS.len()`, one transaction per step.

@@ -89,12 +89,12 @@ fn agent_row(id: &str, email: &str) -> AgentRow {
         password_hash: String::new(),
         role: Role::Agent,
         groups: Vec::new(),
-        status: StatusView {
-            status: AgentStatus::Offline,
-            version: 0,
-            intent_at: 0,
-            changed_by_device: None,
-        },
+        status: StatusView::manual(
+            AgentStatus::Offline,
+            0,
+            0,
+            None,
+        ),
         status_op_id: String::new(),
     }
 }

@@ -6,7 +6,7 @@
 //! first end recorded for a session is the one that stays.
 
 use presence_protocol::{
-    AccountSettings, EndReason, Group, OpeningHours, PushRegistration, StatusView,
+    AccountSettings, AgentStatus, EndReason, Group, OpeningHours, PushRegistration, StatusView,
 };
 use rusqlite::{Connection, params};
 
@@ -261,7 +261,9 @@ fn record_status_op_in(
         if let Some(s) = applied {
             tx.prepare_cached(
                 "UPDATE agents SET status = ?2, status_version = ?3, intent_at = ?4,
-                        changed_by_device = ?5, status_op_id = ?6
+                        changed_by_device = ?5, status_op_id = ?6, status_until = ?7,
+                        status_then = ?8, custom_status = ?9, status_note = ?10,
+                        status_cause = ?11, changed_by_agent = ?12
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -270,7 +272,13 @@ fn record_status_op_in(
                 s.version,
                 s.intent_at,
                 s.changed_by_device,
-                op_id
+                op_id,
+                s.until,
+                s.then.map(AgentStatus::as_str),
+                s.custom_status,
+                s.note,
+                s.cause.as_str(),
+                s.changed_by_agent,
             ])?;
         }
         tx.prepare_cached(
@@ -285,8 +293,11 @@ fn record_status_op_in(
 fn insert_agent(conn: &Connection, a: &AgentRow) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO agents (id, account_id, name, email, email_key, password_hash, role,
-            groups_json, status, status_version, intent_at, changed_by_device, status_op_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            groups_json, status, status_version, intent_at, changed_by_device, status_op_id,
+            status_until, status_then, custom_status, status_note, status_cause,
+            changed_by_agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+            ?18, ?19)",
     )?
     .execute(params![
         a.id,
@@ -301,7 +312,13 @@ fn insert_agent(conn: &Connection, a: &AgentRow) -> StoreResult<()> {
         a.status.version,
         a.status.intent_at,
         a.status.changed_by_device,
-        a.status_op_id
+        a.status_op_id,
+        a.status.until,
+        a.status.then.map(AgentStatus::as_str),
+        a.status.custom_status,
+        a.status.note,
+        a.status.cause.as_str(),
+        a.status.changed_by_agent,
     ])?;
     Ok(())
 }

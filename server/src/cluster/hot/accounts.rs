@@ -71,12 +71,15 @@ impl Hot {
                     .set_status
                     .key(&k.meta)
                     .key(&k.agents)
+                    .key(&k.deadlines)
                     .arg(agent)
                     .arg(status.version)
                     .arg(sj)
                     .arg(op)
                     .arg(ev)
-                    .arg(&k.channel),
+                    .arg(&k.channel)
+                    .arg(account_id)
+                    .arg(status.until.map(|u| u.to_string()).unwrap_or_default()),
             )
             .await?;
         Ok(int(&v) == 1)

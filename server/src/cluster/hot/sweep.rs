@@ -1,8 +1,8 @@
 //! The sweep of one partition's deadline index.
 //!
 //! Guarantees: the script removes every entry it reports, so when several nodes sweep one
-//! partition each lease end, renew time and opening-hours boundary is reported to exactly one
-//! of them; a lease end is published once, by the script.
+//! partition each lease end, renew time, opening-hours boundary and timed status's end is
+//! reported to exactly one of them; a lease end is published once, by the script.
 
 use redis::Value;
 
@@ -23,6 +23,8 @@ pub struct Swept {
     pub renew: Vec<(String, String, Lease, i64)>,
     /// Accounts whose opening-hours boundary came.
     pub flips: Vec<String>,
+    /// (account, agent, until) whose timed status's end came.
+    pub status_ends: Vec<(String, String, i64)>,
 }
 
 impl Hot {
@@ -57,6 +59,11 @@ impl Hot {
                     }
                 }
                 Some("f") if f.len() == 2 => out.flips.push(f[1].clone()),
+                Some("t") if f.len() == 4 => out.status_ends.push((
+                    f[1].clone(),
+                    f[2].clone(),
+                    f[3].parse::<f64>().map_or(0, |x| x as i64),
+                )),
                 _ => {}
             }
         }

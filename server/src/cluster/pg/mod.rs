@@ -47,6 +47,8 @@ pub use status::StatusDecision;
 pub const MIGRATIONS: &[&str] = &[
     // v1: the first schema.
     include_str!("sql/001_schema.sql"),
+    // v2: the end of a timed status, indexed.
+    include_str!("sql/002_timed_status.sql"),
 ];
 
 /// Key of the advisory lock migrations run under ("PRSV").

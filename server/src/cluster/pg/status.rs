@@ -68,7 +68,7 @@ impl Pg {
             current_op: row.get(1),
             device: row.get(3),
         };
-        let resp = decide(&slice);
+        let resp = decide(&slice)?;
         let body = json(&resp);
         let (applied, status) = (resp.applied, resp.status);
         let write = tx
@@ -101,6 +101,18 @@ impl Pg {
             status,
             json: body.to_string(),
         })
+    }
+
+    /// (account, agent, until) of timed statuses that should have ended by `before` (the
+    /// reconciler ends them: a node was lost between the sweep and the change).
+    pub async fn overdue_timers(&self, before: i64) -> BackendResult<Vec<(String, String, i64)>> {
+        self.read_all(
+            "SELECT account_id, id, status_until FROM agents \
+             WHERE status_until IS NOT NULL AND status_until < $1 LIMIT 1000",
+            &[&before],
+            |r| Ok((r.get(0), r.get(1), r.get(2))),
+        )
+        .await
     }
 
     /// Agents whose status changed since `since` (the reconciler re-applies them).

@@ -30,6 +30,8 @@ for i = 1, #due, 2 do
     if v then table.insert(out, {'r', acc, sid, v, score}) end
   elseif kind == 'f' then
     table.insert(out, {'f', acc})
+  elseif kind == 't' then
+    table.insert(out, {'t', acc, sid, score})
   end
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
