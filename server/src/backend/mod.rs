@@ -1,9 +1,12 @@
-//! The seam between HTTP handlers and state.
+//! The storage seam, under the planning layer.
 //!
-//! Handlers only ever talk to a [`Backend`]. The embedded backend ([`crate::embedded`]) keeps
-//! hot state in memory and durable state in SQLite; a scale-out backend on a distributed store
-//! implements the same trait, and no handler changes. What belongs to the HTTP layer (auth
-//! header parsing, role checks, login rate limits, JSON errors) stays out of this trait.
+//! Handlers call [`crate::ops::Ops`], which plans every operation and calls a [`Backend`]:
+//! the embedded backend ([`crate::embedded`]) keeps hot state in memory and durable state in
+//! SQLite, the cluster backend ([`crate::cluster`]) PostgreSQL and Redis; both implement the
+//! same nine methods, and nothing above changes. A backend reads slices, applies planned
+//! changes atomically under a turn, times what must be timed, and fans out; it decides
+//! nothing. What belongs to the HTTP layer (auth header parsing, role checks, login rate
+//! limits, JSON errors) stays out of this trait.
 
 use std::sync::{Arc, OnceLock};
 
