@@ -22,7 +22,7 @@ mod error;
 pub use error::{BackendError, BackendResult, storage};
 
 use crate::auth::TokenHash;
-use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan};
+use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 
@@ -141,16 +141,17 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BackendResult<AccountEdit>;
 
     /// An agent, its account's timings and view, and its live sessions (a read: no turn is
-    /// taken); `not_found` if no agent has this key.
+    /// taken; by login: the agent and timings only); `not_found` if no agent has this key.
     async fn agent_slice(&self, key: AgentKey<'_>) -> BackendResult<AgentSlice>;
-    /// Under the agent's turn: loads its slice, runs `plan`, stores the session edit it
-    /// returns atomically and fans it out (ended sessions' streams and pushes, the views).
-    /// Answers the slice planned on and the edit. An agent not in the account is
-    /// `not_found`.
+    /// Under the agent's turn: loads its slice with the live `sessions` asked for, runs
+    /// `plan`, stores the session edit it returns atomically and fans it out (ended
+    /// sessions' streams and pushes, the views). Answers the slice planned on and the edit.
+    /// An agent not in the account is `not_found`.
     async fn edit_sessions(
         &self,
         account_id: &str,
         agent_id: &str,
+        sessions: Sessions,
         plan: SessionPlan,
     ) -> BackendResult<(AgentSlice, SessionEdit)>;
     /// Under the agent's turn: an op id seen within the retention is answered as it was
