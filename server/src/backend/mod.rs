@@ -1,9 +1,12 @@
-//! The seam between HTTP handlers and state.
+//! The storage seam, under the planning layer.
 //!
-//! Handlers only ever talk to a [`Backend`]. The embedded backend ([`crate::embedded`]) keeps
-//! hot state in memory and durable state in SQLite; a scale-out backend on a distributed store
-//! implements the same trait, and no handler changes. What belongs to the HTTP layer (auth
-//! header parsing, role checks, login rate limits, JSON errors) stays out of this trait.
+//! Handlers call [`crate::ops::Ops`], which plans every operation and calls a [`Backend`]:
+//! the embedded backend ([`crate::embedded`]) keeps hot state in memory and durable state in
+//! SQLite, the cluster backend ([`crate::cluster`]) PostgreSQL and Redis; both implement the
+//! same nine methods, and nothing above changes. A backend reads slices, applies planned
+//! changes atomically under a turn, times what must be timed, and fans out; it decides
+//! nothing. What belongs to the HTTP layer (auth header parsing, role checks, login rate
+//! limits, JSON errors) stays out of this trait.
 
 use std::sync::{Arc, OnceLock};
 
@@ -19,7 +22,7 @@ mod error;
 pub use error::{BackendError, BackendResult, storage};
 
 use crate::auth::TokenHash;
-use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan};
+use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 
@@ -138,16 +141,17 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BackendResult<AccountEdit>;
 
     /// An agent, its account's timings and view, and its live sessions (a read: no turn is
-    /// taken); `not_found` if no agent has this key.
+    /// taken; by login: the agent and timings only); `not_found` if no agent has this key.
     async fn agent_slice(&self, key: AgentKey<'_>) -> BackendResult<AgentSlice>;
-    /// Under the agent's turn: loads its slice, runs `plan`, stores the session edit it
-    /// returns atomically and fans it out (ended sessions' streams and pushes, the views).
-    /// Answers the slice planned on and the edit. An agent not in the account is
-    /// `not_found`.
+    /// Under the agent's turn: loads its slice with the live `sessions` asked for, runs
+    /// `plan`, stores the session edit it returns atomically and fans it out (ended
+    /// sessions' streams and pushes, the views). Answers the slice planned on and the edit.
+    /// An agent not in the account is `not_found`.
     async fn edit_sessions(
         &self,
         account_id: &str,
         agent_id: &str,
+        sessions: Sessions,
         plan: SessionPlan,
     ) -> BackendResult<(AgentSlice, SessionEdit)>;
     /// Under the agent's turn: an op id seen within the retention is answered as it was

@@ -16,7 +16,7 @@ use crate::backend::{
     Backend, BackendError, BackendResult, DeviceStream, Principal, SessionCheck, StreamGuard,
     ViewFrame, WidgetStream, WidgetViews,
 };
-use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan};
+use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 use crate::rules;
@@ -289,15 +289,20 @@ impl Backend for Cluster {
         &self,
         account_id: &str,
         agent_id: &str,
+        sessions: Sessions,
         plan: SessionPlan,
     ) -> BackendResult<(AgentSlice, SessionEdit)> {
         // In a task of its own: a client that goes away cannot leave a committed edit
         // unapplied to Redis.
         let inner = self.inner.clone();
         let (account_id, agent_id) = (account_id.to_owned(), agent_id.to_owned());
-        tokio::spawn(async move { inner.edit_sessions(&account_id, &agent_id, plan).await })
-            .await
-            .map_err(BackendError::internal)?
+        tokio::spawn(async move {
+            inner
+                .edit_sessions(&account_id, &agent_id, sessions, plan)
+                .await
+        })
+        .await
+        .map_err(BackendError::internal)?
     }
 
     async fn change_status(

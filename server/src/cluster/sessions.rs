@@ -13,7 +13,7 @@ use super::Inner;
 use super::hot::{self, Lease};
 use super::pg::live;
 use crate::backend::{BackendError, BackendResult};
-use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan};
+use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::rules;
 
 impl Inner {
@@ -97,13 +97,14 @@ impl Inner {
         &self,
         account_id: &str,
         agent_id: &str,
+        which: Sessions,
         plan: SessionPlan,
     ) -> BackendResult<(AgentSlice, SessionEdit)> {
         let timings = self.cfg(account_id).await?.settings.timings;
         let now = self.clock.now_ms();
         let (slice, edit, ended) = self
             .pg
-            .edit_sessions(account_id, agent_id, timings, now, plan)
+            .edit_sessions(account_id, agent_id, timings, now, &which, plan)
             .await?;
         match &edit {
             SessionEdit::Open(n) => {

@@ -1,7 +1,8 @@
 //! The backend conformance suite: the behaviour every [`Backend`] must show, written once and
 //! run against each backend through [`backend_conformance_tests!`](crate::backend_conformance_tests).
 //!
-//! Each check drives the seam directly (no HTTP), with a fresh backend from the caller's
+//! Each check drives the operations over the seam (`Ops`, as the HTTP layer calls them, and
+//! the seam itself where a check needs it; no HTTP), with a fresh backend from the caller's
 //! factory, and waits for events with a deadline rather than sleeping. A backend passes when
 //! every check passes; the embedded backend runs them in `server/tests/conformance.rs`, a
 //! cluster backend runs the same macro with its own factory.

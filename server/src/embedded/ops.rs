@@ -18,7 +18,7 @@ use crate::backend::{
 };
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Gauges;
-use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan};
+use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 use crate::rules;
@@ -97,13 +97,13 @@ impl Backend for Embedded {
             AgentKey::Id {
                 account_id,
                 agent_id,
-            } => st.agent_slice(account_id, agent_id, now, true),
+            } => st.agent_slice(account_id, agent_id, now, &Sessions::All, true),
             AgentKey::Login {
                 account_slug,
                 email,
             } => {
                 let a = st.agent_by_login(account_slug, email)?;
-                st.agent_slice(&a.account_id, &a.id, now, true)
+                st.agent_slice(&a.account_id, &a.id, now, &Sessions::None, false)
             }
         }
     }
@@ -112,11 +112,14 @@ impl Backend for Embedded {
         &self,
         account_id: &str,
         agent_id: &str,
+        sessions: Sessions,
         plan: SessionPlan,
     ) -> BackendResult<(AgentSlice, SessionEdit)> {
         let (account_id, agent_id) = (account_id.to_owned(), agent_id.to_owned());
         self.to_completion(move |inner| async move {
-            inner.edit_sessions(&account_id, &agent_id, plan).await
+            inner
+                .edit_sessions(&account_id, &agent_id, sessions, plan)
+                .await
         })
         .await
     }

@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use presence_protocol::EndReason;
 
 use crate::backend::{BackendError, BackendResult};
-use crate::ops::sessions::{AgentSlice, LiveSession, SessionEdit, SessionPlan};
+use std::sync::Arc;
+
+use crate::ops::sessions::{AgentSlice, LiveSession, SessionEdit, SessionPlan, Sessions};
 use crate::rows::AgentRow;
 use crate::store::{SessionRow, Write};
 
@@ -32,20 +34,25 @@ impl AgentState {
 }
 
 impl State {
-    /// The agent `agent_id` of `account_id` with its live sessions (sorted by id) and, for a
-    /// read, its account's view.
+    /// The agent `agent_id` of `account_id` with the live sessions asked for (sorted by id)
+    /// and, for a read, its account's view.
     pub(super) fn agent_slice(
         &self,
         account_id: &str,
         agent_id: &str,
         now: i64,
+        which: &Sessions,
         with_view: bool,
     ) -> BackendResult<AgentSlice> {
         let agent = self.agent_in_account(account_id, agent_id)?;
         let acc = self.account(account_id)?;
-        let mut sessions: Vec<LiveSession> = agent
-            .sessions
-            .iter()
+        let ids: Vec<&Arc<str>> = match which {
+            Sessions::All => agent.sessions.iter().collect(),
+            Sessions::One(id) => agent.sessions.get(id.as_str()).into_iter().collect(),
+            Sessions::None => Vec::new(),
+        };
+        let mut sessions: Vec<LiveSession> = ids
+            .into_iter()
             .filter_map(|id| self.sessions.get(id))
             .map(|s| LiveSession {
                 id: s.id.to_string(),
@@ -83,12 +90,14 @@ impl Inner {
         &self,
         account_id: &str,
         agent_id: &str,
+        which: Sessions,
         plan: SessionPlan,
     ) -> BackendResult<(AgentSlice, SessionEdit)> {
         let _turn = self.turns.take(agent_id).await;
         let (slice, edit, replaces) = {
             let st = self.state.lock();
-            let slice = st.agent_slice(account_id, agent_id, self.clock.now_ms(), false)?;
+            let now = self.clock.now_ms();
+            let slice = st.agent_slice(account_id, agent_id, now, &which, false)?;
             let edit = plan(&slice)?;
             let replaces = match &edit {
                 SessionEdit::Open(n) => st

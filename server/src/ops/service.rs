@@ -13,7 +13,7 @@ use presence_protocol::{
 };
 
 use super::credentials::Credentials;
-use super::sessions::{self, AgentKey, SessionEdit, SessionPlan};
+use super::sessions::{self, AgentKey, SessionEdit, SessionPlan, Sessions};
 use super::status::{self, StatusChange, StatusPlan};
 use super::{AccountEdit, AccountKey, AccountTarget, account, agents, existing};
 use crate::auth::TokenHash;
@@ -175,7 +175,7 @@ impl Ops {
             Box::new(move |slice| Ok(sessions::open(slice, session_id, token_hash, device, push)));
         let (slice, edit) = match self
             .backend
-            .edit_sessions(&agent.account_id, &agent.id, plan)
+            .edit_sessions(&agent.account_id, &agent.id, Sessions::None, plan)
             .await
         {
             // Removed since its password checked out.
@@ -199,10 +199,16 @@ impl Ops {
 
     /// Runs a session plan under the caller's agent's turn; the agent gone means the
     /// caller's session is as good as ended.
-    async fn own_sessions(&self, p: &Principal, plan: SessionPlan) -> BackendResult<()> {
+    async fn own_sessions(
+        &self,
+        p: &Principal,
+        session_id: &str,
+        plan: SessionPlan,
+    ) -> BackendResult<()> {
+        let sessions = Sessions::One(session_id.to_owned());
         match self
             .backend
-            .edit_sessions(&p.account_id, &p.agent_id, plan)
+            .edit_sessions(&p.account_id, &p.agent_id, sessions, plan)
             .await
         {
             Err(BackendError::NotFound("agent")) => Err(BackendError::session_expired()),
@@ -215,7 +221,11 @@ impl Ops {
     pub async fn logout(&self, p: &Principal) -> BackendResult<()> {
         let sid = p.session_id.to_string();
         match self
-            .own_sessions(p, Box::new(move |s| sessions::logout(s, &sid, &sid)))
+            .own_sessions(
+                p,
+                &p.session_id,
+                Box::new(move |s| sessions::logout(s, &sid, &sid)),
+            )
             .await
         {
             Err(BackendError::NotFound(_)) => Err(BackendError::session_expired()),
@@ -227,8 +237,12 @@ impl Ops {
     /// session's stream and push. A session of another agent, or none: `not_found`.
     pub async fn end_own_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
         let (by, id) = (p.session_id.to_string(), session_id.to_owned());
-        self.own_sessions(p, Box::new(move |s| sessions::logout(s, &by, &id)))
-            .await
+        self.own_sessions(
+            p,
+            session_id,
+            Box::new(move |s| sessions::logout(s, &by, &id)),
+        )
+        .await
     }
 
     /// Registers (or with `None` removes) the caller's push registration; a provider that
@@ -242,8 +256,12 @@ impl Ops {
             self.check_push(reg, "")?;
         }
         let sid = p.session_id.to_string();
-        self.own_sessions(p, Box::new(move |s| sessions::set_push(s, &sid, push)))
-            .await
+        self.own_sessions(
+            p,
+            &p.session_id,
+            Box::new(move |s| sessions::set_push(s, &sid, push)),
+        )
+        .await
     }
 
     /// Applies a device's status op if it is the latest intent (idempotent by op id);

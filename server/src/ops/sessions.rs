@@ -50,8 +50,18 @@ pub struct LiveSession {
     pub connected: bool,
 }
 
+/// Which of an agent's live sessions a slice holds: all of them (`/v1/me`), the one a plan
+/// is about (a logout, a push registration), or none (a login: an agent may have many
+/// sessions, and opening one reads none of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sessions {
+    All,
+    One(String),
+    None,
+}
+
 /// What a session operation reads: the agent as stored, its account's timings, and the
-/// agent's live sessions (sorted by id).
+/// agent's live sessions the operation asked for ([`Sessions`]; sorted by id).
 #[derive(Debug, Clone)]
 pub struct AgentSlice {
     pub now: i64,

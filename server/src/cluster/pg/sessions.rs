@@ -14,7 +14,7 @@ use super::rows::{
 };
 use super::{Pg, SessionRow};
 use crate::backend::{BackendError, BackendResult};
-use crate::ops::sessions::{AgentSlice, LiveSession, SessionEdit, SessionPlan};
+use crate::ops::sessions::{AgentSlice, LiveSession, SessionEdit, SessionPlan, Sessions};
 
 /// A stored live session as a plan sees it (the lease as last written).
 pub fn live(s: SessionRow) -> LiveSession {
@@ -38,6 +38,7 @@ impl Pg {
         agent_id: &str,
         timings: Settings,
         now: i64,
+        which: &Sessions,
         plan: SessionPlan,
     ) -> BackendResult<(AgentSlice, SessionEdit, Vec<SessionRow>)> {
         let _op = self.op();
@@ -52,17 +53,33 @@ impl Pg {
             .map(|r| agent_row(&r))
             .transpose()?
             .ok_or_else(|| BackendError::not_found("agent"))?;
-        let q = format!(
-            "SELECT {SESSION_COLS} FROM sessions WHERE agent_id = $1 AND ended_at IS NULL \
-             ORDER BY id"
-        );
-        let rows = tx
-            .query(&q, &[&agent_id])
-            .await
-            .map_err(|e| self.db(e))?
-            .iter()
-            .map(session_row)
-            .collect::<BackendResult<Vec<_>>>()?;
+        let rows = match which {
+            Sessions::None => Vec::new(),
+            Sessions::All => {
+                let q = format!(
+                    "SELECT {SESSION_COLS} FROM sessions \
+                     WHERE agent_id = $1 AND ended_at IS NULL ORDER BY id"
+                );
+                tx.query(&q, &[&agent_id])
+                    .await
+                    .map_err(|e| self.db(e))?
+                    .iter()
+                    .map(session_row)
+                    .collect::<BackendResult<Vec<_>>>()?
+            }
+            Sessions::One(id) => {
+                let q = format!(
+                    "SELECT {SESSION_COLS} FROM sessions \
+                     WHERE id = $1 AND agent_id = $2 AND ended_at IS NULL"
+                );
+                tx.query(&q, &[id, &agent_id])
+                    .await
+                    .map_err(|e| self.db(e))?
+                    .iter()
+                    .map(session_row)
+                    .collect::<BackendResult<Vec<_>>>()?
+            }
+        };
         let slice = AgentSlice {
             now,
             agent,
