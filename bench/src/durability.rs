@@ -36,12 +36,7 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
         password_hash: String::new(),
         role: Role::Owner,
         groups: Vec::new(),
-        status: StatusView::manual(
-            AgentStatus::Offline,
-            0,
-            0,
-            None,
-        ),
+        status: StatusView::manual(AgentStatus::Offline, 0, 0, None),
         status_op_id: String::new(),
     };
     store

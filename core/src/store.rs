@@ -663,12 +663,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let vfs = presence_test_support::fsync::SyncCounter::register();
         let mut s = Store::open_with_vfs(dir.path(), Some(vfs.vfs_name())).unwrap();
-        let view = |v: i64| StatusView::manual(
-            AgentStatus::Busy,
-            v,
-            v,
-            None,
-        );
+        let view = |v: i64| StatusView::manual(AgentStatus::Busy, v, v, None);
         let before = vfs.counts();
         for v in 0..(CHECKPOINT_AFTER as i64 + 10) {
             s.set_status(Some(&view(v))).unwrap();
@@ -761,12 +756,7 @@ mod tests {
             agent: agent("a"),
             expired: false,
         };
-        let status = StatusView::manual(
-            AgentStatus::Online,
-            1,
-            1,
-            None,
-        );
+        let status = StatusView::manual(AgentStatus::Online, 1, 1, None);
         s.login(&session, &status, Some("http://x")).unwrap();
         let ops = s.outbox().unwrap();
         assert_eq!(ops[0].token, "new");

@@ -116,6 +116,89 @@ async fn sigkill_loses_no_acknowledged_status_or_session() {
     assert!(hb["lease_until"].as_i64().unwrap() > hb["server_time"].as_i64().unwrap());
 }
 
+#[tokio::test]
+async fn sigkill_loses_no_timed_status_and_its_end_comes_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let first = spawn(dir.path(), "127.0.0.1:0");
+    let url = first.url.clone();
+    let listen = url.trim_start_matches("http://").to_owned();
+    call(
+        &c,
+        reqwest::Method::POST,
+        format!("{url}/v1/accounts"),
+        "t0ken",
+        json!({"name": "Acme", "slug": "acme",
+               "owner": {"name": "O", "email": "o@acme.test", "password": "pw"}}),
+    )
+    .await;
+    let login: Value = c
+        .post(format!("{url}/v1/login"))
+        .json(
+            &json!({"account": "acme", "email": "o@acme.test", "password": "pw",
+                      "device": {"id": "d1", "platform": "cli", "name": "n", "app_version": "1"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_owned();
+    let set = call(
+        &c,
+        reqwest::Method::PUT,
+        format!("{url}/v1/me/status"),
+        &token,
+        json!({"status": "busy", "op_id": "0190b6a0-0000-7000-8000-000000000001",
+               "duration_ms": 1_500, "then": "online"}),
+    )
+    .await;
+    assert_eq!(set["applied"], true);
+    let until = set["status"]["until"].as_i64().unwrap();
+    let mut first = first;
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().unwrap();
+
+    let second = spawn(dir.path(), &listen);
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let ended = loop {
+        let me = call(
+            &c,
+            reqwest::Method::GET,
+            format!("{}/v1/me", second.url),
+            &token,
+            Value::Null,
+        )
+        .await;
+        if me["status"]["cause"] == "timer" {
+            break me["status"].clone();
+        }
+        assert_eq!(
+            me["status"]["until"], until,
+            "the timed status survived: {me}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no end by {until}: {me}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ended["status"], "online");
+    assert_eq!(ended["intent_at"], until);
+    assert_eq!(
+        ended["version"],
+        set["status"]["version"].as_i64().unwrap() + 1
+    );
+}
+
 #[test]
 fn bad_flag_is_one_clear_error_line() {
     let out = Command::new(env!("CARGO_BIN_EXE_presence-server"))

@@ -89,7 +89,10 @@ pub fn check_status_view(v: &Value) {
         );
     }
     let until = &v["until"];
-    assert!(until.is_i64() || until.is_null(), "until is an int or null: {v}");
+    assert!(
+        until.is_i64() || until.is_null(),
+        "until is an int or null: {v}"
+    );
     if until.is_null() {
         assert!(v["then"].is_null(), "then is null when not timed: {v}");
     } else {

@@ -352,3 +352,49 @@ async fn on_a_redis_cluster_a_primary_failover_loses_no_status_and_views_go_on()
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_status_whose_end_no_node_swept_is_ended_by_the_reconciler() {
+    let c = Nodes::start(2).await;
+    let (a, b) = (c.api(0), c.api(1));
+    let acc = a.create_account("acme").await;
+    // Leases long enough to outlive the wait (the nodes start with fast test settings).
+    let r = a
+        .put(
+            "/v1/admin/settings",
+            Some(&acc.owner_token),
+            json!({"active_ttl_ms": 60_000, "active_interval_ms": 20_000,
+                   "background_ttl_ms": 120_000}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let phone = b.login_agent_owner(&acc, "phone").await;
+    let r = a
+        .post("/v1/session/heartbeat", Some(&acc.owner_token), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut events = b.sse("/v1/me/events", Some(&phone.token)).await;
+    events.wait_for("snapshot", |_| true).await;
+    let r = a
+        .put(
+            "/v1/me/status",
+            Some(&acc.owner_token),
+            json!({"status": "busy", "op_id": new_op_id(), "duration_ms": 1_000}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let until = r.body["status"]["until"].as_i64().unwrap();
+    // The node that would have swept the end is lost with it: the entry is gone unhandled.
+    let p = presence_server::cluster::hot::partition(&acc.id);
+    let key = presence_server::cluster::hot::deadlines_key(p);
+    let member = format!("t {} {}", acc.id, acc.owner_id);
+    assert_eq!(
+        c._redis.command(&["ZREM", &key, &member]),
+        "1",
+        "the timed status's end sat in the deadline index"
+    );
+    let ended = events.wait_for("status", |s| s["cause"] == "timer").await;
+    // `then` defaults to the status before: the owner never set one.
+    assert_eq!(ended["status"], "offline");
+    assert_eq!(ended["intent_at"], until);
+}

@@ -44,7 +44,10 @@ async fn timed_fields_out_of_bounds_are_invalid_field_naming_them() {
             .put("/v1/me/status", Some(&acc.owner_token), body.clone())
             .await;
         let detail = r.assert_error(422, "invalid_field");
-        assert!(detail.contains(field), "{body}: detail names {field}: {detail}");
+        assert!(
+            detail.contains(field),
+            "{body}: detail names {field}: {detail}"
+        );
     }
     let me = api.me(&acc.owner_token).await;
     assert_eq!(me["status"]["version"], 0, "nothing was applied");
@@ -84,7 +87,11 @@ async fn a_timed_status_reaches_another_device_with_its_end_and_then_its_then() 
     assert_eq!(until, set["intent_at"].as_i64().unwrap() + 1_000);
     assert_eq!(
         (&set["then"], &set["note"], &set["cause"]),
-        (&json!("online"), &json!("Back from the dentist"), &json!("manual"))
+        (
+            &json!("online"),
+            &json!("Back from the dentist"),
+            &json!("manual")
+        )
     );
     let seen = sse.wait_for("status", |s| s["status"] == "busy").await;
     assert_eq!(&seen, set, "the other device sees the same timed status");

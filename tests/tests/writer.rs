@@ -43,7 +43,11 @@ async fn a_status_commit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
             ops(&b)
                 .set_status(
                     &phone,
-                    SetStatusRequest::new(AgentStatus::Busy, "0190a000-0000-7000-8000-000000000001".into(), None),
+                    SetStatusRequest::new(
+                        AgentStatus::Busy,
+                        "0190a000-0000-7000-8000-000000000001",
+                        None,
+                    ),
                 )
                 .await
         }
@@ -108,7 +112,11 @@ async fn a_request_dropped_while_its_change_commits_still_sees_it_applied() {
             ops(&b)
                 .set_status(
                     &phone,
-                    SetStatusRequest::new(AgentStatus::Busy, "0190a000-0000-7000-8000-000000000002".into(), None),
+                    SetStatusRequest::new(
+                        AgentStatus::Busy,
+                        "0190a000-0000-7000-8000-000000000002",
+                        None,
+                    ),
                 )
                 .await
         }
@@ -226,7 +234,13 @@ async fn a_failed_group_commit_fails_every_change_in_it_and_changes_nothing() {
         agents.push(login(&b, "acme", &email, "phone").await.0);
     }
     let before: Vec<_> = futures_status(&b, &agents).await;
-    let op = |i: usize| SetStatusRequest::new(AgentStatus::Busy, format!("0190a000-0000-7000-8000-00000000010{i}"), None);
+    let op = |i: usize| {
+        SetStatusRequest::new(
+            AgentStatus::Busy,
+            format!("0190a000-0000-7000-8000-00000000010{i}"),
+            None,
+        )
+    };
 
     // The first change holds the disk; the others queue behind it and go in one group;
     // then the disk fails every write.

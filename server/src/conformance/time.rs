@@ -51,7 +51,10 @@ pub async fn a_timed_status_ends_by_itself_with_its_then(h: Harness) {
     assert_eq!(ended.status, AgentStatus::Online);
     assert_eq!(ended.intent_at, until);
     assert_eq!(ended.version, set.status.version + 1);
-    assert_eq!((ended.until, ended.then, ended.note), (None, None, None));
+    assert_eq!(
+        (ended.until, ended.then, ended.note.as_deref()),
+        (None, None, None)
+    );
     assert_eq!(o.me(&p).await.unwrap().status, ended);
 }
 
@@ -73,9 +76,12 @@ pub async fn a_later_change_cancels_a_timed_status(h: Harness) {
     // Ann's timer ends well after the cancelled one would have: once hers has fired, the
     // owner's would have too.
     let mut ann_stream = o.open_device_stream(&ann).await.unwrap();
-    o.set_status(&ann, timed(AgentStatus::Busy, 3, 3_000, Some(AgentStatus::Online)))
-        .await
-        .unwrap();
+    o.set_status(
+        &ann,
+        timed(AgentStatus::Busy, 3, 3_000, Some(AgentStatus::Online)),
+    )
+    .await
+    .unwrap();
     status_event(&mut ann_stream, |s| s.cause == Cause::Timer).await;
     assert_eq!(o.me(&owner).await.unwrap().status, later.status);
 }
@@ -90,7 +96,10 @@ pub async fn an_admins_timed_status_names_the_admin_and_ends_like_any_other(h: H
     let mut req = admin_req(AgentStatus::Offline);
     req.duration_ms = Some(1_000);
     req.then = Some(AgentStatus::Busy);
-    let set = o.admin_set_status(&owner, &ann.agent_id, req).await.unwrap();
+    let set = o
+        .admin_set_status(&owner, &ann.agent_id, req)
+        .await
+        .unwrap();
     assert_eq!(set.cause, Cause::Admin);
     assert_eq!(set.changed_by_agent.as_deref(), Some(&*owner.agent_id));
     assert_eq!(set.changed_by_device, None);

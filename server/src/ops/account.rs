@@ -77,12 +77,7 @@ pub fn create(
 
 /// The status of an agent that has never set one.
 pub fn initial_status() -> StatusView {
-    StatusView::manual(
-        presence_protocol::AgentStatus::Offline,
-        0,
-        0,
-        None,
-    )
+    StatusView::manual(presence_protocol::AgentStatus::Offline, 0, 0, None)
 }
 
 /// The rows of a new account and its owner (`password_hash` already made), with fresh ids

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use presence_protocol::{
     AccountInfo, AccountSettings, AdminAccountResponse, AdminSetStatusRequest, Agent,
-    CreateAccountRequest,
-    CreateAccountResponse, Group, Heartbeat, LoginRequest, LoginResponse, MeResponse, Mode,
-    NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration, SetStatusRequest,
-    SetStatusResponse, Settings, SettingsPatch, StatusView,
+    CreateAccountRequest, CreateAccountResponse, Group, Heartbeat, LoginRequest, LoginResponse,
+    MeResponse, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration,
+    SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, StatusView,
 };
 
 use super::credentials::Credentials;

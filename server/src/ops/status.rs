@@ -297,7 +297,10 @@ mod tests {
         assert!(fired.applied);
         let v = fired.status;
         assert_eq!((v.status, v.version, v.intent_at), (Online, 5, 900));
-        assert_eq!((v.cause, v.until, v.then, v.note), (Cause::Timer, None, None, None));
+        assert_eq!(
+            (v.cause, v.until, v.then, v.note),
+            (Cause::Timer, None, None, None)
+        );
         // Superseded by a later change (another until, or none): the timer does nothing.
         for until in [Some(950), None] {
             s.current.until = until;

@@ -89,12 +89,7 @@ fn agent_row(id: &str, email: &str) -> AgentRow {
         password_hash: String::new(),
         role: Role::Agent,
         groups: Vec::new(),
-        status: StatusView::manual(
-            AgentStatus::Offline,
-            0,
-            0,
-            None,
-        ),
+        status: StatusView::manual(AgentStatus::Offline, 0, 0, None),
         status_op_id: String::new(),
     }
 }
