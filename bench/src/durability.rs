@@ -27,6 +27,7 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
         opening_hours: OpeningHours::default(),
         groups: Vec::new(),
         view_version: 0,
+        custom_statuses: Vec::new(),
     };
     let agent = AgentRow {
         id: "agt_bench".into(),

@@ -237,6 +237,7 @@ mod tests {
             next_change_at: None,
             groups: vec![],
             message: None,
+            back_at: None,
         });
         s.connection = Connection::NoNetwork;
         s.lifecycle = Lifecycle::Background;

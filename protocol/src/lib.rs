@@ -344,6 +344,9 @@ pub struct GroupView {
     /// offline, otherwise null.
     #[serde(default)]
     pub message: Option<String>,
+    /// When this group's chat box is expected back (see [`ChatboxView::back_at`]).
+    #[serde(default)]
+    pub back_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -357,6 +360,10 @@ pub struct ChatboxView {
     /// offline, otherwise null.
     #[serde(default)]
     pub message: Option<String>,
+    /// Inside opening hours, the earliest `until` at which an agent who counts and holds a
+    /// live session turns online (a busy view) or online or busy (an offline view).
+    #[serde(default)]
+    pub back_at: Option<Millis>,
 }
 
 impl ChatboxView {
@@ -367,6 +374,7 @@ impl ChatboxView {
             && self.next_change_at == other.next_change_at
             && self.groups == other.groups
             && self.message == other.message
+            && self.back_at == other.back_at
     }
 
     /// Fills `message` on the view and on every group from the account's messages.
@@ -409,6 +417,23 @@ pub struct Heartbeat {
 pub struct Group {
     pub key: String,
     pub name: String,
+}
+
+/// One of an account's custom statuses (`PUT /v1/admin/custom-statuses`): a named flavour of
+/// a base status ("Lunch", busy, 1 h).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomStatus {
+    /// `^[a-z0-9][a-z0-9_-]{0,63}$`
+    pub id: String,
+    /// 1 to 40 characters.
+    pub label: String,
+    #[serde(default)]
+    pub emoji: Option<String>,
+    /// The status an agent has while this custom status is theirs.
+    pub base: AgentStatus,
+    /// How long it lasts when a change names no `duration_ms`.
+    #[serde(default)]
+    pub default_duration_ms: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -535,6 +560,9 @@ pub struct MeResponse {
     pub status: StatusView,
     pub chatbox: ChatboxView,
     pub sessions: Vec<SessionInfo>,
+    /// The account's custom statuses.
+    #[serde(default)]
+    pub custom_statuses: Vec<CustomStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -800,6 +828,8 @@ pub struct AdminAccountResponse {
     pub opening_hours: OpeningHours,
     pub settings: AccountSettings,
     pub agents: Vec<Agent>,
+    #[serde(default)]
+    pub custom_statuses: Vec<CustomStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,6 +11,9 @@
 //! - Outside opening hours every view is `offline`/`outside_opening_hours`, whoever is online.
 //! - `next_change_at` is when the schedule alone flips (`None` when it never does); `version`
 //!   is 0, as versions are assigned by whoever publishes the view.
+//! - `back_at` (inside opening hours): the earliest `until` at which an agent who counts for
+//!   the view and holds a live session turns `online` (a busy view) or `online` or `busy`
+//!   (an offline view); `None` otherwise, and always outside opening hours.
 //!
 //! No I/O, no clock: `now_ms` is passed in, so the same inputs always give the same view.
 
@@ -24,6 +27,9 @@ pub struct AgentAvailability<'a> {
     pub groups: &'a [String],
     /// Device sessions whose lease has not ended.
     pub live_sessions: usize,
+    /// When a timed status ends, and what it becomes then.
+    pub until: Option<i64>,
+    pub then: Option<AgentStatus>,
 }
 
 impl AgentAvailability<'_> {
@@ -56,9 +62,10 @@ pub fn resolve(
             next_change_at,
             groups: groups
                 .iter()
-                .map(|g| group_view(g, status, reason))
+                .map(|g| group_view(g, status, reason, None))
                 .collect(),
             message: None,
+            back_at: None,
         };
     }
 
@@ -71,13 +78,33 @@ pub fn resolve(
         groups: groups
             .iter()
             .map(|g| {
-                let (status, reason) =
-                    outcome(agents.iter().filter(|a| a.counts_for_group(&g.key)));
-                group_view(g, status, reason)
+                let counted = || agents.iter().filter(|a| a.counts_for_group(&g.key));
+                let (status, reason) = outcome(counted());
+                group_view(g, status, reason, back_at(counted(), status))
             })
             .collect(),
         message: None,
+        back_at: back_at(agents.iter(), status),
     }
+}
+
+/// When a view showing `view` is told it changes back (see the module's guarantees).
+fn back_at<'x, 'a: 'x>(
+    agents: impl Iterator<Item = &'x AgentAvailability<'a>>,
+    view: ChatboxStatus,
+) -> Option<i64> {
+    agents
+        .filter(|a| a.live_sessions > 0)
+        .filter_map(|a| {
+            let (until, then) = (a.until?, a.then?);
+            let turns = match view {
+                ChatboxStatus::Busy => then == AgentStatus::Online,
+                ChatboxStatus::Offline => matches!(then, AgentStatus::Online | AgentStatus::Busy),
+                ChatboxStatus::Online => false,
+            };
+            turns.then_some(until)
+        })
+        .min()
 }
 
 /// What a chat box counting `agents` shows (rules 2, 3 and 5).
@@ -100,13 +127,14 @@ fn outcome<'x, 'a: 'x>(
     }
 }
 
-fn group_view(g: &Group, status: ChatboxStatus, reason: Reason) -> GroupView {
+fn group_view(g: &Group, status: ChatboxStatus, reason: Reason, back_at: Option<i64>) -> GroupView {
     GroupView {
         key: g.key.clone(),
         name: g.name.clone(),
         status,
         reason,
         message: None,
+        back_at,
     }
 }
 
@@ -137,6 +165,8 @@ mod tests {
             status,
             groups,
             live_sessions,
+            until: None,
+            then: None,
         }
     }
 
@@ -328,5 +358,48 @@ mod tests {
         assert_eq!(closed.next_change_at, Some(THU_09));
         let open = resolve(&[], &office_hours(), &agents, WED_10);
         assert_eq!(open.next_change_at, Some(WED_10 + 7 * 3_600_000));
+    }
+
+    #[test]
+    fn back_at_is_the_earliest_end_that_turns_a_counted_agent_with_a_session_back() {
+        use AgentStatus::{Busy, Offline, Online};
+        let none: Vec<String> = Vec::new();
+        let (sales, support) = (keys(&["sales"]), keys(&["support"]));
+        let timed = |status, groups, live, until, then| AgentAvailability {
+            until: Some(until),
+            then: Some(then),
+            ..agent(status, groups, live)
+        };
+        let open = WeeklySchedule::always_open();
+        let busy = [
+            timed(Busy, &none, 1, 5_000, Online),
+            timed(Busy, &none, 1, 3_000, Online),
+            timed(Busy, &none, 0, 1_000, Online),
+            timed(Busy, &none, 1, 2_000, Busy),
+        ];
+        let v = resolve(&[], &open, &busy, 0);
+        assert_eq!((v.status, v.back_at), (ChatboxStatus::Busy, Some(3_000)));
+        let offline = [
+            timed(Offline, &none, 1, 6_000, Online),
+            timed(Offline, &none, 1, 4_000, Busy),
+            timed(Offline, &none, 1, 1_000, Offline),
+        ];
+        let v = resolve(&[], &open, &offline, 0);
+        assert_eq!((v.status, v.back_at), (ChatboxStatus::Offline, Some(4_000)));
+        let online = [
+            agent(Online, &none, 1),
+            timed(Busy, &none, 1, 2_000, Online),
+        ];
+        assert_eq!(resolve(&[], &open, &online, 0).back_at, None);
+        let grouped = [
+            timed(Busy, &sales, 1, 2_000, Online),
+            timed(Busy, &support, 1, 3_000, Online),
+        ];
+        let v = resolve(&groups(&["sales", "support"]), &open, &grouped, 0);
+        let per_group: Vec<_> = v.groups.iter().map(|g| g.back_at).collect();
+        assert_eq!(per_group, vec![Some(2_000), Some(3_000)]);
+        assert_eq!(v.back_at, Some(2_000));
+        let closed = resolve(&groups(&["sales"]), &office_hours(), &grouped, WED_20);
+        assert_eq!((closed.back_at, closed.groups[0].back_at), (None, None));
     }
 }

@@ -146,6 +146,8 @@ impl TestAgent {
             status: self.status,
             groups: &self.groups,
             live_sessions: self.live_sessions,
+            until: None,
+            then: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! know is an error when read, never a default ([`parse_enum`]).
 
 use presence_protocol::{
-    AccountSettings, Device, Group, Mode, OpeningHours, PushRegistration, Role, StatusView,
+    AccountSettings, CustomStatus, Device, Group, Mode, OpeningHours, PushRegistration, Role,
+    StatusView,
 };
 
 /// An enum read back from its stored name; an unknown name is an error naming the column.
@@ -26,6 +27,7 @@ pub struct AccountRow {
     /// The highest chat box view version reserved so far: no version up to it may be
     /// served again after a restart.
     pub view_version: i64,
+    pub custom_statuses: Vec<CustomStatus>,
 }
 
 #[derive(Debug, Clone)]

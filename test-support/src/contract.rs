@@ -118,11 +118,30 @@ pub fn check_chatbox(v: &Value) {
         n.is_null() || n.is_i64(),
         "next_change_at is int|null, got {n}"
     );
+    back_at(v, "chatbox");
     for g in array(&v["groups"], "chatbox.groups") {
         string(&g["key"], "chatbox.groups[].key");
         string(&g["name"], "chatbox.groups[].name");
         one_of(&g["status"], CHATBOX_STATUSES, "chatbox.groups[].status");
         one_of(&g["reason"], REASONS, "chatbox.groups[].reason");
+        back_at(g, "chatbox.groups[]");
+    }
+}
+
+/// `back_at` is present, an int or null, and null while the view is online.
+#[track_caller]
+fn back_at(v: &Value, what: &str) {
+    assert!(
+        v.as_object().is_some_and(|o| o.contains_key("back_at")),
+        "{what}.back_at is present (null when none): {v}"
+    );
+    let b = &v["back_at"];
+    assert!(
+        b.is_null() || b.is_i64(),
+        "{what}.back_at is int|null, got {b}"
+    );
+    if v["status"] == "online" {
+        assert!(b.is_null(), "{what}.back_at is null while online: {v}");
     }
 }
 

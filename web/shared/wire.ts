@@ -90,6 +90,11 @@ export interface GroupView {
   reason: Reason;
   /** The busy message while the group is busy, the offline message while offline, else null. */
   message: string | null;
+  /**
+   * When this group's chat box is expected back (see {@link ChatboxView.back_at}); servers
+   * before the third part of the protocol leave it out.
+   */
+  back_at?: number | null;
 }
 
 /** What visitors see: `GET /v1/widget/{key}/status`, `chatbox` events. */
@@ -104,6 +109,12 @@ export interface ChatboxView {
   groups: GroupView[];
   /** The busy message while the view is busy, the offline message while offline, else null. */
   message: string | null;
+  /**
+   * Inside opening hours: the earliest time an agent who counts turns online (a busy view) or
+   * online or busy (an offline view); else null. Servers before the third part of the
+   * protocol leave it out.
+   */
+  back_at?: number | null;
 }
 
 export interface Agent {

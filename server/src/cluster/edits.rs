@@ -46,10 +46,14 @@ impl Inner {
     pub(super) async fn edit_account(
         &self,
         account_id: &str,
+        every_agent: bool,
         plan: AccountPlan,
     ) -> BackendResult<AccountEdit> {
         let now = self.clock.now_ms();
-        let (slice, edit, ended) = self.pg.edit_account(account_id, plan, now).await?;
+        let (slice, edit, ended) = self
+            .pg
+            .edit_account(account_id, every_agent, plan, now)
+            .await?;
         let profile = |role, groups: &[String]| Profile {
             role,
             groups: groups.to_vec(),
@@ -104,6 +108,18 @@ impl Inner {
             }
             AccountEdit::OpeningHours { .. } | AccountEdit::Settings(_) => {
                 self.put_account_cfg(account_id).await?;
+            }
+            AccountEdit::CustomStatuses { resets, .. } => {
+                self.put_account_cfg(account_id).await?;
+                for (agent, status) in resets {
+                    let op = slice.agent(agent).map(|a| a.status_op_id.clone())?;
+                    seeded!(
+                        self,
+                        account_id,
+                        self.hot.set_status(account_id, agent, status, &op)
+                    )?;
+                    self.push_status(account_id, agent, status, None).await?;
+                }
             }
         }
         Ok(edit)

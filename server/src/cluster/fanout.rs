@@ -80,6 +80,7 @@ fn placeholder() -> Arc<ViewFrame> {
         next_change_at: None,
         groups: Vec::new(),
         message: None,
+        back_at: None,
     }))
 }
 

@@ -104,6 +104,8 @@ pub struct AccountCfg {
     pub settings: AccountSettings,
     pub opening_hours: OpeningHours,
     pub groups: Vec<Group>,
+    #[serde(default)]
+    pub custom_statuses: Vec<presence_protocol::CustomStatus>,
 }
 
 impl AccountCfg {
@@ -116,6 +118,7 @@ impl AccountCfg {
             settings: a.settings.clone(),
             opening_hours: a.opening_hours.clone(),
             groups: a.groups.clone(),
+            custom_statuses: a.custom_statuses.clone(),
         }
     }
 
@@ -347,6 +350,8 @@ impl Inner {
                     status: st.status,
                     groups: &p.groups,
                     live_sessions: live.get(id.as_str()).copied().unwrap_or(0),
+                    until: st.until,
+                    then: st.then,
                 })
                 .collect();
             let mut view = resolve(&cfg.groups, &schedule, &avail, snap.now)

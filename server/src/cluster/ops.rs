@@ -268,13 +268,14 @@ impl Backend for Cluster {
         // unapplied to Redis.
         let inner = self.inner.clone();
         let target = match target {
-            AccountTarget::Existing(id) => (id.to_owned(), false),
-            AccountTarget::New(slug) => (slug.to_owned(), true),
+            AccountTarget::Existing(id) => (id.to_owned(), Some(false)),
+            AccountTarget::WithAgents(id) => (id.to_owned(), Some(true)),
+            AccountTarget::New(slug) => (slug.to_owned(), None),
         };
         tokio::spawn(async move {
-            match &target {
-                (slug, true) => inner.create_account(slug, plan).await,
-                (id, false) => inner.edit_account(id, plan).await,
+            match target {
+                (slug, None) => inner.create_account(&slug, plan).await,
+                (id, Some(every_agent)) => inner.edit_account(&id, every_agent, plan).await,
             }
         })
         .await

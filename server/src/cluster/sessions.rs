@@ -38,6 +38,7 @@ impl Inner {
                     timings: cfg.settings.timings,
                     sessions: Vec::new(),
                     view: None,
+                    custom_statuses: Vec::new(),
                 });
             }
             AgentKey::Id {
@@ -89,6 +90,7 @@ impl Inner {
             timings: cfg.settings.timings,
             sessions,
             view: Some(view),
+            custom_statuses: cfg.custom_statuses.clone(),
         })
     }
 

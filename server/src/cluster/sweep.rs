@@ -182,6 +182,7 @@ async fn end_timed_status(inner: Arc<Inner>, account_id: String, agent_id: Strin
         agent_id,
         origin: None,
         op_id: uuid::Uuid::now_v7().to_string(),
+        custom_status: None,
     };
     let plan: StatusPlan = Box::new(move |slice| Ok(status::timer_end(slice, until)));
     if let Err(e) = inner.change_status(change, plan).await {

@@ -168,7 +168,7 @@ pub(crate) async fn agent(o: &Ops, owner: &Principal, slug: &str, name: &str, gr
     .expect("agent created");
 }
 
-async fn widget_key(o: &Ops, owner: &Principal) -> String {
+pub(crate) async fn widget_key(o: &Ops, owner: &Principal) -> String {
     o.admin_account(owner).await.unwrap().account.widget_key
 }
 
@@ -580,6 +580,9 @@ macro_rules! backend_conformance_tests {
             a_timed_status_ends_by_itself_with_its_then,
             a_later_change_cancels_a_timed_status,
             an_admins_timed_status_names_the_admin_and_ends_like_any_other,
+            a_removed_custom_status_leaves_its_agents_with_their_base_status,
+            a_custom_status_removed_while_an_agent_takes_it_never_stays,
+            the_chat_box_says_when_a_busy_team_is_back,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {

@@ -1,10 +1,12 @@
-//! The conformance checks of time: a timed status ends by itself with its `then`, a later
-//! change cancels it, and an admin's timed status says who set it.
+//! The conformance checks of time and custom statuses: a timed status ends by itself with its
+//! `then`, a later change cancels it, an admin's timed status says who set it; a custom
+//! status lends its default duration and, removed, leaves its agents with their base status,
+//! even when removed while an agent takes it.
 
-use presence_protocol::{AgentStatus, Cause, SetStatusRequest, Settings, StatusView};
+use presence_protocol::{AgentStatus, Cause, CustomStatus, SetStatusRequest, Settings, StatusView};
 
-use super::{DEADLINE, Harness, account, admin_req, agent, login, op, uuid};
-use crate::backend::{AgentEvent, DeviceStream};
+use super::{DEADLINE, Harness, account, admin_req, agent, login, op, uuid, widget_key};
+use crate::backend::{AgentEvent, BackendError, DeviceStream};
 
 /// `status` for `duration_ms`, then `then` (the default when `None`).
 fn timed(status: AgentStatus, n: u32, d: i64, then: Option<AgentStatus>) -> SetStatusRequest {
@@ -106,4 +108,121 @@ pub async fn an_admins_timed_status_names_the_admin_and_ends_like_any_other(h: H
     let ended = status_event(&mut stream, |s| s.cause == Cause::Timer).await;
     assert_eq!(ended.status, AgentStatus::Busy);
     assert_eq!(ended.changed_by_agent, None);
+}
+
+fn custom(id: &str, base: AgentStatus, default_duration_ms: Option<i64>) -> CustomStatus {
+    CustomStatus {
+        id: id.into(),
+        label: id.to_uppercase(),
+        emoji: None,
+        base,
+        default_duration_ms,
+    }
+}
+
+fn with_custom(status: AgentStatus, n: u32, id: &str) -> SetStatusRequest {
+    SetStatusRequest {
+        custom_status: Some(id.into()),
+        ..op(status, &uuid(n), None)
+    }
+}
+
+pub async fn a_removed_custom_status_leaves_its_agents_with_their_base_status(h: Harness) {
+    let o = h.ops();
+    account(&o, "acme", Settings::default()).await;
+    let (p, _) = login(&o, "acme", "owner@acme.test", "d").await;
+    let lunch = custom("lunch", AgentStatus::Busy, Some(3_600_000));
+    let call = custom("call", AgentStatus::Busy, None);
+    let stored = o
+        .put_custom_statuses(&p, vec![lunch.clone(), call.clone()])
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![lunch.clone(), call.clone()]);
+    let set = o
+        .set_status(&p, with_custom(AgentStatus::Busy, 1, "lunch"))
+        .await
+        .unwrap()
+        .status;
+    assert_eq!(set.custom_status.as_deref(), Some("lunch"));
+    assert_eq!(
+        set.until,
+        Some(set.intent_at + 3_600_000),
+        "the default duration"
+    );
+    assert_eq!(o.me(&p).await.unwrap().custom_statuses, stored);
+    assert!(matches!(
+        o.set_status(&p, with_custom(AgentStatus::Online, 2, "call")).await,
+        Err(BackendError::InvalidField { field, .. }) if field == "custom_status"
+    ));
+    let mut stream = o.open_device_stream(&p).await.unwrap();
+    o.put_custom_statuses(&p, vec![call.clone()]).await.unwrap();
+    let reset = status_event(&mut stream, |s| s.custom_status.is_none()).await;
+    assert_eq!(reset.status, AgentStatus::Busy);
+    assert_eq!(reset.version, set.version + 1);
+    assert_eq!((reset.until, reset.then), (set.until, set.then));
+    let me = o.me(&p).await.unwrap();
+    assert_eq!(me.status, reset);
+    assert_eq!(me.custom_statuses, vec![call]);
+    assert!(matches!(
+        o.set_status(&p, with_custom(AgentStatus::Busy, 3, "lunch")).await,
+        Err(BackendError::InvalidField { field, .. }) if field == "custom_status"
+    ));
+    let admin = o.admin_account(&p).await.unwrap();
+    assert_eq!(admin.custom_statuses.len(), 1);
+}
+
+pub async fn a_custom_status_removed_while_an_agent_takes_it_never_stays(h: Harness) {
+    let o = h.ops();
+    account(&o, "acme", Settings::default()).await;
+    let (p, _) = login(&o, "acme", "owner@acme.test", "d").await;
+    for round in 0..6 {
+        let lunch = custom("lunch", AgentStatus::Busy, None);
+        o.put_custom_statuses(&p, vec![lunch]).await.unwrap();
+        let (o1, p1) = (o.clone(), p.clone());
+        let take = tokio::spawn(async move {
+            o1.set_status(&p1, with_custom(AgentStatus::Busy, 100 + round, "lunch"))
+                .await
+        });
+        let (o2, p2) = (o.clone(), p.clone());
+        let remove = tokio::spawn(async move { o2.put_custom_statuses(&p2, Vec::new()).await });
+        let (took, removed) = tokio::join!(take, remove);
+        removed.unwrap().unwrap();
+        match took.unwrap() {
+            Ok(_) | Err(BackendError::InvalidField { .. }) => {}
+            Err(e) => panic!("round {round}: {e:?}"),
+        }
+        let me = o.me(&p).await.unwrap();
+        assert_eq!(
+            me.status.custom_status, None,
+            "round {round}: {:?}",
+            me.status
+        );
+    }
+}
+
+pub async fn the_chat_box_says_when_a_busy_team_is_back(h: Harness) {
+    let o = h.ops();
+    account(&o, "acme", Settings::default()).await;
+    let (p, _) = login(&o, "acme", "owner@acme.test", "d").await;
+    let set = o
+        .set_status(
+            &p,
+            timed(AgentStatus::Busy, 1, 60_000, Some(AgentStatus::Online)),
+        )
+        .await
+        .unwrap()
+        .status;
+    let key = widget_key(&o, &p).await;
+    let view = o.widget_view(&key).await.unwrap().view.clone();
+    assert_eq!(view.status, presence_protocol::ChatboxStatus::Busy);
+    assert_eq!(view.back_at, set.until);
+    // Busy with no end: nobody is known to be back.
+    o.set_status(&p, op(AgentStatus::Busy, &uuid(2), None))
+        .await
+        .unwrap();
+    let view = o.widget_view(&key).await.unwrap().view.clone();
+    assert_eq!(
+        (view.status, view.back_at),
+        (presence_protocol::ChatboxStatus::Busy, None)
+    );
 }

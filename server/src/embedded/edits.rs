@@ -30,6 +30,7 @@ impl State {
             opening_hours: acc.opening_hours.clone(),
             groups: acc.groups.clone(),
             view_version: acc.versions_reserved,
+            custom_statuses: acc.custom_statuses.clone(),
         };
         let agents = acc
             .agents
@@ -49,11 +50,18 @@ impl Inner {
         target: AccountTarget<'_>,
         plan: AccountPlan,
     ) -> BackendResult<AccountEdit> {
-        let account_id = match target {
+        let (account_id, every_agent) = match target {
             AccountTarget::New(slug) => return self.create_account(slug, plan).await,
-            AccountTarget::Existing(id) => id,
+            AccountTarget::Existing(id) => (id, false),
+            AccountTarget::WithAgents(id) => (id, true),
         };
         let _turn = self.account_turns.take(account_id).await;
+        // Every agent's turn, before the slice is read: no status change of the account is
+        // planned from then until this edit is applied.
+        let _agents = match every_agent {
+            true => self.turns.take_every().await,
+            false => Vec::new(),
+        };
         let (account_id, edit) = {
             let st = self.state.lock();
             let slice = st.account_slice(account_id)?;
@@ -65,7 +73,9 @@ impl Inner {
         }
         // An agent that leaves has its sessions ended: its turn too, after the account's.
         let _agent_turn = match &edit {
-            AccountEdit::RemoveAgent { agent_id } => Some(self.turns.take(agent_id).await),
+            AccountEdit::RemoveAgent { agent_id } if !every_agent => {
+                Some(self.turns.take(agent_id).await)
+            }
             _ => None,
         };
         let now = self.clock.now_ms();
@@ -162,6 +172,21 @@ impl Inner {
                         acc.messages = next.messages;
                     }
                 }
+                AccountEdit::CustomStatuses { statuses, resets } => {
+                    if let Some(acc) = st.accounts.get_mut(account_id) {
+                        acc.custom_statuses = statuses;
+                    }
+                    for (agent_id, status) in resets {
+                        let Some(op) = st
+                            .agents
+                            .get(agent_id.as_str())
+                            .map(|a| a.status_op_id.clone())
+                        else {
+                            continue;
+                        };
+                        st.apply_status(&agent_id, status, &op, None, now, &mut fx);
+                    }
+                }
             }
             self.recompute(st, account_id, now, &mut fx);
         }
@@ -190,6 +215,11 @@ fn write_of(account_id: &str, edit: &AccountEdit, now: i64) -> Write {
         AccountEdit::Settings(settings) => Write::Settings {
             account_id,
             settings,
+        },
+        AccountEdit::CustomStatuses { statuses, resets } => Write::CustomStatuses {
+            account_id,
+            statuses,
+            resets,
         },
     }
 }

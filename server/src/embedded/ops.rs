@@ -23,6 +23,14 @@ use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 use crate::rules;
 
+/// Which [`AccountTarget`] a key is for.
+#[derive(Clone, Copy)]
+enum TargetKind {
+    Existing,
+    WithAgents,
+    New,
+}
+
 struct DeviceGuard {
     inner: Weak<Inner>,
     session_id: Arc<str>,
@@ -76,14 +84,17 @@ impl Backend for Embedded {
         target: AccountTarget<'_>,
         plan: AccountPlan,
     ) -> BackendResult<AccountEdit> {
-        let target = match target {
-            AccountTarget::Existing(id) => (id.to_owned(), false),
-            AccountTarget::New(slug) => (slug.to_owned(), true),
+        // Owned, for the task that runs it.
+        let (key, kind) = match target {
+            AccountTarget::Existing(id) => (id.to_owned(), TargetKind::Existing),
+            AccountTarget::WithAgents(id) => (id.to_owned(), TargetKind::WithAgents),
+            AccountTarget::New(slug) => (slug.to_owned(), TargetKind::New),
         };
         self.to_completion(move |inner| async move {
-            let target = match &target {
-                (id, false) => AccountTarget::Existing(id),
-                (slug, true) => AccountTarget::New(slug),
+            let target = match kind {
+                TargetKind::Existing => AccountTarget::Existing(&key),
+                TargetKind::WithAgents => AccountTarget::WithAgents(&key),
+                TargetKind::New => AccountTarget::New(&key),
             };
             inner.edit_account(target, plan).await
         })

@@ -59,6 +59,7 @@ impl Embedded {
                     versions_reserved: a.view_version,
                     reserving: false,
                     flip_at: None,
+                    custom_statuses: a.custom_statuses,
                 },
             );
         }

@@ -70,6 +70,10 @@ impl State {
             timings: acc.settings,
             sessions,
             view: with_view.then(|| acc.view.clone()),
+            custom_statuses: match with_view {
+                true => acc.custom_statuses.clone(),
+                false => Vec::new(),
+            },
         })
     }
 

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::{
-    AccountInfo, AgentAvailability, Device, EndReason, Group, Messages, Mode, OpeningHours,
-    PushBody, PushPayload, PushRegistration, Role, Settings, StatusView, WeeklySchedule, resolve,
+    AccountInfo, AgentAvailability, CustomStatus, Device, EndReason, Group, Messages, Mode,
+    OpeningHours, PushBody, PushPayload, PushRegistration, Role, Settings, StatusView,
+    WeeklySchedule, resolve,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -50,6 +51,7 @@ pub(super) struct AccountState {
     pub(super) reserving: bool,
     pub(super) view_tx: watch::Sender<Arc<ViewFrame>>,
     pub(super) flip_at: Option<i64>,
+    pub(super) custom_statuses: Vec<CustomStatus>,
 }
 
 pub(super) struct AgentState {
@@ -215,6 +217,8 @@ impl State {
                 status: a.status.status,
                 groups: &a.groups,
                 live_sessions: a.sessions.len(),
+                until: a.status.until,
+                then: a.status.then,
             })
             .collect();
         let mut view =

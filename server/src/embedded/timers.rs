@@ -106,6 +106,7 @@ async fn end_timed_status(inner: Arc<Inner>, account_id: Arc<str>, agent_id: Arc
         agent_id: agent_id.to_string(),
         origin: None,
         op_id: uuid::Uuid::now_v7().to_string(),
+        custom_status: None,
     };
     let plan: StatusPlan = Box::new(move |slice| Ok(status::timer_end(slice, until)));
     if let Err(e) = inner.change_status(change, plan).await {

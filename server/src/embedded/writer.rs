@@ -117,4 +117,14 @@ impl Turns {
         let h = BuildHasherDefault::<FxHasher>::default().hash_one(key);
         self.stripes[(h as usize) % STRIPES].lock().await
     }
+
+    /// Waits for every key's turn (each stripe once, in order, so two callers never
+    /// deadlock): an edit that may change any agent of an account.
+    pub(super) async fn take_every(&self) -> Vec<MutexGuard<'_, ()>> {
+        let mut held = Vec::with_capacity(STRIPES);
+        for s in self.stripes.iter() {
+            held.push(s.lock().await);
+        }
+        held
+    }
 }

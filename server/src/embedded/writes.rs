@@ -70,6 +70,7 @@ impl Inner {
                     versions_reserved: account.view_version,
                     reserving: false,
                     flip_at: None,
+                    custom_statuses: account.custom_statuses.clone(),
                 },
             );
             st.emails
@@ -128,6 +129,7 @@ impl Inner {
             agent_id,
             origin,
             op_id,
+            custom_status,
         } = change;
         let _turn = self.turns.take(&agent_id).await;
         let now = self.clock.now_ms();
@@ -150,6 +152,10 @@ impl Inner {
                     .as_ref()
                     .and_then(|o| st.sessions.get(o))
                     .map(|s| s.device.id.clone()),
+                custom: custom_status.and_then(|id| {
+                    let acc = st.accounts.get(&account_id)?;
+                    acc.custom_statuses.iter().find(|c| c.id == id).cloned()
+                }),
             };
             let resp = plan(&slice)?;
             let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;

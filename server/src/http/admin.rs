@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use presence_protocol::{
-    AdminSetStatusRequest, Group, NewAgentRequest, OpeningHours, PatchAgentRequest, SettingsPatch,
+    AdminSetStatusRequest, CustomStatus, Group, NewAgentRequest, OpeningHours, PatchAgentRequest,
+    SettingsPatch,
 };
 
 use super::AppState;
@@ -30,8 +31,17 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/admin/agents/{id}/status", put(admin_set_status))
         .route("/v1/admin/groups", put(put_groups))
+        .route("/v1/admin/custom-statuses", put(put_custom_statuses))
         .route("/v1/admin/opening-hours", put(put_opening_hours))
         .route("/v1/admin/settings", put(put_settings))
+}
+
+async fn put_custom_statuses(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    JsonListBody(list): JsonListBody<CustomStatus>,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.put_custom_statuses(&p, list).await?).into_response())
 }
 
 async fn admin_account(State(state): State<AppState>, Admin(p): Admin) -> ApiResult<Response> {

@@ -99,6 +99,7 @@ pub fn new_account(
         opening_hours: OpeningHours::default(),
         groups: Vec::new(),
         view_version: crate::rules::VIEW_VERSION_BLOCK,
+        custom_statuses: Vec::new(),
     };
     let owner = AgentRow {
         id: crate::auth::new_id("agt"),
@@ -152,6 +153,7 @@ pub(crate) mod tests {
                     })
                     .collect(),
                 view_version: 0,
+                custom_statuses: Vec::new(),
             },
             agents,
         }

@@ -15,13 +15,16 @@
 pub mod account;
 pub mod agents;
 pub mod credentials;
+pub mod custom;
 mod service;
 pub mod sessions;
 pub mod status;
 
 pub use service::Ops;
 
-use presence_protocol::{AccountSettings, Agent, Group, OpeningHours, WeeklySchedule};
+use presence_protocol::{
+    AccountSettings, Agent, CustomStatus, Group, OpeningHours, StatusView, WeeklySchedule,
+};
 
 use crate::backend::BackendResult;
 use crate::rows::{AccountRow, AgentRow};
@@ -38,6 +41,9 @@ pub enum AccountKey<'a> {
 #[derive(Debug, Clone, Copy)]
 pub enum AccountTarget<'a> {
     Existing(&'a str),
+    /// An existing account whose edit may change any of its agents' statuses: the backend
+    /// takes every agent's turn too (their status changes wait for it).
+    WithAgents(&'a str),
     New(&'a str),
 }
 
@@ -94,6 +100,12 @@ pub enum AccountEdit {
     },
     /// Timings and messages are replaced.
     Settings(AccountSettings),
+    /// The custom statuses are replaced; each listed agent's status becomes the one given
+    /// (its custom status gone).
+    CustomStatuses {
+        statuses: Vec<CustomStatus>,
+        resets: Vec<(String, StatusView)>,
+    },
 }
 
 impl AccountEdit {

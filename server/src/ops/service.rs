@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use presence_protocol::{
     AccountInfo, AccountSettings, AdminAccountResponse, AdminSetStatusRequest, Agent,
-    CreateAccountRequest, CreateAccountResponse, Group, Heartbeat, LoginRequest, LoginResponse,
-    MeResponse, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest, PushRegistration,
-    SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, StatusView,
+    CreateAccountRequest, CreateAccountResponse, CustomStatus, Group, Heartbeat, LoginRequest,
+    LoginResponse, MeResponse, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest,
+    PushRegistration, SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, StatusView,
 };
 
 use super::credentials::Credentials;
 use super::sessions::{self, AgentKey, SessionEdit, SessionPlan, Sessions};
 use super::status::{self, StatusChange, StatusPlan};
-use super::{AccountEdit, AccountKey, AccountTarget, account, agents, existing};
+use super::{AccountEdit, AccountKey, AccountTarget, account, agents, custom, existing};
 use crate::auth::TokenHash;
 use crate::backend::{
     Backend, BackendError, BackendResult, DeviceStream, Principal, SessionCheck, ViewFrame,
@@ -277,6 +277,7 @@ impl Ops {
             agent_id: p.agent_id.to_string(),
             origin: Some(p.session_id.clone()),
             op_id: req.op_id.clone(),
+            custom_status: req.custom_status.clone(),
         };
         let plan: StatusPlan = Box::new(move |slice| status::device_op(slice, &req));
         match self.backend.change_status(change, plan).await {
@@ -303,6 +304,7 @@ impl Ops {
             agent_id: agent_id.to_owned(),
             origin: None,
             op_id: uuid::Uuid::now_v7().to_string(),
+            custom_status: timing.custom_status.clone(),
         };
         let plan: StatusPlan = Box::new(move |slice| {
             Ok(SetStatusResponse {
@@ -337,6 +339,7 @@ impl Ops {
             opening_hours: acc.opening_hours,
             settings: acc.settings,
             agents,
+            custom_statuses: acc.custom_statuses,
         })
     }
 
@@ -423,6 +426,29 @@ impl Ops {
             AccountEdit::Groups { groups, .. } => Ok(groups),
             _ => Err(BackendError::internal(
                 "a groups edit changed something else",
+            )),
+        }
+    }
+
+    /// Replaces the account's custom statuses; agents who have one that goes keep their
+    /// status without it (a new version).
+    pub async fn put_custom_statuses(
+        &self,
+        p: &Principal,
+        list: Vec<CustomStatus>,
+    ) -> BackendResult<Vec<CustomStatus>> {
+        custom::check(&list)?;
+        match self
+            .backend
+            .edit_account(
+                AccountTarget::WithAgents(&p.account_id),
+                existing(move |slice| custom::replace(slice, list)),
+            )
+            .await?
+        {
+            AccountEdit::CustomStatuses { statuses, .. } => Ok(statuses),
+            _ => Err(BackendError::internal(
+                "a custom statuses edit changed something else",
             )),
         }
     }

@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use presence_protocol::{
-    Device, EndReason, Heartbeat, LoginResponse, MeResponse, Mode, PushInfo, PushRegistration,
-    SessionInfo, Settings,
+    CustomStatus, Device, EndReason, Heartbeat, LoginResponse, MeResponse, Mode, PushInfo,
+    PushRegistration, SessionInfo, Settings,
 };
 
 use crate::auth::TokenHash;
@@ -70,6 +70,8 @@ pub struct AgentSlice {
     pub sessions: Vec<LiveSession>,
     /// The account's current chat box view (reads only; `None` under a turn).
     pub view: Option<Arc<ViewFrame>>,
+    /// The account's custom statuses (reads by id only; empty otherwise).
+    pub custom_statuses: Vec<CustomStatus>,
 }
 
 impl AgentSlice {
@@ -222,6 +224,7 @@ pub fn me(slice: AgentSlice) -> BackendResult<MeResponse> {
         status: slice.agent.status,
         chatbox: view.view.clone(),
         sessions,
+        custom_statuses: slice.custom_statuses,
     })
 }
 
@@ -269,6 +272,7 @@ mod tests {
                 })
                 .collect(),
             view: None,
+            custom_statuses: Vec::new(),
         }
     }
 

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use presence_protocol::{
-    AgentStatus, Cause, SetStatusRequest, SetStatusResponse, StatusTiming, StatusView,
+    AgentStatus, Cause, CustomStatus, SetStatusRequest, SetStatusResponse, StatusTiming, StatusView,
 };
 
 use crate::backend::{BackendError, BackendResult};
@@ -30,13 +30,15 @@ pub const MAX_DURATION_MS: i64 = 7 * 86_400_000;
 /// The longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 100;
 
-/// Whose status changes, by which op, from which session (none for an admin or a timer).
+/// Whose status changes, by which op, from which session (none for an admin or a timer),
+/// and which of the account's custom statuses the change names (the backend loads it).
 #[derive(Debug, Clone)]
 pub struct StatusChange {
     pub account_id: Arc<str>,
     pub agent_id: String,
     pub origin: Option<Arc<str>>,
     pub op_id: String,
+    pub custom_status: Option<String>,
 }
 
 /// The plan a backend runs under the agent's turn, on the agent's current status. An error
@@ -52,6 +54,8 @@ pub struct StatusSlice {
     pub current: StatusView,
     pub current_op: String,
     pub device: Option<String>,
+    /// The custom status the change names, if the account has it.
+    pub custom: Option<CustomStatus>,
 }
 
 /// Checks what a change says besides its status, where no state is needed: the duration's
@@ -84,20 +88,34 @@ enum By<'a> {
 
 /// The status a change sets on top of `cur`.
 fn next(
-    cur: &StatusView,
+    slice: &StatusSlice,
     status: AgentStatus,
     intent_at: i64,
     t: &StatusTiming,
     by: By<'_>,
 ) -> BackendResult<StatusView> {
+    let cur = &slice.current;
+    let mut duration_ms = t.duration_ms;
     if let Some(id) = &t.custom_status {
-        // The account's custom statuses come with their own change; none is known yet.
-        return Err(BackendError::invalid_field(
-            "custom_status",
-            format!("the account has no custom status {id:?}"),
-        ));
+        let custom = slice
+            .custom
+            .as_ref()
+            .filter(|c| c.id == *id)
+            .ok_or_else(|| {
+                BackendError::invalid_field(
+                    "custom_status",
+                    format!("the account has no custom status {id:?}"),
+                )
+            })?;
+        if custom.base != status {
+            return Err(BackendError::invalid_field(
+                "custom_status",
+                format!("{id:?} is a {} status, not {status}", custom.base),
+            ));
+        }
+        duration_ms = duration_ms.or(custom.default_duration_ms);
     }
-    let until = t.duration_ms.map(|d| intent_at + d);
+    let until = duration_ms.map(|d| intent_at + d);
     let before = match cur.until {
         Some(_) => cur.then.unwrap_or(cur.status),
         None => cur.status,
@@ -113,7 +131,7 @@ fn next(
         changed_by_device,
         until,
         then: until.map(|_| t.then.unwrap_or(before)),
-        custom_status: None,
+        custom_status: t.custom_status.clone(),
         note: t.note.clone().filter(|n| !n.is_empty()),
         cause,
         changed_by_agent,
@@ -133,7 +151,7 @@ pub fn device_op(slice: &StatusSlice, req: &SetStatusRequest) -> BackendResult<S
         return Ok(unchanged());
     }
     let view = next(
-        cur,
+        slice,
         req.status,
         intent_at,
         &req.timing(),
@@ -158,13 +176,7 @@ pub fn admin_op(
     admin_agent_id: &str,
 ) -> BackendResult<StatusView> {
     let intent_at = rules::admin_intent(slice.now, slice.current.intent_at);
-    next(
-        &slice.current,
-        status,
-        intent_at,
-        timing,
-        By::Admin(admin_agent_id),
-    )
+    next(slice, status, intent_at, timing, By::Admin(admin_agent_id))
 }
 
 /// The end of a timed status that was to end at `until`: its `then`, with cause `timer` and
@@ -196,6 +208,7 @@ mod tests {
             current: StatusView::manual(Online, version, intent_at, Some("old".into())),
             current_op: op.into(),
             device: Some("phone".into()),
+            custom: None,
         }
     }
 
@@ -333,6 +346,36 @@ mod tests {
                 (got, _) => panic!("{timing:?}: {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_custom_status_needs_its_base_and_lends_its_default_duration() {
+        let mut s = slice(1_000, 1, 500, "a");
+        s.custom = Some(CustomStatus {
+            id: "lunch".into(),
+            label: "Lunch".into(),
+            emoji: None,
+            base: Busy,
+            default_duration_ms: Some(3_600_000),
+        });
+        let with = |status, d: Option<i64>| SetStatusRequest {
+            custom_status: Some("lunch".into()),
+            duration_ms: d,
+            ..req(status, "b", None)
+        };
+        let got = device_op(&s, &with(Busy, None)).unwrap().status;
+        assert_eq!(got.custom_status.as_deref(), Some("lunch"));
+        assert_eq!(got.until, Some(1_000 + 3_600_000));
+        let own = device_op(&s, &with(Busy, Some(60_000))).unwrap().status;
+        assert_eq!(
+            own.until,
+            Some(1_000 + 60_000),
+            "the change's own duration wins"
+        );
+        assert!(matches!(
+            device_op(&s, &with(Online, None)),
+            Err(BackendError::InvalidField { field, .. }) if field == "custom_status"
+        ));
     }
 
     #[test]

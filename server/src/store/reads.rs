@@ -46,7 +46,8 @@ impl Store {
     pub fn load(&self, ended_since: i64) -> StoreResult<Loaded> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
-            "SELECT id, slug, name, widget_key, settings, opening_hours, groups_json, view_version
+            "SELECT id, slug, name, widget_key, settings, opening_hours, groups_json, view_version,
+                    custom_statuses
              FROM accounts",
         )?;
         let accounts = stmt
@@ -60,6 +61,7 @@ impl Store {
                     opening_hours: from_json(5, &r.get::<_, String>(5)?)?,
                     groups: from_json(6, &r.get::<_, String>(6)?)?,
                     view_version: r.get(7)?,
+                    custom_statuses: from_json(8, &r.get::<_, String>(8)?)?,
                 })
             })?
             .collect::<StoreResult<Vec<_>>>()?;

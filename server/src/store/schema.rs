@@ -92,6 +92,10 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE agents ADD COLUMN status_cause TEXT NOT NULL DEFAULT 'manual';
     ALTER TABLE agents ADD COLUMN changed_by_agent TEXT;
     "#,
+    // v6: an account's custom statuses (a JSON array).
+    r#"
+    ALTER TABLE accounts ADD COLUMN custom_statuses TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// Brings the schema up to `MIGRATIONS.len()`, one transaction per step.

@@ -106,6 +106,7 @@ fn a_write_refused_in_a_group_fails_alone_and_the_rest_commit() {
         opening_hours: OpeningHours::default(),
         groups: Vec::new(),
         view_version: 1000,
+        custom_statuses: Vec::new(),
     };
     store
         .commit(&Write::Account {

@@ -6,7 +6,8 @@
 //! first end recorded for a session is the one that stays.
 
 use presence_protocol::{
-    AccountSettings, AgentStatus, EndReason, Group, OpeningHours, PushRegistration, StatusView,
+    AccountSettings, AgentStatus, CustomStatus, EndReason, Group, OpeningHours, PushRegistration,
+    StatusView,
 };
 use rusqlite::{Connection, params};
 
@@ -55,6 +56,12 @@ pub enum Write {
     Settings {
         account_id: String,
         settings: AccountSettings,
+    },
+    /// The custom statuses replaced, and the statuses of the agents who lost theirs.
+    CustomStatuses {
+        account_id: String,
+        statuses: Vec<CustomStatus>,
+        resets: Vec<(String, StatusView)>,
     },
     /// A new session; ends `replaces` (the same device's old session) with it.
     Session {
@@ -172,6 +179,18 @@ impl Write {
                     .execute(params![account_id, json(settings)])?;
                 Ok(())
             }
+            Write::CustomStatuses {
+                account_id,
+                statuses,
+                resets,
+            } => {
+                tx.prepare_cached("UPDATE accounts SET custom_statuses = ?2 WHERE id = ?1")?
+                    .execute(params![account_id, json(statuses)])?;
+                for (agent_id, s) in resets {
+                    write_status_in(tx, agent_id, s, None)?;
+                }
+                Ok(())
+            }
             Write::Session { row, replaces, now } => insert_session(tx, row, replaces, *now),
             Write::EndSessions { ended, now } => {
                 let mut stmt = tx.prepare_cached(
@@ -249,6 +268,37 @@ fn insert_session(
     Ok(())
 }
 
+/// An agent's status row; its op id too when given (a reset keeps the op that set it).
+fn write_status_in(
+    tx: &Connection,
+    agent_id: &str,
+    s: &StatusView,
+    op_id: Option<&str>,
+) -> StoreResult<()> {
+    tx.prepare_cached(
+        "UPDATE agents SET status = ?2, status_version = ?3, intent_at = ?4,
+                changed_by_device = ?5, status_op_id = coalesce(?6, status_op_id),
+                status_until = ?7, status_then = ?8, custom_status = ?9, status_note = ?10,
+                status_cause = ?11, changed_by_agent = ?12
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        agent_id,
+        s.status.as_str(),
+        s.version,
+        s.intent_at,
+        s.changed_by_device,
+        op_id,
+        s.until,
+        s.then.map(AgentStatus::as_str),
+        s.custom_status,
+        s.note,
+        s.cause.as_str(),
+        s.changed_by_agent,
+    ])?;
+    Ok(())
+}
+
 fn record_status_op_in(
     tx: &Connection,
     agent_id: &str,
@@ -259,27 +309,7 @@ fn record_status_op_in(
 ) -> StoreResult<()> {
     {
         if let Some(s) = applied {
-            tx.prepare_cached(
-                "UPDATE agents SET status = ?2, status_version = ?3, intent_at = ?4,
-                        changed_by_device = ?5, status_op_id = ?6, status_until = ?7,
-                        status_then = ?8, custom_status = ?9, status_note = ?10,
-                        status_cause = ?11, changed_by_agent = ?12
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                agent_id,
-                s.status.as_str(),
-                s.version,
-                s.intent_at,
-                s.changed_by_device,
-                op_id,
-                s.until,
-                s.then.map(AgentStatus::as_str),
-                s.custom_status,
-                s.note,
-                s.cause.as_str(),
-                s.changed_by_agent,
-            ])?;
+            write_status_in(tx, agent_id, s, Some(op_id))?;
         }
         tx.prepare_cached(
             "INSERT OR IGNORE INTO status_ops (agent_id, op_id, response, created_at)

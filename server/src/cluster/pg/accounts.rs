@@ -110,6 +110,7 @@ impl Pg {
     pub async fn edit_account(
         &self,
         account_id: &str,
+        every_agent: bool,
         plan: AccountPlan,
         now: i64,
     ) -> BackendResult<(AccountSlice, AccountEdit, Vec<SessionRow>)> {
@@ -124,7 +125,17 @@ impl Pg {
             .map(|r| account_row(&r))
             .transpose()?
             .ok_or_else(|| BackendError::not_found("account"))?;
-        let q = format!("SELECT {AGENT_COLS} FROM agents WHERE account_id = $1 ORDER BY email");
+        // With `every_agent`, the agents' rows are locked too (in id order), so no status
+        // change of the account is decided until this edit commits.
+        let q = match every_agent {
+            true => format!(
+                "SELECT {AGENT_COLS} FROM (SELECT * FROM agents WHERE account_id = $1 \
+                 ORDER BY id FOR UPDATE) a ORDER BY email"
+            ),
+            false => {
+                format!("SELECT {AGENT_COLS} FROM agents WHERE account_id = $1 ORDER BY email")
+            }
+        };
         let agents = tx
             .query(&q, &[&account_id])
             .await
@@ -205,6 +216,22 @@ impl Pg {
                 )
                 .await
                 .map_err(|e| self.db(e))?;
+            }
+            AccountEdit::CustomStatuses { statuses, resets } => {
+                tx.execute(
+                    "UPDATE accounts SET custom_statuses = $2 WHERE id = $1",
+                    &[&account_id, &json(statuses)],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+                for (agent, status) in resets {
+                    tx.execute(
+                        "UPDATE agents SET status = $2, updated_at = $3 WHERE id = $1",
+                        &[agent, &json(status), &now],
+                    )
+                    .await
+                    .map_err(|e| self.db(e))?;
+                }
             }
         }
         tx.commit().await.map_err(|e| self.db(e))?;

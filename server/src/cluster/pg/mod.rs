@@ -49,6 +49,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("sql/001_schema.sql"),
     // v2: the end of a timed status, indexed.
     include_str!("sql/002_timed_status.sql"),
+    // v3: custom statuses.
+    include_str!("sql/003_custom_statuses.sql"),
 ];
 
 /// Key of the advisory lock migrations run under ("PRSV").

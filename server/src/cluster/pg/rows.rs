@@ -73,8 +73,8 @@ pub(super) fn agent_row(r: &tokio_postgres::Row) -> BackendResult<AgentRow> {
     })
 }
 
-pub(super) const ACCOUNT_COLS: &str =
-    "id, slug, name, widget_key, settings, opening_hours, groups_json, view_reserved";
+pub(super) const ACCOUNT_COLS: &str = "id, slug, name, widget_key, settings, opening_hours, groups_json, view_reserved, \
+     custom_statuses";
 
 pub(super) fn account_row(r: &tokio_postgres::Row) -> BackendResult<AccountRow> {
     Ok(AccountRow {
@@ -86,6 +86,7 @@ pub(super) fn account_row(r: &tokio_postgres::Row) -> BackendResult<AccountRow> 
         opening_hours: from_json(r.get(5))?,
         groups: from_json(r.get(6))?,
         view_version: r.get(7),
+        custom_statuses: from_json(r.get(8))?,
     })
 }
 

@@ -86,6 +86,7 @@ impl Pg {
             timings,
             sessions: rows.iter().cloned().map(live).collect(),
             view: None,
+            custom_statuses: Vec::new(),
         };
         let edit = plan(&slice)?;
         let ended = match &edit {

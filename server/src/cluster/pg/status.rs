@@ -5,7 +5,7 @@
 //! with its answer in the same transaction, so two nodes deciding for one agent are
 //! serialised and an op id is answered once and for all.
 
-use presence_protocol::StatusView;
+use presence_protocol::{CustomStatus, StatusView};
 
 use super::Pg;
 use super::rows::{from_json, json};
@@ -62,11 +62,28 @@ impl Pg {
         if let Some(prev) = row.get::<_, Option<String>>(2) {
             return Ok(StatusDecision::Replay(prev));
         }
+        // Read after the agent's row is locked (a change that removes custom statuses locks
+        // every agent of the account first), and only when the change names one.
+        let custom = match &change.custom_status {
+            None => None,
+            Some(id) => {
+                let list = tx
+                    .query_one(
+                        "SELECT custom_statuses FROM accounts WHERE id = $1",
+                        &[&account_id],
+                    )
+                    .await
+                    .map_err(|e| self.db(e))?;
+                let list: Vec<CustomStatus> = from_json(list.get(0))?;
+                list.into_iter().find(|c| c.id == *id)
+            }
+        };
         let slice = StatusSlice {
             now,
             current: from_json(row.get(0))?,
             current_op: row.get(1),
             device: row.get(3),
+            custom,
         };
         let resp = decide(&slice)?;
         let body = json(&resp);

@@ -1,8 +1,9 @@
-//! Timed statuses over HTTP (PROTOCOL.md, third part, "Timed status, custom statuses,
-//! notes"): the fields a change may carry and their bounds, the shape every `StatusView`
-//! now has, the end of a timed status reaching another device, and that end surviving a
-//! restart. The rules themselves are pinned in `server/src/ops/status.rs` and, on every
-//! backend, in the conformance suite.
+//! Timed and custom statuses over HTTP (PROTOCOL.md, third part, "Timed status, custom
+//! statuses, notes"): the fields a change may carry and their bounds, the shape every
+//! `StatusView` now has, the end of a timed status reaching another device, that end
+//! surviving a restart, and the account's custom statuses (`PUT /v1/admin/custom-statuses`).
+//! The rules themselves are pinned in `server/src/ops/` and, on every backend, in the
+//! conformance suite.
 
 use presence_test_support::contract::check_status_view;
 use presence_test_support::{Api, Sse, TestServer, new_op_id};
@@ -126,4 +127,87 @@ async fn a_timed_status_ends_after_a_restart() {
     };
     assert_eq!(ended["status"], "busy");
     assert_eq!(ended["intent_at"], until);
+}
+
+#[tokio::test]
+async fn custom_statuses_are_replaced_by_admins_shown_to_agents_and_checked_field_by_field() {
+    let (_srv, api, acc) = setup().await;
+    let list = json!([
+        {"id": "lunch", "label": "Lunch", "emoji": "🍜", "base": "busy",
+         "default_duration_ms": 3_600_000},
+        {"id": "on-a-call", "label": "On a call", "base": "busy"}
+    ]);
+    let r = api
+        .put(
+            "/v1/admin/custom-statuses",
+            Some(&acc.owner_token),
+            list.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body[0]["id"], "lunch");
+    assert_eq!(r.body[1]["emoji"], Value::Null);
+    assert_eq!(r.body[1]["default_duration_ms"], Value::Null);
+    let admin = api.get("/v1/admin/account", Some(&acc.owner_token)).await;
+    assert_eq!(admin.body["custom_statuses"], r.body);
+    api.add_agent(&acc, "ann", &[]).await;
+    let ann = api.login_agent(&acc, "ann", "ann-desk").await;
+    assert_eq!(api.me(&ann.token).await["custom_statuses"], r.body);
+    let set = api
+        .put(
+            "/v1/me/status",
+            Some(&ann.token),
+            json!({"status": "busy", "op_id": new_op_id(), "custom_status": "lunch"}),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    check_status_view(&set.body["status"]);
+    assert_eq!(set.body["status"]["custom_status"], "lunch");
+    // Agents may not change the set.
+    let r = api
+        .put("/v1/admin/custom-statuses", Some(&ann.token), json!([]))
+        .await;
+    r.assert_error(403, "forbidden");
+    let cases = [
+        (
+            json!([{"id": "Lunch", "label": "L", "base": "busy"}]),
+            "[0].id",
+        ),
+        (
+            json!([{"id": "a", "label": "", "base": "busy"}]),
+            "[0].label",
+        ),
+        (
+            json!([{"id": "a", "label": "A", "base": "busy"}, {"id": "a", "label": "B", "base": "online"}]),
+            "[1].id",
+        ),
+        (json!([{"id": "a", "label": "A", "base": "away"}]), "base"),
+        (
+            json!([{"id": "a", "label": "A", "base": "busy", "default_duration_ms": 10}]),
+            "[0].default_duration_ms",
+        ),
+        (json!({"id": "a"}), "body"),
+    ];
+    for (body, field) in cases {
+        let r = api
+            .put(
+                "/v1/admin/custom-statuses",
+                Some(&acc.owner_token),
+                body.clone(),
+            )
+            .await;
+        let detail = r.assert_error(422, "invalid_field");
+        assert!(detail.contains(field), "{body}: names {field}: {detail}");
+    }
+    let too_many: Vec<Value> = (0..51)
+        .map(|i| json!({"id": format!("s{i}"), "label": "S", "base": "busy"}))
+        .collect();
+    let r = api
+        .put(
+            "/v1/admin/custom-statuses",
+            Some(&acc.owner_token),
+            json!(too_many),
+        )
+        .await;
+    r.assert_error(422, "invalid_field");
 }
