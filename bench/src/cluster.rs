@@ -61,6 +61,8 @@ struct Sizes {
     conns: usize,
     hb_window: Duration,
     floor_requests: usize,
+    /// Accounts of the timer-lag scenario (10 timers each).
+    timer_accounts: usize,
 }
 
 pub async fn cluster(ctx: &mut Ctx) -> Res<()> {
@@ -72,6 +74,7 @@ pub async fn cluster(ctx: &mut Ctx) -> Res<()> {
             conns: 32,
             hb_window: Duration::from_secs(1),
             floor_requests: 50_000,
+            timer_accounts: 10,
         }
     } else {
         Sizes {
@@ -81,6 +84,7 @@ pub async fn cluster(ctx: &mut Ctx) -> Res<()> {
             conns: 32,
             hb_window: Duration::from_secs(3),
             floor_requests: 200_000,
+            timer_accounts: 100,
         }
     };
     let server = build_server(ctx).await?;
@@ -101,6 +105,11 @@ pub async fn cluster(ctx: &mut Ctx) -> Res<()> {
     r.set("cluster_status_cross_node_p99_ms", m.status.p99());
     r.set("cluster_logout_to_widget_offline_p99_ms", m.logout.p99());
     r.set("cluster_expiry_detection_lag_p99_ms", m.expiry.p99());
+    r.set("cluster_status_timer_lag_p99_ms", m.timers.p99());
+    r.detail(
+        "cluster_status_timer_lag_ms",
+        json!({"samples": m.timers.summary(), "missed": m.timers_missed}),
+    );
     r.set(
         "cluster_expiry_publications_per_lease",
         (m.leases > 0).then(|| m.publications / m.leases as f64),
@@ -166,6 +175,8 @@ struct Measured {
     answers: Samples,
     logout: Samples,
     expiry: Samples,
+    timers: Samples,
+    timers_missed: usize,
     leases: usize,
     publications: f64,
     per_node: Vec<f64>,
@@ -244,11 +255,14 @@ async fn run(
     let (hb_per_s, hb_errors) = heartbeat_load(a, sizes.conns, sizes.hb_window).await?;
     let floor_per_s = redis_floor(redis_port, sizes.conns, sizes.floor_requests).await?;
     let ex = expiry(&nodes, sizes.sessions).await?;
+    let timers = crate::timers::run(a, b, "cl-tmr", sizes.timer_accounts, 10).await?;
     Ok(Measured {
         status,
         answers,
         logout,
         expiry: ex.lags,
+        timers: timers.lags,
+        timers_missed: timers.missed,
         leases: ex.leases,
         publications: ex.publications,
         per_node: ex.per_node,

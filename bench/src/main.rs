@@ -27,6 +27,7 @@ mod report;
 mod serve;
 mod soketi;
 mod stats;
+mod timers;
 mod widget;
 
 use std::path::PathBuf;
@@ -42,6 +43,7 @@ use crate::report::Report;
 pub const STEPS: &[&str] = &[
     "latency",
     "expiry",
+    "timers",
     "fanout",
     "heartbeat",
     "rss",
@@ -58,7 +60,7 @@ pub const STEPS: &[&str] = &[
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
-steps: latency, expiry, fanout, heartbeat, rss, core, phone, durability, ffi, soketi, redis,
+steps: latency, expiry, timers, fanout, heartbeat, rss, core, phone, durability, ffi, soketi, redis,
 widget, dashboard, push, cluster";
 
 pub struct Ctx {
@@ -283,6 +285,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
     match name {
         "latency" => ours::latency(ctx).await,
         "expiry" => ours::expiry(ctx).await,
+        "timers" => ours::timers(ctx).await,
         "fanout" => ours::fanout(ctx).await,
         "heartbeat" => ours::heartbeat(ctx).await,
         "rss" => ours::rss(ctx).await,

@@ -228,6 +228,24 @@ pub async fn expiry(ctx: &mut Ctx) -> Res<()> {
     Ok(())
 }
 
+/// A timed status's end -> the `status` event on the agent's other device, 1,000 timers.
+pub async fn timers(ctx: &mut Ctx) -> Res<()> {
+    let (accounts, rounds) = if ctx.quick { (20, 3) } else { (100, 10) };
+    let (server, addr) = fresh_server(ctx, "timers", &[]).await?;
+    let result = crate::timers::run(addr, addr, "tmr", accounts, rounds).await;
+    server.stop(STOP).await?;
+    let t = result?;
+    let r = &mut ctx.report;
+    r.set("status_timer_lag_p50_ms", t.lags.p50());
+    r.set("status_timer_lag_p99_ms", t.lags.p99());
+    r.detail(
+        "status_timer_lag_ms",
+        json!({"samples": t.lags.summary(), "accounts": accounts, "rounds": rounds,
+               "duration_ms": crate::timers::DURATION_MS, "missed": t.missed}),
+    );
+    Ok(())
+}
+
 async fn expiry_run(
     addr: SocketAddr,
     accounts: usize,

@@ -203,6 +203,18 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "status_timer_lag_p50_ms",
+        what: "a timed status's `until` -> its end's `status` event on the other device, 1,000 timers, staggered",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "status_timer_lag_p99_ms",
+        what: "same, p99",
+        goal: Goal::AtMost(20.0),
+        baselines: &[],
+    },
+    Row {
         key: "heartbeat_throughput_per_s",
         what: "authenticated heartbeats/s over 10k live sessions",
         goal: Goal::Report,
@@ -307,6 +319,12 @@ pub const ROWS: &[Row] = &[
     Row {
         key: "cluster_expiry_detection_lag_p99_ms",
         what: "cluster: lease end -> widget event, 1,000 sessions over 3 nodes going silent, staggered, p99",
+        goal: Goal::AtMost(20.0),
+        baselines: &[],
+    },
+    Row {
+        key: "cluster_status_timer_lag_p99_ms",
+        what: "cluster: a timed status set on node A -> its end's `status` event on node B, 1,000 timers, p99",
         goal: Goal::AtMost(20.0),
         baselines: &[],
     },

@@ -1,0 +1,159 @@
+//! Timer lag: a timed status's `until` -> the `status` event of its end (cause `timer`) on the
+//! agent's other device. Each account sets `busy` for a short duration from one device and
+//! watches from another; accounts are staggered across one duration so the ends do not
+//! coincide. The server's clock is mapped onto the bench's by each status answer's
+//! `intent_at` (the server's now when it decided), taking the answer with the shortest round
+//! trip, as the expiry scenario does with logins.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::time::timeout;
+
+use crate::api::{self, Account, e};
+use crate::http::{Conn, Sse};
+use crate::proc::Res;
+use crate::stats::Samples;
+
+/// How long each timed status lasts.
+pub const DURATION_MS: i64 = 1_000;
+/// The longest wait for one event.
+const EVENT_WAIT: Duration = Duration::from_secs(10);
+/// How long a node keeps an account's settings before reading them again.
+const CFG_CACHE: Duration = Duration::from_millis(1_100);
+
+static OP_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// What one run measured.
+pub struct TimerLags {
+    pub lags: Samples,
+    /// Timed statuses whose end never came within the wait.
+    pub missed: usize,
+}
+
+fn timed_body() -> String {
+    let n = OP_SEQ.fetch_add(1, Ordering::Relaxed);
+    json!({
+        "status": "busy",
+        "op_id": format!("7100{:04x}-0000-4000-8000-{:012x}", n >> 48, n),
+        "duration_ms": DURATION_MS,
+        "then": "online",
+    })
+    .to_string()
+}
+
+/// `accounts` accounts, each setting timed statuses through `set` and watching their ends
+/// through `watch` (the same address for one server), `rounds` each.
+pub async fn run(
+    set: SocketAddr,
+    watch: SocketAddr,
+    prefix: &str,
+    accounts: usize,
+    rounds: usize,
+) -> Res<TimerLags> {
+    let mut accs: Vec<Account> = Vec::new();
+    for i in 0..accounts {
+        let mut c = Conn::connect(set).await.map_err(e)?;
+        let acc = api::create_account(&mut c, &format!("{prefix}-{i}")).await?;
+        // Leases that outlive the run: no session lapses while its timers run.
+        let setup = api::login(&mut c, &acc, "setup").await?;
+        let body = json!({"active_interval_ms": 20_000, "active_ttl_ms": 600_000}).to_string();
+        c.call("PUT", "/v1/admin/settings", Some(&setup.token), Some(&body))
+            .await
+            .map_err(e)?
+            .expect(200, "put settings")
+            .map_err(e)?;
+        api::logout(&mut c, &setup.token).await?;
+        accs.push(acc);
+    }
+    // Every node reads the new settings before the sessions open.
+    tokio::time::sleep(CFG_CACHE).await;
+    let anchor = Instant::now();
+    let local_ms = move |t: Instant| (t - anchor).as_secs_f64() * 1000.0;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, acc) in accs.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let mut cs = Conn::connect(set).await.map_err(e)?;
+            let setter = api::login(&mut cs, &acc, "setter").await?;
+            let mut cw = Conn::connect(watch).await.map_err(e)?;
+            let watcher = api::login(&mut cw, &acc, "watcher").await?;
+            let mut sse = Sse::open(watch, "/v1/me/events", Some(&watcher.token))
+                .await
+                .map_err(e)?;
+            next_status(&mut sse, |_| true).await?;
+            tokio::time::sleep(Duration::from_micros(
+                i as u64 * DURATION_MS as u64 * 1000 / accounts as u64,
+            ))
+            .await;
+            // (until, offset estimate, round trip, event time), all local ms but `until`.
+            let mut seen: Vec<(i64, f64, f64, f64)> = Vec::new();
+            let mut missed = 0usize;
+            for _ in 0..rounds {
+                let sent = Instant::now();
+                let resp = cs
+                    .call(
+                        "PUT",
+                        "/v1/me/status",
+                        Some(&setter.token),
+                        Some(&timed_body()),
+                    )
+                    .await
+                    .map_err(e)?
+                    .expect(200, "timed status")
+                    .map_err(e)?;
+                let v = resp.json().map_err(e)?;
+                let (until, intent) = (
+                    v["status"]["until"].as_i64().ok_or("no until")?,
+                    v["status"]["intent_at"].as_i64().ok_or("no intent_at")?,
+                );
+                let mid = (local_ms(sent) + local_ms(resp.at)) / 2.0;
+                let offset = mid - (intent as f64 + 0.5);
+                let rtt = local_ms(resp.at) - local_ms(sent);
+                let end = |s: &Value| s["cause"] == "timer" && s["intent_at"] == until;
+                let wait = Duration::from_millis(DURATION_MS as u64) + EVENT_WAIT;
+                match timeout(wait, next_status(&mut sse, end)).await {
+                    Ok(Ok(at)) => seen.push((until, offset, rtt, local_ms(at))),
+                    _ => missed += 1,
+                }
+            }
+            Ok::<_, String>((seen, missed))
+        });
+    }
+    let mut raw = Vec::new();
+    let mut missed = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (seen, m) = r.map_err(e)??;
+        raw.extend(seen);
+        missed += m;
+    }
+    let offset = raw
+        .iter()
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|x| x.1)
+        .unwrap_or(0.0);
+    let mut lags = Samples::default();
+    for (until, _, _, at) in raw {
+        lags.push_ms(at - (until as f64 + offset));
+    }
+    Ok(TimerLags { lags, missed })
+}
+
+/// The time of the next `snapshot` or `status` event whose status `want` accepts.
+async fn next_status(sse: &mut Sse, want: impl Fn(&Value) -> bool) -> Res<Instant> {
+    loop {
+        let ev = timeout(EVENT_WAIT, sse.next())
+            .await
+            .map_err(|_| format!("no status event within {EVENT_WAIT:?}"))?
+            .map_err(e)?;
+        let status = match ev.name.as_str() {
+            "status" => serde_json::from_str::<Value>(&ev.data).map_err(e)?,
+            "snapshot" => serde_json::from_str::<Value>(&ev.data).map_err(e)?["status"].clone(),
+            _ => continue,
+        };
+        if want(&status) {
+            return Ok(ev.at);
+        }
+    }
+}
