@@ -9,6 +9,8 @@
 //   attributes on itself; dispatches one `presence-change` event (bubbles, composed) each time
 //   what it shows changes, with the ChatboxView (or, for a group, the group entry plus the
 //   view's `version`, `next_change_at` and `message`) as `detail`.
+// - Says when a busy or offline chat box is expected back (`back_at`), in the visitor's
+//   time zone and language.
 // - Announces each change to screen readers through a polite live region.
 // - A missing widget key, an unknown key or an unknown group is reported once with
 //   console.error and shown as "Chat status unavailable" (unknown group: the account view).
@@ -175,6 +177,7 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
             // The entry's own message (for its own status); a server without per-group
             // messages only has the view's.
             message: ("message" in entry ? entry.message : v.message) ?? null,
+            back_at: entry.back_at ?? null,
           };
         }
         this.warnOnce(`unknown group "${g}"; showing the whole account`);
@@ -202,9 +205,11 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
           d.reason,
           d.message,
           d.next_change_at,
+          d.back_at,
           Date.now(),
         );
-        if (d.reason === "outside_opening_hours" && d.message) sub = d.message;
+        // The account's message, when the sentence says something else.
+        if (d.message && (d.reason === "outside_opening_hours" || d.back_at)) sub = d.message;
         if (s.stale) sub = w.stale;
       }
       this.main.textContent = main;
@@ -217,7 +222,7 @@ export function defineElement(feedFor: FeedFor, defaultServer: string): void {
       }
       this.detailNow = d;
       // One event per change of what this element shows (not per view version).
-      const sig = [d.status, d.reason, d.message, d.next_change_at].join("|");
+      const sig = [d.status, d.reason, d.message, d.next_change_at, d.back_at].join("|");
       if (sig === this.shown) return;
       const first = this.shown === "";
       this.shown = sig;

@@ -382,6 +382,57 @@ test("messages: the busy message and the offline message show", async () => {
   }
 });
 
+test("back at: a busy chat box says when an agent is back, in the visitor's zone and words", async () => {
+  const acc = await api.account(slug("backat"));
+  await api.call("PUT", "/v1/admin/settings", acc.owner.token, { busy_message: "Mind the queue" });
+  const r = await api.call("PUT", "/v1/me/status", acc.owner.token, {
+    status: "busy",
+    op_id: crypto.randomUUID(),
+    duration_ms: 3600e3,
+    then: "online",
+  });
+  const backAt = r.body.status.until;
+  assert(Number.isInteger(backAt), `the timed status has its end: ${JSON.stringify(r.body)}`);
+  for (const [locale, tz, lang, lead] of [
+    ["en-US", "America/New_York", null, "We're busy — back"],
+    ["de-DE", "Asia/Tokyo", null, "Wir sind beschäftigt — zurück"],
+    ["en-GB", "Europe/Prague", "fr", "Nous sommes occupés — de retour"],
+  ]) {
+    const page = await browser.page({ locale, timezoneId: tz });
+    try {
+      const langAttr = lang ? ` lang="${lang}"` : "";
+      await page.goto(
+        site.page(`/back-${tz.replace("/", "-")}.html`, {
+          widget: proxy.url,
+          body: `<presence-chatbox id="w" widget-key="${acc.widgetKey}"${langAttr}></presence-chatbox>`,
+        }),
+      );
+      const shown = await waitStatus(page, "#w", "busy");
+      const time = new Intl.DateTimeFormat(lang || locale, {
+        hour: "numeric",
+        minute: "2-digit",
+        timeZone: tz,
+      }).format(backAt);
+      assert(shown.main.startsWith(lead), `"${shown.main}" starts with "${lead}"`);
+      assert(shown.main.includes(time), `"${shown.main}" names ${time} in ${tz}`);
+      eq(shown.sub, "Mind the queue", "the busy message moves below");
+      const last = (await events(page, "w")).at(-1);
+      eq(last.detail.back_at, backAt, "the event's detail carries back_at");
+      if (!lang) await page.locator("#w").screenshot({ path: shotPath(`state-back-at-${locale}`) });
+      eq(page.errors, [], "console errors");
+    } finally {
+      await page.closeAll();
+    }
+  }
+  // Online again: the end is forgotten.
+  await api.setStatus(acc.owner.token, "online");
+  const v = await until("the view to be online", async () => {
+    const v = await api.view(acc.widgetKey);
+    return v.status === "online" ? v : null;
+  });
+  eq(v.back_at, null, "no back_at while online");
+});
+
 test("opening hours: outside them it says when the chat box opens, in the visitor's zone", async () => {
   const acc = await api.account(slug("hours"));
   await api.setStatus(acc.owner.token, "online");
