@@ -12,7 +12,7 @@ use crate::Ctx;
 use crate::api::{self, Account, e};
 use crate::http::{Conn, Sse, request_bytes};
 use crate::proc::{self, Res, Spawned};
-use crate::stats::{Samples, median, round3, slope};
+use crate::stats::{Samples, lags_after_deadlines, median, round3, slope};
 
 const STOP: Duration = Duration::from_secs(10);
 const EVENT_WAIT: Duration = Duration::from_secs(10);
@@ -328,19 +328,7 @@ async fn expiry_run(
         raw.extend(lags);
         missed += m;
     }
-    // Both clocks are monotonic and the server's runs from one base, so one offset holds for
-    // the whole run: take it from the login with the shortest round trip (NTP's rule); its
-    // error is at most half that round trip plus the millisecond the server floors to.
-    let offset = raw
-        .iter()
-        .min_by(|a, b| a.2.total_cmp(&b.2))
-        .map(|x| x.1)
-        .unwrap_or(0.0);
-    let mut all = Samples::default();
-    for (lease_until, _, _, at) in raw {
-        all.push_ms(at - (lease_until as f64 + offset));
-    }
-    Ok((all, missed))
+    Ok((lags_after_deadlines(raw), missed))
 }
 
 /// 10,000 widget streams on one account; each one's receipt of a status change.

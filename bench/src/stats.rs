@@ -86,3 +86,25 @@ pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
     let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     (sxx > 0.0).then(|| sxy / sxx)
 }
+
+/// One server deadline and when the bench saw its event: (deadline in server ms, the
+/// server-to-local offset estimated by the request that set it, that request's round trip,
+/// the event's local ms).
+pub type Sighting = (i64, f64, f64, f64);
+
+/// How late each event came after its deadline. Both clocks are monotonic and the server's
+/// runs from one base, so one offset holds for the whole run: it is taken from the request
+/// with the shortest round trip (NTP's rule), its error at most half that round trip plus the
+/// millisecond the server floors to.
+pub fn lags_after_deadlines(raw: Vec<Sighting>) -> Samples {
+    let offset = raw
+        .iter()
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|x| x.1)
+        .unwrap_or(0.0);
+    let mut lags = Samples::default();
+    for (deadline, _, _, at) in raw {
+        lags.push_ms(at - (deadline as f64 + offset));
+    }
+    lags
+}

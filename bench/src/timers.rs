@@ -17,7 +17,7 @@ use tokio::time::timeout;
 use crate::api::{self, Account, e};
 use crate::http::{Conn, Sse};
 use crate::proc::Res;
-use crate::stats::Samples;
+use crate::stats::{Samples, Sighting, lags_after_deadlines};
 
 /// How long each timed status lasts.
 pub const DURATION_MS: i64 = 1_000;
@@ -96,7 +96,7 @@ pub async fn run(
             ))
             .await;
             // (until, offset estimate, round trip, event time), all local ms but `until`.
-            let mut seen: Vec<(i64, f64, f64, f64)> = Vec::new();
+            let mut seen: Vec<Sighting> = Vec::new();
             let mut missed = 0usize;
             for _ in 0..rounds {
                 let sent = Instant::now();
@@ -136,16 +136,10 @@ pub async fn run(
         raw.extend(seen);
         missed += m;
     }
-    let offset = raw
-        .iter()
-        .min_by(|a, b| a.2.total_cmp(&b.2))
-        .map(|x| x.1)
-        .unwrap_or(0.0);
-    let mut lags = Samples::default();
-    for (until, _, _, at) in raw {
-        lags.push_ms(at - (until as f64 + offset));
-    }
-    Ok(TimerLags { lags, missed })
+    Ok(TimerLags {
+        lags: lags_after_deadlines(raw),
+        missed,
+    })
 }
 
 /// The time of the next `snapshot` or `status` event whose status `want` accepts.

@@ -10,14 +10,23 @@ use std::time::Duration;
 use common::{call, spawn};
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn sigkill_loses_no_acknowledged_status_or_session() {
-    let dir = tempfile::tempdir().unwrap();
+/// A first server on `dir`, with account `acme` and its owner signed in.
+struct Started {
+    c: reqwest::Client,
+    first: common::Proc,
+    url: String,
+    /// The address to start the second server on.
+    listen: String,
+    widget_key: String,
+    token: String,
+}
+
+async fn start_with_owner(dir: &std::path::Path) -> Started {
     let c = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let first = spawn(dir.path(), "127.0.0.1:0");
+    let first = spawn(dir, "127.0.0.1:0");
     let url = first.url.clone();
     let listen = url.trim_start_matches("http://").to_owned();
     let created = call(
@@ -33,7 +42,7 @@ async fn sigkill_loses_no_acknowledged_status_or_session() {
         .as_str()
         .unwrap()
         .to_owned();
-    let login = c
+    let login: Value = c
         .post(format!("{url}/v1/login"))
         .json(
             &json!({"account": "acme", "email": "o@acme.test", "password": "pw",
@@ -42,10 +51,31 @@ async fn sigkill_loses_no_acknowledged_status_or_session() {
         .send()
         .await
         .unwrap()
-        .json::<Value>()
+        .json()
         .await
         .unwrap();
     let token = login["token"].as_str().unwrap().to_owned();
+    Started {
+        c,
+        first,
+        url,
+        listen,
+        widget_key,
+        token,
+    }
+}
+
+#[tokio::test]
+async fn sigkill_loses_no_acknowledged_status_or_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let Started {
+        c,
+        first,
+        url,
+        listen,
+        widget_key,
+        token,
+    } = start_with_owner(dir.path()).await;
     // A burst of acknowledged changes, the last one "busy".
     let mut last = Value::Null;
     for (i, s) in ["online", "offline", "online", "busy"].iter().enumerate() {
@@ -119,35 +149,14 @@ async fn sigkill_loses_no_acknowledged_status_or_session() {
 #[tokio::test]
 async fn sigkill_loses_no_timed_status_and_its_end_comes_after_the_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let c = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let first = spawn(dir.path(), "127.0.0.1:0");
-    let url = first.url.clone();
-    let listen = url.trim_start_matches("http://").to_owned();
-    call(
-        &c,
-        reqwest::Method::POST,
-        format!("{url}/v1/accounts"),
-        "t0ken",
-        json!({"name": "Acme", "slug": "acme",
-               "owner": {"name": "O", "email": "o@acme.test", "password": "pw"}}),
-    )
-    .await;
-    let login: Value = c
-        .post(format!("{url}/v1/login"))
-        .json(
-            &json!({"account": "acme", "email": "o@acme.test", "password": "pw",
-                      "device": {"id": "d1", "platform": "cli", "name": "n", "app_version": "1"}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_owned();
+    let Started {
+        c,
+        first,
+        url,
+        listen,
+        token,
+        ..
+    } = start_with_owner(dir.path()).await;
     let set = call(
         &c,
         reqwest::Method::PUT,

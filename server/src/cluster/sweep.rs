@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::Inner;
 use super::hot::{PARTITIONS, Swept};
-use crate::ops::status::{self, StatusChange, StatusPlan};
+use crate::ops::status;
 use crate::push::PushJob;
 use crate::rules;
 
@@ -177,14 +177,7 @@ fn handle(inner: &Arc<Inner>, sw: Swept) {
 /// replaced meanwhile): a status change like any other, decided in PostgreSQL under the
 /// agent's row lock, so a repeat is harmless.
 async fn end_timed_status(inner: Arc<Inner>, account_id: String, agent_id: String, until: i64) {
-    let change = StatusChange {
-        account_id: Arc::from(account_id.as_str()),
-        agent_id,
-        origin: None,
-        op_id: uuid::Uuid::now_v7().to_string(),
-        custom_status: None,
-    };
-    let plan: StatusPlan = Box::new(move |slice| Ok(status::timer_end(slice, until)));
+    let (change, plan) = status::timer_change(Arc::from(account_id.as_str()), agent_id, until);
     if let Err(e) = inner.change_status(change, plan).await {
         // Still timed in PostgreSQL: the reconciler tries again.
         tracing::warn!(error = %e, "could not end a timed status");

@@ -168,6 +168,21 @@ pub(crate) async fn agent(o: &Ops, owner: &Principal, slug: &str, name: &str, gr
     .expect("agent created");
 }
 
+/// Waits (within [`DEADLINE`]) for a widget stream to show an offline view.
+async fn view_goes_offline(
+    w: &mut crate::backend::WidgetStream,
+) -> Result<(), tokio::time::error::Elapsed> {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if w.views.borrow_and_update().view.status == ChatboxStatus::Offline {
+                return;
+            }
+            w.views.changed().await.unwrap();
+        }
+    })
+    .await
+}
+
 pub(crate) async fn widget_key(o: &Ops, owner: &Principal) -> String {
     o.admin_account(owner).await.unwrap().account.widget_key
 }
@@ -456,16 +471,9 @@ pub async fn a_lapsed_lease_ends_the_session_and_the_view_follows(h: Harness) {
         .unwrap();
     let key = widget_key(&h.ops(), &p).await;
     let mut w = b.open_widget_stream(&key).await.unwrap();
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            if w.views.borrow_and_update().view.status == ChatboxStatus::Offline {
-                return;
-            }
-            w.views.changed().await.unwrap();
-        }
-    })
-    .await
-    .expect("the lease ends within its ttl and the view goes offline");
+    view_goes_offline(&mut w)
+        .await
+        .expect("the lease ends within its ttl and the view goes offline");
     assert_eq!(
         b.heartbeat(&token_hash(&token), Mode::Active).await.err(),
         Some(BackendError::SessionEnded)
@@ -492,16 +500,9 @@ pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harnes
     let key = widget_key(&h.ops(), &p).await;
     let mut w = b.open_widget_stream(&key).await.unwrap();
     let started = std::time::Instant::now();
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            if w.views.borrow_and_update().view.status == ChatboxStatus::Offline {
-                return;
-            }
-            w.views.changed().await.unwrap();
-        }
-    })
-    .await
-    .expect("the view goes offline");
+    view_goes_offline(&mut w)
+        .await
+        .expect("the view goes offline");
     let took = started.elapsed().as_millis() as i64;
     assert!(
         took < s.background_ttl_ms - 500,

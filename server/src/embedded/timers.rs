@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use presence_protocol::{EndReason, PushBody, PushPayload};
 use tokio::sync::watch;
 
-use crate::ops::status::{self, StatusChange, StatusPlan};
+use crate::ops::status;
 use crate::push::PushJob;
 use crate::store::Write;
 
@@ -101,14 +101,7 @@ struct Due {
 /// Applies the end of an agent's timed status that was to end at `until` (nothing if it was
 /// replaced meanwhile).
 async fn end_timed_status(inner: Arc<Inner>, account_id: Arc<str>, agent_id: Arc<str>, until: i64) {
-    let change = StatusChange {
-        account_id,
-        agent_id: agent_id.to_string(),
-        origin: None,
-        op_id: uuid::Uuid::now_v7().to_string(),
-        custom_status: None,
-    };
-    let plan: StatusPlan = Box::new(move |slice| Ok(status::timer_end(slice, until)));
+    let (change, plan) = status::timer_change(account_id, agent_id.to_string(), until);
     if let Err(e) = inner.change_status(change, plan).await {
         // The status stays timed and in the store: a restart arms its timer again.
         tracing::error!(error = %e, agent = %agent_id, "could not end a timed status");

@@ -179,6 +179,23 @@ pub fn admin_op(
     next(slice, status, intent_at, timing, By::Admin(admin_agent_id))
 }
 
+/// The change a backend's timer makes at `until` for an agent: a server-made op id, no
+/// device, and [`timer_end`] as its plan.
+pub fn timer_change(
+    account_id: Arc<str>,
+    agent_id: String,
+    until: i64,
+) -> (StatusChange, StatusPlan) {
+    let change = StatusChange {
+        account_id,
+        agent_id,
+        origin: None,
+        op_id: uuid::Uuid::now_v7().to_string(),
+        custom_status: None,
+    };
+    (change, Box::new(move |slice| Ok(timer_end(slice, until))))
+}
+
 /// The end of a timed status that was to end at `until`: its `then`, with cause `timer` and
 /// `intent_at = until`, if that timed status is still the agent's; otherwise nothing.
 pub fn timer_end(slice: &StatusSlice, until: i64) -> SetStatusResponse {
