@@ -151,7 +151,10 @@ impl Api {
             .call_json(
                 Request::new(Method::Post, "/v1/session/heartbeat")
                     .bearer(token)
-                    .json(&HeartbeatRequest { mode }),
+                    .json(&HeartbeatRequest {
+                        mode,
+                        idle_ms: None,
+                    }),
             )
             .await?;
         if r.interval_ms <= 0 || r.ttl_ms <= 0 {

@@ -534,6 +534,10 @@ pub struct LoginResponse {
 pub struct HeartbeatRequest {
     #[serde(default)]
     pub mode: Mode,
+    /// How long the person has not touched this device (web and desktop clients; phones
+    /// send nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -546,6 +550,9 @@ pub struct SessionInfo {
     /// The session's push provider (never its token), or null.
     #[serde(default)]
     pub push: Option<PushInfo>,
+    /// The `idle_ms` this session last reported with a heartbeat, or null.
+    #[serde(default)]
+    pub idle_ms: Option<i64>,
 }
 
 /// What `/v1/me` tells about a session's push registration.
@@ -563,6 +570,21 @@ pub struct MeResponse {
     /// The account's custom statuses.
     #[serde(default)]
     pub custom_statuses: Vec<CustomStatus>,
+}
+
+/// One applied status change, as the status log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusLogEntry {
+    #[serde(flatten)]
+    pub status: StatusView,
+    pub applied_at: Millis,
+}
+
+/// A page of the status log, newest first; `next` asks for the page after it (`&after=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusLogPage {
+    pub entries: Vec<StatusLogEntry>,
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -785,6 +807,39 @@ pub struct AccountSettings {
     pub timings: Settings,
     #[serde(flatten)]
     pub messages: Messages,
+    #[serde(flatten)]
+    pub idle: IdleSettings,
+}
+
+/// Automatic away and back: after how long without activity on every device an `online`
+/// agent is set to `idle_status` (null: never), and whether activity restores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdleSettings {
+    #[serde(default)]
+    pub idle_after_ms: Option<i64>,
+    #[serde(default = "IdleSettings::default_status")]
+    pub idle_status: AgentStatus,
+    #[serde(default = "IdleSettings::default_return")]
+    pub return_on_activity: bool,
+}
+
+impl IdleSettings {
+    fn default_status() -> AgentStatus {
+        AgentStatus::Busy
+    }
+    fn default_return() -> bool {
+        true
+    }
+}
+
+impl Default for IdleSettings {
+    fn default() -> Self {
+        IdleSettings {
+            idle_after_ms: None,
+            idle_status: AgentStatus::Busy,
+            return_on_activity: true,
+        }
+    }
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -819,6 +874,17 @@ pub struct SettingsPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub offline_message: Option<Option<String>>,
+    /// Absent: unchanged; `null`: automatic away off.
+    #[serde(
+        default,
+        deserialize_with = "explicit_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle_after_ms: Option<Option<i64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_status: Option<AgentStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_on_activity: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use presence_protocol::{
-    AccountSettings, Device, Group, MAX_MESSAGE_CHARS, Messages, Settings, SettingsPatch,
+    AccountSettings, AgentStatus, Device, Group, IdleSettings, MAX_MESSAGE_CHARS, Messages,
+    Settings, SettingsPatch,
 };
 
 use crate::backend::{BackendError, BackendResult};
@@ -184,10 +185,37 @@ pub fn account_settings(
             current.messages.offline_message,
         )?,
     };
+    let idle = idle_settings(current.idle, &p)?;
     Ok(AccountSettings {
         timings: settings(current.timings, p)?,
         messages,
+        idle,
     })
+}
+
+/// Automatic away: `idle_after_ms` null (off) or 1 000 to 86 400 000; `idle_status` busy or
+/// offline.
+fn idle_settings(current: IdleSettings, p: &SettingsPatch) -> BackendResult<IdleSettings> {
+    let s = IdleSettings {
+        idle_after_ms: p.idle_after_ms.unwrap_or(current.idle_after_ms),
+        idle_status: p.idle_status.unwrap_or(current.idle_status),
+        return_on_activity: p.return_on_activity.unwrap_or(current.return_on_activity),
+    };
+    if s.idle_after_ms
+        .is_some_and(|ms| !(1_000..=86_400_000).contains(&ms))
+    {
+        return Err(BackendError::invalid_field(
+            "idle_after_ms",
+            "must be null (off) or between 1000 and 86400000",
+        ));
+    }
+    if s.idle_status == AgentStatus::Online {
+        return Err(BackendError::invalid_field(
+            "idle_status",
+            "must be busy or offline",
+        ));
+    }
+    Ok(s)
 }
 
 pub fn settings(current: Settings, p: SettingsPatch) -> BackendResult<Settings> {

@@ -26,6 +26,7 @@ impl State {
             settings: presence_protocol::AccountSettings {
                 timings: acc.settings,
                 messages: acc.messages.clone(),
+                idle: acc.idle,
             },
             opening_hours: acc.opening_hours.clone(),
             groups: acc.groups.clone(),
@@ -170,6 +171,7 @@ impl Inner {
                     if let Some(acc) = st.accounts.get_mut(account_id) {
                         acc.settings = next.timings;
                         acc.messages = next.messages;
+                        acc.idle = next.idle;
                     }
                 }
                 AccountEdit::CustomStatuses { statuses, resets } => {

@@ -50,6 +50,7 @@ impl Embedded {
                     info: a.info(),
                     settings: a.settings.timings,
                     messages: a.settings.messages,
+                    idle: a.settings.idle,
                     opening_hours: a.opening_hours,
                     schedule,
                     groups: a.groups,
@@ -137,6 +138,7 @@ impl Embedded {
                     connected: 0,
                     scheduled_expiry: 0,
                     renew_at: None,
+                    activity: None,
                 },
             );
             st.schedule_session_timers(&id, &mut fx);

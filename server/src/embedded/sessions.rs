@@ -61,6 +61,7 @@ impl State {
                 mode: s.mode,
                 lease_until: s.lease_until,
                 connected: s.connected > 0,
+                idle_ms: s.activity.map(|r| r.idle_ms),
             })
             .collect();
         sessions.sort_by(|a, b| a.id.cmp(&b.id));
@@ -206,6 +207,7 @@ fn open_mem(
             connected: 0,
             scheduled_expiry: 0,
             renew_at: None,
+            activity: None,
         },
     );
     st.tokens.insert(n.token_hash, TokenEntry::Live(id.clone()));

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::{
-    AccountInfo, AgentAvailability, CustomStatus, Device, EndReason, Group, Messages, Mode,
-    OpeningHours, PushBody, PushPayload, PushRegistration, Role, Settings, StatusView,
+    AccountInfo, AgentAvailability, CustomStatus, Device, EndReason, Group, IdleSettings, Messages,
+    Mode, OpeningHours, PushBody, PushPayload, PushRegistration, Role, Settings, StatusView,
     WeeklySchedule, resolve,
 };
 use tokio::sync::{broadcast, watch};
@@ -21,6 +21,7 @@ use crate::auth::TokenHash;
 use crate::backend::{AgentEvent, ViewFrame};
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Metrics;
+use crate::ops::idle::Report;
 use crate::push::PushJob;
 use crate::rules;
 use crate::store::{Store, Write};
@@ -42,6 +43,7 @@ pub(super) struct AccountState {
     pub(super) opening_hours: OpeningHours,
     pub(super) schedule: WeeklySchedule,
     pub(super) messages: Messages,
+    pub(super) idle: IdleSettings,
     pub(super) groups: Vec<Group>,
     pub(super) agents: Vec<Arc<str>>,
     pub(super) view: Arc<ViewFrame>,
@@ -80,6 +82,8 @@ pub(super) struct SessionState {
     pub(super) connected: u32,
     pub(super) scheduled_expiry: i64,
     pub(super) renew_at: Option<i64>,
+    /// The last heartbeat's activity report (memory only: a restart waits for the next).
+    pub(super) activity: Option<Report>,
 }
 
 impl SessionState {

@@ -61,6 +61,7 @@ impl Inner {
                     info: info.clone(),
                     settings: account.settings.timings,
                     messages: Messages::default(),
+                    idle: account.settings.idle,
                     opening_hours: account.opening_hours.clone(),
                     schedule: WeeklySchedule::always_open(),
                     groups: Vec::new(),
@@ -130,6 +131,7 @@ impl Inner {
             origin,
             op_id,
             custom_status,
+            ..
         } = change;
         let _turn = self.turns.take(&agent_id).await;
         let now = self.clock.now_ms();
@@ -156,6 +158,7 @@ impl Inner {
                     let acc = st.accounts.get(&account_id)?;
                     acc.custom_statuses.iter().find(|c| c.id == id).cloned()
                 }),
+                activity: None,
             };
             let resp = plan(&slice)?;
             let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;

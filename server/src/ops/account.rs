@@ -5,8 +5,8 @@
 //! over the current settings and the result checked whole.
 
 use presence_protocol::{
-    AccountSettings, CreateAccountRequest, Group, Messages, OpeningHours, Role, Settings,
-    SettingsPatch, StatusView, WeeklySchedule,
+    AccountSettings, CreateAccountRequest, Group, IdleSettings, Messages, OpeningHours, Role,
+    Settings, SettingsPatch, StatusView, WeeklySchedule,
 };
 use rustc_hash::FxHashSet as HashSet;
 
@@ -95,6 +95,7 @@ pub fn new_account(
         settings: AccountSettings {
             timings: defaults,
             messages: Messages::default(),
+            idle: IdleSettings::default(),
         },
         opening_hours: OpeningHours::default(),
         groups: Vec::new(),
@@ -143,6 +144,7 @@ pub(crate) mod tests {
                 settings: AccountSettings {
                     timings: Settings::default(),
                     messages: Messages::default(),
+                    idle: IdleSettings::default(),
                 },
                 opening_hours: OpeningHours::default(),
                 groups: groups

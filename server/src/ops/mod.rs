@@ -16,6 +16,7 @@ pub mod account;
 pub mod agents;
 pub mod credentials;
 pub mod custom;
+pub mod idle;
 mod service;
 pub mod sessions;
 pub mod status;

@@ -278,6 +278,7 @@ impl Ops {
             origin: Some(p.session_id.clone()),
             op_id: req.op_id.clone(),
             custom_status: req.custom_status.clone(),
+            activity: false,
         };
         let plan: StatusPlan = Box::new(move |slice| status::device_op(slice, &req));
         match self.backend.change_status(change, plan).await {
@@ -305,6 +306,7 @@ impl Ops {
             origin: None,
             op_id: uuid::Uuid::now_v7().to_string(),
             custom_status: timing.custom_status.clone(),
+            activity: false,
         };
         let plan: StatusPlan = Box::new(move |slice| {
             Ok(SetStatusResponse {

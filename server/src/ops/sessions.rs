@@ -48,6 +48,8 @@ pub struct LiveSession {
     pub lease_until: i64,
     /// An event stream of this session is open (reads only).
     pub connected: bool,
+    /// The `idle_ms` of its last heartbeat, if it reported one (reads only).
+    pub idle_ms: Option<i64>,
 }
 
 /// Which of an agent's live sessions a slice holds: all of them (`/v1/me`), the one a plan
@@ -217,6 +219,7 @@ pub fn me(slice: AgentSlice) -> BackendResult<MeResponse> {
             push: s.push.map(|r| PushInfo {
                 provider: r.provider,
             }),
+            idle_ms: s.idle_ms,
         })
         .collect();
     Ok(MeResponse {
@@ -269,6 +272,7 @@ mod tests {
                     mode: Mode::Active,
                     lease_until: 2_000,
                     connected: false,
+                    idle_ms: None,
                 })
                 .collect(),
             view: None,

@@ -20,6 +20,7 @@ use presence_protocol::{
     AgentStatus, Cause, CustomStatus, SetStatusRequest, SetStatusResponse, StatusTiming, StatusView,
 };
 
+use super::idle::Activity;
 use crate::backend::{BackendError, BackendResult};
 use crate::rules;
 
@@ -30,8 +31,13 @@ pub const MAX_DURATION_MS: i64 = 7 * 86_400_000;
 /// The longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 100;
 
-/// Whose status changes, by which op, from which session (none for an admin or a timer),
-/// and which of the account's custom statuses the change names (the backend loads it).
+/// Whose status changes, by which op, from which session (none for an admin or the
+/// server), which of the account's custom statuses the change names and whether it decides
+/// on the agent's activity (the backend loads what it names).
+///
+/// A device's op is recorded with its answer whether it applied or not (a replay gets the
+/// same answer); a change with no origin (an admin's, a timer's, an idle check's) only if it
+/// applied: its op id is made once and never replayed.
 #[derive(Debug, Clone)]
 pub struct StatusChange {
     pub account_id: Arc<str>,
@@ -39,6 +45,15 @@ pub struct StatusChange {
     pub origin: Option<Arc<str>>,
     pub op_id: String,
     pub custom_status: Option<String>,
+    /// Load [`StatusSlice::activity`].
+    pub activity: bool,
+}
+
+impl StatusChange {
+    /// Whether a backend records this change's answer with its op id.
+    pub fn recorded(&self, applied: bool) -> bool {
+        applied || self.origin.is_some()
+    }
 }
 
 /// The plan a backend runs under the agent's turn, on the agent's current status. An error
@@ -56,6 +71,9 @@ pub struct StatusSlice {
     pub device: Option<String>,
     /// The custom status the change names, if the account has it.
     pub custom: Option<CustomStatus>,
+    /// The account's automatic-away settings and the agent's sessions' reports, when the
+    /// change asks for them.
+    pub activity: Option<Activity>,
 }
 
 /// Checks what a change says besides its status, where no state is needed: the duration's
@@ -192,6 +210,7 @@ pub fn timer_change(
         origin: None,
         op_id: uuid::Uuid::now_v7().to_string(),
         custom_status: None,
+        activity: false,
     };
     (change, Box::new(move |slice| Ok(timer_end(slice, until))))
 }
@@ -226,6 +245,7 @@ mod tests {
             current_op: op.into(),
             device: Some("phone".into()),
             custom: None,
+            activity: None,
         }
     }
 

@@ -25,6 +25,7 @@ pub fn live(s: SessionRow) -> LiveSession {
         mode: s.mode,
         lease_until: s.lease_until,
         connected: false,
+        idle_ms: None,
     }
 }
 

@@ -84,6 +84,7 @@ impl Pg {
             current_op: row.get(1),
             device: row.get(3),
             custom,
+            activity: None,
         };
         let resp = decide(&slice)?;
         let body = json(&resp);
