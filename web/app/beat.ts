@@ -42,7 +42,8 @@ async function beat(): Promise<void> {
   if (!token) return;
   const mine = token;
   inflight = true;
-  reported = Math.max(0, Date.now() - lastInput);
+  // At most 30 days, the most a heartbeat may report.
+  reported = Math.min(2592e6, Math.max(0, Date.now() - lastInput));
   try {
     const r = await fetch("/v1/session/heartbeat", {
       method: "POST",

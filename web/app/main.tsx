@@ -512,7 +512,7 @@ function Overview() {
         </p>
         {st && (st.until || st.custom_status || st.cause !== "manual") && (
           <p id="overview-detail">
-            {statusDetail(st)}
+            {statusDetail(st).replace(/^./, (c) => c.toUpperCase())}
             {st.until && ` (ends ${when(st.until - session.clockOffset)})`}
           </p>
         )}

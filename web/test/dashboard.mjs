@@ -724,7 +724,7 @@ export function register(test, env) {
       eq(await chip(page), "timer ended", "the chip says why");
       const after = (await me(lu.token)).status;
       eq([after.status, after.cause, after.until], ["online", "timer", null], "the status after the timer");
-      await page.getByText(/Online · timer ended|timer ended/).first().waitFor();
+      await until("the chat box page to say why", async () => (await page.locator("#overview-detail").textContent()) === "Timer ended");
       eq(page.errors, [], "console errors");
     } finally {
       await page.closeAll();
@@ -884,6 +884,91 @@ export function register(test, env) {
       await page.getByText("Settings saved.").waitFor();
       eq((await env().api.call("GET", "/v1/admin/account", acc.owner.token)).body.settings.idle_after_ms, null, "empty turns it off");
       eq(page.errors.filter((e) => !/status of 422/.test(e)), [], "console errors besides the 422");
+    } finally {
+      await page.closeAll();
+    }
+  });
+
+  test("dashboard: heartbeats report idle_ms; a hidden tab goes idle (busy, cause idle) and is back on activity", async () => {
+    const { api } = env();
+    const acc = await account("dash-idle");
+    await api.call("PUT", "/v1/admin/settings", acc.owner.token, { active_interval_ms: 500, active_ttl_ms: 5000, idle_after_ms: 2000, idle_status: "busy", return_on_activity: true });
+    const pia = await loneAgent(acc, "Pia");
+    const page = await signIn(pia);
+    const beats = [];
+    page.context().on("request", (r) => r.url().endsWith("/v1/session/heartbeat") && beats.push({ t: Date.now(), body: r.postDataJSON() }));
+    try {
+      await pickStatus(page, "Online");
+      await until("heartbeats with idle_ms", () => beats.some((b) => typeof b.body?.idle_ms === "number"), 5000);
+      // Input keeps idle_ms small.
+      for (let i = 0; i < 4; i++) {
+        await page.mouse.move(100 + i * 40, 200);
+        const n = beats.length;
+        await until("the next heartbeat", () => beats.length > n, 5000);
+      }
+      assert(beats.at(-1).body.idle_ms < 2000, `idle_ms after input: ${JSON.stringify(beats.at(-1))}`);
+      // Hidden: no input reaches the tab; its idle time grows until the server sets it away.
+      await page.evaluate(() => {
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+        document.dispatchEvent(new Event("visibilitychange"));
+      });
+      await until("a heartbeat reporting 2 s idle", () => beats.some((b) => b.body?.idle_ms >= 2000), 10000);
+      const web = await until("the web session's idle_ms in /v1/me", async () => {
+        const r = await fetch(`${api.url}/v1/me`, { headers: { authorization: `Bearer ${await page.evaluate(() => sessionStorage.getItem("presence.token"))}` } });
+        const s = (await r.json()).sessions.find((x) => x.device.platform === "web");
+        return s && s.idle_ms >= 2000 && s;
+      }, 10000);
+      assert(web.idle_ms >= 2000, "reported idle");
+      await until("the page to show busy, away: idle", async () => (await page.locator("#my-status").textContent()) === "Busy" && /away: idle/.test(await chip(page)), 10000);
+      await page.screenshot({ path: shotPath("dashboard-idle") });
+      // Shown again and touched: the status before comes back, cause return.
+      await page.evaluate(() => {
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
+        document.dispatchEvent(new Event("visibilitychange"));
+      });
+      await page.mouse.move(300, 300);
+      await until("the page to show online, back from idle", async () => (await page.locator("#my-status").textContent()) === "Online" && /back from idle/.test(await chip(page)), 10000);
+      eq(page.errors, [], "console errors");
+    } finally {
+      await page.closeAll();
+    }
+  });
+
+  test("dashboard: my status log lists every change newest first, with cause, note, until and by whom, paged", async () => {
+    const { api } = env();
+    const acc = await account("dash-log");
+    const qi = await agent(acc, "Qi");
+    const page = await signIn(qi);
+    try {
+      await pickStatus(page, "Online");
+      await until("online", async () => (await me(qi.token)).status.status === "online");
+      for (let i = 0; i < 52; i++) await api.setStatus(qi.token, i % 2 ? "online" : "busy");
+      await api.call("PUT", "/v1/me/status", qi.token, { status: "busy", op_id: crypto.randomUUID(), duration_ms: 3600000, note: "Writing the report" });
+      const qiId = (await me(qi.token)).agent.id;
+      await api.call("PUT", `/v1/admin/agents/${qiId}/status`, acc.owner.token, { status: "offline" });
+      await until("the page to follow", async () => (await page.locator("#my-status").textContent()) === "Offline");
+      await page.getByRole("button", { name: /Change status/ }).click();
+      await page.getByRole("menuitem", { name: "My status log" }).click();
+      await page.getByRole("heading", { name: "My status log", level: 1 }).waitFor();
+      const rows = page.locator("tbody tr");
+      await until("the first page of 50", async () => (await rows.count()) === 50);
+      const first = await rows.nth(0).textContent();
+      assert(/Offline/.test(first) && /set by an admin/.test(first) && /an admin/.test(first), `newest entry: ${first}`);
+      const second = await rows.nth(1).textContent();
+      assert(/Busy/.test(second) && /Writing the report/.test(second) && /Qi-phone/.test(second) && /chosen/.test(second), `second entry: ${second}`);
+      await page.screenshot({ path: shotPath("dashboard-status-log") });
+      await page.getByRole("button", { name: "Older entries" }).click();
+      const total = await until("the older entries", async () => {
+        const n = await rows.count();
+        return n > 50 && n;
+      });
+      const versions = await rows.evaluateAll((xs) => xs.map((x) => Number(x.dataset.version)));
+      eq(versions, [...versions].sort((a, b) => b - a), "newest first, no repeats");
+      assert(new Set(versions).size === total && total >= 55, `${total} entries in all`);
+      assert((await rows.filter({ hasText: "this tab" }).count()) >= 1, "the change made in this tab says so");
+      eq(page.errors, [], "console errors");
     } finally {
       await page.closeAll();
     }
