@@ -936,6 +936,49 @@ export function register(test, env) {
     }
   });
 
+  test("dashboard: input in one dashboard tab counts for every tab of the browser; a hidden tab alone grows idle", async () => {
+    const { api } = env();
+    const acc = await account("dash-idle-tabs");
+    await api.call("PUT", "/v1/admin/settings", acc.owner.token, { active_interval_ms: 500, active_ttl_ms: 5000 });
+    const rae = await loneAgent(acc, "Rae");
+    const a = await signIn(rae);
+    // A second tab of the same browser (its own device: one device id per tab).
+    const b = await a.context().newPage();
+    b.errors = [];
+    b.on("console", (m) => m.type() === "error" && b.errors.push(m.text()));
+    b.on("pageerror", (e) => b.errors.push(e.message));
+    try {
+      await b.goto(`${env().server.url}/app/`);
+      await b.getByLabel("Account").fill(rae.slug);
+      await b.getByLabel("Email").fill(rae.email);
+      await b.getByLabel("Password").fill(rae.password);
+      await b.getByRole("button", { name: "Sign in" }).click();
+      await b.getByRole("button", { name: /Change status/ }).waitFor();
+      const tokenA = await a.evaluate(() => sessionStorage.getItem("presence.token"));
+      const beatsA = [];
+      a.context().on("request", (r) => {
+        if (r.url().endsWith("/v1/session/heartbeat") && r.headers().authorization === `Bearer ${tokenA}`) beatsA.push({ t: Date.now(), idle: r.postDataJSON().idle_ms });
+      });
+      await a.evaluate(() => {
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+        document.dispatchEvent(new Event("visibilitychange"));
+      });
+      // Nobody touches either tab: the hidden tab's idle time grows past 2 s.
+      await until("tab A to report 2 s idle", () => beatsA.some((x) => x.idle >= 2000), 10000);
+      // Input in tab B (the pointer kept moving there): tab A, still hidden, reports it.
+      const since = Date.now();
+      const hit = await until("tab A to report tab B's input", async () => {
+        await b.mouse.move(50 + Math.round(Math.random() * 200), 150);
+        return beatsA.find((x) => x.t > since && x.idle < 1500);
+      }, 10000, 200);
+      assert(await a.evaluate(() => document.hidden), `tab A is still hidden when it reports ${hit.idle} ms idle`);
+      eq([...a.errors, ...b.errors], [], "console errors");
+    } finally {
+      await a.closeAll();
+    }
+  });
+
   test("dashboard: my status log lists every change newest first, with cause, note, until and by whom, paged", async () => {
     const { api } = env();
     const acc = await account("dash-log");
