@@ -288,6 +288,8 @@ function AvatarMenu() {
   const show = (focus: "first" | "last") => {
     want.current = focus;
     setOpen(true);
+    // The account's custom statuses may have changed since the page loaded.
+    void session.refresh().catch(() => {});
   };
   // Focus moves into the menu as soon as it is drawn.
   useLayoutEffect(() => {
@@ -372,7 +374,7 @@ function AvatarMenu() {
         aria-controls="status-menu"
         aria-label={`${me.agent.name}, status ${STATUS_WORD[status]}. Change status`}
         aria-describedby="my-status-detail"
-        onClick={() => (open ? close(false) : (show("first"), void session.refresh().catch(() => {})))}
+        onClick={() => (open ? close(false) : show("first"))}
         onKeyDown={onButtonKey}
       >
         <span class="initials" aria-hidden="true">

@@ -712,8 +712,8 @@ export function register(test, env) {
       eq(st.until - st.intent_at, 900000, "15 minutes from the change");
       eq(puts.at(-1).duration_ms, 900000, "the PUT's duration_ms");
       await until("the chip to say 15 min left, then online", async () => /15 min left · then online/.test(await chip(page)));
-      // Another device: busy for 3 s. The chip counts down live, then the timer ends it.
-      await env().api.call("PUT", "/v1/me/status", lu.token, { status: "busy", op_id: crypto.randomUUID(), duration_ms: 3000, then: "online" });
+      // Another device: busy for 4 s. The chip counts down live, then the timer ends it.
+      await env().api.call("PUT", "/v1/me/status", lu.token, { status: "busy", op_id: crypto.randomUUID(), duration_ms: 4000, then: "online" });
       const first = await until("seconds left in the chip", async () => Number((/(\d+) s left/.exec(await chip(page)) || [])[1]));
       await page.screenshot({ path: shotPath("dashboard-timed-status") });
       await until("the chip to count down", async () => {
@@ -892,7 +892,7 @@ export function register(test, env) {
   test("dashboard: heartbeats report idle_ms; a hidden tab goes idle (busy, cause idle) and is back on activity", async () => {
     const { api } = env();
     const acc = await account("dash-idle");
-    await api.call("PUT", "/v1/admin/settings", acc.owner.token, { active_interval_ms: 500, active_ttl_ms: 5000, idle_after_ms: 2000, idle_status: "busy", return_on_activity: true });
+    await api.call("PUT", "/v1/admin/settings", acc.owner.token, { active_interval_ms: 500, active_ttl_ms: 5000, idle_after_ms: 3000, idle_status: "busy", return_on_activity: true });
     const pia = await loneAgent(acc, "Pia");
     const page = await signIn(pia);
     const beats = [];
@@ -906,20 +906,20 @@ export function register(test, env) {
         const n = beats.length;
         await until("the next heartbeat", () => beats.length > n, 5000);
       }
-      assert(beats.at(-1).body.idle_ms < 2000, `idle_ms after input: ${JSON.stringify(beats.at(-1))}`);
+      assert(beats.at(-1).body.idle_ms < 3000, `idle_ms after input: ${JSON.stringify(beats.at(-1))}`);
       // Hidden: no input reaches the tab; its idle time grows until the server sets it away.
       await page.evaluate(() => {
         Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
         Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
         document.dispatchEvent(new Event("visibilitychange"));
       });
-      await until("a heartbeat reporting 2 s idle", () => beats.some((b) => b.body?.idle_ms >= 2000), 10000);
+      await until("a heartbeat reporting 3 s idle", () => beats.some((b) => b.body?.idle_ms >= 3000), 10000);
       const web = await until("the web session's idle_ms in /v1/me", async () => {
         const r = await fetch(`${api.url}/v1/me`, { headers: { authorization: `Bearer ${await page.evaluate(() => sessionStorage.getItem("presence.token"))}` } });
         const s = (await r.json()).sessions.find((x) => x.device.platform === "web");
-        return s && s.idle_ms >= 2000 && s;
+        return s && s.idle_ms >= 3000 && s;
       }, 10000);
-      assert(web.idle_ms >= 2000, "reported idle");
+      assert(web.idle_ms >= 3000, "reported idle");
       await until("the page to show busy, away: idle", async () => (await page.locator("#my-status").textContent()) === "Busy" && /away: idle/.test(await chip(page)), 10000);
       await page.screenshot({ path: shotPath("dashboard-idle") });
       // Shown again and touched: the status before comes back, cause return.
