@@ -52,9 +52,10 @@ export function reasonText(status: ChatboxStatus, reason: Reason, nextChangeAt: 
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
-/** A duration in words: "45 s", "24 min", "1 h 5 min" (rounded up, so "1 s" until it ends). */
+/** A duration in words: "45 s", "24 min", "1 h 5 min" (minutes rounded up: "1 min" until the
+ * last minute; seconds to the nearest, so a few milliseconds of clock estimate do not add one). */
 export function span(ms: number): string {
-  const s = Math.max(0, Math.ceil(ms / 1000));
+  const s = Math.max(0, Math.round(ms / 1000));
   if (s < 60) return `${s} s`;
   const m = Math.ceil(s / 60);
   return m < 60 ? `${m} min` : `${Math.floor(m / 60)} h${m % 60 ? ` ${m % 60} min` : ""}`;
