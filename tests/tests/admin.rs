@@ -609,3 +609,63 @@ async fn other_tenants_agent_cannot_be_patched_or_deleted() {
     // Beta's agent still logs in.
     api.login_agent(&b, "bob", "bob-dev").await;
 }
+
+#[tokio::test]
+async fn only_an_owner_grants_owner_or_changes_or_removes_an_owner() {
+    let s = TestServer::start().await;
+    let api = s.api();
+    let acc = api.create_account("acme").await;
+    let r = api
+        .post(
+            "/v1/admin/agents",
+            Some(&acc.owner_token),
+            json!({"name": "Ada", "email": "ada@acme.test", "password": "pw-ada-admin",
+                   "role": "admin"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ada_id = r.body["id"].as_str().unwrap().to_owned();
+    let ada = api
+        .login("acme", "ada@acme.test", "pw-ada-admin", "ada-desk")
+        .await;
+    let owner_path = format!("/v1/admin/agents/{}", acc.owner_id);
+    for (method, path, body) in [
+        (
+            "PATCH",
+            format!("/v1/admin/agents/{ada_id}"),
+            json!({"role": "owner"}),
+        ),
+        ("PATCH", owner_path.clone(), json!({"role": "agent"})),
+        (
+            "PATCH",
+            owner_path.clone(),
+            json!({"name": "Not the owner"}),
+        ),
+        ("DELETE", owner_path.clone(), json!(null)),
+        (
+            "POST",
+            "/v1/admin/agents".to_owned(),
+            json!({"name": "Eve", "email": "eve@acme.test", "password": "pw-eve-owner",
+                   "role": "owner"}),
+        ),
+    ] {
+        let r = match method {
+            "PATCH" => api.patch(&path, Some(&ada.token), body.clone()).await,
+            "DELETE" => api.delete(&path, Some(&ada.token)).await,
+            _ => api.post(&path, Some(&ada.token), body.clone()).await,
+        };
+        r.assert_error(403, "forbidden");
+    }
+    let me = api.me(&acc.owner_token).await;
+    assert_eq!(me["agent"]["role"], "owner", "the owner is untouched");
+    // The owner may make the admin an owner.
+    let r = api
+        .patch(
+            &format!("/v1/admin/agents/{ada_id}"),
+            Some(&acc.owner_token),
+            json!({"role": "owner"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["role"], "owner");
+}
