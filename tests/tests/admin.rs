@@ -669,3 +669,36 @@ async fn only_an_owner_grants_owner_or_changes_or_removes_an_owner() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["role"], "owner");
 }
+
+#[tokio::test]
+async fn a_device_id_reused_by_another_agent_never_ends_their_session() {
+    let s = TestServer::start().await;
+    let api = s.api();
+    let acc = api.create_account("acme").await;
+    api.add_agent(&acc, "ann", &[]).await;
+    api.add_agent(&acc, "bob", &[]).await;
+    let ann = api.login_agent(&acc, "ann", "shared-device").await;
+    let bob = api.login_agent(&acc, "bob", "shared-device").await;
+    let me = api.me(&ann.token).await;
+    assert_eq!(
+        me["sessions"].as_array().unwrap().len(),
+        1,
+        "ann's still live"
+    );
+    assert_eq!(
+        api.me(&bob.token).await["sessions"][0]["session_id"],
+        bob.session_id.as_str()
+    );
+    // The same agent on the same device: the earlier session is replaced.
+    let again = api.login_agent(&acc, "ann", "shared-device").await;
+    api.get("/v1/me", Some(&ann.token))
+        .await
+        .assert_error(401, "session_expired");
+    assert_eq!(
+        api.me(&again.token).await["sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
