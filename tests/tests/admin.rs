@@ -702,3 +702,51 @@ async fn a_device_id_reused_by_another_agent_never_ends_their_session() {
         1
     );
 }
+
+#[tokio::test]
+async fn group_keys_are_plain_and_groups_are_capped_per_account_and_agent() {
+    let s = TestServer::start().await;
+    let api = s.api();
+    let acc = api.create_account("acme").await;
+    let t = Some(acc.owner_token.as_str());
+    for key in ["Sales", "a\"b", "<x>", "-lead", "", &"k".repeat(65)] {
+        let r = api
+            .put(
+                "/v1/admin/groups",
+                t,
+                json!([{"key": key, "name": "Group"}]),
+            )
+            .await;
+        let detail = r.assert_error(422, "invalid_field");
+        assert!(detail.contains("[0].key"), "{key:?}: {detail}");
+    }
+    let many: Vec<_> = (0..201)
+        .map(|i| json!({"key": format!("g{i}"), "name": "G"}))
+        .collect();
+    api.put("/v1/admin/groups", t, json!(many))
+        .await
+        .assert_error(409, "conflict");
+    let most: Vec<_> = many[..200].to_vec();
+    let r = api.put("/v1/admin/groups", t, json!(most)).await;
+    assert_eq!(r.status, 200, "200 groups are allowed");
+    let keys: Vec<String> = (0..51).map(|i| format!("g{i}")).collect();
+    let r = api
+        .post(
+            "/v1/admin/agents",
+            t,
+            json!({"name": "Gus", "email": "gus@acme.test", "password": "pw-gus-1234",
+                   "groups": keys}),
+        )
+        .await;
+    let detail = r.assert_error(422, "invalid_field");
+    assert!(detail.contains("groups"), "{detail}");
+    let r = api
+        .post(
+            "/v1/admin/agents",
+            t,
+            json!({"name": "Gus", "email": "gus@acme.test", "password": "pw-gus-1234",
+                   "groups": keys[..50]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}

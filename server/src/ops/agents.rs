@@ -13,6 +13,9 @@ use crate::backend::{BackendError, BackendResult};
 use crate::rows::{AgentRow, email_key};
 use crate::validate;
 
+/// The most agents an account has (more is a conflict).
+pub const MAX_AGENTS: usize = 1_000;
+
 fn last_owner() -> BackendError {
     BackendError::conflict("an account needs at least one owner")
 }
@@ -35,6 +38,11 @@ fn owner_only(slice: &AccountSlice, caller: &str, touches_owner: bool) -> Backen
 /// owner only if `caller` is one.
 pub fn create(slice: &AccountSlice, caller: &str, mut row: AgentRow) -> BackendResult<AccountEdit> {
     owner_only(slice, caller, row.role == Role::Owner)?;
+    if slice.agents.len() >= MAX_AGENTS {
+        return Err(BackendError::conflict(format!(
+            "an account has at most {MAX_AGENTS} agents"
+        )));
+    }
     let key = email_key(&row.email);
     if slice.agents.iter().any(|a| a.email_key() == key) {
         return Err(BackendError::conflict("an agent with this email exists"));
@@ -229,5 +237,20 @@ mod tests {
         assert!(create(&s, "own", agent("new", Role::Owner, &[])).is_ok());
         // A caller no longer in the account is no owner.
         assert!(forbidden(patch(&s, "gone", "ag", patch_role(Role::Owner))));
+    }
+
+    #[test]
+    fn an_account_holds_at_most_a_thousand_agents() {
+        let mut agents = vec![agent("own", Role::Owner, &[])];
+        agents.extend((1..MAX_AGENTS).map(|i| agent(&format!("a{i}"), Role::Agent, &[])));
+        let full = slice(&[], agents);
+        let new = |n: &str| agent(n, Role::Agent, &[]);
+        assert!(matches!(
+            create(&full, "own", new("one-more")),
+            Err(BackendError::Conflict(_))
+        ));
+        let mut room = full.clone();
+        room.agents.pop();
+        assert!(create(&room, "own", new("last")).is_ok());
     }
 }
