@@ -185,8 +185,36 @@ pub struct LoginLimiter {
 
 #[derive(Default)]
 struct Windows {
-    by_user: HashMap<(String, String), Window>,
+    /// By [`user_key`]: 32 bytes whatever the strings sent.
+    by_user: HashMap<[u8; 32], Window>,
+    /// By [`ip_key`].
     by_ip: HashMap<IpAddr, Window>,
+}
+
+/// The key an account+email window is kept under: a digest of the pair as the contract
+/// compares them (account case-insensitive, email trimmed and case-insensitive), so the
+/// memory a window takes does not depend on what a client sends.
+pub fn user_key(account: &str, email: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(account.to_ascii_lowercase().as_bytes());
+    h.update([0]);
+    h.update(email.trim().to_lowercase().as_bytes());
+    h.finalize().into()
+}
+
+/// The address a per-address window counts: an IPv4 address (an IPv4-mapped IPv6 one as
+/// its IPv4), or an IPv6 address's /64 prefix (one subscriber's whole allocation).
+pub fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 #[derive(Default)]
@@ -247,7 +275,7 @@ impl Default for LoginLimiter {
 /// without counting a failure.
 pub struct Attempt<'a> {
     limiter: &'a LoginLimiter,
-    user: (String, String),
+    user: [u8; 32],
     ip: Option<IpAddr>,
 }
 
@@ -293,10 +321,6 @@ impl LoginLimiter {
         }
     }
 
-    fn user_key(account: &str, email: &str) -> (String, String) {
-        (account.to_ascii_lowercase(), email.trim().to_lowercase())
-    }
-
     /// Takes a slot for one attempt, waiting up to [`SLOT_WAIT`] while in-flight attempts
     /// fill a window. `Err(retry_after_secs)` while failures fill either window.
     pub async fn begin(
@@ -305,7 +329,7 @@ impl LoginLimiter {
         email: &str,
         ip: Option<IpAddr>,
     ) -> Result<Attempt<'_>, u64> {
-        let user = Self::user_key(account, email);
+        let (user, ip) = (user_key(account, email), ip.map(ip_key));
         let deadline = Instant::now() + SLOT_WAIT;
         loop {
             // Register for the wake-up before looking, so an attempt ending in between is
@@ -326,7 +350,7 @@ impl LoginLimiter {
         }
     }
 
-    fn try_take(&self, user: &(String, String), ip: Option<IpAddr>) -> Result<bool, u64> {
+    fn try_take(&self, user: &[u8; 32], ip: Option<IpAddr>) -> Result<bool, u64> {
         let now = Instant::now();
         let mut w = self.windows.lock();
         let w = &mut *w;
@@ -350,11 +374,11 @@ impl LoginLimiter {
                 .room(IP_LIMIT, IP_WINDOW, now)?,
             None => true,
         };
-        let user_room =
-            w.by_user
-                .entry(user.clone())
-                .or_default()
-                .room(USER_LIMIT, USER_WINDOW, now)?;
+        let user_room = w
+            .by_user
+            .entry(*user)
+            .or_default()
+            .room(USER_LIMIT, USER_WINDOW, now)?;
         if !(ip_room && user_room) {
             return Ok(false);
         }
@@ -406,6 +430,40 @@ mod tests {
         let t = new_token();
         assert_eq!(t.len(), 64);
         assert_ne!(token_hash(&t), token_hash(&new_token()));
+    }
+
+    #[test]
+    fn addresses_count_by_ipv4_address_and_ipv6_slash_64() {
+        let key = |s: &str| ip_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_takes_the_same_memory_whatever_is_sent_and_one_64_shares_it() {
+        let l = LoginLimiter::new();
+        let huge = "x".repeat(100_000);
+        for i in 0..USER_LIMIT {
+            let ip: IpAddr = format!("2001:db8::{i:x}").parse().unwrap();
+            l.begin(&huge, &format!("{huge}@x"), Some(ip))
+                .await
+                .unwrap()
+                .failed();
+        }
+        // The strings are not kept; the account+email window is full however it is spelled.
+        assert_eq!(l.windows.lock().by_user.len(), 1);
+        assert!(
+            l.begin(&huge.to_uppercase(), &format!(" {huge}@X"), None)
+                .await
+                .is_err()
+        );
+        // Ten addresses of one /64 are one address.
+        assert_eq!(l.windows.lock().by_ip.len(), 1);
+        let w = l.windows.lock();
+        assert_eq!(w.by_ip.values().next().unwrap().failures.len(), USER_LIMIT);
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,6 +27,8 @@ pub struct Config {
     pub stream_ping: Duration,
     pub limits: Limits,
     pub retention: Retention,
+    /// `--trusted-proxy`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// PostgreSQL and Redis for cluster mode; `None` runs the embedded backend in
     /// `data_dir`.
     pub cluster: Option<ClusterConfig>,
@@ -105,6 +107,7 @@ impl Config {
             stream_ping: PING_EVERY,
             limits: Limits::default(),
             retention: Retention::default(),
+            trusted_proxies: Vec::new(),
             cluster: None,
         }
     }

@@ -204,6 +204,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             clock,
         },
         demo: config.demo,
+        trusted_proxies: config.trusted_proxies.clone().into(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

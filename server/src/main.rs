@@ -124,6 +124,11 @@ struct Args {
     /// How long a status op id stays idempotent (a retry with it returns the first answer).
     #[arg(long, env = "PRESENCE_OP_RETENTION_MS", default_value_t = 30 * 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
     op_retention_ms: u64,
+    /// Proxies or load balancers in front of the server (CIDR or address, comma-separated):
+    /// from them, the client is the rightmost `X-Forwarded-For` entry outside these ranges.
+    /// Without it, the client is always the peer and `X-Forwarded-For` is ignored.
+    #[arg(long, env = "PRESENCE_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',', value_parser = parse_net)]
+    trusted_proxy: Vec<ipnet::IpNet>,
     /// How long the status log keeps an applied status change (default 400 days).
     #[arg(long, env = "PRESENCE_HISTORY_RETENTION_MS", default_value_t = 400 * 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
     history_retention_ms: u64,
@@ -163,6 +168,14 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(args))
+}
+
+/// A `--trusted-proxy` range: a CIDR, or one address.
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is neither a CIDR range nor an address"))
 }
 
 /// The cluster stores, if both are given; a usage error if only one is.
@@ -244,6 +257,7 @@ async fn run(args: Args) -> ExitCode {
             status_ops: Duration::from_millis(args.op_retention_ms),
             history: Duration::from_millis(args.history_retention_ms),
         },
+        trusted_proxies: args.trusted_proxy,
         cluster,
     };
     let defaults = config.defaults;

@@ -21,6 +21,30 @@ pub fn new_account(req: &presence_protocol::CreateAccountRequest) -> BackendResu
     password("owner.password", &req.owner.password)
 }
 
+/// The longest account, email and password a login may send, in bytes: no account, agent
+/// or password the server makes is longer.
+pub const MAX_LOGIN_ACCOUNT: usize = 64;
+pub const MAX_LOGIN_EMAIL: usize = 320;
+pub const MAX_PASSWORD: usize = 1024;
+
+/// A login's strings within their bounds (`422` naming the field); what they hold is the
+/// credentials check's business.
+pub fn login_strings(req: &presence_protocol::LoginRequest) -> BackendResult<()> {
+    for (field, value, max) in [
+        ("account", &req.account, MAX_LOGIN_ACCOUNT),
+        ("email", &req.email, MAX_LOGIN_EMAIL),
+        ("password", &req.password, MAX_PASSWORD),
+    ] {
+        if value.len() > max {
+            return Err(BackendError::invalid_field(
+                field,
+                format!("at most {max} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn slug(field: &str, s: &str) -> BackendResult<()> {
     let ok = !s.is_empty()
         && s.len() <= 64
@@ -68,8 +92,11 @@ pub fn password(field: &str, s: &str) -> BackendResult<()> {
     if s.is_empty() {
         return Err(BackendError::invalid_field(field, "must not be empty"));
     }
-    if s.len() > 1024 {
-        return Err(BackendError::invalid_field(field, "longer than 1024 bytes"));
+    if s.len() > MAX_PASSWORD {
+        return Err(BackendError::invalid_field(
+            field,
+            format!("longer than {MAX_PASSWORD} bytes"),
+        ));
     }
     Ok(())
 }

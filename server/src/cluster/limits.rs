@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::hot::Hot;
 use crate::auth::{
     AttemptSlot, IP_LIMIT, IP_WINDOW, LoginGate, Refused, SLOT_WAIT, USER_LIMIT, USER_WINDOW,
+    ip_key, user_key,
 };
 
 /// How long an in-flight counter outlives its last change.
@@ -171,13 +172,9 @@ impl LoginGate for SharedLimiter {
         email: &str,
         ip: Option<IpAddr>,
     ) -> Result<Box<dyn AttemptSlot + '_>, Refused> {
-        let user = format!(
-            "{}\0{}",
-            account.to_ascii_lowercase(),
-            email.trim().to_lowercase()
-        );
+        let user = hex::encode(user_key(account, email));
         let mut wanted = Vec::new();
-        if let Some(ip) = ip {
+        if let Some(ip) = ip.map(ip_key) {
             wanted.push(Window::new("ip", &ip.to_string(), IP_LIMIT, IP_WINDOW));
         }
         wanted.push(Window::new("user", &user, USER_LIMIT, USER_WINDOW));

@@ -147,20 +147,59 @@ impl<S: Send + Sync> FromRequestParts<S> for LogParams {
 
 pub use crate::ops::LogParams;
 
-/// The peer address, when the server was started with connect info.
+/// The client's address: the peer's, or, when the peer is a trusted proxy
+/// (`--trusted-proxy`), the rightmost `X-Forwarded-For` entry not in a trusted range
+/// ([`client_ip`]). `None` when the server was started without connect info.
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = parts.headers.get_all("x-forwarded-for");
+        Ok(ClientIp(peer.map(|peer| {
+            client_ip(peer, forwarded.iter(), &state.trusted_proxies)
+        })))
     }
+}
+
+/// Whom a request comes from. A peer outside `trusted` is the client, whatever it says. A
+/// trusted peer's `X-Forwarded-For` (every such header, in order, comma-separated) is read
+/// from the right: the first entry outside the trusted ranges is the client (entries to its
+/// left are whatever the client wrote, so never believed). If every entry is trusted, the
+/// leftmost is; an entry that is not an address ends the walk at the last trusted hop.
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded: impl DoubleEndedIterator<Item = &'a axum::http::HeaderValue>,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for value in forwarded.rev() {
+        let Ok(value) = value.to_str() else {
+            return client;
+        };
+        for entry in value.rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+                return client;
+            };
+            client = ip;
+            if !is_trusted(&ip) {
+                return ip;
+            }
+        }
+    }
+    client
 }
 
 /// A JSON body. Wrong content type: 415; not JSON: 400; wrong shape: 422 naming the field;
@@ -302,6 +341,43 @@ mod tests {
     use presence_protocol::{ErrorCode, LoginRequest, OpeningHours};
 
     use super::*;
+
+    #[test]
+    fn the_client_is_the_rightmost_forwarded_address_outside_the_trusted_ranges() {
+        let nets: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let hv = |s: &'static str| axum::http::HeaderValue::from_static(s);
+        // (peer, X-Forwarded-For headers, client)
+        let cases: [(&str, &[&'static str], &str); 8] = [
+            ("203.0.113.9", &["198.51.100.1"], "203.0.113.9"),
+            ("10.0.0.2", &[], "10.0.0.2"),
+            ("10.0.0.2", &["198.51.100.1"], "198.51.100.1"),
+            (
+                "10.0.0.2",
+                &["6.6.6.6, 198.51.100.1, 10.0.0.7"],
+                "198.51.100.1",
+            ),
+            ("10.0.0.2", &["6.6.6.6", "198.51.100.1"], "198.51.100.1"),
+            ("10.0.0.2", &["10.1.1.1, 10.0.0.7"], "10.1.1.1"),
+            ("10.0.0.2", &["not-an-ip, 10.0.0.7"], "10.0.0.7"),
+            ("::1", &["2001:db8::5"], "2001:db8::5"),
+        ];
+        for (peer, headers, want) in cases {
+            let values: Vec<_> = headers.iter().map(|h| hv(h)).collect();
+            assert_eq!(
+                client_ip(ip(peer), values.iter(), &nets),
+                ip(want),
+                "{peer} {headers:?}"
+            );
+        }
+        // No trusted ranges: the header is never read.
+        let values = [hv("198.51.100.1")];
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), values.iter(), &[]),
+            ip("10.0.0.2")
+        );
+    }
 
     #[test]
     fn an_array_where_a_nested_object_is_wanted_is_an_invalid_field_naming_it() {

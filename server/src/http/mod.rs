@@ -55,6 +55,8 @@ pub struct AppState {
     pub streams: sse::StreamConfig,
     /// `--demo`: the demo host page is served under `/demo/`.
     pub demo: bool,
+    /// `--trusted-proxy`: see [`extract::ClientIp`].
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// Serves the API on `listener` until `stop` turns true.

@@ -34,6 +34,8 @@ async fn login(
     ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Response> {
+    // Checked before a limiter slot is taken: nothing unbounded becomes a key.
+    state.ops.check_login(&req)?;
     let attempt = state
         .limiter
         .take(&req.account, &req.email, ip)

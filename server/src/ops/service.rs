@@ -218,11 +218,20 @@ impl Ops {
     /// Verifies credentials and opens a session, which replaces the device's earlier one.
     /// Wrong credentials give `invalid_credentials`, whether or not the account or email
     /// exists (and in the same time: `credentials.rs`).
-    pub async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse> {
+    /// What a login request must be before anything is counted or looked up for it: a
+    /// device, a push registration the server serves, and strings of bounded size (the
+    /// login limits key on them).
+    pub fn check_login(&self, req: &LoginRequest) -> BackendResult<()> {
+        validate::login_strings(req)?;
         validate::device(&req.device)?;
         if let Some(push) = &req.push {
             self.check_push(push, "push.")?;
         }
+        Ok(())
+    }
+
+    pub async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse> {
+        self.check_login(&req)?;
         let key = AgentKey::Login {
             account_slug: &req.account,
             email: &req.email,

@@ -1,0 +1,90 @@
+//! Facing the open internet over HTTP, on every backend (PROTOCOL.md, third part): what a
+//! login may send before it counts against any limit.
+
+use presence_test_support::TestServer;
+use serde_json::json;
+
+#[tokio::test]
+async fn oversized_login_strings_are_refused_before_they_count_or_are_kept() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    api.create_account("acme").await;
+    let long = "x".repeat(4_000);
+    let cases = [
+        (json!({"account": long, "email": "a@acme.test"}), "account"),
+        (
+            json!({"account": "acme", "email": format!("{long}@acme.test")}),
+            "email",
+        ),
+    ];
+    // Many more than the failure limit: none is counted, none is 429.
+    for _ in 0..12 {
+        for (fields, field) in &cases {
+            let mut body = json!({"password": "whatever-1", "device": {"id": "d", "platform": "web", "name": "Desk", "app_version": "1"}});
+            body.as_object_mut()
+                .unwrap()
+                .extend(fields.as_object().unwrap().clone());
+            let detail = api
+                .post("/v1/login", None, body)
+                .await
+                .assert_error(422, "invalid_field");
+            assert!(detail.contains(field), "{detail}");
+        }
+    }
+}
+
+/// A wrong password for `email` of account `acme`, sent through a proxy that says it
+/// forwards for `client`; the answer's status.
+async fn wrong_login(api: &presence_test_support::Api, email: &str, client: &str) -> u16 {
+    let body = json!({"account": "acme", "email": email, "password": "wrong-password",
+                      "device": {"id": "d", "platform": "web", "name": "Desk", "app_version": "1"}});
+    let req = api
+        .request(reqwest::Method::POST, "/v1/login")
+        .header("x-forwarded-for", format!("6.6.6.6, {client}"))
+        .json(&body);
+    api.send(req).await.status
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_address_window() {
+    let srv = TestServer::with(|c| c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    let api = srv.api();
+    api.create_account("acme").await;
+    // The per-address window (100 failures a minute), filled by one client: distinct emails,
+    // so no account+email window fills first.
+    for i in 0..100 {
+        assert_eq!(
+            wrong_login(&api, &format!("u{i}@acme.test"), "198.51.100.1").await,
+            401
+        );
+    }
+    assert_eq!(
+        wrong_login(&api, "next@acme.test", "198.51.100.1").await,
+        429
+    );
+    // Another client behind the same balancer is not blocked, nor is the first one's
+    // left-hand claim of being someone else believed (6.6.6.6 is what it wrote).
+    assert_eq!(
+        wrong_login(&api, "other@acme.test", "198.51.100.2").await,
+        401
+    );
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_forwarded_addresses_are_ignored() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    api.create_account("acme").await;
+    for i in 0..100 {
+        let client = format!("198.51.100.{i}");
+        assert_eq!(
+            wrong_login(&api, &format!("u{i}@acme.test"), &client).await,
+            401
+        );
+    }
+    // All from the one peer: its window is full whatever the header says.
+    assert_eq!(
+        wrong_login(&api, "next@acme.test", "203.0.113.1").await,
+        429
+    );
+}
