@@ -152,6 +152,8 @@ pub(crate) struct Inner {
     fanout: fanout::Fanout,
     tokens: Mutex<HashMap<TokenHash, TokenEntry>>,
     cfgs: Mutex<HashMap<String, (Instant, Arc<AccountCfg>)>>,
+    /// Bumped by every config this node stores: a read that began before it is not cached.
+    cfg_gen: AtomicU64,
     widget_keys: Mutex<HashMap<String, String>>,
     /// Tells the sweeper of a new deadline in a partition.
     deadline_tx: mpsc::UnboundedSender<(u32, i64)>,
@@ -190,6 +192,7 @@ impl Cluster {
             metrics,
             tokens: Mutex::new(HashMap::new()),
             cfgs: Mutex::new(HashMap::new()),
+            cfg_gen: AtomicU64::new(0),
             widget_keys: Mutex::new(HashMap::new()),
             deadline_tx,
             device_streams: AtomicU64::new(0),
@@ -298,6 +301,13 @@ impl Inner {
         {
             return Ok(c.clone());
         }
+        self.fresh_cfg(account_id).await
+    }
+
+    /// The account's config as Redis holds it now, cached for [`CFG_CACHE`] unless this
+    /// node stored a newer one while it was read.
+    async fn fresh_cfg(&self, account_id: &str) -> BackendResult<Arc<AccountCfg>> {
+        let generation = self.cfg_gen.load(Relaxed);
         let json = match self.hot.cfg(account_id).await? {
             Some(j) => j,
             None => {
@@ -310,14 +320,17 @@ impl Inner {
         };
         let cfg: Arc<AccountCfg> =
             Arc::new(serde_json::from_str(&json).map_err(BackendError::internal)?);
-        self.cfgs
-            .lock()
-            .insert(account_id.to_owned(), (Instant::now(), cfg.clone()));
+        let mut cfgs = self.cfgs.lock();
+        if self.cfg_gen.load(Relaxed) == generation {
+            cfgs.insert(account_id.to_owned(), (Instant::now(), cfg.clone()));
+        }
         Ok(cfg)
     }
 
     fn forget_cfg(&self, account_id: &str) {
-        self.cfgs.lock().remove(account_id);
+        let mut cfgs = self.cfgs.lock();
+        self.cfg_gen.fetch_add(1, Relaxed);
+        cfgs.remove(account_id);
     }
 
     /// Stores a new config for the account and recomputes its view.

@@ -214,9 +214,10 @@ impl Inner {
         }
     }
 
-    /// The agent's activity, if its account has automatic away on.
+    /// The agent's activity, if its account has automatic away on (its settings as Redis
+    /// holds them now, not as cached: an idle decision follows a settings change at once).
     async fn activity(&self, account_id: &str, agent_id: &str) -> BackendResult<Option<Activity>> {
-        let settings = self.cfg(account_id).await?.settings.idle;
+        let settings = self.fresh_cfg(account_id).await?.settings.idle;
         if settings.idle_after_ms.is_none() {
             return Ok(None);
         }

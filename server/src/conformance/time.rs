@@ -22,7 +22,18 @@ pub(super) async fn status_event(
     stream: &mut DeviceStream,
     pred: impl Fn(&StatusView) -> bool,
 ) -> StatusView {
-    let wait = async {
+    status_event_within(stream, DEADLINE, pred)
+        .await
+        .expect("the status event within the deadline")
+}
+
+/// The next status event on `stream` that `pred` accepts, if one comes within `wait`.
+pub(super) async fn status_event_within(
+    stream: &mut DeviceStream,
+    wait: std::time::Duration,
+    pred: impl Fn(&StatusView) -> bool,
+) -> Option<StatusView> {
+    let next = async {
         loop {
             match stream.events.recv().await {
                 Ok(AgentEvent::Status(f)) if pred(&f.status) => return f.status.clone(),
@@ -31,9 +42,7 @@ pub(super) async fn status_event(
             }
         }
     };
-    tokio::time::timeout(DEADLINE, wait)
-        .await
-        .expect("the status event within the deadline")
+    tokio::time::timeout(wait, next).await.ok()
 }
 
 pub async fn a_timed_status_ends_by_itself_with_its_then(h: Harness) {

@@ -152,8 +152,10 @@ pub fn on_report(
 ) -> (StatusChange, StatusPlan) {
     let change = server_change(account_id, agent_id);
     let plan: StatusPlan = Box::new(move |slice| {
-        let a = activity_of(slice)?;
-        Ok(came_back(slice, a, report).unwrap_or_else(|| went_idle(slice, a)))
+        Ok(match &slice.activity {
+            Some(a) => came_back(slice, a, report).unwrap_or_else(|| went_idle(slice, a)),
+            None => unchanged(slice),
+        })
     });
     (change, plan)
 }
@@ -161,15 +163,21 @@ pub fn on_report(
 /// The change a backend's idle check makes: the idle change if the reports imply it by now.
 pub fn check(account_id: Arc<str>, agent_id: String) -> (StatusChange, StatusPlan) {
     let change = server_change(account_id, agent_id);
-    let plan: StatusPlan = Box::new(move |slice| Ok(went_idle(slice, activity_of(slice)?)));
+    let plan: StatusPlan = Box::new(move |slice| {
+        Ok(match &slice.activity {
+            Some(a) => went_idle(slice, a),
+            None => unchanged(slice),
+        })
+    });
     (change, plan)
 }
 
-fn activity_of(slice: &StatusSlice) -> BackendResult<&Activity> {
-    slice
-        .activity
-        .as_ref()
-        .ok_or_else(|| BackendError::internal("an idle decision without the agent's activity"))
+/// Nothing to do: automatic away was turned off since the report or the check was made.
+fn unchanged(slice: &StatusSlice) -> SetStatusResponse {
+    SetStatusResponse {
+        applied: false,
+        status: slice.current.clone(),
+    }
 }
 
 #[cfg(test)]
