@@ -255,7 +255,15 @@ async fn run(
     let (hb_per_s, hb_errors) = heartbeat_load(a, sizes.conns, sizes.hb_window).await?;
     let floor_per_s = redis_floor(redis_port, sizes.conns, sizes.floor_requests).await?;
     let ex = expiry(&nodes, sizes.sessions).await?;
-    let timers = crate::timers::run(a, b, "cl-tmr", sizes.timer_accounts, 10).await?;
+    let timers = crate::timers::run(
+        crate::timers::Scenario::Timer,
+        a,
+        b,
+        "cl-tmr",
+        sizes.timer_accounts,
+        10,
+    )
+    .await?;
     Ok(Measured {
         status,
         answers,
@@ -665,9 +673,23 @@ async fn redis_floor(port: u16, conns: usize, requests: usize) -> Res<f64> {
     let mut bench = Command::new("redis-benchmark");
     bench
         .args(["-h", "127.0.0.1", "-p", &p, "-c", &conns.to_string()])
-        .args(["-n", &requests.to_string(), "-q", "EVALSHA", &sha, "4"])
-        .args([&keys.meta, &keys.leases, &keys.deadlines, &keys.agents])
-        .args(["ses_bench", "a", "60000", "1800000", "300000", "acc_bench"]);
+        .args(["-n", &requests.to_string(), "-q", "EVALSHA", &sha, "5"])
+        .args([
+            &keys.meta,
+            &keys.leases,
+            &keys.deadlines,
+            &keys.agents,
+            &keys.activity,
+        ])
+        .args([
+            "ses_bench",
+            "a",
+            "60000",
+            "1800000",
+            "300000",
+            "acc_bench",
+            "",
+        ]);
     let out = proc::run(bench, "redis-benchmark", Duration::from_secs(300)).await;
     // Leave nothing for the nodes' sweepers to find.
     let member = "s acc_bench ses_bench";

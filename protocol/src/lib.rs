@@ -540,6 +540,16 @@ pub struct HeartbeatRequest {
     pub idle_ms: Option<i64>,
 }
 
+impl From<Mode> for HeartbeatRequest {
+    /// A heartbeat in `mode` with no activity report.
+    fn from(mode: Mode) -> Self {
+        HeartbeatRequest {
+            mode,
+            idle_ms: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub session_id: String,

@@ -74,6 +74,8 @@ pub struct Retention {
     pub ended_sessions: Duration,
     /// A status op id stays idempotent this long.
     pub status_ops: Duration,
+    /// The status log keeps an applied change this long.
+    pub history: Duration,
 }
 
 impl Default for Retention {
@@ -81,6 +83,7 @@ impl Default for Retention {
         Retention {
             ended_sessions: Duration::from_secs(7 * 86_400),
             status_ops: Duration::from_secs(30 * 86_400),
+            history: Duration::from_secs(400 * 86_400),
         }
     }
 }

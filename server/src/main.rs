@@ -120,6 +120,9 @@ struct Args {
     /// How long a status op id stays idempotent (a retry with it returns the first answer).
     #[arg(long, env = "PRESENCE_OP_RETENTION_MS", default_value_t = 30 * 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
     op_retention_ms: u64,
+    /// How long the status log keeps an applied status change (default 400 days).
+    #[arg(long, env = "PRESENCE_HISTORY_RETENTION_MS", default_value_t = 400 * 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
+    history_retention_ms: u64,
     /// Cluster mode: the PostgreSQL that holds what must survive (with --redis-url). Any
     /// number of nodes may share it.
     #[arg(long, env = "PRESENCE_POSTGRES_URL", value_name = "URL")]
@@ -221,6 +224,7 @@ async fn run(args: Args) -> ExitCode {
         retention: Retention {
             ended_sessions: Duration::from_millis(args.session_retention_ms),
             status_ops: Duration::from_millis(args.op_retention_ms),
+            history: Duration::from_millis(args.history_retention_ms),
         },
         cluster,
     };

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub pruned_sessions: AtomicU64,
     /// Status op ids forgotten after their retention.
     pub pruned_status_ops: AtomicU64,
+    /// Status log entries forgotten after `--history-retention-ms`.
+    pub pruned_status_log: AtomicU64,
     /// Cluster mode's work with its stores.
     pub store: Arc<StoreMetrics>,
     gauges: GaugeSource,
@@ -261,6 +263,11 @@ impl Metrics {
             "presence_pruned_status_ops_total",
             "Status op ids forgotten after their retention.",
             self.pruned_status_ops.load(Relaxed),
+        );
+        counter(
+            "presence_pruned_status_log_total",
+            "Status log entries forgotten after the history retention.",
+            self.pruned_status_log.load(Relaxed),
         );
         let mut gauge = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -36,7 +36,8 @@ async fn admin_account_returns_account_groups_opening_hours_settings_agents() {
         b["settings"],
         json!({"active_interval_ms": 20000, "active_ttl_ms": 60000,
                "background_ttl_ms": 1800000, "renew_margin_ms": 300000,
-               "busy_message": null, "offline_message": null}),
+               "busy_message": null, "offline_message": null,
+               "idle_after_ms": null, "idle_status": "busy", "return_on_activity": true}),
         "the defaults"
     );
     let agents = array(&b["agents"], "agents");
@@ -486,7 +487,8 @@ async fn put_settings_partial_subset_keeps_the_others() {
     assert_eq!(r.status, 200, "{}", r.body);
     let expected = json!({"active_interval_ms": 20000, "active_ttl_ms": 45000,
                           "background_ttl_ms": 1800000, "renew_margin_ms": 300000,
-               "busy_message": null, "offline_message": null});
+               "busy_message": null, "offline_message": null,
+               "idle_after_ms": null, "idle_status": "busy", "return_on_activity": true});
     assert_eq!(admin_account(&api, &acc).await["settings"], expected);
     let r = api
         .put(
@@ -498,7 +500,8 @@ async fn put_settings_partial_subset_keeps_the_others() {
     assert_eq!(r.status, 200, "{}", r.body);
     let expected = json!({"active_interval_ms": 10000, "active_ttl_ms": 45000,
                           "background_ttl_ms": 1800000, "renew_margin_ms": 60000,
-                          "busy_message": null, "offline_message": null});
+                          "busy_message": null, "offline_message": null,
+               "idle_after_ms": null, "idle_status": "busy", "return_on_activity": true});
     assert_eq!(admin_account(&api, &acc).await["settings"], expected);
     // New leases follow the settings.
     let hb = heartbeat(&api, &acc.owner_token, json!({})).await;
@@ -531,7 +534,8 @@ async fn put_settings_ttl_below_twice_interval_is_invalid_field() {
         admin_account(&api, &acc).await["settings"],
         json!({"active_interval_ms": 20000, "active_ttl_ms": 60000,
                "background_ttl_ms": 1800000, "renew_margin_ms": 300000,
-               "busy_message": null, "offline_message": null}),
+               "busy_message": null, "offline_message": null,
+               "idle_after_ms": null, "idle_status": "busy", "return_on_activity": true}),
         "nothing stored"
     );
 }

@@ -45,7 +45,10 @@ async fn the_heartbeat_script_renews_every_lease_as_the_rule_says() {
         hot.seed(&account, "{}", 1, &[], &[(session.clone(), lease.clone())])
             .await
             .expect("seeded");
-        let Ok(beat) = hot.heartbeat(&account, &session, c.mode, &settings).await else {
+        let Ok(beat) = hot
+            .heartbeat(&account, &session, c.mode, None, &settings)
+            .await
+        else {
             panic!("{}: the script failed", c.name);
         };
         let Beat::Renewed { until, now, .. } = beat else {

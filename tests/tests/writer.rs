@@ -65,7 +65,10 @@ async fn a_status_commit_stuck_in_the_disk_holds_up_no_heartbeat_and_no_read() {
     // instead of hanging it.)
     let hb = answered_within(DEADLINE, {
         let b = b.clone();
-        async move { b.heartbeat(&token_hash(&desk_token), Mode::Active).await }
+        async move {
+            b.heartbeat(&token_hash(&desk_token), Mode::Active.into())
+                .await
+        }
     })
     .await;
     let me = answered_within(DEADLINE, {
@@ -318,7 +321,7 @@ async fn while_held<T: Send + 'static>(
     assert!(held, "the write reached the disk");
     let hb = answered_within(DEADLINE, {
         let (b, token) = (b.clone(), token_hash(reader_token));
-        async move { b.heartbeat(&token, Mode::Active).await }
+        async move { b.heartbeat(&token, Mode::Active.into()).await }
     })
     .await;
     let me = answered_within(DEADLINE, {

@@ -3,7 +3,7 @@
 //! Handlers call [`crate::ops::Ops`], which plans every operation and calls a [`Backend`]:
 //! the embedded backend ([`crate::embedded`]) keeps hot state in memory and durable state in
 //! SQLite, the cluster backend ([`crate::cluster`]) PostgreSQL and Redis; both implement the
-//! same nine methods, and nothing above changes. A backend reads slices, applies planned
+//! same ten methods, and nothing above changes. A backend reads slices, applies planned
 //! changes atomically under a turn, times what must be timed, and fans out; it decides
 //! nothing. What belongs to the HTTP layer (auth header parsing, role checks, login rate
 //! limits, JSON errors) stays out of this trait.
@@ -13,7 +13,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use presence_protocol::{
-    ChatboxView, EndReason, Heartbeat, Mode, Role, SetStatusResponse, SnapshotEvent, StatusView,
+    ChatboxView, EndReason, Heartbeat, Mode, Role, SetStatusResponse, SnapshotEvent,
+    StatusLogEntry, StatusView,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -22,6 +23,7 @@ mod error;
 pub use error::{BackendError, BackendResult, storage};
 
 use crate::auth::TokenHash;
+use crate::ops::idle::Report;
 use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
@@ -86,6 +88,18 @@ impl AgentEvent {
     }
 }
 
+/// Which part of an agent's status log to read: changes applied in `[from, to)` with a
+/// version below `before_version`, newest first, at most `limit`.
+#[derive(Debug, Clone)]
+pub struct LogQuery {
+    pub account_id: Arc<str>,
+    pub agent_id: String,
+    pub from: i64,
+    pub to: i64,
+    pub before_version: i64,
+    pub limit: u32,
+}
+
 /// Something held by an open stream; dropping it marks the stream closed.
 pub trait StreamGuard: Send + Sync {}
 
@@ -113,11 +127,29 @@ pub struct WidgetViews {
     pub stream: Option<WidgetStream>,
 }
 
-/// What a live session's token answered: who it is, or (renewed) its new terms.
+/// What a heartbeat asks of [`Backend::session`]: the lease renewed in `mode`, and the
+/// session's activity report (`idle_ms`; none: this session does not report) stored with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal {
+    pub mode: Mode,
+    pub idle_ms: Option<i64>,
+}
+
+/// A heartbeat's activity report, stored, of an agent whose account has automatic away on:
+/// the planning layer decides what it changes.
+#[derive(Debug, Clone)]
+pub struct Reported {
+    pub account_id: Arc<str>,
+    pub agent_id: Arc<str>,
+    pub report: Report,
+}
+
+/// What a live session's token answered: who it is, or (renewed) its new terms and, when
+/// the heartbeat reported activity and its account has automatic away on, that report.
 #[derive(Debug)]
 pub enum SessionCheck {
     Authenticated(Principal),
-    Renewed(Heartbeat),
+    Renewed(Heartbeat, Option<Reported>),
 }
 
 /// The seam: reads of a slice, turns that apply a planned change, and streams. Every rule is
@@ -166,16 +198,25 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BackendResult<SetStatusResponse>;
 
     /// The live session behind a bearer token (by its SHA-256; raw tokens stay in the HTTP
-    /// layer): who it is, or with `renew`, its lease renewed in that mode by the lease rules
-    /// and the new terms, in the same step (the hottest path of the server). Unknown:
+    /// layer): who it is, or with `renew`, its lease renewed in that mode by the lease rules,
+    /// its activity report replaced by the renewal's (stamped with the server's time), and the
+    /// new terms, in the same step (the hottest path of the server). Unknown:
     /// `unauthorized`; ended or lapsed: `session_expired`.
-    async fn session(&self, token: &TokenHash, renew: Option<Mode>) -> BackendResult<SessionCheck>;
+    async fn session(
+        &self,
+        token: &TokenHash,
+        renew: Option<Renewal>,
+    ) -> BackendResult<SessionCheck>;
     /// A stream for the caller's device: the snapshot first, then its agent's events and the
     /// account's views; the session counts as connected while the stream is held.
     async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream>;
     /// The account's current view for a widget key, encoded once; with `follow`, a stream of
     /// the views after it too.
     async fn widget(&self, widget_key: &str, follow: bool) -> BackendResult<WidgetViews>;
+
+    /// Part of an agent's status log (a read of the store: every applied change is written
+    /// with it); `not_found` if the agent is not in the account.
+    async fn status_log(&self, q: LogQuery) -> BackendResult<Vec<StatusLogEntry>>;
 
     /// Whether the stores this backend needs answer (`/healthz`); why not if they do not.
     async fn health(&self) -> BackendResult<()>;

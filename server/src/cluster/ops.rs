@@ -6,16 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use async_trait::async_trait;
-use presence_protocol::{EndReason, Mode, SetStatusResponse, SnapshotEvent, StatusView};
+use presence_protocol::{EndReason, SetStatusResponse, SnapshotEvent, StatusLogEntry, StatusView};
 
 use super::hot::{Beat, Event};
 use super::pg::{SessionRow, StatusDecision};
 use super::{Cluster, Inner, TOKEN_CACHE_MAX, TokenEntry, fanout};
 use crate::auth::TokenHash;
 use crate::backend::{
-    Backend, BackendError, BackendResult, DeviceStream, Principal, SessionCheck, StreamGuard,
-    ViewFrame, WidgetStream, WidgetViews,
+    Backend, BackendError, BackendResult, DeviceStream, LogQuery, Principal, Renewal, Reported,
+    SessionCheck, StreamGuard, ViewFrame, WidgetStream, WidgetViews,
 };
+use crate::ops::idle::{self, Activity, Report};
 use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
@@ -175,9 +176,22 @@ impl Inner {
         change: StatusChange,
         plan: StatusPlan,
     ) -> BackendResult<SetStatusResponse> {
+        let activity = match change.activity {
+            true => self.activity(&change.account_id, &change.agent_id).await?,
+            false => None,
+        };
         let now = self.clock.now_ms();
         let since = now - self.retention.status_ops.as_millis() as i64;
-        let decision = self.pg.status_op(&change, since, now, plan).await?;
+        let decision = self
+            .pg
+            .status_op(&change, since, now, activity.clone(), plan)
+            .await?;
+        if let (Some(a), StatusDecision::Decided { status, .. }) = (&activity, &decision) {
+            let at = idle::next_check(a, status);
+            self.hot
+                .schedule_idle_check(&change.account_id, &change.agent_id, at)
+                .await?;
+        }
         match decision {
             StatusDecision::Replay(json) => {
                 serde_json::from_str(&json).map_err(BackendError::internal)
@@ -198,6 +212,16 @@ impl Inner {
                 Ok(SetStatusResponse { applied, status })
             }
         }
+    }
+
+    /// The agent's activity, if its account has automatic away on.
+    async fn activity(&self, account_id: &str, agent_id: &str) -> BackendResult<Option<Activity>> {
+        let settings = self.cfg(account_id).await?.settings.idle;
+        if settings.idle_after_ms.is_none() {
+            return Ok(None);
+        }
+        let reports = seeded!(self, account_id, self.hot.activity(account_id, agent_id))?;
+        Ok(Some(Activity { settings, reports }))
     }
 
     async fn account_of_widget(&self, key: &str) -> BackendResult<String> {
@@ -319,10 +343,14 @@ impl Backend for Cluster {
             .map_err(BackendError::internal)?
     }
 
-    async fn session(&self, token: &TokenHash, renew: Option<Mode>) -> BackendResult<SessionCheck> {
+    async fn session(
+        &self,
+        token: &TokenHash,
+        renew: Option<Renewal>,
+    ) -> BackendResult<SessionCheck> {
         let inner = &self.inner;
         let t = inner.token(token).await?;
-        let Some(mode) = renew else {
+        let Some(Renewal { mode, idle_ms }) = renew else {
             let (now, lease, profile) = seeded!(
                 inner,
                 &t.account_id,
@@ -341,13 +369,17 @@ impl Backend for Cluster {
                 _ => Err(inner.lost_lease(token, &t).await),
             };
         };
-        let settings = inner.cfg(&t.account_id).await?.settings.timings;
+        let cfg = inner.cfg(&t.account_id).await?;
+        let (settings, idle_on) = (
+            cfg.settings.timings,
+            cfg.settings.idle.idle_after_ms.is_some(),
+        );
         let beat = seeded!(
             inner,
             &t.account_id,
             inner
                 .hot
-                .heartbeat(&t.account_id, &t.session_id, mode, &settings)
+                .heartbeat(&t.account_id, &t.session_id, mode, idle_ms, &settings)
         )?;
         match beat {
             Beat::Renewed {
@@ -366,14 +398,16 @@ impl Backend for Cluster {
                     });
                 }
                 inner.metrics.heartbeats.fetch_add(1, Relaxed);
-                Ok(SessionCheck::Renewed(sessions::heartbeat(
-                    &settings,
-                    mode,
-                    push,
-                    until,
-                    now,
-                    status_version,
-                )))
+                let reported = match idle_ms {
+                    Some(idle_ms) if idle_on => Some(Reported {
+                        account_id: t.account_id.clone(),
+                        agent_id: t.agent_id.clone(),
+                        report: Report { at: now, idle_ms },
+                    }),
+                    _ => None,
+                };
+                let hb = sessions::heartbeat(&settings, mode, push, until, now, status_version);
+                Ok(SessionCheck::Renewed(hb, reported))
             }
             Beat::Lapsed => Err(BackendError::session_expired()),
             Beat::Gone => Err(inner.lost_lease(token, &t).await),
@@ -432,6 +466,18 @@ impl Backend for Cluster {
                 }),
             }),
         })
+    }
+
+    async fn status_log(&self, q: LogQuery) -> BackendResult<Vec<StatusLogEntry>> {
+        let rows = self.inner.pg.status_log(&q).await?;
+        if rows.is_empty() {
+            // No entries, or no such agent here: tell them apart.
+            match self.inner.pg.agent(&q.agent_id).await? {
+                Some(a) if *a.account_id == *q.account_id => {}
+                _ => return Err(BackendError::not_found("agent")),
+            }
+        }
+        Ok(rows)
     }
 
     async fn health(&self) -> BackendResult<()> {

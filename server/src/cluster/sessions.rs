@@ -64,6 +64,7 @@ impl Inner {
             .map(|(s, l)| (s.as_str(), l))
             .collect();
         let conn: HashMap<&str, i64> = snap.conn.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        let idle = self.hot.idle_reports(account_id).await?;
         let sessions = self
             .pg
             .agent_sessions(agent_id)
@@ -75,6 +76,7 @@ impl Inner {
                 let (mode, until) = (l.mode, l.until);
                 let mut s = live(s);
                 (s.mode, s.lease_until, s.connected) = (mode, until, connected);
+                s.idle_ms = idle.get(&s.id).copied();
                 Some(s)
             })
             .collect();

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::Inner;
 use super::hot::{PARTITIONS, Swept};
-use crate::ops::status;
+use crate::ops::{idle, status};
 use crate::push::PushJob;
 use crate::rules;
 
@@ -163,6 +163,9 @@ fn handle(inner: &Arc<Inner>, sw: Swept) {
     for (acc, agent, until) in sw.status_ends {
         tokio::spawn(end_timed_status(inner.clone(), acc, agent, until));
     }
+    for (acc, agent) in sw.idle_checks {
+        tokio::spawn(check_idle(inner.clone(), acc, agent));
+    }
     for acc in sw.flips {
         let inner = inner.clone();
         tokio::spawn(async move {
@@ -181,6 +184,16 @@ async fn end_timed_status(inner: Arc<Inner>, account_id: String, agent_id: Strin
     if let Err(e) = inner.change_status(change, plan).await {
         // Still timed in PostgreSQL: the reconciler tries again.
         tracing::warn!(error = %e, "could not end a timed status");
+    }
+}
+
+/// Sets an agent idle if its reports still say so: decided in PostgreSQL under the agent's
+/// row lock like any change (a report or change that came meanwhile re-armed the check).
+async fn check_idle(inner: Arc<Inner>, account_id: String, agent_id: String) {
+    let (change, plan) = idle::check(Arc::from(account_id.as_str()), agent_id);
+    if let Err(e) = inner.change_status(change, plan).await {
+        // The next heartbeat's report arms the check again.
+        tracing::warn!(error = %e, "could not set an idle agent away");
     }
 }
 
@@ -225,10 +238,12 @@ async fn prune(inner: &Arc<Inner>) {
         .prune(
             now - r.ended_sessions.as_millis() as i64,
             now - r.status_ops.as_millis() as i64,
+            now - r.history.as_millis() as i64,
         )
         .await
     {
-        Ok((sessions, ops)) => {
+        Ok((sessions, ops, log)) => {
+            inner.metrics.pruned_status_log.fetch_add(log, Relaxed);
             inner.metrics.pruned_sessions.fetch_add(sessions, Relaxed);
             inner.metrics.pruned_status_ops.fetch_add(ops, Relaxed);
         }

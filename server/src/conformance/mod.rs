@@ -23,9 +23,11 @@ use presence_protocol::{
 };
 
 mod concurrency;
+mod idle;
 mod time;
 
 pub use concurrency::*;
+pub use idle::*;
 pub use time::*;
 
 use crate::auth::token_hash;
@@ -259,7 +261,9 @@ pub async fn wrong_credentials_and_dead_tokens_are_told_apart(h: Harness) {
         Some(BackendError::SessionEnded)
     );
     assert_eq!(
-        b.heartbeat(&token_hash(&token), Mode::Active).await.err(),
+        b.heartbeat(&token_hash(&token), Mode::Active.into())
+            .await
+            .err(),
         Some(BackendError::SessionEnded)
     );
 }
@@ -384,7 +388,7 @@ pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
     account(&h.ops, "acme", Settings::default()).await;
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
     let hb = b
-        .heartbeat(&token_hash(&token), Mode::Background)
+        .heartbeat(&token_hash(&token), Mode::Background.into())
         .await
         .unwrap();
     assert_eq!(
@@ -394,7 +398,7 @@ pub async fn a_background_lease_needs_a_push_registration(h: Harness) {
     );
     register_webhook_push(b, &p).await;
     let hb = b
-        .heartbeat(&token_hash(&token), Mode::Background)
+        .heartbeat(&token_hash(&token), Mode::Background.into())
         .await
         .unwrap();
     let s = Settings::default();
@@ -411,10 +415,10 @@ pub async fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end(h
     let (p, token) = login(b, "acme", "owner@acme.test", "phone").await;
     register_webhook_push(b, &p).await;
     let th = token_hash(&token);
-    let first = b.heartbeat(&th, Mode::Background).await.unwrap();
+    let first = b.heartbeat(&th, Mode::Background.into()).await.unwrap();
     assert_eq!(first.lease_until, first.server_time + s.background_ttl_ms);
     // Before the window: ttl from now.
-    let early = b.heartbeat(&th, Mode::Background).await.unwrap();
+    let early = b.heartbeat(&th, Mode::Background.into()).await.unwrap();
     assert!(early.server_time < early.lease_until - s.renew_margin_ms);
     assert_eq!(early.lease_until, early.server_time + s.background_ttl_ms);
     // The renew window opens `renew_margin_ms` before the lease ends: a timed wait for a
@@ -424,7 +428,7 @@ pub async fn a_background_lease_renewed_in_its_window_runs_on_from_its_old_end(h
         (window - early.server_time + 50).max(0) as u64,
     ))
     .await;
-    let renewed = b.heartbeat(&th, Mode::Background).await.unwrap();
+    let renewed = b.heartbeat(&th, Mode::Background.into()).await.unwrap();
     assert!(renewed.server_time >= window, "inside the renew window");
     assert_eq!(
         renewed.lease_until,
@@ -475,7 +479,9 @@ pub async fn a_lapsed_lease_ends_the_session_and_the_view_follows(h: Harness) {
         .await
         .expect("the lease ends within its ttl and the view goes offline");
     assert_eq!(
-        b.heartbeat(&token_hash(&token), Mode::Active).await.err(),
+        b.heartbeat(&token_hash(&token), Mode::Active.into())
+            .await
+            .err(),
         Some(BackendError::SessionEnded)
     );
 }
@@ -493,8 +499,8 @@ pub async fn a_session_back_in_the_foreground_ends_at_its_active_lease(h: Harnes
         .await
         .unwrap();
     let th = token_hash(&token);
-    let bg = b.heartbeat(&th, Mode::Background).await.unwrap();
-    let fg = b.heartbeat(&th, Mode::Active).await.unwrap();
+    let bg = b.heartbeat(&th, Mode::Background.into()).await.unwrap();
+    let fg = b.heartbeat(&th, Mode::Active.into()).await.unwrap();
     assert_eq!(fg.lease_until, fg.server_time + s.active_ttl_ms);
     assert!(fg.lease_until < bg.lease_until);
     let key = widget_key(&h.ops(), &p).await;
@@ -584,6 +590,11 @@ macro_rules! backend_conformance_tests {
             a_removed_custom_status_leaves_its_agents_with_their_base_status,
             a_custom_status_removed_while_an_agent_takes_it_never_stays,
             the_chat_box_says_when_a_busy_team_is_back,
+            the_status_log_keeps_every_applied_change_newest_first_in_pages,
+            an_agent_goes_idle_at_the_moment_its_reports_imply_and_activity_brings_it_back,
+            an_explicit_busy_is_never_overridden_and_an_idle_report_past_due_applies_at_once,
+            a_session_that_reports_nothing_keeps_the_agent_available,
+            idle_settings_and_reports_out_of_bounds_name_their_field,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {

@@ -18,7 +18,10 @@ fn timed(status: AgentStatus, n: u32, d: i64, then: Option<AgentStatus>) -> SetS
 }
 
 /// The next status event on `stream` that `pred` accepts.
-async fn status_event(stream: &mut DeviceStream, pred: impl Fn(&StatusView) -> bool) -> StatusView {
+pub(super) async fn status_event(
+    stream: &mut DeviceStream,
+    pred: impl Fn(&StatusView) -> bool,
+) -> StatusView {
     let wait = async {
         loop {
             match stream.events.recv().await {
@@ -225,4 +228,92 @@ pub async fn the_chat_box_says_when_a_busy_team_is_back(h: Harness) {
         (view.status, view.back_at),
         (presence_protocol::ChatboxStatus::Busy, None)
     );
+}
+
+fn log_params(limit: Option<i64>, after: Option<&str>) -> crate::ops::LogParams {
+    crate::ops::LogParams {
+        limit,
+        after: after.map(|a| a.parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+pub async fn the_status_log_keeps_every_applied_change_newest_first_in_pages(h: Harness) {
+    let o = h.ops();
+    account(&o, "acme", Settings::default()).await;
+    let (owner, _) = login(&o, "acme", "owner@acme.test", "o").await;
+    agent(&o, &owner, "acme", "ann", &[]).await;
+    let (ann, _) = login(&o, "acme", "ann@acme.test", "a").await;
+    let mut stream = o.open_device_stream(&ann).await.unwrap();
+    let online = o
+        .set_status(&ann, op(AgentStatus::Online, &uuid(1), None))
+        .await
+        .unwrap()
+        .status;
+    let mut req = timed(AgentStatus::Busy, 2, 1_000, None);
+    req.note = Some("call".into());
+    let busy = o.set_status(&ann, req).await.unwrap().status;
+    // A losing op is not a change: not in the log.
+    let lost = o
+        .set_status(
+            &ann,
+            op(AgentStatus::Offline, &uuid(3), Some(online.intent_at - 1)),
+        )
+        .await
+        .unwrap();
+    assert!(!lost.applied);
+    let ended = status_event(&mut stream, |s| s.cause == Cause::Timer).await;
+    let by_admin = o
+        .admin_set_status(&owner, &ann.agent_id, admin_req(AgentStatus::Offline))
+        .await
+        .unwrap();
+
+    let first = o
+        .status_log(&ann, &ann.agent_id, log_params(Some(3), None))
+        .await
+        .unwrap();
+    let statuses: Vec<_> = first.entries.iter().map(|e| e.status.clone()).collect();
+    assert_eq!(
+        statuses,
+        vec![by_admin.clone(), ended.clone(), busy.clone()]
+    );
+    let times: Vec<_> = first.entries.iter().map(|e| e.applied_at).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let next = first.next.as_deref().expect("a next page");
+    let second = o
+        .status_log(&ann, &ann.agent_id, log_params(Some(3), Some(next)))
+        .await
+        .unwrap();
+    assert_eq!(second.entries.len(), 1);
+    assert_eq!(second.entries[0].status, online);
+    assert_eq!(second.next, None);
+
+    // An admin reads any agent's log of the account; `to` bounds it by time (exclusive).
+    let to = first.entries[0].applied_at;
+    let bounded = crate::ops::LogParams {
+        to: Some(to),
+        ..Default::default()
+    };
+    let page = o.status_log(&owner, &ann.agent_id, bounded).await.unwrap();
+    let all = first.entries.iter().chain(&second.entries);
+    let want: Vec<_> = all.filter(|e| e.applied_at < to).cloned().collect();
+    assert_eq!(page.entries, want);
+    assert!(page.entries.iter().all(|e| e.status.cause != Cause::Admin));
+
+    for limit in [0, 501] {
+        assert!(matches!(
+            o.status_log(&ann, &ann.agent_id, log_params(Some(limit), None)).await,
+            Err(BackendError::InvalidField { field, .. }) if field == "limit"
+        ));
+    }
+    account(&o, "other", Settings::default()).await;
+    let (stranger, _) = login(&o, "other", "owner@other.test", "s").await;
+    assert!(matches!(
+        o.status_log(&stranger, &ann.agent_id, log_params(None, None))
+            .await,
+        Err(BackendError::NotFound(_))
+    ));
 }

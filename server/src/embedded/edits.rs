@@ -222,6 +222,7 @@ fn write_of(account_id: &str, edit: &AccountEdit, now: i64) -> Write {
             account_id,
             statuses,
             resets,
+            now,
         },
     }
 }

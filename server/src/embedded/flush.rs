@@ -31,15 +31,20 @@ pub(super) fn flush_once(inner: &Inner) {
     }
 }
 
-/// Forgets what is past its retention: ended sessions' tokens (memory and disk) and status
-/// op ids (disk).
+/// Forgets what is past its retention: ended sessions' tokens (memory and disk), status
+/// op ids and status log entries (disk).
 pub(super) fn prune_once(inner: &Inner) {
     let now = inner.clock.now_ms();
     let sessions_before = now - retention_ms(inner.retention.ended_sessions);
     let ops_before = now - retention_ms(inner.retention.status_ops);
+    let log_before = now - retention_ms(inner.retention.history);
     let forgotten = inner.state.lock().prune_ended(sessions_before);
-    match inner.store.prune(sessions_before, ops_before) {
-        Ok((sessions, ops)) => {
+    match inner.store.prune(sessions_before, ops_before, log_before) {
+        Ok((sessions, ops, log)) => {
+            inner
+                .metrics
+                .pruned_status_log
+                .fetch_add(log as u64, Relaxed);
             inner
                 .metrics
                 .pruned_sessions

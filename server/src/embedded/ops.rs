@@ -10,14 +10,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use presence_protocol::{Mode, SetStatusResponse, SnapshotEvent};
+use presence_protocol::{Mode, SetStatusResponse, SnapshotEvent, StatusLogEntry};
 
 use crate::auth::TokenHash;
 use crate::backend::{
-    Backend, DeviceStream, Principal, SessionCheck, StreamGuard, WidgetStream, WidgetViews,
+    Backend, DeviceStream, Principal, Renewal, Reported, SessionCheck, StreamGuard, WidgetStream,
+    WidgetViews,
 };
-use crate::backend::{BackendError, BackendResult};
+use crate::backend::{BackendError, BackendResult, LogQuery, storage};
 use crate::metrics::Gauges;
+use crate::ops::idle::Report;
 use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
@@ -147,8 +149,12 @@ impl Backend for Embedded {
             .await
     }
 
-    async fn session(&self, token: &TokenHash, renew: Option<Mode>) -> BackendResult<SessionCheck> {
-        let Some(mode) = renew else {
+    async fn session(
+        &self,
+        token: &TokenHash,
+        renew: Option<Renewal>,
+    ) -> BackendResult<SessionCheck> {
+        let Some(Renewal { mode, idle_ms }) = renew else {
             let st = self.inner.state.lock();
             let s = st.live_session(token, self.inner.clock.now_ms())?;
             let role = st
@@ -173,10 +179,10 @@ impl Backend for Embedded {
                 .sessions
                 .get_mut(&id)
                 .ok_or_else(BackendError::session_expired)?;
-            let settings = st
+            let (settings, idle_on) = st
                 .accounts
                 .get(&s.account_id)
-                .map(|a| a.settings)
+                .map(|a| (a.settings, a.idle.idle_after_ms.is_some()))
                 .ok_or_else(BackendError::session_expired)?;
             let status_version = st
                 .agents
@@ -193,14 +199,25 @@ impl Backend for Embedded {
                 now,
             );
             s.mode = mode;
+            s.activity = idle_ms.map(|idle_ms| Report { at: now, idle_ms });
+            let reported = match s.activity {
+                Some(report) if idle_on => Some(Reported {
+                    account_id: s.account_id.clone(),
+                    agent_id: s.agent_id.clone(),
+                    report,
+                }),
+                _ => None,
+            };
             s.schedule_timers(settings.renew_margin_ms, &mut st.timers, &mut fx);
             let lease_until = s.lease_until;
             st.dirty_leases.insert(id);
-            sessions::heartbeat(&settings, mode, has_push, lease_until, now, status_version)
+            let hb =
+                sessions::heartbeat(&settings, mode, has_push, lease_until, now, status_version);
+            (hb, reported)
         };
         self.inner.metrics.heartbeats.fetch_add(1, Relaxed);
         self.inner.finish(fx);
-        Ok(SessionCheck::Renewed(hb))
+        Ok(SessionCheck::Renewed(hb.0, hb.1))
     }
 
     async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream> {
@@ -247,6 +264,20 @@ impl Backend for Embedded {
             current: acc.view.clone(),
             stream,
         })
+    }
+
+    async fn status_log(&self, q: LogQuery) -> BackendResult<Vec<StatusLogEntry>> {
+        self.inner
+            .state
+            .lock()
+            .agent_in_account(&q.account_id, &q.agent_id)?;
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || {
+            store.status_log(&q.agent_id, q.from, q.to, q.before_version, q.limit)
+        })
+        .await
+        .map_err(BackendError::internal)?
+        .map_err(storage)
     }
 
     async fn health(&self) -> BackendResult<()> {

@@ -91,6 +91,7 @@ impl Embedded {
                     status_op_id: a.status_op_id,
                     sessions: HashSet::default(),
                     tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
+                    idle_check_at: None,
                 },
             );
         }

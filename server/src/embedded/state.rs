@@ -21,7 +21,7 @@ use crate::auth::TokenHash;
 use crate::backend::{AgentEvent, ViewFrame};
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::Metrics;
-use crate::ops::idle::Report;
+use crate::ops::idle::{Activity, Report};
 use crate::push::PushJob;
 use crate::rules;
 use crate::store::{Store, Write};
@@ -33,6 +33,8 @@ pub(super) enum TimerKind {
     Flip,
     /// A timed status's `until` (keyed by agent id).
     StatusEnd,
+    /// The moment an agent's reports say it goes idle (keyed by agent id).
+    IdleCheck,
 }
 
 pub(super) type Timer = (i64, TimerKind, Arc<str>);
@@ -68,6 +70,8 @@ pub(super) struct AgentState {
     pub(super) status_op_id: String,
     pub(super) sessions: HashSet<Arc<str>>,
     pub(super) tx: broadcast::Sender<AgentEvent>,
+    /// The idle check armed last (a popped timer of another time is stale).
+    pub(super) idle_check_at: Option<i64>,
 }
 
 pub(super) struct SessionState {
@@ -318,6 +322,42 @@ impl State {
 
     /// Makes an applied status the agent's current one (already committed by the caller):
     /// tells every device stream, and pushes it to the other sessions without a stream.
+    /// The automatic-away settings of an agent's account and its live sessions' reports,
+    /// if automatic away is on.
+    pub(super) fn activity(&self, account_id: &str, agent_id: &str, now: i64) -> Option<Activity> {
+        let acc = self.accounts.get(account_id)?;
+        acc.idle.idle_after_ms?;
+        let agent = self.agents.get(agent_id)?;
+        let reports = agent
+            .sessions
+            .iter()
+            .filter_map(|id| self.sessions.get(id))
+            .filter(|s| !rules::lease_ended(s.lease_until, now))
+            .map(|s| s.activity)
+            .collect();
+        Some(Activity {
+            settings: acc.idle,
+            reports,
+        })
+    }
+
+    /// Arms the agent's idle check at `at` (none: disarms it; a stale timer finds
+    /// `idle_check_at` changed and does nothing).
+    pub(super) fn arm_idle_check(&mut self, agent_id: &str, at: Option<i64>, fx: &mut Effects) {
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        if agent.idle_check_at == at {
+            return;
+        }
+        agent.idle_check_at = at;
+        if let Some(at) = at {
+            self.timers
+                .insert((at, TimerKind::IdleCheck, agent.id.clone()));
+            fx.wake_sweeper = true;
+        }
+    }
+
     pub(super) fn apply_status(
         &mut self,
         agent_id: &str,

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use presence_protocol::{EndReason, PushBody, PushPayload};
 use tokio::sync::watch;
 
-use crate::ops::status;
+use crate::ops::{idle, status};
 use crate::push::PushJob;
 use crate::store::Write;
 
@@ -49,6 +49,9 @@ pub(super) async fn sweep_once(inner: &Arc<Inner>) -> Option<i64> {
     let mut due = take_due(inner, now);
     for (account_id, agent_id, until) in std::mem::take(&mut due.status_ends) {
         tokio::spawn(end_timed_status(inner.clone(), account_id, agent_id, until));
+    }
+    for (account_id, agent_id) in std::mem::take(&mut due.idle_checks) {
+        tokio::spawn(check_idle(inner.clone(), account_id, agent_id));
     }
     if !due.ended.is_empty() {
         let write = Write::EndSessions {
@@ -95,6 +98,8 @@ struct Due {
     touched: HashSet<Arc<str>>,
     /// (account, agent, until) of timed statuses whose end came.
     status_ends: Vec<(Arc<str>, Arc<str>, i64)>,
+    /// (account, agent) whose reports said they go idle now.
+    idle_checks: Vec<(Arc<str>, Arc<str>)>,
     fx: Effects,
 }
 
@@ -108,6 +113,16 @@ async fn end_timed_status(inner: Arc<Inner>, account_id: Arc<str>, agent_id: Arc
     }
 }
 
+/// Sets an agent idle if its reports still say so (nothing if a report or a change came
+/// meanwhile: the change re-arms the check).
+async fn check_idle(inner: Arc<Inner>, account_id: Arc<str>, agent_id: Arc<str>) {
+    let (change, plan) = idle::check(account_id, agent_id.to_string());
+    if let Err(e) = inner.change_status(change, plan).await {
+        // The next heartbeat's report decides again.
+        tracing::error!(error = %e, agent = %agent_id, "could not set an idle agent away");
+    }
+}
+
 /// Pops every due timer: renew pushes and opening-hours flips are handled here, ended
 /// leases are returned to be committed.
 fn take_due(inner: &Inner, now: i64) -> Due {
@@ -117,6 +132,7 @@ fn take_due(inner: &Inner, now: i64) -> Due {
     let mut touched: HashSet<Arc<str>> = HashSet::default();
     let mut rearm: Vec<Arc<str>> = Vec::new();
     let mut status_ends = Vec::new();
+    let mut idle_checks = Vec::new();
     while let Some(first) = st.timers.first() {
         if first.0 > now {
             break;
@@ -165,6 +181,14 @@ fn take_due(inner: &Inner, now: i64) -> Due {
                     status_ends.push((a.account_id.clone(), id, at));
                 }
             }
+            TimerKind::IdleCheck => {
+                if let Some(a) = st.agents.get_mut(&id)
+                    && a.idle_check_at == Some(at)
+                {
+                    a.idle_check_at = None;
+                    idle_checks.push((a.account_id.clone(), id));
+                }
+            }
             TimerKind::Flip => {
                 if let Some(acc) = st.accounts.get_mut(&id)
                     && acc.flip_at == Some(at)
@@ -182,6 +206,7 @@ fn take_due(inner: &Inner, now: i64) -> Due {
         ended,
         touched,
         status_ends,
+        idle_checks,
         fx,
     }
 }

@@ -23,6 +23,7 @@ use presence_protocol::{Messages, SetStatusResponse, WeeklySchedule, resolve};
 use tokio::sync::{broadcast, watch};
 
 use crate::backend::{BackendError, BackendResult, ViewFrame, storage};
+use crate::ops::idle;
 use crate::ops::status::{StatusChange, StatusPlan, StatusSlice};
 use crate::push::DeadToken;
 use crate::store::{AccountRow, AgentRow, StatusRecord, Write};
@@ -132,7 +133,7 @@ impl Inner {
             op_id,
             custom_status,
             ..
-        } = change;
+        } = change.clone();
         let _turn = self.turns.take(&agent_id).await;
         let now = self.clock.now_ms();
         let since = now - retention_ms(self.retention.status_ops);
@@ -143,9 +144,12 @@ impl Inner {
         {
             return serde_json::from_str(&prev).map_err(BackendError::internal);
         }
-        let (resp, json) = {
+        let (resp, json, activity) = {
             let st = self.state.lock();
             let agent = st.agent_in_account(&account_id, &agent_id)?;
+            // Always, when automatic away is on: in memory it costs little, and every
+            // change arms the agent's idle check from it.
+            let activity = st.activity(&account_id, &agent_id, now);
             let slice = StatusSlice {
                 now,
                 current: agent.status.clone(),
@@ -158,22 +162,28 @@ impl Inner {
                     let acc = st.accounts.get(&account_id)?;
                     acc.custom_statuses.iter().find(|c| c.id == id).cloned()
                 }),
-                activity: None,
+                activity: activity.clone(),
             };
             let resp = plan(&slice)?;
             let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
-            (resp, json)
+            (resp, json, activity)
         };
-        self.writer
-            .commit(Write::Status(StatusRecord {
-                agent_id: agent_id.clone(),
-                op_id: op_id.clone(),
-                applied: resp.applied.then(|| resp.status.clone()),
-                response_json: json,
-                now,
-            }))
-            .await?;
+        if change.recorded(resp.applied) {
+            self.writer
+                .commit(Write::Status(StatusRecord {
+                    agent_id: agent_id.clone(),
+                    op_id: op_id.clone(),
+                    applied: resp.applied.then(|| resp.status.clone()),
+                    response_json: json,
+                    now,
+                }))
+                .await?;
+        }
         let mut fx = Effects::default();
+        if let Some(a) = &activity {
+            let at = idle::next_check(a, &resp.status);
+            self.state.lock().arm_idle_check(&agent_id, at, &mut fx);
+        }
         if resp.applied {
             let mut st = self.state.lock();
             let now = self.clock.now_ms();
@@ -207,5 +217,6 @@ pub(super) fn agent_state(row: AgentRow, id: Arc<str>, account_id: Arc<str>) -> 
         status_op_id: row.status_op_id,
         sessions: HashSet::default(),
         tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
+        idle_check_at: None,
     }
 }

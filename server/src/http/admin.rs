@@ -18,7 +18,7 @@ use presence_protocol::{
 };
 
 use super::AppState;
-use super::extract::{Admin, JsonBody, JsonListBody, PathParam};
+use super::extract::{Admin, JsonBody, JsonListBody, LogParams, PathParam};
 use crate::error::ApiResult;
 
 pub fn router() -> Router<AppState> {
@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
             patch(patch_agent).delete(delete_agent),
         )
         .route("/v1/admin/agents/{id}/status", put(admin_set_status))
+        .route("/v1/admin/agents/{id}/status-log", get(agent_status_log))
         .route("/v1/admin/groups", put(put_groups))
         .route("/v1/admin/custom-statuses", put(put_custom_statuses))
         .route("/v1/admin/opening-hours", put(put_opening_hours))
@@ -42,6 +43,15 @@ async fn put_custom_statuses(
     JsonListBody(list): JsonListBody<CustomStatus>,
 ) -> ApiResult<Response> {
     Ok(Json(state.ops.put_custom_statuses(&p, list).await?).into_response())
+}
+
+async fn agent_status_log(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    PathParam(id): PathParam,
+    q: LogParams,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.status_log(&p, &id, q).await?).into_response())
 }
 
 async fn admin_account(State(state): State<AppState>, Admin(p): Admin) -> ApiResult<Response> {

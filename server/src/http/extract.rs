@@ -120,6 +120,33 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     }
 }
 
+/// A status-log read's query string: a value that is not an integer is `422` naming it; an
+/// unknown parameter is ignored.
+impl<S: Send + Sync> FromRequestParts<S> for LogParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let mut p = LogParams::default();
+        for pair in parts.uri.query().unwrap_or("").split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = match key {
+                "from" => &mut p.from,
+                "to" => &mut p.to,
+                "limit" => &mut p.limit,
+                "after" => &mut p.after,
+                _ => continue,
+            };
+            let v = value
+                .parse()
+                .map_err(|_| ApiError::invalid_field(key, "must be an integer"))?;
+            *slot = Some(v);
+        }
+        Ok(p)
+    }
+}
+
+pub use crate::ops::LogParams;
+
 /// The peer address, when the server was started with connect info.
 pub struct ClientIp(pub Option<IpAddr>);
 

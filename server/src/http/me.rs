@@ -1,5 +1,6 @@
-//! The calling agent's own view: `GET /v1/me`, `PUT /v1/me/status`, ending one of its own
-//! sessions, and the device event stream `GET /v1/me/events`.
+//! The calling agent's own view: `GET /v1/me`, `PUT /v1/me/status`, its status log
+//! `GET /v1/me/status-log`, ending one of its own sessions, and the device event stream
+//! `GET /v1/me/events`.
 //!
 //! Guarantees:
 //! - Every route acts for the session behind the bearer token, on its own agent only: a
@@ -17,7 +18,7 @@ use axum::{Json, Router};
 use presence_protocol::SetStatusRequest;
 
 use super::AppState;
-use super::extract::{Auth, JsonBody, PathParam};
+use super::extract::{Auth, JsonBody, LogParams, PathParam};
 use super::sse;
 use crate::error::ApiResult;
 
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/me", get(me))
         .route("/v1/me/status", put(set_status))
+        .route("/v1/me/status-log", get(status_log))
         .route("/v1/me/sessions/{session_id}", delete(end_my_session))
 }
 
@@ -44,6 +46,15 @@ async fn set_status(
     JsonBody(req): JsonBody<SetStatusRequest>,
 ) -> ApiResult<Response> {
     Ok(Json(state.ops.set_status(&p, req).await?).into_response())
+}
+
+async fn status_log(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    q: LogParams,
+) -> ApiResult<Response> {
+    let agent = p.agent_id.to_string();
+    Ok(Json(state.ops.status_log(&p, &agent, q).await?).into_response())
 }
 
 async fn end_my_session(

@@ -74,7 +74,7 @@ async fn heartbeat(
             return Err(e);
         }
     };
-    let hb = state.ops.heartbeat(&token, req.mode).await?;
+    let hb = state.ops.heartbeat(&token, req).await?;
     Ok(Json(hb).into_response())
 }
 

@@ -133,3 +133,17 @@ pub fn existing(
         None => Err(crate::backend::BackendError::not_found("account")),
     })
 }
+
+/// The default and largest page of a status log.
+pub const DEFAULT_LOG_LIMIT: i64 = 100;
+pub const MAX_LOG_LIMIT: i64 = 500;
+
+/// What a status-log read asks for: changes applied in `[from, to)` (times), at most
+/// `limit`, after the page whose `next` was `after`; each optional.
+#[derive(Debug, Default, Clone)]
+pub struct LogParams {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub limit: Option<i64>,
+    pub after: Option<i64>,
+}

@@ -6,19 +6,21 @@ use std::sync::Arc;
 
 use presence_protocol::{
     AccountInfo, AccountSettings, AdminAccountResponse, AdminSetStatusRequest, Agent,
-    CreateAccountRequest, CreateAccountResponse, CustomStatus, Group, Heartbeat, LoginRequest,
-    LoginResponse, MeResponse, Mode, NewAgentRequest, OpeningHours, PatchAgentRequest,
-    PushRegistration, SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, StatusView,
+    CreateAccountRequest, CreateAccountResponse, CustomStatus, Group, Heartbeat, HeartbeatRequest,
+    LoginRequest, LoginResponse, MeResponse, NewAgentRequest, OpeningHours, PatchAgentRequest,
+    PushRegistration, SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, StatusLogPage,
+    StatusView,
 };
 
 use super::credentials::Credentials;
 use super::sessions::{self, AgentKey, SessionEdit, SessionPlan, Sessions};
 use super::status::{self, StatusChange, StatusPlan};
-use super::{AccountEdit, AccountKey, AccountTarget, account, agents, custom, existing};
+use super::{AccountEdit, AccountKey, AccountTarget, account, agents, custom, existing, idle};
+use super::{DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT};
 use crate::auth::TokenHash;
 use crate::backend::{
-    Backend, BackendError, BackendResult, DeviceStream, Principal, SessionCheck, ViewFrame,
-    WidgetStream,
+    Backend, BackendError, BackendResult, DeviceStream, LogQuery, Principal, Renewal, SessionCheck,
+    ViewFrame, WidgetStream,
 };
 use crate::hashing::HashPool;
 use crate::push::Pusher;
@@ -100,19 +102,90 @@ impl Ops {
     pub async fn authenticate(&self, token: &TokenHash) -> BackendResult<Principal> {
         match self.backend.session(token, None).await? {
             SessionCheck::Authenticated(p) => Ok(p),
-            SessionCheck::Renewed(_) => Err(BackendError::internal("a check that renewed")),
+            SessionCheck::Renewed(..) => Err(BackendError::internal("a check that renewed")),
         }
     }
 
     /// Renews the lease of the session behind a token in `mode` (authenticating it in the
-    /// same step) and answers its new terms.
-    pub async fn heartbeat(&self, token: &TokenHash, mode: Mode) -> BackendResult<Heartbeat> {
-        match self.backend.session(token, Some(mode)).await? {
-            SessionCheck::Renewed(hb) => Ok(hb),
+    /// same step), stores its activity report, and answers its new terms. A report of an
+    /// agent whose account has automatic away is planned on before the answer
+    /// ([`idle::on_report`]): the return it brings, or the idle change it implies, is
+    /// committed first, and the answer carries its version.
+    pub async fn heartbeat(
+        &self,
+        token: &TokenHash,
+        req: HeartbeatRequest,
+    ) -> BackendResult<Heartbeat> {
+        if let Some(ms) = req.idle_ms {
+            idle::check_report(ms)?;
+        }
+        let renewal = Renewal {
+            mode: req.mode,
+            idle_ms: req.idle_ms,
+        };
+        let (mut hb, reported) = match self.backend.session(token, Some(renewal)).await? {
+            SessionCheck::Renewed(hb, reported) => (hb, reported),
             SessionCheck::Authenticated(_) => {
-                Err(BackendError::internal("a renewal without its terms"))
+                return Err(BackendError::internal("a renewal without its terms"));
+            }
+        };
+        if let Some(r) = reported {
+            let (change, plan) = idle::on_report(r.account_id, r.agent_id.to_string(), r.report);
+            match self.backend.change_status(change, plan).await {
+                Ok(resp) => hb.status_version = hb.status_version.max(resp.status.version),
+                // The lease is renewed either way; the next report decides again.
+                Err(e) => tracing::warn!(error = %e, "could not apply an activity report"),
             }
         }
+        Ok(hb)
+    }
+
+    /// A page of an agent's status log, newest first (the caller's own, or, for an admin, any
+    /// agent's of the account: the route decides). `limit` 1 to 500 (default 100); `to` not
+    /// before `from`; `after` a page's `next`. Each bound out of range is a `422` naming it.
+    pub async fn status_log(
+        &self,
+        p: &Principal,
+        agent_id: &str,
+        q: super::LogParams,
+    ) -> BackendResult<StatusLogPage> {
+        let limit = q.limit.unwrap_or(DEFAULT_LOG_LIMIT);
+        if !(1..=MAX_LOG_LIMIT).contains(&limit) {
+            return Err(BackendError::invalid_field(
+                "limit",
+                format!("must be between 1 and {MAX_LOG_LIMIT}"),
+            ));
+        }
+        let (from, to) = (q.from.unwrap_or(0), q.to.unwrap_or(i64::MAX));
+        if to < from {
+            return Err(BackendError::invalid_field("to", "must not be before from"));
+        }
+        if q.after.is_some_and(|a| a < 1) {
+            return Err(BackendError::invalid_field(
+                "after",
+                "not a page of this log",
+            ));
+        }
+        let mut entries = self
+            .backend
+            .status_log(LogQuery {
+                account_id: p.account_id.clone(),
+                agent_id: agent_id.to_owned(),
+                from,
+                to,
+                before_version: q.after.unwrap_or(i64::MAX),
+                // One more than asked: whether a next page exists.
+                limit: limit as u32 + 1,
+            })
+            .await?;
+        let next = match entries.len() > limit as usize {
+            true => {
+                entries.truncate(limit as usize);
+                entries.last().map(|e| e.status.version.to_string())
+            }
+            false => None,
+        };
+        Ok(StatusLogPage { entries, next })
     }
 
     /// The chat box view for a widget key.

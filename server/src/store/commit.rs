@@ -68,14 +68,20 @@ impl Store {
         })
     }
 
-    /// Deletes ended sessions that ended before `sessions_before` and status ops recorded
-    /// before `ops_before`, in batches so no single transaction holds the writer long.
-    /// Blocking: call off the runtime. Returns (sessions, ops) deleted.
-    pub fn prune(&self, sessions_before: i64, ops_before: i64) -> StoreResult<(usize, usize)> {
+    /// Deletes ended sessions that ended before `sessions_before`, status ops recorded
+    /// before `ops_before` and status log entries applied before `log_before`, in batches so
+    /// no single transaction holds the writer long. Blocking: call off the runtime. Returns
+    /// (sessions, ops, log entries) deleted.
+    pub fn prune(
+        &self,
+        sessions_before: i64,
+        ops_before: i64,
+        log_before: i64,
+    ) -> StoreResult<(usize, usize, usize)> {
         const BATCH: i64 = 1000;
-        let mut total = (0, 0);
+        let mut total = (0, 0, 0);
         loop {
-            let (s, o) = {
+            let (s, o, l) = {
                 let conn = self.write();
                 in_tx(&conn, |tx| {
                     let s = tx
@@ -90,12 +96,20 @@ impl Store {
                              (SELECT agent_id, op_id FROM status_ops WHERE created_at < ?1 LIMIT ?2)",
                         )?
                         .execute(params![ops_before, BATCH])?;
-                    Ok((s, o))
+                    let l = tx
+                        .prepare_cached(
+                            "DELETE FROM status_log WHERE (agent_id, version) IN
+                             (SELECT agent_id, version FROM status_log WHERE applied_at < ?1
+                              LIMIT ?2)",
+                        )?
+                        .execute(params![log_before, BATCH])?;
+                    Ok((s, o, l))
                 })?
             };
             total.0 += s;
             total.1 += o;
-            if (s as i64) < BATCH && (o as i64) < BATCH {
+            total.2 += l;
+            if [s, o, l].iter().all(|n| (*n as i64) < BATCH) {
                 return Ok(total);
             }
         }

@@ -5,7 +5,8 @@
 //! parse fails the load instead of reading as a default.
 
 use presence_protocol::{
-    AgentStatus, Device, Mode, Platform, PushProvider, PushRegistration, Role, StatusView,
+    AgentStatus, Device, Mode, Platform, PushProvider, PushRegistration, Role, StatusLogEntry,
+    StatusView,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -164,6 +165,35 @@ impl Store {
             sessions,
             ended_tokens,
         })
+    }
+
+    /// An agent's status log, newest first: changes applied in `[from, to)` with a version
+    /// below `before`, at most `limit`.
+    pub fn status_log(
+        &self,
+        agent_id: &str,
+        from: i64,
+        to: i64,
+        before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StatusLogEntry>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT status, applied_at FROM status_log
+             WHERE agent_id = ?1 AND version < ?4 AND applied_at >= ?2 AND applied_at < ?3
+             ORDER BY version DESC LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(params![agent_id, from, to, before, limit], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        rows.map(|r| {
+            let (status, applied_at) = r?;
+            Ok(StatusLogEntry {
+                status: from_json(0, &status)?,
+                applied_at,
+            })
+        })
+        .collect()
     }
 
     /// The stored answer to an earlier status op with this id recorded at `since` or later,

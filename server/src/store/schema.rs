@@ -96,6 +96,18 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE accounts ADD COLUMN custom_statuses TEXT NOT NULL DEFAULT '[]';
     "#,
+    // v7: the status log: every applied status change (its `StatusView` as JSON), written
+    // with the change; read newest first per agent, pruned by age.
+    r#"
+    CREATE TABLE status_log (
+        agent_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        applied_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        PRIMARY KEY (agent_id, version)
+    ) WITHOUT ROWID;
+    CREATE INDEX status_log_applied_at ON status_log (applied_at);
+    "#,
 ];
 
 /// Brings the schema up to `MIGRATIONS.len()`, one transaction per step.

@@ -62,6 +62,7 @@ pub enum Write {
         account_id: String,
         statuses: Vec<CustomStatus>,
         resets: Vec<(String, StatusView)>,
+        now: i64,
     },
     /// A new session; ends `replaces` (the same device's old session) with it.
     Session {
@@ -183,11 +184,12 @@ impl Write {
                 account_id,
                 statuses,
                 resets,
+                now,
             } => {
                 tx.prepare_cached("UPDATE accounts SET custom_statuses = ?2 WHERE id = ?1")?
                     .execute(params![account_id, json(statuses)])?;
                 for (agent_id, s) in resets {
-                    write_status_in(tx, agent_id, s, None)?;
+                    write_status_in(tx, agent_id, s, None, *now)?;
                 }
                 Ok(())
             }
@@ -269,12 +271,19 @@ fn insert_session(
 }
 
 /// An agent's status row; its op id too when given (a reset keeps the op that set it).
+/// Stores an agent's new status and keeps it in the status log, applied at `now`.
 fn write_status_in(
     tx: &Connection,
     agent_id: &str,
     s: &StatusView,
     op_id: Option<&str>,
+    now: i64,
 ) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO status_log (agent_id, version, applied_at, status)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![agent_id, s.version, now, json(s)])?;
     tx.prepare_cached(
         "UPDATE agents SET status = ?2, status_version = ?3, intent_at = ?4,
                 changed_by_device = ?5, status_op_id = coalesce(?6, status_op_id),
@@ -309,7 +318,7 @@ fn record_status_op_in(
 ) -> StoreResult<()> {
     {
         if let Some(s) = applied {
-            write_status_in(tx, agent_id, s, Some(op_id))?;
+            write_status_in(tx, agent_id, s, Some(op_id), now)?;
         }
         tx.prepare_cached(
             "INSERT OR IGNORE INTO status_ops (agent_id, op_id, response, created_at)

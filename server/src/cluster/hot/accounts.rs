@@ -9,9 +9,10 @@ use redis::Value;
 
 use presence_protocol::StatusView;
 
-use super::codec::int;
+use super::codec::{int, items, text};
 use super::{Event, Hot, HotResult, Keys, Lease, Profile, redis_err};
 use crate::backend::BackendResult;
+use crate::ops::idle::Report;
 
 impl Hot {
     /// Writes an account's config, agents and live leases, unless it is seeded already.
@@ -151,5 +152,84 @@ impl Hot {
         let mut cmd = redis::cmd("HGET");
         cmd.arg(&k.meta).arg("cfg");
         self.timed(cmd.query_async(&mut c)).await.map_err(redis_err)
+    }
+
+    /// The activity reports of an agent's live leases (`None`: that session reports none).
+    pub async fn activity(
+        &self,
+        account_id: &str,
+        agent_id: &str,
+    ) -> HotResult<Vec<Option<Report>>> {
+        let k = Keys::of(account_id);
+        let v = self
+            .run(
+                self.scripts
+                    .activity
+                    .key(&k.meta)
+                    .key(&k.leases)
+                    .key(&k.activity)
+                    .arg(agent_id),
+            )
+            .await?;
+        Ok(items(&v)
+            .iter()
+            .map(|r| {
+                let r = text(r);
+                let (at, idle_ms) = r.split_once('|')?;
+                Some(Report {
+                    at: at.parse().ok()?,
+                    idle_ms: idle_ms.parse().ok()?,
+                })
+            })
+            .collect())
+    }
+
+    /// The last `idle_ms` each session of an account reported (sessions that report none are
+    /// absent).
+    pub async fn idle_reports(
+        &self,
+        account_id: &str,
+    ) -> BackendResult<std::collections::HashMap<String, i64>> {
+        let k = Keys::of(account_id);
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&k.activity);
+        let all: std::collections::HashMap<String, String> = self
+            .timed(cmd.query_async(&mut c))
+            .await
+            .map_err(redis_err)?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(sid, v)| Some((sid, v.split_once('|')?.1.parse().ok()?)))
+            .collect())
+    }
+
+    /// Arms an agent's idle check at `at` in the partition's deadline index (one entry per
+    /// agent: arming again moves it), or removes it.
+    pub async fn schedule_idle_check(
+        &self,
+        account_id: &str,
+        agent_id: &str,
+        at: Option<i64>,
+    ) -> BackendResult<()> {
+        let k = Keys::of(account_id);
+        let member = format!("i {account_id} {agent_id}");
+        let mut c = self.conn.clone();
+        let mut cmd = match at {
+            Some(at) => {
+                let mut cmd = redis::cmd("ZADD");
+                cmd.arg(&k.deadlines).arg(at).arg(member);
+                cmd
+            }
+            None => {
+                let mut cmd = redis::cmd("ZREM");
+                cmd.arg(&k.deadlines).arg(member);
+                cmd
+            }
+        };
+        let cmd = &mut cmd;
+        self.timed(cmd.query_async::<()>(&mut c))
+            .await
+            .map_err(redis_err)
     }
 }

@@ -29,6 +29,8 @@ pub struct Keys {
     pub agents: String,
     pub leases: String,
     pub conn: String,
+    /// Activity reports per session: `at|idle_ms`.
+    pub activity: String,
     pub deadlines: String,
     pub channel: String,
 }
@@ -41,6 +43,7 @@ impl Keys {
             agents: format!("{t}:g:{account_id}"),
             leases: format!("{t}:l:{account_id}"),
             conn: format!("{t}:c:{account_id}"),
+            activity: format!("{t}:i:{account_id}"),
             deadlines: format!("{t}:dl"),
             channel: format!("{t}:e:{account_id}"),
         }

@@ -50,6 +50,7 @@ impl Hot {
         account_id: &str,
         sid: &str,
         mode: Mode,
+        idle_ms: Option<i64>,
         settings: &presence_protocol::Settings,
     ) -> HotResult<Beat> {
         let k = Keys::of(account_id);
@@ -61,12 +62,14 @@ impl Hot {
                     .key(&k.leases)
                     .key(&k.deadlines)
                     .key(&k.agents)
+                    .key(&k.activity)
                     .arg(sid)
                     .arg(if mode == Mode::Background { "b" } else { "a" })
                     .arg(settings.active_ttl_ms)
                     .arg(settings.background_ttl_ms)
                     .arg(settings.renew_margin_ms)
-                    .arg(account_id),
+                    .arg(account_id)
+                    .arg(idle_ms.map(|ms| ms.to_string()).unwrap_or_default()),
             )
             .await?;
         let a = items(&v);
@@ -95,6 +98,7 @@ impl Hot {
                     .key(&k.leases)
                     .key(&k.deadlines)
                     .key(&k.conn)
+                    .key(&k.activity)
                     .arg(sid)
                     .arg(account_id)
                     .arg(ev)

@@ -8,8 +8,9 @@
 use redis::Script;
 
 /// The heartbeat script's source as Redis runs it (the benchmark loads the same script
-/// into `redis-benchmark` as its floor). KEYS: meta leases deadlines agents; ARGV: session,
-/// mode (`a`/`b`), active ttl, background ttl, renew margin, account id.
+/// into `redis-benchmark` as its floor). KEYS: meta leases deadlines agents activity; ARGV:
+/// session, mode (`a`/`b`), active ttl, background ttl, renew margin, account id, idle_ms
+/// (`''`: none).
 ///
 /// The script applies `rules::renewed_lease_until` itself, because the renewal depends on the
 /// lease as it is at that instant and only a script reads and writes it atomically; the
@@ -43,6 +44,7 @@ pub(super) struct Scripts {
     pub(super) lease_push: Script,
     pub(super) auth: Script,
     pub(super) sweep: Script,
+    pub(super) activity: Script,
 }
 
 impl Scripts {
@@ -50,8 +52,8 @@ impl Scripts {
         Scripts {
             seed: Script::new(include_str!("lua/seed.lua")),
             start_session: script(include_str!("lua/start_session.lua")),
-            // KEYS meta leases deadlines agents; ARGV session mode(a|b) active_ttl
-            // background_ttl renew_margin acc. The lease end is rules::renewed_lease_until,
+            // KEYS meta leases deadlines agents activity; ARGV session mode(a|b) active_ttl
+            // background_ttl renew_margin acc idle_ms. The lease end is rules::renewed_lease_until,
             // pinned against it by the cluster tests.
             heartbeat: script(HEARTBEAT),
             end_session: script(include_str!("lua/end_session.lua")),
@@ -65,6 +67,7 @@ impl Scripts {
             lease_push: script(include_str!("lua/lease_push.lua")),
             auth: script(include_str!("lua/auth.lua")),
             sweep: Script::new(include_str!("lua/sweep.lua")),
+            activity: script(include_str!("lua/activity.lua")),
         }
     }
 }

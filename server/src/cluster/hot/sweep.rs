@@ -1,8 +1,8 @@
 //! The sweep of one partition's deadline index.
 //!
 //! Guarantees: the script removes every entry it reports, so when several nodes sweep one
-//! partition each lease end, renew time, opening-hours boundary and timed status's end is
-//! reported to exactly one of them; a lease end is published once, by the script.
+//! partition each lease end, renew time, opening-hours boundary, timed status's end and idle
+//! check is reported to exactly one of them; a lease end is published once, by the script.
 
 use redis::Value;
 
@@ -25,6 +25,8 @@ pub struct Swept {
     pub flips: Vec<String>,
     /// (account, agent, until) whose timed status's end came.
     pub status_ends: Vec<(String, String, i64)>,
+    /// (account, agent) whose reports said they go idle now.
+    pub idle_checks: Vec<(String, String)>,
 }
 
 impl Hot {
@@ -64,6 +66,7 @@ impl Hot {
                     f[2].clone(),
                     f[3].parse::<f64>().map_or(0, |x| x as i64),
                 )),
+                Some("i") if f.len() == 4 => out.idle_checks.push((f[1].clone(), f[2].clone())),
                 _ => {}
             }
         }

@@ -226,8 +226,10 @@ impl Pg {
                 .map_err(|e| self.db(e))?;
                 for (agent, status) in resets {
                     tx.execute(
-                        "UPDATE agents SET status = $2, updated_at = $3 WHERE id = $1",
-                        &[agent, &json(status), &now],
+                        "WITH l AS (INSERT INTO status_log (agent_id, version, applied_at, \
+                         status) VALUES ($1, $4, $3, $2) ON CONFLICT DO NOTHING) \
+                         UPDATE agents SET status = $2, updated_at = $3 WHERE id = $1",
+                        &[agent, &json(status), &now, &status.version],
                     )
                     .await
                     .map_err(|e| self.db(e))?;

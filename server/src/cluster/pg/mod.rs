@@ -51,6 +51,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("sql/002_timed_status.sql"),
     // v3: custom statuses.
     include_str!("sql/003_custom_statuses.sql"),
+    // v4: the status log.
+    include_str!("sql/004_status_log.sql"),
 ];
 
 /// Key of the advisory lock migrations run under ("PRSV").

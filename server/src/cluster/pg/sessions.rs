@@ -256,8 +256,15 @@ impl Pg {
         Ok((r.get(0), r.get(1)))
     }
 
-    /// Forgets ended sessions and status ops older than their retention: (sessions, ops).
-    pub async fn prune(&self, sessions_before: i64, ops_before: i64) -> BackendResult<(u64, u64)> {
+    /// Forgets ended sessions, status ops and status log entries older than their
+    /// retention: (sessions, ops, log entries). The log goes in batches by its time index,
+    /// so no statement holds locks long.
+    pub async fn prune(
+        &self,
+        sessions_before: i64,
+        ops_before: i64,
+        log_before: i64,
+    ) -> BackendResult<(u64, u64, u64)> {
         let _op = self.op();
         let c = self.client().await?;
         let a = c
@@ -271,6 +278,21 @@ impl Pg {
             .execute("DELETE FROM status_ops WHERE at < $1", &[&ops_before])
             .await
             .map_err(|e| self.db(e))?;
-        Ok((a, b))
+        let mut log = 0;
+        loop {
+            let n = c
+                .execute(
+                    "DELETE FROM status_log WHERE ctid IN (SELECT ctid FROM status_log \
+                     WHERE applied_at < $1 LIMIT 1000)",
+                    &[&log_before],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+            log += n;
+            if n < 1000 {
+                break;
+            }
+        }
+        Ok((a, b, log))
     }
 }

@@ -5,11 +5,12 @@
 //! with its answer in the same transaction, so two nodes deciding for one agent are
 //! serialised and an op id is answered once and for all.
 
-use presence_protocol::{CustomStatus, StatusView};
+use presence_protocol::{CustomStatus, StatusLogEntry, StatusView};
 
 use super::Pg;
 use super::rows::{from_json, json};
-use crate::backend::{BackendError, BackendResult};
+use crate::backend::{BackendError, BackendResult, LogQuery};
+use crate::ops::idle::Activity;
 use crate::ops::status::{StatusChange, StatusPlan, StatusSlice};
 
 /// What a status op decided, once committed.
@@ -34,6 +35,7 @@ impl Pg {
         change: &StatusChange,
         since: i64,
         now: i64,
+        activity: Option<Activity>,
         decide: StatusPlan,
     ) -> BackendResult<StatusDecision> {
         let (agent_id, op_id) = (change.agent_id.as_str(), change.op_id.as_str());
@@ -84,15 +86,26 @@ impl Pg {
             current_op: row.get(1),
             device: row.get(3),
             custom,
-            activity: None,
+            activity,
         };
         let resp = decide(&slice)?;
         let body = json(&resp);
         let (applied, status) = (resp.applied, resp.status);
+        if !change.recorded(applied) {
+            // Nothing changed and nothing will replay it: no write.
+            tx.rollback().await.map_err(|e| self.db(e))?;
+            return Ok(StatusDecision::Decided {
+                applied,
+                status,
+                json: body.to_string(),
+            });
+        }
         let write = tx
             .prepare_cached(
                 "WITH u AS (UPDATE agents SET status = $5, status_op = $2, status_seq = $6, \
-                 updated_at = $4 WHERE id = $1 AND $7) \
+                 updated_at = $4 WHERE id = $1 AND $7), \
+                 l AS (INSERT INTO status_log (agent_id, version, applied_at, status) \
+                 SELECT $1, $6, $4, $5 WHERE $7 ON CONFLICT DO NOTHING) \
                  INSERT INTO status_ops (agent_id, op_id, response, at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (agent_id, op_id) DO UPDATE SET response = $3, at = $4",
             )
@@ -129,6 +142,31 @@ impl Pg {
              WHERE status_until IS NOT NULL AND status_until < $1 LIMIT 1000",
             &[&before],
             |r| Ok((r.get(0), r.get(1), r.get(2))),
+        )
+        .await
+    }
+
+    /// An agent's status log, newest first (see [`LogQuery`]).
+    pub async fn status_log(&self, q: &LogQuery) -> BackendResult<Vec<StatusLogEntry>> {
+        self.read_all(
+            "SELECT l.status, l.applied_at FROM status_log l \
+             JOIN agents a ON a.id = l.agent_id AND a.account_id = $6 \
+             WHERE l.agent_id = $1 AND l.version < $4 AND l.applied_at >= $2 \
+             AND l.applied_at < $3 ORDER BY l.version DESC LIMIT $5",
+            &[
+                &q.agent_id,
+                &q.from,
+                &q.to,
+                &q.before_version,
+                &i64::from(q.limit),
+                &&*q.account_id,
+            ],
+            |r| {
+                Ok(StatusLogEntry {
+                    status: from_json(r.get(0))?,
+                    applied_at: r.get(1),
+                })
+            },
         )
         .await
     }

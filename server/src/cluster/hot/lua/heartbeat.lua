@@ -1,5 +1,5 @@
--- KEYS: meta leases deadlines agents; ARGV: session, mode (a|b), active ttl, background ttl,
--- renew margin, account id.
+-- KEYS: meta leases deadlines agents activity; ARGV: session, mode (a|b), active ttl,
+-- background ttl, renew margin, account id, idle_ms ('' when the heartbeat reports none).
 -- Runs after guard.lua. Applies rules::renewed_lease_until itself (atomicity; pinned to it by
 -- tests/tests/lease_script.rs).
 local v = redis.call('HGET', KEYS[2], ARGV[1])
@@ -21,6 +21,11 @@ if want == 'b' and has_push then
   redis.call('ZADD', KEYS[3], untl - margin, rk)
 else
   redis.call('ZREM', KEYS[3], rk)
+end
+if ARGV[7] == '' then
+  redis.call('HDEL', KEYS[5], ARGV[1])
+else
+  redis.call('HSET', KEYS[5], ARGV[1], string.format('%d', now) .. '|' .. ARGV[7])
 end
 local sv = tonumber(redis.call('HGET', KEYS[4], 'sv:' .. agent) or '0')
 local changed = 0

@@ -16,6 +16,7 @@ for i = 1, #due, 2 do
       if tonumber(dl) <= now then
         redis.call('HDEL', lk, sid)
         redis.call('HDEL', ARGV[1] .. ':c:' .. acc, sid)
+        redis.call('HDEL', ARGV[1] .. ':i:' .. acc, sid)
         redis.call('ZREM', KEYS[1], 'r ' .. acc .. ' ' .. sid)
         redis.call('HINCRBY', ARGV[1] .. ':m:' .. acc, 'state', 1)
         redis.call('PUBLISH', ARGV[1] .. ':e:' .. acc,
@@ -30,8 +31,8 @@ for i = 1, #due, 2 do
     if v then table.insert(out, {'r', acc, sid, v, score}) end
   elseif kind == 'f' then
     table.insert(out, {'f', acc})
-  elseif kind == 't' then
-    table.insert(out, {'t', acc, sid, score})
+  elseif kind == 't' or kind == 'i' then
+    table.insert(out, {kind, acc, sid, score})
   end
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
