@@ -832,7 +832,6 @@ async fn bad_timing_flags_are_clear_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server's GET /v1/me/status-log (not on this branch's server yet)"]
 async fn log_prints_the_status_log_newest_first_page_by_page() {
     let server = TestServer::start().await;
     let acct = server.api().create_account_without_login("cli-log").await;
@@ -885,7 +884,6 @@ async fn log_prints_the_status_log_newest_first_page_by_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server to keep idle_ms from heartbeats (not on this branch's server yet)"]
 async fn watch_reports_the_idle_time_logind_gives_for_the_session() {
     let server = TestServer::start().await;
     let acct = server.api().create_account("cli-idle").await;

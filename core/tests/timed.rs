@@ -260,7 +260,6 @@ async fn the_chatbox_view_passes_back_at_through() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server to keep idle_ms from heartbeats (not on this branch's server yet)"]
 async fn report_idle_makes_each_heartbeat_carry_the_idle_time_the_server_shows() {
     let server = TestServer::start().await;
     let acct = server.api().create_account("idle").await;
@@ -297,7 +296,6 @@ async fn report_idle_makes_each_heartbeat_carry_the_idle_time_the_server_shows()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server's GET /v1/me/status-log (not on this branch's server yet)"]
 async fn the_status_log_pages_newest_first() {
     let server = TestServer::start().await;
     let acct = server.api().create_account_without_login("log").await;
