@@ -201,7 +201,8 @@ async fn run(
             .wait_for(wait, |s| {
                 s.outbox.pending == 0
                     && s.status
-                        .as_ref().is_some_and(|st| !st.pending && st.confirmed == last)
+                        .as_ref()
+                        .is_some_and(|st| !st.pending && st.confirmed == last)
             })
             .await
             .ok_or("the outbox did not drain after the network came back")?;
