@@ -24,11 +24,14 @@
 //! - **One owner.** The actor task owns all state; the handle only sends it commands. Network
 //!   requests run in their own tasks and report back, so a hung server never delays a
 //!   `set_status` from being stored.
-//! - **Durable before acknowledged.** [`PresenceClient::set_status`] returns only after the
-//!   change is committed to SQLite with `synchronous=FULL`; a crash after that loses nothing.
+//! - **Durable before acknowledged.** [`PresenceClient::set_status`] (and
+//!   [`set_status_with`](PresenceClient::set_status_with), for a timed, custom or annotated
+//!   change) returns only after the change is committed to SQLite with `synchronous=FULL`; a
+//!   crash after that loses nothing.
 //! - **Latest intent wins.** Each change carries `intent_at` on the server's clock, estimated
 //!   from every response ([`clock`]), so a device whose clock is hours off still orders its
-//!   changes correctly against the agent's other devices.
+//!   changes correctly against the agent's other devices, and a timed change ends at
+//!   `intent_at + duration_ms` however late it is delivered.
 //! - **Tokio's clock only.** Every timer (heartbeats, retries, reconnects, timeouts) uses
 //!   `tokio::time`, so tests run with paused time.
 //!
@@ -44,6 +47,7 @@ pub mod outbox;
 mod session;
 mod snapshot;
 pub mod sse;
+mod status;
 mod store;
 mod stream;
 pub mod transport;
@@ -60,8 +64,9 @@ pub use snapshot::{
     ClientSnapshot, Connection, LastError, Lifecycle, OpKind, OutboxSnapshot, SessionSnapshot,
     SessionState, StatusSnapshot, WedgedOp,
 };
+pub use status::{MAX_DURATION_MS, MAX_NOTE_CHARS, MIN_DURATION_MS, StatusRequest};
 
 pub use presence_protocol::{
-    Agent, AgentStatus, ChatboxStatus, ChatboxView, GroupView, Millis, Platform, PushProvider,
-    Reason, StatusView,
+    Agent, AgentStatus, Cause, ChatboxStatus, ChatboxView, CustomStatus, GroupView, Millis,
+    Platform, PushProvider, Reason, StatusLogEntry, StatusLogPage, StatusView,
 };
