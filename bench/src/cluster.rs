@@ -234,6 +234,8 @@ async fn run(
             .args(["--postgres-url", &pg_url, "--redis-url", &redis_url])
             .args(["--active-ttl-ms", &TTL_MS.to_string()])
             .args(["--active-interval-ms", &INTERVAL_MS.to_string()])
+            // Every bench client is one loopback address.
+            .args(["--max-streams-per-ip", "1000000"])
             .arg("--data-dir")
             .arg(&node_dir);
         let s = proc::spawn_until(

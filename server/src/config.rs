@@ -48,6 +48,10 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Password hashes computed at once.
     pub password_hash_concurrency: usize,
+    /// Connections served at once; past it a request gets `503` (`/healthz` excepted).
+    pub max_connections: usize,
+    /// Event streams one client address holds open at once.
+    pub max_streams_per_ip: usize,
 }
 
 impl Limits {
@@ -65,6 +69,8 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(5),
             password_hash_concurrency: Limits::default_hash_concurrency(),
+            max_connections: 50_000,
+            max_streams_per_ip: 200,
         }
     }
 }
@@ -105,7 +111,11 @@ impl Config {
                 ..PushConfig::default()
             },
             stream_ping: PING_EVERY,
-            limits: Limits::default(),
+            // Tests and the benchmark open thousands of streams from one loopback address.
+            limits: Limits {
+                max_streams_per_ip: 1_000_000,
+                ..Limits::default()
+            },
             retention: Retention::default(),
             trusted_proxies: Vec::new(),
             cluster: None,

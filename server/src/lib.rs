@@ -205,6 +205,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         },
         demo: config.demo,
         trusted_proxies: config.trusted_proxies.clone().into(),
+        stream_limiter: http::stream_limit::StreamLimiter::new(config.limits.max_streams_per_ip),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

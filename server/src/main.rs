@@ -124,6 +124,13 @@ struct Args {
     /// How long a status op id stays idempotent (a retry with it returns the first answer).
     #[arg(long, env = "PRESENCE_OP_RETENTION_MS", default_value_t = 30 * 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
     op_retention_ms: u64,
+    /// Connections served at once: past it a request gets `503 unavailable` with
+    /// `Retry-After` (`/healthz` is still answered). The open-file limit is raised to allow it.
+    #[arg(long, env = "PRESENCE_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Event streams one client address (an IPv4 address, an IPv6 /64) holds open at once.
+    #[arg(long, env = "PRESENCE_MAX_STREAMS_PER_IP", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    max_streams_per_ip: u64,
     /// Proxies or load balancers in front of the server (CIDR or address, comma-separated):
     /// from them, the client is the rightmost `X-Forwarded-For` entry outside these ranges.
     /// Without it, the client is always the peer and `X-Forwarded-For` is ignored.
@@ -251,6 +258,8 @@ async fn run(args: Args) -> ExitCode {
                 .password_hash_concurrency
                 .map(|n| n as usize)
                 .unwrap_or_else(Limits::default_hash_concurrency),
+            max_connections: args.max_connections as usize,
+            max_streams_per_ip: args.max_streams_per_ip as usize,
         },
         retention: Retention {
             ended_sessions: Duration::from_millis(args.session_retention_ms),
@@ -261,6 +270,7 @@ async fn run(args: Args) -> ExitCode {
         cluster,
     };
     let defaults = config.defaults;
+    presence_server::process::raise_open_file_limit(config.limits.max_connections);
     let server = match presence_server::start(config).await {
         Ok(s) => s,
         Err(e) => {

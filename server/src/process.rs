@@ -63,3 +63,33 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Raises this process's open-file limit to the most the system allows (each connection
+/// and stream holds a descriptor), and says so when that is still below `wanted`. Returns
+/// the limit now in force.
+pub fn raise_open_file_limit(wanted: usize) -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum || (lim.maximum.is_none() && lim.current.is_some()) {
+        let raised = rustix::process::Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            lim = raised;
+        }
+    }
+    let now = lim.current.unwrap_or(u64::MAX);
+    // Headroom for the database, the stores and the listener.
+    if now < wanted as u64 + 64 {
+        tracing::warn!(
+            open_files = now,
+            max_connections = wanted,
+            "the open-file limit is below --max-connections: raise the hard limit (ulimit -Hn) \
+             or lower --max-connections"
+        );
+    } else {
+        tracing::info!(open_files = now, "open-file limit");
+    }
+    now
+}

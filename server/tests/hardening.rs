@@ -115,3 +115,86 @@ fn the_demo_stays_on_loopback_unless_told_it_may_be_public() {
     let _ = child.wait();
     assert!(line.starts_with("listening on http://"), "{line:?}");
 }
+
+#[tokio::test]
+async fn past_the_connection_cap_requests_get_503_and_health_is_still_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::spawn_with(tmp.path(), "127.0.0.1:0", &["--max-connections", "2"]);
+    let addr = server.listen();
+    // Two connections that hold their place and send nothing.
+    let _held: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    // The held connections are accepted in order; wait until the server counts them.
+    let mut over = None;
+    for _ in 0..100 {
+        let r = c.get(format!("{}/v1/me", server.url)).send().await.unwrap();
+        if r.status() == 503 {
+            over = Some(r);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let r = over.expect("a 503 past the cap");
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    let health = c
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "health is answered past the cap");
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_streams_and_gets_each_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Pings every 100 ms: a stream whose reader left is noticed at the next one.
+    let server = common::spawn_with(
+        tmp.path(),
+        "127.0.0.1:0",
+        &["--max-streams-per-ip", "2", "--stream-ping-ms", "100"],
+    );
+    let c = client();
+    let acc: serde_json::Value = c
+        .post(format!("{}/v1/accounts", server.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"slug": "acme", "name": "Acme",
+                      "owner": {"name": "O", "email": "o@acme.test", "password": "pw-owner-1"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = acc["account"]["widget_key"].as_str().unwrap().to_owned();
+    let url = format!("{}/v1/widget/{key}/events", server.url);
+    let first = c.get(&url).send().await.unwrap();
+    let second = c.get(&url).send().await.unwrap();
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = c.get(&url).send().await.unwrap();
+    assert_eq!(third.status(), 503);
+    assert!(third.headers().contains_key("retry-after"));
+    drop(first);
+    // Given back when the stream's connection closes: the server notices at its next ping,
+    // so ask again (within a generous deadline) until it has.
+    let mut again = None;
+    for _ in 0..200 {
+        let r = c.get(&url).send().await.unwrap();
+        if r.status() == 200 {
+            again = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(again.is_some(), "a closed stream's place is given back");
+    drop(second);
+}

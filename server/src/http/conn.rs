@@ -7,6 +7,10 @@
 //!   `idle_timeout` is closed: one that connects and sends nothing, a keep-alive connection
 //!   nobody reuses, a stream whose reader stopped reading (its writes stall). A stream whose
 //!   reader reads stays open: a `ping` moves every few seconds.
+//! - **Connections are capped**: past `max_connections` open at once, a new connection is
+//!   served one request and closed, and that request gets `503 unavailable` with
+//!   `Retry-After` unless it is `GET /healthz`, which is always answered; past twice the cap
+//!   a new connection is closed at once. So a flood costs a bounded number of tasks.
 //! - **Shutdown has a deadline**: on stop, the listener closes, every connection is asked to
 //!   finish its request and close (streams end by themselves); whatever is still open after
 //!   `shutdown_grace` is dropped, so the caller can flush and exit.
@@ -64,8 +68,14 @@ where
                         continue;
                     }
                 };
+                let open = conns.len();
+                if open >= limits.max_connections.saturating_mul(2) {
+                    drop(tcp);
+                    continue;
+                }
                 let _ = tcp.set_nodelay(true);
-                conns.spawn(connection(tcp, peer, app.clone(), limits, for_conns.clone()));
+                let busy = open >= limits.max_connections;
+                conns.spawn(connection(tcp, peer, app.clone(), limits, busy, for_conns.clone()));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = stopped(&mut stop) => break,
@@ -91,6 +101,7 @@ async fn connection<S>(
     peer: SocketAddr,
     app: S,
     limits: Limits,
+    busy: bool,
     mut stop: watch::Receiver<bool>,
 ) where
     S: Service<Request, Response = axum::response::Response, Error = std::convert::Infallible>
@@ -103,13 +114,19 @@ async fn connection<S>(
     let activity = io.activity.clone();
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(req.map(axum::body::Body::new))
+        let app = app.clone();
+        async move {
+            if busy && req.uri().path() != "/healthz" {
+                return Ok(over_capacity());
+            }
+            app.oneshot(req.map(axum::body::Body::new)).await
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .keep_alive(true);
+        .keep_alive(!busy);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let check_every = (limits.idle_timeout / 4).max(Duration::from_millis(25));
@@ -141,6 +158,13 @@ async fn connection<S>(
             }
         }
     }
+}
+
+/// The answer on a connection past `max_connections`.
+fn over_capacity() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    crate::error::ApiError::unavailable("the server is at its connection limit; retry shortly", 1)
+        .into_response()
 }
 
 /// Resolves once `stop` is true (or its sender is gone).

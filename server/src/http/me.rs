@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use presence_protocol::SetStatusRequest;
 
 use super::AppState;
-use super::extract::{Auth, JsonBody, LogParams, PathParam};
+use super::extract::{Auth, ClientIp, JsonBody, LogParams, PathParam};
 use super::sse;
 use crate::error::ApiResult;
 
@@ -66,7 +66,12 @@ async fn end_my_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me_events(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<Response> {
+async fn me_events(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Auth(p): Auth,
+) -> ApiResult<Response> {
+    let permit = state.stream_limiter.acquire(ip)?;
     let s = state.ops.open_device_stream(&p).await?;
-    Ok(sse::device_stream(s, state.streams.clone()))
+    Ok(sse::device_stream(s, state.streams.clone(), permit))
 }

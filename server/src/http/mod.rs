@@ -20,6 +20,7 @@ mod layer;
 mod me;
 mod session;
 pub mod sse;
+pub mod stream_limit;
 mod strict_json;
 mod widget;
 
@@ -57,6 +58,8 @@ pub struct AppState {
     pub demo: bool,
     /// `--trusted-proxy`: see [`extract::ClientIp`].
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// `--max-streams-per-ip`.
+    pub stream_limiter: Arc<stream_limit::StreamLimiter>,
 }
 
 /// Serves the API on `listener` until `stop` turns true.

@@ -22,6 +22,7 @@ use tokio::time::{Interval, MissedTickBehavior, interval_at};
 
 use presence_protocol::{PingEvent, SessionEndedEvent, event};
 
+use super::stream_limit::StreamPermit;
 use crate::backend::{AgentEvent, DeviceStream, StatusFrame, ViewFrame, WidgetStream};
 use crate::clock::Clock;
 
@@ -131,6 +132,7 @@ fn sse_response(body: Body) -> Response {
 struct DeviceState {
     first: Option<Bytes>,
     s: DeviceStream,
+    _permit: StreamPermit,
     pings: Interval,
     clock: Clock,
     shutdown: Shutdown,
@@ -145,10 +147,11 @@ fn opening(first: &[u8]) -> Bytes {
     Bytes::from(b)
 }
 
-pub fn device_stream(s: DeviceStream, cfg: StreamConfig) -> Response {
+pub fn device_stream(s: DeviceStream, cfg: StreamConfig, permit: StreamPermit) -> Response {
     let state = DeviceState {
         first: Some(opening(&sse_frame(event::SNAPSHOT, &s.snapshot))),
         s,
+        _permit: permit,
         pings: pings(cfg.ping_every),
         clock: cfg.clock,
         shutdown: shutdown_future(cfg.shutdown),
@@ -198,15 +201,17 @@ pub fn device_stream(s: DeviceStream, cfg: StreamConfig) -> Response {
 struct WidgetState {
     first: bool,
     s: WidgetStream,
+    _permit: StreamPermit,
     pings: Interval,
     clock: Clock,
     shutdown: Shutdown,
 }
 
-pub fn widget_stream(s: WidgetStream, cfg: StreamConfig) -> Response {
+pub fn widget_stream(s: WidgetStream, cfg: StreamConfig, permit: StreamPermit) -> Response {
     let state = WidgetState {
         first: true,
         s,
+        _permit: permit,
         pings: pings(cfg.ping_every),
         clock: cfg.clock,
         shutdown: shutdown_future(cfg.shutdown),

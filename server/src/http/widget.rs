@@ -20,7 +20,7 @@ use axum::routing::get;
 use tower_http::cors::{Any, CorsLayer};
 
 use super::AppState;
-use super::extract::PathParam;
+use super::extract::{ClientIp, PathParam};
 use super::sse;
 use crate::error::{ApiError, ApiResult};
 
@@ -104,8 +104,10 @@ async fn widget_status(
 
 async fn widget_events(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     PathParam(key): PathParam,
 ) -> ApiResult<Response> {
+    let permit = state.stream_limiter.acquire(ip)?;
     let stream = state.ops.open_widget_stream(&key).await?;
-    Ok(sse::widget_stream(stream, state.streams.clone()))
+    Ok(sse::widget_stream(stream, state.streams.clone(), permit))
 }
