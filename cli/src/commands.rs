@@ -231,7 +231,7 @@ async fn set_status(ctx: &Ctx, status: AgentStatus) -> Result<ExitCode> {
     // Try briefly to deliver, then say how it went.
     let settled = client
         .wait_for(DELIVERY_WAIT, |s| {
-            let pending = s.status.is_some_and(|st| st.pending);
+            let pending = s.status.as_ref().is_some_and(|st| st.pending);
             !pending
                 || matches!(s.connection, Connection::Offline | Connection::NoNetwork)
                 || s.session.state != SessionState::Active
@@ -338,7 +338,7 @@ fn render_detail(d: &str) -> String {
 
 /// Only changes of an expired session are left: waiting cannot deliver them.
 fn stuck_on_expired_session(s: &ClientSnapshot) -> bool {
-    s.session.state == SessionState::Expired && s.status.is_some_and(|st| st.pending)
+    s.session.state == SessionState::Expired && s.status.as_ref().is_some_and(|st| st.pending)
 }
 
 async fn watch(ctx: &Ctx) -> Result<ExitCode> {

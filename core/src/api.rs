@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use presence_protocol::{
     Heartbeat, HeartbeatRequest, LoginRequest, LoginResponse, MeResponse, Millis, Mode,
-    PushRegistration, SetStatusRequest, SetStatusResponse,
+    PushRegistration, SetStatusRequest, SetStatusResponse, StatusLogPage,
 };
 use serde::de::DeserializeOwned;
 
@@ -146,14 +146,19 @@ impl Api {
         Ok(r)
     }
 
-    pub(crate) async fn heartbeat(&self, token: &str, mode: Mode) -> Result<Heartbeat, Error> {
+    pub(crate) async fn heartbeat(
+        &self,
+        token: &str,
+        mode: Mode,
+        idle_ms: Option<u64>,
+    ) -> Result<Heartbeat, Error> {
         let (r, a): (Heartbeat, _) = self
             .call_json(
                 Request::new(Method::Post, "/v1/session/heartbeat")
                     .bearer(token)
                     .json(&HeartbeatRequest {
                         mode,
-                        idle_ms: None,
+                        idle_ms: idle_ms.map(|ms| ms.min(i64::MAX as u64) as i64),
                     }),
             )
             .await?;
@@ -205,6 +210,18 @@ impl Api {
         Ok(r)
     }
 
+    /// `GET /v1/me/status-log`: one page, newest first.
+    pub(crate) async fn status_log(
+        &self,
+        token: &str,
+        query: &LogQuery,
+    ) -> Result<StatusLogPage, Error> {
+        let (r, _) = self
+            .call_json(Request::new(Method::Get, query.path()).bearer(token))
+            .await?;
+        Ok(r)
+    }
+
     /// Opens an event stream: waits (under the deadline) for a 2xx with headers only.
     pub(crate) async fn open_stream(
         &self,
@@ -224,6 +241,62 @@ impl Api {
             Err(_) => Err(timeout_error(self.timeout)),
         }
     }
+}
+
+/// One page's worth of `GET /v1/me/status-log`: at most `limit` entries (1 to 500; the
+/// server's default 100), after the page whose `next` was `after`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LogQuery {
+    pub(crate) limit: Option<u32>,
+    pub(crate) after: Option<String>,
+}
+
+/// The largest page the server gives.
+pub(crate) const MAX_LOG_LIMIT: u32 = 500;
+
+impl LogQuery {
+    /// Checks the limit's bounds, naming the field.
+    pub(crate) fn new(limit: Option<u32>, after: Option<String>) -> Result<LogQuery, Error> {
+        if let Some(l) = limit
+            && !(1..=MAX_LOG_LIMIT).contains(&l)
+        {
+            return Err(Error::InvalidInput(format!(
+                "limit: must be between 1 and {MAX_LOG_LIMIT}, got {l}"
+            )));
+        }
+        if after.as_deref() == Some("") {
+            return Err(Error::InvalidInput("after: must not be empty".into()));
+        }
+        Ok(LogQuery { limit, after })
+    }
+
+    pub(crate) fn path(&self) -> String {
+        let mut q = Vec::new();
+        if let Some(l) = self.limit {
+            q.push(format!("limit={l}"));
+        }
+        if let Some(a) = &self.after {
+            q.push(format!("after={}", percent_encode(a)));
+        }
+        match q.is_empty() {
+            true => "/v1/me/status-log".to_owned(),
+            false => format!("/v1/me/status-log?{}", q.join("&")),
+        }
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (a query value).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// The bytes of `req` as HTTP/1.1 with the headers the engine sets (see the meter's docs).
@@ -248,4 +321,30 @@ fn timeout_error(after: Duration) -> Error {
         TransportErrorKind::Timeout,
         format!("no answer within {} ms", after.as_millis()),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_log_queries_check_the_limit_and_encode_the_cursor() {
+        assert_eq!(
+            LogQuery::new(None, None).unwrap().path(),
+            "/v1/me/status-log"
+        );
+        assert_eq!(
+            LogQuery::new(Some(500), Some("12:a b/+=&".into()))
+                .unwrap()
+                .path(),
+            "/v1/me/status-log?limit=500&after=12%3Aa%20b%2F%2B%3D%26"
+        );
+        for bad in [0, 501] {
+            match LogQuery::new(Some(bad), None) {
+                Err(Error::InvalidInput(d)) => assert!(d.starts_with("limit:"), "{d}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(LogQuery::new(None, Some(String::new())).is_err());
+    }
 }

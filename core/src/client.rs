@@ -7,16 +7,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use presence_protocol::{AgentStatus, Device, PushPayload, PushProvider, PushRegistration};
+use presence_protocol::{
+    AgentStatus, Device, PushPayload, PushProvider, PushRegistration, StatusLogPage,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::api::Api;
+use crate::api::{Api, LogQuery};
 use crate::clock::ServerClock;
 use crate::config::ClientConfig;
 use crate::engine::{Command, Engine, EngineParts};
 use crate::error::{ClientError, Error};
 use crate::meter::{EngineCounters, Meter};
 use crate::snapshot::{ClientSnapshot, Lifecycle};
+use crate::status::StatusRequest;
 use crate::store::Store;
 use crate::transport::{HttpTransport, Transport};
 
@@ -170,9 +173,41 @@ impl PresenceClient {
     }
 
     /// Sets the agent's status. Returns once the change is durably stored (it is then shown
-    /// as `current` with `pending: true`); delivery happens in the background.
+    /// as `current` with `pending: true`); delivery happens in the background. Shorthand for
+    /// [`set_status_with`](Self::set_status_with) with [`StatusRequest::new`].
     pub async fn set_status(&self, status: AgentStatus) -> Result<(), ClientError> {
-        self.ask(|reply| Command::SetStatus { status, reply }).await
+        self.set_status_with(StatusRequest::new(status)).await
+    }
+
+    /// Sets the agent's status with a duration, what follows, a custom status or a note,
+    /// through the durable outbox like [`set_status`](Self::set_status). The op keeps the
+    /// moment it was chosen (`intent_at`), so a timed change made offline still ends at
+    /// `intent_at + duration_ms`. A duration or note out of the protocol's bounds is an
+    /// [`InvalidInput`](ClientError::InvalidInput) error naming the field, and nothing is
+    /// stored; a custom status the account does not have wedges the op with the server's
+    /// `invalid_field` (see the snapshot's `outbox.wedged`).
+    pub async fn set_status_with(&self, req: StatusRequest) -> Result<(), ClientError> {
+        self.ask(|reply| Command::SetStatus { req, reply }).await
+    }
+
+    /// For desktop and web apps: how long the user has not touched the device, as of now
+    /// (`Some(0)` on input). From then on every heartbeat carries `idle_ms` (this value plus
+    /// the time since), so the server can set the agent away automatically and bring them
+    /// back. `None`: this device does not report (a phone), and heartbeats carry none.
+    pub fn report_idle(&self, idle_ms: Option<u64>) {
+        let _ = self.commands.send(Command::ReportIdle { idle_ms });
+    }
+
+    /// One page of the agent's status log (`GET /v1/me/status-log`), newest first: at most
+    /// `limit` entries (1 to 500, default 100), after the page whose `next` is `after`. A
+    /// limit out of bounds is an [`InvalidInput`](ClientError::InvalidInput) error naming it.
+    pub async fn status_log(
+        &self,
+        limit: Option<u32>,
+        after: Option<String>,
+    ) -> Result<StatusLogPage, ClientError> {
+        let query = LogQuery::new(limit, after)?;
+        self.ask(|reply| Command::StatusLog { query, reply }).await
     }
 
     /// The latest snapshot.

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use presence_protocol::{
-    AgentStatus, Device, Heartbeat, LoginResponse, MeResponse, PushPayload, PushRegistration,
-    SetStatusResponse,
+    Device, Heartbeat, LoginResponse, MeResponse, PushPayload, PushRegistration, SetStatusResponse,
+    StatusLogPage,
 };
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -35,19 +35,20 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::api::Api;
+use crate::api::{Api, LogQuery};
 use crate::clock::{ClockEstimate, ServerClock};
 use crate::config::Overrides;
 use crate::error::Error;
 use crate::heartbeat::Heartbeats;
 use crate::meter::Meter;
+use crate::outbox::Backoff;
 use crate::outbox::Outbox;
-use crate::outbox::{Backoff, OpBody};
 use crate::session::Session;
 use crate::snapshot::{
     ClientSnapshot, Connection, LastError, Lifecycle, OutboxSnapshot, SessionSnapshot,
     SessionState, StatusSnapshot, WedgedOp,
 };
+use crate::status::{StatusRequest, pending_view};
 use crate::store::Store;
 use crate::stream::EventStream;
 
@@ -64,8 +65,16 @@ pub(crate) enum Command {
         reply: Reply<()>,
     },
     SetStatus {
-        status: AgentStatus,
+        req: StatusRequest,
         reply: Reply<()>,
+    },
+    /// How long the user has not touched the device, as of now (`None`: not reported).
+    ReportIdle {
+        idle_ms: Option<u64>,
+    },
+    StatusLog {
+        query: LogQuery,
+        reply: Reply<StatusLogPage>,
     },
     SetLifecycle {
         lifecycle: Lifecycle,
@@ -120,6 +129,11 @@ pub(crate) enum TaskDone {
     Me {
         token: String,
         result: Result<MeResponse, Error>,
+    },
+    StatusLog {
+        token: String,
+        reply: Reply<StatusLogPage>,
+        result: Result<StatusLogPage, Error>,
     },
 }
 
@@ -301,10 +315,12 @@ impl Engine {
                 reply,
             } => self.login(account, email, password, reply),
             Command::Logout { reply } => self.logout(reply),
-            Command::SetStatus { status, reply } => {
-                let r = self.set_status(status);
+            Command::SetStatus { req, reply } => {
+                let r = self.set_status(req);
                 self.respond(reply, r);
             }
+            Command::ReportIdle { idle_ms } => self.report_idle(idle_ms),
+            Command::StatusLog { query, reply } => self.status_log(query, reply),
             Command::SetLifecycle { lifecycle } => self.set_lifecycle(lifecycle),
             Command::SetNetwork { available } => self.set_network(available),
             Command::Push { payload, reply } => self.push(payload, reply),
@@ -421,6 +437,11 @@ impl Engine {
             } => self.on_op(op_id, token, result),
             TaskDone::Heartbeat { token, result } => self.on_heartbeat(token, result),
             TaskDone::Me { token, result } => self.on_me(token, result),
+            TaskDone::StatusLog {
+                token,
+                reply,
+                result,
+            } => self.on_status_log(token, reply, result),
         }
         self.persist_clock();
     }
@@ -610,21 +631,29 @@ impl Engine {
         };
         let status = match (&self.session.current, &self.session.confirmed) {
             (Some(s), Some(c)) => {
-                let latest = self
+                let pending = self
                     .outbox
                     .ops
                     .iter()
                     .rev()
                     .filter(|o| !o.is_wedged() && o.agent_id.as_deref() == Some(&s.agent.id))
-                    .find_map(|o| match o.body {
-                        OpBody::SetStatus { status, .. } => Some(status),
-                        _ => None,
+                    .find_map(|o| o.body.status_request())
+                    .map(|(req, intent_at)| {
+                        pending_view(&req, intent_at, c, &self.session.custom_statuses)
                     });
+                let is_pending = pending.is_some();
+                let shown = pending.unwrap_or_else(|| c.clone());
                 Some(StatusSnapshot {
-                    current: latest.unwrap_or(c.status),
+                    current: shown.status,
                     confirmed: c.status,
                     version: c.version,
-                    pending: latest.is_some(),
+                    pending: is_pending,
+                    until: shown.until,
+                    then: shown.then,
+                    custom_status: shown.custom_status,
+                    note: shown.note,
+                    cause: shown.cause,
+                    changed_by_agent: shown.changed_by_agent,
                 })
             }
             _ => None,
@@ -633,6 +662,7 @@ impl Engine {
             session,
             status,
             chatbox: self.session.chatbox.clone(),
+            custom_statuses: self.session.custom_statuses.clone(),
             connection: self.connection(),
             lifecycle: self.lifecycle,
             lease_until: self.session.lease_until,

@@ -20,6 +20,15 @@
 //!   back, and then one goes out at once if the last one failed.
 //! - **One at a time.** Callers that need one (a renew push, `background_refresh`, a login
 //!   waiting for its first) wait for the next one to *start* and are answered when it ends.
+//! - **Activity, when the app reports it.** After
+//!   [`report_idle`](crate::PresenceClient::report_idle)`(Some(ms))` every heartbeat carries
+//!   `idle_ms`: the reported idle time plus the time since the report, on tokio's clock (so
+//!   an app that reports only on input still sends a growing idle time). `report_idle(None)`
+//!   stops it (a phone never reports). Reports cost no request of their own, with one
+//!   exception: when the server has set the status for idleness (cause `idle`), the last
+//!   heartbeat said the user had been idle for a second or more, and a report now says the
+//!   user is back (idle under a second), one heartbeat goes out at once so the server can
+//!   bring the agent back without waiting a whole interval.
 
 use std::time::Duration;
 
@@ -44,6 +53,10 @@ pub(crate) struct Heartbeats {
     /// Waiting for the next heartbeat to *start*; moved to `running` when it does.
     pub(crate) waiters: Vec<Reply<()>>,
     pub(crate) running: Vec<Reply<()>>,
+    /// The app's last activity report: when it came and the idle time it gave.
+    pub(crate) idle: Option<(Instant, u64)>,
+    /// The `idle_ms` the last heartbeat started carried.
+    pub(crate) sent_idle_ms: Option<u64>,
 }
 
 impl Heartbeats {
@@ -57,9 +70,14 @@ impl Heartbeats {
             forced: None,
             waiters: Vec::new(),
             running: Vec::new(),
+            idle: None,
+            sent_idle_ms: None,
         }
     }
 }
+
+/// Idle less than this is "the user is here"; the protocol's shortest `idle_after_ms`.
+const ACTIVE_BELOW_MS: u64 = 1_000;
 
 /// The shortest wait between heartbeats, whatever the server says.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -86,6 +104,32 @@ impl Engine {
         self.heartbeat.forced = Some(mode);
         self.heartbeat.waiters.push(reply);
         true
+    }
+
+    /// The app's activity report: `idle_ms` as of now, or `None` to stop reporting.
+    pub(crate) fn report_idle(&mut self, idle_ms: Option<u64>) {
+        self.heartbeat.idle = idle_ms.map(|ms| (Instant::now(), ms));
+        let back = idle_ms.is_some_and(|ms| ms < ACTIVE_BELOW_MS);
+        let was_idle = self
+            .heartbeat
+            .sent_idle_ms
+            .is_some_and(|ms| ms >= ACTIVE_BELOW_MS);
+        let set_idle = self
+            .session
+            .confirmed
+            .as_ref()
+            .is_some_and(|c| c.cause == presence_protocol::Cause::Idle);
+        if back && was_idle && set_idle && self.session_active() {
+            self.heartbeat.forced = Some(self.heartbeat.forced.unwrap_or(self.lifecycle.mode()));
+            // Reported once: the heartbeat going out now carries the return.
+            self.heartbeat.sent_idle_ms = Some(0);
+        }
+    }
+
+    /// The idle time to send with a heartbeat starting now, if the app reports activity.
+    pub(crate) fn idle_now(&self) -> Option<u64> {
+        let (at, ms) = self.heartbeat.idle?;
+        Some(ms.saturating_add(Instant::now().saturating_duration_since(at).as_millis() as u64))
     }
 
     pub(crate) fn on_heartbeat(&mut self, token: String, result: Result<Heartbeat, Error>) {
@@ -188,10 +232,12 @@ impl Engine {
             .forced
             .take()
             .unwrap_or(self.lifecycle.mode());
+        let idle_ms = self.idle_now();
+        self.heartbeat.sent_idle_ms = idle_ms;
         self.heartbeat.in_flight = true;
         self.heartbeat.running.append(&mut self.heartbeat.waiters);
         self.tasks.spawn(async move {
-            let result = api.heartbeat(&token, mode).await;
+            let result = api.heartbeat(&token, mode, idle_ms).await;
             TaskDone::Heartbeat { token, result }
         });
     }

@@ -44,6 +44,7 @@ pub mod outbox;
 mod session;
 mod snapshot;
 pub mod sse;
+mod status;
 mod store;
 mod stream;
 pub mod transport;
@@ -60,8 +61,9 @@ pub use snapshot::{
     ClientSnapshot, Connection, LastError, Lifecycle, OpKind, OutboxSnapshot, SessionSnapshot,
     SessionState, StatusSnapshot, WedgedOp,
 };
+pub use status::{MAX_DURATION_MS, MAX_NOTE_CHARS, MIN_DURATION_MS, StatusRequest};
 
 pub use presence_protocol::{
-    Agent, AgentStatus, ChatboxStatus, ChatboxView, GroupView, Millis, Platform, PushProvider,
-    Reason, StatusView,
+    Agent, AgentStatus, Cause, ChatboxStatus, ChatboxView, CustomStatus, GroupView, Millis,
+    Platform, PushProvider, Reason, StatusLogEntry, StatusLogPage, StatusView,
 };

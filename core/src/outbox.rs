@@ -98,6 +98,7 @@ use tokio::time::Instant;
 use crate::engine::{Engine, Reply, TaskDone};
 use crate::error::{Error, ErrorClass};
 use crate::snapshot::{LastError, Lifecycle, OpKind};
+use crate::status::StatusRequest;
 
 /// Capped exponential backoff with full jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +144,15 @@ pub(crate) enum OpBody {
         status: AgentStatus,
         /// On the server's clock; `None` only if the device never heard from the server.
         intent_at: Option<Millis>,
+        /// The rest of the user's [`StatusRequest`]; absent in ops stored by older builds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        then: Option<AgentStatus>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        custom_status: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     EndSession,
     RegisterPush {
@@ -151,6 +161,42 @@ pub(crate) enum OpBody {
 }
 
 impl OpBody {
+    /// A status op for `req`, chosen at `intent_at`.
+    pub(crate) fn set_status(req: StatusRequest, intent_at: Option<Millis>) -> OpBody {
+        OpBody::SetStatus {
+            status: req.status,
+            intent_at,
+            duration_ms: req.duration_ms,
+            then: req.then,
+            custom_status: req.custom_status,
+            note: req.note,
+        }
+    }
+
+    /// The change a status op carries, and when it was chosen.
+    pub(crate) fn status_request(&self) -> Option<(StatusRequest, Option<Millis>)> {
+        match self {
+            OpBody::SetStatus {
+                status,
+                intent_at,
+                duration_ms,
+                then,
+                custom_status,
+                note,
+            } => Some((
+                StatusRequest {
+                    status: *status,
+                    duration_ms: *duration_ms,
+                    then: *then,
+                    custom_status: custom_status.clone(),
+                    note: note.clone(),
+                },
+                *intent_at,
+            )),
+            _ => None,
+        }
+    }
+
     pub(crate) fn kind(&self) -> OpKind {
         match self {
             OpBody::SetStatus { .. } => OpKind::SetStatus,
@@ -251,15 +297,13 @@ impl Engine {
         }
     }
 
-    pub(crate) fn set_status(&mut self, status: AgentStatus) -> Result<(), Error> {
+    pub(crate) fn set_status(&mut self, req: StatusRequest) -> Result<(), Error> {
+        let req = req.validated()?;
         let Some(session) = &self.session.current else {
             return Err(Error::NotLoggedIn);
         };
         let mut op = Op::new(
-            OpBody::SetStatus {
-                status,
-                intent_at: self.clock.offset().map(|_| self.clock.server_now()),
-            },
+            OpBody::set_status(req, self.clock.offset().map(|_| self.clock.server_now())),
             Some(session.agent.id.clone()),
             session.token.clone(),
             self.clock.device_now(),
@@ -407,6 +451,10 @@ impl Engine {
                         self.remove_op(idx);
                     } else {
                         tracing::warn!(op_id, %code, %detail, "outbox op wedged");
+                        if detail.contains("custom_status") {
+                            // The account's list changed under the user: show the new one.
+                            self.session.me_wanted = true;
+                        }
                         if let Err(se) = self.store.wedge_op(&op_id, &code, &detail) {
                             tracing::error!("storing a wedged op: {se}");
                         }
@@ -450,13 +498,23 @@ impl Engine {
         self.outbox.in_flight = Some(op.op_id.clone());
         self.tasks.spawn(async move {
             let result = match &op.body {
-                OpBody::SetStatus { status, intent_at } => api
-                    .set_status(
-                        &op.token,
-                        &SetStatusRequest::new(*status, op.op_id.clone(), *intent_at),
-                    )
-                    .await
-                    .map(Some),
+                OpBody::SetStatus {
+                    status,
+                    intent_at,
+                    duration_ms,
+                    then,
+                    custom_status,
+                    note,
+                } => {
+                    let body = SetStatusRequest {
+                        duration_ms: *duration_ms,
+                        then: *then,
+                        custom_status: custom_status.clone(),
+                        note: note.clone(),
+                        ..SetStatusRequest::new(*status, op.op_id.clone(), *intent_at)
+                    };
+                    api.set_status(&op.token, &body).await.map(Some)
+                }
                 OpBody::EndSession => api.end_session(&op.token).await.map(|()| None),
                 OpBody::RegisterPush { push } => api.put_push(&op.token, push).await.map(|()| None),
             };
@@ -553,12 +611,34 @@ mod tests {
 
     #[test]
     fn op_bodies_round_trip_through_json() {
-        let body = OpBody::SetStatus {
-            status: AgentStatus::Busy,
-            intent_at: Some(5),
-        };
+        let body = OpBody::set_status(StatusRequest::new(AgentStatus::Busy), Some(5));
         let s = serde_json::to_string(&body).unwrap();
         assert_eq!(s, r#"{"kind":"set_status","status":"busy","intent_at":5}"#);
         assert_eq!(serde_json::from_str::<OpBody>(&s).unwrap(), body);
+
+        let timed = OpBody::set_status(
+            StatusRequest {
+                duration_ms: Some(1_800_000),
+                then: Some(AgentStatus::Online),
+                custom_status: Some("lunch".into()),
+                note: Some("back soon".into()),
+                ..StatusRequest::new(AgentStatus::Busy)
+            },
+            Some(5),
+        );
+        let s = serde_json::to_string(&timed).unwrap();
+        assert_eq!(serde_json::from_str::<OpBody>(&s).unwrap(), timed);
+    }
+
+    /// An op stored by a build before timed statuses reads as a plain change.
+    #[test]
+    fn a_status_op_stored_without_timing_fields_reads_as_untimed() {
+        let old = r#"{"kind":"set_status","status":"offline","intent_at":7}"#;
+        let (req, at) = serde_json::from_str::<OpBody>(old)
+            .unwrap()
+            .status_request()
+            .unwrap();
+        assert_eq!(req, StatusRequest::new(AgentStatus::Offline));
+        assert_eq!(at, Some(7));
     }
 }

@@ -22,13 +22,20 @@
 //! - **Answers for an old session are ignored**, recognised by their token.
 //! - **`login` returns after the first heartbeat** of the new session (a precise clock
 //!   sample), or as soon as it can no longer come.
+//! - **The account's custom statuses** come with every `/v1/me` (so they are as fresh as the
+//!   status: refreshed at each reconnect, return to the foreground and missed version) and
+//!   are kept in the store; a status op the server wedges on its `custom_status` refreshes
+//!   them at once (the list changed under the user).
+//! - **Status log reads** (`status_log`) go straight to the server with the session's token;
+//!   a 401 expires the session like any other request.
 
 use presence_protocol::{
-    Agent, ChatboxView, EndReason, ErrorCode, LoginRequest, LoginResponse, MeResponse, Mode,
-    PushBody, PushPayload, StatusView,
+    Agent, ChatboxView, CustomStatus, EndReason, ErrorCode, LoginRequest, LoginResponse,
+    MeResponse, Mode, PushBody, PushPayload, StatusLogPage, StatusView,
 };
 use tokio::time::Instant;
 
+use crate::api::LogQuery;
 use crate::engine::{Engine, Reply, TaskDone, clone_error};
 use crate::error::{Error, ErrorClass, SESSION_EXPIRED, ServerCode};
 use crate::heartbeat::interval;
@@ -44,6 +51,8 @@ pub(crate) struct Session {
     /// The server's status of this agent, as last heard.
     pub(crate) confirmed: Option<StatusView>,
     pub(crate) chatbox: Option<ChatboxView>,
+    /// The account's custom statuses, as `/v1/me` last listed them.
+    pub(crate) custom_statuses: Vec<CustomStatus>,
     /// When the lease ends, on the server's clock.
     pub(crate) lease_until: Option<i64>,
     /// A `/v1/me` refresh is due.
@@ -60,16 +69,17 @@ impl Session {
     /// What the store holds from the last run; a live session refreshes at once.
     pub(crate) fn restore(store: &Store) -> Result<Session, Error> {
         let current = store.session()?;
-        let (confirmed, chatbox) = if current.is_some() {
-            (store.status()?, store.chatbox()?)
+        let (confirmed, chatbox, custom_statuses) = if current.is_some() {
+            (store.status()?, store.chatbox()?, store.custom_statuses()?)
         } else {
-            (None, None)
+            (None, None, Vec::new())
         };
         let me_wanted = current.as_ref().is_some_and(|s| !s.expired);
         Ok(Session {
             current,
             confirmed,
             chatbox,
+            custom_statuses,
             me_wanted,
             ..Session::default()
         })
@@ -182,6 +192,7 @@ impl Engine {
         // what we knew (the server may have been reset).
         self.session.confirmed = Some(r.status);
         self.session.chatbox = None;
+        self.session.custom_statuses = Vec::new();
         self.session.current = Some(session);
         self.session.lease_until = Some(r.heartbeat.lease_until);
         self.heartbeat.interval = interval(&r.heartbeat);
@@ -232,6 +243,7 @@ impl Engine {
         self.session.current = None;
         self.session.confirmed = None;
         self.session.chatbox = None;
+        self.session.custom_statuses = Vec::new();
         self.session.lease_until = None;
         self.last_error = None;
         self.last_error_sticky = false;
@@ -316,6 +328,7 @@ impl Engine {
                 self.update_agent(me.agent);
                 self.apply_status(me.status);
                 self.apply_chatbox(me.chatbox);
+                self.apply_custom_statuses(me.custom_statuses);
                 for w in waiters {
                     self.respond(w, Ok(()));
                 }
@@ -436,6 +449,61 @@ impl Engine {
             tracing::warn!("storing the chat box: {e}");
         }
         self.session.chatbox = Some(view);
+    }
+
+    pub(crate) fn apply_custom_statuses(&mut self, list: Vec<CustomStatus>) {
+        if self.session.current.is_none() || self.session.custom_statuses == list {
+            return;
+        }
+        if let Err(e) = self.store.set_custom_statuses(&list) {
+            tracing::warn!("storing the custom statuses: {e}");
+        }
+        self.session.custom_statuses = list;
+    }
+
+    pub(crate) fn status_log(&mut self, query: LogQuery, reply: Reply<StatusLogPage>) {
+        if !self.session_active() {
+            let e = self.not_active_error();
+            self.respond(reply, Err(e));
+            return;
+        }
+        if let Err(e) = self.network_ready() {
+            self.respond(reply, Err(e));
+            return;
+        }
+        let (Some(api), Some(token)) = (self.api.clone(), self.session.token()) else {
+            self.respond(reply, Err(Error::NotLoggedIn));
+            return;
+        };
+        self.tasks.spawn(async move {
+            let result = api.status_log(&token, &query).await;
+            TaskDone::StatusLog {
+                token,
+                reply,
+                result,
+            }
+        });
+    }
+
+    pub(crate) fn on_status_log(
+        &mut self,
+        token: String,
+        reply: Reply<StatusLogPage>,
+        result: Result<StatusLogPage, Error>,
+    ) {
+        let current = self
+            .session
+            .current
+            .as_ref()
+            .is_some_and(|s| s.token == token);
+        match &result {
+            Ok(_) => self.reachable = Some(true),
+            Err(e) if current && e.class() == ErrorClass::Unauthorized => {
+                self.expire_session(e.to_string())
+            }
+            Err(e) => self.note_reachability(e),
+        }
+        self.respond(reply, result);
     }
 
     pub(crate) fn update_agent(&mut self, agent: Agent) {

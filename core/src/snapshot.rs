@@ -6,8 +6,11 @@
 //! ```text
 //! session:    {state: "logged_out"|"active"|"expired", agent: Agent|null, account: slug|null,
 //!              session_id: string|null}
-//! status:     {current: AgentStatus, confirmed: AgentStatus, version: int, pending: bool} | null
-//! chatbox:    ChatboxView | null
+//! status:     {current: AgentStatus, confirmed: AgentStatus, version: int, pending: bool,
+//!              until: int|null, then: AgentStatus|null, custom_status: string|null,
+//!              note: string|null, cause: Cause, changed_by_agent: string|null} | null
+//! chatbox:    ChatboxView | null                  (with back_at, per group too)
+//! custom_statuses: [CustomStatus]                 (the account's; [] when unknown)
 //! connection: "connected" | "connecting" | "offline" | "no_network"
 //! lifecycle:  "active" | "background"
 //! lease_until: int | null
@@ -15,7 +18,7 @@
 //! last_error: {code, detail} | null
 //! ```
 
-use presence_protocol::{Agent, AgentStatus, ChatboxView, Millis, Mode};
+use presence_protocol::{Agent, AgentStatus, Cause, ChatboxView, CustomStatus, Millis, Mode};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +26,8 @@ pub struct ClientSnapshot {
     pub session: SessionSnapshot,
     pub status: Option<StatusSnapshot>,
     pub chatbox: Option<ChatboxView>,
+    /// The account's custom statuses, as `/v1/me` last listed them.
+    pub custom_statuses: Vec<CustomStatus>,
     pub connection: Connection,
     pub lifecycle: Lifecycle,
     /// When this device's session lease ends, on the server's clock.
@@ -42,6 +47,7 @@ impl ClientSnapshot {
             },
             status: None,
             chatbox: None,
+            custom_statuses: Vec::new(),
             connection: Connection::Offline,
             lifecycle: Lifecycle::Active,
             lease_until: None,
@@ -73,7 +79,10 @@ pub enum SessionState {
     Expired,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The agent's status. `current` and the fields after `pending` describe the status shown:
+/// the change pending on this device (as the server will make it) until it is acknowledged,
+/// else the server's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusSnapshot {
     /// What the agent chose last on this device, or the server's status when nothing is
     /// pending. Shown in the UI.
@@ -84,6 +93,18 @@ pub struct StatusSnapshot {
     pub version: i64,
     /// A change of this device is stored but not yet acknowledged.
     pub pending: bool,
+    /// When the status shown ends (server clock, ms); `None` when it is not timed.
+    pub until: Option<Millis>,
+    /// What it becomes at `until`.
+    pub then: Option<AgentStatus>,
+    /// The id of one of the account's custom statuses (see `custom_statuses`).
+    pub custom_status: Option<String>,
+    /// The agent's note for teammates.
+    pub note: Option<String>,
+    /// Why the status is what it is (`manual` for a pending change).
+    pub cause: Cause,
+    /// The admin who set it, if one did.
+    pub changed_by_agent: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +226,7 @@ mod tests {
                 "session": {"state": "logged_out", "agent": null, "account": null, "session_id": null},
                 "status": null,
                 "chatbox": null,
+                "custom_statuses": [],
                 "connection": "offline",
                 "lifecycle": "active",
                 "lease_until": null,
@@ -229,7 +251,20 @@ mod tests {
             confirmed: AgentStatus::Online,
             version: 3,
             pending: true,
+            until: Some(4_000),
+            then: Some(AgentStatus::Online),
+            custom_status: Some("lunch".into()),
+            note: Some("back soon".into()),
+            cause: Cause::Manual,
+            changed_by_agent: None,
         });
+        s.custom_statuses = vec![CustomStatus {
+            id: "lunch".into(),
+            label: "Lunch".into(),
+            emoji: Some("🥪".into()),
+            base: AgentStatus::Busy,
+            default_duration_ms: Some(3_600_000),
+        }];
         s.chatbox = Some(ChatboxView {
             status: ChatboxStatus::Online,
             reason: Reason::AgentsOnline,
@@ -260,7 +295,14 @@ mod tests {
         assert_eq!(v["session"]["agent"]["role"], "owner");
         assert_eq!(
             v["status"],
-            serde_json::json!({"current": "busy", "confirmed": "online", "version": 3, "pending": true})
+            serde_json::json!({"current": "busy", "confirmed": "online", "version": 3, "pending": true,
+                               "until": 4_000, "then": "online", "custom_status": "lunch",
+                               "note": "back soon", "cause": "manual", "changed_by_agent": null})
+        );
+        assert_eq!(
+            v["custom_statuses"][0],
+            serde_json::json!({"id": "lunch", "label": "Lunch", "emoji": "🥪", "base": "busy",
+                               "default_duration_ms": 3_600_000})
         );
         assert_eq!(v["chatbox"]["reason"], "agents_online");
         assert_eq!(v["connection"], "no_network");

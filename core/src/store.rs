@@ -1,8 +1,8 @@
 //! The device's SQLite database, `presence.db` in the data dir.
 //!
 //! Holds what must survive a restart: the device id (generated once), the server URL used at
-//! login, the session, the last known status and chat box, the clock estimate, the push
-//! registration, and the outbox. Small values live as JSON in `meta`; the outbox has its own
+//! login, the session, the last known status, chat box and custom statuses, the clock
+//! estimate, the push registration, and the outbox. Small values live as JSON in `meta`; the outbox has its own
 //! table because it is queried and edited row by row.
 //!
 //! # Durability: what pays an fsync
@@ -14,7 +14,7 @@
 //!   delivering, wedging, login re-stamping ops, logout queueing `end_session`) run with
 //!   `synchronous=FULL`: the write-ahead log is fsynced before `commit` returns, so a power
 //!   cut after that loses nothing.
-//! - **Cache writes** (the status, chat box and agent as last heard from the server, the clock
+//! - **Cache writes** (the status, chat box, custom statuses and agent as last heard from the server, the clock
 //!   estimate, the push registration, the session's expiry) run with `synchronous=NORMAL`: in
 //!   WAL mode a commit then appends to the log and returns without any fsync. The write
 //!   survives the app being killed (it is in the OS's page cache, and other processes see it
@@ -43,7 +43,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use presence_protocol::{Agent, ChatboxView, PushRegistration, StatusView};
+use presence_protocol::{Agent, ChatboxView, CustomStatus, PushRegistration, StatusView};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -124,6 +124,7 @@ mod key {
     pub const SESSION: &str = "session";
     pub const STATUS: &str = "status";
     pub const CHATBOX: &str = "chatbox";
+    pub const CUSTOM_STATUSES: &str = "custom_statuses";
     pub const CLOCK: &str = "clock";
     pub const PUSH: &str = "push";
 }
@@ -325,6 +326,15 @@ impl Store {
         self.put(key::CHATBOX, c)
     }
 
+    /// The account's custom statuses as `/v1/me` last listed them (empty when unknown).
+    pub(crate) fn custom_statuses(&self) -> Result<Vec<CustomStatus>, Error> {
+        Ok(self.get(key::CUSTOM_STATUSES)?.unwrap_or_default())
+    }
+
+    pub(crate) fn set_custom_statuses(&mut self, c: &[CustomStatus]) -> Result<(), Error> {
+        self.put(key::CUSTOM_STATUSES, Some(&c))
+    }
+
     pub(crate) fn clock(&self) -> Result<Option<ClockEstimate>, Error> {
         self.get(key::CLOCK)
     }
@@ -341,7 +351,12 @@ impl Store {
     /// queueing `end_session` (if given), so a crash cannot leave half a logout.
     pub(crate) fn logout(&mut self, end_session: Option<&mut Op>) -> Result<(), Error> {
         self.write(Durability::Durable, |tx| {
-            for k in [key::SESSION, key::STATUS, key::CHATBOX] {
+            for k in [
+                key::SESSION,
+                key::STATUS,
+                key::CHATBOX,
+                key::CUSTOM_STATUSES,
+            ] {
                 tx.execute("DELETE FROM meta WHERE key = ?1", [k])?;
             }
             if let Some(op) = end_session {
@@ -370,6 +385,7 @@ impl Store {
                 put_meta(tx, key::SERVER_URL, Some(url))?;
             }
             put_meta(tx, key::CHATBOX, None)?;
+            put_meta(tx, key::CUSTOM_STATUSES, None)?;
             tx.execute(
                 "UPDATE outbox SET token = ?1 WHERE agent_id = ?2 AND kind IN ('set_status')",
                 params![session.token, session.agent.id],
@@ -601,10 +617,7 @@ mod tests {
 
     fn status_op(agent_id: &str, s: AgentStatus) -> Op {
         Op::new(
-            OpBody::SetStatus {
-                status: s,
-                intent_at: Some(1),
-            },
+            OpBody::set_status(crate::StatusRequest::new(s), Some(1)),
             Some(agent_id.into()),
             "tok".into(),
             0,

@@ -16,6 +16,7 @@ use presence_core::{AgentStatus, ClientSnapshot, Connection};
 
 fn confirmed(s: &ClientSnapshot, status: AgentStatus) -> bool {
     s.status
+        .as_ref()
         .is_some_and(|st| st.confirmed == status && st.current == status && !st.pending)
 }
 

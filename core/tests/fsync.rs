@@ -54,7 +54,7 @@ async fn incoming(fake: &FakeServer, client: &PresenceClient, from: i64, n: i64)
     let last = from + n;
     client
         .wait_for(A_DAY, |s| {
-            s.status.is_some_and(|st| st.version == last)
+            s.status.as_ref().is_some_and(|st| st.version == last)
                 && s.chatbox.as_ref().is_some_and(|c| c.version == last)
         })
         .await

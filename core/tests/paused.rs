@@ -112,6 +112,7 @@ async fn nothing_is_retried_while_the_network_is_unavailable() {
     client.set_network_available(true).await;
     wait(&client, "the change confirmed", |s| {
         s.status
+            .as_ref()
             .is_some_and(|st| st.confirmed == AgentStatus::Busy && !st.pending)
     })
     .await;
@@ -481,6 +482,7 @@ async fn the_event_stream_reconnects_and_refreshes_me_after_each_reconnect() {
     );
     wait(&client, "the status event", |s| {
         s.status
+            .as_ref()
             .is_some_and(|st| st.confirmed == AgentStatus::Busy && st.version == 50)
     })
     .await;
@@ -798,4 +800,175 @@ async fn a_refused_stored_push_registration_does_not_lock_the_user_out() {
     assert_eq!(logins.len(), 2);
     assert!(logins[1]["push"].is_null(), "{}", logins[1]);
     assert_eq!(client.snapshot().session.state, SessionState::Active);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_heartbeat_carries_the_idle_time_reported_plus_the_time_since() {
+    let fake = FakeServer::new();
+    fake.set_interval(1_000, 3_000);
+    let (client, _dir) = logged_in(&fake).await;
+    fake.wait_requests(Method::Post, HEARTBEAT, 1).await;
+    // Not reported yet (a phone never reports): no idle_ms at all.
+    assert_eq!(
+        fake.bodies(Method::Post, HEARTBEAT)[0],
+        json!({"mode": "active"})
+    );
+
+    let n = fake.count(Method::Post, HEARTBEAT);
+    client.report_idle(Some(0));
+    let reported = Instant::now();
+    fake.wait_requests(Method::Post, HEARTBEAT, n + 3).await;
+    let times = fake.times(Method::Post, HEARTBEAT);
+    let bodies = fake.bodies(Method::Post, HEARTBEAT);
+    for (at, body) in times[n..].iter().zip(&bodies[n..]) {
+        let since = (*at - reported).as_millis() as i64;
+        assert_eq!(body["idle_ms"], json!(since), "{body}");
+    }
+    assert!(bodies.last().unwrap()["idle_ms"].as_i64().unwrap() >= 2_000);
+
+    // The user was already away for a minute when the app first noticed.
+    client.report_idle(Some(60_000));
+    let n = fake.count(Method::Post, HEARTBEAT);
+    fake.wait_requests(Method::Post, HEARTBEAT, n + 1).await;
+    let idle = fake.bodies(Method::Post, HEARTBEAT)[n]["idle_ms"]
+        .as_i64()
+        .unwrap();
+    assert!((60_000..=61_000).contains(&idle), "idle_ms {idle}");
+
+    // No longer reported: the field is gone again.
+    client.report_idle(None);
+    let n = fake.count(Method::Post, HEARTBEAT);
+    fake.wait_requests(Method::Post, HEARTBEAT, n + 1).await;
+    assert_eq!(
+        fake.bodies(Method::Post, HEARTBEAT)[n],
+        json!({"mode": "active"})
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_return_from_idle_is_reported_at_once_only_when_the_server_set_idle() {
+    let fake = FakeServer::new();
+    fake.set_interval(60_000, 180_000);
+    let (client, _dir) = logged_in(&fake).await;
+    wait(&client, "connected", |s| {
+        s.connection == Connection::Connected
+    })
+    .await;
+    client.report_idle(Some(0));
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    fake.wait_requests(Method::Post, HEARTBEAT, 2).await;
+    let n = fake.count(Method::Post, HEARTBEAT);
+    assert!(fake.bodies(Method::Post, HEARTBEAT)[n - 1]["idle_ms"].as_i64() >= Some(1_000));
+
+    // Back at the keyboard while the status is a manual one: no extra request.
+    client.report_idle(Some(0));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fake.count(Method::Post, HEARTBEAT), n);
+
+    // The server set the agent away for idleness; the next idle heartbeat says so again.
+    fake.push_event(
+        "status",
+        &json!({"status": "busy", "version": 7, "intent_at": 5, "changed_by_device": null,
+                "until": null, "then": null, "custom_status": null, "note": null,
+                "cause": "idle", "changed_by_agent": null}),
+    );
+    let s = wait(&client, "the idle status", |s| {
+        s.status.as_ref().is_some_and(|st| st.version == 7)
+    })
+    .await;
+    assert_eq!(s.status.unwrap().cause, presence_core::Cause::Idle);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    fake.wait_requests(Method::Post, HEARTBEAT, n + 1).await;
+    let n = fake.count(Method::Post, HEARTBEAT);
+
+    // Input: one heartbeat goes out now, not a minute later, carrying the return.
+    let back = Instant::now();
+    client.report_idle(Some(0));
+    fake.wait_requests(Method::Post, HEARTBEAT, n + 1).await;
+    assert!(fake.times(Method::Post, HEARTBEAT)[n] - back < Duration::from_millis(5));
+    assert_eq!(fake.bodies(Method::Post, HEARTBEAT)[n]["idle_ms"], json!(0));
+    // And only one: more input before the server answers the return costs nothing.
+    client.report_idle(Some(0));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fake.count(Method::Post, HEARTBEAT), n + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_change_is_sent_with_its_duration_then_custom_status_and_note() {
+    let fake = FakeServer::new();
+    let (client, _dir) = logged_in(&fake).await;
+    let before = client.server_time_now();
+    fake.intercept(|r| is(r, Method::Put, STATUS).then(refused));
+    client
+        .set_status_with(presence_core::StatusRequest {
+            duration_ms: Some(1_800_000),
+            then: Some(AgentStatus::Online),
+            custom_status: Some("lunch".into()),
+            note: Some("back at 2".into()),
+            ..presence_core::StatusRequest::new(AgentStatus::Busy)
+        })
+        .await
+        .unwrap();
+    // Shown at once, as the server will make it.
+    let st = client.snapshot().status.unwrap();
+    assert!(st.pending);
+    assert_eq!(st.current, AgentStatus::Busy);
+    let intent = st.until.unwrap() - 1_800_000;
+    assert!(intent >= before, "until {:?} before the change", st.until);
+    assert_eq!(st.then, Some(AgentStatus::Online));
+    assert_eq!(st.custom_status.as_deref(), Some("lunch"));
+    assert_eq!(st.note.as_deref(), Some("back at 2"));
+
+    fake.wait_requests(Method::Put, STATUS, 1).await;
+    fake.clear_intercepts();
+    fake.wait_requests(Method::Put, STATUS, 2).await;
+    let sent = &fake.bodies(Method::Put, STATUS)[1];
+    assert_eq!(sent["duration_ms"], 1_800_000);
+    assert_eq!(sent["then"], "online");
+    assert_eq!(sent["custom_status"], "lunch");
+    assert_eq!(sent["note"], "back at 2");
+    assert_eq!(sent["intent_at"], intent);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_duration_or_note_out_of_bounds_is_refused_naming_the_field_and_nothing_is_stored() {
+    let fake = FakeServer::new();
+    let (client, _dir) = logged_in(&fake).await;
+    for (req, field) in [
+        (
+            presence_core::StatusRequest {
+                duration_ms: Some(999),
+                ..presence_core::StatusRequest::new(AgentStatus::Busy)
+            },
+            "duration_ms",
+        ),
+        (
+            presence_core::StatusRequest {
+                duration_ms: Some(presence_core::MAX_DURATION_MS + 1),
+                ..presence_core::StatusRequest::new(AgentStatus::Busy)
+            },
+            "duration_ms",
+        ),
+        (
+            presence_core::StatusRequest {
+                note: Some("n".repeat(101)),
+                ..presence_core::StatusRequest::new(AgentStatus::Busy)
+            },
+            "note",
+        ),
+    ] {
+        match client.set_status_with(req).await {
+            Err(ClientError::InvalidInput { detail }) => {
+                assert!(detail.starts_with(field), "{detail}")
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    assert_eq!(client.snapshot().outbox.pending, 0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(fake.count(Method::Put, STATUS), 0);
+    match client.status_log(Some(0), None).await {
+        Err(ClientError::InvalidInput { detail }) => assert!(detail.starts_with("limit")),
+        other => panic!("{other:?}"),
+    }
 }

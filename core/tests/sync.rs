@@ -14,6 +14,7 @@ use presence_core::{
 
 fn confirmed(s: &presence_core::ClientSnapshot, status: AgentStatus) -> bool {
     s.status
+        .as_ref()
         .is_some_and(|st| st.confirmed == status && st.current == status && !st.pending)
 }
 

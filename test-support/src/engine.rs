@@ -64,5 +64,7 @@ pub async fn device_with(
 pub fn status_of(
     s: &ClientSnapshot,
 ) -> Option<(presence_core::AgentStatus, presence_core::AgentStatus, bool)> {
-    s.status.map(|st| (st.current, st.confirmed, st.pending))
+    s.status
+        .as_ref()
+        .map(|st| (st.current, st.confirmed, st.pending))
 }

@@ -281,7 +281,7 @@ async fn scenario(dir: &std::path::Path, hours: u32, events: u64) -> Result<Phon
     }
     client
         .wait_for(day, |s| {
-            s.status.is_some_and(|st| st.version == last - 1)
+            s.status.as_ref().is_some_and(|st| st.version == last - 1)
                 && s.chatbox.as_ref().is_some_and(|c| c.version == last - 1)
         })
         .await

@@ -13,7 +13,8 @@ use presence_core as core;
 
 use crate::error::PresenceError;
 use crate::types::{
-    AgentStatus, ClientConfig, ClientSnapshot, Lifecycle, PushProvider, UnifiedPushKeys,
+    AgentStatus, ClientConfig, ClientSnapshot, Lifecycle, PushProvider, StatusLogPage,
+    StatusRequest, UnifiedPushKeys,
 };
 use crate::{on_runtime, runtime};
 
@@ -102,6 +103,34 @@ impl PresenceClient {
     pub async fn set_status(&self, status: AgentStatus) -> Result<(), PresenceError> {
         let core = self.core();
         on_runtime(async move { Ok(core.set_status(status).await?) }).await
+    }
+
+    /// Sets the agent's status with a duration, what follows, a custom status or a note,
+    /// through the durable outbox like `set_status`. A change made offline keeps its exact
+    /// end (`intent_at + duration_ms`). A duration or note out of bounds is `InvalidInput`
+    /// naming the field (nothing stored); a custom status the account does not have wedges
+    /// the change with the server's `invalid_field`.
+    pub async fn set_status_with(&self, request: StatusRequest) -> Result<(), PresenceError> {
+        let core = self.core();
+        on_runtime(async move { Ok(core.set_status_with(request.into()).await?) }).await
+    }
+
+    /// For desktop apps: how long the user has not touched the device, as of now (`0` on
+    /// input). Every heartbeat then carries the idle time; `None` stops it (phones never
+    /// report).
+    pub fn report_idle(&self, idle_ms: Option<u64>) {
+        self.core().report_idle(idle_ms);
+    }
+
+    /// One page of the agent's status log, newest first: at most `limit` entries (1 to 500,
+    /// default 100), after the page whose `next` is `after`.
+    pub async fn status_log(
+        &self,
+        limit: Option<u32>,
+        after: Option<String>,
+    ) -> Result<StatusLogPage, PresenceError> {
+        let core = self.core();
+        on_runtime(async move { Ok(core.status_log(limit, after).await?.into()) }).await
     }
 
     /// The latest snapshot.

@@ -19,8 +19,8 @@ use presence_core as core;
 // against the real enums by the compiler (the generated converters match on them), and no
 // conversion is written by hand.
 pub use presence_core::{
-    AgentStatus, ChatboxStatus, Connection, Lifecycle, OpKind, Platform, PushProvider, Reason,
-    SessionState, UnifiedPushKeys,
+    AgentStatus, Cause, ChatboxStatus, Connection, CustomStatus, Lifecycle, OpKind, Platform,
+    PushProvider, Reason, SessionState, UnifiedPushKeys,
 };
 pub use presence_protocol::Role;
 
@@ -30,6 +30,113 @@ pub enum AgentStatus {
     Online,
     Busy,
     Offline,
+}
+
+/// Why an agent's status is what it is.
+#[uniffi::remote(Enum)]
+pub enum Cause {
+    /// The agent, on a device.
+    Manual,
+    /// An admin (or an API key).
+    Admin,
+    /// A timed status ended.
+    Timer,
+    /// The agent went idle (automatic away).
+    Idle,
+    /// The agent came back from idle.
+    Return,
+}
+
+/// One of the account's custom statuses: a named flavour of a base status ("Lunch", busy,
+/// 1 h).
+#[uniffi::remote(Record)]
+pub struct CustomStatus {
+    pub id: String,
+    pub label: String,
+    pub emoji: Option<String>,
+    /// The status an agent has while this custom status is theirs.
+    pub base: AgentStatus,
+    /// How long it lasts when a change names no duration.
+    pub default_duration_ms: Option<i64>,
+}
+
+/// A status change: the status, and optionally how long it lasts (1 000 ms to 7 days), what
+/// follows it (default: the status before it), one of the account's custom statuses (whose
+/// base must be `status`; without a duration its default duration applies) and a note for
+/// teammates (at most 100 characters).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct StatusRequest {
+    pub status: AgentStatus,
+    #[uniffi(default = None)]
+    pub duration_ms: Option<i64>,
+    #[uniffi(default = None)]
+    pub then: Option<AgentStatus>,
+    #[uniffi(default = None)]
+    pub custom_status: Option<String>,
+    #[uniffi(default = None)]
+    pub note: Option<String>,
+}
+
+impl From<StatusRequest> for core::StatusRequest {
+    fn from(r: StatusRequest) -> Self {
+        core::StatusRequest {
+            status: r.status,
+            duration_ms: r.duration_ms,
+            then: r.then,
+            custom_status: r.custom_status,
+            note: r.note,
+        }
+    }
+}
+
+/// One applied change of the agent's status, as the status log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct StatusLogEntry {
+    pub status: AgentStatus,
+    pub version: i64,
+    pub intent_at: i64,
+    pub until: Option<i64>,
+    pub then: Option<AgentStatus>,
+    pub custom_status: Option<String>,
+    pub note: Option<String>,
+    pub cause: Cause,
+    pub changed_by_device: Option<String>,
+    pub changed_by_agent: Option<String>,
+    /// When the server applied it (server clock, ms).
+    pub applied_at: i64,
+}
+
+/// A page of the status log, newest first; pass `next` as `after` for the page after it
+/// (`None`: this was the last).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct StatusLogPage {
+    pub entries: Vec<StatusLogEntry>,
+    pub next: Option<String>,
+}
+
+impl From<core::StatusLogPage> for StatusLogPage {
+    fn from(p: core::StatusLogPage) -> Self {
+        StatusLogPage {
+            entries: p
+                .entries
+                .into_iter()
+                .map(|e| StatusLogEntry {
+                    status: e.status.status,
+                    version: e.status.version,
+                    intent_at: e.status.intent_at,
+                    until: e.status.until,
+                    then: e.status.then,
+                    custom_status: e.status.custom_status,
+                    note: e.status.note,
+                    cause: e.status.cause,
+                    changed_by_device: e.status.changed_by_device,
+                    changed_by_agent: e.status.changed_by_agent,
+                    applied_at: e.applied_at,
+                })
+                .collect(),
+            next: p.next,
+        }
+    }
 }
 
 /// What a chat box shows.
@@ -135,6 +242,8 @@ pub struct GroupView {
     pub reason: Reason,
     /// The account's busy or offline message for this group's status, if any.
     pub message: Option<String>,
+    /// When this group's chat box is expected back (a busy or offline view), if known.
+    pub back_at: Option<i64>,
 }
 
 /// The account's chat box, with one view per group (empty when the account has no groups).
@@ -148,6 +257,10 @@ pub struct ChatboxView {
     pub groups: Vec<GroupView>,
     /// The account's busy message while busy, its offline message while offline.
     pub message: Option<String>,
+    /// Inside opening hours, when the chat box is expected back: the earliest end of a timed
+    /// status that makes an agent who counts online (a busy view) or online or busy (an
+    /// offline view).
+    pub back_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -159,7 +272,10 @@ pub struct SessionSnapshot {
     pub session_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+/// The agent's status. `current` and the fields after `pending` describe the status shown:
+/// this device's pending change (as the server will make it) until it is acknowledged, else
+/// the server's.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct StatusSnapshot {
     /// What the agent chose last on this device (shown in the UI).
     pub current: AgentStatus,
@@ -169,6 +285,18 @@ pub struct StatusSnapshot {
     pub version: i64,
     /// A change of this device is stored but not yet acknowledged.
     pub pending: bool,
+    /// When the status shown ends (server clock, ms); `None` when it is not timed.
+    pub until: Option<i64>,
+    /// What it becomes at `until`.
+    pub then: Option<AgentStatus>,
+    /// The id of one of the account's custom statuses (see `custom_statuses`).
+    pub custom_status: Option<String>,
+    /// The agent's note for teammates.
+    pub note: Option<String>,
+    /// Why the status is what it is (`Manual` for a pending change).
+    pub cause: Cause,
+    /// The admin who set it, if one did.
+    pub changed_by_agent: Option<String>,
 }
 
 /// A change the server refused; retry or discard it by `op_id`.
@@ -201,6 +329,8 @@ pub struct ClientSnapshot {
     pub session: SessionSnapshot,
     pub status: Option<StatusSnapshot>,
     pub chatbox: Option<ChatboxView>,
+    /// The account's custom statuses, as the server last listed them.
+    pub custom_statuses: Vec<CustomStatus>,
     pub connection: Connection,
     pub lifecycle: Lifecycle,
     /// When this device's session lease ends, on the server's clock.
@@ -304,6 +434,7 @@ impl From<core::GroupView> for GroupView {
             status: g.status,
             reason: g.reason,
             message: g.message,
+            back_at: g.back_at,
         }
     }
 }
@@ -317,6 +448,7 @@ impl From<core::ChatboxView> for ChatboxView {
             next_change_at: v.next_change_at,
             groups: v.groups.into_iter().map(Into::into).collect(),
             message: v.message,
+            back_at: v.back_at,
         }
     }
 }
@@ -335,8 +467,15 @@ impl From<core::ClientSnapshot> for ClientSnapshot {
                 confirmed: st.confirmed,
                 version: st.version,
                 pending: st.pending,
+                until: st.until,
+                then: st.then,
+                custom_status: st.custom_status,
+                note: st.note,
+                cause: st.cause,
+                changed_by_agent: st.changed_by_agent,
             }),
             chatbox: s.chatbox.map(Into::into),
+            custom_statuses: s.custom_statuses,
             connection: s.connection,
             lifecycle: s.lifecycle,
             lease_until: s.lease_until,

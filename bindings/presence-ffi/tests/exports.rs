@@ -148,6 +148,7 @@ fn exports_run_on_the_crate_runtime_without_one_on_the_caller() {
     recorder.wait_for("busy confirmed", |s| {
         s.session.state == SessionState::Active
             && s.status
+                .as_ref()
                 .is_some_and(|st| st.confirmed == AgentStatus::Busy && !st.pending)
     });
     for (thread, _) in recorder.seen.lock().unwrap().iter() {
