@@ -218,6 +218,29 @@ final class TimedStatusTests: XCTestCase {
         XCTAssertEqual(returned.cause, "Back from idle")
         await phone.engine.shutdown()
     }
+
+    func testATimedChoiceMadeOfflineShowsItsEndAtOnceAndKeepsItExactly() async throws {
+        let own = try TestServer()
+        let c = try await own.createAccount()
+        let phone = try await signedIn(own, c, time: berlin)
+        await phone.toggle.choose(.online)
+        _ = try await awaitState(phone) { $0.confirmed == .online && !$0.pending }
+        own.stop()
+        let stored = await phone.toggle.choose(.timed(.busy, .minutes15))
+        XCTAssertTrue(stored, "storing must not need the server")
+        let queued = phone.toggle.current
+        XCTAssertTrue(queued.pending)
+        let until = try XCTUnwrap(phone.engine.snapshot.status?.until, "the pending change's end is known on the phone")
+        XCTAssertEqual(queued.headline, "Busy until \(Messages.clock(until, time: berlin)), then online")
+        _ = try await awaitState(phone) { $0.connectionState == .offline }
+        try own.start()
+        let delivered = try await awaitState(phone, timeout: 20) { $0.confirmed == .busy && $0.waiting == 0 && !$0.pending }
+        XCTAssertEqual(delivered.headline, queued.headline)
+        // The end counts from the tap, not from the delivery.
+        let held = try await serverStatus(own, try await ownerToken(own, c))
+        XCTAssertEqual(held["until"] as? Int64, until)
+        await phone.engine.shutdown()
+    }
 }
 
 /// Logs in over HTTP as the account's owner (for admin routes); the bearer token.

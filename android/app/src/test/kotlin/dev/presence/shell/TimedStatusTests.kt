@@ -41,7 +41,9 @@ class TimedStatusTests {
     }
 
     /** The agent's status as the server holds it (`GET /v1/me` with another device's token). */
-    private fun serverStatus(token: String): Map<String, String> {
+    private fun serverStatus(token: String): Map<String, String> = serverStatusOf(server, token)
+
+    private fun serverStatusOf(server: TestServer, token: String): Map<String, String> {
         val (code, body) = server.send("GET", "/v1/me", "", token)
         check(code == 200) { "GET /v1/me: $code $body" }
         val status = body.substringAfter("\"status\":{").substringBefore("}")
@@ -229,6 +231,29 @@ class TimedStatusTests {
             assertEquals(200, back, backBody)
             val returned = phone.awaitState { it.confirmed == AgentStatus.ONLINE }
             assertEquals("Back from idle", returned.cause)
+        }
+    }
+
+    @Test
+    fun aTimedChoiceMadeOfflineShowsItsEndAtOnceAndKeepsItExactly(): Unit = runBlocking {
+        TestServer().use { own ->
+            val c = own.createAccount()
+            TestShell.signedIn(own, c, time = berlin).use { phone ->
+                phone.toggle.choose(AgentStatus.ONLINE)
+                phone.awaitState { it.confirmed == AgentStatus.ONLINE && !it.pending }
+                own.stop()
+                assertTrue(phone.toggle.choose(Choice.Timed(AgentStatus.BUSY, Span.MINUTES_15)), "storing must not need the server")
+                val queued = phone.toggle.current()
+                assertTrue(queued.pending)
+                val until = assertNotNull(phone.engine.snapshot.status?.until, "the pending change's end is known on the phone")
+                assertEquals("Busy until ${Messages.clock(until, berlin)}, then online", queued.headline)
+                phone.awaitState { it.connectionState == dev.presence.Connection.OFFLINE }
+                own.start()
+                val delivered = phone.awaitState(20_000) { it.confirmed == AgentStatus.BUSY && it.waiting == 0 && !it.pending }
+                assertEquals(queued.headline, delivered.headline)
+                // The end counts from the tap, not from the delivery.
+                assertEquals(until, serverStatusOf(own, own.ownerToken(c))["until"]!!.toLong())
+            }
         }
     }
 }
