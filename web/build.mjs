@@ -1,7 +1,13 @@
 // Bundles the widget (src/widget.ts -> dist/widget.js, plus dist/widget.js.gz), the demo
 // page's script (demo/demo.ts -> dist/demo.js) and the dashboard (app/main.tsx -> dist/app.js,
 // app/app.css -> dist/app.css, each with a .gz; app/beat.ts -> dist/beat.js, its heartbeat
-// worker) with esbuild.
+// worker; app/admin.tsx -> dist/admin.js with a .gz, the administration pages, loaded only when
+// an owner or admin opens one) with esbuild.
+//
+// admin.js runs on the page app.js made: it takes Preact's hooks and JSX runtime and the
+// session module from app.js (`window.__presence`, see main.tsx) instead of bundling copies, so
+// both scripts share one Preact and one ApiError class. It is not part of the first load, so
+// not of the dashboard's budget.
 //
 // The outputs are committed: the server embeds them with include_bytes!, so building the
 // server needs no Node (docs/adr/0005-committed-web-bundle.md). `node build.mjs --check`
@@ -27,11 +33,22 @@ const bundles = [
   { entry: "app/main.tsx", out: "app.js", gzip: true, budget: "dashboard" },
   { entry: "app/app.css", out: "app.css", gzip: true, budget: "dashboard" },
   { entry: "app/beat.ts", out: "beat.js", gzip: false, budget: "dashboard" },
+  { entry: "app/admin.tsx", out: "admin.js", gzip: true, budget: "lazy", fromApp: true },
 ];
 
-async function bundle(entry) {
+/** Resolves what admin.js shares with app.js to the object app.js publishes. */
+const fromApp = {
+  name: "from-app",
+  setup(b) {
+    b.onResolve({ filter: /^(preact\/hooks|preact\/jsx-runtime|\.\/session)$/ }, (a) => ({ path: a.path, namespace: "app" }));
+    b.onLoad({ filter: /.*/, namespace: "app" }, () => ({ contents: "module.exports = window.__presence", loader: "js" }));
+  },
+};
+
+async function bundle(entry, shared) {
   const r = await build({
     entryPoints: [join(here, entry)],
+    plugins: shared ? [fromApp] : [],
     bundle: true,
     minify: true,
     ...(entry.endsWith(".css") ? {} : { format: "iife" }),
@@ -51,7 +68,7 @@ let stale = [];
 let dashboard = 0;
 mkdirSync(dist, { recursive: true });
 for (const b of bundles) {
-  const js = await bundle(b.entry);
+  const js = await bundle(b.entry, b.fromApp);
   const path = join(dist, b.out);
   if (check) {
     let have = null;
@@ -79,6 +96,8 @@ for (const b of bundles) {
     }
   } else if (b.budget === "dashboard") {
     dashboard += gzipSync(js, { level: 9 }).length;
+  } else if (b.budget === "lazy") {
+    console.log(`${b.out}: ${js.length} bytes, ${gzipSync(js, { level: 9 }).length} bytes gzip (loaded when needed)`);
   }
 }
 // The dashboard's page is served as it is committed; count it gzip too.

@@ -255,7 +255,15 @@ async fn run(
     let (hb_per_s, hb_errors) = heartbeat_load(a, sizes.conns, sizes.hb_window).await?;
     let floor_per_s = redis_floor(redis_port, sizes.conns, sizes.floor_requests).await?;
     let ex = expiry(&nodes, sizes.sessions).await?;
-    let timers = crate::timers::run(a, b, "cl-tmr", sizes.timer_accounts, 10).await?;
+    let timers = crate::timers::run(
+        crate::timers::Scenario::Timer,
+        a,
+        b,
+        "cl-tmr",
+        sizes.timer_accounts,
+        10,
+    )
+    .await?;
     Ok(Measured {
         status,
         answers,

@@ -228,14 +228,27 @@ pub async fn expiry(ctx: &mut Ctx) -> Res<()> {
     Ok(())
 }
 
-/// A timed status's end -> the `status` event on the agent's other device, 1,000 timers.
+/// A timed status's end -> the `status` event on the agent's other device, 1,000 timers;
+/// the moment activity reports imply -> the idle change on the agent's stream, 1,000 times.
 pub async fn timers(ctx: &mut Ctx) -> Res<()> {
+    use crate::timers::{Scenario, run};
     let (accounts, rounds) = if ctx.quick { (20, 3) } else { (100, 10) };
     let (server, addr) = fresh_server(ctx, "timers", &[]).await?;
-    let result = crate::timers::run(addr, addr, "tmr", accounts, rounds).await;
+    let timer = run(Scenario::Timer, addr, addr, "tmr", accounts, rounds).await;
+    let idle = match timer {
+        Ok(_) => run(Scenario::Idle, addr, addr, "idl", accounts, rounds).await,
+        Err(_) => Err("not run".into()),
+    };
     server.stop(STOP).await?;
-    let t = result?;
+    let (t, i) = (timer?, idle?);
     let r = &mut ctx.report;
+    r.set("idle_lag_p50_ms", i.lags.p50());
+    r.set("idle_lag_p99_ms", i.lags.p99());
+    r.detail(
+        "idle_lag_ms",
+        json!({"samples": i.lags.summary(), "accounts": accounts, "rounds": rounds,
+               "idle_after_ms": crate::timers::DURATION_MS, "missed": i.missed}),
+    );
     r.set("status_timer_lag_p50_ms", t.lags.p50());
     r.set("status_timer_lag_p99_ms", t.lags.p99());
     r.detail(

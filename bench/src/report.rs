@@ -215,6 +215,18 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "idle_lag_p50_ms",
+        what: "the moment activity reports imply (report time + `idle_after_ms`) -> the idle change's `status` event, 1,000 times, staggered",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "idle_lag_p99_ms",
+        what: "same, p99",
+        goal: Goal::AtMost(20.0),
+        baselines: &[],
+    },
+    Row {
         key: "heartbeat_throughput_per_s",
         what: "authenticated heartbeats/s over 10k live sessions",
         goal: Goal::Report,

@@ -1,8 +1,15 @@
-//! Timer lag: a timed status's `until` -> the `status` event of its end (cause `timer`) on the
-//! agent's other device. Each account sets `busy` for a short duration from one device and
-//! watches from another; accounts are staggered across one duration so the ends do not
-//! coincide. The server's clock is mapped onto the bench's by each status answer's
-//! `intent_at` (the server's now when it decided), taking the answer with the shortest round
+//! The lag of the changes the server makes by itself at a moment it computed, both measured
+//! from that moment to the `status` event on a device stream:
+//! - [`Scenario::Timer`]: a timed status's `until` -> its end (cause `timer`) on the agent's
+//!   other device; each account sets `busy` for a short duration from one device and
+//!   watches from another;
+//! - [`Scenario::Idle`]: the moment a heartbeat's activity report implies (its server time
+//!   plus the account's `idle_after_ms`, the report saying "active now") -> the idle change
+//!   (cause `idle`) on the agent's stream; the next round's report brings the agent back.
+//!
+//! Accounts are staggered across one duration so the moments do not coincide. The server's
+//! clock is mapped onto the bench's by each answer's server time (a status answer's
+//! `intent_at`, a heartbeat's `server_time`), taking the answer with the shortest round
 //! trip, as the expiry scenario does with logins.
 
 use std::net::SocketAddr;
@@ -19,8 +26,15 @@ use crate::http::{Conn, Sse};
 use crate::proc::Res;
 use crate::stats::{Samples, Sighting, lags_after_deadlines};
 
-/// How long each timed status lasts.
+/// How long each timed status lasts, and the accounts' `idle_after_ms`.
 pub const DURATION_MS: i64 = 1_000;
+
+/// Which server-made change a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Timer,
+    Idle,
+}
 /// The longest wait for one event.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
 /// How long a node keeps an account's settings before reading them again.
@@ -35,20 +49,26 @@ pub struct TimerLags {
     pub missed: usize,
 }
 
-fn timed_body() -> String {
+fn status_body(status: &str) -> String {
     let n = OP_SEQ.fetch_add(1, Ordering::Relaxed);
     json!({
-        "status": "busy",
+        "status": status,
         "op_id": format!("7100{:04x}-0000-4000-8000-{:012x}", n >> 48, n),
-        "duration_ms": DURATION_MS,
-        "then": "online",
     })
     .to_string()
 }
 
-/// `accounts` accounts, each setting timed statuses through `set` and watching their ends
-/// through `watch` (the same address for one server), `rounds` each.
+fn timed_body() -> String {
+    let mut body: Value = serde_json::from_str(&status_body("busy")).unwrap_or_default();
+    body["duration_ms"] = json!(DURATION_MS);
+    body["then"] = json!("online");
+    body.to_string()
+}
+
+/// `accounts` accounts, each making the scenario's change through `set` and watching for the
+/// server's through `watch` (the same address for one server), `rounds` each.
 pub async fn run(
+    scenario: Scenario,
     set: SocketAddr,
     watch: SocketAddr,
     prefix: &str,
@@ -61,7 +81,11 @@ pub async fn run(
         let acc = api::create_account(&mut c, &format!("{prefix}-{i}")).await?;
         // Leases that outlive the run: no session lapses while its timers run.
         let setup = api::login(&mut c, &acc, "setup").await?;
-        let body = json!({"active_interval_ms": 20_000, "active_ttl_ms": 600_000}).to_string();
+        let mut body = json!({"active_interval_ms": 20_000, "active_ttl_ms": 600_000});
+        if scenario == Scenario::Idle {
+            body["idle_after_ms"] = json!(DURATION_MS);
+        }
+        let body = body.to_string();
         c.call("PUT", "/v1/admin/settings", Some(&setup.token), Some(&body))
             .await
             .map_err(e)?
@@ -84,12 +108,26 @@ pub async fn run(
             let permit = gate.acquire().await.map_err(e)?;
             let mut cs = Conn::connect(set).await.map_err(e)?;
             let setter = api::login(&mut cs, &acc, "setter").await?;
-            let mut cw = Conn::connect(watch).await.map_err(e)?;
-            let watcher = api::login(&mut cw, &acc, "watcher").await?;
+            // Idle needs every session to report: the reporting session watches itself.
+            let watcher = match scenario {
+                Scenario::Timer => {
+                    let mut cw = Conn::connect(watch).await.map_err(e)?;
+                    api::login(&mut cw, &acc, "watcher").await?
+                }
+                Scenario::Idle => setter.clone(),
+            };
             drop(permit);
             let mut sse = Sse::open(watch, "/v1/me/events", Some(&watcher.token))
                 .await
                 .map_err(e)?;
+            if scenario == Scenario::Idle {
+                let online = status_body("online");
+                cs.call("PUT", "/v1/me/status", Some(&setter.token), Some(&online))
+                    .await
+                    .map_err(e)?
+                    .expect(200, "online")
+                    .map_err(e)?;
+            }
             next_status(&mut sse, |_| true).await?;
             tokio::time::sleep(Duration::from_micros(
                 i as u64 * DURATION_MS as u64 * 1000 / accounts as u64,
@@ -100,26 +138,40 @@ pub async fn run(
             let mut missed = 0usize;
             for _ in 0..rounds {
                 let sent = Instant::now();
+                let (method, path, body) = match scenario {
+                    Scenario::Timer => ("PUT", "/v1/me/status", timed_body()),
+                    Scenario::Idle => (
+                        "POST",
+                        "/v1/session/heartbeat",
+                        json!({"idle_ms": 0}).to_string(),
+                    ),
+                };
                 let resp = cs
-                    .call(
-                        "PUT",
-                        "/v1/me/status",
-                        Some(&setter.token),
-                        Some(&timed_body()),
-                    )
+                    .call(method, path, Some(&setter.token), Some(&body))
                     .await
                     .map_err(e)?
-                    .expect(200, "timed status")
+                    .expect(200, path)
                     .map_err(e)?;
                 let v = resp.json().map_err(e)?;
-                let (until, intent) = (
-                    v["status"]["until"].as_i64().ok_or("no until")?,
-                    v["status"]["intent_at"].as_i64().ok_or("no intent_at")?,
-                );
+                // (the moment the server acts at, the server's now when it answered)
+                let (until, now) = match scenario {
+                    Scenario::Timer => (
+                        v["status"]["until"].as_i64().ok_or("no until")?,
+                        v["status"]["intent_at"].as_i64().ok_or("no intent_at")?,
+                    ),
+                    Scenario::Idle => {
+                        let now = v["server_time"].as_i64().ok_or("no server_time")?;
+                        (now + DURATION_MS, now)
+                    }
+                };
                 let mid = (local_ms(sent) + local_ms(resp.at)) / 2.0;
-                let offset = mid - (intent as f64 + 0.5);
+                let offset = mid - (now as f64 + 0.5);
                 let rtt = local_ms(resp.at) - local_ms(sent);
-                let end = |s: &Value| s["cause"] == "timer" && s["intent_at"] == until;
+                let cause = match scenario {
+                    Scenario::Timer => "timer",
+                    Scenario::Idle => "idle",
+                };
+                let end = |s: &Value| s["cause"] == cause && s["intent_at"] == until;
                 let wait = Duration::from_millis(DURATION_MS as u64) + EVENT_WAIT;
                 match timeout(wait, next_status(&mut sse, end)).await {
                     Ok(Ok(at)) => seen.push((until, offset, rtt, local_ms(at))),

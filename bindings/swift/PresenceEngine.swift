@@ -78,6 +78,22 @@ public final class PresenceEngine: @unchecked Sendable {
         try await client.setStatus(status: status)
     }
 
+    /// A status with a duration, what follows, a custom status or a note; stored durably like
+    /// `setStatus`. A duration or note out of bounds throws `PresenceError.InvalidInput`.
+    public func setStatusWith(_ request: StatusRequest) async throws {
+        try await client.setStatusWith(request: request)
+    }
+
+    /// Desktop apps: how long the user has not touched the device (0 on input); nil stops it.
+    public func reportIdle(_ idle: TimeInterval?) {
+        client.reportIdle(idleMs: idle.map { UInt64(max(0, $0) * 1000) })
+    }
+
+    /// One page of the agent's status log, newest first; pass `next` as `after`.
+    public func statusLog(limit: UInt32? = nil, after: String? = nil) async throws -> StatusLogPage {
+        try await client.statusLog(limit: limit, after: after)
+    }
+
     public func setLifecycle(_ lifecycle: Lifecycle) async {
         await client.setLifecycle(lifecycle: lifecycle)
     }

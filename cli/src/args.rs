@@ -1,6 +1,7 @@
 //! The command line contract (see docs/CLI.md).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use presence_core::AgentStatus;
@@ -50,6 +51,33 @@ pub enum Command {
     Status {
         #[arg(value_enum)]
         status: Option<StatusArg>,
+        /// How long the status lasts: 90s, 30m, 1h30m, 2d (1 s to 7 days)
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration, requires = "status", conflicts_with = "until")]
+        duration: Option<Duration>,
+        /// When the status ends, local time today (tomorrow if already past): 14:30
+        #[arg(long, value_name = "HH:MM", value_parser = parse_clock, requires = "status")]
+        until: Option<ClockTime>,
+        /// What the status becomes when it ends [default: the status before it]
+        #[arg(long, value_enum, value_name = "STATUS", requires = "status")]
+        then: Option<StatusArg>,
+        /// One of the account's custom statuses (its id, e.g. lunch; `presence show` lists them)
+        #[arg(long, value_name = "ID", requires = "status")]
+        custom: Option<String>,
+        /// A note for your teammates (at most 100 characters; never shown to visitors)
+        #[arg(long, value_name = "TEXT", requires = "status")]
+        note: Option<String>,
+    },
+    /// Print your status log, newest first
+    Log {
+        /// How many entries per page (1 to 500)
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+        /// Start after this page (the cursor the previous page printed)
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        /// Print the page as JSON (`{"entries": [...], "next": ...}`)
+        #[arg(long)]
+        json: bool,
     },
     /// Show everything this device knows
     Show {
@@ -90,6 +118,77 @@ pub enum OutboxAction {
     Retry { op_id: String },
     /// Delete a refused (wedged) change
     Discard { op_id: String },
+}
+
+/// The longest timed status the protocol accepts.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 86_400);
+
+/// A duration as people write it: one or more `<number><unit>` with units `d`, `h`, `m`, `s`
+/// (`90s`, `30m`, `1h30m`, `2d`), from 1 s to 7 days.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration: write e.g. 90s, 30m, 1h30m or 2d");
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    let mut parts = 0;
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        parts += 1;
+    }
+    if !digits.is_empty() {
+        return Err(format!(
+            "{s:?} has no unit: write e.g. {digits}m (units d, h, m, s)"
+        ));
+    }
+    if parts == 0 {
+        return Err(bad());
+    }
+    let d = Duration::from_secs(total);
+    if d < Duration::from_secs(1) {
+        return Err("a timed status lasts at least 1s".into());
+    }
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{s:?} is longer than 7 days, the longest timed status"
+        ));
+    }
+    Ok(d)
+}
+
+/// A wall-clock time of day, `HH:MM` (24-hour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockTime {
+    pub hour: u32,
+    pub minute: u32,
+}
+
+pub fn parse_clock(s: &str) -> Result<ClockTime, String> {
+    let bad = || format!("{s:?} is not a time of day: write HH:MM, e.g. 14:30");
+    let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
+    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let hour: u32 = h.parse().map_err(|_| bad())?;
+    let minute: u32 = m.parse().map_err(|_| bad())?;
+    if hour > 23 || minute > 59 {
+        return Err(bad());
+    }
+    Ok(ClockTime { hour, minute })
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -139,9 +238,71 @@ mod tests {
         assert!(matches!(
             c.command,
             Command::Status {
-                status: Some(StatusArg::Busy)
+                status: Some(StatusArg::Busy),
+                ..
             }
         ));
         assert!(Cli::try_parse_from(["presence", "status", "away"]).is_err());
+    }
+
+    #[test]
+    fn durations_are_written_as_people_write_them() {
+        let s = Duration::from_secs;
+        for (text, want) in [
+            ("90s", s(90)),
+            ("30m", s(1_800)),
+            ("1h30m", s(5_400)),
+            ("2d", s(172_800)),
+            ("1h0m5s", s(3_605)),
+            ("7d", s(604_800)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for (text, says) in [
+            ("30", "no unit"),
+            ("", "not a duration"),
+            ("m", "not a duration"),
+            ("30x", "not a duration"),
+            ("1.5h", "not a duration"),
+            ("0s", "at least 1s"),
+            ("8d", "longer than 7 days"),
+            ("99999999999999999999d", "not a duration"),
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn times_of_day_are_hh_mm() {
+        assert_eq!(
+            parse_clock("14:30"),
+            Ok(ClockTime {
+                hour: 14,
+                minute: 30
+            })
+        );
+        assert_eq!(parse_clock("9:05").unwrap().hour, 9);
+        for bad in ["24:00", "14:60", "1430", "14:3", "", "ab:cd", "-1:30"] {
+            assert!(parse_clock(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timing_flags_need_a_status_and_for_excludes_until() {
+        let p =
+            |args: &[&str]| Cli::try_parse_from(["presence", "status"].iter().chain(args).copied());
+        assert!(
+            p(&[
+                "busy", "--for", "30m", "--then", "online", "--custom", "lunch", "--note", "x"
+            ])
+            .is_ok()
+        );
+        assert!(p(&["busy", "--until", "14:30"]).is_ok());
+        assert!(p(&["--for", "30m"]).is_err());
+        assert!(p(&["--note", "x"]).is_err());
+        assert!(p(&["busy", "--for", "30m", "--until", "14:30"]).is_err());
+        assert!(p(&["busy", "--for", "30"]).is_err());
+        assert!(p(&["busy", "--then", "away"]).is_err());
     }
 }

@@ -9,18 +9,20 @@ use std::time::Duration;
 
 use presence_core::widget::{ChatboxStream, fetch_chatbox};
 use presence_core::{
-    AgentStatus, ClientConfig, ClientError, ClientSnapshot, Connection, DeviceInfo, OpKind,
-    Overrides, Platform, PresenceClient, SessionState,
+    ClientConfig, ClientError, ClientSnapshot, Connection, DeviceInfo, OpKind, Overrides, Platform,
+    PresenceClient, SessionState, StatusRequest,
 };
 
-use crate::args::{Cli, Command, OutboxAction};
-use crate::{paths, render};
+use crate::args::{Cli, ClockTime, Command, OutboxAction};
+use crate::{idle, paths, render};
 
 /// How long `status X` tries to deliver before reporting "pending".
 const DELIVERY_WAIT: Duration = Duration::from_secs(4);
 /// How long `status` and `show` wait for fresh data before showing what is stored.
 const REFRESH_WAIT: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often `watch` asks logind for the desktop's idle time.
+const IDLE_POLL: Duration = Duration::from_secs(5);
 
 /// Exit code of `sync` when changes are still pending.
 const EXIT_PENDING: u8 = 3;
@@ -81,8 +83,30 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             };
             login(&ctx, &account, &email, &password).await
         }
-        Command::Status { status: None } => show_status(&ctx).await,
-        Command::Status { status: Some(s) } => set_status(&ctx, s.into()).await,
+        Command::Status { status: None, .. } => show_status(&ctx).await,
+        Command::Status {
+            status: Some(status),
+            duration,
+            until,
+            then,
+            custom,
+            note,
+        } => {
+            let duration = match (duration, until) {
+                (Some(d), _) => Some(d),
+                (None, Some(t)) => Some(until_duration(t, chrono::Local::now())?),
+                (None, None) => None,
+            };
+            let req = StatusRequest {
+                status: status.into(),
+                duration_ms: duration.map(|d| d.as_millis() as i64),
+                then: then.map(Into::into),
+                custom_status: custom,
+                note,
+            };
+            set_status(&ctx, req).await
+        }
+        Command::Log { limit, after, json } => log(&ctx, limit, after, json).await,
         Command::Show { json } => show(&ctx, json).await,
         Command::Sync { timeout_ms } => sync(&ctx, Duration::from_millis(timeout_ms)).await,
         Command::Watch => watch(&ctx).await,
@@ -203,8 +227,9 @@ async fn show_status(ctx: &Ctx) -> Result<ExitCode> {
     let client = ctx.open_logged_in().await?;
     let fresh = refresh(&client).await;
     let s = client.snapshot();
+    let now = client.server_time_now();
     client.shutdown().await;
-    out(render::status_line(&s));
+    out(render::status_line(&s, now));
     if let Err(e) = fresh {
         eprintln!("presence: showing the last known status: {e}");
     }
@@ -222,9 +247,38 @@ async fn refresh(client: &PresenceClient) -> Result<()> {
     }
 }
 
-async fn set_status(ctx: &Ctx, status: AgentStatus) -> Result<ExitCode> {
+/// How long from `now` until the next `t` on the local clock (today, or tomorrow if today's
+/// has passed).
+fn until_duration(t: ClockTime, now: chrono::DateTime<chrono::Local>) -> Result<Duration> {
+    use chrono::{Days, TimeZone};
+    let bad = || {
+        err(format!(
+            "--until {:02}:{:02}: no such local time",
+            t.hour, t.minute
+        ))
+    };
+    let at = |day: chrono::NaiveDate| {
+        let naive = day.and_hms_opt(t.hour, t.minute, 0)?;
+        // A time a DST change skips does not exist; one it repeats takes its first instance.
+        chrono::Local.from_local_datetime(&naive).earliest()
+    };
+    let today = now.date_naive();
+    let mut end = at(today).ok_or_else(bad)?;
+    if end <= now {
+        end = today
+            .checked_add_days(Days::new(1))
+            .and_then(at)
+            .ok_or_else(bad)?;
+    }
+    let d = (end - now).to_std().map_err(|_| bad())?;
+    // Whole seconds: `--until 14:30` at 14:29:59.6 is still a timed status of 1 s.
+    Ok(Duration::from_secs(d.as_secs().max(1)))
+}
+
+async fn set_status(ctx: &Ctx, req: StatusRequest) -> Result<ExitCode> {
+    let status = req.status;
     let client = ctx.open_logged_in().await?;
-    client.set_status(status).await?;
+    client.set_status_with(req).await?;
     // Stored durably: from here on, the change survives anything.
     out(format!("{status}: stored"));
 
@@ -238,12 +292,16 @@ async fn set_status(ctx: &Ctx, status: AgentStatus) -> Result<ExitCode> {
         })
         .await;
     let s = settled.unwrap_or_else(|| client.snapshot());
+    let now = client.server_time_now();
     client.shutdown().await;
-    let Some(st) = s.status else {
+    let Some(st) = &s.status else {
         return Err(err("no status known"));
     };
     if !st.pending && st.confirmed == status {
         out(format!("{status}: confirmed (version {})", st.version));
+        if st.until.is_some() || st.custom_status.is_some() || st.note.is_some() {
+            out(render::status_line(&s, now));
+        }
     } else if !st.pending {
         if let Some(w) = s.outbox.wedged.iter().find(|w| w.kind == OpKind::SetStatus) {
             return Err(err(format!(
@@ -341,8 +399,36 @@ fn stuck_on_expired_session(s: &ClientSnapshot) -> bool {
     s.session.state == SessionState::Expired && s.status.as_ref().is_some_and(|st| st.pending)
 }
 
+async fn log(ctx: &Ctx, limit: u32, after: Option<String>, json: bool) -> Result<ExitCode> {
+    let client = ctx.open_logged_in().await?;
+    let page = client.status_log(Some(limit), after).await;
+    let customs = client.snapshot().custom_statuses;
+    client.shutdown().await;
+    let page = page?;
+    if json {
+        let text = serde_json::to_string_pretty(&page)
+            .map_err(|e| err(format!("cannot encode the log: {e}")))?;
+        out(text);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if page.entries.is_empty() {
+        out("no status changes");
+    }
+    for e in &page.entries {
+        out(render::log_entry(e, &customs));
+    }
+    if let Some(next) = &page.next {
+        out(format!("more: presence log --limit {limit} --after {next}"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn watch(ctx: &Ctx) -> Result<ExitCode> {
     let client = ctx.open_logged_in().await?;
+    // Desktop activity from logind, if this machine has it (see `idle`).
+    let mut idle_poll = tokio::time::interval(IDLE_POLL);
+    idle_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reporting = false;
     let tty = std::io::stdout().is_terminal();
     let mut rx = client.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -366,6 +452,13 @@ async fn watch(ctx: &Ctx) -> Result<ExitCode> {
             _ = &mut stop => break,
             changed = rx.changed() => if changed.is_err() { break },
             _ = tick.tick(), if tty => {}
+            _ = idle_poll.tick() => {
+                let idle = idle::read().await;
+                if idle.is_some() || reporting {
+                    client.report_idle(idle);
+                }
+                reporting = idle.is_some();
+            }
         }
     }
     client.shutdown().await;

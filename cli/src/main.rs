@@ -1,5 +1,6 @@
-//! `presence`: the desktop agent. Sets the agent's status, shows it, keeps the session alive
-//! while `watch` runs, and shows any account's public chat box.
+//! `presence`: the desktop agent. Sets the agent's status (for a while, if asked), shows it and
+//! its log, keeps the session alive while `watch` runs (reporting the desktop's idle time from
+//! systemd-logind), and shows any account's public chat box.
 //!
 //! Every command opens the same engine (presence-core) on the same data dir, so a change made
 //! while the server is down is stored and delivered by whichever later command reaches the
@@ -8,6 +9,7 @@
 
 mod args;
 mod commands;
+mod idle;
 mod paths;
 mod render;
 

@@ -133,6 +133,7 @@ async fn login_set_status_and_show_json_follow_the_contract() {
         "session",
         "status",
         "chatbox",
+        "custom_statuses",
         "connection",
         "lifecycle",
         "lease_until",
@@ -146,8 +147,11 @@ async fn login_set_status_and_show_json_follow_the_contract() {
     assert_eq!(v["session"]["agent"]["email"], acct.email.as_str());
     assert_eq!(
         v["status"],
-        serde_json::json!({"current": "busy", "confirmed": "busy", "version": 1, "pending": false})
+        serde_json::json!({"current": "busy", "confirmed": "busy", "version": 1, "pending": false,
+                           "until": null, "then": null, "custom_status": null, "note": null,
+                           "cause": "manual", "changed_by_agent": null})
     );
+    assert_eq!(v["custom_statuses"], serde_json::json!([]));
     assert_eq!(v["chatbox"]["status"], "busy");
     assert_eq!(v["outbox"], serde_json::json!({"pending": 0, "wedged": []}));
     assert_eq!(server_status(&server, &acct).await, ("busy".into(), 1));
@@ -645,4 +649,283 @@ async fn show_and_chatbox_print_the_chat_box_message() {
     let o = run(dir.path(), None, &["show"]).await;
     ok(&o, "show");
     assert!(o.stdout.contains("\"Back at nine\""), "{}", o.stdout);
+}
+
+/// `presence` with `TZ=UTC`, so local times in its output are predictable.
+async fn run_utc(dir: &Path, args: &[&str]) -> Output {
+    let out = tokio::time::timeout(
+        DEADLINE,
+        presence(dir, None).env("TZ", "UTC").args(args).output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("presence {args:?} did not finish"))
+    .expect("spawn presence");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `HH:MM` of a server time in UTC.
+fn utc_hhmm(ms: i64) -> String {
+    let mins = (ms / 60_000) % 1_440;
+    format!("{:02}:{:02}", mins / 60, mins % 60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_for_a_while_shows_its_end_what_follows_the_custom_status_and_the_note() {
+    let server = TestServer::start().await;
+    let acct = server.api().create_account("cli-timed").await;
+    let r = server
+        .api()
+        .put(
+            "/v1/admin/custom-statuses",
+            Some(&acct.owner_token),
+            serde_json::json!([{"id": "lunch", "label": "Lunch", "emoji": "🥪", "base": "busy",
+                                "default_duration_ms": null}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url, &acct).await;
+
+    let o = run_utc(
+        dir.path(),
+        &[
+            "status",
+            "busy",
+            "--for",
+            "1h30m",
+            "--then",
+            "online",
+            "--custom",
+            "lunch",
+            "--note",
+            "back soon",
+        ],
+    )
+    .await;
+    ok(&o, "status busy --for");
+    assert!(
+        o.stdout.contains("busy: confirmed (version 1)"),
+        "{}",
+        o.stdout
+    );
+    let me = server.api().me(&acct.owner_token).await;
+    let until = me["status"]["until"].as_i64().expect("a timed status");
+    assert_eq!(
+        until - me["status"]["intent_at"].as_i64().unwrap(),
+        5_400_000
+    );
+    assert_eq!(me["status"]["custom_status"], "lunch");
+
+    let o = run_utc(dir.path(), &["status"]).await;
+    ok(&o, "status");
+    let line = o.stdout.trim();
+    let (at, day) = (utc_hhmm(until), until / 86_400_000);
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        / 86_400_000;
+    // Before 22:30 UTC the end is today and shown as a bare time.
+    if today == day {
+        assert!(line.starts_with(&format!("busy until {at} (")), "{line}");
+    }
+    assert!(
+        line.contains(" left), then online — 🥪 Lunch — \"back soon\" (confirmed, version 1)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("(1 h 30 min left)") || line.contains("(1 h 29 min left)"),
+        "{line}"
+    );
+
+    // An admin's change says so.
+    let r = server
+        .api()
+        .put(
+            &format!("/v1/admin/agents/{}/status", acct.owner_id),
+            Some(&acct.owner_token),
+            serde_json::json!({"status": "offline"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let o = run_utc(dir.path(), &["status"]).await;
+    ok(&o, "status after the admin");
+    assert_eq!(
+        o.stdout.trim(),
+        format!(
+            "offline (confirmed, version 2, set by an admin ({}))",
+            acct.owner_id
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_until_a_time_of_day_ends_at_its_next_occurrence() {
+    let server = TestServer::start().await;
+    let acct = server.api().create_account("cli-until").await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url, &acct).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Two hours from now, to the minute: always its next occurrence.
+    let target = (now + 7_200_000) / 60_000 * 60_000;
+    let o = run_utc(
+        dir.path(),
+        &["status", "offline", "--until", &utc_hhmm(target)],
+    )
+    .await;
+    ok(&o, "status offline --until");
+    let me = server.api().me(&acct.owner_token).await;
+    let until = me["status"]["until"].as_i64().expect("a timed status");
+    assert!(
+        (until - target).abs() <= 2_000,
+        "until {until}, wanted {target}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_timing_flags_are_clear_errors() {
+    let server = TestServer::start().await;
+    let acct = server.api().create_account("cli-badtime").await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url, &acct).await;
+    for (args, says) in [
+        (&["status", "busy", "--for", "30"][..], "no unit"),
+        (&["status", "busy", "--for", "8d"][..], "longer than 7 days"),
+        (
+            &["status", "busy", "--until", "25:00"][..],
+            "not a time of day",
+        ),
+        (&["status", "--for", "30m"][..], "--for"),
+        (
+            &["status", "busy", "--for", "1m", "--until", "10:00"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let o = run_utc(dir.path(), args).await;
+        assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.contains(says), "{args:?}: {}", o.stderr);
+    }
+    let long = "n".repeat(101);
+    let o = run_utc(dir.path(), &["status", "busy", "--note", &long]).await;
+    assert_eq!(o.code, 1);
+    one_error_line(&o);
+    assert!(o.stderr.contains("invalid input: note:"), "{}", o.stderr);
+
+    // The account has no such custom status: the server refuses the change, naming the field.
+    let o = run_utc(dir.path(), &["status", "busy", "--custom", "nap"]).await;
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    one_error_line(&o);
+    assert!(
+        o.stderr.contains("invalid_field") && o.stderr.contains("custom_status"),
+        "{}",
+        o.stderr
+    );
+    let (status, version) = server_status(&server, &acct).await;
+    assert_eq!((status.as_str(), version), ("offline", 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_prints_the_status_log_newest_first_page_by_page() {
+    let server = TestServer::start().await;
+    let acct = server.api().create_account_without_login("cli-log").await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url, &acct).await;
+    for (status, note) in [
+        ("online", "first"),
+        ("busy", "second"),
+        ("offline", "third"),
+    ] {
+        ok(
+            &run_utc(dir.path(), &["status", status, "--note", note]).await,
+            "status",
+        );
+    }
+    let o = run_utc(dir.path(), &["log", "--limit", "2"]).await;
+    ok(&o, "log");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", o.stdout);
+    assert!(
+        lines[0].contains("offline — \"third\" (version 3"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("busy — \"second\" (version 2"),
+        "{}",
+        lines[1]
+    );
+    let cursor = lines[2]
+        .strip_prefix("more: presence log --limit 2 --after ")
+        .unwrap_or_else(|| panic!("no paging line: {}", lines[2]));
+    let o = run_utc(dir.path(), &["log", "--limit", "2", "--after", cursor]).await;
+    ok(&o, "log --after");
+    assert!(
+        o.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .contains("online — \"first\" (version 1"),
+        "{}",
+        o.stdout
+    );
+
+    let o = run_utc(dir.path(), &["log", "--json", "--limit", "1"]).await;
+    ok(&o, "log --json");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["entries"][0]["note"], "third");
+    assert!(v["next"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reports_the_idle_time_logind_gives_for_the_session() {
+    let server = TestServer::start().await;
+    let acct = server.api().create_account("cli-idle").await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url, &acct).await;
+    // This machine has no logind: a program that answers as `loginctl show-session` does
+    // for a session idle since two minutes ago.
+    let since_us = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+        - 120_000_000) as u64;
+    let fake = dir.path().join("loginctl");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\n[ \"$1 $2\" = \"show-session c7\" ] || exit 1\nprintf 'IdleHint=yes\\nIdleSinceHint={since_us}\\n'\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut child = presence(dir.path(), None)
+        .env("PRESENCE_LOGINCTL", &fake)
+        .env("XDG_SESSION_ID", "c7")
+        .arg("watch")
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "connection: connected").await;
+    common::eventually("the session's idle_ms", DEADLINE, || async {
+        let me = server.api().me(&acct.owner_token).await;
+        me["sessions"].as_array().unwrap().iter().any(|s| {
+            s["idle_ms"]
+                .as_i64()
+                .is_some_and(|ms| (120_000..180_000).contains(&ms))
+        })
+    })
+    .await;
+    interrupt(&child);
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "watch exit: {status:?}");
 }

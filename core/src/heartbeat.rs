@@ -24,11 +24,12 @@
 //!   [`report_idle`](crate::PresenceClient::report_idle)`(Some(ms))` every heartbeat carries
 //!   `idle_ms`: the reported idle time plus the time since the report, on tokio's clock (so
 //!   an app that reports only on input still sends a growing idle time). `report_idle(None)`
-//!   stops it (a phone never reports). Reports cost no request of their own, with one
-//!   exception: when the server has set the status for idleness (cause `idle`), the last
-//!   heartbeat said the user had been idle for a second or more, and a report now says the
-//!   user is back (idle under a second), one heartbeat goes out at once so the server can
-//!   bring the agent back without waiting a whole interval.
+//!   stops it (a phone never reports). Reports cost no request of their own, with two
+//!   exceptions: the first report (after none) goes out at once, so the server counts the
+//!   session as reporting from then on; and when the server has set the status for
+//!   idleness (cause `idle`), the last heartbeat said the user had been idle for a second or
+//!   more, and a report now says the user is back (idle under a second), one heartbeat goes
+//!   out at once so the server can bring the agent back without waiting a whole interval.
 
 use std::time::Duration;
 
@@ -108,7 +109,13 @@ impl Engine {
 
     /// The app's activity report: `idle_ms` as of now, or `None` to stop reporting.
     pub(crate) fn report_idle(&mut self, idle_ms: Option<u64>) {
+        let first = self.heartbeat.idle.is_none() && idle_ms.is_some();
         self.heartbeat.idle = idle_ms.map(|ms| (Instant::now(), ms));
+        if first && self.session_active() {
+            // The server counts a session as reporting only once a heartbeat says so.
+            self.heartbeat.forced = Some(self.heartbeat.forced.unwrap_or(self.lifecycle.mode()));
+            return;
+        }
         let back = idle_ms.is_some_and(|ms| ms < ACTIVE_BELOW_MS);
         let was_idle = self
             .heartbeat

@@ -817,7 +817,9 @@ async fn each_heartbeat_carries_the_idle_time_reported_plus_the_time_since() {
     let n = fake.count(Method::Post, HEARTBEAT);
     client.report_idle(Some(0));
     let reported = Instant::now();
+    // The first report goes out at once; the next ones with the cadence.
     fake.wait_requests(Method::Post, HEARTBEAT, n + 3).await;
+    assert!(fake.times(Method::Post, HEARTBEAT)[n] - reported < Duration::from_millis(5));
     let times = fake.times(Method::Post, HEARTBEAT);
     let bodies = fake.bodies(Method::Post, HEARTBEAT);
     for (at, body) in times[n..].iter().zip(&bodies[n..]) {

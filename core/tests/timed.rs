@@ -260,7 +260,6 @@ async fn the_chatbox_view_passes_back_at_through() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server to keep idle_ms from heartbeats (not on this branch's server yet)"]
 async fn report_idle_makes_each_heartbeat_carry_the_idle_time_the_server_shows() {
     let server = TestServer::start().await;
     let acct = server.api().create_account("idle").await;
@@ -297,7 +296,6 @@ async fn report_idle_makes_each_heartbeat_carry_the_idle_time_the_server_shows()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the server's GET /v1/me/status-log (not on this branch's server yet)"]
 async fn the_status_log_pages_newest_first() {
     let server = TestServer::start().await;
     let acct = server.api().create_account_without_login("log").await;
@@ -330,4 +328,63 @@ async fn the_status_log_pages_newest_first() {
         Err(ClientError::InvalidInput { detail }) => assert!(detail.starts_with("limit")),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_desktop_goes_away_and_input_brings_it_back_at_once() {
+    let server = TestServer::start().await;
+    let acct = server.api().create_account("away").await;
+    let r = server
+        .api()
+        .put(
+            "/v1/admin/settings",
+            Some(&acct.owner_token),
+            json!({"idle_after_ms": 5_000, "idle_status": "busy", "return_on_activity": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // An agent of their own: the owner's admin session would count as a session that does
+    // not report activity.
+    server.api().add_agent(&acct, "dana", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = presence_core::PresenceClient::open(common::config(&server.url, dir.path()))
+        .await
+        .unwrap();
+    client
+        .login(&acct.slug, "dana@away.test", "pw-dana")
+        .await
+        .unwrap();
+    client.set_status(AgentStatus::Online).await.unwrap();
+    wait_until(&client, "online and connected", |s| {
+        s.connection == Connection::Connected
+            && s.status
+                .as_ref()
+                .is_some_and(|st| !st.pending && st.confirmed == AgentStatus::Online)
+    })
+    .await;
+
+    // Away from the desk for a minute already: the first report goes out at once.
+    client.report_idle(Some(60_000));
+    let s = wait_until(&client, "set away for idleness", |s| {
+        s.status.as_ref().is_some_and(|st| st.cause == Cause::Idle)
+    })
+    .await;
+    assert_eq!(s.status.unwrap().current, AgentStatus::Busy);
+
+    // Input: the return reaches the server without waiting for the next heartbeat (20 s).
+    let back = std::time::Instant::now();
+    client.report_idle(Some(0));
+    let s = wait_until(&client, "back from idle", |s| {
+        s.status
+            .as_ref()
+            .is_some_and(|st| st.cause == Cause::Return)
+    })
+    .await;
+    assert_eq!(s.status.unwrap().current, AgentStatus::Online);
+    assert!(
+        back.elapsed() < Duration::from_secs(5),
+        "the return took {:?}",
+        back.elapsed()
+    );
+    client.shutdown().await;
 }

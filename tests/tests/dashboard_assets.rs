@@ -13,6 +13,8 @@ const APP_CSS: &[u8] = include_bytes!("../../web/dist/app.css");
 const APP_BEAT_JS: &[u8] = include_bytes!("../../web/dist/beat.js");
 const APP_ICON: &[u8] = include_bytes!("../../web/demo/favicon.svg");
 const APP_JS_GZ: &[u8] = include_bytes!("../../web/dist/app.js.gz");
+const APP_ADMIN_JS: &[u8] = include_bytes!("../../web/dist/admin.js");
+const APP_ADMIN_JS_GZ: &[u8] = include_bytes!("../../web/dist/admin.js.gz");
 const APP_CSS_GZ: &[u8] = include_bytes!("../../web/dist/app.css.gz");
 
 /// A client that neither decompresses nor follows redirects: the wire is what we check.
@@ -89,6 +91,12 @@ async fn script_and_stylesheet_are_the_bundles_gzip_when_accepted() {
             "/app/app.js",
             APP_JS,
             APP_JS_GZ,
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            "/app/admin.js",
+            APP_ADMIN_JS,
+            APP_ADMIN_JS_GZ,
             "text/javascript; charset=utf-8",
         ),
         (

@@ -83,6 +83,7 @@ async fn memory_and_file_size_stay_flat_over_many_sessions_lives() {
     let srv = TestServer::with(|c| {
         c.retention.ended_sessions = Duration::from_millis(200);
         c.retention.status_ops = Duration::from_millis(200);
+        c.retention.history = Duration::from_millis(200);
     })
     .await;
     let api = srv.api();
@@ -109,6 +110,13 @@ async fn memory_and_file_size_stay_flat_over_many_sessions_lives() {
             let api = api.clone();
             async move {
                 metric(&api, "presence_pruned_status_ops_total").await >= ops_pruned as u64
+            }
+        })
+        .await;
+        eventually("old status log entries are pruned", DEADLINE, || {
+            let api = api.clone();
+            async move {
+                metric(&api, "presence_pruned_status_log_total").await >= ops_pruned as u64
             }
         })
         .await;

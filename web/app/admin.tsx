@@ -1,5 +1,6 @@
-// The administration pages (owners and admins): agents, groups, opening hours, settings and
-// the embed snippet with a live preview of the widget.
+// The administration pages (owners and admins): agents (with a status for a while and a
+// note), custom statuses, groups, opening hours, settings (automatic away included) and the
+// embed snippet with a live preview of the widget.
 //
 // Every form keeps what was typed when a save fails, and shows the server's field error next
 // to the field it names (`aria-invalid`, `aria-describedby`).
@@ -10,6 +11,7 @@ import type {
   AdminSetStatusRequest,
   Agent,
   AgentStatus,
+  CustomStatus,
   DateException,
   Group,
   NewAgentRequest,
@@ -102,6 +104,15 @@ function RoleSelect(props: { prefix: string; value: Role; onChange: (r: Role) =>
 
 // ----- agents --------------------------------------------------------------------------------
 
+/** How long an admin's status change lasts ("" until changed). */
+const FOR: [string, string][] = [
+  ["", "until changed"],
+  ["900000", "15 min"],
+  ["1800000", "30 min"],
+  ["3600000", "1 h"],
+  ["14400000", "4 h"],
+];
+
 function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; reload: () => Promise<void>; say: (t: string) => void }) {
   const { agent: ag } = props;
   const prefix = `agent-${ag.id}`;
@@ -111,6 +122,8 @@ function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; relo
   const [groups, setGroups] = useState<string[]>(ag.groups);
   const [role, setRole] = useState<Role>(ag.role);
   const [status, setStatus] = useState<AgentStatus>("offline");
+  const [dur, setDur] = useState("");
+  const [note, setNote] = useState("");
   const [errs, setErrs] = useState<Errors>(NO_ERRORS);
   const save = async (e: Event) => {
     e.preventDefault();
@@ -138,12 +151,21 @@ function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; relo
   };
   const applyStatus = async () => {
     try {
-      await props.session.call("PUT", `/v1/admin/agents/${encodeURIComponent(ag.id)}/status`, { status } satisfies AdminSetStatusRequest);
-      props.say(`${ag.name} is now ${status}.`);
+      await props.session.call("PUT", `/v1/admin/agents/${encodeURIComponent(ag.id)}/status`, {
+        status,
+        duration_ms: dur ? Number(dur) : null,
+        note: note.trim() || null,
+      } satisfies AdminSetStatusRequest);
+      setErrs(NO_ERRORS);
+      props.say(`${ag.name} is now ${status}${dur ? ` for ${FOR.find((f) => f[0] === dur)![1]}` : ""}.`);
     } catch (err) {
-      setErrs(errorsOf(err, () => false));
+      const x = errorsOf(err, (f) => f === "note" || f === "duration_ms");
+      setErrs(x);
+      focusError(prefix, x);
     }
   };
+  const an = invalid(prefix, errs, "note");
+  const ad = invalid(prefix, errs, "duration_ms");
   const groupNames = ag.groups.map((k) => props.groups.find((g) => g.key === k)?.name || k).join(", ") || "every group (no group)";
   return (
     <tr data-agent={ag.email}>
@@ -164,9 +186,25 @@ function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; relo
               <option value="busy">busy</option>
               <option value="offline">offline</option>
             </select>{" "}
+            <label for={ad.id} class="sr-only">
+              How long for {ag.name}
+            </label>
+            <select {...ad} value={dur} onChange={(e) => setDur((e.target as HTMLSelectElement).value)}>
+              {FOR.map(([v, w]) => (
+                <option key={v} value={v}>
+                  {w}
+                </option>
+              ))}
+            </select>{" "}
             <button type="button" onClick={() => void applyStatus()} aria-label={`Set status of ${ag.name}`}>
               Set status
             </button>
+            <FieldError prefix={prefix} errs={errs} field="duration_ms" />
+            <label for={an.id} class="sr-only">
+              Note for {ag.name}
+            </label>
+            <input {...an} type="text" placeholder="Note (optional)" value={note} onInput={(e) => setNote((e.target as HTMLInputElement).value)} />
+            <FieldError prefix={prefix} errs={errs} field="note" />
           </div>
         </div>
         <p>
@@ -352,6 +390,105 @@ export function GroupsPage({ session }: Props) {
         </button>{" "}
         <button type="submit" class="primary">
           Save groups
+        </button>
+      </p>
+      <FormError prefix={prefix} errs={errs} />
+      <p role="status" class="ok">
+        {note}
+      </p>
+    </form>
+  );
+}
+
+// ----- custom statuses -----------------------------------------------------------------------
+
+type CustomRow = { id: string; label: string; emoji: string; base: AgentStatus; min: string };
+
+/** A whole or decimal number of minutes as milliseconds; blank is null; anything else NaN. */
+const minutesToMs = (v: string): number | null => (v.trim() ? (/^\d+(\.\d+)?$/.test(v.trim()) ? Math.round(Number(v) * 60000) : NaN) : null);
+const msToMinutes = (ms: number | null) => (ms === null ? "" : String(ms / 60000));
+
+export function CustomStatusesPage({ session }: Props) {
+  const a = useAdmin(session);
+  const [rows, setRows] = useState<CustomRow[] | null>(null);
+  const [errs, setErrs] = useState<Errors>(NO_ERRORS);
+  const [note, setNote] = useState("");
+  const fill = (l: CustomStatus[]) => setRows(l.map((c) => ({ id: c.id, label: c.label, emoji: c.emoji || "", base: c.base, min: msToMinutes(c.default_duration_ms) })));
+  useEffect(() => {
+    if (a.data && rows === null) fill(a.data.custom_statuses || []);
+  }, [a.data]);
+  if (!a.data || !rows) return <Loading a={a} />;
+  const prefix = "custom";
+  const set = (i: number, k: keyof CustomRow, v: string) => setRows(rows.map((r, j) => (j === i ? { ...r, [k]: v } : r)));
+  const save = async (e: Event) => {
+    e.preventDefault();
+    const bad: Record<string, string> = {};
+    const body: CustomStatus[] = rows.map((r, i) => {
+      const ms = minutesToMs(r.min);
+      if (Number.isNaN(ms)) bad[`[${i}].default_duration_ms`] = `[${i}].default_duration_ms: a number of minutes, or empty`;
+      return { id: r.id.trim(), label: r.label, emoji: r.emoji.trim() || null, base: r.base, default_duration_ms: ms };
+    });
+    let x: Errors = { fields: bad, form: null };
+    if (!Object.keys(bad).length) {
+      try {
+        fill(await session.call<CustomStatus[]>("PUT", "/v1/admin/custom-statuses", body));
+        setErrs(NO_ERRORS);
+        setNote("Custom statuses saved.");
+        return;
+      } catch (err) {
+        x = errorsOf(err, (f) => /^\[\d+\]\.(id|label|emoji|base|default_duration_ms)$/.test(f));
+      }
+    }
+    setErrs(x);
+    setNote("");
+    focusError(prefix, x);
+  };
+  return (
+    <form onSubmit={save} noValidate aria-label="Custom statuses">
+      <p>
+        Statuses your agents pick from their menu besides online, busy and offline, such as “Lunch” (busy, 1 h). The base status is what the chat box counts; the default
+        duration (in minutes; empty: until changed) ends it by itself. The id (a-z, 0-9, _ and -) is what the status log keeps. Removing one leaves its agents with the
+        base status.
+      </p>
+      {rows.map((r, i) => {
+        const f = (k: string) => `[${i}].${k}`;
+        const b = invalid(prefix, errs, f("base"));
+        const n = i + 1;
+        const l = (w: string) => (
+          <>
+            <span class="sr-only">Status {n} </span>
+            {w}
+          </>
+        );
+        return (
+          <div class="card cs" key={i} role="group" aria-label={`Custom status ${n}`}>
+            <Field prefix={prefix} errs={errs} field={f("emoji")} label={l("Emoji")} value={r.emoji} onInput={(v) => set(i, "emoji", v)} />
+            <Field prefix={prefix} errs={errs} field={f("label")} label={l("Label")} value={r.label} onInput={(v) => set(i, "label", v)} />
+            <div>
+              <label for={b.id}>{l("Base")}</label>
+              <select {...b} value={r.base} onChange={(e) => set(i, "base", (e.target as HTMLSelectElement).value)}>
+                <option value="online">online</option>
+                <option value="busy">busy</option>
+                <option value="offline">offline</option>
+              </select>
+              <FieldError prefix={prefix} errs={errs} field={f("base")} />
+            </div>
+            <Field prefix={prefix} errs={errs} field={f("default_duration_ms")} label={l("Default duration (minutes)")} value={r.min} onInput={(v) => set(i, "min", v)} inputMode="decimal" />
+            <Field prefix={prefix} errs={errs} field={f("id")} label={l("Id")} value={r.id} onInput={(v) => set(i, "id", v)} />
+            <div>
+              <button type="button" onClick={() => setRows(rows.filter((_, j) => j !== i))} aria-label={`Remove custom status ${n}`}>
+                Remove
+              </button>
+            </div>
+          </div>
+        );
+      })}
+      <p>
+        <button type="button" onClick={() => setRows([...rows, { id: "", label: "", emoji: "", base: "busy", min: "" }])}>
+          Add a custom status
+        </button>{" "}
+        <button type="submit" class="primary">
+          Save custom statuses
         </button>
       </p>
       <FormError prefix={prefix} errs={errs} />
@@ -661,6 +798,9 @@ export function SettingsPage({ session }: Props) {
     for (const [k] of TIMINGS) f[k] = String(s[k]);
     f.busy_message = s.busy_message || "";
     f.offline_message = s.offline_message || "";
+    f.idle_after_ms = msToMinutes(s.idle_after_ms ?? null);
+    f.idle_status = s.idle_status || "busy";
+    f.return_on_activity = s.return_on_activity === false ? "" : "1";
     setForm(f);
   };
   useEffect(() => {
@@ -670,11 +810,16 @@ export function SettingsPage({ session }: Props) {
   const prefix = "settings";
   const save = async (e: Event) => {
     e.preventDefault();
+    const idle = minutesToMs(form.idle_after_ms!);
     const body: SettingsPatch = {
       busy_message: form.busy_message,
       offline_message: form.offline_message,
+      idle_after_ms: idle,
+      idle_status: form.idle_status as AgentStatus,
+      return_on_activity: !!form.return_on_activity,
     };
     const bad: Record<string, string> = {};
+    if (Number.isNaN(idle)) bad.idle_after_ms = "idle_after_ms: a number of minutes, or empty for off";
     for (const [k] of TIMINGS) {
       const v = form[k]!.trim();
       if (!/^-?\d+$/.test(v)) bad[k] = "must be a whole number of milliseconds";
@@ -718,6 +863,33 @@ export function SettingsPage({ session }: Props) {
         <h2 id="msg-h">Chat box messages</h2>
         {msg("busy_message", "Busy message", "Shown while the chat box is busy. Empty: the widget's own words.")}
         {msg("offline_message", "Offline message", "Shown while the chat box is offline (not outside opening hours, where it says when it opens).")}
+      </section>
+      <section class="card" aria-labelledby="idle-h">
+        <h2 id="idle-h">Automatic away</h2>
+        <div class="row">
+          <Field prefix={prefix} errs={errs} field="idle_after_ms" label="Away after (minutes idle; empty: off)" value={form.idle_after_ms!} onInput={set("idle_after_ms")} inputMode="decimal" />
+          {(() => {
+            const at = invalid(prefix, errs, "idle_status");
+            return (
+              <div>
+                <label for={at.id}>Away status</label>
+                <select {...at} value={form.idle_status} onChange={(e) => set("idle_status")((e.target as HTMLSelectElement).value)}>
+                  <option value="busy">busy</option>
+                  <option value="offline">offline</option>
+                </select>
+                <FieldError prefix={prefix} errs={errs} field="idle_status" />
+              </div>
+            );
+          })()}
+          <label class="inline">
+            <input type="checkbox" checked={!!form.return_on_activity} onChange={(e) => set("return_on_activity")((e.target as HTMLInputElement).checked ? "1" : "")} />
+            Back to the status before on activity
+          </label>
+        </div>
+        <p class="hint">
+          An online agent is set to the away status once every signed-in device reports no key or pointer input for this long (dashboard tabs and desktop apps report it;
+          phones do not, so a signed-in phone keeps its agent from going idle). An explicit busy or offline is never overridden.
+        </p>
       </section>
       <section class="card" aria-labelledby="tim-h">
         <h2 id="tim-h">Timings</h2>
@@ -818,3 +990,6 @@ export function EmbedPage({ session }: Props) {
     </>
   );
 }
+
+// This module is its own bundle (admin.js): it hands its pages to the page that loaded it.
+(window as any).__presenceAdmin = { AgentsPage, CustomStatusesPage, GroupsPage, HoursPage, SettingsPage, EmbedPage };

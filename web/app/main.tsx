@@ -1,18 +1,59 @@
 // The Presence dashboard (served at /app/): the page is one device of platform `web`.
-// Agents sign in, switch status from the avatar menu, see changes from their other devices at
-// once, list and sign out their devices, and see the chat box as visitors do. Owners and admins
+// Agents sign in, switch status from the avatar menu (for a while, a custom status, with a
+// note), see changes from their other devices at once with the time left and why, read their
+// status log, list and sign out their devices, and see the chat box as visitors do. Owners and admins
 // also get the administration pages (admin.tsx). Agents who open an admin address see a
 // refusal, and the API refuses them anyway.
 
 import { render } from "preact";
+import { Fragment, jsx, jsxs } from "preact/jsx-runtime";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
-import { AgentsPage, EmbedPage, GroupsPage, HoursPage, SettingsPage } from "./admin";
-import type { AgentStatus, ChatboxStatus, Reason, SessionInfo } from "../shared/wire";
-import { type Session as S, Session } from "./session";
-import { Errors, Field, FormError, Link, NO_ERRORS, errorsOf, focusError, navigate, usePath } from "./ui";
-import { STATUS_WORD, reasonText, when } from "./words";
+import type { AgentStatus, ChatboxStatus, Reason, SessionInfo, StatusLogEntry, StatusLogPage, StatusTiming, StatusView } from "../shared/wire";
+import { ApiError, type Session as S, Session } from "./session";
+import { Errors, Field, FieldError, FormError, Link, NO_ERRORS, errorsOf, focusError, invalid, navigate, usePath } from "./ui";
+import { CAUSE_WORD, STATUS_WORD, reasonText, span, when } from "./words";
 
 const session = new Session();
+
+// ----- the administration pages, loaded when first opened --------------------------------------
+
+/** What admin.js (built from admin.tsx, see build.mjs) takes from this script. */
+(window as any).__presence = { Fragment, jsx, jsxs, useEffect, useLayoutEffect, useRef, useState, ApiError };
+
+type AdminPages = typeof import("./admin");
+let admin: Promise<AdminPages> | null = null;
+
+/** Loads /app/admin.js once; it hands its pages over as `window.__presenceAdmin`. */
+function loadAdmin(): Promise<AdminPages> {
+  return (admin ||= new Promise((ok, fail) => {
+    const s = document.createElement("script");
+    s.src = "/app/admin.js";
+    s.onload = () => ok((window as any).__presenceAdmin);
+    s.onerror = () => {
+      admin = null;
+      s.remove();
+      fail(new Error("could not load /app/admin.js; reload to try again"));
+    };
+    document.head.append(s);
+  }));
+}
+
+function lazy(name: Exclude<keyof AdminPages, "default">) {
+  return function AdminPage(p: { session: S }) {
+    const [m, set] = useState<AdminPages | null>(null);
+    const [error, setError] = useState<string | null>(null);
+    useEffect(() => void loadAdmin().then(set, (e: Error) => setError(e.message)), []);
+    if (error)
+      return (
+        <p class="form-error" role="alert">
+          {error}
+        </p>
+      );
+    if (!m) return <p>Loading…</p>;
+    const V = m[name] as (p: { session: S }) => any;
+    return <V session={p.session} />;
+  };
+}
 
 interface Page {
   path: string;
@@ -24,11 +65,13 @@ interface Page {
 const PAGES: Page[] = [
   { path: "/app/", title: "Chat box", view: Overview },
   { path: "/app/devices", title: "My devices", view: Devices },
-  { path: "/app/admin/agents", title: "Agents", admin: true, view: AgentsPage },
-  { path: "/app/admin/groups", title: "Groups", admin: true, view: GroupsPage },
-  { path: "/app/admin/hours", title: "Opening hours", admin: true, view: HoursPage },
-  { path: "/app/admin/settings", title: "Settings", admin: true, view: SettingsPage },
-  { path: "/app/admin/embed", title: "Embed", admin: true, view: EmbedPage },
+  { path: "/app/log", title: "My status log", view: StatusLog },
+  { path: "/app/admin/agents", title: "Agents", admin: true, view: lazy("AgentsPage") },
+  { path: "/app/admin/statuses", title: "Custom statuses", admin: true, view: lazy("CustomStatusesPage") },
+  { path: "/app/admin/groups", title: "Groups", admin: true, view: lazy("GroupsPage") },
+  { path: "/app/admin/hours", title: "Opening hours", admin: true, view: lazy("HoursPage") },
+  { path: "/app/admin/settings", title: "Settings", admin: true, view: lazy("SettingsPage") },
+  { path: "/app/admin/embed", title: "Embed", admin: true, view: lazy("EmbedPage") },
 ];
 
 function useSession(): number {
@@ -178,6 +221,41 @@ function Login() {
 // ----- the avatar menu ---------------------------------------------------------------------
 
 const STATUSES: AgentStatus[] = ["online", "busy", "offline"];
+/** The menu's "for a while" choices. */
+const WHILE: [string, number][] = [
+  ["15 min", 900000],
+  ["30 min", 1800000],
+  ["1 h", 3600000],
+];
+
+/** Re-renders every second while `on`: the time left of a timed status counts down. */
+function useTick(on: boolean): void {
+  const [, set] = useState(0);
+  useEffect(() => {
+    if (!on) return;
+    const t = window.setInterval(() => set((x) => x + 1), 1000);
+    return () => clearInterval(t);
+  }, [on]);
+}
+
+/** "☕ Lunch" for a custom status id, from the account's list. */
+function customLabel(id: string | null): string | null {
+  const c = id ? session.me?.custom_statuses?.find((x) => x.id === id) : null;
+  return c ? `${c.emoji ? `${c.emoji} ` : ""}${c.label}` : id;
+}
+
+/** What the chip says besides the status: "☕ Lunch · 24 min left · then online · set by an admin". */
+function statusDetail(s: StatusView | null): string {
+  if (!s) return "";
+  return [
+    customLabel(s.custom_status),
+    s.until !== null && `${span(s.until - session.now())} left`,
+    s.until !== null && s.then && `then ${s.then}`,
+    CAUSE_WORD[s.cause],
+  ]
+    .filter(Boolean)
+    .join(" · ");
+}
 
 function initials(name: string): string {
   return name
@@ -193,8 +271,13 @@ function AvatarMenu() {
   const [error, setError] = useState<string | null>(null);
   const button = useRef<HTMLButtonElement>(null);
   const menu = useRef<HTMLUListElement>(null);
+  const [dlg, setDlg] = useState<{ status: AgentStatus; at: boolean } | null>(null);
   const me = session.me!;
-  const status = session.status?.status || "offline";
+  const cur = session.status;
+  const status = cur?.status || "offline";
+  useTick(!!cur?.until);
+  const detail = statusDetail(cur);
+  const customs = me.custom_statuses || [];
 
   const items = () => Array.from(menu.current?.querySelectorAll<HTMLElement>("[role^=menuitem]") || []);
   const focusItem = (i: number) => {
@@ -205,6 +288,8 @@ function AvatarMenu() {
   const show = (focus: "first" | "last") => {
     want.current = focus;
     setOpen(true);
+    // The account's custom statuses may have changed since the page loaded.
+    void session.refresh().catch(() => {});
   };
   // Focus moves into the menu as soon as it is drawn.
   useLayoutEffect(() => {
@@ -227,19 +312,23 @@ function AvatarMenu() {
     return () => document.removeEventListener("mousedown", away);
   }, [open]);
 
-  const choose = async (s: AgentStatus) => {
+  const choose = async (s: AgentStatus, t?: StatusTiming) => {
     close(true);
     setError(null);
     try {
-      await session.setStatus(s);
+      await session.setStatus(s, t);
     } catch (e) {
       setError(`Could not set your status: ${(e as Error).message}`);
     }
   };
   const act = async (what: string) => {
     close(what !== "signout");
-    if (what === "devices") navigate("/app/devices");
+    if (what[0] === "/") navigate(what);
     if (what === "signout") await session.logout();
+  };
+  const ask = (s: AgentStatus, at: boolean) => {
+    close(false);
+    setDlg({ status: s, at });
   };
   const onButtonKey = (e: KeyboardEvent) => {
     if (e.key === "ArrowDown" || e.key === "Enter" || e.key === " ") {
@@ -284,6 +373,7 @@ function AvatarMenu() {
         aria-expanded={open ? "true" : "false"}
         aria-controls="status-menu"
         aria-label={`${me.agent.name}, status ${STATUS_WORD[status]}. Change status`}
+        aria-describedby="my-status-detail"
         onClick={() => (open ? close(false) : show("first"))}
         onKeyDown={onButtonKey}
       >
@@ -294,23 +384,62 @@ function AvatarMenu() {
         <span class={`badge ${status}`} id="my-status" aria-hidden="true">
           {STATUS_WORD[status]}
         </span>
+        <span class="chip" id="my-status-detail" title={cur?.note || undefined}>
+          {detail}
+        </span>
       </button>
       {open && (
         <ul role="menu" id="status-menu" aria-label="Your status" ref={menu} onKeyDown={onMenuKey}>
           {STATUSES.map((s) => (
-            <li key={s} role="menuitemradio" aria-checked={s === status ? "true" : "false"} tabIndex={-1} onClick={() => void choose(s)}>
+            <li key={s} role="menuitemradio" aria-checked={s === status && !cur?.custom_status ? "true" : "false"} tabIndex={-1} onClick={() => void choose(s)}>
               <span class={`dot ${s}`} aria-hidden="true" />
               {STATUS_WORD[s]}
             </li>
           ))}
+          {(["busy", "offline"] as const).map((s) => (
+            <li key={s} role="group" class="while" aria-label={`${STATUS_WORD[s]} for a while`}>
+              <span aria-hidden="true">{STATUS_WORD[s]} for</span>
+              {WHILE.map(([w, ms]) => (
+                <span key={w} role="menuitem" tabIndex={-1} aria-label={`${STATUS_WORD[s]} for ${w}`} onClick={() => void choose(s, { duration_ms: ms })}>
+                  {w}
+                </span>
+              ))}
+              <span role="menuitem" tabIndex={-1} aria-label={`${STATUS_WORD[s]} until a time…`} onClick={() => ask(s, true)}>
+                until…
+              </span>
+            </li>
+          ))}
+          {customs.length > 0 && <li role="separator" />}
+          {customs.map((c) => (
+            <li key={c.id} role="menuitemradio" aria-checked={c.id === cur?.custom_status ? "true" : "false"} tabIndex={-1} onClick={() => void choose(c.base, { custom_status: c.id })}>
+              <span class={`dot ${c.base}`} aria-hidden="true" />
+              {customLabel(c.id)}
+              {c.default_duration_ms && <span class="hint">{span(c.default_duration_ms)}</span>}
+            </li>
+          ))}
           <li role="separator" />
-          <li role="menuitem" tabIndex={-1} onClick={() => void act("devices")}>
+          <li role="menuitem" tabIndex={-1} onClick={() => ask(status, false)}>
+            Set a status with a note…
+          </li>
+          <li role="menuitem" tabIndex={-1} onClick={() => void act("/app/devices")}>
             My devices
+          </li>
+          <li role="menuitem" tabIndex={-1} onClick={() => void act("/app/log")}>
+            My status log
           </li>
           <li role="menuitem" tabIndex={-1} onClick={() => void act("signout")}>
             Sign out
           </li>
         </ul>
+      )}
+      {dlg && (
+        <SetStatus
+          {...dlg}
+          done={() => {
+            setDlg(null);
+            button.current?.focus();
+          }}
+        />
       )}
       {error && (
         <p class="form-error" role="alert">
@@ -330,7 +459,8 @@ function Announcer() {
     if (!s) return;
     if (last.current !== null && s.version !== last.current) {
       const other = s.changed_by_device && s.changed_by_device !== session.deviceId;
-      const by = s.changed_by_device === null ? " by an admin" : other ? " on another device" : "";
+      const why = CAUSE_WORD[s.cause];
+      const by = why ? ` (${why})` : other ? " on another device" : "";
       setText(`Your status is now ${s.status}${by}.`);
     }
     last.current = s.version;
@@ -362,8 +492,9 @@ function Overview() {
   const me = session.me!;
   const st = session.status;
   const v = session.chatbox;
+  useTick(!!st?.until);
   const byName = (id: string | null) => {
-    if (id === null) return "by an admin";
+    if (id === null) return st?.cause === "admin" ? "by an admin" : "by the server";
     if (id === session.deviceId) return "on this device";
     const d = me.sessions.find((x) => x.device.id === id);
     return d ? `on ${d.device.name}` : "on another device";
@@ -381,6 +512,13 @@ function Overview() {
             </span>
           )}
         </p>
+        {st && (st.until || st.custom_status || st.cause !== "manual") && (
+          <p id="overview-detail">
+            {statusDetail(st).replace(/^./, (c) => c.toUpperCase())}
+            {st.until && ` (ends ${when(st.until - session.clockOffset)})`}
+          </p>
+        )}
+        {st?.note && <p id="overview-note">Note: {st.note}</p>}
         <p class="hint">
           Change it from the menu under your name (top right). You count for the chat box while you are online or busy and
           at least one of your devices is signed in.
@@ -397,6 +535,193 @@ function Overview() {
         </div>
       ) : (
         <p>Loading…</p>
+      )}
+    </>
+  );
+}
+
+// ----- set a status: for a while, until a time, a custom status, a note -----------------------
+
+/** Milliseconds from now to the next `HH:MM` on this browser's clock (tomorrow if passed). */
+function toTime(hhmm: string): number | null {
+  const m = /^(\d\d):(\d\d)$/.exec(hhmm);
+  if (!m) return null;
+  const d = new Date();
+  d.setHours(Number(m[1]), Number(m[2]), 0, 0);
+  if (d.getTime() <= Date.now()) d.setDate(d.getDate() + 1);
+  return d.getTime() - Date.now();
+}
+
+function SetStatus(props: { status: AgentStatus; at: boolean; done: () => void }) {
+  const ref = useRef<HTMLDialogElement>(null);
+  const [pick, setPick] = useState<string>(props.status);
+  const [dur, setDur] = useState(props.at ? "at" : "");
+  const [at, setAt] = useState("");
+  const [then, setThen] = useState("");
+  const [note, setNote] = useState(session.status?.note || "");
+  const [errs, setErrs] = useState<Errors>(NO_ERRORS);
+  const p = "set";
+  useLayoutEffect(() => {
+    ref.current?.showModal();
+    if (props.at) document.getElementById(`${p}-duration_ms`)?.focus();
+  }, []);
+  const custom = session.me?.custom_statuses?.find((c) => `c:${c.id}` === pick);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const ms = dur === "at" ? toTime(at) : dur ? Number(dur) : null;
+    if (dur === "at" && ms === null) {
+      const x = { fields: { duration_ms: "duration_ms: choose a time" }, form: null };
+      setErrs(x);
+      return focusError(p, x);
+    }
+    try {
+      await session.setStatus(custom ? custom.base : (pick as AgentStatus), {
+        duration_ms: ms,
+        then: ms && then ? (then as AgentStatus) : null,
+        custom_status: custom ? custom.id : null,
+        note: note.trim() || null,
+      });
+      ref.current?.close();
+    } catch (err) {
+      const x = errorsOf(err, (f) => ["duration_ms", "then", "custom_status", "note"].includes(f));
+      setErrs(x);
+      focusError(p, x);
+    }
+  };
+  const sel = (field: string, label: string, value: string, set: (v: string) => void, opts: [string, string][]) => {
+    const a = invalid(p, errs, field);
+    return (
+      <div>
+        <label for={a.id}>{label}</label>
+        <select {...a} value={value} onChange={(e) => set((e.target as HTMLSelectElement).value)}>
+          {opts.map(([v, w]) => (
+            <option key={v} value={v}>
+              {w}
+            </option>
+          ))}
+        </select>
+        <FieldError prefix={p} errs={errs} field={field} />
+      </div>
+    );
+  };
+  const words = STATUSES.map((s) => [s, STATUS_WORD[s]] as [string, string]);
+  return (
+    <dialog ref={ref} aria-labelledby="set-h" onClose={props.done}>
+      <form onSubmit={submit} noValidate>
+        <h2 id="set-h">Set your status</h2>
+        <div class="row">
+          {sel("custom_status", "Status", pick, setPick, [...words, ...(session.me?.custom_statuses || []).map((c) => [`c:${c.id}`, `${customLabel(c.id)} (${c.base})`] as [string, string])])}
+          {sel(dur === "at" ? "for" : "duration_ms", "For", dur, setDur, [
+            ["", custom?.default_duration_ms ? `its default, ${span(custom.default_duration_ms)}` : "until I change it"],
+            ...WHILE.map(([w, ms]) => [String(ms), w] as [string, string]),
+            ["at", "until a time…"],
+          ])}
+          {dur === "at" && <Field prefix={p} errs={errs} field="duration_ms" label="Until (time)" type="time" value={at} onInput={setAt} />}
+          {dur && sel("then", "Then", then, setThen, [["", "back to what it was"], ...words.map(([s, w]) => [s, `${w}`] as [string, string])])}
+        </div>
+        {(() => {
+          const a = invalid(p, errs, "note", "x");
+          return (
+            <div>
+              <label for={a.id}>Note for your teammates</label>
+              <input {...a} type="text" value={note} onInput={(e) => setNote((e.target as HTMLInputElement).value)} />
+              <p class="hint" id={`${a.id}-hint`}>
+                {[...note].length}/100 characters. Visitors never see it.
+              </p>
+              <FieldError prefix={p} errs={errs} field="note" />
+            </div>
+          );
+        })()}
+        <FormError prefix={p} errs={errs} />
+        <p>
+          <button class="primary" type="submit">
+            Set status
+          </button>{" "}
+          <button type="button" onClick={() => ref.current?.close()}>
+            Cancel
+          </button>
+        </p>
+      </form>
+    </dialog>
+  );
+}
+
+// ----- my status log -------------------------------------------------------------------------
+
+const stamp = (ms: number) =>
+  new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }).format(ms - session.clockOffset);
+
+function StatusLog() {
+  const [rows, setRows] = useState<StatusLogEntry[]>([]);
+  const [next, setNext] = useState<string | null | undefined>(undefined);
+  const [error, setError] = useState<string | null>(null);
+  const me = session.me!;
+  const load = async (after?: string) => {
+    try {
+      const r = await session.call<StatusLogPage>("GET", `/v1/me/status-log?limit=50${after ? `&after=${encodeURIComponent(after)}` : ""}`);
+      setRows((x) => (after ? [...x, ...r.entries] : r.entries));
+      setNext(r.next);
+      setError(null);
+    } catch (e) {
+      setError(`Could not load your status log: ${(e as Error).message}`);
+    }
+  };
+  useEffect(() => void load(), []);
+  const by = (e: StatusLogEntry) =>
+    e.changed_by_agent
+      ? e.changed_by_agent === me.agent.id
+        ? "you, as admin"
+        : "an admin"
+      : e.changed_by_device
+        ? e.changed_by_device === session.deviceId
+          ? "this tab"
+          : me.sessions.find((x) => x.device.id === e.changed_by_device)?.device.name || e.changed_by_device
+        : "the server";
+  return (
+    <>
+      <p>Every change of your status, newest first: when, what, until when, why and from where.</p>
+      {error && (
+        <p class="form-error" role="alert">
+          {error}
+        </p>
+      )}
+      {next === undefined && !error ? (
+        <p>Loading…</p>
+      ) : (
+        <table>
+          <caption class="sr-only">Your status log</caption>
+          <thead>
+            <tr>
+              <th scope="col">When</th>
+              <th scope="col">Status</th>
+              <th scope="col">Until</th>
+              <th scope="col">Why</th>
+              <th scope="col">By</th>
+              <th scope="col">Note</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((e) => (
+              <tr key={e.version} data-version={e.version}>
+                <td>{stamp(e.applied_at)}</td>
+                <td>
+                  <span class={`badge ${e.status}`}>{STATUS_WORD[e.status]}</span> {customLabel(e.custom_status)}
+                </td>
+                <td>{e.until ? `${stamp(e.until)}${e.then ? `, then ${e.then}` : ""}` : ""}</td>
+                <td>{CAUSE_WORD[e.cause] || "chosen"}</td>
+                <td>{by(e)}</td>
+                <td>{e.note}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {next && (
+        <p>
+          <button type="button" onClick={() => void load(next)}>
+            Older entries
+          </button>
+        </p>
       )}
     </>
   );

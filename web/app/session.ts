@@ -8,7 +8,10 @@
 // - A status seen from any source (a PUT answer, the stream, /v1/me) replaces the shown one
 //   only when its `version` is newer, so a late answer never shows an old status.
 // - Heartbeats run in a worker (beat.ts) where the browser allows one, so a hidden tab keeps
-//   its lease; otherwise on this page's timers.
+//   its lease; otherwise on this page's timers. Each reports `idle_ms`, the time since the last
+//   pointer or key input in any dashboard tab of this browser: the page tells its worker and
+//   the other tabs (BroadcastChannel `presence-input`) at most once a second; a tab shown again
+//   counts as input, a hidden one gets none.
 // - When the server says the session has ended (a 401 from any call, or `session_ended` on the
 //   stream), everything stops and the page shows the sign-in form with the reason.
 
@@ -25,6 +28,7 @@ import type {
   SetStatusRequest,
   SetStatusResponse,
   SnapshotEvent,
+  StatusTiming,
   StatusView,
 } from "../shared/wire";
 
@@ -112,6 +116,9 @@ export class Session {
   /** When the stream last delivered bytes (pings included), for the silent-stream watchdog. */
   private lastBytes = 0;
   private watchdog = 0;
+  /** The last pointer or key input in any tab (this browser's clock). */
+  private lastInput = Date.now();
+  private inputs = typeof BroadcastChannel === "function" ? new BroadcastChannel("presence-input") : null;
 
   constructor() {
     const s = store();
@@ -121,9 +128,26 @@ export class Session {
     // tab is seen again, and reopen the stream if it dropped meanwhile.
     document.addEventListener("visibilitychange", () => {
       if (document.hidden || !this.token) return;
+      this.touch(true);
       this.heartbeat();
       if (!this.live) this.openStream();
     });
+    for (const t of ["pointerdown", "pointermove", "keydown", "wheel"]) addEventListener(t, () => this.touch(), { capture: true, passive: true });
+    if (this.inputs) this.inputs.onmessage = (e) => (this.lastInput = Math.max(this.lastInput, Number(e.data)));
+  }
+
+  /** Input in this tab: tell this tab's worker and the other tabs, at most once a second. */
+  private touch(now = false): void {
+    const at = Date.now();
+    if (!now && at - this.lastInput < 1000) return;
+    this.lastInput = at;
+    this.worker?.postMessage({ type: "input", at });
+    this.inputs?.postMessage(at);
+  }
+
+  /** The server's clock now. */
+  now(): number {
+    return Date.now() + this.clockOffset;
   }
 
   on(fn: Listener): () => void {
@@ -239,10 +263,10 @@ export class Session {
     if (!this.token) return;
     const w = this.beater();
     if (w) {
-      w.postMessage({ type: "start", token: this.token, interval: this.intervalMs });
+      w.postMessage({ type: "start", token: this.token, interval: this.intervalMs, input: this.lastInput });
       return;
     }
-    this.call<Heartbeat>("POST", "/v1/session/heartbeat", { mode: "active" } satisfies HeartbeatRequest)
+    this.call<Heartbeat>("POST", "/v1/session/heartbeat", { mode: "active", idle_ms: Date.now() - this.lastInput } satisfies HeartbeatRequest)
       .then((hb) => {
         this.intervalMs = hb.interval_ms || this.intervalMs;
         if (typeof hb.server_time === "number") this.clockOffset = hb.server_time - Date.now();
@@ -270,8 +294,10 @@ export class Session {
     }
   }
 
-  async setStatus(status: AgentStatus): Promise<void> {
+  /** Sets this agent's status, timed, custom or with a note if `t` says so. */
+  async setStatus(status: AgentStatus, t: StatusTiming = {}): Promise<void> {
     const r = await this.call<SetStatusResponse>("PUT", "/v1/me/status", {
+      ...t,
       status,
       op_id: uuid(),
       intent_at: null,

@@ -108,7 +108,7 @@ export function Field(props: {
   prefix: string;
   errs: Errors;
   field: string;
-  label: string;
+  label: ComponentChildren;
   value: string;
   onInput: (v: string) => void;
   type?: string;

@@ -1,8 +1,8 @@
-// The dashboard's sentences for a chat box view: its status and the reason, in words, with the
-// opening or closing time in the reader's own time zone ("offline because it is outside
-// opening hours; opens at 09:00").
+// The dashboard's sentences: a chat box view's status and reason in words, with the opening or
+// closing time in the reader's own time zone ("offline because it is outside opening hours;
+// opens at 09:00"); how long a timed status has left ("24 min left"); why a status changed.
 
-import type { AgentStatus, ChatboxStatus, Reason } from "../shared/wire";
+import type { AgentStatus, Cause, ChatboxStatus, Reason } from "../shared/wire";
 
 const hhmm = (ms: number) =>
   new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(ms);
@@ -51,3 +51,21 @@ export function reasonText(status: ChatboxStatus, reason: Reason, nextChangeAt: 
   }
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
+
+/** A duration in words: "45 s", "24 min", "1 h 5 min" (minutes rounded up: "1 min" until the
+ * last minute; seconds to the nearest, so a few milliseconds of clock estimate do not add one). */
+export function span(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  const m = Math.ceil(s / 60);
+  return m < 60 ? `${m} min` : `${Math.floor(m / 60)} h${m % 60 ? ` ${m % 60} min` : ""}`;
+}
+
+/** Why the last change happened, when it was not the agent's own click (null then). */
+export const CAUSE_WORD: Record<Cause, string | null> = {
+  manual: null,
+  admin: "set by an admin",
+  timer: "timer ended",
+  idle: "away: idle",
+  return: "back from idle",
+};

@@ -146,6 +146,19 @@ export interface Group {
   name: string;
 }
 
+/** One of an account's custom statuses: a named flavour of a base status ("Lunch", busy, 1 h). */
+export interface CustomStatus {
+  /** `^[a-z0-9][a-z0-9_-]{0,63}$` */
+  id: string;
+  /** 1 to 40 characters. */
+  label: string;
+  emoji: string | null;
+  /** The status an agent has while this custom status is theirs. */
+  base: AgentStatus;
+  /** How long it lasts when a change names no `duration_ms`. */
+  default_duration_ms: number | null;
+}
+
 // ----- device session ------------------------------------------------------------------------
 
 /** A session's push registration; `p256dh` and `auth` are UnifiedPush's keys only. */
@@ -180,6 +193,8 @@ export interface LoginResponse {
 /** `POST /v1/session/heartbeat` (an empty body is `active`); the answer is a {@link Heartbeat}. */
 export interface HeartbeatRequest {
   mode?: Mode;
+  /** How long the person has not touched this device (web and desktop clients send it). */
+  idle_ms?: number;
 }
 
 /** What `GET /v1/me` tells about a session's push registration (never its token). */
@@ -196,6 +211,8 @@ export interface SessionInfo {
   /** The session has an open event stream. */
   connected: boolean;
   push: PushInfo | null;
+  /** The `idle_ms` this session last reported with a heartbeat, or null. */
+  idle_ms: number | null;
 }
 
 /** `GET /v1/me` */
@@ -204,10 +221,28 @@ export interface MeResponse {
   status: StatusView;
   chatbox: ChatboxView;
   sessions: SessionInfo[];
+  /** The account's custom statuses. */
+  custom_statuses: CustomStatus[];
+}
+
+/**
+ * What a status change may say besides the status (`PUT /v1/me/status` and
+ * `PUT /v1/admin/agents/{id}/status`).
+ */
+export interface StatusTiming {
+  /** The status ends this long after its `intent_at` (1 000 to 7 days). */
+  duration_ms?: number | null;
+  /** What it becomes then; null: the status before this change (or that one's `then`). */
+  then?: AgentStatus | null;
+  /** One of the account's custom statuses, whose `base` must be `status`; with no
+   * `duration_ms` its `default_duration_ms` applies. */
+  custom_status?: string | null;
+  /** Free text for teammates, at most 100 characters. */
+  note?: string | null;
 }
 
 /** `PUT /v1/me/status`; a missing or null `intent_at` is the server's now. */
-export interface SetStatusRequest {
+export interface SetStatusRequest extends StatusTiming {
   status: AgentStatus;
   /** A UUID; the same one again returns the first answer. */
   op_id: string;
@@ -221,8 +256,22 @@ export interface SetStatusResponse {
 }
 
 /** `PUT /v1/admin/agents/{id}/status`; the answer is a {@link StatusView}. */
-export interface AdminSetStatusRequest {
+export interface AdminSetStatusRequest extends StatusTiming {
   status: AgentStatus;
+}
+
+/** One applied status change as the status log keeps it. */
+export interface StatusLogEntry extends StatusView {
+  applied_at: number;
+}
+
+/**
+ * `GET /v1/me/status-log` and `GET /v1/admin/agents/{id}/status-log` (`from`, `to`, `limit`
+ * 1 to 500, `after`): newest first; `next` asks for the page after this one (`&after=`).
+ */
+export interface StatusLogPage {
+  entries: StatusLogEntry[];
+  next: string | null;
 }
 
 // ----- event streams -------------------------------------------------------------------------
@@ -298,13 +347,23 @@ export interface Messages {
   offline_message: string | null;
 }
 
-/** `settings` of the admin account and the answer of `PUT /v1/admin/settings`: both keys of
- * each message always present. */
-export type AccountSettings = Settings & Messages;
+/** Automatic away and back: after how long without activity on every device an `online` agent
+ * is set to `idle_status`, and whether activity restores the status from before. */
+export interface IdleSettings {
+  /** Null: off; else 1 000 to 86 400 000. */
+  idle_after_ms: number | null;
+  /** `busy` or `offline`. */
+  idle_status: AgentStatus;
+  return_on_activity: boolean;
+}
+
+/** `settings` of the admin account and the answer of `PUT /v1/admin/settings`: every key
+ * always present. */
+export type AccountSettings = Settings & Messages & IdleSettings;
 
 /** `PUT /v1/admin/settings`: any subset; an absent message is unchanged, null (or blank)
- * clears it. */
-export type SettingsPatch = Partial<Settings> & Partial<Messages>;
+ * clears it; `idle_after_ms: null` turns automatic away off. */
+export type SettingsPatch = Partial<Settings> & Partial<Messages> & Partial<IdleSettings>;
 
 /** `GET /v1/admin/account` */
 export interface AdminAccountResponse {
@@ -313,6 +372,7 @@ export interface AdminAccountResponse {
   opening_hours: OpeningHours;
   settings: AccountSettings;
   agents: Agent[];
+  custom_statuses: CustomStatus[];
 }
 
 /** `POST /v1/admin/agents`; the answer is the new {@link Agent}. */

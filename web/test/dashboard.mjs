@@ -129,6 +129,10 @@ export function register(test, env) {
     }
     const js = await fetch(`${server.url}/app/app.js`, { headers: { "accept-encoding": "gzip" } });
     eq(js.status, 200, "app.js");
+    // The administration pages' script, loaded when an owner or admin opens one.
+    const admin = await fetch(`${server.url}/app/admin.js`, { headers: { "accept-encoding": "gzip" } });
+    eq([admin.status, admin.headers.get("content-encoding")], [200, "gzip"], "admin.js, gzip");
+    assert(Buffer.from(await admin.arrayBuffer()).equals(readFileSync(join(ROOT, "web", "dist", "admin.js"))), "admin.js is the committed bundle");
   });
 
   test("dashboard: the demo agents log in; the page is a web device that heartbeats and streams", async () => {
@@ -381,6 +385,7 @@ export function register(test, env) {
         eq(await page.locator("form").count(), 0, `no form on ${path}`);
       }
       await page.screenshot({ path: shotPath("dashboard-refusal") });
+      assert(!page.urls.some((u) => u.endsWith("/app/admin.js")), "an agent's page never loads the administration script");
       const r = await fetch(`${api.url}/v1/admin/account`, { headers: { authorization: `Bearer ${fay.token}` } });
       eq(r.status, 403, "the API refuses the agent too");
       eq(page.errors, [], "console errors");
@@ -624,6 +629,10 @@ export function register(test, env) {
     const { browser, server } = env();
     const acc = await account("dash-axe");
     await env().api.call("PUT", "/v1/admin/groups", acc.owner.token, [{ key: "sales", name: "Sales" }]);
+    await env().api.call("PUT", "/v1/admin/custom-statuses", acc.owner.token, [
+      { id: "lunch", label: "Lunch", emoji: "☕", base: "busy", default_duration_ms: 3600000 },
+      { id: "training", label: "Training", emoji: "✎", base: "offline", default_duration_ms: null },
+    ]);
     const ivy = await agent(acc, "Ivy", ["sales"]);
     const login = await browser.page();
     try {
@@ -639,7 +648,9 @@ export function register(test, env) {
       for (const [path, heading] of [
         ["/app/", "Chat box"],
         ["/app/devices", "My devices"],
+        ["/app/log", "My status log"],
         ["/app/admin/agents", "Agents"],
+        ["/app/admin/statuses", "Custom statuses"],
         ["/app/admin/groups", "Groups"],
         ["/app/admin/hours", "Opening hours"],
         ["/app/admin/settings", "Settings"],
@@ -652,8 +663,14 @@ export function register(test, env) {
       }
       await owner.getByRole("button", { name: /Change status/ }).click();
       await owner.getByRole("menu").waitFor();
+      await owner.getByRole("menuitemradio", { name: /Lunch/ }).waitFor();
       await audit(owner, "the open status menu");
       await owner.screenshot({ path: shotPath("dashboard-status-menu") });
+      await owner.getByRole("menuitem", { name: "Set a status with a note…" }).click();
+      await owner.getByRole("dialog", { name: "Set your status" }).waitFor();
+      await audit(owner, "the set-status dialog");
+      await owner.keyboard.press("Escape");
+      await owner.getByRole("dialog").waitFor({ state: "hidden" });
     } finally {
       await owner.closeAll();
     }
@@ -663,6 +680,340 @@ export function register(test, env) {
       await audit(agentPage, "the refusal");
     } finally {
       await agentPage.closeAll();
+    }
+  });
+
+  /** An agent with no session of its own (the page is its only device). */
+  async function loneAgent(acc, name, role = "agent") {
+    const email = `${name.toLowerCase()}@${acc.slug}.test`;
+    const password = `${name.toLowerCase()}-pass-123`;
+    const r = await env().api.call("POST", "/v1/admin/agents", acc.owner.token, { name, email, password, groups: [], role });
+    return { id: r.body.id, slug: acc.slug, email, password };
+  }
+
+  const chip = (page) => page.locator("#my-status-detail").textContent();
+
+  test("dashboard: a timed busy counts down in the chip and reverts at its end with cause timer", async () => {
+    const acc = await account("dash-timed");
+    const lu = await agent(acc, "Lu");
+    const page = await signIn(lu);
+    const puts = [];
+    page.on("request", (r) => r.url().endsWith("/v1/me/status") && r.method() === "PUT" && puts.push(r.postDataJSON()));
+    try {
+      // From the menu: busy for 15 minutes.
+      await pickStatus(page, "Online");
+      await until("online", async () => (await me(lu.token)).status.status === "online");
+      await page.getByRole("button", { name: /Change status/ }).click();
+      await page.getByRole("menuitem", { name: "Busy for 15 min" }).click();
+      const st = await until("a timed busy on the server", async () => {
+        const s = (await me(lu.token)).status;
+        return s.status === "busy" && s.until && s;
+      });
+      eq(st.until - st.intent_at, 900000, "15 minutes from the change");
+      eq(puts.at(-1).duration_ms, 900000, "the PUT's duration_ms");
+      await until("the chip to say 15 min left, then online", async () => /15 min left · then online/.test(await chip(page)));
+      // Another device: busy for 4 s. The chip counts down live, then the timer ends it.
+      await env().api.call("PUT", "/v1/me/status", lu.token, { status: "busy", op_id: crypto.randomUUID(), duration_ms: 4000, then: "online" });
+      const first = await until("seconds left in the chip", async () => Number((/(\d+) s left/.exec(await chip(page)) || [])[1]));
+      await page.screenshot({ path: shotPath("dashboard-timed-status") });
+      await until("the chip to count down", async () => {
+        const n = Number((/(\d+) s left/.exec(await chip(page)) || [])[1]);
+        return n && n < first;
+      });
+      await until("the timer to end the busy", async () => (await page.locator("#my-status").textContent()) === "Online", 10000);
+      eq(await chip(page), "timer ended", "the chip says why");
+      const after = (await me(lu.token)).status;
+      eq([after.status, after.cause, after.until], ["online", "timer", null], "the status after the timer");
+      await until("the chat box page to say why", async () => (await page.locator("#overview-detail").textContent()) === "Timer ended");
+      eq(page.errors, [], "console errors");
+    } finally {
+      await page.closeAll();
+    }
+  });
+
+  test("dashboard: busy until a chosen time with then and a note; a note over 100 characters shows its error", async () => {
+    const acc = await account("dash-until");
+    const mo = await agent(acc, "Mo");
+    const page = await signIn(mo);
+    try {
+      await page.getByRole("button", { name: /Change status/ }).click();
+      await page.getByRole("menuitem", { name: "Busy until a time…" }).click();
+      const dialog = page.getByRole("dialog", { name: "Set your status" });
+      await dialog.waitFor();
+      const at = new Date(Date.now() + 3 * 60000);
+      const hhmm = at.toISOString().slice(11, 16); // the page runs in UTC
+      await dialog.getByLabel("Until (time)").fill(hhmm);
+      await dialog.getByLabel("Then").selectOption("offline");
+      const long = "n".repeat(101);
+      await dialog.getByLabel("Note for your teammates").fill(long);
+      await dialog.getByText("101/100 characters").waitFor();
+      await dialog.getByRole("button", { name: "Set status" }).click();
+      const note = dialog.getByLabel("Note for your teammates");
+      await until("the note marked invalid", async () => (await note.getAttribute("aria-invalid")) === "true");
+      await dialog.getByText("note: at most 100 characters").waitFor();
+      eq(await note.inputValue(), long, "the note keeps what was typed");
+      eq(await dialog.getByLabel("Until (time)").inputValue(), hhmm, "the time is kept");
+      await page.screenshot({ path: shotPath("dashboard-set-status") });
+      await note.fill("In the quarterly review");
+      await dialog.getByRole("button", { name: "Set status" }).click();
+      await dialog.waitFor({ state: "hidden" });
+      const st = await until("the timed busy", async () => {
+        const s = (await me(mo.token)).status;
+        return s.status === "busy" && s.until && s;
+      });
+      const want = Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), at.getUTCDate(), at.getUTCHours(), at.getUTCMinutes());
+      assert(Math.abs(st.until - want) < 2000, `until ${st.until} is the chosen ${hhmm} (${want})`);
+      eq([st.then, st.note, st.cause], ["offline", "In the quarterly review", "manual"], "then, note and cause");
+      await until("the chip's then", async () => /min left · then offline/.test(await chip(page)));
+      await page.getByText("Note: In the quarterly review").waitFor();
+      eq(page.errors.filter((e) => !/status of 422/.test(e)), [], "console errors besides the 422");
+    } finally {
+      await page.closeAll();
+    }
+  });
+
+  test("dashboard: admin adds, edits and removes custom statuses (a bad id shown at its field); agents pick one from the menu", async () => {
+    const acc = await account("dash-custom");
+    const owner = { slug: acc.slug, email: acc.owner.email, password: acc.owner.password };
+    const nia = await agent(acc, "Nia");
+    const page = await signIn(owner, "/app/admin/statuses");
+    const agentPage = await signIn(nia);
+    try {
+      await page.getByRole("heading", { name: "Custom statuses", level: 1 }).waitFor();
+      await page.getByRole("button", { name: "Add a custom status" }).click();
+      await page.getByLabel("Status 1 label").fill("Lunch");
+      await page.getByLabel("Status 1 emoji").fill("☕");
+      await page.getByLabel("Status 1 id").fill("lunch");
+      await page.getByLabel("Status 1 base").selectOption("busy");
+      await page.getByLabel("Status 1 default duration (minutes)").fill("60");
+      await page.getByRole("button", { name: "Add a custom status" }).click();
+      await page.getByLabel("Status 2 label").fill("In a meeting");
+      await page.getByLabel("Status 2 id").fill("In Meeting");
+      await page.getByRole("button", { name: "Save custom statuses" }).click();
+      const id2 = page.getByLabel("Status 2 id");
+      await until("the bad id marked invalid", async () => (await id2.getAttribute("aria-invalid")) === "true");
+      await page.getByText(/^\[1\]\.id: lowercase letters/).waitFor();
+      eq(await page.getByLabel("Status 2 label").inputValue(), "In a meeting", "the rows keep their content");
+      await page.screenshot({ path: shotPath("dashboard-custom-status-error"), fullPage: true });
+      await id2.fill("meeting");
+      await page.getByRole("button", { name: "Save custom statuses" }).click();
+      await page.getByText("Custom statuses saved.").waitFor();
+      const list = async () => (await env().api.call("GET", "/v1/admin/account", acc.owner.token)).body.custom_statuses;
+      eq(await list(), [
+        { id: "lunch", label: "Lunch", emoji: "☕", base: "busy", default_duration_ms: 3600000 },
+        { id: "meeting", label: "In a meeting", emoji: null, base: "busy", default_duration_ms: null },
+      ], "the saved set");
+      await page.screenshot({ path: shotPath("dashboard-custom-statuses"), fullPage: true });
+      // The agent's menu lists them; choosing one applies its default duration.
+      await agentPage.getByRole("button", { name: /Change status/ }).click();
+      const lunch = agentPage.getByRole("menuitemradio", { name: /☕ Lunch/ });
+      await lunch.waitFor();
+      await agentPage.screenshot({ path: shotPath("dashboard-status-menu-custom") });
+      await lunch.click();
+      const st = await until("the custom status on the server", async () => {
+        const s = (await me(nia.token)).status;
+        return s.custom_status === "lunch" && s;
+      });
+      eq([st.status, st.until - st.intent_at], ["busy", 3600000], "its base status and default duration");
+      await until("the chip to name it", async () => /☕ Lunch · 1 h left/.test(await chip(agentPage)));
+      // Edit one, remove the other.
+      await page.getByLabel("Status 1 label").fill("Long lunch");
+      await page.getByRole("button", { name: "Remove custom status 2" }).click();
+      await page.getByRole("button", { name: "Save custom statuses" }).click();
+      await page.getByText("Custom statuses saved.").waitFor();
+      eq((await list()).map((c) => [c.id, c.label]), [["lunch", "Long lunch"]], "edited and removed");
+      eq(page.errors.filter((e) => !/status of 422/.test(e)), [], "console errors besides the 422");
+      eq(agentPage.errors, [], "the agent's console errors");
+    } finally {
+      await agentPage.closeAll();
+      await page.closeAll();
+    }
+  });
+
+  test("dashboard: admin sets an agent busy for 30 min with a note; the agent's chip says set by an admin", async () => {
+    const acc = await account("dash-admin-timed");
+    const owner = { slug: acc.slug, email: acc.owner.email, password: acc.owner.password };
+    const oz = await agent(acc, "Oz");
+    const page = await signIn(owner, "/app/admin/agents");
+    const ozPage = await signIn(oz);
+    try {
+      await page.getByLabel("Status for Oz").selectOption("busy");
+      await page.getByLabel("How long for Oz").selectOption({ label: "30 min" });
+      await page.getByLabel("Note for Oz").fill("x".repeat(120));
+      await page.getByRole("button", { name: "Set status of Oz" }).click();
+      const noteField = page.getByLabel("Note for Oz");
+      await until("the admin's note marked invalid", async () => (await noteField.getAttribute("aria-invalid")) === "true");
+      await page.getByText("note: at most 100 characters").waitFor();
+      await noteField.fill("Covering the phones");
+      await page.getByRole("button", { name: "Set status of Oz" }).click();
+      await page.getByText("Oz is now busy for 30 min.").waitFor();
+      const st = (await me(oz.token)).status;
+      eq([st.status, st.cause, st.note, st.until - st.intent_at], ["busy", "admin", "Covering the phones", 1800000], "the admin's change");
+      assert(st.changed_by_agent, "changed_by_agent names the admin");
+      await until("Oz's chip", async () => /30 min left · then offline · set by an admin/.test(await chip(ozPage)));
+      await ozPage.getByText("Note: Covering the phones").waitFor();
+      eq(ozPage.errors, [], "console errors");
+    } finally {
+      await ozPage.closeAll();
+      await page.closeAll();
+    }
+  });
+
+  test("dashboard: automatic away settings are saved, with the server's error at the field", async () => {
+    const acc = await account("dash-idle-settings");
+    const owner = { slug: acc.slug, email: acc.owner.email, password: acc.owner.password };
+    const page = await signIn(owner, "/app/admin/settings");
+    try {
+      const after = page.getByLabel("Away after (minutes idle; empty: off)");
+      await after.fill("0.001");
+      await page.getByRole("button", { name: "Save settings" }).click();
+      await until("the idle time marked invalid", async () => (await after.getAttribute("aria-invalid")) === "true");
+      await page.getByText(/^idle_after_ms: must be null \(off\) or between 1000 and 86400000/).waitFor();
+      await after.fill("5");
+      await page.getByLabel("Away status").selectOption("offline");
+      await page.getByLabel("Back to the status before on activity").uncheck();
+      await page.getByRole("button", { name: "Save settings" }).click();
+      await page.getByText("Settings saved.").waitFor();
+      const s = (await env().api.call("GET", "/v1/admin/account", acc.owner.token)).body.settings;
+      eq([s.idle_after_ms, s.idle_status, s.return_on_activity], [300000, "offline", false], "the idle settings on the server");
+      await page.locator('section[aria-labelledby="idle-h"]').screenshot({ path: shotPath("dashboard-automatic-away") });
+      await page.reload();
+      await until("the saved minutes shown", async () => (await page.getByLabel("Away after (minutes idle; empty: off)").inputValue()) === "5");
+      await after.fill("");
+      await page.getByRole("button", { name: "Save settings" }).click();
+      await page.getByText("Settings saved.").waitFor();
+      eq((await env().api.call("GET", "/v1/admin/account", acc.owner.token)).body.settings.idle_after_ms, null, "empty turns it off");
+      eq(page.errors.filter((e) => !/status of 422/.test(e)), [], "console errors besides the 422");
+    } finally {
+      await page.closeAll();
+    }
+  });
+
+  test("dashboard: heartbeats report idle_ms; a hidden tab goes idle (busy, cause idle) and is back on activity", async () => {
+    const { api } = env();
+    const acc = await account("dash-idle");
+    await api.call("PUT", "/v1/admin/settings", acc.owner.token, { active_interval_ms: 500, active_ttl_ms: 5000, idle_after_ms: 3000, idle_status: "busy", return_on_activity: true });
+    const pia = await loneAgent(acc, "Pia");
+    const page = await signIn(pia);
+    const beats = [];
+    page.context().on("request", (r) => r.url().endsWith("/v1/session/heartbeat") && beats.push({ t: Date.now(), body: r.postDataJSON() }));
+    try {
+      await pickStatus(page, "Online");
+      await until("heartbeats with idle_ms", () => beats.some((b) => typeof b.body?.idle_ms === "number"), 5000);
+      // Input keeps idle_ms small.
+      for (let i = 0; i < 4; i++) {
+        await page.mouse.move(100 + i * 40, 200);
+        const n = beats.length;
+        await until("the next heartbeat", () => beats.length > n, 5000);
+      }
+      assert(beats.at(-1).body.idle_ms < 3000, `idle_ms after input: ${JSON.stringify(beats.at(-1))}`);
+      // Hidden: no input reaches the tab; its idle time grows until the server sets it away.
+      await page.evaluate(() => {
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+        document.dispatchEvent(new Event("visibilitychange"));
+      });
+      await until("a heartbeat reporting 3 s idle", () => beats.some((b) => b.body?.idle_ms >= 3000), 10000);
+      const web = await until("the web session's idle_ms in /v1/me", async () => {
+        const r = await fetch(`${api.url}/v1/me`, { headers: { authorization: `Bearer ${await page.evaluate(() => sessionStorage.getItem("presence.token"))}` } });
+        const s = (await r.json()).sessions.find((x) => x.device.platform === "web");
+        return s && s.idle_ms >= 3000 && s;
+      }, 10000);
+      assert(web.idle_ms >= 3000, "reported idle");
+      await until("the page to show busy, away: idle", async () => (await page.locator("#my-status").textContent()) === "Busy" && /away: idle/.test(await chip(page)), 10000);
+      await page.screenshot({ path: shotPath("dashboard-idle") });
+      // Shown again and touched: the status before comes back, cause return.
+      await page.evaluate(() => {
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
+        document.dispatchEvent(new Event("visibilitychange"));
+      });
+      await page.mouse.move(300, 300);
+      await until("the page to show online, back from idle", async () => (await page.locator("#my-status").textContent()) === "Online" && /back from idle/.test(await chip(page)), 10000);
+      eq(page.errors, [], "console errors");
+    } finally {
+      await page.closeAll();
+    }
+  });
+
+  test("dashboard: input in one dashboard tab counts for every tab of the browser; a hidden tab alone grows idle", async () => {
+    const { api } = env();
+    const acc = await account("dash-idle-tabs");
+    await api.call("PUT", "/v1/admin/settings", acc.owner.token, { active_interval_ms: 500, active_ttl_ms: 5000 });
+    const rae = await loneAgent(acc, "Rae");
+    const a = await signIn(rae);
+    // A second tab of the same browser (its own device: one device id per tab).
+    const b = await a.context().newPage();
+    b.errors = [];
+    b.on("console", (m) => m.type() === "error" && b.errors.push(m.text()));
+    b.on("pageerror", (e) => b.errors.push(e.message));
+    try {
+      await b.goto(`${env().server.url}/app/`);
+      await b.getByLabel("Account").fill(rae.slug);
+      await b.getByLabel("Email").fill(rae.email);
+      await b.getByLabel("Password").fill(rae.password);
+      await b.getByRole("button", { name: "Sign in" }).click();
+      await b.getByRole("button", { name: /Change status/ }).waitFor();
+      const tokenA = await a.evaluate(() => sessionStorage.getItem("presence.token"));
+      const beatsA = [];
+      a.context().on("request", (r) => {
+        if (r.url().endsWith("/v1/session/heartbeat") && r.headers().authorization === `Bearer ${tokenA}`) beatsA.push({ t: Date.now(), idle: r.postDataJSON().idle_ms });
+      });
+      await a.evaluate(() => {
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+        document.dispatchEvent(new Event("visibilitychange"));
+      });
+      // Nobody touches either tab: the hidden tab's idle time grows past 2 s.
+      await until("tab A to report 2 s idle", () => beatsA.some((x) => x.idle >= 2000), 10000);
+      // Input in tab B (the pointer kept moving there): tab A, still hidden, reports it.
+      const since = Date.now();
+      const hit = await until("tab A to report tab B's input", async () => {
+        await b.mouse.move(50 + Math.round(Math.random() * 200), 150);
+        return beatsA.find((x) => x.t > since && x.idle < 1500);
+      }, 10000, 200);
+      assert(await a.evaluate(() => document.hidden), `tab A is still hidden when it reports ${hit.idle} ms idle`);
+      eq([...a.errors, ...b.errors], [], "console errors");
+    } finally {
+      await a.closeAll();
+    }
+  });
+
+  test("dashboard: my status log lists every change newest first, with cause, note, until and by whom, paged", async () => {
+    const { api } = env();
+    const acc = await account("dash-log");
+    const qi = await agent(acc, "Qi");
+    const page = await signIn(qi);
+    try {
+      await pickStatus(page, "Online");
+      await until("online", async () => (await me(qi.token)).status.status === "online");
+      for (let i = 0; i < 52; i++) await api.setStatus(qi.token, i % 2 ? "online" : "busy");
+      await api.call("PUT", "/v1/me/status", qi.token, { status: "busy", op_id: crypto.randomUUID(), duration_ms: 3600000, note: "Writing the report" });
+      const qiId = (await me(qi.token)).agent.id;
+      await api.call("PUT", `/v1/admin/agents/${qiId}/status`, acc.owner.token, { status: "offline" });
+      await until("the page to follow", async () => (await page.locator("#my-status").textContent()) === "Offline");
+      await page.getByRole("button", { name: /Change status/ }).click();
+      await page.getByRole("menuitem", { name: "My status log" }).click();
+      await page.getByRole("heading", { name: "My status log", level: 1 }).waitFor();
+      const rows = page.locator("tbody tr");
+      await until("the first page of 50", async () => (await rows.count()) === 50);
+      const first = await rows.nth(0).textContent();
+      assert(/Offline/.test(first) && /set by an admin/.test(first) && /an admin/.test(first), `newest entry: ${first}`);
+      const second = await rows.nth(1).textContent();
+      assert(/Busy/.test(second) && /Writing the report/.test(second) && /Qi-phone/.test(second) && /chosen/.test(second), `second entry: ${second}`);
+      await page.screenshot({ path: shotPath("dashboard-status-log") });
+      await page.getByRole("button", { name: "Older entries" }).click();
+      const total = await until("the older entries", async () => {
+        const n = await rows.count();
+        return n > 50 && n;
+      });
+      const versions = await rows.evaluateAll((xs) => xs.map((x) => Number(x.dataset.version)));
+      eq(versions, [...versions].sort((a, b) => b - a), "newest first, no repeats");
+      assert(new Set(versions).size === total && total >= 55, `${total} entries in all`);
+      assert((await rows.filter({ hasText: "this tab" }).count()) >= 1, "the change made in this tab says so");
+      eq(page.errors, [], "console errors");
+    } finally {
+      await page.closeAll();
     }
   });
 

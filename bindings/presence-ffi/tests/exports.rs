@@ -9,8 +9,8 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use presence_ffi::{
-    AgentStatus, ClientConfig, ClientSnapshot, ClientTuning, DeviceInfo, Platform, PresenceClient,
-    PresenceError, PresenceListener, SessionState,
+    AgentStatus, Cause, ClientConfig, ClientSnapshot, ClientTuning, DeviceInfo, Platform,
+    PresenceClient, PresenceError, PresenceListener, SessionState, StatusRequest,
 };
 
 /// Polls `fut` on this thread, parking between wake-ups. No tokio anywhere.
@@ -201,4 +201,57 @@ fn a_client_released_on_a_plain_thread_while_working_does_not_panic() {
         .unwrap()
         .join()
         .expect("dropping the client panicked");
+}
+
+#[test]
+fn timed_status_activity_and_log_exports_cross_from_a_plain_thread() {
+    let server = server();
+    let creds = server.create_account("ffi-timed");
+    let dir = tempfile::tempdir().unwrap();
+    let client = block_on(PresenceClient::open(config(&server.url, dir.path()))).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    client.set_listener(Some(recorder.clone()));
+    block_on(client.login(creds.account, creds.email, creds.password)).unwrap();
+    // Not async: a plain call from any thread.
+    client.report_idle(Some(0));
+
+    block_on(client.set_status_with(StatusRequest {
+        status: AgentStatus::Busy,
+        duration_ms: Some(600_000),
+        then: Some(AgentStatus::Online),
+        custom_status: None,
+        note: Some("dentist".into()),
+    }))
+    .unwrap();
+    let until = client.snapshot().status.unwrap().until.expect("until");
+    recorder.wait_for("the timed busy confirmed", |s| {
+        s.status.as_ref().is_some_and(|st| {
+            !st.pending && st.confirmed == AgentStatus::Busy && st.until == Some(until)
+        })
+    });
+
+    let page = block_on(client.status_log(Some(10), None)).unwrap();
+    let e = &page.entries[0];
+    assert_eq!(e.status, AgentStatus::Busy);
+    assert_eq!((e.until, e.then), (Some(until), Some(AgentStatus::Online)));
+    assert_eq!(e.note.as_deref(), Some("dentist"));
+    assert_eq!(e.cause, Cause::Manual);
+    assert_eq!(e.intent_at, until - 600_000);
+    assert!(e.applied_at >= e.intent_at);
+
+    match block_on(client.set_status_with(StatusRequest {
+        status: AgentStatus::Busy,
+        duration_ms: Some(1),
+        then: None,
+        custom_status: None,
+        note: None,
+    })) {
+        Err(PresenceError::InvalidInput { detail }) => assert!(detail.starts_with("duration_ms")),
+        other => panic!("a 1 ms status gave {other:?}"),
+    }
+    match block_on(client.status_log(Some(0), None)) {
+        Err(PresenceError::InvalidInput { detail }) => assert!(detail.starts_with("limit")),
+        other => panic!("a limit of 0 gave {other:?}"),
+    }
+    block_on(client.shutdown());
 }

@@ -13,7 +13,8 @@
 //!   style): the same policy a site owner is told to use, so the demo proves it works.
 //! - The dashboard is one page: every address under `/app/` that is not one of its files
 //!   answers the same `index.html` (the page routes itself, so each view is bookmarkable), under
-//!   [`APP_CSP`]. Its script and stylesheet are sent gzip when accepted.
+//!   [`APP_CSP`]. Its scripts (the administration pages are a second one, `admin.js`, loaded
+//!   when an owner or admin opens one) and stylesheet are sent gzip when accepted.
 
 use std::sync::LazyLock;
 
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/app.js", app_file(&APP_JS))
         .route("/app/app.css", app_file(&APP_CSS))
         .route("/app/beat.js", app_file(&APP_BEAT_JS))
+        .route("/app/admin.js", app_file(&APP_ADMIN_JS))
         .route("/app/favicon.svg", app_file(&DEMO_ICON))
         // Every other address under `/app/` is the dashboard's page, which routes itself.
         .route("/app/{*view}", app_file(&APP_HTML))
@@ -132,6 +134,17 @@ pub static APP_CSS: Asset = asset!(
         "/../web/dist/app.css.gz"
     ))),
     "text/css; charset=utf-8",
+    "no-cache"
+);
+
+/// The dashboard's administration pages, loaded only when an owner or admin opens one.
+static APP_ADMIN_JS: Asset = asset!(
+    "dist/admin.js",
+    Some(include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../web/dist/admin.js.gz"
+    ))),
+    "text/javascript; charset=utf-8",
     "no-cache"
 );
 

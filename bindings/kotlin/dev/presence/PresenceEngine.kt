@@ -57,6 +57,19 @@ class PresenceEngine private constructor(
     /** Returns once the change is stored durably; delivery continues in the background. */
     suspend fun setStatus(status: AgentStatus) = live { client.setStatus(status) }
 
+    /**
+     * A status with a duration, what follows, a custom status or a note; stored durably like
+     * [setStatus]. A duration or note out of bounds throws `PresenceException.InvalidInput`.
+     */
+    suspend fun setStatusWith(request: StatusRequest) = live { client.setStatusWith(request) }
+
+    /** Desktop apps: how long the user has not touched the device (0 on input); null stops it. */
+    fun reportIdle(idleMs: Long?) = live { client.reportIdle(idleMs?.coerceAtLeast(0)?.toULong()) }
+
+    /** One page of the agent's status log, newest first; pass [StatusLogPage.next] as [after]. */
+    suspend fun statusLog(limit: Int? = null, after: String? = null): StatusLogPage =
+        live { client.statusLog(limit?.coerceAtLeast(0)?.toUInt(), after) }
+
     suspend fun setLifecycle(lifecycle: Lifecycle) = live { client.setLifecycle(lifecycle) }
 
     suspend fun setNetworkAvailable(available: Boolean) = live { client.setNetworkAvailable(available) }
