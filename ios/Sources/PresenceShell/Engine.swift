@@ -43,8 +43,7 @@ public final class RustEngine: ShellEngine, @unchecked Sendable {
     }
     public func logout() async throws { try await inner.logout() }
     public func setStatus(_ status: AgentStatus) async throws { try await inner.setStatus(status) }
-    // The bindings' wrapper has no shorthand for this one: the generated client directly.
-    public func setStatusWith(_ request: StatusRequest) async throws { try await inner.client.setStatusWith(request: request) }
+    public func setStatusWith(_ request: StatusRequest) async throws { try await inner.setStatusWith(request) }
     public func setLifecycle(_ lifecycle: Lifecycle) async { await inner.setLifecycle(lifecycle) }
     public func setNetworkAvailable(_ available: Bool) async { await inner.setNetworkAvailable(available) }
     public func handlePush(userInfo: [AnyHashable: Any]) async throws { try await inner.handlePush(userInfo: userInfo) }

@@ -55,8 +55,7 @@ class RustEngine(val inner: PresenceEngine) : Engine {
     override suspend fun login(account: String, email: String, password: String) = inner.login(account, email, password)
     override suspend fun logout() = inner.logout()
     override suspend fun setStatus(status: AgentStatus) = inner.setStatus(status)
-    // The bindings' wrapper has no shorthand for this one: the generated client directly.
-    override suspend fun setStatusWith(request: StatusRequest) = inner.client.setStatusWith(request)
+    override suspend fun setStatusWith(request: StatusRequest) = inner.setStatusWith(request)
     override suspend fun setLifecycle(lifecycle: Lifecycle) = inner.setLifecycle(lifecycle)
     override suspend fun setNetworkAvailable(available: Boolean) = inner.setNetworkAvailable(available)
     override suspend fun handlePush(payload: String) = inner.handlePush(payload)
