@@ -14,7 +14,7 @@ struct ToggleView: View {
     @State private var note = ""
     /// The status whose end is being picked ("Busy until…"), and the time picked.
     @State private var askingUntil: AgentStatus?
-    @State private var until = Date().addingTimeInterval(3600)
+    @State private var until = Date()
 
     var body: some View {
         Form {
@@ -83,7 +83,9 @@ struct ToggleView: View {
     private func pick(_ option: Option) {
         switch option {
         case .send(_, let choice): send { await $0.choose(choice) }
-        case .askTime(_, let status): askingUntil = status
+        case .askTime(_, let status):
+            until = Date().addingTimeInterval(3600)
+            askingUntil = status
         }
     }
 
