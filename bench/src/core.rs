@@ -201,6 +201,7 @@ async fn run(
             .wait_for(wait, |s| {
                 s.outbox.pending == 0
                     && s.status
+                        .as_ref()
                         .is_some_and(|st| !st.pending && st.confirmed == last)
             })
             .await

@@ -154,10 +154,11 @@ pub(crate) struct EngineParts {
 /// lifecycle and network the OS reported, what the UI shows of errors), and one field per
 /// sub-machine, each defined beside its documentation and its handlers:
 ///
-/// - [`Session`] (`session.rs`): login, logout, expiry, pushes, the `/v1/me` refresh and
-///   the status and chat box as last heard;
-/// - [`Outbox`] (`outbox.rs`): the durable queue of changes;
-/// - [`Heartbeats`] (`heartbeat.rs`): the lease;
+/// - [`Session`] (`session.rs`): login, logout, expiry, pushes, the `/v1/me` refresh, the
+///   status, chat box and custom statuses as last heard, status log reads;
+/// - [`Outbox`] (`outbox.rs`): the durable queue of changes (a pending status change is
+///   shown through `status.rs`);
+/// - [`Heartbeats`] (`heartbeat.rs`): the lease, and the activity reports it carries;
 /// - [`EventStream`] (`stream.rs`): `/v1/me/events`.
 ///
 /// Fields are `pub(crate)` because each sub-machine's handlers are `impl Engine` blocks in

@@ -24,11 +24,14 @@
 //! - **One owner.** The actor task owns all state; the handle only sends it commands. Network
 //!   requests run in their own tasks and report back, so a hung server never delays a
 //!   `set_status` from being stored.
-//! - **Durable before acknowledged.** [`PresenceClient::set_status`] returns only after the
-//!   change is committed to SQLite with `synchronous=FULL`; a crash after that loses nothing.
+//! - **Durable before acknowledged.** [`PresenceClient::set_status`] (and
+//!   [`set_status_with`](PresenceClient::set_status_with), for a timed, custom or annotated
+//!   change) returns only after the change is committed to SQLite with `synchronous=FULL`; a
+//!   crash after that loses nothing.
 //! - **Latest intent wins.** Each change carries `intent_at` on the server's clock, estimated
 //!   from every response ([`clock`]), so a device whose clock is hours off still orders its
-//!   changes correctly against the agent's other devices.
+//!   changes correctly against the agent's other devices, and a timed change ends at
+//!   `intent_at + duration_ms` however late it is delivered.
 //! - **Tokio's clock only.** Every timer (heartbeats, retries, reconnects, timeouts) uses
 //!   `tokio::time`, so tests run with paused time.
 //!

@@ -110,6 +110,7 @@ impl From<BackendError> for ApiError {
         match e {
             BackendError::NotFound(_) => ApiError::new(ErrorCode::NotFound, detail),
             BackendError::Conflict(_) => ApiError::new(ErrorCode::Conflict, detail),
+            BackendError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, detail),
             BackendError::InvalidField { .. } => ApiError::new(ErrorCode::InvalidField, detail),
             BackendError::UnknownToken => ApiError::new(ErrorCode::Unauthorized, detail),
             BackendError::SessionEnded => ApiError::new(ErrorCode::SessionExpired, detail),

@@ -25,11 +25,15 @@ struct Args {
     #[arg(long, env = "PRESENCE_DATA_DIR", default_value = "./presence-data")]
     data_dir: PathBuf,
     /// Bearer token for POST /v1/accounts (account creation is off without it).
-    #[arg(long, env = "PRESENCE_ADMIN_TOKEN")]
+    #[arg(long, env = "PRESENCE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Create the demo account if missing and print its credentials.
+    /// Create the demo account if missing and print its credentials. Its passwords are
+    /// well known: on an address other than loopback it needs --demo-public too.
     #[arg(long, env = "PRESENCE_DEMO")]
     demo: bool,
+    /// Allow --demo on an address other than loopback.
+    #[arg(long, env = "PRESENCE_DEMO_PUBLIC")]
+    demo_public: bool,
     /// Default heartbeat interval for new accounts.
     #[arg(long, env = "PRESENCE_ACTIVE_INTERVAL_MS", default_value_t = 20_000)]
     active_interval_ms: i64,
@@ -125,13 +129,19 @@ struct Args {
     history_retention_ms: u64,
     /// Cluster mode: the PostgreSQL that holds what must survive (with --redis-url). Any
     /// number of nodes may share it.
-    #[arg(long, env = "PRESENCE_POSTGRES_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "PRESENCE_POSTGRES_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     postgres_url: Option<String>,
     /// Cluster mode: the Redis that holds the hot state and carries events between nodes
     /// (with --postgres-url).
     #[arg(
         long,
         env = "PRESENCE_REDIS_URL",
+        hide_env_values = true,
         value_name = "URL",
         value_delimiter = ','
     )]
@@ -180,6 +190,14 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.demo && !args.listen.ip().is_loopback() && !args.demo_public {
+        eprintln!(
+            "presence-server: --demo creates accounts with well-known passwords; on {} it \
+             needs --demo-public too",
+            args.listen
+        );
+        return ExitCode::from(2);
+    }
     let mut admin_token = args.admin_token.clone();
     if args.demo && admin_token.is_none() {
         admin_token = Some(presence_server::auth::new_token());

@@ -103,7 +103,24 @@ pub fn op_id(s: &str) -> BackendResult<()> {
         .map_err(|_| BackendError::invalid_field("op_id", "must be a UUID"))
 }
 
-/// An agent's group keys: each must exist in the account; duplicates are dropped.
+/// The most groups an account has (more is a conflict), and an agent belongs to.
+pub const MAX_GROUPS: usize = 200;
+pub const MAX_GROUPS_PER_AGENT: usize = 50;
+
+/// A key chosen by a user that ends up in URLs, markup and embed snippets (group keys,
+/// custom status ids): `^[a-z0-9][a-z0-9_-]{0,63}$`.
+pub fn key_ok(key: &str) -> bool {
+    let mut chars = key.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && key.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// An agent's group keys: each must exist in the account; duplicates are dropped; at most
+/// [`MAX_GROUPS_PER_AGENT`].
 pub fn agent_groups(keys: &[String], known: &[Group]) -> BackendResult<Vec<String>> {
     let mut out: Vec<String> = Vec::with_capacity(keys.len());
     for k in keys {
@@ -117,6 +134,12 @@ pub fn agent_groups(keys: &[String], known: &[Group]) -> BackendResult<Vec<Strin
             out.push(k.clone());
         }
     }
+    if out.len() > MAX_GROUPS_PER_AGENT {
+        return Err(BackendError::invalid_field(
+            "groups",
+            format!("at most {MAX_GROUPS_PER_AGENT} groups per agent"),
+        ));
+    }
     Ok(out)
 }
 
@@ -124,13 +147,10 @@ pub fn agent_groups(keys: &[String], known: &[Group]) -> BackendResult<Vec<Strin
 pub fn groups(groups: Vec<Group>) -> BackendResult<Vec<Group>> {
     let mut seen = HashSet::new();
     for (i, g) in groups.iter().enumerate() {
-        let ok_key = !g.key.is_empty()
-            && g.key.len() <= 64
-            && !g.key.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !ok_key {
+        if !key_ok(&g.key) {
             return Err(BackendError::invalid_field(
                 &format!("[{i}].key"),
-                "use 1-64 characters without spaces",
+                "use 1-64 of a-z, 0-9, _ and -, starting with a letter or digit",
             ));
         }
         name(&format!("[{i}].name"), &g.name)?;
@@ -141,11 +161,10 @@ pub fn groups(groups: Vec<Group>) -> BackendResult<Vec<Group>> {
             ));
         }
     }
-    if groups.len() > 1000 {
-        return Err(BackendError::invalid_field(
-            "groups",
-            "more than 1000 groups",
-        ));
+    if groups.len() > MAX_GROUPS {
+        return Err(BackendError::conflict(format!(
+            "an account has at most {MAX_GROUPS} groups"
+        )));
     }
     Ok(groups)
 }

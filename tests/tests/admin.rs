@@ -609,3 +609,144 @@ async fn other_tenants_agent_cannot_be_patched_or_deleted() {
     // Beta's agent still logs in.
     api.login_agent(&b, "bob", "bob-dev").await;
 }
+
+#[tokio::test]
+async fn only_an_owner_grants_owner_or_changes_or_removes_an_owner() {
+    let s = TestServer::start().await;
+    let api = s.api();
+    let acc = api.create_account("acme").await;
+    let r = api
+        .post(
+            "/v1/admin/agents",
+            Some(&acc.owner_token),
+            json!({"name": "Ada", "email": "ada@acme.test", "password": "pw-ada-admin",
+                   "role": "admin"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ada_id = r.body["id"].as_str().unwrap().to_owned();
+    let ada = api
+        .login("acme", "ada@acme.test", "pw-ada-admin", "ada-desk")
+        .await;
+    let owner_path = format!("/v1/admin/agents/{}", acc.owner_id);
+    for (method, path, body) in [
+        (
+            "PATCH",
+            format!("/v1/admin/agents/{ada_id}"),
+            json!({"role": "owner"}),
+        ),
+        ("PATCH", owner_path.clone(), json!({"role": "agent"})),
+        (
+            "PATCH",
+            owner_path.clone(),
+            json!({"name": "Not the owner"}),
+        ),
+        ("DELETE", owner_path.clone(), json!(null)),
+        (
+            "POST",
+            "/v1/admin/agents".to_owned(),
+            json!({"name": "Eve", "email": "eve@acme.test", "password": "pw-eve-owner",
+                   "role": "owner"}),
+        ),
+    ] {
+        let r = match method {
+            "PATCH" => api.patch(&path, Some(&ada.token), body.clone()).await,
+            "DELETE" => api.delete(&path, Some(&ada.token)).await,
+            _ => api.post(&path, Some(&ada.token), body.clone()).await,
+        };
+        r.assert_error(403, "forbidden");
+    }
+    let me = api.me(&acc.owner_token).await;
+    assert_eq!(me["agent"]["role"], "owner", "the owner is untouched");
+    // The owner may make the admin an owner.
+    let r = api
+        .patch(
+            &format!("/v1/admin/agents/{ada_id}"),
+            Some(&acc.owner_token),
+            json!({"role": "owner"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["role"], "owner");
+}
+
+#[tokio::test]
+async fn a_device_id_reused_by_another_agent_never_ends_their_session() {
+    let s = TestServer::start().await;
+    let api = s.api();
+    let acc = api.create_account("acme").await;
+    api.add_agent(&acc, "ann", &[]).await;
+    api.add_agent(&acc, "bob", &[]).await;
+    let ann = api.login_agent(&acc, "ann", "shared-device").await;
+    let bob = api.login_agent(&acc, "bob", "shared-device").await;
+    let me = api.me(&ann.token).await;
+    assert_eq!(
+        me["sessions"].as_array().unwrap().len(),
+        1,
+        "ann's still live"
+    );
+    assert_eq!(
+        api.me(&bob.token).await["sessions"][0]["session_id"],
+        bob.session_id.as_str()
+    );
+    // The same agent on the same device: the earlier session is replaced.
+    let again = api.login_agent(&acc, "ann", "shared-device").await;
+    api.get("/v1/me", Some(&ann.token))
+        .await
+        .assert_error(401, "session_expired");
+    assert_eq!(
+        api.me(&again.token).await["sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn group_keys_are_plain_and_groups_are_capped_per_account_and_agent() {
+    let s = TestServer::start().await;
+    let api = s.api();
+    let acc = api.create_account("acme").await;
+    let t = Some(acc.owner_token.as_str());
+    for key in ["Sales", "a\"b", "<x>", "-lead", "", &"k".repeat(65)] {
+        let r = api
+            .put(
+                "/v1/admin/groups",
+                t,
+                json!([{"key": key, "name": "Group"}]),
+            )
+            .await;
+        let detail = r.assert_error(422, "invalid_field");
+        assert!(detail.contains("[0].key"), "{key:?}: {detail}");
+    }
+    let many: Vec<_> = (0..201)
+        .map(|i| json!({"key": format!("g{i}"), "name": "G"}))
+        .collect();
+    api.put("/v1/admin/groups", t, json!(many))
+        .await
+        .assert_error(409, "conflict");
+    let most: Vec<_> = many[..200].to_vec();
+    let r = api.put("/v1/admin/groups", t, json!(most)).await;
+    assert_eq!(r.status, 200, "200 groups are allowed");
+    let keys: Vec<String> = (0..51).map(|i| format!("g{i}")).collect();
+    let r = api
+        .post(
+            "/v1/admin/agents",
+            t,
+            json!({"name": "Gus", "email": "gus@acme.test", "password": "pw-gus-1234",
+                   "groups": keys}),
+        )
+        .await;
+    let detail = r.assert_error(422, "invalid_field");
+    assert!(detail.contains("groups"), "{detail}");
+    let r = api
+        .post(
+            "/v1/admin/agents",
+            t,
+            json!({"name": "Gus", "email": "gus@acme.test", "password": "pw-gus-1234",
+                   "groups": keys[..50]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}

@@ -12,6 +12,8 @@ pub enum BackendError {
     NotFound(&'static str),
     /// The change contradicts what is stored (a taken slug, the last owner).
     Conflict(String),
+    /// The caller's role does not allow this change (an admin touching an owner).
+    Forbidden(String),
     /// A field of the request is out of bounds; `detail` starts with the field's name.
     InvalidField { field: String, detail: String },
     /// No session has this token.
@@ -39,6 +41,10 @@ impl BackendError {
 
     pub fn conflict(detail: impl Into<String>) -> Self {
         BackendError::Conflict(detail.into())
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        BackendError::Forbidden(detail.into())
     }
 
     pub fn invalid_field(field: &str, why: impl fmt::Display) -> Self {
@@ -79,7 +85,7 @@ impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackendError::NotFound(what) => write!(f, "{what} not found"),
-            BackendError::Conflict(d) => f.write_str(d),
+            BackendError::Conflict(d) | BackendError::Forbidden(d) => f.write_str(d),
             BackendError::InvalidField { detail, .. } => f.write_str(detail),
             BackendError::UnknownToken => f.write_str("missing or unknown bearer token"),
             BackendError::SessionEnded => f.write_str("this session has ended; log in again"),

@@ -123,7 +123,7 @@ impl Embedded {
             agent.sessions.insert(id.clone());
             st.tokens.insert(hash, TokenEntry::Live(id.clone()));
             st.devices
-                .insert((arc(&s.account_id), s.device.id.clone()), id.clone());
+                .insert((arc(&s.agent_id), s.device.id.clone()), id.clone());
             st.dirty_leases.insert(id.clone());
             st.sessions.insert(
                 id.clone(),

@@ -107,7 +107,7 @@ impl Inner {
             let replaces = match &edit {
                 SessionEdit::Open(n) => st
                     .devices
-                    .get(&(arc(account_id), n.device.id.clone()))
+                    .get(&(arc(agent_id), n.device.id.clone()))
                     .cloned(),
                 _ => None,
             };
@@ -198,7 +198,7 @@ fn open_mem(
         SessionState {
             id: id.clone(),
             account_id: account_id.clone(),
-            agent_id,
+            agent_id: agent_id.clone(),
             token_hash: n.token_hash,
             device: n.device.clone(),
             mode: n.mode,
@@ -211,6 +211,6 @@ fn open_mem(
         },
     );
     st.tokens.insert(n.token_hash, TokenEntry::Live(id.clone()));
-    st.devices.insert((account_id, n.device.id.clone()), id);
+    st.devices.insert((agent_id, n.device.id.clone()), id);
     Ok(())
 }

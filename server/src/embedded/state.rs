@@ -162,7 +162,7 @@ pub(super) struct State {
     /// (account id, lowercased email) -> agent id
     pub(super) emails: HashMap<(Arc<str>, String), Arc<str>>,
     pub(super) sessions: HashMap<Arc<str>, SessionState>,
-    /// (account id, device id) -> that device's live session
+    /// (agent id, device id) -> that device's live session
     pub(super) devices: HashMap<(Arc<str>, String), Arc<str>>,
     pub(super) tokens: std::collections::HashMap<TokenHash, TokenEntry, DigestHasher>,
     /// Tokens of ended sessions, oldest first, with when they ended: pruned after the
@@ -291,7 +291,7 @@ impl State {
         let Some(s) = self.sessions.remove(session_id) else {
             return;
         };
-        let device_key = (s.account_id.clone(), s.device.id.clone());
+        let device_key = (s.agent_id.clone(), s.device.id.clone());
         if self.devices.get(&device_key) == Some(&s.id) {
             self.devices.remove(&device_key);
         }

@@ -3,6 +3,9 @@
 //!
 //! - `x-request-id`: the caller's own, when it sent a sane one (1 to 128 visible ASCII
 //!   characters), otherwise `<process prefix>-<counter>`; set on every response.
+//! - Every `/v1/` answer but the widget's (public and cacheable by design) carries
+//!   `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`: nothing about a
+//!   session, an agent or an account is kept by a browser or a proxy, or read as another type.
 //! - With `PRESENCE_LOG=presence_server=debug` (or any filter enabling debug here), a `request`
 //!   span with method, path and id, and a `finished` event with status and latency.
 //!
@@ -16,11 +19,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderName, HeaderValue, Request, Response};
 use bytes::Bytes;
 use tower::{Layer, Service};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Whether an answer to `path` is private: every `/v1/` route but the widget's.
+fn private(path: &str) -> bool {
+    path.starts_with("/v1/") && !path.starts_with("/v1/widget/")
+}
 
 /// Longest caller-supplied request id that is kept.
 const MAX_ID_LEN: usize = 128;
@@ -116,6 +125,7 @@ where
             Some(v) if acceptable(v) => v.clone(),
             _ => self.ids.make(),
         };
+        let private = private(req.uri().path());
         let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| Trace {
             span: tracing::debug_span!(
                 "request",
@@ -132,6 +142,7 @@ where
         RequestFuture {
             inner,
             id: Some(id),
+            private,
             trace,
         }
     }
@@ -142,6 +153,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         id: Option<HeaderValue>,
+        private: bool,
         trace: Option<Trace>,
     }
 }
@@ -164,6 +176,11 @@ where
         Poll::Ready(out.map(|mut res| {
             if let Some(id) = this.id.take() {
                 res.headers_mut().insert(X_REQUEST_ID.clone(), id);
+            }
+            if *this.private {
+                let h = res.headers_mut();
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             }
             if let Some(t) = this.trace.take() {
                 let _enter = t.span.enter();

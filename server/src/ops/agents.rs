@@ -2,7 +2,9 @@
 //!
 //! Rules: an email is unique within its account (trimmed, case-insensitive); an agent's
 //! groups exist in the account (duplicates dropped); an account keeps at least one owner,
-//! whatever is demoted or removed.
+//! whatever is demoted or removed; only an owner grants or revokes `owner`, or changes or
+//! removes an owner (the caller's role as stored in the slice, read under the account's
+//! turn, not as its session remembers it).
 
 use presence_protocol::{PatchAgentRequest, Role};
 
@@ -11,12 +13,36 @@ use crate::backend::{BackendError, BackendResult};
 use crate::rows::{AgentRow, email_key};
 use crate::validate;
 
+/// The most agents an account has (more is a conflict).
+pub const MAX_AGENTS: usize = 1_000;
+
 fn last_owner() -> BackendError {
     BackendError::conflict("an account needs at least one owner")
 }
 
-/// Adds `row` (its password already hashed) if its email is free and its groups exist.
-pub fn create(slice: &AccountSlice, mut row: AgentRow) -> BackendResult<AccountEdit> {
+/// Refuses a change that touches an owner unless `caller` is an owner of the account.
+fn owner_only(slice: &AccountSlice, caller: &str, touches_owner: bool) -> BackendResult<()> {
+    let is_owner = slice
+        .agents
+        .iter()
+        .any(|a| a.id == caller && a.role == Role::Owner);
+    if touches_owner && !is_owner {
+        return Err(BackendError::forbidden(
+            "only an owner grants or revokes owner, or changes or removes an owner",
+        ));
+    }
+    Ok(())
+}
+
+/// Adds `row` (its password already hashed) if its email is free and its groups exist; an
+/// owner only if `caller` is one.
+pub fn create(slice: &AccountSlice, caller: &str, mut row: AgentRow) -> BackendResult<AccountEdit> {
+    owner_only(slice, caller, row.role == Role::Owner)?;
+    if slice.agents.len() >= MAX_AGENTS {
+        return Err(BackendError::conflict(format!(
+            "an account has at most {MAX_AGENTS} agents"
+        )));
+    }
     let key = email_key(&row.email);
     if slice.agents.iter().any(|a| a.email_key() == key) {
         return Err(BackendError::conflict("an agent with this email exists"));
@@ -26,9 +52,20 @@ pub fn create(slice: &AccountSlice, mut row: AgentRow) -> BackendResult<AccountE
     Ok(AccountEdit::AddAgent(row))
 }
 
-/// Changes an agent's name, groups or role; demoting the last owner is a conflict.
-pub fn patch(slice: &AccountSlice, id: &str, req: PatchAgentRequest) -> BackendResult<AccountEdit> {
+/// Changes an agent's name, groups or role; demoting the last owner is a conflict; an owner,
+/// or the owner role, only by an owner.
+pub fn patch(
+    slice: &AccountSlice,
+    caller: &str,
+    id: &str,
+    req: PatchAgentRequest,
+) -> BackendResult<AccountEdit> {
     let mut row = slice.agent(id)?.clone();
+    owner_only(
+        slice,
+        caller,
+        row.role == Role::Owner || req.role == Some(Role::Owner),
+    )?;
     if let Some(name) = &req.name {
         validate::name("name", name)?;
         row.name = name.trim().to_owned();
@@ -45,9 +82,11 @@ pub fn patch(slice: &AccountSlice, id: &str, req: PatchAgentRequest) -> BackendR
     Ok(AccountEdit::UpdateAgent(row))
 }
 
-/// Removes an agent (its sessions end with reason `removed`); not the last owner.
-pub fn remove(slice: &AccountSlice, id: &str) -> BackendResult<AccountEdit> {
+/// Removes an agent (its sessions end with reason `removed`); not the last owner; an owner
+/// only by an owner.
+pub fn remove(slice: &AccountSlice, caller: &str, id: &str) -> BackendResult<AccountEdit> {
     let row = slice.agent(id)?;
+    owner_only(slice, caller, row.role == Role::Owner)?;
     if row.role == Role::Owner && slice.owners() <= 1 {
         return Err(last_owner());
     }
@@ -87,26 +126,29 @@ mod tests {
             (&two, "a", Role::Agent, true),
         ];
         for (s, id, role, allowed) in cases {
-            let got = patch(s, id, patch_role(role));
+            let got = patch(s, "a", id, patch_role(role));
             assert_eq!(got.is_ok(), allowed, "demote {id} to {role:?}: {got:?}");
             if !allowed {
                 assert!(matches!(got, Err(BackendError::Conflict(_))));
             }
         }
-        assert!(matches!(remove(&one, "a"), Err(BackendError::Conflict(_))));
-        assert!(remove(&one, "b").is_ok());
-        assert!(remove(&two, "a").is_ok());
+        assert!(matches!(
+            remove(&one, "a", "a"),
+            Err(BackendError::Conflict(_))
+        ));
+        assert!(remove(&one, "a", "b").is_ok());
+        assert!(remove(&two, "b", "a").is_ok());
     }
 
     #[test]
     fn an_agent_of_another_account_is_not_found() {
         let s = slice(&[], vec![agent("a", Role::Owner, &[])]);
         assert_eq!(
-            patch(&s, "zz", PatchAgentRequest::default()).unwrap_err(),
+            patch(&s, "a", "zz", PatchAgentRequest::default()).unwrap_err(),
             BackendError::not_found("agent")
         );
         assert_eq!(
-            remove(&s, "zz").unwrap_err(),
+            remove(&s, "a", "zz").unwrap_err(),
             BackendError::not_found("agent")
         );
     }
@@ -116,14 +158,17 @@ mod tests {
         let s = slice(&["sales"], vec![agent("a", Role::Owner, &[])]);
         let mut dup = agent("n", Role::Agent, &[]);
         dup.email = " A@Example.TEST ".into();
-        assert!(matches!(create(&s, dup), Err(BackendError::Conflict(_))));
+        assert!(matches!(
+            create(&s, "a", dup),
+            Err(BackendError::Conflict(_))
+        ));
         let unknown = agent("n", Role::Agent, &["support"]);
         assert!(matches!(
-            create(&s, unknown),
+            create(&s, "a", unknown),
             Err(BackendError::InvalidField { .. })
         ));
         let ok = agent("n", Role::Agent, &["sales", "sales"]);
-        match create(&s, ok).unwrap() {
+        match create(&s, "a", ok).unwrap() {
             AccountEdit::AddAgent(row) => {
                 assert_eq!(row.groups, vec!["sales".to_string()]);
                 assert_eq!(row.account_id, s.account.id);
@@ -139,7 +184,7 @@ mod tests {
             name: Some("  New Name ".into()),
             ..Default::default()
         };
-        let AccountEdit::UpdateAgent(row) = patch(&s, "a", named).unwrap() else {
+        let AccountEdit::UpdateAgent(row) = patch(&s, "a", "a", named).unwrap() else {
             panic!()
         };
         assert_eq!((row.name.as_str(), row.role), ("New Name", Role::Owner));
@@ -149,7 +194,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            patch(&s, "a", blank),
+            patch(&s, "a", "a", blank),
             Err(BackendError::InvalidField { .. })
         ));
         let unknown = PatchAgentRequest {
@@ -157,8 +202,55 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            patch(&s, "a", unknown),
+            patch(&s, "a", "a", unknown),
             Err(BackendError::InvalidField { .. })
         ));
+    }
+
+    #[test]
+    fn only_an_owner_touches_owners_or_the_owner_role() {
+        let s = slice(
+            &[],
+            vec![
+                agent("own", Role::Owner, &[]),
+                agent("adm", Role::Admin, &[]),
+                agent("ag", Role::Agent, &[]),
+            ],
+        );
+        let forbidden =
+            |r: BackendResult<AccountEdit>| matches!(r, Err(BackendError::Forbidden(_)));
+        // An admin: not itself to owner, not the owner down, not the owner out, no new owner.
+        assert!(forbidden(patch(&s, "adm", "adm", patch_role(Role::Owner))));
+        assert!(forbidden(patch(&s, "adm", "ag", patch_role(Role::Owner))));
+        assert!(forbidden(patch(&s, "adm", "own", patch_role(Role::Agent))));
+        let rename = PatchAgentRequest {
+            name: Some("Renamed".into()),
+            ..Default::default()
+        };
+        assert!(forbidden(patch(&s, "adm", "own", rename)));
+        assert!(forbidden(remove(&s, "adm", "own")));
+        assert!(forbidden(create(&s, "adm", agent("new", Role::Owner, &[]))));
+        // Everything else an admin may; an owner may all of it.
+        assert!(patch(&s, "adm", "ag", patch_role(Role::Admin)).is_ok());
+        assert!(create(&s, "adm", agent("new", Role::Admin, &[])).is_ok());
+        assert!(patch(&s, "own", "adm", patch_role(Role::Owner)).is_ok());
+        assert!(create(&s, "own", agent("new", Role::Owner, &[])).is_ok());
+        // A caller no longer in the account is no owner.
+        assert!(forbidden(patch(&s, "gone", "ag", patch_role(Role::Owner))));
+    }
+
+    #[test]
+    fn an_account_holds_at_most_a_thousand_agents() {
+        let mut agents = vec![agent("own", Role::Owner, &[])];
+        agents.extend((1..MAX_AGENTS).map(|i| agent(&format!("a{i}"), Role::Agent, &[])));
+        let full = slice(&[], agents);
+        let new = |n: &str| agent(n, Role::Agent, &[]);
+        assert!(matches!(
+            create(&full, "own", new("one-more")),
+            Err(BackendError::Conflict(_))
+        ));
+        let mut room = full.clone();
+        room.agents.pop();
+        assert!(create(&room, "own", new("last")).is_ok());
     }
 }

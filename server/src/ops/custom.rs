@@ -18,16 +18,6 @@ use crate::backend::{BackendError, BackendResult};
 /// The most custom statuses an account has.
 pub const MAX_CUSTOM_STATUSES: usize = 50;
 
-fn id_ok(id: &str) -> bool {
-    let mut chars = id.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    first_ok
-        && id.len() <= 64
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
 /// Checks a set of custom statuses, each problem a `422` naming the field (`[i].id`, ...).
 pub fn check(list: &[CustomStatus]) -> BackendResult<()> {
     if list.len() > MAX_CUSTOM_STATUSES {
@@ -39,7 +29,7 @@ pub fn check(list: &[CustomStatus]) -> BackendResult<()> {
     let mut seen = HashSet::default();
     for (i, c) in list.iter().enumerate() {
         let field = |f: &str| format!("[{i}].{f}");
-        if !id_ok(&c.id) {
+        if !crate::validate::key_ok(&c.id) {
             return Err(BackendError::invalid_field(
                 &field("id"),
                 "lowercase letters, digits, '_' or '-', starting with a letter or digit, at most 64",

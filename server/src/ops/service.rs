@@ -440,13 +440,14 @@ impl Ops {
             .backend
             .account_slice(AccountKey::Id(&p.account_id))
             .await?;
-        agents::create(&before, row.clone())?;
+        agents::create(&before, &p.agent_id, row.clone())?;
         row.password_hash = self.hash_password(req.password).await?;
+        let caller = p.agent_id.to_string();
         let edit = self
             .backend
             .edit_account(
                 AccountTarget::Existing(&p.account_id),
-                existing(move |slice| agents::create(slice, row)),
+                existing(move |slice| agents::create(slice, &caller, row)),
             )
             .await?;
         edit.agent()
@@ -463,12 +464,12 @@ impl Ops {
         if let Some(name) = &req.name {
             validate::name("name", name)?;
         }
-        let id = id.to_owned();
+        let (id, caller) = (id.to_owned(), p.agent_id.to_string());
         let edit = self
             .backend
             .edit_account(
                 AccountTarget::Existing(&p.account_id),
-                existing(move |slice| agents::patch(slice, &id, req)),
+                existing(move |slice| agents::patch(slice, &caller, &id, req)),
             )
             .await?;
         edit.agent()
@@ -477,11 +478,11 @@ impl Ops {
 
     /// Removes an agent and ends its sessions with reason `removed`.
     pub async fn delete_agent(&self, p: &Principal, id: &str) -> BackendResult<()> {
-        let id = id.to_owned();
+        let (id, caller) = (id.to_owned(), p.agent_id.to_string());
         self.backend
             .edit_account(
                 AccountTarget::Existing(&p.account_id),
-                existing(move |slice| agents::remove(slice, &id)),
+                existing(move |slice| agents::remove(slice, &caller, &id)),
             )
             .await
             .map(drop)

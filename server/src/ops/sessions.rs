@@ -6,7 +6,9 @@
 //!   live sessions, and is one [`SessionEdit`]: a backend stores it in one transaction, then
 //!   fans it out.
 //! - A new session starts active, with the account's active lease; a device's new session
-//!   replaces the account's earlier session on that device (reason `replaced`).
+//!   replaces the same agent's earlier session on that device (reason `replaced`); another
+//!   agent's session on a device id is never touched (a device id is the client's word, so
+//!   reusing it cannot end someone else's session).
 //! - An agent ends only its own live sessions; ending another device's tells that device.
 //! - The answers (login, `/v1/me`) are composed here from the slice and the edit, so both
 //!   backends answer alike.
@@ -96,7 +98,7 @@ pub struct NewSession {
 /// One change to an agent's sessions, planned from an [`AgentSlice`].
 #[derive(Debug, Clone)]
 pub enum SessionEdit {
-    /// A new session; the account's live session on the same device ends with reason
+    /// A new session; the agent's live session on the same device ends with reason
     /// `replaced`.
     Open(NewSession),
     /// A live session of the agent ends; `by_other_device` when another of its sessions

@@ -81,14 +81,14 @@ impl Store {
 
     /// [`Store::open_dir`] on a named SQLite VFS (tests: one that counts or holds I/O).
     pub fn open_dir_on(dir: &Path, vfs: Option<&str>) -> StoreResult<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        private_dir(dir).map_err(|e| {
             rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
                 Some(format!("cannot create data dir {}: {e}", dir.display())),
             )
         })?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = File::options()
+        let lock = private_file_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -124,6 +124,13 @@ impl Store {
 
     fn open_on(path: &Path, vfs: Option<&str>) -> StoreResult<Store> {
         let mut conn = connect(path, vfs)?;
+        // Owner-only, before the log files exist: SQLite gives them the database's mode.
+        make_private(path).map_err(|e| {
+            store_error(
+                rusqlite::ffi::SQLITE_CANTOPEN,
+                format!("cannot make {} private: {e}", path.display()),
+            )
+        })?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -222,4 +229,38 @@ fn check_integrity(conn: &Connection, path: &Path) -> StoreResult<()> {
             problems.join("; ")
         ),
     ))
+}
+
+/// Creates the data directory owner-only (`0700`) if it is missing; an existing one is the
+/// operator's and keeps its mode.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Options that create a file owner-only (`0600`).
+fn private_file_options() -> std::fs::OpenOptions {
+    #[allow(unused_mut)]
+    let mut o = File::options();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o
+}
+
+/// Makes a database file owner-only (`0600`), whoever made it.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }

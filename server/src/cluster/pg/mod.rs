@@ -53,6 +53,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("sql/003_custom_statuses.sql"),
     // v4: the status log.
     include_str!("sql/004_status_log.sql"),
+    // v5: live sessions by agent.
+    include_str!("sql/005_sessions_by_agent.sql"),
 ];
 
 /// Key of the advisory lock migrations run under ("PRSV").

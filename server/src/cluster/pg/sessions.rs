@@ -94,11 +94,11 @@ impl Pg {
             SessionEdit::Open(n) => {
                 let q = format!(
                     "UPDATE sessions SET ended_at = $3, end_reason = 'replaced' \
-                     WHERE account_id = $1 AND device->>'id' = $2 AND ended_at IS NULL \
+                     WHERE agent_id = $1 AND device->>'id' = $2 AND ended_at IS NULL \
                      RETURNING {SESSION_COLS}"
                 );
                 let replaced = tx
-                    .query(&q, &[&account_id, &n.device.id, &now])
+                    .query(&q, &[&agent_id, &n.device.id, &now])
                     .await
                     .map_err(|e| self.db(e))?
                     .iter()
