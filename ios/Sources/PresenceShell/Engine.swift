@@ -13,6 +13,8 @@ public protocol ShellEngine: AnyObject, Sendable {
     func login(account: String, email: String, password: String) async throws
     func logout() async throws
     func setStatus(_ status: AgentStatus) async throws
+    /// A status with its end, what follows, custom status and note (through the outbox).
+    func setStatusWith(_ request: StatusRequest) async throws
     func setLifecycle(_ lifecycle: Lifecycle) async
     func setNetworkAvailable(_ available: Bool) async
     func handlePush(userInfo: [AnyHashable: Any]) async throws
@@ -41,6 +43,7 @@ public final class RustEngine: ShellEngine, @unchecked Sendable {
     }
     public func logout() async throws { try await inner.logout() }
     public func setStatus(_ status: AgentStatus) async throws { try await inner.setStatus(status) }
+    public func setStatusWith(_ request: StatusRequest) async throws { try await inner.setStatusWith(request) }
     public func setLifecycle(_ lifecycle: Lifecycle) async { await inner.setLifecycle(lifecycle) }
     public func setNetworkAvailable(_ available: Bool) async { await inner.setNetworkAvailable(available) }
     public func handlePush(userInfo: [AnyHashable: Any]) async throws { try await inner.handlePush(userInfo: userInfo) }

@@ -11,15 +11,17 @@ public final class Shell: @unchecked Sendable {
     public let push: PushRouter
     public let planner: BackgroundPlanner
 
-    public init(engine: ShellEngine, timings: RefreshTimings = RefreshTimings()) {
+    public init(engine: ShellEngine, timings: RefreshTimings = RefreshTimings(), time: DeviceTime = SystemDeviceTime()) {
         self.engine = engine
-        toggle = ToggleViewModel(engine: engine)
+        toggle = ToggleViewModel(engine: engine, time: time)
         registration = PushRegistration(engine: engine)
         push = PushRouter(engine: engine)
         planner = BackgroundPlanner(engine: engine, registration: registration, timings: timings)
     }
 
-    public static func open(_ config: ClientConfig, timings: RefreshTimings = RefreshTimings()) async throws -> Shell {
-        Shell(engine: try await RustEngine.open(config), timings: timings)
+    public static func open(
+        _ config: ClientConfig, timings: RefreshTimings = RefreshTimings(), time: DeviceTime = SystemDeviceTime()
+    ) async throws -> Shell {
+        Shell(engine: try await RustEngine.open(config), timings: timings, time: time)
     }
 }

@@ -17,12 +17,14 @@ func config(_ serverUrl: String, name: String) -> ClientConfig {
             requestTimeoutMs: 5000, backoffBaseMs: 100, backoffCapMs: 500, sseIdleTimeoutMs: nil, clockSkewMs: nil))
 }
 
-func openShell(_ server: TestServer, name: String = "phone") async throws -> Shell {
-    try await Shell.open(config(server.url, name: name))
+func openShell(_ server: TestServer, name: String = "phone", time: DeviceTime = SystemDeviceTime()) async throws -> Shell {
+    try await Shell.open(config(server.url, name: name), time: time)
 }
 
-func signedIn(_ server: TestServer, _ c: Credentials, name: String = "phone") async throws -> Shell {
-    let shell = try await openShell(server, name: name)
+func signedIn(_ server: TestServer, _ c: Credentials, name: String = "phone", time: DeviceTime = SystemDeviceTime())
+    async throws -> Shell
+{
+    let shell = try await openShell(server, name: name, time: time)
     let ok = await shell.toggle.signIn(account: c.account, email: c.email, password: c.password)
     guard ok else { throw HarnessError(description: "sign-in failed: \(shell.toggle.current.error ?? "?")") }
     _ = try await awaitState(shell) { $0.signedIn && $0.confirmed != nil }

@@ -66,7 +66,8 @@ final class ToggleViewModelTests: XCTestCase {
 }
 
 /// A real engine's current snapshot, served once to every subscriber and never followed by
-/// another; `setStatus` throws `failure` when one is set and does nothing otherwise.
+/// another; `setStatus` and `setStatusWith` throw `failure` when one is set and do nothing
+/// otherwise.
 private final class StillEngine: ShellEngine, @unchecked Sendable {
     private let inner: ShellEngine
     private let lock = NSLock()
@@ -96,6 +97,7 @@ private final class StillEngine: ShellEngine, @unchecked Sendable {
     func login(account: String, email: String, password: String) async throws {}
     func logout() async throws {}
     func setStatus(_ status: AgentStatus) async throws { if let e = failure { throw e } }
+    func setStatusWith(_ request: StatusRequest) async throws { if let e = failure { throw e } }
     func setLifecycle(_ lifecycle: Lifecycle) async {}
     func setNetworkAvailable(_ available: Bool) async {}
     func handlePush(userInfo: [AnyHashable: Any]) async throws {}

@@ -6,6 +6,7 @@ import dev.presence.ClientSnapshot
 import dev.presence.Lifecycle
 import dev.presence.PresenceEngine
 import dev.presence.PushProvider
+import dev.presence.StatusRequest
 import dev.presence.UnifiedPushKeys
 import kotlinx.coroutines.flow.StateFlow
 
@@ -25,6 +26,9 @@ interface Engine {
     suspend fun login(account: String, email: String, password: String)
     suspend fun logout()
     suspend fun setStatus(status: AgentStatus)
+
+    /** A status with its end, what follows, custom status and note (through the outbox). */
+    suspend fun setStatusWith(request: StatusRequest)
     suspend fun setLifecycle(lifecycle: Lifecycle)
     suspend fun setNetworkAvailable(available: Boolean)
     suspend fun handlePush(payload: String)
@@ -51,6 +55,7 @@ class RustEngine(val inner: PresenceEngine) : Engine {
     override suspend fun login(account: String, email: String, password: String) = inner.login(account, email, password)
     override suspend fun logout() = inner.logout()
     override suspend fun setStatus(status: AgentStatus) = inner.setStatus(status)
+    override suspend fun setStatusWith(request: StatusRequest) = inner.setStatusWith(request)
     override suspend fun setLifecycle(lifecycle: Lifecycle) = inner.setLifecycle(lifecycle)
     override suspend fun setNetworkAvailable(available: Boolean) = inner.setNetworkAvailable(available)
     override suspend fun handlePush(payload: String) = inner.handlePush(payload)

@@ -8,14 +8,23 @@ import kotlinx.coroutines.CoroutineScope
  * the OS glue calls into. The glue (Activity, receivers, services) holds one of these and
  * forwards each OS callback in one line.
  */
-class Shell(val engine: Engine, scope: CoroutineScope, timings: RefreshTimings = RefreshTimings()) {
-    val toggle = ToggleViewModel(engine, scope)
+class Shell(
+    val engine: Engine,
+    scope: CoroutineScope,
+    timings: RefreshTimings = RefreshTimings(),
+    time: DeviceTime = DeviceTime.System,
+) {
+    val toggle = ToggleViewModel(engine, scope, time)
     val registration = PushRegistration(engine)
     val push = PushRouter(engine)
     val policy = LifecyclePolicy(engine, registration, timings)
 
     companion object {
-        suspend fun open(config: ClientConfig, scope: CoroutineScope, timings: RefreshTimings = RefreshTimings()): Shell =
-            Shell(RustEngine.open(config), scope, timings)
+        suspend fun open(
+            config: ClientConfig,
+            scope: CoroutineScope,
+            timings: RefreshTimings = RefreshTimings(),
+            time: DeviceTime = DeviceTime.System,
+        ): Shell = Shell(RustEngine.open(config), scope, timings, time)
     }
 }

@@ -14,7 +14,7 @@ fun main() {
             println(failure.trace.prependIndent("    "))
         }
     })
-    val result = core.run(GlueTests::class.java)
+    val result = core.run(GlueTests::class.java, ToggleScreenTests::class.java)
     val failed = result.failureCount
     println("robolectric: ${result.runCount - failed} passed, $failed failed")
     System.out.flush()

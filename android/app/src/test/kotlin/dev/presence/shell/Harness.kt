@@ -47,13 +47,24 @@ class TestShell private constructor(val shell: Shell, private val scope: Corouti
     val registration get() = shell.registration
 
     companion object {
-        suspend fun open(serverUrl: String, name: String = "phone", timings: RefreshTimings = RefreshTimings()): TestShell {
+        suspend fun open(
+            serverUrl: String,
+            name: String = "phone",
+            timings: RefreshTimings = RefreshTimings(),
+            time: DeviceTime = DeviceTime.System,
+        ): TestShell {
             val scope = CoroutineScope(SupervisorJob() + Dispatchers.Default)
-            return TestShell(Shell.open(config(serverUrl, name), scope, timings), scope)
+            return TestShell(Shell.open(config(serverUrl, name), scope, timings, time), scope)
         }
 
-        suspend fun signedIn(server: TestServer, c: Credentials, name: String = "phone", timings: RefreshTimings = RefreshTimings()): TestShell {
-            val s = open(server.url, name, timings)
+        suspend fun signedIn(
+            server: TestServer,
+            c: Credentials,
+            name: String = "phone",
+            timings: RefreshTimings = RefreshTimings(),
+            time: DeviceTime = DeviceTime.System,
+        ): TestShell {
+            val s = open(server.url, name, timings, time)
             check(s.toggle.signIn(c.account, c.email, c.password)) { "sign-in failed: ${s.toggle.current().error}" }
             s.awaitState { it.signedIn && it.confirmed != null }
             return s
@@ -99,4 +110,11 @@ class PushReceiver(var deliver: suspend (ByteArray) -> Unit = {}) : AutoCloseabl
         server.stop(0)
         (server.executor as java.util.concurrent.ExecutorService).shutdownNow()
     }
+}
+
+/** A device clock that reads [now] until set otherwise, in a given zone and locale. */
+class FixedDeviceTime(var now: Long, private val zone: java.time.ZoneId, private val locale: java.util.Locale) : DeviceTime {
+    override fun nowMs(): Long = now
+    override fun zone(): java.time.ZoneId = zone
+    override fun locale(): java.util.Locale = locale
 }

@@ -25,7 +25,7 @@ fun main() {
         }
     })
     val started = System.nanoTime()
-    val result = core.run(ShellTests::class.java, BudgetTests::class.java)
+    val result = core.run(ShellTests::class.java, BudgetTests::class.java, ChoicesTests::class.java, TimedStatusTests::class.java)
     val failed = result.failureCount
     val passed = result.runCount - result.failures.count { it.description.methodName != null }
     println("ran ${result.runCount} tests in ${"%.1f".format((System.nanoTime() - started) / 1e9)} s")
