@@ -119,10 +119,13 @@ pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
 pub trait LoginGate: Send + Sync {
     /// Takes a slot for one attempt, waiting up to [`SLOT_WAIT`] while in-flight attempts
     /// fill a window.
+    /// `device`: take the slot in that known device's window instead of the account+email
+    /// one (see [`user_key`]).
     async fn take(
         &self,
         account: &str,
         email: &str,
+        device: Option<&str>,
         ip: Option<IpAddr>,
     ) -> Result<Box<dyn AttemptSlot + '_>, Refused>;
 }
@@ -156,10 +159,11 @@ impl LoginGate for LoginLimiter {
         &self,
         account: &str,
         email: &str,
+        device: Option<&str>,
         ip: Option<IpAddr>,
     ) -> Result<Box<dyn AttemptSlot + '_>, Refused> {
         Ok(Box::new(
-            self.begin(account, email, ip)
+            self.begin_keyed(user_key(account, email, device), ip)
                 .await
                 .map_err(Refused::Limited)?,
         ))
@@ -194,11 +198,19 @@ struct Windows {
 /// The key an account+email window is kept under: a digest of the pair as the contract
 /// compares them (account case-insensitive, email trimmed and case-insensitive), so the
 /// memory a window takes does not depend on what a client sends.
-pub fn user_key(account: &str, email: &str) -> [u8; 32] {
+///
+/// With a `device`, the window of that agent's known device: after the account+email window
+/// is full, a device the agent signed in from before still gets [`USER_LIMIT`] attempts of its
+/// own, so nobody who knows an email keeps its agent off the devices it uses.
+pub fn user_key(account: &str, email: &str, device: Option<&str>) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(account.to_ascii_lowercase().as_bytes());
     h.update([0]);
     h.update(email.trim().to_lowercase().as_bytes());
+    if let Some(d) = device {
+        h.update([0]);
+        h.update(d.as_bytes());
+    }
     h.finalize().into()
 }
 
@@ -329,7 +341,11 @@ impl LoginLimiter {
         email: &str,
         ip: Option<IpAddr>,
     ) -> Result<Attempt<'_>, u64> {
-        let (user, ip) = (user_key(account, email), ip.map(ip_key));
+        self.begin_keyed(user_key(account, email, None), ip).await
+    }
+
+    async fn begin_keyed(&self, user: [u8; 32], ip: Option<IpAddr>) -> Result<Attempt<'_>, u64> {
+        let ip = ip.map(ip_key);
         let deadline = Instant::now() + SLOT_WAIT;
         loop {
             // Register for the wake-up before looking, so an attempt ending in between is

@@ -88,3 +88,51 @@ async fn without_a_trusted_proxy_forwarded_addresses_are_ignored() {
         429
     );
 }
+
+#[tokio::test]
+async fn a_known_device_still_signs_in_when_someone_fills_its_agents_window() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let acc = api.create_account("acme").await;
+    api.add_agent(&acc, "ann", &[]).await;
+    let phone = api.login_agent(&acc, "ann", "ann-phone").await;
+    api.delete("/v1/session", Some(&phone.token)).await;
+    let login = |device: &'static str, password: &'static str| {
+        let api = api.clone();
+        async move {
+            api.login_raw(
+                "acme",
+                "ann@acme.test",
+                password,
+                device,
+                serde_json::Value::Null,
+            )
+            .await
+            .status
+        }
+    };
+    // Someone who knows ann's email fills her window from a device of their own.
+    for _ in 0..10 {
+        assert_eq!(login("attacker", "guess-guess").await, 401);
+    }
+    assert_eq!(
+        login("attacker", "pw-ann").await,
+        429,
+        "even the right password"
+    );
+    assert_eq!(
+        login("new-laptop", "pw-ann").await,
+        429,
+        "a device ann never used"
+    );
+    // Her phone signs in with the right password; a wrong one there counts in its own window.
+    assert_eq!(login("ann-phone", "pw-ann").await, 200);
+    for _ in 0..10 {
+        assert_eq!(login("ann-phone", "guess-guess").await, 401);
+    }
+    assert_eq!(
+        login("ann-phone", "pw-ann").await,
+        429,
+        "its own window is full now"
+    );
+}

@@ -3,7 +3,7 @@
 //! Handlers call [`crate::ops::Ops`], which plans every operation and calls a [`Backend`]:
 //! the embedded backend ([`crate::embedded`]) keeps hot state in memory and durable state in
 //! SQLite, the cluster backend ([`crate::cluster`]) PostgreSQL and Redis; both implement the
-//! same ten methods, and nothing above changes. A backend reads slices, applies planned
+//! same eleven methods, and nothing above changes. A backend reads slices, applies planned
 //! changes atomically under a turn, times what must be timed, and fans out; it decides
 //! nothing. What belongs to the HTTP layer (auth header parsing, role checks, login rate
 //! limits, JSON errors) stays out of this trait.
@@ -217,6 +217,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Part of an agent's status log (a read of the store: every applied change is written
     /// with it); `not_found` if the agent is not in the account.
     async fn status_log(&self, q: LogQuery) -> BackendResult<Vec<StatusLogEntry>>;
+
+    /// Whether the agent had a session on `device_id` (live, or ended within the session
+    /// retention): such a device keeps its own login window when the agent's is full.
+    async fn known_device(&self, agent_id: &str, device_id: &str) -> BackendResult<bool>;
 
     /// Whether the stores this backend needs answer (`/healthz`); why not if they do not.
     async fn health(&self) -> BackendResult<()>;

@@ -170,9 +170,10 @@ impl LoginGate for SharedLimiter {
         &self,
         account: &str,
         email: &str,
+        device: Option<&str>,
         ip: Option<IpAddr>,
     ) -> Result<Box<dyn AttemptSlot + '_>, Refused> {
-        let user = hex::encode(user_key(account, email));
+        let user = hex::encode(user_key(account, email, device));
         let mut wanted = Vec::new();
         if let Some(ip) = ip.map(ip_key) {
             wanted.push(Window::new("ip", &ip.to_string(), IP_LIMIT, IP_WINDOW));

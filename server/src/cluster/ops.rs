@@ -481,6 +481,10 @@ impl Backend for Cluster {
         Ok(rows)
     }
 
+    async fn known_device(&self, agent_id: &str, device_id: &str) -> BackendResult<bool> {
+        self.inner.pg.known_device(agent_id, device_id).await
+    }
+
     async fn health(&self) -> BackendResult<()> {
         let wait = std::time::Duration::from_secs(2);
         let (pg, redis) = tokio::join!(

@@ -280,6 +280,15 @@ impl Backend for Embedded {
         .map_err(storage)
     }
 
+    async fn known_device(&self, agent_id: &str, device_id: &str) -> BackendResult<bool> {
+        let store = self.inner.store.clone();
+        let (agent_id, device_id) = (agent_id.to_owned(), device_id.to_owned());
+        tokio::task::spawn_blocking(move || store.known_device(&agent_id, &device_id))
+            .await
+            .map_err(BackendError::internal)?
+            .map_err(storage)
+    }
+
     async fn health(&self) -> BackendResult<()> {
         // The store is a file this process holds open: it answers while the process runs.
         Ok(())

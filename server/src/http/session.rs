@@ -18,6 +18,7 @@ use presence_protocol::{HeartbeatRequest, LoginRequest, PushRegistration};
 
 use super::AppState;
 use super::extract::{Auth, Bearer, ClientIp, JsonBody, OptionalJsonBody};
+use crate::auth::Refused;
 use crate::backend::BackendError;
 use crate::error::{ApiError, ApiResult};
 
@@ -36,17 +37,28 @@ async fn login(
 ) -> ApiResult<Response> {
     // Checked before a limiter slot is taken: nothing unbounded becomes a key.
     state.ops.check_login(&req)?;
-    let attempt = state
-        .limiter
-        .take(&req.account, &req.email, ip)
-        .await
-        .map_err(|r| match r {
-            crate::auth::Refused::Limited(secs) => ApiError::rate_limited(secs),
-            crate::auth::Refused::Unavailable => {
-                BackendError::unavailable("the hot store is out of reach; retry in a moment", 1)
-                    .into()
+    let refused = |r| match r {
+        Refused::Limited(secs) => ApiError::rate_limited(secs),
+        Refused::Unavailable => {
+            BackendError::unavailable("the hot store is out of reach; retry in a moment", 1).into()
+        }
+    };
+    let limiter = &state.limiter;
+    let attempt = match limiter.take(&req.account, &req.email, None, ip).await {
+        // The agent's window is full (or the address's): a device it signed in from before
+        // still gets attempts of its own, so knowing an email cannot keep an agent out.
+        Err(Refused::Limited(secs)) => {
+            if !state.ops.known_device(&req).await? {
+                return Err(ApiError::rate_limited(secs));
             }
-        })?;
+            let device = Some(req.device.id.as_str());
+            limiter
+                .take(&req.account, &req.email, device, ip)
+                .await
+                .map_err(refused)?
+        }
+        other => other.map_err(refused)?,
+    };
     match state.ops.login(req).await {
         Ok(resp) => Ok(Json(resp).into_response()),
         Err(e) => {

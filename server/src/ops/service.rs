@@ -230,6 +230,24 @@ impl Ops {
         Ok(())
     }
 
+    /// Whether the login's device had a session of the agent it names (an unknown account or
+    /// email: no).
+    pub async fn known_device(&self, req: &LoginRequest) -> BackendResult<bool> {
+        let key = AgentKey::Login {
+            account_slug: &req.account,
+            email: &req.email,
+        };
+        match self.backend.agent_slice(key).await {
+            Ok(slice) => {
+                self.backend
+                    .known_device(&slice.agent.id, &req.device.id)
+                    .await
+            }
+            Err(BackendError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse> {
         self.check_login(&req)?;
         let key = AgentKey::Login {

@@ -167,6 +167,16 @@ impl Store {
         })
     }
 
+    /// Whether the agent has a session (live or ended, not yet pruned) on `device_id`.
+    pub fn known_device(&self, agent_id: &str, device_id: &str) -> StoreResult<bool> {
+        self.conn
+            .lock()
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM sessions WHERE agent_id = ?1 AND device_id = ?2)",
+            )?
+            .query_row(params![agent_id, device_id], |r| r.get(0))
+    }
+
     /// An agent's status log, newest first: changes applied in `[from, to)` with a version
     /// below `before`, at most `limit`.
     pub fn status_log(

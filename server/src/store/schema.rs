@@ -108,6 +108,10 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX status_log_applied_at ON status_log (applied_at);
     "#,
+    // v8: an agent's sessions by device (the lockout exception for known devices).
+    r#"
+    CREATE INDEX sessions_agent_device ON sessions (agent_id, device_id);
+    "#,
 ];
 
 /// Brings the schema up to `MIGRATIONS.len()`, one transaction per step.

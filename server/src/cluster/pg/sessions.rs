@@ -149,6 +149,17 @@ impl Pg {
         Ok((slice, edit, ended))
     }
 
+    /// Whether the agent has a session (live or ended, not yet pruned) on `device_id`.
+    pub async fn known_device(&self, agent_id: &str, device_id: &str) -> BackendResult<bool> {
+        self.read_one(
+            "SELECT 1 FROM sessions WHERE agent_id = $1 AND device->>'id' = $2 LIMIT 1",
+            &[&agent_id, &device_id],
+            |_| Ok(()),
+        )
+        .await
+        .map(|r| r.is_some())
+    }
+
     /// The live sessions of an agent, by id.
     pub async fn agent_sessions(&self, agent_id: &str) -> BackendResult<Vec<SessionRow>> {
         let q = format!(
