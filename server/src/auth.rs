@@ -89,6 +89,12 @@ pub fn new_token() -> String {
     hex::encode(b)
 }
 
+/// Whether `s` has the shape of a token [`new_token`] makes (64 lowercase hex digits): any
+/// other string is unknown without looking it up.
+pub fn is_token_shaped(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 pub type TokenHash = [u8; 32];
 
 pub fn token_hash(token: &str) -> TokenHash {
@@ -444,6 +450,10 @@ mod tests {
     #[test]
     fn tokens_are_256_bit_and_hashed() {
         let t = new_token();
+        assert!(is_token_shaped(&t));
+        assert!(!is_token_shaped(&t.to_uppercase()));
+        assert!(!is_token_shaped(&t[1..]));
+        assert!(!is_token_shaped(&format!("{}g", &t[1..])));
         assert_eq!(t.len(), 64);
         assert_ne!(token_hash(&t), token_hash(&new_token()));
     }

@@ -136,3 +136,45 @@ async fn a_known_device_still_signs_in_when_someone_fills_its_agents_window() {
         "its own window is full now"
     );
 }
+
+/// A counter of `/metrics` (a float in the text format, whole here).
+async fn counter(api: &presence_test_support::Api, name: &str) -> f64 {
+    let page = presence_test_support::contract::metrics_page(api).await;
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+#[tokio::test]
+async fn made_up_tokens_and_widget_keys_cost_the_stores_next_to_nothing() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    api.create_account("acme").await;
+    // Not the shape of a token: refused without asking anyone.
+    api.get("/v1/me", Some("not-a-token"))
+        .await
+        .assert_error(401, "unauthorized");
+    let made_up = "ab".repeat(32);
+    if !presence_test_support::cluster_mode() {
+        api.get("/v1/me", Some(&made_up))
+            .await
+            .assert_error(401, "unauthorized");
+        return;
+    }
+    // In cluster mode each made-up one is looked up once in PostgreSQL, then remembered.
+    let before = counter(&api, "presence_cluster_postgres_ops_total").await;
+    for _ in 0..200 {
+        api.get("/v1/me", Some(&made_up))
+            .await
+            .assert_error(401, "unauthorized");
+        api.get("/v1/widget/wk_made_up", None)
+            .await
+            .assert_error(404, "not_found");
+    }
+    let after = counter(&api, "presence_cluster_postgres_ops_total").await;
+    // 400 requests; the node's own reconciler and pruning run meanwhile too.
+    assert!(
+        after - before < 40.0,
+        "{before} -> {after} PostgreSQL operations"
+    );
+}

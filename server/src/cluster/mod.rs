@@ -142,6 +142,34 @@ struct TokenEntry {
 /// Cached tokens per node before the cache starts over.
 const TOKEN_CACHE_MAX: usize = 200_000;
 
+/// Tokens and widget keys PostgreSQL did not know, remembered so that a flood of made-up
+/// ones costs one query each per [`UNKNOWN_TTL`], not one per request. Safe to remember:
+/// both are random and made before anyone can hold them, so an unknown one never becomes
+/// known. Bounded: it starts over past [`TOKEN_CACHE_MAX`] entries.
+#[derive(Default)]
+struct Unknown {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+const UNKNOWN_TTL: Duration = Duration::from_secs(60);
+
+impl Unknown {
+    fn has(&self, key: &str) -> bool {
+        self.seen
+            .lock()
+            .get(key)
+            .is_some_and(|at| at.elapsed() < UNKNOWN_TTL)
+    }
+
+    fn note(&self, key: String) {
+        let mut seen = self.seen.lock();
+        if seen.len() >= TOKEN_CACHE_MAX {
+            seen.clear();
+        }
+        seen.insert(key, Instant::now());
+    }
+}
+
 pub(crate) struct Inner {
     pg: Pg,
     hot: Hot,
@@ -152,6 +180,7 @@ pub(crate) struct Inner {
     fanout: fanout::Fanout,
     tokens: Mutex<HashMap<TokenHash, TokenEntry>>,
     cfgs: Mutex<HashMap<String, (Instant, Arc<AccountCfg>)>>,
+    unknown: Unknown,
     /// Bumped by every config this node stores: a read that began before it is not cached.
     cfg_gen: AtomicU64,
     widget_keys: Mutex<HashMap<String, String>>,
@@ -192,6 +221,7 @@ impl Cluster {
             metrics,
             tokens: Mutex::new(HashMap::new()),
             cfgs: Mutex::new(HashMap::new()),
+            unknown: Unknown::default(),
             cfg_gen: AtomicU64::new(0),
             widget_keys: Mutex::new(HashMap::new()),
             deadline_tx,

@@ -75,6 +75,9 @@ impl Inner {
             return Ok(t.clone());
         }
         let key = format!("t:{}", hex::encode(token));
+        if self.unknown.has(&key) {
+            return Err(BackendError::unauthorized());
+        }
         let stored = self.hot.lookup(&key).await.ok().flatten();
         let t = match stored.as_deref().and_then(|v| {
             let mut it = v.split(' ');
@@ -86,11 +89,10 @@ impl Inner {
                 account_id: Arc::from(acc),
             },
             None => {
-                let (s, _) = self
-                    .pg
-                    .session_by_token(token)
-                    .await?
-                    .ok_or_else(BackendError::unauthorized)?;
+                let Some((s, _)) = self.pg.session_by_token(token).await? else {
+                    self.unknown.note(key);
+                    return Err(BackendError::unauthorized());
+                };
                 if s.ended_at.is_some() {
                     return Err(BackendError::session_expired());
                 }
@@ -229,16 +231,22 @@ impl Inner {
         if let Some(acc) = self.widget_keys.lock().get(key) {
             return Ok(acc.clone());
         }
+        // No key the server makes is longer: nothing longer is looked up or remembered.
+        if key.len() > 64 {
+            return Err(BackendError::not_found("widget"));
+        }
         let lookup = format!("w:{key}");
+        if self.unknown.has(&lookup) {
+            return Err(BackendError::not_found("widget"));
+        }
         let acc = match self.hot.lookup(&lookup).await.ok().flatten() {
             Some(acc) => acc,
             None => {
-                let acc = self
-                    .pg
-                    .account_by_widget_key(key)
-                    .await?
-                    .ok_or_else(|| BackendError::not_found("widget"))?
-                    .id;
+                let Some(row) = self.pg.account_by_widget_key(key).await? else {
+                    self.unknown.note(lookup);
+                    return Err(BackendError::not_found("widget"));
+                };
+                let acc = row.id;
                 let _ = self.hot.put_lookup(&lookup, &acc, WIDGET_LOOKUP_SECS).await;
                 acc
             }

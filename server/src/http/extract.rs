@@ -13,8 +13,9 @@ use crate::auth::TokenHash;
 use crate::backend::Principal;
 use crate::error::ApiError;
 
-/// The SHA-256 of the `Authorization: Bearer <token>` (missing or malformed: `401
-/// unauthorized`). Nothing past this extractor sees the raw token.
+/// The SHA-256 of the `Authorization: Bearer <token>` session token (missing, malformed, or
+/// not the shape of a token the server makes: `401 unauthorized`, with no store asked).
+/// Nothing past this extractor sees the raw token.
 pub struct Bearer(pub TokenHash);
 
 impl<S: Send + Sync> FromRequestParts<S> for Bearer {
@@ -22,6 +23,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers)?;
+        if !crate::auth::is_token_shaped(token) {
+            return Err(ApiError::unauthorized());
+        }
         Ok(Bearer(crate::auth::token_hash(token)))
     }
 }

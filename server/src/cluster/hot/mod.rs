@@ -70,6 +70,39 @@ use scripts::Scripts;
 
 const NOSEED: &str = "NOSEED";
 
+/// A store URL fit for a log or an error: its password, if any, replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    #[test]
+    fn a_store_urls_password_never_shows() {
+        let cases = [
+            ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
+            (
+                "postgres://app:p@ss@db/presence",
+                "postgres://app:***@db/presence",
+            ),
+            ("redis://cache:6379/", "redis://cache:6379/"),
+            ("not a url", "not a url"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(super::redacted(url), want);
+        }
+    }
+}
+
 /// Maps a Redis error: unreachable is `Unavailable`, anything else a logged failure.
 pub fn redis_err(e: redis::RedisError) -> BackendError {
     if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
@@ -164,7 +197,7 @@ impl Hot {
             .iter()
             .map(|u| {
                 redis::Client::open(u.as_str())
-                    .map_err(|e| format!("--redis-url {u:?} is not a Redis URL: {e}"))
+                    .map_err(|e| format!("--redis-url {:?} is not a Redis URL: {e}", redacted(u)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let conn = match urls {
@@ -177,7 +210,7 @@ impl Hot {
                 Conn::Single(
                     ConnectionManager::new_with_config(pubsub[0].clone(), config)
                         .await
-                        .map_err(|e| format!("cannot reach Redis at {url}: {e}"))?,
+                        .map_err(|e| format!("cannot reach Redis at {}: {e}", redacted(url)))?,
                 )
             }
             seeds => {
