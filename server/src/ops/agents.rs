@@ -253,4 +253,24 @@ mod tests {
         room.agents.pop();
         assert!(create(&room, "own", new("last")).is_ok());
     }
+
+    #[test]
+    fn an_edit_needs_the_caller_to_be_an_owner_or_admin_as_stored() {
+        let s = slice(
+            &[],
+            vec![
+                agent("own", Role::Owner, &[]),
+                agent("adm", Role::Admin, &[]),
+                agent("ag", Role::Agent, &[]),
+            ],
+        );
+        for (caller, ok) in [("own", true), ("adm", true), ("ag", false), ("gone", false)] {
+            let plan = crate::ops::by_admin(caller.into(), |slice| remove(slice, "own", "ag"));
+            let got = plan(Some(&s));
+            assert_eq!(got.is_ok(), ok, "{caller}: {got:?}");
+            if !ok {
+                assert!(matches!(got, Err(BackendError::Forbidden(_))));
+            }
+        }
+    }
 }

@@ -134,6 +134,31 @@ pub fn existing(
     })
 }
 
+/// Refuses `caller` unless the account, as stored, has it as an owner or admin. The HTTP
+/// layer checked the role its session carries (in cluster mode, from Redis); this check
+/// reads it where it is kept for good (memory and SQLite; PostgreSQL), under the account's
+/// turn for an edit, so a demoted admin's session can change nothing.
+pub fn check_admin(slice: &AccountSlice, caller: &str) -> crate::backend::BackendResult<()> {
+    use presence_protocol::Role;
+    match slice.agents.iter().find(|a| a.id == caller).map(|a| a.role) {
+        Some(Role::Owner | Role::Admin) => Ok(()),
+        _ => Err(crate::backend::BackendError::forbidden(
+            "this needs an owner or admin of the account",
+        )),
+    }
+}
+
+/// [`existing`], for an edit an owner or admin makes: [`check_admin`] first.
+pub fn by_admin(
+    caller: std::sync::Arc<str>,
+    f: impl FnOnce(&AccountSlice) -> crate::backend::BackendResult<AccountEdit> + Send + 'static,
+) -> AccountPlan {
+    existing(move |slice| {
+        check_admin(slice, &caller)?;
+        f(slice)
+    })
+}
+
 /// The default and largest page of a status log.
 pub const DEFAULT_LOG_LIMIT: i64 = 100;
 pub const MAX_LOG_LIMIT: i64 = 500;

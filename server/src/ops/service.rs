@@ -15,7 +15,9 @@ use presence_protocol::{
 use super::credentials::Credentials;
 use super::sessions::{self, AgentKey, SessionEdit, SessionPlan, Sessions};
 use super::status::{self, StatusChange, StatusPlan};
-use super::{AccountEdit, AccountKey, AccountTarget, account, agents, custom, existing, idle};
+use super::{
+    AccountEdit, AccountKey, AccountTarget, account, agents, by_admin, check_admin, custom, idle,
+};
 use super::{DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT};
 use crate::auth::TokenHash;
 use crate::backend::{
@@ -166,6 +168,9 @@ impl Ops {
                 "not a page of this log",
             ));
         }
+        if agent_id != &*p.agent_id {
+            self.stored_admin(p).await?;
+        }
         let mut entries = self
             .backend
             .status_log(LogQuery {
@@ -186,6 +191,16 @@ impl Ops {
             false => None,
         };
         Ok(StatusLogPage { entries, next })
+    }
+
+    /// [`check_admin`] on the account as stored, for what an admin reads or changes outside
+    /// an account edit.
+    async fn stored_admin(&self, p: &Principal) -> BackendResult<()> {
+        let slice = self
+            .backend
+            .account_slice(AccountKey::Id(&p.account_id))
+            .await?;
+        check_admin(&slice, &p.agent_id)
     }
 
     /// The chat box view for a widget key.
@@ -399,6 +414,7 @@ impl Ops {
     ) -> BackendResult<StatusView> {
         let timing = req.timing();
         status::check_timing(&timing)?;
+        self.stored_admin(p).await?;
         let admin = p.agent_id.to_string();
         let change = StatusChange {
             account_id: p.account_id.clone(),
@@ -432,6 +448,7 @@ impl Ops {
             .backend
             .account_slice(AccountKey::Id(&p.account_id))
             .await?;
+        check_admin(&slice, &p.agent_id)?;
         let mut agents: Vec<Agent> = slice.agents.iter().map(AgentRow::to_agent).collect();
         agents.sort_by(|a, b| a.email.cmp(&b.email));
         let acc = slice.account;
@@ -474,7 +491,9 @@ impl Ops {
             .backend
             .edit_account(
                 AccountTarget::Existing(&p.account_id),
-                existing(move |slice| agents::create(slice, &caller, row)),
+                by_admin(p.agent_id.clone(), move |slice| {
+                    agents::create(slice, &caller, row)
+                }),
             )
             .await?;
         edit.agent()
@@ -496,7 +515,9 @@ impl Ops {
             .backend
             .edit_account(
                 AccountTarget::Existing(&p.account_id),
-                existing(move |slice| agents::patch(slice, &caller, &id, req)),
+                by_admin(p.agent_id.clone(), move |slice| {
+                    agents::patch(slice, &caller, &id, req)
+                }),
             )
             .await?;
         edit.agent()
@@ -509,7 +530,9 @@ impl Ops {
         self.backend
             .edit_account(
                 AccountTarget::Existing(&p.account_id),
-                existing(move |slice| agents::remove(slice, &caller, &id)),
+                by_admin(p.agent_id.clone(), move |slice| {
+                    agents::remove(slice, &caller, &id)
+                }),
             )
             .await
             .map(drop)
@@ -522,7 +545,9 @@ impl Ops {
             .backend
             .edit_account(
                 AccountTarget::Existing(&p.account_id),
-                existing(move |slice| account::groups(slice, groups)),
+                by_admin(p.agent_id.clone(), move |slice| {
+                    account::groups(slice, groups)
+                }),
             )
             .await?
         {
@@ -545,7 +570,9 @@ impl Ops {
             .backend
             .edit_account(
                 AccountTarget::WithAgents(&p.account_id),
-                existing(move |slice| custom::replace(slice, list)),
+                by_admin(p.agent_id.clone(), move |slice| {
+                    custom::replace(slice, list)
+                }),
             )
             .await?
         {
@@ -567,7 +594,9 @@ impl Ops {
             .backend
             .edit_account(
                 AccountTarget::Existing(&p.account_id),
-                existing(move |slice| account::opening_hours(slice, hours)),
+                by_admin(p.agent_id.clone(), move |slice| {
+                    account::opening_hours(slice, hours)
+                }),
             )
             .await?
         {
@@ -588,7 +617,9 @@ impl Ops {
             .backend
             .edit_account(
                 AccountTarget::Existing(&p.account_id),
-                existing(move |slice| account::settings(slice, patch)),
+                by_admin(p.agent_id.clone(), move |slice| {
+                    account::settings(slice, patch)
+                }),
             )
             .await?
         {
