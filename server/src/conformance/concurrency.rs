@@ -34,7 +34,11 @@ async fn owners(h: &Harness, p: &Principal) -> usize {
         .account_slice(crate::ops::AccountKey::Id(&p.account_id))
         .await
         .unwrap();
-    slice.agents.iter().filter(|a| a.role == Role::Owner).count()
+    slice
+        .agents
+        .iter()
+        .filter(|a| a.role == Role::Owner)
+        .count()
 }
 
 pub async fn concurrent_demotions_never_leave_an_account_without_an_owner(h: Harness) {
