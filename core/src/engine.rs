@@ -336,12 +336,7 @@ impl Engine {
                 self.respond(reply, r);
             }
             Command::Refresh { reply } => {
-                if !self.session_active() {
-                    let e = self.not_active_error();
-                    self.respond(reply, Err(e));
-                    return;
-                }
-                if let Err(e) = self.network_ready() {
+                if let Err(e) = self.session_ready() {
                     self.respond(reply, Err(e));
                     return;
                 }

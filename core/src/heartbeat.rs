@@ -93,12 +93,7 @@ impl Engine {
     /// background refresh). Refused at once when there is no live session or no network.
     /// Returns whether the heartbeat was queued.
     pub(crate) fn force_heartbeat(&mut self, mode: Mode, reply: Reply<()>) -> bool {
-        if !self.session_active() {
-            let e = self.not_active_error();
-            self.respond(reply, Err(e));
-            return false;
-        }
-        if let Err(e) = self.network_ready() {
+        if let Err(e) = self.session_ready() {
             self.respond(reply, Err(e));
             return false;
         }

@@ -378,6 +378,15 @@ impl Engine {
         }
     }
 
+    /// Whether a call for the current session can go out now: a live session, a server and
+    /// the network; the error to answer with when not.
+    pub(crate) fn session_ready(&self) -> Result<(), Error> {
+        if !self.session_active() {
+            return Err(self.not_active_error());
+        }
+        self.network_ready()
+    }
+
     pub(crate) fn expire_session(&mut self, detail: String) {
         let Some(s) = &mut self.session.current else {
             return;
@@ -462,12 +471,7 @@ impl Engine {
     }
 
     pub(crate) fn status_log(&mut self, query: LogQuery, reply: Reply<StatusLogPage>) {
-        if !self.session_active() {
-            let e = self.not_active_error();
-            self.respond(reply, Err(e));
-            return;
-        }
-        if let Err(e) = self.network_ready() {
+        if let Err(e) = self.session_ready() {
             self.respond(reply, Err(e));
             return;
         }

@@ -9,9 +9,24 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use common::{ADMIN, client, command, spawn};
+use common::{ADMIN, call, client, command, spawn};
+use reqwest::Method;
 use reqwest::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use serde_json::json;
+
+/// Creates account `acme` through the operator route; its answer.
+async fn create_account(url: &str) -> serde_json::Value {
+    let body = json!({"slug": "acme", "name": "Acme",
+                      "owner": {"name": "O", "email": "o@acme.test", "password": "pw-owner-1"}});
+    call(
+        &client(),
+        Method::POST,
+        format!("{url}/v1/accounts"),
+        ADMIN,
+        body,
+    )
+    .await
+}
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -23,15 +38,7 @@ async fn the_data_directory_and_database_files_are_owner_only() {
     let dir = tmp.path().join("new").join("data");
     let server = spawn(&dir, "127.0.0.1:0");
     // A write, so the log file exists too.
-    let r = client()
-        .post(format!("{}/v1/accounts", server.url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"slug": "acme", "name": "Acme",
-                      "owner": {"name": "O", "email": "o@acme.test", "password": "pw-owner-1"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    create_account(&server.url).await;
     assert_eq!(mode(&dir), 0o700, "the data directory");
     let mut files = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -161,17 +168,7 @@ async fn one_address_holds_at_most_its_streams_and_gets_each_back() {
         &["--max-streams-per-ip", "2", "--stream-ping-ms", "100"],
     );
     let c = client();
-    let acc: serde_json::Value = c
-        .post(format!("{}/v1/accounts", server.url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"slug": "acme", "name": "Acme",
-                      "owner": {"name": "O", "email": "o@acme.test", "password": "pw-owner-1"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let acc = create_account(&server.url).await;
     let key = acc["account"]["widget_key"].as_str().unwrap().to_owned();
     let url = format!("{}/v1/widget/{key}/events", server.url);
     let first = c.get(&url).send().await.unwrap();

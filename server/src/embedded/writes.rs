@@ -133,7 +133,8 @@ impl Inner {
             op_id,
             custom_status,
             ..
-        } = change.clone();
+        } = change;
+        let recorded = |applied| StatusChange::recorded_by(origin.is_some(), applied);
         let _turn = self.turns.take(&agent_id).await;
         let now = self.clock.now_ms();
         let since = now - retention_ms(self.retention.status_ops);
@@ -168,7 +169,7 @@ impl Inner {
             let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
             (resp, json, activity)
         };
-        if change.recorded(resp.applied) {
+        if recorded(resp.applied) {
             self.writer
                 .commit(Write::Status(StatusRecord {
                     agent_id: agent_id.clone(),

@@ -52,7 +52,12 @@ pub struct StatusChange {
 impl StatusChange {
     /// Whether a backend records this change's answer with its op id.
     pub fn recorded(&self, applied: bool) -> bool {
-        applied || self.origin.is_some()
+        Self::recorded_by(self.origin.is_some(), applied)
+    }
+
+    /// [`StatusChange::recorded`], for a change already taken apart.
+    pub fn recorded_by(from_a_device: bool, applied: bool) -> bool {
+        applied || from_a_device
     }
 }
 
