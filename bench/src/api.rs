@@ -29,6 +29,8 @@ pub async fn start_server(
     let mut cmd = Command::new(bin);
     cmd.arg("serve-presence");
     cmd.args(["--listen", "127.0.0.1:0", "--admin-token", ADMIN_TOKEN])
+        // The load scenarios open thousands of sessions on one agent.
+        .args(["--max-sessions-per-agent", "1000000"])
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra);

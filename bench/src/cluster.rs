@@ -236,6 +236,7 @@ async fn run(
             .args(["--active-interval-ms", &INTERVAL_MS.to_string()])
             // Every bench client is one loopback address.
             .args(["--max-streams-per-ip", "1000000"])
+            .args(["--max-sessions-per-agent", "1000000"])
             .arg("--data-dir")
             .arg(&node_dir);
         let s = proc::spawn_until(

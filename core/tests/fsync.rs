@@ -67,7 +67,10 @@ async fn incoming_events_are_cached_without_a_single_fsync() {
     let vfs = SyncCounter::register();
     let dir = tempfile::tempdir().unwrap();
     let client = open(&fake, dir.path(), &vfs).await;
-    client.login("acme", "ann@example.com", "pw").await.unwrap();
+    client
+        .login("acme", "ann@example.com", "pw-secret-1")
+        .await
+        .unwrap();
     client
         .wait_for(A_DAY, |s| s.connection == Connection::Connected)
         .await
@@ -119,7 +122,10 @@ async fn an_hour_of_heartbeats_and_clock_samples_costs_no_fsync() {
     let vfs = SyncCounter::register();
     let dir = tempfile::tempdir().unwrap();
     let client = open(&fake, dir.path(), &vfs).await;
-    client.login("acme", "ann@example.com", "pw").await.unwrap();
+    client
+        .login("acme", "ann@example.com", "pw-secret-1")
+        .await
+        .unwrap();
     let before_hb = fake.count(Method::Post, "/v1/session/heartbeat");
     let syncs = vfs.counts();
     // An hour at the default 20 s interval: 180 heartbeats, each a clock sample.

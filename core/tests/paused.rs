@@ -54,7 +54,10 @@ async fn open_with(dir: &std::path::Path, overrides: Overrides) -> PresenceClien
 async fn logged_in(fake: &FakeServer) -> (PresenceClient, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let client = open(fake, dir.path()).await;
-    client.login("acme", "ann@example.com", "pw").await.unwrap();
+    client
+        .login("acme", "ann@example.com", "pw-secret-1")
+        .await
+        .unwrap();
     (client, dir)
 }
 
@@ -350,7 +353,10 @@ async fn a_401_expires_the_session_and_keeps_the_change_for_the_next_login() {
     tokio::time::sleep(A_DAY).await;
     assert_eq!(fake.count(Method::Put, STATUS), n);
 
-    client.login("acme", "ann@example.com", "pw").await.unwrap();
+    client
+        .login("acme", "ann@example.com", "pw-secret-1")
+        .await
+        .unwrap();
     let s = wait(&client, "delivery after logging in again", |s| {
         s.outbox.pending == 0
     })
@@ -742,7 +748,10 @@ async fn a_push_token_the_server_refuses_does_not_block_login() {
         (is(r, Method::Post, "/v1/login") && !r.body_json().unwrap()["push"].is_null())
             .then(|| Ok(error(422, "invalid_field", "push.token: host not allowed")))
     });
-    client.login("acme", "ann@example.com", "pw").await.unwrap();
+    client
+        .login("acme", "ann@example.com", "pw-secret-1")
+        .await
+        .unwrap();
     assert_eq!(client.snapshot().session.state, SessionState::Active);
     let logins = fake.bodies(Method::Post, "/v1/login");
     assert_eq!(logins.len(), 2);
@@ -795,7 +804,10 @@ async fn a_refused_stored_push_registration_does_not_lock_the_user_out() {
             && req.body_json().is_some_and(|b| !b["push"].is_null()))
         .then(|| Ok(error(422, "invalid_field", "not allowed")))
     });
-    client.login("acme", "ann@example.com", "pw").await.unwrap();
+    client
+        .login("acme", "ann@example.com", "pw-secret-1")
+        .await
+        .unwrap();
     let logins = fake.bodies(Method::Post, "/v1/login");
     assert_eq!(logins.len(), 2);
     assert!(logins[1]["push"].is_null(), "{}", logins[1]);

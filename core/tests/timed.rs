@@ -351,7 +351,7 @@ async fn an_idle_desktop_goes_away_and_input_brings_it_back_at_once() {
         .await
         .unwrap();
     client
-        .login(&acct.slug, "dana@away.test", "pw-dana")
+        .login(&acct.slug, "dana@away.test", "pw-dana-secret")
         .await
         .unwrap();
     client.set_status(AgentStatus::Online).await.unwrap();

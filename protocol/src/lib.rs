@@ -179,6 +179,9 @@ pub enum EndReason {
     Expired,
     Replaced,
     Removed,
+    /// The agent's password was changed (`PUT /v1/me/password` ends the other sessions, an
+    /// admin's `PUT /v1/admin/agents/{id}/password` all of them).
+    CredentialsChanged,
 }
 
 impl EndReason {
@@ -917,6 +920,19 @@ pub struct NewAgentRequest {
     pub groups: Vec<String>,
     #[serde(default)]
     pub role: Role,
+}
+
+/// `PUT /v1/me/password`: the agent's current password and the new one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangePasswordRequest {
+    pub current: String,
+    pub new: String,
+}
+
+/// `PUT /v1/admin/agents/{id}/password`: an agent's new password, set by an admin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetPasswordRequest {
+    pub password: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -102,6 +102,25 @@ pub fn token_hash(token: &str) -> TokenHash {
 }
 
 /// A random identifier with a readable prefix, e.g. `agt_3f9c...`.
+/// A new session id, `ses_` then the time in milliseconds (12 hex digits) then 8 random
+/// bytes: ids sort by age (strictly increasing within a process, so sessions opened in one
+/// millisecond keep their order), which is how the oldest of an agent's sessions is found.
+pub fn new_session_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    format!("ses_{:012x}{}", now.max(prev + 1), hex::encode(b))
+}
+
 pub fn new_id(prefix: &str) -> String {
     let mut b = [0u8; 12];
     rand::rng().fill_bytes(&mut b);
@@ -434,17 +453,21 @@ mod tests {
         use argon2::password_hash::{PasswordHasher, PasswordVerifier};
         let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
         let theirs = Argon2::default()
-            .hash_password(b"pw", &salt)
+            .hash_password(b"pw-secret-1", &salt)
             .unwrap()
             .to_string();
         assert!(
-            verify_password("pw", &theirs),
+            verify_password("pw-secret-1", &theirs),
             "hashes stored before still verify"
         );
         assert!(!verify_password("px", &theirs));
-        let ours = hash_password("pw").unwrap();
+        let ours = hash_password("pw-secret-1").unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
-        assert!(Argon2::default().verify_password(b"pw", &parsed).is_ok());
+        assert!(
+            Argon2::default()
+                .verify_password(b"pw-secret-1", &parsed)
+                .is_ok()
+        );
     }
 
     #[test]

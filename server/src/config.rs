@@ -52,6 +52,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Event streams one client address holds open at once.
     pub max_streams_per_ip: usize,
+    /// Live sessions one agent keeps; a new one beyond them replaces the oldest.
+    pub max_sessions_per_agent: usize,
 }
 
 impl Limits {
@@ -71,6 +73,7 @@ impl Default for Limits {
             password_hash_concurrency: Limits::default_hash_concurrency(),
             max_connections: 50_000,
             max_streams_per_ip: 200,
+            max_sessions_per_agent: crate::ops::sessions::MAX_LIVE_SESSIONS,
         }
     }
 }

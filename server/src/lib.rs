@@ -191,7 +191,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             )
         }
     };
-    let ops = ops::Ops::new(backend.clone(), hasher, pusher);
+    let ops = ops::Ops::new(backend.clone(), hasher, pusher)
+        .with_session_cap(config.limits.max_sessions_per_agent);
     let state = http::AppState {
         ops: ops.clone(),
         limiter,

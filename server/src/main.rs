@@ -131,6 +131,10 @@ struct Args {
     /// Event streams one client address (an IPv4 address, an IPv6 /64) holds open at once.
     #[arg(long, env = "PRESENCE_MAX_STREAMS_PER_IP", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     max_streams_per_ip: u64,
+    /// Live sessions one agent keeps: a new one beyond them replaces the agent's oldest
+    /// (reason `replaced`).
+    #[arg(long, env = "PRESENCE_MAX_SESSIONS_PER_AGENT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    max_sessions_per_agent: u64,
     /// Proxies or load balancers in front of the server (CIDR or address, comma-separated):
     /// from them, the client is the rightmost `X-Forwarded-For` entry outside these ranges.
     /// Without it, the client is always the peer and `X-Forwarded-For` is ignored.
@@ -260,6 +264,7 @@ async fn run(args: Args) -> ExitCode {
                 .unwrap_or_else(Limits::default_hash_concurrency),
             max_connections: args.max_connections as usize,
             max_streams_per_ip: args.max_streams_per_ip as usize,
+            max_sessions_per_agent: args.max_sessions_per_agent as usize,
         },
         retention: Retention {
             ended_sessions: Duration::from_millis(args.session_retention_ms),

@@ -88,9 +88,17 @@ pub fn email(field: &str, s: &str) -> BackendResult<()> {
     }
 }
 
+/// The fewest characters a new password may have.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+/// A new password: at least [`MIN_PASSWORD_CHARS`] characters, at most [`MAX_PASSWORD`]
+/// bytes. (A login checks only the upper bound: passwords set before the rule still sign in.)
 pub fn password(field: &str, s: &str) -> BackendResult<()> {
-    if s.is_empty() {
-        return Err(BackendError::invalid_field(field, "must not be empty"));
+    if s.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(BackendError::invalid_field(
+            field,
+            format!("a password must have at least {MIN_PASSWORD_CHARS} characters"),
+        ));
     }
     if s.len() > MAX_PASSWORD {
         return Err(BackendError::invalid_field(

@@ -97,7 +97,7 @@ async fn owner_on(api: &Api, acc: &Account, device: &str) -> Session {
     api.login(
         &acc.slug,
         &format!("owner@{}.test", acc.slug),
-        "pw-owner",
+        "pw-owner-secret",
         device,
     )
     .await

@@ -38,13 +38,13 @@ async fn account_and_login(c: &reqwest::Client, p: &Proc, slug: &str) -> (String
         format!("{}/v1/accounts", p.url),
         ADMIN,
         json!({"name": "Acme", "slug": slug,
-               "owner": {"name": "O", "email": "o@acme.test", "password": "pw"}}),
+               "owner": {"name": "O", "email": "o@acme.test", "password": "pw-secret-1"}}),
     )
     .await;
     let login: Value = c
         .post(format!("{}/v1/login", p.url))
         .json(
-            &json!({"account": slug, "email": "o@acme.test", "password": "pw",
+            &json!({"account": slug, "email": "o@acme.test", "password": "pw-secret-1",
                       "device": {"id": "d1", "platform": "cli", "name": "n", "app_version": "1"}}),
         )
         .send()

@@ -195,3 +195,121 @@ async fn one_address_holds_at_most_its_streams_and_gets_each_back() {
     assert!(again.is_some(), "a closed stream's place is given back");
     drop(second);
 }
+
+/// A server whose streams ping every 100 ms, one stream per address, idle connections kept
+/// an hour (so only the reader rule can close a stream); account `acme`'s widget stream URL
+/// and its owner's token.
+async fn one_stream_server(tmp: &std::path::Path) -> (common::Proc, String, String) {
+    let server = common::spawn_with(
+        tmp,
+        "127.0.0.1:0",
+        &[
+            "--max-streams-per-ip",
+            "1",
+            "--stream-ping-ms",
+            "100",
+            "--idle-timeout-ms",
+            "3600000",
+        ],
+    );
+    let acc = create_account(&server.url).await;
+    let key = acc["account"]["widget_key"].as_str().unwrap().to_owned();
+    let login = call(
+        &client(),
+        Method::POST,
+        format!("{}/v1/login", server.url),
+        "",
+        json!({"account": "acme", "email": "o@acme.test", "password": "pw-owner-1",
+               "device": {"id": "d", "platform": "cli", "name": "n", "app_version": "1"}}),
+    )
+    .await;
+    let token = login["token"].as_str().expect("a token").to_owned();
+    let url = format!("{}/v1/widget/{key}/events", server.url);
+    (server, url, token)
+}
+
+/// Flips the owner between online and offline: each flip is a new chat box view, a frame on
+/// every widget stream.
+async fn flip(c: &reqwest::Client, server: &str, token: &str, i: usize) {
+    let status = if i.is_multiple_of(2) { "offline" } else { "online" };
+    let r = c
+        .put(format!("{server}/v1/me/status"))
+        .bearer_auth(token)
+        .json(&json!({"status": status, "op_id": format!("0190b6a0-0000-7000-8000-{i:012}")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_stream_whose_reader_stops_taking_what_is_sent_is_closed_within_two_pings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, url, token) = one_stream_server(tmp.path()).await;
+    let c = client();
+    // A reader with a tiny receive window that asks for the stream and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket
+        .connect(server.listen().parse().unwrap())
+        .await
+        .unwrap();
+    let path = url.trim_start_matches(&server.url);
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, req.as_bytes())
+        .await
+        .unwrap();
+    // Its stream holds the address's one place.
+    let mut i = 0;
+    loop {
+        assert!(i < 1000, "the stalled stream never took its place");
+        if c.get(&url).send().await.unwrap().status() == 503 {
+            break;
+        }
+        i += 1;
+    }
+    // Changes flow until the server gives the place back: its reader fell behind.
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the stalled stream is still open after {i} changes"
+        );
+        flip(&c, &server.url, &token, i).await;
+        i += 1;
+        if c.get(&url).send().await.unwrap().status() == 200 {
+            break;
+        }
+    }
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn a_stream_whose_reader_keeps_up_stays_open_across_many_pings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, url, token) = one_stream_server(tmp.path()).await;
+    let c = client();
+    let reader = c.get(&url).send().await.unwrap();
+    assert_eq!(reader.status(), 200);
+    let read = tokio::spawn(async move {
+        let mut body = reader;
+        let mut bytes = 0usize;
+        while let Ok(Some(chunk)) = body.chunk().await {
+            bytes += chunk.len();
+        }
+        bytes
+    });
+    // Ten pings' worth of changes, read as they come.
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < std::time::Duration::from_millis(1000) || i < 200 {
+        flip(&c, &server.url, &token, i).await;
+        i += 1;
+    }
+    assert_eq!(
+        c.get(&url).send().await.unwrap().status(),
+        503,
+        "the reading stream still holds the address's place"
+    );
+    assert!(!read.is_finished(), "the reading stream is still open");
+}

@@ -35,7 +35,7 @@ async fn start_with_owner(dir: &std::path::Path) -> Started {
         format!("{url}/v1/accounts"),
         "t0ken",
         json!({"name": "Acme", "slug": "acme",
-               "owner": {"name": "O", "email": "o@acme.test", "password": "pw"}}),
+               "owner": {"name": "O", "email": "o@acme.test", "password": "pw-secret-1"}}),
     )
     .await;
     let widget_key = created["account"]["widget_key"]
@@ -45,7 +45,7 @@ async fn start_with_owner(dir: &std::path::Path) -> Started {
     let login: Value = c
         .post(format!("{url}/v1/login"))
         .json(
-            &json!({"account": "acme", "email": "o@acme.test", "password": "pw",
+            &json!({"account": "acme", "email": "o@acme.test", "password": "pw-secret-1",
                       "device": {"id": "d1", "platform": "cli", "name": "n", "app_version": "1"}}),
         )
         .send()

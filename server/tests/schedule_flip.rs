@@ -47,7 +47,7 @@ async fn closing_time_publishes_offline_without_a_request() {
                 owner: NewOwner {
                     name: "O".into(),
                     email: "o@acme.test".into(),
-                    password: "pw".into(),
+                    password: "pw-secret-1".into(),
                 },
             },
             Settings {
@@ -61,7 +61,7 @@ async fn closing_time_publishes_offline_without_a_request() {
         .login(LoginRequest {
             account: "acme".into(),
             email: "o@acme.test".into(),
-            password: "pw".into(),
+            password: "pw-secret-1".into(),
             device: Device {
                 id: "d".into(),
                 platform: Platform::Cli,

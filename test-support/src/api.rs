@@ -34,7 +34,7 @@ pub struct Resp {
 }
 
 /// An account made through `POST /v1/accounts`: its owner is `owner@<slug>.test` with
-/// password `pw-owner`.
+/// password `pw-owner-secret`.
 pub struct Account {
     pub slug: String,
     pub id: String,
@@ -187,7 +187,7 @@ impl Api {
     /// ones the test opens.
     pub async fn create_account_without_login(&self, slug: &str) -> Account {
         let email = format!("owner@{slug}.test");
-        let password = "pw-owner".to_owned();
+        let password = "pw-owner-secret".to_owned();
         let r = self
             .post(
                 "/v1/accounts",
@@ -271,14 +271,14 @@ impl Api {
         r.body["token"].as_str().expect("token").to_owned()
     }
 
-    /// Adds an agent (password `pw-<name>`) through the admin API.
+    /// Adds an agent (password `pw-<name>-secret`) through the admin API.
     pub async fn add_agent(&self, acc: &Account, name: &str, groups: &[&str]) -> String {
         let r = self
             .post(
                 "/v1/admin/agents",
                 Some(&acc.owner_token),
                 json!({"name": name, "email": format!("{name}@{}.test", acc.slug),
-                       "password": format!("pw-{name}"), "groups": groups, "role": "agent"}),
+                       "password": format!("pw-{name}-secret"), "groups": groups, "role": "agent"}),
             )
             .await;
         assert_eq!(r.status, 201, "add agent: {}", r.body);
@@ -289,7 +289,7 @@ impl Api {
         self.login(
             &acc.slug,
             &format!("{name}@{}.test", acc.slug),
-            &format!("pw-{name}"),
+            &format!("pw-{name}-secret"),
             device,
         )
         .await

@@ -289,7 +289,7 @@ pub fn authed_routes(agent_id: &str) -> Vec<(Method, String, Option<Value>)> {
             Method::POST,
             "/v1/admin/agents".into(),
             Some(
-                json!({"name": "x", "email": "x@x.test", "password": "pw", "groups": [],
+                json!({"name": "x", "email": "x@x.test", "password": "pw-secret-1", "groups": [],
                         "role": "agent"}),
             ),
         ),

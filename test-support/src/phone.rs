@@ -239,7 +239,7 @@ async fn scenario(dir: &std::path::Path, hours: u32, events: u64) -> Result<Phon
     .map_err(|e| e.to_string())?;
     let day = Duration::from_secs(86_400);
     client
-        .login("acme", "ann@example.com", "pw")
+        .login("acme", "ann@example.com", "pw-secret-1")
         .await
         .map_err(|e| e.to_string())?;
     client

@@ -283,7 +283,7 @@ class PresenceTests {
         Blackhole().use { hole ->
             val engine = openEngine(hole.url)
             val login = async(Dispatchers.Default) {
-                runCatching { engine.login("acme", "a@acme.example", "pw") }
+                runCatching { engine.login("acme", "a@acme.example", "pw-secret-1") }
             }
             assertTrue(hole.accepted.await(10, TimeUnit.SECONDS), "the login never reached the server")
             val started = System.nanoTime()
@@ -309,7 +309,7 @@ class PresenceTests {
         try {
             // Against a dead server the outbox logs its failed attempt (presence_core, debug).
             openEngine("http://127.0.0.1:${deadPort()}").use { engine ->
-                runCatching { engine.login("acme", "a@acme.example", "pw") }
+                runCatching { engine.login("acme", "a@acme.example", "pw-secret-1") }
                 withTimeout(10_000) {
                     while (records.none { it.target.startsWith("presence_ffi") }) kotlinx.coroutines.yield()
                 }

@@ -26,7 +26,7 @@ async fn create_account_returns_account_and_owner_agent() {
             "/v1/accounts",
             Some(ADMIN_TOKEN),
             json!({"name": "Acme", "slug": "acme",
-                   "owner": {"name": "Olga Owner", "email": "olga@acme.test", "password": "s3cret"}}),
+                   "owner": {"name": "Olga Owner", "email": "olga@acme.test", "password": "s3cret-pass"}}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -41,7 +41,9 @@ async fn create_account_returns_account_and_owner_agent() {
     assert_eq!(owner["role"], "owner");
 
     // The owner can log in with the password given.
-    let s = api.login("acme", "olga@acme.test", "s3cret", "d1").await;
+    let s = api
+        .login("acme", "olga@acme.test", "s3cret-pass", "d1")
+        .await;
     assert_eq!(s.agent_id, owner["id"].as_str().unwrap());
 }
 
@@ -50,7 +52,7 @@ async fn create_account_without_or_with_wrong_admin_token_is_unauthorized() {
     let srv = TestServer::start().await;
     let api = srv.api();
     let body = json!({"name": "Acme", "slug": "acme",
-                      "owner": {"name": "O", "email": "o@acme.test", "password": "pw"}});
+                      "owner": {"name": "O", "email": "o@acme.test", "password": "pw-secret-1"}});
     api.post("/v1/accounts", None, body.clone())
         .await
         .assert_error(401, "unauthorized");
@@ -78,7 +80,7 @@ async fn create_account_with_taken_slug_is_conflict() {
             "/v1/accounts",
             Some(ADMIN_TOKEN),
             json!({"name": "Other", "slug": "acme",
-                   "owner": {"name": "O", "email": "o@other.test", "password": "pw"}}),
+                   "owner": {"name": "O", "email": "o@other.test", "password": "pw-secret-1"}}),
         )
         .await;
     r.assert_error(409, "conflict");
@@ -94,7 +96,7 @@ async fn create_account_with_bad_slug_is_invalid_field() {
                 "/v1/accounts",
                 Some(ADMIN_TOKEN),
                 json!({"name": "Acme", "slug": slug,
-                       "owner": {"name": "O", "email": "o@acme.test", "password": "pw"}}),
+                       "owner": {"name": "O", "email": "o@acme.test", "password": "pw-secret-1"}}),
             )
             .await;
         let detail = r.assert_error(422, "invalid_field");
@@ -110,7 +112,7 @@ async fn create_account_without_owner_email_names_the_field() {
         .post(
             "/v1/accounts",
             Some(ADMIN_TOKEN),
-            json!({"name": "Acme", "slug": "acme", "owner": {"name": "O", "password": "pw"}}),
+            json!({"name": "Acme", "slug": "acme", "owner": {"name": "O", "password": "pw-secret-1"}}),
         )
         .await;
     let detail = r.assert_error(422, "invalid_field");
@@ -124,7 +126,7 @@ async fn create_account_without_owner_email_names_the_field() {
             "/v1/accounts",
             Some(ADMIN_TOKEN),
             json!({"name": "Acme", "slug": "acme",
-                   "owner": {"name": "O", "email": "not-an-email", "password": "pw"}}),
+                   "owner": {"name": "O", "email": "not-an-email", "password": "pw-secret-1"}}),
         )
         .await;
     let detail = r.assert_error(422, "invalid_field");
@@ -139,7 +141,7 @@ async fn create_account_without_json_content_type_is_unsupported_media_type() {
     let srv = TestServer::start().await;
     let api = srv.api();
     let body = r#"{"name": "Acme", "slug": "acme",
-                   "owner": {"name": "O", "email": "o@acme.test", "password": "pw"}}"#;
+                   "owner": {"name": "O", "email": "o@acme.test", "password": "pw-secret-1"}}"#;
     let plain = api
         .request(Method::POST, "/v1/accounts")
         .bearer_auth(ADMIN_TOKEN)
@@ -175,7 +177,7 @@ async fn create_account_with_body_over_64_kib_is_payload_too_large() {
     let api = srv.api();
     let body = |slug: &str, pad: usize| {
         json!({"name": "Acme", "slug": slug, "padding": "x".repeat(pad),
-               "owner": {"name": "O", "email": "o@acme.test", "password": "pw"}})
+               "owner": {"name": "O", "email": "o@acme.test", "password": "pw-secret-1"}})
     };
     let r = api
         .post("/v1/accounts", Some(ADMIN_TOKEN), body("big", 65 * 1024))

@@ -65,7 +65,7 @@ async fn admin_create_agent_returns_201_agent() {
         .post(
             "/v1/admin/agents",
             Some(&acc.owner_token),
-            json!({"name": "Ann", "email": "ann@acme.test", "password": "pw-ann",
+            json!({"name": "Ann", "email": "ann@acme.test", "password": "pw-ann-secret",
                    "groups": ["support", "sales"], "role": "admin"}),
         )
         .await;
@@ -81,7 +81,7 @@ async fn admin_create_agent_returns_201_agent() {
     assert_eq!(r.body["role"], "admin");
     // The new agent can log in and is the same agent.
     let s = api
-        .login("acme", "ann@acme.test", "pw-ann", "ann-dev")
+        .login("acme", "ann@acme.test", "pw-ann-secret", "ann-dev")
         .await;
     assert_eq!(s.agent_id, r.body["id"].as_str().unwrap());
     assert_eq!(s.login["agent"], r.body);
@@ -96,7 +96,7 @@ async fn admin_create_agent_with_duplicate_email_is_conflict() {
             .post(
                 "/v1/admin/agents",
                 Some(&acc.owner_token),
-                json!({"name": "Dup", "email": email, "password": "pw", "groups": [],
+                json!({"name": "Dup", "email": email, "password": "pw-secret-1", "groups": [],
                        "role": "agent"}),
             )
             .await;
@@ -116,7 +116,7 @@ async fn admin_create_agent_with_unknown_group_is_invalid_field() {
         .post(
             "/v1/admin/agents",
             Some(&acc.owner_token),
-            json!({"name": "Ann", "email": "ann@acme.test", "password": "pw",
+            json!({"name": "Ann", "email": "ann@acme.test", "password": "pw-secret-1",
                    "groups": ["sales", "nope"], "role": "agent"}),
         )
         .await;
@@ -135,7 +135,7 @@ async fn admin_create_agent_with_bad_role_is_invalid_field() {
         .post(
             "/v1/admin/agents",
             Some(&acc.owner_token),
-            json!({"name": "Ann", "email": "ann@acme.test", "password": "pw",
+            json!({"name": "Ann", "email": "ann@acme.test", "password": "pw-secret-1",
                    "groups": [], "role": "superuser"}),
         )
         .await;
@@ -164,7 +164,7 @@ async fn admin_create_agent_without_password_is_invalid_field() {
         .post(
             "/v1/admin/agents",
             Some(&acc.owner_token),
-            json!({"name": "Ann", "email": "not-an-email", "password": "pw"}),
+            json!({"name": "Ann", "email": "not-an-email", "password": "pw-secret-1"}),
         )
         .await;
     let detail = r.assert_error(422, "invalid_field");
@@ -258,9 +258,15 @@ async fn admin_delete_agent_returns_204_then_not_found() {
             .iter()
             .any(|a| a["id"] == ann.as_str())
     );
-    api.login_raw("acme", "ann@acme.test", "pw-ann", "ann-dev", Value::Null)
-        .await
-        .assert_error(401, "invalid_credentials");
+    api.login_raw(
+        "acme",
+        "ann@acme.test",
+        "pw-ann-secret",
+        "ann-dev",
+        Value::Null,
+    )
+    .await
+    .assert_error(401, "invalid_credentials");
 }
 
 #[tokio::test]
@@ -299,13 +305,13 @@ async fn admin_role_may_use_admin_routes() {
         .post(
             "/v1/admin/agents",
             Some(&acc.owner_token),
-            json!({"name": "Adam", "email": "adam@acme.test", "password": "pw-adam",
+            json!({"name": "Adam", "email": "adam@acme.test", "password": "pw-adam-secret",
                    "groups": [], "role": "admin"}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let adam = api
-        .login("acme", "adam@acme.test", "pw-adam", "adam-dev")
+        .login("acme", "adam@acme.test", "pw-adam-secret", "adam-dev")
         .await;
     let r = api.get("/v1/admin/account", Some(&adam.token)).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -313,7 +319,7 @@ async fn admin_role_may_use_admin_routes() {
         .post(
             "/v1/admin/agents",
             Some(&adam.token),
-            json!({"name": "Ann", "email": "ann@acme.test", "password": "pw-ann"}),
+            json!({"name": "Ann", "email": "ann@acme.test", "password": "pw-ann-secret"}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);

@@ -187,10 +187,15 @@ async fn each_lease_end_is_published_once_across_three_nodes() {
     let acc = c.api(0).create_account("acme").await;
     // The owner's session from `create_account` lapses too.
     let mut tokens = vec![acc.owner_token.clone()];
+    // Spread over three agents: an agent keeps at most twenty live sessions.
+    let names = ["ann", "bob", "cat"];
+    for name in names {
+        c.api(0).add_agent(&acc, name, &[]).await;
+    }
     for i in 0..SESSIONS - 1 {
         let s = c
             .api(i % 3)
-            .login_agent_owner(&acc, &format!("dev-{i}"))
+            .login_agent(&acc, names[i % 3], &format!("dev-{i}"))
             .await;
         tokens.push(s.token);
     }
@@ -248,7 +253,7 @@ impl OwnerLogin for Api {
         self.login(
             &acc.slug,
             &format!("owner@{}.test", acc.slug),
-            "pw-owner",
+            "pw-owner-secret",
             device,
         )
         .await
@@ -278,7 +283,13 @@ async fn failed_login_limits_hold_across_the_cluster_even_for_simultaneous_attem
     for i in 0..3 {
         let r = c
             .api(i)
-            .login_raw(&acc.slug, "owner@acme.test", "pw-owner", "d", Value::Null)
+            .login_raw(
+                &acc.slug,
+                "owner@acme.test",
+                "pw-owner-secret",
+                "d",
+                Value::Null,
+            )
             .await;
         r.assert_error(429, "rate_limited");
         assert!(r.header("retry-after").is_some());

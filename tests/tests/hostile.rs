@@ -179,7 +179,13 @@ async fn concurrent_wrong_passwords_are_checked_no_more_than_the_limit() {
     );
     // The right password is refused too while the window is full (it counts failures).
     let r = api
-        .login_raw(&acc.slug, "owner@acme.test", "pw-owner", "d", Value::Null)
+        .login_raw(
+            &acc.slug,
+            "owner@acme.test",
+            "pw-owner-secret",
+            "d",
+            Value::Null,
+        )
         .await;
     r.assert_error(429, "rate_limited");
 }
@@ -223,7 +229,13 @@ async fn a_login_flood_gets_503_with_retry_after_never_500() {
     );
     // Afterwards logins work again.
     let ok = api
-        .login_raw(&acc.slug, "owner@acme.test", "pw-owner", "d", Value::Null)
+        .login_raw(
+            &acc.slug,
+            "owner@acme.test",
+            "pw-owner-secret",
+            "d",
+            Value::Null,
+        )
         .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
 }
@@ -346,7 +358,7 @@ async fn a_login_whose_device_is_an_array_is_an_invalid_field_and_opens_no_sessi
         .post(
             "/v1/login",
             None,
-            json!({"account": acc.slug, "email": "owner@acme.test", "password": "pw-owner",
+            json!({"account": acc.slug, "email": "owner@acme.test", "password": "pw-owner-secret",
                    "device": ["d2", "desktop", "d2", "1.0.0"]}),
         )
         .await;
@@ -360,7 +372,7 @@ async fn a_login_whose_device_is_an_array_is_an_invalid_field_and_opens_no_sessi
         .login_raw(
             &acc.slug,
             "owner@acme.test",
-            "pw-owner",
+            "pw-owner-secret",
             "d3",
             json!(["fcm", "a-device-token"]),
         )

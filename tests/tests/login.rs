@@ -29,7 +29,7 @@ async fn login_returns_token_session_agent_status_and_heartbeat() {
         .post(
             "/v1/login",
             None,
-            json!({"account": "acme", "email": "ann@acme.test", "password": "pw-ann",
+            json!({"account": "acme", "email": "ann@acme.test", "password": "pw-ann-secret",
                    "device": device("ann-phone", "android"), "push": null}),
         )
         .await;
@@ -87,7 +87,13 @@ async fn login_wrong_password_is_invalid_credentials() {
 async fn login_unknown_email_is_invalid_credentials() {
     let (_srv, api, _acc) = setup("acme").await;
     let r = api
-        .login_raw("acme", "nobody@acme.test", "pw-owner", "d1", Value::Null)
+        .login_raw(
+            "acme",
+            "nobody@acme.test",
+            "pw-owner-secret",
+            "d1",
+            Value::Null,
+        )
         .await;
     r.assert_error(401, "invalid_credentials");
 }
@@ -99,7 +105,7 @@ async fn login_unknown_account_is_invalid_credentials() {
         .login_raw(
             "no-such-account",
             &owner_email(&acc),
-            "pw-owner",
+            "pw-owner-secret",
             "d1",
             Value::Null,
         )
@@ -114,7 +120,7 @@ async fn login_with_unknown_device_platform_is_invalid_field() {
         .post(
             "/v1/login",
             None,
-            json!({"account": "acme", "email": owner_email(&acc), "password": "pw-owner",
+            json!({"account": "acme", "email": owner_email(&acc), "password": "pw-owner-secret",
                    "device": device("d1", "palmos")}),
         )
         .await;
@@ -132,7 +138,7 @@ async fn login_without_device_is_invalid_field() {
         .post(
             "/v1/login",
             None,
-            json!({"account": "acme", "email": owner_email(&acc), "password": "pw-owner"}),
+            json!({"account": "acme", "email": owner_email(&acc), "password": "pw-owner-secret"}),
         )
         .await;
     let detail = r.assert_error(422, "invalid_field");
@@ -163,7 +169,7 @@ async fn login_with_webhook_push_to_disallowed_host_is_invalid_field() {
         .login_raw(
             "acme",
             &owner_email(&acc),
-            "pw-owner",
+            "pw-owner-secret",
             "d1",
             json!({"provider": "webhook", "token": "http://example.com/push"}),
         )
@@ -200,7 +206,7 @@ async fn login_is_rate_limited_after_ten_failures_for_one_account_and_email() {
         "Retry-After {retry} within the 5 min window"
     );
     // Further attempts for that account+email are refused, even with the right password.
-    api.login_raw("acme", &email, "pw-owner", "d1", Value::Null)
+    api.login_raw("acme", &email, "pw-owner-secret", "d1", Value::Null)
         .await
         .assert_error(429, "rate_limited");
     // Another email of the same account is not affected.
@@ -243,7 +249,13 @@ async fn successful_logins_are_never_rate_limited() {
     let email = owner_email(&acc);
     for i in 0..30 {
         let r = api
-            .login_raw("acme", &email, "pw-owner", &format!("dev-{i}"), Value::Null)
+            .login_raw(
+                "acme",
+                &email,
+                "pw-owner-secret",
+                &format!("dev-{i}"),
+                Value::Null,
+            )
             .await;
         assert_eq!(r.status, 200, "login {i}: {}", r.body);
     }
@@ -258,7 +270,7 @@ async fn successful_logins_are_never_rate_limited() {
             .login_raw(
                 "acme",
                 &email,
-                "pw-owner",
+                "pw-owner-secret",
                 &format!("after-{i}"),
                 Value::Null,
             )

@@ -33,7 +33,7 @@ async fn me_returns_agent_status_chatbox_and_sessions() {
         .post(
             "/v1/login",
             None,
-            json!({"account": "acme", "email": "ann@acme.test", "password": "pw-ann",
+            json!({"account": "acme", "email": "ann@acme.test", "password": "pw-ann-secret",
                    "device": device("ann-phone", "ios")}),
         )
         .await;
@@ -149,7 +149,7 @@ async fn set_status_returns_applied_and_status_view() {
 async fn set_status_version_grows_by_one_per_applied_change() {
     let (_srv, api, acc) = setup("acme").await;
     let owner = api
-        .login(&acc.slug, &owner_email(&acc), "pw-owner", "d2")
+        .login(&acc.slug, &owner_email(&acc), "pw-owner-secret", "d2")
         .await;
     let v0 = me(&api, &owner.token).await["status"]["version"]
         .as_i64()
@@ -287,7 +287,7 @@ async fn enum_fields_of_the_wrong_json_type_are_invalid_field() {
             (
                 Method::POST,
                 "/v1/admin/agents",
-                json!({"name": "A", "email": "a@acme.test", "password": "pw", "role": bad}),
+                json!({"name": "A", "email": "a@acme.test", "password": "pw-secret-1", "role": bad}),
                 "role",
             ),
         ];
@@ -307,7 +307,7 @@ async fn enum_fields_of_the_wrong_json_type_are_invalid_field() {
             .post(
                 "/v1/login",
                 None,
-                json!({"account": "acme", "email": owner_email(&acc), "password": "pw-owner",
+                json!({"account": "acme", "email": owner_email(&acc), "password": "pw-owner-secret",
                        "device": {"id": "d", "platform": bad, "name": "d", "app_version": "1"}}),
             )
             .await;
@@ -371,7 +371,7 @@ async fn set_status_future_intent_is_clamped_to_now() {
 async fn me_events_is_an_event_stream_starting_with_snapshot() {
     let (_srv, api, acc) = setup("acme").await;
     api.set_status(
-        &api.login(&acc.slug, &owner_email(&acc), "pw-owner", "d2")
+        &api.login(&acc.slug, &owner_email(&acc), "pw-owner-secret", "d2")
             .await,
         "online",
     )

@@ -116,22 +116,22 @@ async fn a_known_device_still_signs_in_when_someone_fills_its_agents_window() {
         assert_eq!(login("attacker", "guess-guess").await, 401);
     }
     assert_eq!(
-        login("attacker", "pw-ann").await,
+        login("attacker", "pw-ann-secret").await,
         429,
         "even the right password"
     );
     assert_eq!(
-        login("new-laptop", "pw-ann").await,
+        login("new-laptop", "pw-ann-secret").await,
         429,
         "a device ann never used"
     );
     // Her phone signs in with the right password; a wrong one there counts in its own window.
-    assert_eq!(login("ann-phone", "pw-ann").await, 200);
+    assert_eq!(login("ann-phone", "pw-ann-secret").await, 200);
     for _ in 0..10 {
         assert_eq!(login("ann-phone", "guess-guess").await, 401);
     }
     assert_eq!(
-        login("ann-phone", "pw-ann").await,
+        login("ann-phone", "pw-ann-secret").await,
         429,
         "its own window is full now"
     );
@@ -177,4 +177,170 @@ async fn made_up_tokens_and_widget_keys_cost_the_stores_next_to_nothing() {
         after - before < 40.0,
         "{before} -> {after} PostgreSQL operations"
     );
+}
+
+#[tokio::test]
+async fn new_passwords_have_at_least_ten_characters_where_they_are_made() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let detail = api
+        .post(
+            "/v1/accounts",
+            Some(presence_test_support::ADMIN_TOKEN),
+            json!({"name": "Acme", "slug": "acme",
+                   "owner": {"name": "O", "email": "o@acme.test", "password": "123456789"}}),
+        )
+        .await
+        .assert_error(422, "invalid_field");
+    assert!(detail.contains("owner.password"), "{detail}");
+    let acc = api.create_account("acme").await;
+    let agent = json!({"name": "Ann", "email": "ann@acme.test", "password": "ninechars",
+                       "groups": [], "role": "agent"});
+    let detail = api
+        .post("/v1/admin/agents", Some(&acc.owner_token), agent)
+        .await
+        .assert_error(422, "invalid_field");
+    assert!(detail.contains("password"), "{detail}");
+    // Ten characters, counted as characters: ten accented letters are twenty bytes.
+    let agent = json!({"name": "Ann", "email": "ann@acme.test", "password": "ééééééééééé",
+                       "groups": [], "role": "agent"});
+    assert_eq!(
+        api.post("/v1/admin/agents", Some(&acc.owner_token), agent)
+            .await
+            .status,
+        201
+    );
+}
+
+#[tokio::test]
+async fn an_agent_changes_its_password_and_its_other_devices_are_told_why_they_ended() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let acc = api.create_account("acme").await;
+    api.add_agent(&acc, "ann", &[]).await;
+    let laptop = api.login_agent(&acc, "ann", "ann-laptop").await;
+    let phone = api.login_agent(&acc, "ann", "ann-phone").await;
+    let mut stream = api.sse("/v1/me/events", Some(&phone.token)).await;
+    stream.wait_for("snapshot", |_| true).await;
+    let change = |current: &str, new: &str| json!({"current": current, "new": new});
+
+    let detail = api
+        .put(
+            "/v1/me/password",
+            Some(&laptop.token),
+            change("pw-ann-secret", "short"),
+        )
+        .await
+        .assert_error(422, "invalid_field");
+    assert!(
+        detail.contains("new") && detail.contains("password"),
+        "{detail}"
+    );
+    api.put(
+        "/v1/me/password",
+        Some(&laptop.token),
+        change("not-her-password", "a-longer-secret"),
+    )
+    .await
+    .assert_error(401, "invalid_credentials");
+    let r = api
+        .put(
+            "/v1/me/password",
+            Some(&laptop.token),
+            change("pw-ann-secret", "a-longer-secret"),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let ended = stream.wait_for("session_ended", |_| true).await;
+    assert_eq!(ended["reason"], "credentials_changed");
+    api.get("/v1/me", Some(&phone.token))
+        .await
+        .assert_error(401, "session_expired");
+    assert_eq!(api.get("/v1/me", Some(&laptop.token)).await.status, 200);
+    let old = api
+        .login_raw(
+            "acme",
+            "ann@acme.test",
+            "pw-ann-secret",
+            "ann-tablet",
+            serde_json::Value::Null,
+        )
+        .await;
+    old.assert_error(401, "invalid_credentials");
+    api.login("acme", "ann@acme.test", "a-longer-secret", "ann-tablet")
+        .await;
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_count_like_failed_logins() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let acc = api.create_account("acme").await;
+    for _ in 0..10 {
+        api.put(
+            "/v1/me/password",
+            Some(&acc.owner_token),
+            json!({"current": "guess-guess", "new": "a-longer-secret"}),
+        )
+        .await
+        .assert_error(401, "invalid_credentials");
+    }
+    api.put(
+        "/v1/me/password",
+        Some(&acc.owner_token),
+        json!({"current": "pw-owner-secret", "new": "a-longer-secret"}),
+    )
+    .await
+    .assert_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn an_admin_resets_a_password_ending_every_session_but_not_an_owners() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let acc = api.create_account("acme").await;
+    api.add_agent(&acc, "ann", &[]).await;
+    let admin = api
+        .post(
+            "/v1/admin/agents",
+            Some(&acc.owner_token),
+            json!({"name": "Adam", "email": "adam@acme.test", "password": "pw-adam-secret",
+                   "groups": [], "role": "admin"}),
+        )
+        .await;
+    assert_eq!(admin.status, 201, "{}", admin.body);
+    let adam = api
+        .login("acme", "adam@acme.test", "pw-adam-secret", "adam-laptop")
+        .await;
+    let ann = api.login_agent(&acc, "ann", "ann-laptop").await;
+    let ann_id = ann.agent_id.clone();
+    let mut stream = api.sse("/v1/me/events", Some(&ann.token)).await;
+    stream.wait_for("snapshot", |_| true).await;
+
+    api.put(
+        &format!("/v1/admin/agents/{}/password", acc.owner_id),
+        Some(&adam.token),
+        json!({"password": "taken-over-1"}),
+    )
+    .await
+    .assert_error(403, "forbidden");
+    api.put(
+        &format!("/v1/admin/agents/{}/password", acc.owner_id),
+        Some(&ann.token),
+        json!({"password": "taken-over-1"}),
+    )
+    .await
+    .assert_error(403, "forbidden");
+    let r = api
+        .put(
+            &format!("/v1/admin/agents/{ann_id}/password"),
+            Some(&adam.token),
+            json!({"password": "reset-by-adam"}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let ended = stream.wait_for("session_ended", |_| true).await;
+    assert_eq!(ended["reason"], "credentials_changed");
+    api.login("acme", "ann@acme.test", "reset-by-adam", "ann-laptop")
+        .await;
 }

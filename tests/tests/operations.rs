@@ -50,7 +50,7 @@ async fn metrics_expose_sessions_heartbeats_changes_expiries_subscribers_and_pus
     heartbeat(&api, &acc.owner_token, json!({})).await;
     let recv = WebhookReceiver::start().await;
     let pushed = api
-        .login(&acc.slug, &owner_email(&acc), "pw-owner", "pushed")
+        .login(&acc.slug, &owner_email(&acc), "pw-owner-secret", "pushed")
         .await;
     let r = api
         .put(
@@ -61,7 +61,7 @@ async fn metrics_expose_sessions_heartbeats_changes_expiries_subscribers_and_pus
         .await;
     assert_eq!(r.status, 204);
     let dead = api
-        .login(&acc.slug, &owner_email(&acc), "pw-owner", "dead")
+        .login(&acc.slug, &owner_email(&acc), "pw-owner-secret", "dead")
         .await;
     let dead_url = format!("http://127.0.0.1:{}/push", free_port());
     let r = api
@@ -101,8 +101,13 @@ async fn metrics_expose_sessions_heartbeats_changes_expiries_subscribers_and_pus
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    api.login(&acc.slug, &owner_email(&acc), "pw-owner", "short-lived")
-        .await;
+    api.login(
+        &acc.slug,
+        &owner_email(&acc),
+        "pw-owner-secret",
+        "short-lived",
+    )
+    .await;
     eventually("an expiry is counted", DEADLINE, || {
         let api = api.clone();
         async move { metric(&metrics_page(&api).await, "presence_session_expiries_total") >= 1.0 }

@@ -147,7 +147,7 @@ async fn phone(api: &Api, acc: &Account, d: &Doubles, p: Provider, device: &str)
         .login_raw(
             &acc.slug,
             "ann@acme.test",
-            "pw-ann",
+            "pw-ann-secret",
             device,
             d.registration(p, device),
         )
@@ -452,7 +452,7 @@ async fn registration_refuses_a_provider_the_server_is_not_configured_for() {
             .login_raw(
                 &acc.slug,
                 "ann@acme.test",
-                "pw-ann",
+                "pw-ann-secret",
                 "p2",
                 d.registration(p, "phone-x"),
             )

@@ -34,7 +34,7 @@ async fn an_ended_token_answers_session_expired_for_the_retention_then_unauthori
     let api = srv.api();
     let acc = api.create_account("acme").await;
     let s = api
-        .login(&acc.slug, "owner@acme.test", "pw-owner", "d")
+        .login(&acc.slug, "owner@acme.test", "pw-owner-secret", "d")
         .await;
     api.delete("/v1/session", Some(&s.token)).await;
     api.post("/v1/session/heartbeat", Some(&s.token), json!({}))

@@ -48,7 +48,7 @@ async fn rule2_busy_without_online_gives_agents_busy() {
     assert_eq!(w["reason"], "agents_busy");
     // One online agent beats any number of busy ones.
     let owner = api
-        .login(&acc.slug, "owner@acme.test", "pw-owner", "o2")
+        .login(&acc.slug, "owner@acme.test", "pw-owner-secret", "o2")
         .await;
     api.set_status(&owner, "online").await;
     assert_eq!(api.widget(&acc).await["status"], "online");
@@ -315,7 +315,7 @@ async fn equal_intent_at_goes_to_the_higher_op_id() {
     let api = ts.api();
     let acc = api.create_account("acme").await;
     let s = api
-        .login(&acc.slug, "owner@acme.test", "pw-owner", "x")
+        .login(&acc.slug, "owner@acme.test", "pw-owner-secret", "x")
         .await;
     let t = s.login["server_time"].as_i64().unwrap();
     let low = "01900000-0000-7000-8000-000000000001";
@@ -359,7 +359,7 @@ async fn tenants_never_see_each_other() {
         .login_raw(
             "beta",
             "ann@alpha.test",
-            "pw-ann",
+            "pw-ann-secret",
             "d",
             serde_json::Value::Null,
         )
@@ -394,7 +394,7 @@ async fn tenants_never_see_each_other() {
         .post(
             "/v1/admin/agents",
             Some(&b.owner_token),
-            json!({"name": "Ann B", "email": "ann@alpha.test", "password": "other", "groups": []}),
+            json!({"name": "Ann B", "email": "ann@alpha.test", "password": "other-password", "groups": []}),
         )
         .await;
     assert_eq!(same.status, 201);
@@ -413,7 +413,7 @@ async fn webhook_status_push_reaches_a_session_without_a_stream() {
         .login_raw(
             &acc.slug,
             "ann@acme.test",
-            "pw-ann",
+            "pw-ann-secret",
             "phone",
             json!({"provider": "webhook", "token": rx.url}),
         )
@@ -440,7 +440,7 @@ async fn renew_push_arrives_before_the_background_lease_ends() {
         .login_raw(
             &acc.slug,
             "ann@acme.test",
-            "pw-ann",
+            "pw-ann-secret",
             "phone",
             json!({"provider": "webhook", "token": rx.url}),
         )
@@ -486,7 +486,7 @@ async fn failing_push_provider_is_counted_and_never_blocks_a_request() {
         .login_raw(
             &acc.slug,
             "ann@acme.test",
-            "pw-ann",
+            "pw-ann-secret",
             "phone",
             json!({"provider": "webhook", "token": dead}),
         )

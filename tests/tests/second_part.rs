@@ -35,7 +35,7 @@ async fn widget_stream_opens_with_retry_and_ids_chatbox_events_by_view_version()
         "id: is the view version"
     );
     let s = api
-        .login(&acc.slug, "owner@acme.test", "pw-owner", "d2")
+        .login(&acc.slug, "owner@acme.test", "pw-owner-secret", "d2")
         .await;
     api.set_status(&s, "online").await;
     let next = w.wait_for("chatbox", |v| v["status"] == "online").await;
@@ -49,10 +49,10 @@ async fn device_stream_ids_status_events_with_an_s_prefix() {
     let api = srv.api();
     let acc = api.create_account("acme").await;
     let a = api
-        .login(&acc.slug, "owner@acme.test", "pw-owner", "a")
+        .login(&acc.slug, "owner@acme.test", "pw-owner-secret", "a")
         .await;
     let b = api
-        .login(&acc.slug, "owner@acme.test", "pw-owner", "b")
+        .login(&acc.slug, "owner@acme.test", "pw-owner-secret", "b")
         .await;
     let mut stream = api.sse("/v1/me/events", Some(&b.token)).await;
     let snap = stream.next().await.expect("snapshot");
@@ -119,7 +119,7 @@ async fn busy_and_offline_messages_show_on_the_view_and_its_groups() {
         .sse(&format!("/v1/widget/{}/events", acc.widget_key), None)
         .await;
     let owner = api
-        .login(&acc.slug, "owner@acme.test", "pw-owner", "d")
+        .login(&acc.slug, "owner@acme.test", "pw-owner-secret", "d")
         .await;
     api.set_status(&owner, "busy").await;
     let busy = w.wait_for("chatbox", |v| v["status"] == "busy").await;
@@ -185,7 +185,7 @@ async fn an_agent_signs_out_another_of_its_devices() {
         .login_raw(
             &acc.slug,
             "ann@acme.test",
-            "pw-ann",
+            "pw-ann-secret",
             "phone",
             json!({"provider": "webhook", "token": push.url}),
         )
@@ -349,7 +349,7 @@ async fn me_sessions_show_the_push_provider_but_never_the_token() {
         .login_raw(
             &acc.slug,
             "owner@acme.test",
-            "pw-owner",
+            "pw-owner-secret",
             "phone",
             json!({"provider": "webhook", "token": push.url}),
         )

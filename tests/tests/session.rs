@@ -181,7 +181,7 @@ async fn logout_returns_204_then_every_authed_route_is_session_expired() {
     }
     // Nothing the dead token asked for happened.
     let s = api
-        .login(&acc.slug, &owner_email(&acc), "pw-owner", "d2")
+        .login(&acc.slug, &owner_email(&acc), "pw-owner-secret", "d2")
         .await;
     let r = api.get("/v1/admin/account", Some(&s.token)).await;
     assert!(

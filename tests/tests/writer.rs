@@ -227,7 +227,7 @@ async fn a_failed_group_commit_fails_every_change_in_it_and_changes_nothing() {
                 NewAgentRequest {
                     name: format!("Agent {n}"),
                     email: email.clone(),
-                    password: "pw".into(),
+                    password: "pw-secret-1".into(),
                     groups: vec![],
                     role: Role::Agent,
                 },

@@ -18,6 +18,7 @@ import type {
   OpeningHours,
   PatchAgentRequest,
   Role,
+  SetPasswordRequest,
   Settings,
   SettingsPatch,
   TimeRange,
@@ -118,6 +119,8 @@ function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; relo
   const prefix = `agent-${ag.id}`;
   const [editing, setEditing] = useState(false);
   const [removing, setRemoving] = useState(false);
+  const [resetting, setResetting] = useState(false);
+  const [password, setPassword] = useState("");
   const [name, setName] = useState(ag.name);
   const [groups, setGroups] = useState<string[]>(ag.groups);
   const [role, setRole] = useState<Role>(ag.role);
@@ -160,6 +163,20 @@ function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; relo
       props.say(`${ag.name} is now ${status}${dur ? ` for ${FOR.find((f) => f[0] === dur)![1]}` : ""}.`);
     } catch (err) {
       const x = errorsOf(err, (f) => f === "note" || f === "duration_ms");
+      setErrs(x);
+      focusError(prefix, x);
+    }
+  };
+  const setAgentPassword = async (e: Event) => {
+    e.preventDefault();
+    try {
+      await props.session.call("PUT", `/v1/admin/agents/${encodeURIComponent(ag.id)}/password`, { password } satisfies SetPasswordRequest);
+      setErrs(NO_ERRORS);
+      setPassword("");
+      setResetting(false);
+      props.say(`Set a new password for ${ag.name}; their devices were signed out.`);
+    } catch (err) {
+      const x = errorsOf(err, (f) => f === "password");
       setErrs(x);
       focusError(prefix, x);
     }
@@ -211,6 +228,9 @@ function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; relo
           <button type="button" aria-expanded={editing ? "true" : "false"} onClick={() => setEditing(!editing)} aria-label={`Edit ${ag.name}`}>
             Edit
           </button>{" "}
+          <button type="button" aria-expanded={resetting ? "true" : "false"} onClick={() => setResetting(!resetting)} aria-label={`Set a password for ${ag.name}`}>
+            Set password
+          </button>{" "}
           {!removing ? (
             <button type="button" class="danger" onClick={() => setRemoving(true)} aria-label={`Remove ${ag.name}`}>
               Remove
@@ -228,6 +248,16 @@ function AgentRow(props: { session: Session; agent: Agent; groups: Group[]; relo
           )}
         </p>
         <FormError prefix={prefix} errs={errs} />
+        {resetting && (
+          <form onSubmit={setAgentPassword} aria-label={`Password of ${ag.name}`} noValidate>
+            <Field prefix={prefix} errs={errs} field="password" label={`New password for ${ag.name}`} hint="At least 10 characters. Every device of theirs is signed out." type="password" value={password} onInput={setPassword} autocomplete="new-password" />
+            <p>
+              <button class="primary" type="submit">
+                Set password
+              </button>
+            </p>
+          </form>
+        )}
         {editing && (
           <form onSubmit={save} aria-label={`Edit ${ag.name}`} noValidate>
             <Field prefix={prefix} errs={errs} field="name" label="Name" value={name} onInput={setName} />

@@ -8,7 +8,7 @@
 import { render } from "preact";
 import { Fragment, jsx, jsxs } from "preact/jsx-runtime";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
-import type { AgentStatus, ChatboxStatus, Reason, SessionInfo, StatusLogEntry, StatusLogPage, StatusTiming, StatusView } from "../shared/wire";
+import type { AgentStatus, ChangePasswordRequest, ChatboxStatus, Reason, SessionInfo, StatusLogEntry, StatusLogPage, StatusTiming, StatusView } from "../shared/wire";
 import { ApiError, type Session as S, Session } from "./session";
 import { Errors, Field, FieldError, FormError, Link, NO_ERRORS, errorsOf, focusError, invalid, navigate, usePath } from "./ui";
 import { CAUSE_WORD, STATUS_WORD, reasonText, span, when } from "./words";
@@ -813,7 +813,50 @@ function Devices() {
           })}
         </tbody>
       </table>
+      <ChangePassword />
     </>
+  );
+}
+
+/** The signed-in agent's own password: changing it signs out every other device. */
+function ChangePassword() {
+  const prefix = "password";
+  const [current, setCurrent] = useState("");
+  const [next, setNext] = useState("");
+  const [errs, setErrs] = useState<Errors>(NO_ERRORS);
+  const [done, setDone] = useState<string | null>(null);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setDone(null);
+    try {
+      await session.call("PUT", "/v1/me/password", { current, new: next } satisfies ChangePasswordRequest);
+      setErrs(NO_ERRORS);
+      setCurrent("");
+      setNext("");
+      setDone("Password changed. Your other devices were signed out.");
+      await session.refresh();
+    } catch (err) {
+      const x =
+        err instanceof ApiError && err.code === "invalid_credentials"
+          ? { fields: { current: "This is not your current password." }, form: null }
+          : errorsOf(err, (f) => f === "new" || f === "current");
+      setErrs(x);
+      focusError(prefix, x);
+    }
+  };
+  return (
+    <form onSubmit={submit} aria-label="Change your password" noValidate>
+      <h2>Change your password</h2>
+      <Field prefix={prefix} errs={errs} field="current" label="Current password" type="password" value={current} onInput={setCurrent} autocomplete="current-password" />
+      <Field prefix={prefix} errs={errs} field="new" label="New password" hint="At least 10 characters." type="password" value={next} onInput={setNext} autocomplete="new-password" />
+      <FormError prefix={prefix} errs={errs} />
+      <p>
+        <button class="primary" type="submit">
+          Change password
+        </button>
+      </p>
+      <p role="status">{done}</p>
+    </form>
   );
 }
 

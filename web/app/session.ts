@@ -180,7 +180,8 @@ export class Session {
       const code: string = (json as Partial<ErrorBody> | null)?.error?.code || "";
       const detail: string = (json as Partial<ErrorBody> | null)?.error?.detail || `HTTP ${r.status}`;
       const err = new ApiError(r.status, code, detail, fieldOf(code, detail));
-      if (r.status === 401 && this.token && path !== "/v1/login") {
+      // A wrong password (a password change's `current`) is the answer, not a dead session.
+      if (r.status === 401 && this.token && code !== "invalid_credentials") {
         this.end(code === "session_expired" ? "This session has ended; sign in again." : "Please sign in.");
       }
       throw err;
@@ -405,7 +406,9 @@ export class Session {
               ? "Your agent account was removed."
               : reason === "replaced"
                 ? "This device signed in again elsewhere."
-                : "This session has ended; sign in again.",
+                : reason === "credentials_changed"
+                  ? "Your password was changed; sign in with the new one."
+                  : "This session has ended; sign in again.",
         );
         break;
       }

@@ -28,7 +28,7 @@ export type Mode = "active" | "background";
 export type Role = "owner" | "admin" | "agent";
 export type PushProvider = "webhook" | "fcm" | "apns" | "unifiedpush";
 /** Why a session ended (`session_ended` events and pushes). */
-export type EndReason = "logout" | "expired" | "replaced" | "removed";
+export type EndReason = "logout" | "expired" | "replaced" | "removed" | "credentials_changed";
 
 // ----- errors --------------------------------------------------------------------------------
 
@@ -383,6 +383,19 @@ export interface NewAgentRequest {
   groups?: string[];
   /** `agent` when missing. */
   role?: Role;
+}
+
+/** `PUT /v1/me/password` (`204`): the other sessions end with reason `credentials_changed`. */
+export interface ChangePasswordRequest {
+  current: string;
+  /** At least 10 characters. */
+  new: string;
+}
+
+/** `PUT /v1/admin/agents/{id}/password` (`204`): every session of the agent ends. */
+export interface SetPasswordRequest {
+  /** At least 10 characters. */
+  password: string;
 }
 
 /** `PATCH /v1/admin/agents/{id}`: what is present changes; the answer is the {@link Agent}. */

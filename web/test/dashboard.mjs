@@ -289,6 +289,52 @@ export function register(test, env) {
     }
   });
 
+  test("dashboard: an agent changes its password (errors at their fields); its other tab is told why it ended; an admin sets one", async () => {
+    const { api } = env();
+    const acc = await account("dash-password");
+    const di = await agent(acc, "Di");
+    const page = await signIn(di);
+    const tab = await signIn(di);
+    try {
+      await page.getByRole("link", { name: "My devices" }).click();
+      const form = page.getByRole("form", { name: "Change your password" });
+      await form.getByLabel("Current password").fill("not-the-password");
+      await form.getByLabel("New password").fill("a-longer-secret");
+      await form.getByRole("button", { name: "Change password" }).click();
+      await form.getByText("This is not your current password.").waitFor();
+      await form.getByLabel("Current password").fill(di.password);
+      await form.getByLabel("New password").fill("short");
+      await form.getByRole("button", { name: "Change password" }).click();
+      await form.getByText(/at least 10 characters/).last().waitFor();
+      eq(await form.getByLabel("New password").getAttribute("aria-invalid"), "true", "the new password field is marked");
+      await form.getByLabel("New password").fill("a-longer-secret");
+      await form.getByRole("button", { name: "Change password" }).click();
+      await page.getByText("Password changed. Your other devices were signed out.").waitFor();
+      await tab.getByText("Your password was changed; sign in with the new one.").waitFor({ timeout: 5000 });
+      await page.screenshot({ path: shotPath("dashboard-password"), fullPage: true });
+      const old = await fetch(`${api.url}/v1/me`, { headers: { authorization: `Bearer ${di.token}` } });
+      eq(old.status, 401, "the phone's session ended");
+      eq((await old.json()).error.code, "session_expired", "its error code");
+      await api.login(acc.slug, di.email, "a-longer-secret", "di-new");
+      eq(page.errors.filter((e) => !/status of (401|422)/.test(e)), [], "console errors besides the refused changes");
+    } finally {
+      await tab.closeAll();
+      await page.closeAll();
+    }
+    const owner = await signIn({ slug: acc.slug, email: acc.owner.email, password: acc.owner.password }, "/app/admin/agents");
+    try {
+      const row = owner.locator(`tr[data-agent="${di.email}"]`);
+      await row.getByRole("button", { name: "Set a password for Di" }).click();
+      await row.getByLabel("New password for Di").fill("reset-by-owner");
+      await row.getByRole("button", { name: "Set password" }).last().click();
+      await owner.getByText("Set a new password for Di; their devices were signed out.").waitFor();
+      await api.login(acc.slug, di.email, "reset-by-owner", "di-after-reset");
+      eq(owner.errors, [], "console errors");
+    } finally {
+      await owner.closeAll();
+    }
+  });
+
   test("dashboard: Sign out ends this device's session at once; no token in any URL, no cookie", async () => {
     const acc = await account("dash-signout");
     const di = await agent(acc, "Di");

@@ -93,6 +93,13 @@ impl Inner {
                 )?;
                 self.refresh_view(account_id).await?;
             }
+            AccountEdit::Password { .. } => {
+                for s in &ended {
+                    self.end_session_hot(account_id, s, EndReason::CredentialsChanged, false)
+                        .await?;
+                }
+                self.refresh_view(account_id).await?;
+            }
             AccountEdit::Groups { agents, .. } => {
                 for (id, groups) in agents {
                     if let Ok(a) = slice.agent(id) {

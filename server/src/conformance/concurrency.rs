@@ -17,7 +17,7 @@ async fn owner(o: &Ops, by: &Principal, slug: &str, name: &str) -> String {
         NewAgentRequest {
             name: name.to_owned(),
             email: format!("{name}@{slug}.test"),
-            password: "pw".into(),
+            password: "pw-secret-1".into(),
             groups: Vec::new(),
             role: Role::Owner,
         },
@@ -103,7 +103,7 @@ pub async fn a_group_removed_while_an_agent_is_created_never_leaves_the_agent_in
                 NewAgentRequest {
                     name: format!("Ann {round}"),
                     email: format!("ann{round}@acme.test"),
-                    password: "pw".into(),
+                    password: "pw-secret-1".into(),
                     groups: vec!["sales".into()],
                     role: Role::Agent,
                 },
@@ -201,7 +201,7 @@ pub async fn a_slug_taken_by_concurrent_signups_goes_to_exactly_one(h: Harness) 
                     owner: NewOwner {
                         name: "Owner".into(),
                         email: format!("owner{i}@{slug}.test"),
-                        password: "pw".into(),
+                        password: "pw-secret-1".into(),
                     },
                 };
                 tokio::spawn(async move { o.create_account(req, Settings::default()).await })

@@ -23,10 +23,12 @@ use presence_protocol::{
 };
 
 mod concurrency;
+mod credentials;
 mod idle;
 mod time;
 
 pub use concurrency::*;
+pub use credentials::*;
 pub use idle::*;
 pub use time::*;
 
@@ -73,7 +75,7 @@ pub fn fast_settings() -> Settings {
     }
 }
 
-/// An account `slug` (owner `owner@<slug>.test`, password `pw`), with `settings`.
+/// An account `slug` (owner `owner@<slug>.test`, password `pw-secret-1`), with `settings`.
 pub async fn account(o: &Ops, slug: &str, settings: Settings) -> String {
     o.create_account(
         CreateAccountRequest {
@@ -82,7 +84,7 @@ pub async fn account(o: &Ops, slug: &str, settings: Settings) -> String {
             owner: NewOwner {
                 name: "Owner".into(),
                 email: format!("owner@{slug}.test"),
-                password: "pw".into(),
+                password: "pw-secret-1".into(),
             },
         },
         settings,
@@ -111,7 +113,7 @@ pub fn login_req(slug: &str, email: &str, device: &str) -> LoginRequest {
     LoginRequest {
         account: slug.to_owned(),
         email: email.to_owned(),
-        password: "pw".into(),
+        password: "pw-secret-1".into(),
         device: Device {
             id: device.to_owned(),
             platform: Platform::Desktop,
@@ -154,14 +156,14 @@ pub(crate) fn uuid(n: u32) -> String {
     format!("0190b6a0-0000-7000-8000-{n:012}")
 }
 
-/// An agent `name` (email `<name>@<slug>.test`, password `pw`) in `groups`.
+/// An agent `name` (email `<name>@<slug>.test`, password `pw-secret-1`) in `groups`.
 pub(crate) async fn agent(o: &Ops, owner: &Principal, slug: &str, name: &str, groups: &[&str]) {
     o.create_agent(
         owner,
         NewAgentRequest {
             name: name.to_owned(),
             email: format!("{name}@{slug}.test"),
-            password: "pw".into(),
+            password: "pw-secret-1".into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             role: Role::Agent,
         },
@@ -558,7 +560,6 @@ pub async fn tenants_never_see_each_other(h: Harness) {
     assert_eq!(b.me(&acme).await.unwrap().sessions.len(), 1);
 }
 
-/// An owner `name` (email `<name>@<slug>.test`, password `pw`).
 /// Generates one `#[tokio::test]` per conformance check, each with a fresh backend from
 /// `$factory` (an `async fn() -> Harness`).
 #[macro_export]
@@ -595,6 +596,9 @@ macro_rules! backend_conformance_tests {
             an_explicit_busy_is_never_overridden_and_an_idle_report_past_due_applies_at_once,
             a_session_that_reports_nothing_keeps_the_agent_available,
             idle_settings_and_reports_out_of_bounds_name_their_field,
+            changing_ones_password_ends_the_other_sessions_and_only_the_new_one_signs_in,
+            an_admin_setting_a_password_ends_every_session_and_only_an_owner_sets_an_owners,
+            an_agent_keeps_at_most_twenty_live_sessions_and_the_oldest_is_replaced,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {

@@ -72,9 +72,12 @@ impl Inner {
         if matches!(edit, AccountEdit::Create { .. }) {
             return Err(BackendError::internal("an account edit made a new account"));
         }
-        // An agent that leaves has its sessions ended: its turn too, after the account's.
+        // An agent that leaves, or whose password changes, has its sessions ended: its turn
+        // too, after the account's.
         let _agent_turn = match &edit {
-            AccountEdit::RemoveAgent { agent_id } if !every_agent => {
+            AccountEdit::RemoveAgent { agent_id } | AccountEdit::Password { agent_id, .. }
+                if !every_agent =>
+            {
                 Some(self.turns.take(agent_id).await)
             }
             _ => None,
@@ -150,6 +153,24 @@ impl Inner {
                         }
                     }
                 }
+                AccountEdit::Password {
+                    agent_id,
+                    password_hash,
+                    keep,
+                } => {
+                    if let Some(agent) = st.agents.get_mut(agent_id.as_str()) {
+                        agent.password_hash = password_hash;
+                        let ended: Vec<Arc<str>> = agent
+                            .sessions
+                            .iter()
+                            .filter(|s| keep.as_deref() != Some(&***s))
+                            .cloned()
+                            .collect();
+                        for s in ended {
+                            st.end_session_mem(&s, EndReason::CredentialsChanged, now, &mut fx);
+                        }
+                    }
+                }
                 AccountEdit::Groups { groups, agents } => {
                     for (id, g) in agents {
                         if let Some(a) = st.agents.get_mut(id.as_str()) {
@@ -208,6 +229,16 @@ fn write_of(account_id: &str, edit: &AccountEdit, now: i64) -> Write {
         AccountEdit::AddAgent(row) => Write::Agent(row),
         AccountEdit::UpdateAgent(row) => Write::AgentProfile(row),
         AccountEdit::RemoveAgent { agent_id } => Write::DeleteAgent { agent_id, now },
+        AccountEdit::Password {
+            agent_id,
+            password_hash,
+            keep,
+        } => Write::Password {
+            agent_id,
+            password_hash,
+            keep,
+            now,
+        },
         AccountEdit::Groups { groups, agents } => Write::Groups {
             account_id,
             groups,

@@ -48,6 +48,12 @@ impl State {
         let acc = self.account(account_id)?;
         let ids: Vec<&Arc<str>> = match which {
             Sessions::All => agent.sessions.iter().collect(),
+            Sessions::Opening { device_id, cap } if agent.sessions.len() < *cap => self
+                .devices
+                .get(&(agent.id.clone(), device_id.clone()))
+                .into_iter()
+                .collect(),
+            Sessions::Opening { .. } => agent.sessions.iter().collect(),
             Sessions::One(id) => agent.sessions.get(id.as_str()).into_iter().collect(),
             Sessions::None => Vec::new(),
         };
@@ -99,19 +105,12 @@ impl Inner {
         plan: SessionPlan,
     ) -> BackendResult<(AgentSlice, SessionEdit)> {
         let _turn = self.turns.take(agent_id).await;
-        let (slice, edit, replaces) = {
+        let (slice, edit) = {
             let st = self.state.lock();
             let now = self.clock.now_ms();
             let slice = st.agent_slice(account_id, agent_id, now, &which, false)?;
             let edit = plan(&slice)?;
-            let replaces = match &edit {
-                SessionEdit::Open(n) => st
-                    .devices
-                    .get(&(arc(agent_id), n.device.id.clone()))
-                    .cloned(),
-                _ => None,
-            };
-            (slice, edit, replaces)
+            (slice, edit)
         };
         let now = self.clock.now_ms();
         let write = match &edit {
@@ -126,7 +125,7 @@ impl Inner {
                     lease_until: n.lease_until,
                     push: n.push.clone(),
                 },
-                replaces: replaces.as_deref().map(str::to_owned),
+                replaces: n.replaces.clone(),
                 now,
             },
             SessionEdit::End {
@@ -148,7 +147,7 @@ impl Inner {
             let now = self.clock.now_ms();
             match &edit {
                 SessionEdit::Open(n) => {
-                    if let Some(old) = &replaces {
+                    for old in &n.replaces {
                         st.end_session_mem(old, EndReason::Replaced, now, &mut fx);
                     }
                     open_mem(st, agent_id, n)?;

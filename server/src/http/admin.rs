@@ -5,7 +5,8 @@
 //! - Every route needs a live session with the owner or admin role (`403 forbidden` for an
 //!   agent), and acts on the caller's account only.
 //! - A new agent answers `201 Created`, a removed one `204 No Content` (its sessions end
-//!   with reason `removed`); every other edit answers `200` with its result.
+//!   with reason `removed`), a password set `204` (its sessions end with reason
+//!   `credentials_changed`); every other edit answers `200` with its result.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,7 +15,7 @@ use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use presence_protocol::{
     AdminSetStatusRequest, CustomStatus, Group, NewAgentRequest, OpeningHours, PatchAgentRequest,
-    SettingsPatch,
+    SetPasswordRequest, SettingsPatch,
 };
 
 use super::AppState;
@@ -30,6 +31,7 @@ pub fn router() -> Router<AppState> {
             patch(patch_agent).delete(delete_agent),
         )
         .route("/v1/admin/agents/{id}/status", put(admin_set_status))
+        .route("/v1/admin/agents/{id}/password", put(set_agent_password))
         .route("/v1/admin/agents/{id}/status-log", get(agent_status_log))
         .route("/v1/admin/groups", put(put_groups))
         .route("/v1/admin/custom-statuses", put(put_custom_statuses))
@@ -92,6 +94,16 @@ async fn admin_set_status(
     JsonBody(req): JsonBody<AdminSetStatusRequest>,
 ) -> ApiResult<Response> {
     Ok(Json(state.ops.admin_set_status(&p, &id, req).await?).into_response())
+}
+
+async fn set_agent_password(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    PathParam(id): PathParam,
+    JsonBody(req): JsonBody<SetPasswordRequest>,
+) -> ApiResult<StatusCode> {
+    state.ops.set_agent_password(&p, &id, req).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn put_groups(

@@ -7,6 +7,11 @@
 //!   `idle_timeout` is closed: one that connects and sends nothing, a keep-alive connection
 //!   nobody reuses, a stream whose reader stopped reading (its writes stall). A stream whose
 //!   reader reads stays open: a `ping` moves every few seconds.
+//! - **Readers keep up**: every `drain_every` (the stream ping interval) the connection
+//!   compares what its peer has acknowledged with what was written two checks before; a peer
+//!   that has not taken what was sent two pings ago (a stalled or trickling stream reader)
+//!   is closed, so the kernel's send buffer is the most an unread stream costs, for at most
+//!   two pings.
 //! - **Connections are capped**: past `max_connections` open at once, a new connection is
 //!   served one request and closed, and that request gets `503 unavailable` with
 //!   `Retry-After` unless it is `GET /healthz`, which is always answered; past twice the cap
@@ -44,6 +49,7 @@ pub async fn serve<S>(
     listener: TcpListener,
     app: S,
     limits: Limits,
+    drain_every: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()>
 where
@@ -75,7 +81,8 @@ where
                 }
                 let _ = tcp.set_nodelay(true);
                 let busy = open >= limits.max_connections;
-                conns.spawn(connection(tcp, peer, app.clone(), limits, busy, for_conns.clone()));
+                let conn = Conn { tcp, peer, limits, drain_every, busy };
+                conns.spawn(connection(conn, app.clone(), for_conns.clone()));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = stopped(&mut stop) => break,
@@ -96,20 +103,32 @@ where
     Ok(())
 }
 
-async fn connection<S>(
+/// An accepted connection and the terms it is served on.
+struct Conn {
     tcp: TcpStream,
     peer: SocketAddr,
-    app: S,
     limits: Limits,
+    drain_every: Duration,
+    /// Past `max_connections`: one request, then closed.
     busy: bool,
-    mut stop: watch::Receiver<bool>,
-) where
+}
+
+async fn connection<S>(c: Conn, app: S, mut stop: watch::Receiver<bool>)
+where
     S: Service<Request, Response = axum::response::Response, Error = std::convert::Infallible>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
 {
+    let Conn {
+        tcp,
+        peer,
+        limits,
+        drain_every,
+        busy,
+    } = c;
+    let mut drain = Drain::new(&tcp);
     let io = Watched::new(tcp);
     let activity = io.activity.clone();
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -132,6 +151,8 @@ async fn connection<S>(
     let check_every = (limits.idle_timeout / 4).max(Duration::from_millis(25));
     let mut check = tokio::time::interval(check_every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drain_check = tokio::time::interval(drain_every.max(Duration::from_millis(10)));
+    drain_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = false;
     // Made once, not per wake-up: the loop runs at every read and write of the connection.
     let stop_asked = stopped(&mut stop);
@@ -156,6 +177,12 @@ async fn connection<S>(
                     return;
                 }
             }
+            _ = drain_check.tick() => {
+                if drain.behind(activity.written()) {
+                    tracing::debug!(%peer, "closing a connection whose reader fell two pings behind");
+                    return;
+                }
+            }
         }
     }
 }
@@ -172,16 +199,67 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// When bytes last moved on a connection.
+/// Whether a connection's peer keeps up with what is written to it: what it acknowledged,
+/// against what had been written two checks before.
+struct Drain {
+    fd: std::os::fd::RawFd,
+    /// Bytes written by the last two checks, older first.
+    marks: [Option<u64>; 2],
+}
+
+impl Drain {
+    fn new(tcp: &TcpStream) -> Drain {
+        use std::os::fd::AsRawFd;
+        Drain {
+            fd: tcp.as_raw_fd(),
+            marks: [None, None],
+        }
+    }
+
+    /// Called once per check with the bytes written so far: true when the peer has not
+    /// acknowledged everything written two checks ago.
+    fn behind(&mut self, written: u64) -> bool {
+        let Some(unacked) = unacked_bytes(self.fd) else {
+            return false;
+        };
+        let acked = written.saturating_sub(unacked);
+        let behind = self.marks[0].is_some_and(|two_ago| acked < two_ago);
+        self.marks = [self.marks[1], Some(written)];
+        behind
+    }
+}
+
+/// Bytes in the socket's send queue, not yet acknowledged by the peer (`SIOCOUTQ`; no safe
+/// wrapper of it exists in the crates this server uses).
+#[allow(unsafe_code)]
+fn unacked_bytes(fd: std::os::fd::RawFd) -> Option<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: `fd` is the connection's socket, open for as long as the connection's loop
+    // runs (the only caller); TIOCOUTQ writes one int through the pointer given.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    (r == 0).then_some(n.max(0) as u64)
+}
+
+/// When bytes last moved on a connection, and how many were written.
 struct Activity {
     base: Instant,
     last_ms: AtomicU64,
+    written: AtomicU64,
 }
 
 impl Activity {
     fn touch(&self) {
         let ms = self.base.elapsed().as_millis() as u64;
         self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn wrote(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     fn idle_for(&self) -> Duration {
@@ -203,6 +281,7 @@ impl Watched {
             activity: Arc::new(Activity {
                 base: Instant::now(),
                 last_ms: AtomicU64::new(0),
+                written: AtomicU64::new(0),
             }),
         }
     }
@@ -230,8 +309,10 @@ impl AsyncWrite for Watched {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.tcp).poll_write(cx, data);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+        if let Poll::Ready(Ok(n)) = res
+            && n > 0
+        {
+            self.activity.wrote(n);
         }
         res
     }
@@ -242,8 +323,10 @@ impl AsyncWrite for Watched {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+        if let Poll::Ready(Ok(n)) = res
+            && n > 0
+        {
+            self.activity.wrote(n);
         }
         res
     }

@@ -1,6 +1,6 @@
 //! The calling agent's own view: `GET /v1/me`, `PUT /v1/me/status`, its status log
-//! `GET /v1/me/status-log`, ending one of its own sessions, and the device event stream
-//! `GET /v1/me/events`.
+//! `GET /v1/me/status-log`, its password `PUT /v1/me/password`, ending one of its own
+//! sessions, and the device event stream `GET /v1/me/events`.
 //!
 //! Guarantees:
 //! - Every route acts for the session behind the bearer token, on its own agent only: a
@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
-use presence_protocol::SetStatusRequest;
+use presence_protocol::{ChangePasswordRequest, SetStatusRequest};
 
 use super::AppState;
 use super::extract::{Auth, ClientIp, JsonBody, LogParams, PathParam};
@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/me", get(me))
         .route("/v1/me/status", put(set_status))
         .route("/v1/me/status-log", get(status_log))
+        .route("/v1/me/password", put(change_password))
         .route("/v1/me/sessions/{session_id}", delete(end_my_session))
 }
 
@@ -55,6 +56,30 @@ async fn status_log(
 ) -> ApiResult<Response> {
     let agent = p.agent_id.to_string();
     Ok(Json(state.ops.status_log(&p, &agent, q).await?).into_response())
+}
+
+/// A wrong current password counts like a failed login, in a window of the agent's own (by
+/// account and agent id) and in the client address's: a stolen token cannot guess on.
+async fn change_password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Auth(p): Auth,
+    JsonBody(req): JsonBody<ChangePasswordRequest>,
+) -> ApiResult<StatusCode> {
+    let attempt = state
+        .limiter
+        .take(&p.account_id, &p.agent_id, None, ip)
+        .await
+        .map_err(super::session::refused)?;
+    match state.ops.change_own_password(&p, req).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e) => {
+            if e == crate::backend::BackendError::InvalidCredentials {
+                attempt.failed();
+            }
+            Err(e.into())
+        }
+    }
 }
 
 async fn end_my_session(

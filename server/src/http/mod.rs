@@ -72,11 +72,12 @@ pub async fn serve(
     limits: Limits,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let drain_every = state.streams.ping_every;
     let app = ServiceBuilder::new()
         .layer(layer::RequestLayer::new())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .service(router(state, limits.request_timeout));
-    conn::serve(listener, app, limits, stop).await
+    conn::serve(listener, app, limits, drain_every, stop).await
 }
 
 /// Answers `503 unavailable` for a request not answered within its deadline, rather than

@@ -30,6 +30,16 @@ pub fn router() -> Router<AppState> {
         .route("/v1/session/push", put(put_push).delete(delete_push))
 }
 
+/// The answer to a refused limiter slot.
+pub(super) fn refused(r: Refused) -> ApiError {
+    match r {
+        Refused::Limited(secs) => ApiError::rate_limited(secs),
+        Refused::Unavailable => {
+            BackendError::unavailable("the hot store is out of reach; retry in a moment", 1).into()
+        }
+    }
+}
+
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -37,12 +47,6 @@ async fn login(
 ) -> ApiResult<Response> {
     // Checked before a limiter slot is taken: nothing unbounded becomes a key.
     state.ops.check_login(&req)?;
-    let refused = |r| match r {
-        Refused::Limited(secs) => ApiError::rate_limited(secs),
-        Refused::Unavailable => {
-            BackendError::unavailable("the hot store is out of reach; retry in a moment", 1).into()
-        }
-    };
     let limiter = &state.limiter;
     let attempt = match limiter.take(&req.account, &req.email, None, ip).await {
         // The agent's window is full (or the address's): a device it signed in from before

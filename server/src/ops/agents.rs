@@ -95,6 +95,45 @@ pub fn remove(slice: &AccountSlice, caller: &str, id: &str) -> BackendResult<Acc
     })
 }
 
+/// Who sets an agent's password, and so which of its sessions end.
+#[derive(Debug, Clone)]
+pub enum PasswordBy {
+    /// The agent itself, from session `keep`, having proved it knows the password whose hash
+    /// is `checked_hash`: its other sessions end.
+    Itself { keep: String, checked_hash: String },
+    /// An owner or admin `caller` (an owner's password only by an owner): every session ends.
+    Admin { caller: String },
+}
+
+/// Sets agent `id`'s password to `password_hash` (already made); its sessions end with
+/// reason `credentials_changed`, but the one it changed its own password from. A password
+/// changed since the agent's check refuses the change, as a wrong current password would.
+pub fn set_password(
+    slice: &AccountSlice,
+    id: &str,
+    password_hash: String,
+    by: PasswordBy,
+) -> BackendResult<AccountEdit> {
+    let row = slice.agent(id)?;
+    let keep = match by {
+        PasswordBy::Itself { keep, checked_hash } => {
+            if !crate::auth::secure_eq(row.password_hash.as_bytes(), checked_hash.as_bytes()) {
+                return Err(BackendError::InvalidCredentials);
+            }
+            Some(keep)
+        }
+        PasswordBy::Admin { caller } => {
+            owner_only(slice, &caller, row.role == Role::Owner)?;
+            None
+        }
+    };
+    Ok(AccountEdit::Password {
+        agent_id: row.id.clone(),
+        password_hash,
+        keep,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +276,55 @@ mod tests {
         assert!(create(&s, "own", agent("new", Role::Owner, &[])).is_ok());
         // A caller no longer in the account is no owner.
         assert!(forbidden(patch(&s, "gone", "ag", patch_role(Role::Owner))));
+    }
+
+    #[test]
+    fn a_password_is_set_by_its_agent_knowing_it_or_by_an_admin_and_an_owners_only_by_an_owner() {
+        let mut s = slice(
+            &[],
+            vec![
+                agent("own", Role::Owner, &[]),
+                agent("adm", Role::Admin, &[]),
+                agent("ag", Role::Agent, &[]),
+            ],
+        );
+        s.agents[2].password_hash = "$old".into();
+        let set = |id: &str, by| set_password(&s, id, "$new".into(), by);
+        let itself = |checked: &str| PasswordBy::Itself {
+            keep: "ses_here".into(),
+            checked_hash: checked.into(),
+        };
+        let admin = |caller: &str| PasswordBy::Admin {
+            caller: caller.into(),
+        };
+        match set("ag", itself("$old")) {
+            Ok(AccountEdit::Password {
+                agent_id,
+                password_hash,
+                keep,
+            }) => {
+                assert_eq!((agent_id.as_str(), password_hash.as_str()), ("ag", "$new"));
+                assert_eq!(keep.as_deref(), Some("ses_here"), "its own session stays");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            set("ag", itself("$changed-meanwhile")),
+            Err(BackendError::InvalidCredentials)
+        ));
+        assert!(matches!(
+            set("ag", admin("adm")),
+            Ok(AccountEdit::Password { keep: None, .. })
+        ));
+        assert!(matches!(
+            set("own", admin("adm")),
+            Err(BackendError::Forbidden(_))
+        ));
+        assert!(set("own", admin("own")).is_ok());
+        assert_eq!(
+            set("zz", admin("own")).unwrap_err(),
+            BackendError::not_found("agent")
+        );
     }
 
     #[test]

@@ -89,6 +89,13 @@ pub enum AccountEdit {
     UpdateAgent(AgentRow),
     /// An agent leaves the account; its live sessions end with reason `removed`.
     RemoveAgent { agent_id: String },
+    /// An agent's password changes; its live sessions but `keep` end with reason
+    /// `credentials_changed`.
+    Password {
+        agent_id: String,
+        password_hash: String,
+        keep: Option<String>,
+    },
     /// The groups are replaced; each listed agent keeps only these groups of its own.
     Groups {
         groups: Vec<Group>,

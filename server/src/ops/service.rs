@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use presence_protocol::{
     AccountInfo, AccountSettings, AdminAccountResponse, AdminSetStatusRequest, Agent,
-    CreateAccountRequest, CreateAccountResponse, CustomStatus, Group, Heartbeat, HeartbeatRequest,
-    LoginRequest, LoginResponse, MeResponse, NewAgentRequest, OpeningHours, PatchAgentRequest,
-    PushRegistration, SetStatusRequest, SetStatusResponse, Settings, SettingsPatch, StatusLogPage,
-    StatusView,
+    ChangePasswordRequest, CreateAccountRequest, CreateAccountResponse, CustomStatus, Group,
+    Heartbeat, HeartbeatRequest, LoginRequest, LoginResponse, MeResponse, NewAgentRequest,
+    OpeningHours, PatchAgentRequest, PushRegistration, SetPasswordRequest, SetStatusRequest,
+    SetStatusResponse, Settings, SettingsPatch, StatusLogPage, StatusView,
 };
 
+use super::agents::PasswordBy;
 use super::credentials::Credentials;
 use super::sessions::{self, AgentKey, SessionEdit, SessionPlan, Sessions};
 use super::status::{self, StatusChange, StatusPlan};
@@ -36,6 +37,8 @@ pub struct Ops {
     hasher: Arc<HashPool>,
     credentials: Arc<Credentials>,
     pusher: Arc<Pusher>,
+    /// Live sessions an agent keeps.
+    session_cap: usize,
 }
 
 /// Answered when every hashing slot is taken and the queue is full.
@@ -50,7 +53,16 @@ impl Ops {
             credentials: Arc::new(Credentials::new(hasher.clone())),
             hasher,
             pusher,
+            session_cap: sessions::MAX_LIVE_SESSIONS,
         }
+    }
+
+    /// These operations with another cap on an agent's live sessions (the contract's is
+    /// [`sessions::MAX_LIVE_SESSIONS`]; a benchmark that opens thousands on one agent raises
+    /// it).
+    pub fn with_session_cap(mut self, cap: usize) -> Ops {
+        self.session_cap = cap.max(1);
+        self
     }
 
     /// The backend under these operations.
@@ -282,14 +294,28 @@ impl Ops {
             return Err(BackendError::InvalidCredentials);
         };
         let token = crate::auth::new_token();
-        let (token_hash, session_id) =
-            (crate::auth::token_hash(&token), crate::auth::new_id("ses"));
-        let (device, push) = (req.device, req.push);
-        let plan: SessionPlan =
-            Box::new(move |slice| Ok(sessions::open(slice, session_id, token_hash, device, push)));
+        let (token_hash, session_id) = (
+            crate::auth::token_hash(&token),
+            crate::auth::new_session_id(),
+        );
+        let (device, push, checked) = (req.device, req.push, agent.password_hash.clone());
+        let cap = self.session_cap;
+        let sessions = Sessions::Opening {
+            device_id: device.id.clone(),
+            cap,
+        };
+        let plan: SessionPlan = Box::new(move |slice| {
+            let new = sessions::Opening {
+                id: session_id,
+                token_hash,
+                device,
+                push,
+            };
+            sessions::open(slice, &checked, cap, new)
+        });
         let (slice, edit) = match self
             .backend
-            .edit_sessions(&agent.account_id, &agent.id, Sessions::None, plan)
+            .edit_sessions(&agent.account_id, &agent.id, sessions, plan)
             .await
         {
             // Removed since its password checked out.
@@ -522,6 +548,77 @@ impl Ops {
             .await?;
         edit.agent()
             .ok_or_else(|| BackendError::internal("an agent edit without its agent"))
+    }
+
+    /// Changes the caller's own password, given its current one; its other sessions end
+    /// with reason `credentials_changed`. A wrong current password is `InvalidCredentials`.
+    pub async fn change_own_password(
+        &self,
+        p: &Principal,
+        req: ChangePasswordRequest,
+    ) -> BackendResult<()> {
+        validate::password("new", &req.new)?;
+        let key = AgentKey::Id {
+            account_id: &p.account_id,
+            agent_id: &p.agent_id,
+        };
+        let agent = match self.backend.agent_slice(key).await {
+            Ok(slice) => slice.agent,
+            Err(BackendError::NotFound(_)) => return Err(BackendError::session_expired()),
+            Err(e) => return Err(e),
+        };
+        let checked_hash = agent.password_hash.clone();
+        self.credentials
+            .check(Some((&agent.id, &checked_hash)), &req.current)
+            .await?;
+        let hash = self.hash_password(req.new).await?;
+        let (id, keep) = (agent.id, p.session_id.to_string());
+        self.backend
+            .edit_account(
+                AccountTarget::Existing(&p.account_id),
+                super::existing(move |slice| {
+                    let by = PasswordBy::Itself { keep, checked_hash };
+                    agents::set_password(slice, &id, hash, by)
+                }),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Sets an agent's password (an owner's only by an owner); all its sessions end with
+    /// reason `credentials_changed`.
+    pub async fn set_agent_password(
+        &self,
+        p: &Principal,
+        id: &str,
+        req: SetPasswordRequest,
+    ) -> BackendResult<()> {
+        validate::password("password", &req.password)?;
+        let before = self
+            .backend
+            .account_slice(AccountKey::Id(&p.account_id))
+            .await?;
+        check_admin(&before, &p.agent_id)?;
+        let (id, caller) = (id.to_owned(), p.agent_id.to_string());
+        // Refused before the password is hashed, and again under the account's turn.
+        agents::set_password(
+            &before,
+            &id,
+            String::new(),
+            PasswordBy::Admin {
+                caller: caller.clone(),
+            },
+        )?;
+        let hash = self.hash_password(req.password).await?;
+        self.backend
+            .edit_account(
+                AccountTarget::Existing(&p.account_id),
+                by_admin(p.agent_id.clone(), move |slice| {
+                    agents::set_password(slice, &id, hash, PasswordBy::Admin { caller })
+                }),
+            )
+            .await
+            .map(drop)
     }
 
     /// Removes an agent and ends its sessions with reason `removed`.

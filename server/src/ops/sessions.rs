@@ -8,7 +8,10 @@
 //! - A new session starts active, with the account's active lease; a device's new session
 //!   replaces the same agent's earlier session on that device (reason `replaced`); another
 //!   agent's session on a device id is never touched (a device id is the client's word, so
-//!   reusing it cannot end someone else's session).
+//!   reusing it cannot end someone else's session). An agent keeps at most its cap of live
+//!   sessions ([`MAX_LIVE_SESSIONS`] by default): a new one beyond them replaces the oldest.
+//! - A login opens its session only if the password it checked is still the agent's: a
+//!   password changed meanwhile refuses it.
 //! - An agent ends only its own live sessions; ending another device's tells that device.
 //! - The answers (login, `/v1/me`) are composed here from the slice and the edit, so both
 //!   backends answer alike.
@@ -55,13 +58,20 @@ pub struct LiveSession {
 }
 
 /// Which of an agent's live sessions a slice holds: all of them (`/v1/me`), the one a plan
-/// is about (a logout, a push registration), or none (a login: an agent may have many
-/// sessions, and opening one reads none of them).
+/// is about (a logout, a push registration), none (a login's read of the agent), or what
+/// opening one more on a device needs to see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sessions {
     All,
     One(String),
     None,
+    /// The live sessions on `device_id`; all of them when the agent has `cap` or more (the
+    /// new one may push the oldest out). Below the cap a login reads no other session, however
+    /// many a benchmark's raised cap lets an agent keep.
+    Opening {
+        device_id: String,
+        cap: usize,
+    },
 }
 
 /// What a session operation reads: the agent as stored, its account's timings, and the
@@ -84,6 +94,10 @@ impl AgentSlice {
     }
 }
 
+/// The most live sessions an agent keeps (the contract's; `--max-sessions-per-agent`
+/// changes it); one more replaces the oldest.
+pub const MAX_LIVE_SESSIONS: usize = 20;
+
 /// A session to open.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -93,6 +107,9 @@ pub struct NewSession {
     pub push: Option<PushRegistration>,
     pub mode: Mode,
     pub lease_until: i64,
+    /// The agent's live sessions it ends with reason `replaced`: the same device's, and the
+    /// oldest beyond [`MAX_LIVE_SESSIONS`].
+    pub replaces: Vec<String>,
 }
 
 /// One change to an agent's sessions, planned from an [`AgentSlice`].
@@ -118,22 +135,57 @@ pub enum SessionEdit {
 /// The plan a backend runs under an agent's turn.
 pub type SessionPlan = Box<dyn FnOnce(&AgentSlice) -> BackendResult<SessionEdit> + Send>;
 
-/// Opens a session for a device, active, on the account's active lease.
+/// What a login asks to open.
+#[derive(Debug, Clone)]
+pub struct Opening {
+    pub id: String,
+    pub token_hash: TokenHash,
+    pub device: Device,
+    pub push: Option<PushRegistration>,
+}
+
+/// What a login opens: a session for a device, active, on the account's active lease, if
+/// `checked_hash` (the password hash the login was checked against) is still the agent's;
+/// the agent keeps at most `cap` live sessions. The slice holds every live session (their
+/// ids grow with their age: see [`crate::auth::new_session_id`]).
 pub fn open(
     slice: &AgentSlice,
-    session_id: String,
-    token_hash: TokenHash,
-    device: Device,
-    push: Option<PushRegistration>,
-) -> SessionEdit {
-    SessionEdit::Open(NewSession {
+    checked_hash: &str,
+    cap: usize,
+    new: Opening,
+) -> BackendResult<SessionEdit> {
+    let Opening {
+        id: session_id,
+        token_hash,
+        device,
+        push,
+    } = new;
+    if !crate::auth::secure_eq(
+        slice.agent.password_hash.as_bytes(),
+        checked_hash.as_bytes(),
+    ) {
+        return Err(BackendError::InvalidCredentials);
+    }
+    let (same_device, mut others): (Vec<&LiveSession>, Vec<&LiveSession>) = slice
+        .sessions
+        .iter()
+        .partition(|s| s.device.id == device.id);
+    others.sort_by(|a, b| a.id.cmp(&b.id));
+    let over = (others.len() + 1).saturating_sub(cap);
+    let replaces = same_device
+        .into_iter()
+        .chain(others.into_iter().take(over))
+        .map(|s| s.id.clone())
+        .collect();
+    Ok(SessionEdit::Open(NewSession {
         id: session_id,
         token_hash,
         device,
         push,
         mode: Mode::Active,
         lease_until: slice.now + slice.timings.active_ttl_ms,
-    })
+        replaces,
+    }))
 }
 
 /// Ends `session_id`, a live session of the agent, with reason `logout`, asked by session
@@ -282,18 +334,64 @@ mod tests {
         }
     }
 
+    fn opening(device_id: &str) -> Opening {
+        Opening {
+            id: "ses_new".into(),
+            token_hash: [0; 32],
+            device: device(device_id),
+            push: None,
+        }
+    }
+
+    fn open_on(s: &AgentSlice, device_id: &str) -> BackendResult<SessionEdit> {
+        open(s, "", MAX_LIVE_SESSIONS, opening(device_id))
+    }
+
     #[test]
     fn a_new_session_starts_active_on_the_active_lease() {
         let s = slice(&[]);
-        let SessionEdit::Open(n) = open(&s, "ses_1".into(), [0; 32], device("d"), None) else {
+        let Ok(SessionEdit::Open(n)) = open_on(&s, "d") else {
             panic!("not an open");
         };
+        assert!(n.replaces.is_empty());
         assert_eq!(n.mode, Mode::Active);
         assert_eq!(n.lease_until, 1_000 + s.timings.active_ttl_ms);
         let answer = login_answer(&s, &n, "tok".into());
         assert_eq!(answer.heartbeat.lease_until, n.lease_until);
         assert_eq!(answer.heartbeat.status_version, 7);
         assert_eq!(answer.server_time, 1_000);
+    }
+
+    #[test]
+    fn a_new_session_replaces_its_device_and_the_oldest_beyond_twenty() {
+        let ids: Vec<String> = (0..MAX_LIVE_SESSIONS)
+            .map(|i| format!("ses_{i:02}"))
+            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let full = slice(&ids);
+        let replaces = |s: &AgentSlice, d: &str| match open_on(s, d) {
+            Ok(SessionEdit::Open(n)) => n.replaces,
+            other => panic!("not an open: {other:?}"),
+        };
+        // A twenty-first device: the oldest goes.
+        assert_eq!(replaces(&full, "new"), ["ses_00"]);
+        // A device already signed in: only its own session goes, the count stays twenty.
+        assert_eq!(replaces(&full, "ses_07"), ["ses_07"]);
+        // Below the cap, a new device replaces nothing.
+        assert!(replaces(&slice(&ids[..19]), "new").is_empty());
+    }
+
+    #[test]
+    fn a_login_checked_against_a_password_changed_since_is_refused() {
+        let mut s = slice(&[]);
+        s.agent.password_hash = "$argon2id$new".into();
+        let got = open(&s, "$argon2id$old", MAX_LIVE_SESSIONS, opening("d"));
+        assert!(
+            matches!(got, Err(BackendError::InvalidCredentials)),
+            "{got:?}"
+        );
+        let got = open(&s, "$argon2id$new", MAX_LIVE_SESSIONS, opening("d"));
+        assert!(matches!(got, Ok(SessionEdit::Open(_))), "{got:?}");
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub enum Write {
         agent_id: String,
         now: i64,
     },
+    /// An agent's new password; its sessions but `keep` end (`credentials_changed`).
+    Password {
+        agent_id: String,
+        password_hash: String,
+        keep: Option<String>,
+        now: i64,
+    },
     /// An account's groups, and the agents whose group lists changed with them.
     Groups {
         account_id: String,
@@ -64,10 +71,11 @@ pub enum Write {
         resets: Vec<(String, StatusView)>,
         now: i64,
     },
-    /// A new session; ends `replaces` (the same device's old session) with it.
+    /// A new session; ends `replaces` (the same device's old session, the agent's oldest
+    /// beyond its cap) with it.
     Session {
         row: SessionRow,
-        replaces: Option<String>,
+        replaces: Vec<String>,
         now: i64,
     },
     /// Ends sessions (logout, expiry).
@@ -153,6 +161,21 @@ impl Write {
                     .execute([agent_id])?;
                 Ok(())
             }
+            Write::Password {
+                agent_id,
+                password_hash,
+                keep,
+                now,
+            } => {
+                tx.prepare_cached("UPDATE agents SET password_hash = ?2 WHERE id = ?1")?
+                    .execute(params![agent_id, password_hash])?;
+                tx.prepare_cached(
+                    "UPDATE sessions SET ended_reason = 'credentials_changed', ended_at = ?2
+                     WHERE agent_id = ?1 AND ended_reason IS NULL AND id IS NOT ?3",
+                )?
+                .execute(params![agent_id, now, keep])?;
+                Ok(())
+            }
             Write::Groups {
                 account_id,
                 groups,
@@ -233,10 +256,10 @@ impl Write {
 fn insert_session(
     tx: &Connection,
     s: &SessionRow,
-    replaces: &Option<String>,
+    replaces: &[String],
     now: i64,
 ) -> StoreResult<()> {
-    if let Some(old) = replaces {
+    for old in replaces {
         tx.prepare_cached(
             "UPDATE sessions SET ended_reason = 'replaced', ended_at = ?2
              WHERE id = ?1 AND ended_reason IS NULL",

@@ -185,6 +185,33 @@ impl Pg {
                     .await
                     .map_err(|e| self.db(e))?;
             }
+            AccountEdit::Password {
+                agent_id,
+                password_hash,
+                keep,
+            } => {
+                // The agent's row first: a login that checked the old password holds it
+                // while it opens its session, so that session is ended below (or sees the
+                // new hash and is refused).
+                tx.execute(
+                    "UPDATE agents SET password_hash = $2, updated_at = $3 WHERE id = $1",
+                    &[agent_id, password_hash, &now],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+                let q = format!(
+                    "UPDATE sessions SET ended_at = $2, end_reason = 'credentials_changed' \
+                     WHERE agent_id = $1 AND ended_at IS NULL AND id IS DISTINCT FROM $3 \
+                     RETURNING {SESSION_COLS}"
+                );
+                ended = tx
+                    .query(&q, &[agent_id, &now, keep])
+                    .await
+                    .map_err(|e| self.db(e))?
+                    .iter()
+                    .map(session_row)
+                    .collect::<BackendResult<Vec<_>>>()?;
+            }
             AccountEdit::Groups { groups, agents } => {
                 tx.execute(
                     "UPDATE accounts SET groups_json = $2 WHERE id = $1",

@@ -3,9 +3,9 @@
 //!
 //! Guarantees: a session edit is planned and stored in one transaction with the agent's row
 //! locked (`FOR UPDATE`, as status ops lock it), so two nodes editing one agent's sessions
-//! serialise; a session that replaces the same device's earlier one ends it in that
-//! transaction; a session is ended once (only a live one is updated, so the first reason
-//! stays); a session whose agent is gone reads as ended.
+//! serialise; the sessions a new one replaces (as planned) end in that transaction; a
+//! session is ended once (only a live one is updated, so the first reason stays); a session
+//! whose agent is gone reads as ended.
 
 use presence_protocol::{EndReason, Mode, PushRegistration, Role, Settings};
 
@@ -68,6 +68,21 @@ impl Pg {
                     .map(session_row)
                     .collect::<BackendResult<Vec<_>>>()?
             }
+            Sessions::Opening { device_id, cap } => {
+                let q = format!(
+                    "SELECT {SESSION_COLS} FROM sessions \
+                     WHERE agent_id = $1 AND ended_at IS NULL \
+                     AND (device->>'id' = $2 OR (SELECT count(*) FROM sessions \
+                          WHERE agent_id = $1 AND ended_at IS NULL) >= $3) \
+                     ORDER BY id"
+                );
+                tx.query(&q, &[&agent_id, device_id, &(*cap as i64)])
+                    .await
+                    .map_err(|e| self.db(e))?
+                    .iter()
+                    .map(session_row)
+                    .collect::<BackendResult<Vec<_>>>()?
+            }
             Sessions::One(id) => {
                 let q = format!(
                     "SELECT {SESSION_COLS} FROM sessions \
@@ -94,11 +109,11 @@ impl Pg {
             SessionEdit::Open(n) => {
                 let q = format!(
                     "UPDATE sessions SET ended_at = $3, end_reason = 'replaced' \
-                     WHERE agent_id = $1 AND device->>'id' = $2 AND ended_at IS NULL \
+                     WHERE agent_id = $1 AND id = ANY($2) AND ended_at IS NULL \
                      RETURNING {SESSION_COLS}"
                 );
                 let replaced = tx
-                    .query(&q, &[&agent_id, &n.device.id, &now])
+                    .query(&q, &[&agent_id, &n.replaces, &now])
                     .await
                     .map_err(|e| self.db(e))?
                     .iter()

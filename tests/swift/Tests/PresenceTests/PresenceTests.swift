@@ -151,7 +151,7 @@ final class PresenceTests: XCTestCase {
 
         let dead = try await PresenceEngine.open(config(deadServerUrl()))
         do {
-            try await dead.login(account: "acme", email: "a@acme.example", password: "pw")
+            try await dead.login(account: "acme", email: "a@acme.example", password: "pw-secret-1")
             XCTFail("logged in to a dead server")
         } catch PresenceError.Network(let detail) {
             XCTAssertFalse(detail.isEmpty)
@@ -169,7 +169,7 @@ final class PresenceTests: XCTestCase {
         initLogging(level: .debug, sink: sink)
         defer { initLogging(level: .warn, sink: nil) }
         let engine = try await PresenceEngine.open(config(deadServerUrl()))
-        _ = try? await engine.login(account: "acme", email: "a@acme.example", password: "pw")
+        _ = try? await engine.login(account: "acme", email: "a@acme.example", password: "pw-secret-1")
         await engine.shutdown()
         XCTAssertTrue(sink.all.contains { $0.target.hasPrefix("presence") }, "\(sink.all)")
         XCTAssertFalse(sink.all.contains { $0.level == .trace })
