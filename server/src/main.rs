@@ -144,7 +144,8 @@ struct Args {
     #[arg(long, env = "PRESENCE_HISTORY_RETENTION_MS", default_value_t = 400 * 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
     history_retention_ms: u64,
     /// Cluster mode: the PostgreSQL that holds what must survive (with --redis-url). Any
-    /// number of nodes may share it.
+    /// number of nodes may share it. TLS: `?sslmode=require` (encrypted), `verify-full` (and
+    /// the host name verified) with `&sslrootcert=CA.pem`.
     #[arg(
         long,
         env = "PRESENCE_POSTGRES_URL",
@@ -153,7 +154,7 @@ struct Args {
     )]
     postgres_url: Option<String>,
     /// Cluster mode: the Redis that holds the hot state and carries events between nodes
-    /// (with --postgres-url).
+    /// (with --postgres-url). `rediss://` for TLS.
     #[arg(
         long,
         env = "PRESENCE_REDIS_URL",
@@ -162,6 +163,10 @@ struct Args {
         value_delimiter = ','
     )]
     redis_url: Vec<String>,
+    /// The CA (PEM) a `rediss://` Redis's certificate must chain to, instead of the built-in
+    /// roots.
+    #[arg(long, env = "PRESENCE_REDIS_CA_FILE", value_name = "PEM")]
+    redis_ca_file: Option<PathBuf>,
     /// Password checks run at once at most (each holds about 19 MiB); further logins wait
     /// briefly, then get `503 unavailable`. Default: the number of cores.
     #[arg(long, env = "PRESENCE_PASSWORD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..=256))]
@@ -189,21 +194,28 @@ fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{s:?} is neither a CIDR range nor an address"))
 }
 
-/// The cluster stores, if both are given; a usage error if only one is.
+/// The cluster stores, if both are given; a usage error if only one is, or if what they say
+/// cannot be honoured ([`ClusterConfig::check`]).
 fn cluster_config(args: &Args) -> Result<Option<ClusterConfig>, String> {
-    match (&args.postgres_url, args.redis_url.as_slice()) {
-        (None, []) => Ok(None),
+    let config = match (&args.postgres_url, args.redis_url.as_slice()) {
+        (None, []) if args.redis_ca_file.is_some() => {
+            return Err("--redis-ca-file needs --redis-url (cluster mode)".into());
+        }
+        (None, []) => return Ok(None),
         (Some(_), []) => {
-            Err("--postgres-url needs --redis-url too (cluster mode uses both)".into())
+            return Err("--postgres-url needs --redis-url too (cluster mode uses both)".into());
         }
         (None, [_, ..]) => {
-            Err("--redis-url needs --postgres-url too (cluster mode uses both)".into())
+            return Err("--redis-url needs --postgres-url too (cluster mode uses both)".into());
         }
-        (Some(pg), urls) => Ok(Some(ClusterConfig {
+        (Some(pg), urls) => ClusterConfig {
             postgres_url: pg.clone(),
             redis_urls: urls.to_vec(),
-        })),
-    }
+            redis_ca_file: args.redis_ca_file.clone(),
+        },
+    };
+    config.check()?;
+    Ok(Some(config))
 }
 
 async fn run(args: Args) -> ExitCode {

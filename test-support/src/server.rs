@@ -48,6 +48,7 @@ impl TestServer {
             config.cluster = Some(presence_server::cluster::ClusterConfig {
                 postgres_url: shared_postgres().fresh_database(),
                 redis_urls: vec![r.url()],
+                redis_ca_file: None,
             });
             redis = Some(r);
         }

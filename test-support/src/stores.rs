@@ -17,6 +17,12 @@
 //!   a [`Postgres::fresh_database`] of it.
 //! - [`Redis`]: one standalone server without persistence.
 //! - [`RedisCluster`]: six nodes, three primaries with a replica each.
+//!
+//! Each can be started with TLS (`start_tls`) with the leaf of a [`TestCa`] for
+//! `127.0.0.1`/`localhost`, and then speaks only TLS: PostgreSQL accepts `hostssl` connections
+//! only (a plain one is refused by `pg_hba.conf`), Redis listens on a TLS port only (and a
+//! cluster's bus and replication are TLS too). [`Postgres::ca_file`] and [`Redis::ca_file`]
+//! are copies of the CA that live as long as the server.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -30,6 +36,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::push::tls::TestCa;
 
 /// How long a server may take to accept connections, or a cluster to become healthy.
 pub const STORE_DEADLINE: Duration = Duration::from_secs(30);
@@ -259,6 +267,28 @@ pub struct Postgres {
     port: u16,
     child: Option<Child>,
     watcher: Watcher,
+    /// With TLS: the dir of `server.crt`, `server.key`, `ca.pem` and the `pg_hba.conf` that
+    /// accepts `hostssl` only.
+    tls: Option<PathBuf>,
+}
+
+/// Copies a test CA's leaf and key (and the CA) into `dir` as `server.crt`, `server.key` and
+/// `ca.pem`, the key `0600` and all of them owned by `ids` if given.
+fn copy_tls_files(ca: &TestCa, dir: &Path, ids: Option<UserIds>) {
+    fs::create_dir_all(dir).expect("create tls dir");
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod tls dir");
+    for (from, to, mode) in [
+        (&ca.leaf_cert_path, "server.crt", 0o644),
+        (&ca.leaf_key_path, "server.key", 0o600),
+        (&ca.pem_path, "ca.pem", 0o644),
+    ] {
+        let to = dir.join(to);
+        fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        fs::set_permissions(&to, fs::Permissions::from_mode(mode)).expect("chmod tls file");
+        if let Some(ids) = ids {
+            std::os::unix::fs::chown(&to, Some(ids.uid), Some(ids.gid)).expect("chown tls file");
+        }
+    }
 }
 
 /// The directory of `initdb`, `postgres`, `pg_ctl`, `pg_isready`, `createdb` and `psql`:
@@ -283,6 +313,16 @@ fn pg_bin_dir() -> PathBuf {
 impl Postgres {
     /// `initdb` into a fresh temp dir and a running postmaster, ready for connections.
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// [`Postgres::start`] with TLS on, serving `ca`'s leaf; only TLS connections are
+    /// accepted.
+    pub fn start_tls(ca: &TestCa) -> Postgres {
+        Postgres::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&TestCa>) -> Postgres {
         let root = temp_root("presence-pg-");
         let as_root = fs::metadata(root.path()).expect("stat temp dir").uid() == 0;
         let user = as_root.then_some("postgres");
@@ -301,9 +341,25 @@ impl Postgres {
             .args(["--auth=trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
             .args(["--locale=C", "--no-instructions"])
             .current_dir(root.path());
-        if let Some(ids) = prepare_child(&mut initdb, user) {
+        let ids = prepare_child(&mut initdb, user);
+        if let Some(ids) = ids {
             std::os::unix::fs::chown(&data, Some(ids.uid), Some(ids.gid)).expect("chown data");
         }
+        let tls = ca.map(|ca| {
+            let dir = root.path().join("tls");
+            copy_tls_files(ca, &dir, ids);
+            let hba = dir.join("pg_hba.conf");
+            fs::write(
+                &hba,
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+                 hostssl all all ::1/128 trust\n",
+            )
+            .expect("write pg_hba.conf");
+            if let Some(ids) = ids {
+                std::os::unix::fs::chown(&hba, Some(ids.uid), Some(ids.gid)).expect("chown hba");
+            }
+            dir
+        });
         let child = initdb
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -328,6 +384,7 @@ impl Postgres {
             port: free_port(),
             child: None,
             watcher,
+            tls,
         };
         pg.launch();
         pg
@@ -340,6 +397,12 @@ impl Postgres {
     /// `postgres://postgres@127.0.0.1:PORT/db`.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// With TLS: the CA the server's certificate chains to (a copy that lives as long as the
+    /// server).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|d| d.join("ca.pem"))
     }
 
     /// Creates database `name` (`createdb`) and returns its URL.
@@ -442,6 +505,15 @@ impl Postgres {
             .args(["-c", "max_connections=300"])
             .current_dir(&self.data)
             .stdin(Stdio::null());
+        if let Some(dir) = &self.tls {
+            let set = |name: &str, file: &str| format!("{name}={}", dir.join(file).display());
+            c.args(["-c", "ssl=on", "-c"])
+                .arg(set("ssl_cert_file", "server.crt"))
+                .arg("-c")
+                .arg(set("ssl_key_file", "server.key"))
+                .arg("-c")
+                .arg(set("hba_file", "pg_hba.conf"));
+        }
         let (out, err) = log_file(&self.log);
         c.stdout(out).stderr(err);
         prepare_child(&mut c, self.user);
@@ -521,17 +593,66 @@ struct RedisNode {
     port: u16,
     extra: Vec<String>,
     child: Option<Child>,
+    /// With TLS: the dir of `server.crt`, `server.key` and `ca.pem`; `port` is then the TLS
+    /// port and there is no plain one.
+    tls: Option<PathBuf>,
 }
 
 impl RedisNode {
-    fn new(dir: PathBuf, port: u16, extra: Vec<String>) -> RedisNode {
+    fn new(dir: PathBuf, port: u16, extra: Vec<String>, tls: Option<PathBuf>) -> RedisNode {
         fs::create_dir_all(&dir).expect("create redis dir");
         RedisNode {
             dir,
             port,
             extra,
             child: None,
+            tls,
         }
+    }
+
+    /// `redis://` or, with TLS, `rediss://127.0.0.1:PORT/`.
+    fn url(&self) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
+    }
+
+    /// What `redis-cli` needs to reach this node (`--tls --cacert` with TLS).
+    fn cli_tls_args(&self) -> Vec<String> {
+        match &self.tls {
+            None => Vec::new(),
+            Some(dir) => vec![
+                "--tls".into(),
+                "--cacert".into(),
+                dir.join("ca.pem").display().to_string(),
+            ],
+        }
+    }
+
+    /// The server's own arguments for its port (and TLS).
+    fn port_args(&self) -> Vec<String> {
+        let port = self.port.to_string();
+        let Some(dir) = &self.tls else {
+            return vec!["--port".into(), port];
+        };
+        let file = |name: &str| dir.join(name).display().to_string();
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port,
+            "--tls-cert-file".into(),
+            file("server.crt"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.pem"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
     }
 
     fn log(&self) -> PathBuf {
@@ -542,7 +663,8 @@ impl RedisNode {
         // Starts empty: nothing to load even if something was written.
         let _ = fs::remove_file(self.dir.join("dump.rdb"));
         let mut c = Command::new("redis-server");
-        c.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        c.args(self.port_args())
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -557,11 +679,12 @@ impl RedisNode {
         self.child = Some(child);
     }
 
-    /// Waits until the server answers a raw RESP `PING` with `+PONG`.
+    /// Waits until the server answers a raw RESP `PING` with `+PONG` (with TLS, `redis-cli`'s
+    /// `PING`).
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + STORE_DEADLINE;
         loop {
-            if ping(self.port) {
+            if self.answers_ping() {
                 return;
             }
             if let Some(c) = self.child.as_mut()
@@ -589,6 +712,20 @@ impl RedisNode {
         self.wait_ready();
     }
 
+    fn answers_ping(&self) -> bool {
+        if self.tls.is_none() {
+            return ping(self.port);
+        }
+        Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(self.cli_tls_args())
+            .arg("PING")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"PONG"))
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             kill_child(&mut c);
@@ -603,6 +740,7 @@ impl RedisNode {
         let out = run_output(
             Command::new("redis-cli")
                 .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(self.cli_tls_args())
                 .args(args),
         );
         assert!(
@@ -645,9 +783,23 @@ pub struct Redis {
 impl Redis {
     /// A running server in a fresh temp dir, answering `PING`.
     pub fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// [`Redis::start`] with TLS only, serving `ca`'s leaf.
+    pub fn start_tls(ca: &TestCa) -> Redis {
+        Redis::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&TestCa>) -> Redis {
         let root = temp_root("presence-redis-");
         let mut watcher = Watcher::new(root.path());
-        let mut node = RedisNode::new(root.path().to_path_buf(), free_port(), Vec::new());
+        let tls = ca.map(|ca| {
+            let dir = root.path().join("tls");
+            copy_tls_files(ca, &dir, None);
+            dir
+        });
+        let mut node = RedisNode::new(root.path().to_path_buf(), free_port(), Vec::new(), tls);
         node.start(&mut watcher);
         Redis {
             node,
@@ -660,9 +812,15 @@ impl Redis {
         self.node.port
     }
 
-    /// `redis://127.0.0.1:PORT/`.
+    /// `redis://127.0.0.1:PORT/` (`rediss://` with TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.node.port)
+        self.node.url()
+    }
+
+    /// With TLS: the CA the server's certificate chains to (a copy that lives as long as the
+    /// server).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.node.tls.as_ref().map(|d| d.join("ca.pem"))
     }
 
     /// A crash: `SIGKILL`.
@@ -744,12 +902,27 @@ fn parse_cluster_nodes(text: &str) -> Vec<NodeLine> {
 impl RedisCluster {
     /// Six nodes, joined with `redis-cli --cluster create ... --cluster-replicas 1`, healthy.
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(None)
+    }
+
+    /// [`RedisCluster::start`] with TLS only (clients, cluster bus and replication), every
+    /// node serving `ca`'s leaf.
+    pub fn start_tls(ca: &TestCa) -> RedisCluster {
+        RedisCluster::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&TestCa>) -> RedisCluster {
         let root = temp_root("presence-redis-cluster-");
         let mut watcher = Watcher::new(root.path());
+        let tls = ca.map(|ca| {
+            let dir = root.path().join("tls");
+            copy_tls_files(ca, &dir, None);
+            dir
+        });
         let mut nodes: Vec<RedisNode> = free_cluster_ports(6)
             .into_iter()
             .map(|port| {
-                let extra = vec![
+                let mut extra: Vec<String> = vec![
                     "--cluster-enabled".into(),
                     "yes".into(),
                     "--cluster-node-timeout".into(),
@@ -757,7 +930,12 @@ impl RedisCluster {
                     "--cluster-config-file".into(),
                     format!("nodes-{port}.conf"),
                 ];
-                RedisNode::new(root.path().join(port.to_string()), port, extra)
+                if tls.is_some() {
+                    extra.extend(
+                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(Into::into),
+                    );
+                }
+                RedisNode::new(root.path().join(port.to_string()), port, extra, tls.clone())
             })
             .collect();
         for n in &mut nodes {
@@ -771,7 +949,8 @@ impl RedisCluster {
                 .arg("--cluster")
                 .arg("create")
                 .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
-                .args(["--cluster-replicas", "1", "--cluster-yes"]),
+                .args(["--cluster-replicas", "1", "--cluster-yes"])
+                .args(nodes[0].cli_tls_args()),
         );
         assert!(
             out.status.success(),
@@ -788,11 +967,15 @@ impl RedisCluster {
         cluster
     }
 
-    /// `redis://127.0.0.1:PORT/` of every node that runs.
+    /// `redis://127.0.0.1:PORT/` (`rediss://` with TLS) of every node that runs.
     pub fn seed_urls(&self) -> Vec<String> {
-        self.live()
-            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
-            .collect()
+        self.live().map(RedisNode::url).collect()
+    }
+
+    /// With TLS: the CA every node's certificate chains to (a copy that lives as long as the
+    /// cluster).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.nodes[0].tls.as_ref().map(|d| d.join("ca.pem"))
     }
 
     /// The ports of the nodes that run.

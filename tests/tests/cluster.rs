@@ -23,6 +23,7 @@ impl Nodes {
             let cluster = ClusterConfig {
                 postgres_url: postgres_url.clone(),
                 redis_urls: vec![redis.url()],
+                redis_ca_file: None,
             };
             nodes.push(
                 TestServer::with(|c| {
@@ -306,6 +307,7 @@ async fn on_a_redis_cluster_a_primary_failover_loses_no_status_and_views_go_on()
         let cluster = ClusterConfig {
             postgres_url: postgres_url.clone(),
             redis_urls: rc.seed_urls(),
+            redis_ca_file: None,
         };
         nodes.push(
             TestServer::with(|c| {

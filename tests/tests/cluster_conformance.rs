@@ -45,6 +45,7 @@ async fn connect(redis_urls: Vec<String>, redis: Box<dyn std::any::Any + Send>) 
         &ClusterConfig {
             postgres_url,
             redis_urls,
+            redis_ca_file: None,
         },
         pusher.clone(),
         Retention::default(),

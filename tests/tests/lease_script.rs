@@ -23,7 +23,8 @@ fn wall_ms() -> i64 {
 async fn the_heartbeat_script_renews_every_lease_as_the_rule_says() {
     let redis = Redis::start();
     let metrics = Metrics::default();
-    let Ok(hot) = Hot::connect(&[redis.url()], metrics.store.clone(), Clock::new()).await else {
+    let Ok(hot) = Hot::connect(&[redis.url()], None, metrics.store.clone(), Clock::new()).await
+    else {
         panic!("Redis connects");
     };
     let settings = Settings::default();

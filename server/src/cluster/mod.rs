@@ -32,6 +32,7 @@
 //! - `sweep.rs`: the sweeper (lease ends, renew pushes, opening-hours flips) and the
 //!   reconciler.
 //! - `ops.rs`: the [`Backend`](crate::backend::Backend) operations.
+//! - `tls/`: TLS to PostgreSQL and Redis.
 
 /// Runs a Redis script of an account (`$call`, a future made again for the retry),
 /// seeding the account from PostgreSQL first if Redis lacks it: `BackendResult<T>`.
@@ -61,6 +62,7 @@ mod ops;
 pub mod pg;
 mod sessions;
 mod sweep;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,12 +88,25 @@ use crate::rules;
 use hot::{Hot, HotError, Lease, Profile};
 use pg::Pg;
 
-/// Where the cluster's stores are.
+/// Where the cluster's stores are, and how they are reached (TLS: [`tls`]).
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
+    /// With `sslmode=` and `sslrootcert=` ([`tls::pg`]).
     pub postgres_url: String,
-    /// One URL: a single Redis; several: the seed nodes of a Redis Cluster.
+    /// One URL: a single Redis; several: the seed nodes of a Redis Cluster. `rediss://` for
+    /// TLS.
     pub redis_urls: Vec<String>,
+    /// `--redis-ca-file`: the CA a `rediss://` Redis's certificate must chain to.
+    pub redis_ca_file: Option<std::path::PathBuf>,
+}
+
+impl ClusterConfig {
+    /// What can be checked before connecting (a usage error): the PostgreSQL URL and its
+    /// `sslmode`, and that a Redis CA file goes with `rediss://` URLs.
+    pub fn check(&self) -> Result<(), String> {
+        tls::pg::parse(&self.postgres_url)?;
+        tls::hot::check(&self.redis_urls, self.redis_ca_file.as_deref())
+    }
 }
 
 /// An account's settings as every node reads them from Redis.
@@ -209,7 +224,13 @@ impl Cluster {
         metrics.store.active.store(true, Relaxed);
         let pg = Pg::connect(&config.postgres_url, metrics.store.clone()).await?;
         let clock = Clock::new();
-        let hot = Hot::connect(&config.redis_urls, metrics.store.clone(), clock.clone()).await?;
+        let hot = Hot::connect(
+            &config.redis_urls,
+            config.redis_ca_file.as_deref(),
+            metrics.store.clone(),
+            clock.clone(),
+        )
+        .await?;
         let (deadline_tx, deadline_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             fanout: fanout::Fanout::new(hot.pubsub_clients().to_vec()),

@@ -13,9 +13,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// One CA per test: its PEM (for `--push-ca-file`) and a leaf for `127.0.0.1`/`localhost`.
+/// One CA per test: its PEM (for `--push-ca-file`) and a leaf for `127.0.0.1`/`localhost`,
+/// also as PEM files for servers started as processes (the stores with TLS).
 pub struct TestCa {
     pub pem_path: PathBuf,
+    pub leaf_cert_path: PathBuf,
+    pub leaf_key_path: PathBuf,
     _dir: tempfile::TempDir,
     leaf_der: CertificateDer<'static>,
     leaf_key: Vec<u8>,
@@ -40,8 +43,14 @@ impl TestCa {
         let dir = tempfile::tempdir().expect("tempdir");
         let pem_path = dir.path().join("push-ca.pem");
         std::fs::write(&pem_path, ca_cert.pem()).expect("write CA PEM");
+        let leaf_cert_path = dir.path().join("leaf.crt");
+        std::fs::write(&leaf_cert_path, leaf_cert.pem()).expect("write leaf PEM");
+        let leaf_key_path = dir.path().join("leaf.key");
+        std::fs::write(&leaf_key_path, leaf_key.serialize_pem()).expect("write leaf key PEM");
         TestCa {
             pem_path,
+            leaf_cert_path,
+            leaf_key_path,
             _dir: dir,
             leaf_der: leaf_cert.der().clone(),
             leaf_key: leaf_key.serialize_der(),

@@ -186,19 +186,20 @@ impl From<redis::RedisError> for HotError {
 pub type HotResult<T> = Result<T, HotError>;
 
 impl Hot {
-    /// Connects to one Redis (one URL) or a Redis Cluster (its seed nodes); connections come
-    /// back by themselves after a failure.
+    /// Connects to one Redis (one URL) or a Redis Cluster (its seed nodes), over TLS for
+    /// `rediss://` URLs ([`crate::cluster::tls::hot`]); connections come back by themselves
+    /// after a failure.
     pub async fn connect(
         urls: &[String],
+        ca_file: Option<&std::path::Path>,
         metrics: std::sync::Arc<StoreMetrics>,
         clock: Clock,
     ) -> Result<Hot, String> {
+        use crate::cluster::tls::hot::{RedisTls, cannot_reach};
+        let tls = RedisTls::new(urls, ca_file)?;
         let pubsub = urls
             .iter()
-            .map(|u| {
-                redis::Client::open(u.as_str())
-                    .map_err(|e| format!("--redis-url {:?} is not a Redis URL: {e}", redacted(u)))
-            })
+            .map(|u| tls.client(u))
             .collect::<Result<Vec<_>, _>>()?;
         let conn = match urls {
             [] => return Err("--redis-url is empty".into()),
@@ -210,22 +211,26 @@ impl Hot {
                 Conn::Single(
                     ConnectionManager::new_with_config(pubsub[0].clone(), config)
                         .await
-                        .map_err(|e| format!("cannot reach Redis at {}: {e}", redacted(url)))?,
+                        .map_err(|e| {
+                            cannot_reach(&format!("Redis at {}", redacted(url)), urls, &e)
+                        })?,
                 )
             }
             seeds => {
-                let client =
+                let builder =
                     redis::cluster::ClusterClient::builder(seeds.iter().map(String::as_str))
                         .connection_timeout(Duration::from_secs(2))
                         .response_timeout(Duration::from_secs(2))
-                        .retries(4)
-                        .build()
-                        .map_err(|e| format!("--redis-url: not a Redis Cluster's seeds: {e}"))?;
+                        .retries(4);
+                let client = tls
+                    .cluster(builder)
+                    .build()
+                    .map_err(|e| format!("--redis-url: not a Redis Cluster's seeds: {e}"))?;
                 Conn::Cluster(
                     client
                         .get_async_connection()
                         .await
-                        .map_err(|e| format!("cannot reach the Redis Cluster: {e}"))?,
+                        .map_err(|e| cannot_reach("the Redis Cluster", urls, &e))?,
                 )
             }
         };

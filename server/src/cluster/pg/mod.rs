@@ -27,8 +27,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 use crate::backend::{BackendError, BackendResult};
 use crate::metrics::StoreMetrics;
@@ -90,6 +90,21 @@ fn unavailable(e: impl std::fmt::Display) -> BackendError {
     BackendError::unavailable("the database is out of reach; retry in a moment", 1)
 }
 
+/// An error and its causes, `a: b: c` (the pool's and the driver's errors keep the reason, a
+/// TLS failure or the server's refusal, in their source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Maps a driver error: a lost or refused connection is `Unavailable`, anything else a
 /// logged storage failure.
 fn db_err(e: tokio_postgres::Error) -> BackendError {
@@ -101,14 +116,14 @@ fn db_err(e: tokio_postgres::Error) -> BackendError {
 }
 
 impl Pg {
-    /// Connects (lazily: the pool opens connections as they are needed) and migrates.
+    /// Connects (over TLS as `sslmode=` asks, [`crate::cluster::tls::pg`]), checks that a
+    /// connection can be made, and migrates; the pool opens further connections as they are
+    /// needed.
     pub async fn connect(url: &str, metrics: Arc<StoreMetrics>) -> Result<Pg, String> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| format!("--postgres-url is not a PostgreSQL URL: {e}"))?;
+        let target = crate::cluster::tls::pg::parse(url)?;
         let mgr = Manager::from_config(
-            config,
-            NoTls,
+            target.config.clone(),
+            target.connector()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -121,6 +136,15 @@ impl Pg {
             .build()
             .map_err(|e| format!("cannot make the PostgreSQL pool: {e}"))?;
         let pg = Pg { pool, metrics };
+        // A refused connection (TLS, authentication) is said as such, not as a failed migration.
+        let first = pg.pool.get().await.map_err(|e| {
+            format!(
+                "cannot connect to PostgreSQL at {}: {}",
+                crate::cluster::hot::redacted(url),
+                with_causes(&e)
+            )
+        })?;
+        drop(first);
         pg.migrate()
             .await
             .map_err(|e| format!("cannot migrate the PostgreSQL schema: {e}"))?;
