@@ -6,7 +6,9 @@
 //! IPv6 outside global unicast (`2000::/3`); an IPv6 address that embeds an IPv4 one
 //! (IPv4-mapped, NAT64 `64:ff9b::/96`) is public only if the IPv4 address is. The deprecated
 //! embeddings (IPv4-compatible `::/96`, IPv4-translated `::ffff:0:0:0/96`, 6to4, Teredo) and
-//! site-local `fec0::/10` are never public.
+//! site-local `fec0::/10` are never public. Two blocks are refused whole although a few
+//! anycast services in them are globally reachable, none of them a push target:
+//! `192.0.0.0/24` and `2001::/23`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

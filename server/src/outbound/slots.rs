@@ -85,7 +85,7 @@ impl Slots {
     /// A slot, waiting first for the tenant's share and then for the pool.
     pub async fn take(self: &Arc<Self>, tenant: &str) -> Slot {
         let mut slot = self.slot(tenant);
-        let own = slot.own.clone().expect("set until dropped");
+        let own = slot.own.as_ref().expect("set until dropped");
         own.acquire().await.expect("never closed").forget();
         slot.held_own = true;
         self.all.acquire().await.expect("never closed").forget();

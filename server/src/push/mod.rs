@@ -223,16 +223,6 @@ pub struct Pusher {
 
 impl Pusher {
     pub fn new(senders: Vec<Arc<dyn PushSender>>, metrics: Arc<PushMetrics>) -> Self {
-        Self::with_pools(senders, metrics, MAX_PENDING, MAX_IN_FLIGHT)
-    }
-
-    /// [`Pusher::new`] with other pool sizes per provider.
-    pub fn with_pools(
-        senders: Vec<Arc<dyn PushSender>>,
-        metrics: Arc<PushMetrics>,
-        pending: usize,
-        in_flight: usize,
-    ) -> Self {
         let (dead_tx, dead_rx) = mpsc::unbounded_channel();
         Pusher {
             lanes: senders
@@ -240,8 +230,8 @@ impl Pusher {
                 .map(|sender| {
                     let lane = Lane {
                         sender,
-                        pending: Slots::new(pending),
-                        in_flight: Slots::new(in_flight),
+                        pending: Slots::new(MAX_PENDING),
+                        in_flight: Slots::new(MAX_IN_FLIGHT),
                     };
                     (lane.sender.provider(), lane)
                 })
