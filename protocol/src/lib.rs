@@ -474,7 +474,8 @@ pub struct CreateAccountResponse {
 // Device session
 
 /// A session's push registration. `p256dh` and `auth` are the UnifiedPush (RFC 8291) keys
-/// of the device and are absent for the other providers.
+/// of the device and are absent for the other providers; `secret` is the Standard Webhooks
+/// signing secret the device's owner chose for a `webhook` registration, and absent otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushRegistration {
     pub provider: PushProvider,
@@ -485,6 +486,9 @@ pub struct PushRegistration {
     /// The device's 16-byte auth secret, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
+    /// `whsec_<base64 of 24 to 64 bytes>`: push webhooks are signed with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 impl PushRegistration {
@@ -495,6 +499,15 @@ impl PushRegistration {
             token: token.into(),
             p256dh: None,
             auth: None,
+            secret: None,
+        }
+    }
+
+    /// A `webhook` registration whose pushes are signed with `secret` (`whsec_...`).
+    pub fn signed_webhook(url: impl Into<String>, secret: impl Into<String>) -> Self {
+        PushRegistration {
+            secret: Some(secret.into()),
+            ..PushRegistration::new(PushProvider::Webhook, url)
         }
     }
 
@@ -509,6 +522,7 @@ impl PushRegistration {
             token: endpoint.into(),
             p256dh: Some(p256dh.into()),
             auth: Some(auth.into()),
+            secret: None,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`cluster::Cluster`]: the scale-out backend; any number of nodes on PostgreSQL and
 //!   Redis (`--postgres-url` with `--redis-url`).
 //! - [`push`]: push providers behind [`push::PushSender`].
+//! - [`outbound`]: the rules of every call to a target a user chose.
 //!
 //! This file is the composition root: the module list, [`Server`] and [`start`], which opens
 //! the stores, wires the backend, the push senders and the HTTP surface from a [`Config`]
@@ -30,6 +31,7 @@ pub mod hashing;
 pub mod http;
 pub mod metrics;
 pub mod ops;
+pub mod outbound;
 pub mod process;
 pub mod push;
 pub mod rows;

@@ -14,6 +14,8 @@
 //! - [`contract`]: what PROTOCOL.md says each answer looks like, and the small calls the
 //!   route tests share (not re-exported at the root: `use presence_test_support::contract::*`).
 //! - [`webhook`]: a loopback receiver for the server's webhook push provider.
+//! - [`standard_webhooks`]: webhook signatures checked by the Standard Webhooks project's
+//!   own library.
 //! - [`push`]: wire-level doubles of FCM (with its OAuth2 token endpoint), APNs and a
 //!   UnifiedPush endpoint.
 //! - [`fake`]: an in-memory fake server for paused-time tests.
@@ -34,6 +36,7 @@ pub mod proxy;
 pub mod push;
 pub mod server;
 pub mod sse;
+pub mod standard_webhooks;
 pub mod stores;
 pub mod wait;
 pub mod webhook;

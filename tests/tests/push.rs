@@ -594,3 +594,109 @@ async fn a_key_file_that_cannot_be_read_stops_the_server_with_the_flag_and_file_
         assert!(err.contains(flag), "{flag}: {err}");
     }
 }
+
+/// What a flood answer may have put on the wire before the server hung up: the 64 KiB it
+/// reads plus socket and protocol buffers, far below the 64 MiB a flood holds.
+const FLOOD_READ_LIMIT: u64 = 16 << 20;
+
+#[tokio::test]
+async fn an_oversized_answer_from_any_provider_is_read_no_further_than_64_kib_and_the_push_fails_unretried()
+ {
+    let World { d, _srv, api, acc } = World::start(json!({})).await;
+    let desk = api.login_agent(&acc, "ann", "desk").await;
+    for p in ALL {
+        let device = format!("phone-{p:?}");
+        phone(&api, &acc, &d, p, &device).await;
+        d.double(p)
+            .set(&Doubles::token(p, &device), Behaviour::Flood);
+    }
+    let hook = WebhookReceiver::flooding().await;
+    let r = api
+        .login_raw(
+            &acc.slug,
+            "ann@acme.test",
+            "pw-ann",
+            "phone-hook",
+            json!({"provider": "webhook", "token": hook.url}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(api.set_status(&desk, "busy").await.status, 200);
+    for name in ["fcm", "apns", "unifiedpush", "webhook"] {
+        let failures = format!("presence_push_failures_total{{provider=\"{name}\"}}");
+        eventually(&failures, DEADLINE, || {
+            let (api, failures) = (api.clone(), failures.clone());
+            async move { metric(&api, &failures).await >= 1.0 }
+        })
+        .await;
+        let retries = format!("presence_push_retries_total{{provider=\"{name}\"}}");
+        assert_eq!(
+            metric(&api, &retries).await,
+            0.0,
+            "{name}: an oversized answer is a failure, not a busy provider"
+        );
+    }
+    for p in ALL {
+        let sent = d.double(p).flooded_bytes();
+        assert!(
+            sent < FLOOD_READ_LIMIT,
+            "{p:?}: the server took {sent} bytes of the answer"
+        );
+    }
+    let sent = hook.flooded_bytes();
+    assert!(
+        sent < FLOOD_READ_LIMIT,
+        "webhook: the server took {sent} bytes of the answer"
+    );
+    d.assert_clean();
+}
+
+#[tokio::test]
+async fn one_accounts_hung_targets_fill_only_its_share_and_another_accounts_pushes_go_out_promptly()
+{
+    let World { d, _srv, api, acc } = World::start(json!({})).await;
+    let desk = api.login_agent(&acc, "ann", "desk").await;
+    // 19 phones (with the desk, the most live sessions an agent has) whose endpoints never
+    // answer; 30 changes make 570 pushes, more than the 512 requests the provider may have in
+    // flight, and far more than the account's tenth.
+    for i in 0..19 {
+        let device = format!("hung-{i}");
+        phone(&api, &acc, &d, Provider::UnifiedPush, &device).await;
+        d.up.double.set(
+            &Doubles::token(Provider::UnifiedPush, &device),
+            Behaviour::Hang,
+        );
+    }
+    for i in 0..30 {
+        let status = if i % 2 == 0 { "busy" } else { "online" };
+        assert_eq!(api.set_status(&desk, status).await.status, 200);
+    }
+    eventually("the hung account fills its share", DEADLINE, || async {
+        d.up.double.attempts_total() >= 51
+    })
+    .await;
+    // Another account's push goes out at once.
+    let other = api.create_account("other").await;
+    api.add_agent(&other, "bob", &[]).await;
+    let bob_desk = api.login_agent(&other, "bob", "desk").await;
+    let token = Doubles::token(Provider::UnifiedPush, "bob-phone");
+    let r = api
+        .login_raw(
+            &other.slug,
+            "bob@other.test",
+            "pw-bob",
+            "bob-phone",
+            json!({"provider": "unifiedpush", "token": d.up.endpoint(&token),
+                   "p256dh": d.up.keys().p256dh(), "auth": d.up.keys().auth_b64()}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(api.set_status(&bob_desk, "busy").await.status, 200);
+    let push =
+        d.up.double
+            .next_of("status", Duration::from_secs(5))
+            .await
+            .expect("the other account's push goes out promptly");
+    assert_eq!(push.token, token);
+    d.assert_clean();
+}

@@ -499,6 +499,7 @@ impl Inner {
         for (sid, until) in targets {
             if let Some(reg) = self.pg.session(sid).await?.and_then(|s| s.push) {
                 self.pusher.dispatch(PushJob::new(
+                    account_id,
                     reg,
                     PushPayload::new(PushBody::Status {
                         session_id: sid.to_owned(),
@@ -515,6 +516,7 @@ impl Inner {
     /// Tells an ended session's device by push, if the rules want it told.
     fn push_ended(
         &self,
+        account_id: &str,
         session_id: &str,
         reg: Option<presence_protocol::PushRegistration>,
         reason: presence_protocol::EndReason,
@@ -525,6 +527,7 @@ impl Inner {
         {
             let now = self.clock.now_ms();
             self.pusher.dispatch(PushJob::new(
+                account_id,
                 reg,
                 PushPayload::new(PushBody::SessionEnded {
                     session_id: session_id.to_owned(),

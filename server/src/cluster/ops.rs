@@ -150,7 +150,13 @@ impl Inner {
             account_id,
             self.hot.end_session(account_id, &session.id, &ev)
         )?;
-        self.push_ended(&session.id, session.push.clone(), reason, by_other_device);
+        self.push_ended(
+            account_id,
+            &session.id,
+            session.push.clone(),
+            reason,
+            by_other_device,
+        );
         self.refresh_view(account_id).await
     }
 

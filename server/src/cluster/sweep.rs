@@ -125,7 +125,7 @@ fn handle(inner: &Arc<Inner>, sw: Swept) {
                     if let Err(e) = inner.pg.end_session(&sid, EndReason::Expired, now).await {
                         tracing::warn!(error = %e, "could not record a lease end");
                     }
-                    inner.push_ended(&sid, row.push, EndReason::Expired, false);
+                    inner.push_ended(&acc, &sid, row.push, EndReason::Expired, false);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "could not read an ended session"),
@@ -149,6 +149,7 @@ fn handle(inner: &Arc<Inner>, sw: Swept) {
             if let Ok(Some(reg)) = inner.pg.session(&sid).await.map(|s| s.and_then(|s| s.push)) {
                 let now = inner.clock.now_ms();
                 inner.pusher.dispatch(PushJob::new(
+                    &acc,
                     reg,
                     PushPayload::new(PushBody::Renew {
                         session_id: sid.clone(),

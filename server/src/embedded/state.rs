@@ -309,6 +309,7 @@ impl State {
             && let Some(push) = s.push
         {
             fx.pushes.push(PushJob::new(
+                &s.account_id,
                 push,
                 PushPayload::new(PushBody::SessionEnded {
                     session_id: s.id.to_string(),
@@ -387,6 +388,7 @@ impl State {
             }
             if let Some(push) = s.push.clone() {
                 fx.pushes.push(PushJob::new(
+                    &s.account_id,
                     push,
                     PushPayload::new(PushBody::Status {
                         session_id: s.id.to_string(),

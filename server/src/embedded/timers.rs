@@ -164,6 +164,7 @@ fn take_due(inner: &Inner, now: i64) -> Due {
                 }
                 if let Some(push) = s.push.clone() {
                     fx.pushes.push(PushJob::new(
+                        &s.account_id,
                         push,
                         PushPayload::new(PushBody::Renew {
                             session_id: id.to_string(),

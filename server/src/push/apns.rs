@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::http::{self, ClientOptions};
+use super::http;
 use super::jwt::SigningKey;
 use super::{Delivery, MAX_PAYLOAD_BYTES, PushError, PushSender, Refusal};
 
@@ -73,11 +73,7 @@ impl ApnsSender {
         reqwest::Url::parse(&endpoint)
             .map_err(|e| format!("--apns-endpoint {endpoint}: not a URL ({e})"))?;
         Ok(ApnsSender {
-            client: http::client(ClientOptions {
-                roots,
-                http2_only: true,
-                resolver: None,
-            }),
+            client: http::client(roots, true, None)?,
             endpoint,
             topic: config.topic.clone(),
             key_id: config.key_id.clone(),
@@ -166,7 +162,7 @@ impl PushSender for ApnsSender {
             return Ok(());
         }
         let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
+        let text = http::read_answer(resp).await?;
         let reason = serde_json::from_str::<Reason>(&text)
             .map(|r| r.reason)
             .unwrap_or_default();

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::http::{self, ClientOptions};
+use super::http;
 use super::jwt::SigningKey;
 use super::{Delivery, MAX_PAYLOAD_BYTES, PushError, PushSender, Refusal};
 
@@ -87,11 +87,7 @@ impl FcmSender {
         reqwest::Url::parse(endpoint)
             .map_err(|e| format!("--fcm-endpoint {endpoint}: not a URL ({e})"))?;
         Ok(FcmSender {
-            client: http::client(ClientOptions {
-                roots,
-                http2_only: false,
-                resolver: None,
-            }),
+            client: http::client(roots, false, None)?,
             send_url: format!("{endpoint}/v1/projects/{}/messages:send", sa.project_id),
             client_email: sa.client_email,
             key_id: sa.private_key_id,
@@ -151,7 +147,7 @@ impl FcmSender {
             .map_err(http::transport)?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let text = resp.text().await.map_err(http::transport)?;
+        let text = http::read_answer(resp).await?;
         if !status.is_success() {
             return Err(match http::busy_or_failed(status, &headers, &text) {
                 PushError::Failed(d) => PushError::Failed(format!("OAuth token endpoint {d}")),
@@ -223,7 +219,7 @@ impl PushSender for FcmSender {
             return Ok(());
         }
         let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
+        let text = http::read_answer(resp).await?;
         match status {
             StatusCode::NOT_FOUND => Err(PushError::Gone(format!(
                 "FCM answered 404: {}",

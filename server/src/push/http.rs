@@ -1,5 +1,6 @@
-//! The HTTP side every provider shares: one client per provider on rustls (the built-in
-//! Mozilla roots plus `--push-ca-file`, no redirects, bounded timeouts), and reading
+//! The HTTP side every provider shares: one client per provider, as [`crate::outbound`]
+//! builds them (the built-in Mozilla roots plus `--push-ca-file`, no redirects, no proxy from
+//! the environment, bounded timeouts), answers read within the outbound cap, and reading
 //! `Retry-After`.
 
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::{ATTEMPT_TIMEOUT, PushError};
+use crate::outbound::{self, ClientOptions, PublicOnly, ReadError};
 
 /// Parses every certificate in a PEM file; a file without one is an error.
 pub fn load_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
@@ -24,36 +26,32 @@ pub fn load_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
     Ok(certs)
 }
 
-/// How a provider's client connects.
-pub struct ClientOptions<'a> {
-    pub roots: &'a [reqwest::Certificate],
-    /// HTTP/2 only (APNs).
-    pub http2_only: bool,
-    /// Resolves names for targets a device chose, refusing private addresses.
-    pub resolver: Option<Arc<super::target::PublicOnly>>,
+/// A provider's client: the outbound rules' client with the push attempt timeout.
+pub fn client(
+    roots: &[reqwest::Certificate],
+    http2_only: bool,
+    resolver: Option<Arc<PublicOnly>>,
+) -> Result<reqwest::Client, String> {
+    outbound::client(ClientOptions {
+        roots,
+        http2_only,
+        resolver,
+        timeout: ATTEMPT_TIMEOUT,
+    })
 }
 
-pub fn client(o: ClientOptions<'_>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .timeout(ATTEMPT_TIMEOUT)
-        .connect_timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("presence-server/", env!("CARGO_PKG_VERSION")));
-    for cert in o.roots {
-        b = b.add_root_certificate(cert.clone());
+/// The body of an answer that was not a success, as text, read within the outbound cap.
+/// One over the cap is a failure that is not retried: the answer is not what a push service
+/// sends.
+pub async fn read_answer(resp: reqwest::Response) -> Result<String, PushError> {
+    let status = resp.status();
+    match outbound::read_capped(resp).await {
+        Ok(body) => Ok(String::from_utf8_lossy(&body).into_owned()),
+        Err(e @ ReadError::TooLarge) => {
+            Err(PushError::Failed(format!("answered {status} with {e}")))
+        }
+        Err(ReadError::Transport(e)) => Err(PushError::busy(e.to_string())),
     }
-    if o.http2_only {
-        b = b.http2_prior_knowledge();
-    }
-    if let Some(r) = o.resolver {
-        b = b.dns_resolver(r);
-    }
-    // Only a broken TLS backend fails here; the default client has the same roots minus
-    // the extra ones, so say so loudly rather than send without them.
-    b.build().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "push client could not be built; using the default one");
-        reqwest::Client::new()
-    })
 }
 
 /// `Retry-After` in seconds or as an HTTP date.

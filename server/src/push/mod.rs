@@ -3,8 +3,13 @@
 //!
 //! Guarantees:
 //! - A push never blocks the request or timer that caused it: each send runs in its own task.
-//!   Each provider has its own budget of [`MAX_IN_FLIGHT`] sends, so a hung provider holds up
-//!   only its own pushes; beyond the budget a push is dropped and counted.
+//!   Each provider has its own pools, so a hung provider holds up only its own pushes: at most
+//!   [`MAX_PENDING`] pushes under way and [`MAX_IN_FLIGHT`] requests in flight. One account
+//!   holds at most a tenth of each ([`crate::outbound::slots`]): its hung or slow targets fill
+//!   its own share, and other accounts' pushes still go out. A push beyond its account's share
+//!   of pushes under way is dropped and counted; one beyond its share of requests waits, until
+//!   its deadline at most.
+//! - A request slot is held only while a request is in flight, never during a backoff.
 //! - A provider that is busy (`429`, `5xx`, a timeout) is retried with capped exponential
 //!   backoff, honouring `Retry-After`, and never past the job's deadline (the end of the lease
 //!   a renew push is meant to renew).
@@ -12,15 +17,18 @@
 //!   to the backend, which clears it so the session's next heartbeat gets the active lease.
 //! - Registration refuses a provider this server has no sender for (`provider`), so a device
 //!   never holds a background lease that nothing can renew.
-//! - Every outbound connection trusts the built-in Mozilla roots plus `--push-ca-file`, and
-//!   targets a device chose (webhook, UnifiedPush) are held to [`target`]'s rules.
+//! - Every outbound connection trusts the built-in Mozilla roots plus `--push-ca-file`, takes
+//!   no proxy from the environment and reads at most 64 KiB of an answer; targets a device
+//!   chose (webhook, UnifiedPush) are held to the outbound target rules
+//!   ([`crate::outbound`]).
 
 mod apns;
 mod fcm;
 mod http;
 mod jwt;
 mod metrics;
-pub mod target;
+#[cfg(test)]
+mod tests;
 mod unifiedpush;
 mod webhook;
 pub mod webpush;
@@ -33,7 +41,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use presence_protocol::{PushBody, PushPayload, PushProvider, PushRegistration};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use apns::{ApnsConfig, ApnsSender};
@@ -42,8 +50,13 @@ pub use metrics::PushMetrics;
 pub use unifiedpush::UnifiedPushSender;
 pub use webhook::WebhookSender;
 
-/// Pushes one provider may have in flight at once; more are dropped (and counted).
+use crate::outbound::{Slots, TargetRules};
+
+/// Requests one provider may have in flight at once, a tenth of them per account; more wait.
 pub const MAX_IN_FLIGHT: usize = 512;
+/// Pushes one provider may have under way (in flight, waiting or backing off), a tenth of
+/// them per account; more are dropped (and counted).
+pub const MAX_PENDING: usize = 4096;
 /// Payloads larger than this are refused by FCM and APNs; we hold every provider to it.
 pub const MAX_PAYLOAD_BYTES: usize = 4096;
 /// Longest one attempt may take before it counts as a busy provider.
@@ -97,6 +110,8 @@ impl Refusal {
 /// One push to one session, as the backend decided it.
 #[derive(Debug, Clone)]
 pub struct PushJob {
+    /// The session's account: what its share of the outbound slots is counted against.
+    pub account_id: String,
     pub reg: PushRegistration,
     pub payload: PushPayload,
     /// Server time (ms) after which the push is worth nothing: the lease end for `renew` and
@@ -107,8 +122,15 @@ pub struct PushJob {
 }
 
 impl PushJob {
-    pub fn new(reg: PushRegistration, payload: PushPayload, expires_at: i64, now: i64) -> Self {
+    pub fn new(
+        account_id: &str,
+        reg: PushRegistration,
+        payload: PushPayload,
+        expires_at: i64,
+        now: i64,
+    ) -> Self {
         PushJob {
+            account_id: account_id.to_owned(),
             reg,
             payload,
             expires_at,
@@ -127,6 +149,8 @@ pub struct Delivery<'a> {
     pub job: &'a PushJob,
     /// The payload as JSON, made once per job.
     pub json: &'a str,
+    /// An id made once per job, the same on every attempt (`webhook-id`).
+    pub id: &'a str,
 }
 
 /// One push provider.
@@ -166,10 +190,10 @@ impl PushConfig {
             Some(path) => http::load_ca_file(path)?,
             None => Vec::new(),
         };
-        let rules = Arc::new(target::TargetRules::new(&self.webhook_allow));
+        let rules = Arc::new(TargetRules::new(&self.webhook_allow));
         let mut senders: Vec<Arc<dyn PushSender>> = vec![
-            Arc::new(WebhookSender::new(rules.clone(), &roots)),
-            Arc::new(UnifiedPushSender::new(rules, &roots)),
+            Arc::new(WebhookSender::new(rules.clone(), &roots)?),
+            Arc::new(UnifiedPushSender::new(rules, &roots)?),
         ];
         if let Some(fcm) = &self.fcm {
             senders.push(Arc::new(FcmSender::new(fcm, &roots)?));
@@ -183,7 +207,10 @@ impl PushConfig {
 
 struct Lane {
     sender: Arc<dyn PushSender>,
-    in_flight: Arc<Semaphore>,
+    /// Pushes under way.
+    pending: Arc<Slots>,
+    /// Requests in flight.
+    in_flight: Arc<Slots>,
 }
 
 /// Routes jobs to their provider, off the caller's path, with retries and dead-token removal.
@@ -203,7 +230,8 @@ impl Pusher {
                 .map(|sender| {
                     let lane = Lane {
                         sender,
-                        in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                        pending: Slots::new(MAX_PENDING),
+                        in_flight: Slots::new(MAX_IN_FLIGHT),
                     };
                     (lane.sender.provider(), lane)
                 })
@@ -229,6 +257,9 @@ impl Pusher {
         if reg.token.len() > 4096 {
             return Err(Refusal::new("token", "longer than 4096 bytes"));
         }
+        if reg.secret.is_some() && reg.provider != PushProvider::Webhook {
+            return Err(Refusal::new("secret", "only for the webhook provider"));
+        }
         let Some(lane) = self.lanes.get(&reg.provider) else {
             return Err(Refusal::new(
                 "provider",
@@ -250,27 +281,31 @@ impl Pusher {
             tracing::debug!(provider = provider.as_str(), "push provider not configured");
             return;
         };
-        let Ok(permit) = lane.in_flight.clone().try_acquire_owned() else {
+        let Some(pending) = lane.pending.try_take(&job.account_id) else {
             self.metrics.failed(provider);
             tracing::warn!(
                 provider = provider.as_str(),
-                "push dropped: too many pushes in flight"
+                account_id = job.account_id,
+                "push dropped: too many pushes of this account under way"
             );
             return;
         };
         let sender = lane.sender.clone();
+        let in_flight = lane.in_flight.clone();
         let metrics = self.metrics.clone();
         let dead_tx = self.dead_tx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            deliver(&*sender, &job, &metrics, &dead_tx).await;
+            let _pending = pending;
+            deliver(&*sender, &in_flight, &job, &metrics, &dead_tx).await;
         });
     }
 }
 
-/// Attempts until delivered, gone, failed, or past the deadline.
+/// Attempts until delivered, gone, failed, or past the deadline; each attempt holds a slot
+/// of `in_flight` for the account, and only while its request is in flight.
 async fn deliver(
     sender: &dyn PushSender,
+    in_flight: &Arc<Slots>,
     job: &PushJob,
     metrics: &PushMetrics,
     dead_tx: &mpsc::UnboundedSender<DeadToken>,
@@ -285,17 +320,33 @@ async fn deliver(
             return;
         }
     };
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let deadline = Instant::now() + job.ttl;
     let mut backoff = FIRST_BACKOFF;
     loop {
+        let Ok(slot) = tokio::time::timeout_at(deadline, in_flight.take(&job.account_id)).await
+        else {
+            metrics.failed(provider);
+            tracing::warn!(
+                provider = provider.as_str(),
+                session_id,
+                "push given up: its account's share of requests stayed in use until its deadline"
+            );
+            return;
+        };
         let started = Instant::now();
         let left = deadline.saturating_duration_since(started);
-        let delivery = Delivery { job, json: &json };
+        let delivery = Delivery {
+            job,
+            json: &json,
+            id: &id,
+        };
         let attempt = sender.send(&delivery);
         let outcome = match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), attempt).await {
             Ok(outcome) => outcome,
             Err(_) => Err(PushError::busy("no answer in time")),
         };
+        drop(slot);
         metrics.observe(provider, started.elapsed());
         if outcome.is_err() {
             metrics.failed(provider);

@@ -1,5 +1,6 @@
 //! The `unifiedpush` provider: an RFC 8030 POST of the payload encrypted for the device
-//! (RFC 8291, `aes128gcm`) to the endpoint it registered, within [`super::target`]'s rules.
+//! (RFC 8291, `aes128gcm`) to the endpoint it registered, within the outbound target rules
+//! ([`crate::outbound::target`]: https, port 443, public addresses, unless allowed).
 //! `TTL` is the time left until the job's deadline; renew pushes carry `Urgency: high`.
 //! `404`/`410` mean the subscription is gone.
 
@@ -9,10 +10,10 @@ use async_trait::async_trait;
 use presence_protocol::{PushProvider, PushRegistration};
 use reqwest::StatusCode;
 
-use super::http::{self, ClientOptions};
-use super::target::{PublicOnly, TargetRules};
+use super::http;
 use super::webpush::{self, DeviceKeys};
 use super::{Delivery, PushError, PushSender, Refusal};
+use crate::outbound::{PublicOnly, TargetRules};
 
 pub struct UnifiedPushSender {
     client: reqwest::Client,
@@ -20,18 +21,14 @@ pub struct UnifiedPushSender {
 }
 
 impl UnifiedPushSender {
-    pub fn new(rules: Arc<TargetRules>, roots: &[reqwest::Certificate]) -> Self {
+    pub fn new(rules: Arc<TargetRules>, roots: &[reqwest::Certificate]) -> Result<Self, String> {
         let resolver = Arc::new(PublicOnly {
             rules: (*rules).clone(),
         });
-        UnifiedPushSender {
-            client: http::client(ClientOptions {
-                roots,
-                http2_only: false,
-                resolver: Some(resolver),
-            }),
+        Ok(UnifiedPushSender {
+            client: http::client(roots, false, Some(resolver))?,
             rules,
-        }
+        })
     }
 }
 
@@ -55,17 +52,14 @@ impl PushSender for UnifiedPushSender {
 
     fn validate(&self, reg: &PushRegistration) -> Result<(), Refusal> {
         self.rules
-            .unifiedpush(&reg.token)
+            .public(&reg.token)
             .map_err(|why| Refusal::new("token", why))?;
         keys(reg).map(drop)
     }
 
     async fn send(&self, d: &Delivery<'_>) -> Result<(), PushError> {
         let reg = &d.job.reg;
-        let url = self
-            .rules
-            .unifiedpush(&reg.token)
-            .map_err(PushError::Failed)?;
+        let url = self.rules.public(&reg.token).map_err(PushError::Failed)?;
         let keys =
             keys(reg).map_err(|r| PushError::Failed(format!("{}: {}", r.field, r.detail)))?;
         let body = webpush::encrypt(&keys, d.json.as_bytes()).map_err(PushError::Failed)?;
@@ -89,7 +83,7 @@ impl PushSender for UnifiedPushSender {
             return Err(PushError::Gone(format!("push endpoint answered {status}")));
         }
         let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
+        let text = http::read_answer(resp).await?;
         Err(http::busy_or_failed(status, &headers, &text))
     }
 }

@@ -5,12 +5,11 @@
 //! parse fails the load instead of reading as a default.
 
 use presence_protocol::{
-    AgentStatus, Device, Mode, Platform, PushProvider, PushRegistration, Role, StatusLogEntry,
-    StatusView,
+    AgentStatus, Device, Mode, Platform, PushProvider, Role, StatusLogEntry, StatusView,
 };
 use rusqlite::{OptionalExtension, params};
 
-use super::{AccountRow, AgentRow, SessionRow, Store, StoreResult};
+use super::{AccountRow, AgentRow, SessionRow, Store, StoreResult, schema};
 
 /// Everything a restart needs to rebuild memory.
 pub struct Loaded {
@@ -121,13 +120,12 @@ impl Store {
                 let provider: Option<String> = r.get(10)?;
                 let token: Option<String> = r.get(11)?;
                 let push = match (provider, token) {
-                    (Some(p), Some(t)) => Some(PushRegistration {
-                        provider: PushProvider::parse(&p)
-                            .ok_or_else(|| bad_enum(10, "push provider"))?,
-                        token: t,
-                        p256dh: r.get(12)?,
-                        auth: r.get(13)?,
-                    }),
+                    (Some(p), Some(t)) => Some(schema::push_from_columns(
+                        PushProvider::parse(&p).ok_or_else(|| bad_enum(10, "push provider"))?,
+                        t,
+                        r.get(12)?,
+                        r.get(13)?,
+                    )),
                     _ => None,
                 };
                 Ok(SessionRow {

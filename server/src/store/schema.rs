@@ -4,6 +4,7 @@
 //! [`MIGRATIONS`] in order, each in its own transaction with the version it reaches, so an
 //! interrupted upgrade resumes where it stopped and an old file is upgraded in place.
 
+use presence_protocol::{PushProvider, PushRegistration};
 use rusqlite::Connection;
 
 use super::StoreResult;
@@ -113,6 +114,35 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_agent_device ON sessions (agent_id, device_id);
     "#,
 ];
+
+/// What `sessions.push_auth` holds: a registration's one secret, UnifiedPush's `auth` or a
+/// webhook's signing `secret` (registration refuses `secret` for any other provider).
+pub fn push_auth_column(reg: &PushRegistration) -> Option<&str> {
+    match reg.provider {
+        PushProvider::Webhook => reg.secret.as_deref(),
+        _ => reg.auth.as_deref(),
+    }
+}
+
+/// A registration from its `sessions` columns (the inverse of [`push_auth_column`]).
+pub fn push_from_columns(
+    provider: PushProvider,
+    token: String,
+    p256dh: Option<String>,
+    auth_column: Option<String>,
+) -> PushRegistration {
+    let (auth, secret) = match provider {
+        PushProvider::Webhook => (None, auth_column),
+        _ => (auth_column, None),
+    };
+    PushRegistration {
+        provider,
+        token,
+        p256dh,
+        auth,
+        secret,
+    }
+}
 
 /// Brings the schema up to `MIGRATIONS.len()`, one transaction per step.
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -11,7 +11,7 @@ use presence_protocol::{
 };
 use rusqlite::{Connection, params};
 
-use super::{AccountRow, AgentRow, SessionRow, StoreResult, json};
+use super::{AccountRow, AgentRow, SessionRow, StoreResult, json, schema};
 
 /// One status op to record: the answer it got (for idempotent retries) and, if it applied,
 /// the agent's new status.
@@ -238,7 +238,7 @@ impl Write {
                     push.map(|p| p.provider.as_str()),
                     push.map(|p| p.token.as_str()),
                     push.and_then(|p| p.p256dh.as_deref()),
-                    push.and_then(|p| p.auth.as_deref()),
+                    push.and_then(schema::push_auth_column),
                 ])?;
                 Ok(())
             }
@@ -288,7 +288,7 @@ fn insert_session(
         push.map(|p| p.token.as_str()),
         now,
         push.and_then(|p| p.p256dh.as_deref()),
-        push.and_then(|p| p.auth.as_deref()),
+        push.and_then(schema::push_auth_column),
     ])?;
     Ok(())
 }

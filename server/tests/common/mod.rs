@@ -50,7 +50,12 @@ pub fn spawn(dir: &std::path::Path, listen: &str) -> Proc {
 }
 
 pub fn spawn_with(dir: &std::path::Path, listen: &str, extra: &[&str]) -> Proc {
-    let mut child = command(dir, listen, extra)
+    spawn_command(command(dir, listen, extra))
+}
+
+/// Starts a [`command`] the caller adjusted (environment, arguments).
+pub fn spawn_command(mut cmd: Command) -> Proc {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

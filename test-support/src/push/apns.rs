@@ -129,6 +129,7 @@ impl Shared {
                 r
             }
             Answer::Hang => std::future::pending().await,
+            Answer::Flood => self.double.flood(),
         }
     }
 

@@ -224,6 +224,7 @@ impl Shared {
                     .to_string(),
                 ),
                 Answer::Hang => std::future::pending().await,
+                Answer::Flood => double.flood(),
             }
         })
     }

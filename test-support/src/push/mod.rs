@@ -6,7 +6,8 @@
 //! Each double checks what the real service checks (signatures, claims, headers, sizes,
 //! value types) and answers as it would; what it found wrong is kept in
 //! [`Double::violations`], which a test asserts empty. A test steers answers per token with
-//! [`Behaviour`]: accept, token gone, busy (`429` with `Retry-After`), or never answer.
+//! [`Behaviour`]: accept, token gone, busy (`429` with `Retry-After`), never answer, or an
+//! answer far larger than any client should read.
 //! Certificates come from one test CA ([`tls::TestCa`]) whose PEM the server trusts through
 //! `--push-ca-file`.
 
@@ -39,6 +40,8 @@ pub enum Behaviour {
     Hang,
     /// Answer as delivered, but the device never gets it (out of coverage, app killed).
     Lose,
+    /// `500` with a body of [`tls::FLOOD_BYTES`] (far more than a client should read).
+    Flood,
 }
 
 /// A push the double accepted and handed to the device.
@@ -69,6 +72,7 @@ struct DoubleState {
     tx: mpsc::UnboundedSender<Received>,
     rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>,
     received: AtomicU64,
+    flooded: Arc<AtomicU64>,
 }
 
 /// What the double does with one request, decided from the token's behaviour.
@@ -78,6 +82,7 @@ pub(crate) enum Answer {
     Gone,
     Busy(u64),
     Hang,
+    Flood,
 }
 
 impl Default for Double {
@@ -91,6 +96,7 @@ impl Default for Double {
                 tx,
                 rx: tokio::sync::Mutex::new(rx),
                 received: AtomicU64::new(0),
+                flooded: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -132,9 +138,24 @@ impl Double {
             .collect()
     }
 
+    /// Send attempts so far, to any token.
+    pub fn attempts_total(&self) -> usize {
+        self.inner.attempts.lock().len()
+    }
+
     /// Pushes delivered so far.
     pub fn received_count(&self) -> u64 {
         self.inner.received.load(Relaxed)
+    }
+
+    /// Bytes of flood answers handed to connections so far (about what clients read).
+    pub fn flooded_bytes(&self) -> u64 {
+        self.inner.flooded.load(Relaxed)
+    }
+
+    /// A flood answer ([`Behaviour::Flood`]), counted in [`Double::flooded_bytes`].
+    pub(crate) fn flood(&self) -> tls::Resp {
+        tls::flood(500, self.inner.flooded.clone())
     }
 
     /// The next push handed to a device, waiting at most `within`.
@@ -167,6 +188,7 @@ impl Double {
             Behaviour::Lose => Answer::Lose,
             Behaviour::Gone => Answer::Gone,
             Behaviour::Hang => Answer::Hang,
+            Behaviour::Flood => Answer::Flood,
             Behaviour::Busy {
                 times,
                 retry_after_secs,

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -88,14 +89,45 @@ pub struct Req {
     pub body: Bytes,
 }
 
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<BoxBody<Bytes, std::convert::Infallible>>;
 
 pub fn respond(status: u16, headers: &[(&str, String)], body: impl Into<Bytes>) -> Resp {
     let mut b = Response::builder().status(status);
     for (k, v) in headers {
         b = b.header(*k, v);
     }
-    b.body(Full::new(body.into())).expect("response")
+    b.body(Full::new(body.into()).boxed()).expect("response")
+}
+
+/// How much a flood answer sends at most: far more than a client should read, small enough
+/// that a client reading it all does not exhaust the test machine.
+pub const FLOOD_BYTES: u64 = 64 << 20;
+
+/// A `status` answer with a body of [`FLOOD_BYTES`] and no length, produced only as fast as
+/// the client reads it; `produced` counts the bytes handed to the connection.
+pub fn flood(status: u16, produced: Arc<std::sync::atomic::AtomicU64>) -> Resp {
+    use std::sync::atomic::Ordering::Relaxed;
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let frames = futures_util::stream::unfold(0u64, move |sent| {
+        let (chunk, produced) = (chunk.clone(), produced.clone());
+        async move {
+            if sent >= FLOOD_BYTES {
+                return None;
+            }
+            produced.fetch_add(CHUNK as u64, Relaxed);
+            let frame = hyper::body::Frame::data(chunk);
+            Some((
+                Ok::<_, std::convert::Infallible>(frame),
+                sent + CHUNK as u64,
+            ))
+        }
+    });
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .expect("response")
 }
 
 /// Serves HTTPS on a free loopback port until the returned task is dropped or aborted.

@@ -207,6 +207,7 @@ async fn handle(d: &Double, keys: &DeviceKeys, req: Req) -> Resp {
         Answer::Gone => respond(404, &[], ""),
         Answer::Busy(secs) => respond(429, &[("retry-after", secs.to_string())], ""),
         Answer::Hang => std::future::pending().await,
+        Answer::Flood => d.flood(),
     }
 }
 

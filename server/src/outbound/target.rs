@@ -1,16 +1,22 @@
-//! Which URLs a device may make the server call (webhook tokens, UnifiedPush endpoints).
+//! Which URLs a user may make the server call: UnifiedPush endpoints and push webhooks now,
+//! the customer's webhooks and JWKS URLs later (PROTOCOL.md, third part, "Outbound").
 //!
-//! - A webhook's host must be on `--push-webhook-allow`.
-//! - A UnifiedPush endpoint must be `https` on a public address. A host on the allow-list may
-//!   also be `http`, loopback or private (a self-hosted push server, a test double).
+//! - A target is `https` on port 443 (explicit or implied) at a public address
+//!   ([`super::address::is_public`]), and carries no credentials.
+//! - A host on `--push-webhook-allow` is exempt: `http`, any port, loopback or private
+//!   addresses (a self-hosted push server, a test double).
+//! - [`TargetRules::allowed`] asks for more: the host must be on the list (the `webhook`
+//!   push provider).
 //! - "Public" is checked on the literal address in the URL and again on every address a name
-//!   resolves to, at each send ([`PublicOnly`]), so a name that later points inside the
+//!   resolves to, at each connection ([`PublicOnly`]), so a name that later points inside the
 //!   network (DNS rebinding) is refused too.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+
+use super::address::{is_public, not_public};
 
 /// The operator's allow-list, normalised.
 #[derive(Debug, Clone, Default)]
@@ -54,8 +60,8 @@ impl TargetRules {
         Ok(url)
     }
 
-    /// A webhook target: http(s) on an allowed host.
-    pub fn webhook(&self, token: &str) -> Result<reqwest::Url, String> {
+    /// A target on an allowed host only (the `webhook` push provider): any http(s) there.
+    pub fn allowed(&self, token: &str) -> Result<reqwest::Url, String> {
         let url = Self::parse(token)?;
         let host = host_of(&url);
         if !self.allows_host(&host) {
@@ -66,8 +72,9 @@ impl TargetRules {
         Ok(url)
     }
 
-    /// A UnifiedPush endpoint: https on a public address, or any http(s) on an allowed host.
-    pub fn unifiedpush(&self, token: &str) -> Result<reqwest::Url, String> {
+    /// Any user-chosen target: https on port 443 at a public address, or any http(s) on an
+    /// allowed host.
+    pub fn public(&self, token: &str) -> Result<reqwest::Url, String> {
         let url = Self::parse(token)?;
         let host = host_of(&url);
         if self.allows_host(&host) {
@@ -78,9 +85,14 @@ impl TargetRules {
                 "must be https (http only for hosts on --push-webhook-allow, not {host:?})"
             ));
         }
+        if url.port_or_known_default() != Some(443) {
+            return Err(format!(
+                "must be on port 443 (other ports only for hosts on --push-webhook-allow, not {host:?})"
+            ));
+        }
         if let Ok(ip) = host.parse::<IpAddr>() {
-            if !is_public(ip) {
-                return Err(format!("{ip} is not a public address"));
+            if let Some(what) = not_public(ip) {
+                return Err(format!("{ip} is not a public address ({what})"));
             }
         } else if host == "localhost" || host.ends_with(".localhost") || !host.contains('.') {
             return Err(format!("{host:?} is not a public host name"));
@@ -89,44 +101,9 @@ impl TargetRules {
     }
 }
 
-/// True for addresses on the public internet: not loopback, private, link-local, shared
-/// (CGNAT), documentation, multicast, unspecified, or an IPv6 form of one of those.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 192 && b == 0)
-                || (a == 198 && (18..20).contains(&b))
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
-                || first == 0x0064 && v6.segments()[1] == 0xff9b) // NAT64
-        }
-    }
-}
-
-/// A resolver for device-chosen targets: names on the allow-list resolve as usual; any other
-/// name must resolve to public addresses only (the private ones are dropped, and none left is
-/// an error).
+/// A resolver for user-chosen targets: names on the allow-list resolve as usual; any other
+/// name must resolve to public addresses only (the others are dropped, and none left is an
+/// error).
 pub struct PublicOnly {
     pub rules: TargetRules,
 }
@@ -156,16 +133,10 @@ mod tests {
     #[test]
     fn unifiedpush_endpoints_must_be_https_on_public_addresses_unless_allowed() {
         let r = TargetRules::new(&["127.0.0.1".to_owned(), "push.internal".to_owned()]);
-        assert!(r.unifiedpush("https://push.example.org/up/abc").is_ok());
-        assert!(r.unifiedpush("https://8.8.8.8/up").is_ok());
-        assert!(
-            r.unifiedpush("http://127.0.0.1:9000/up").is_ok(),
-            "allowed host"
-        );
-        assert!(
-            r.unifiedpush("http://push.internal/up").is_ok(),
-            "allowed host"
-        );
+        assert!(r.public("https://push.example.org/up/abc").is_ok());
+        assert!(r.public("https://8.8.8.8/up").is_ok());
+        assert!(r.public("http://127.0.0.1:9000/up").is_ok(), "allowed host");
+        assert!(r.public("http://push.internal/up").is_ok(), "allowed host");
         for bad in [
             "http://push.example.org/up",
             "https://10.0.0.5/up",
@@ -180,38 +151,59 @@ mod tests {
             "ftp://push.example.org/up",
             "not a url",
         ] {
-            assert!(r.unifiedpush(bad).is_err(), "{bad} must be refused");
+            assert!(r.public(bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn targets_are_on_port_443_unless_their_host_is_allowed() {
+        let r = TargetRules::new(&["127.0.0.1".to_owned(), "push.internal".to_owned()]);
+        for ok in [
+            "https://push.example.org/up",
+            "https://push.example.org:443/up",
+            "https://8.8.8.8:443/up",
+            "https://push.internal:8443/up",
+            "http://127.0.0.1:9000/up",
+        ] {
+            assert!(r.public(ok).is_ok(), "{ok} must be accepted");
+        }
+        for bad in [
+            "https://push.example.org:8443/up",
+            "https://push.example.org:80/up",
+            "https://8.8.8.8:22/up",
+            "https://[2606:4700::1111]:444/up",
+            "https://push.example.org:1/up",
+        ] {
+            let why = r.public(bad).unwrap_err();
+            assert!(why.contains("port 443"), "{bad}: {why}");
+        }
+    }
+
+    #[test]
+    fn literal_ipv6_targets_that_embed_or_are_non_public_addresses_are_refused() {
+        let r = TargetRules::new(&[]);
+        for bad in [
+            "https://[::127.0.0.1]/up",
+            "https://[::ffff:0:10.0.0.1]/up",
+            "https://[::ffff:169.254.169.254]/up",
+            "https://[64:ff9b::192.168.0.1]/up",
+            "https://[2002:a00:1::1]/up",
+            "https://[2001:0:4136:e378::1]/up",
+            "https://[fec0::1]/up",
+            "https://[fe80::1]/up",
+            "https://[ff02::1]/up",
+            "https://[2001:db8::1]/up",
+        ] {
+            let why = r.public(bad).unwrap_err();
+            assert!(why.contains("not a public address"), "{bad}: {why}");
+        }
+        assert!(r.public("https://[2606:4700::1111]/up").is_ok());
     }
 
     #[test]
     fn webhooks_need_an_allowed_host() {
         let r = TargetRules::new(&["127.0.0.1".to_owned()]);
-        assert!(r.webhook("http://127.0.0.1:1234/hook").is_ok());
-        assert!(r.webhook("https://example.org/hook").is_err());
-    }
-
-    #[test]
-    fn public_means_routable_on_the_internet() {
-        for ip in ["1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.0.1",
-            "100.64.0.1",
-            "0.0.0.0",
-            "169.254.1.1",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::1",
-            "fe80::1",
-            "fc00::1",
-            "::",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
+        assert!(r.allowed("http://127.0.0.1:1234/hook").is_ok());
+        assert!(r.allowed("https://example.org/hook").is_err());
     }
 }
