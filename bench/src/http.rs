@@ -122,6 +122,19 @@ impl Conn {
         })
     }
 
+    /// Connects from the loopback source address `from` (127.0.0.x): many connections to
+    /// one server spread over several sources, so no source runs out of ephemeral ports.
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> io::Result<Conn> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(from, 0))?;
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Buf::new(),
+        })
+    }
+
     /// Writes raw request bytes (see [`request_bytes`]).
     pub async fn send(&mut self, req: &[u8]) -> io::Result<()> {
         self.stream.write_all(req).await

@@ -47,6 +47,7 @@ pub const STEPS: &[&str] = &[
     "fanout",
     "heartbeat",
     "rss",
+    "idle",
     "core",
     "phone",
     "durability",
@@ -60,7 +61,7 @@ pub const STEPS: &[&str] = &[
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
-steps: latency, expiry, timers, fanout, heartbeat, rss, core, phone, durability, ffi, soketi, redis,
+steps: latency, expiry, timers, fanout, heartbeat, rss, idle, core, phone, durability, ffi, soketi, redis,
 widget, dashboard, push, cluster";
 
 pub struct Ctx {
@@ -289,6 +290,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "fanout" => ours::fanout(ctx).await,
         "heartbeat" => ours::heartbeat(ctx).await,
         "rss" => ours::rss(ctx).await,
+        "idle" => ours::idle_connections(ctx).await,
         "core" => core::core(ctx).await,
         "phone" => phone::phone(ctx).await,
         "widget" => widget::widget(ctx).await,

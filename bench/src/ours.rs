@@ -771,6 +771,86 @@ pub async fn rss(ctx: &mut Ctx) -> Res<()> {
     Ok(())
 }
 
+/// Idle keep-alive connections: each made, used for one `/healthz`, then left open; the
+/// server's resident memory per connection, and `/healthz` latency on a fresh connection
+/// while they are held. Connections come from several loopback source addresses.
+pub async fn idle_connections(ctx: &mut Ctx) -> Res<()> {
+    let (total, probes) = if ctx.quick {
+        (2_000, 100)
+    } else {
+        (20_000, 500)
+    };
+    // Idle connections are closed after a minute by default; these are held while measured.
+    let (server, addr) = fresh_server(ctx, "idle", &["--idle-timeout-ms", "600000"]).await?;
+    let result = async {
+        let health = request_bytes("GET", "/healthz", None, None);
+        // A warm server: the first connections pay for lazily made state.
+        for _ in 0..100 {
+            let mut c = Conn::connect(addr).await.map_err(e)?;
+            c.send(&health).await.map_err(e)?;
+            c.recv().await.map_err(e)?;
+        }
+        let before = server.rss_bytes()? as f64;
+        let t = Instant::now();
+        let mut held = Vec::with_capacity(total);
+        let mut batch = tokio::task::JoinSet::new();
+        for i in 0..total {
+            let from = std::net::IpAddr::from([127, 0, 0, 2 + (i % 8) as u8]);
+            let health = health.clone();
+            batch.spawn(async move {
+                let mut c = Conn::connect_from(addr, from).await?;
+                c.send(&health).await?;
+                c.recv().await?.expect(200, "/healthz")?;
+                Ok::<_, std::io::Error>(c)
+            });
+            if batch.len() >= 256 || i + 1 == total {
+                while let Some(r) = batch.join_next().await {
+                    held.push(r.map_err(e)?.map_err(e)?);
+                }
+            }
+        }
+        let opened_s = t.elapsed().as_secs_f64();
+        let after = server.rss_bytes()? as f64;
+        let mut lat = Samples::default();
+        for _ in 0..probes {
+            let t = Instant::now();
+            let mut c = Conn::connect(addr).await.map_err(e)?;
+            c.send(&health).await.map_err(e)?;
+            c.recv()
+                .await
+                .map_err(e)?
+                .expect(200, "/healthz")
+                .map_err(e)?;
+            lat.push(t.elapsed());
+        }
+        let open = held.len();
+        drop(held);
+        Ok::<_, String>((before, after, opened_s, lat, open))
+    }
+    .await;
+    server.stop(STOP).await?;
+    let (before, after, opened_s, lat, open) = result?;
+    let r = &mut ctx.report;
+    r.set(
+        "idle_connection_rss_bytes",
+        Some(((after - before) / open as f64).round()),
+    );
+    r.set("healthz_p99_ms_20k_idle", lat.p99());
+    r.detail(
+        "idle_connections",
+        json!({"connections": open, "opened_s": round3(opened_s),
+               "rss_before": before, "rss_after": after,
+               "healthz_ms": lat.summary()}),
+    );
+    if ctx.quick {
+        r.note(
+            "idle_connection_rss_bytes",
+            &format!("{open} connections (quick mode)"),
+        );
+    }
+    Ok(())
+}
+
 /// What the durable commit on the status path costs: the same status scenario with the data
 /// dir on tmpfs, and the store's commit alone on disk, on tmpfs and in memory.
 pub async fn durability(ctx: &mut Ctx) -> Res<()> {

@@ -245,6 +245,18 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "idle_connection_rss_bytes",
+        what: "resident memory per idle keep-alive connection, 20k held open",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "healthz_p99_ms_20k_idle",
+        what: "`/healthz` p99 on a fresh connection while 20k idle connections are held",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
         key: "core_set_status_p50_us",
         what: "presence-core `set_status` durable enqueue (us)",
         goal: Goal::Report,

@@ -231,7 +231,11 @@ async fn one_stream_server(tmp: &std::path::Path) -> (common::Proc, String, Stri
 /// Flips the owner between online and offline: each flip is a new chat box view, a frame on
 /// every widget stream.
 async fn flip(c: &reqwest::Client, server: &str, token: &str, i: usize) {
-    let status = if i.is_multiple_of(2) { "offline" } else { "online" };
+    let status = if i.is_multiple_of(2) {
+        "offline"
+    } else {
+        "online"
+    };
     let r = c
         .put(format!("{server}/v1/me/status"))
         .bearer_auth(token)

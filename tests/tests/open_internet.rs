@@ -344,3 +344,29 @@ async fn an_admin_resets_a_password_ending_every_session_but_not_an_owners() {
     api.login("acme", "ann@acme.test", "reset-by-adam", "ann-laptop")
         .await;
 }
+
+#[tokio::test]
+async fn scrapes_and_health_checks_cost_the_stores_a_bounded_number_of_queries() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    api.create_account("acme").await;
+    if !presence_test_support::cluster_mode() {
+        // One process, nothing to query: both answer from memory.
+        assert_eq!(api.get("/healthz", None).await.status, 200);
+        return;
+    }
+    let before = counter(&api, "presence_cluster_postgres_ops_total").await;
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        assert_eq!(api.get("/healthz", None).await.status, 200);
+        presence_test_support::contract::metrics_page(&api).await;
+    }
+    let after = counter(&api, "presence_cluster_postgres_ops_total").await;
+    // At most a ping a second and two counts every two seconds, plus the node's own
+    // reconciler and pruning; 400 uncached requests would be 600 operations.
+    let secs = started.elapsed().as_secs_f64().ceil();
+    assert!(
+        after - before <= 3.0 * secs + 20.0,
+        "{before} -> {after} PostgreSQL operations in {secs} s"
+    );
+}

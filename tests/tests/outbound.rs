@@ -31,7 +31,7 @@ async fn desk(api: &Api) -> (Account, Session) {
 
 async fn phone(api: &Api, acc: &Account, device: &str, push: Value) -> Session {
     let r = api
-        .login_raw(&acc.slug, "ann@acme.test", "pw-ann", device, push)
+        .login_raw(&acc.slug, "ann@acme.test", "pw-ann-secret", device, push)
         .await;
     assert_eq!(r.status, 200, "login: {}", r.body);
     Session::from_login(&r.body)
@@ -169,7 +169,7 @@ async fn a_secret_that_is_not_whsec_and_base64_of_24_to_64_bytes_is_refused_nami
             .login_raw(
                 &acc.slug,
                 "ann@acme.test",
-                "pw-ann",
+                "pw-ann-secret",
                 "p2",
                 webhook(&rx.url, Some(&bad)),
             )

@@ -615,7 +615,7 @@ async fn an_oversized_answer_from_any_provider_is_read_no_further_than_64_kib_an
         .login_raw(
             &acc.slug,
             "ann@acme.test",
-            "pw-ann",
+            "pw-ann-secret",
             "phone-hook",
             json!({"provider": "webhook", "token": hook.url}),
         )
@@ -684,7 +684,7 @@ async fn one_accounts_hung_targets_fill_only_its_share_and_another_accounts_push
         .login_raw(
             &other.slug,
             "bob@other.test",
-            "pw-bob",
+            "pw-bob-secret",
             "bob-phone",
             json!({"provider": "unifiedpush", "token": d.up.endpoint(&token),
                    "p256dh": d.up.keys().p256dh(), "auth": d.up.keys().auth_b64()}),

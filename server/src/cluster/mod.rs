@@ -54,6 +54,7 @@ macro_rules! seeded {
     }};
 }
 
+mod cached;
 mod edits;
 mod fanout;
 pub mod hot;
@@ -203,7 +204,16 @@ pub(crate) struct Inner {
     deadline_tx: mpsc::UnboundedSender<(u32, i64)>,
     device_streams: AtomicU64,
     widget_streams: AtomicU64,
+    /// The store-wide counts `/metrics` shows: (live sessions, ended tokens, accounts).
+    store_counts: cached::Cached<(u64, u64, u64)>,
+    /// What `/healthz` answers.
+    health: cached::Cached<crate::backend::BackendResult<()>>,
 }
+
+/// How often `/metrics` may count rows in PostgreSQL.
+const COUNTS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often `/healthz` may ping the stores.
+const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A presence-server node on PostgreSQL and Redis. Cheap to clone.
 #[derive(Clone)]
@@ -248,6 +258,8 @@ impl Cluster {
             deadline_tx,
             device_streams: AtomicU64::new(0),
             widget_streams: AtomicU64::new(0),
+            store_counts: cached::Cached::new(COUNTS_EVERY),
+            health: cached::Cached::new(HEALTH_EVERY),
         });
         let weak = Arc::downgrade(&inner);
         inner.metrics.set_gauges(move || {
@@ -272,19 +284,28 @@ impl Cluster {
     }
 }
 
-/// This node's gauges: its own streams, and the store-wide counts PostgreSQL has now.
+/// This node's gauges: its own streams, and the store-wide counts PostgreSQL had at most
+/// [`COUNTS_EVERY`] ago (a scrape storm costs PostgreSQL one count at a time).
 async fn gauges(inner: std::sync::Weak<Inner>) -> crate::metrics::Gauges {
     let Some(inner) = inner.upgrade() else {
         return crate::metrics::Gauges::default();
     };
-    let (sessions, accounts) = tokio::join!(inner.pg.session_counts(), inner.pg.count_accounts());
-    let (live, ended) = sessions.unwrap_or((0, 0));
+    let (live, ended, accounts) = inner
+        .store_counts
+        .get(|| async {
+            let (sessions, accounts) =
+                tokio::join!(inner.pg.session_counts(), inner.pg.count_accounts());
+            let (live, ended) = sessions.unwrap_or((0, 0));
+            let n = |v: i64| v.max(0) as u64;
+            (n(live), n(ended), n(accounts.unwrap_or(0)))
+        })
+        .await;
     crate::metrics::Gauges {
-        live_sessions: live.max(0) as u64,
-        ended_tokens: ended.max(0) as u64,
+        live_sessions: live,
+        ended_tokens: ended,
         device_subscribers: inner.device_streams.load(Relaxed),
         widget_subscribers: inner.widget_streams.load(Relaxed),
-        accounts: accounts.unwrap_or(0).max(0) as u64,
+        accounts,
     }
 }
 

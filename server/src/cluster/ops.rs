@@ -499,16 +499,24 @@ impl Backend for Cluster {
         self.inner.pg.known_device(agent_id, device_id).await
     }
 
+    /// Both stores in reach, as pinged at most a second ago (one ping at a time, however
+    /// many ask).
     async fn health(&self) -> BackendResult<()> {
-        let wait = std::time::Duration::from_secs(2);
-        let (pg, redis) = tokio::join!(
-            tokio::time::timeout(wait, self.inner.pg.ping()),
-            tokio::time::timeout(wait, self.inner.hot.ping()),
-        );
-        match (pg, redis) {
-            (Ok(Ok(())), Ok(true)) => Ok(()),
-            (Ok(Ok(())), _) => Err(BackendError::unavailable("Redis is out of reach", 1)),
-            _ => Err(BackendError::unavailable("PostgreSQL is out of reach", 1)),
-        }
+        let inner = &self.inner;
+        inner
+            .health
+            .get(|| async {
+                let wait = std::time::Duration::from_secs(2);
+                let (pg, redis) = tokio::join!(
+                    tokio::time::timeout(wait, inner.pg.ping()),
+                    tokio::time::timeout(wait, inner.hot.ping()),
+                );
+                match (pg, redis) {
+                    (Ok(Ok(())), Ok(true)) => Ok(()),
+                    (Ok(Ok(())), _) => Err(BackendError::unavailable("Redis is out of reach", 1)),
+                    _ => Err(BackendError::unavailable("PostgreSQL is out of reach", 1)),
+                }
+            })
+            .await
     }
 }
