@@ -28,23 +28,30 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Log this device in
+    /// Log this device in, with an email and password, or with a token your company's
+    /// sign-in issued (--token-file)
+    #[command(group(clap::ArgGroup::new("proof").required(true).args(["password", "password_stdin", "token_file"])))]
     Login {
         /// Account slug
         #[arg(long)]
         account: String,
-        #[arg(long)]
-        email: String,
-        /// Password (visible in the process list; prefer --password-stdin)
+        /// Your email (with a password)
         #[arg(
             long,
-            required_unless_present = "password_stdin",
-            conflicts_with = "password_stdin"
+            required_unless_present = "token_file",
+            conflicts_with = "token_file"
         )]
+        email: Option<String>,
+        /// Password (visible in the process list; prefer --password-stdin)
+        #[arg(long)]
         password: Option<String>,
         /// Read the password from the first line of stdin
         #[arg(long)]
         password_stdin: bool,
+        /// Sign in with the token (a JWT) in this file, issued by your company's sign-in;
+        /// `-` reads it from stdin
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<std::path::PathBuf>,
     },
     /// Show your status, or set it (exits 0 once the change is stored, even if the server is
     /// unreachable; it is then delivered later)
@@ -228,6 +235,36 @@ mod tests {
             Cli::try_parse_from(base.iter().chain(&["--password", "p", "--password-stdin"]))
                 .is_err()
         );
+        assert!(
+            Cli::try_parse_from(base.iter().chain(&["--password", "p", "--token-file", "t"]))
+                .is_err(),
+            "a password and a token"
+        );
+    }
+
+    #[test]
+    fn a_token_login_needs_no_email() {
+        let token = [
+            "presence",
+            "login",
+            "--account",
+            "a",
+            "--token-file",
+            "t.jwt",
+        ];
+        assert!(Cli::try_parse_from(token).is_ok());
+        let with_email = [
+            "presence",
+            "login",
+            "--account",
+            "a",
+            "--email",
+            "e",
+            "--token-file",
+            "t",
+        ];
+        assert!(Cli::try_parse_from(with_email).is_err());
+        assert!(Cli::try_parse_from(["presence", "login", "--account", "a"]).is_err());
     }
 
     #[test]

@@ -75,13 +75,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             account,
             email,
             password,
-            password_stdin,
+            password_stdin: _,
+            token_file,
         } => {
-            let password = match (password, password_stdin) {
-                (Some(p), _) => p,
-                (None, _) => read_password()?,
+            let proof = match (token_file, email, password) {
+                (Some(file), _, _) => Proof::Token(read_token(&file)?),
+                (None, Some(email), Some(p)) => Proof::Password(email, p),
+                (None, Some(email), None) => Proof::Password(email, read_password()?),
+                (None, None, _) => return Err(err("--email is needed with a password")),
             };
-            login(&ctx, &account, &email, &password).await
+            login(&ctx, &account, proof).await
         }
         Command::Status { status: None, .. } => show_status(&ctx).await,
         Command::Status {
@@ -177,16 +180,50 @@ fn read_password() -> Result<String> {
     Ok(p)
 }
 
+/// How `presence login` proves who the agent is.
+enum Proof {
+    /// Email and password.
+    Password(String, String),
+    /// A token (JWT) the company's sign-in issued.
+    Token(String),
+}
+
+/// The token in `file` (`-`: stdin), surrounding whitespace removed.
+fn read_token(file: &std::path::Path) -> Result<String> {
+    let text = if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut s)
+            .map_err(|e| err(format!("cannot read the token from stdin: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(file).map_err(|e| {
+            err(format!(
+                "cannot read the token file {}: {e}",
+                file.display()
+            ))
+        })?
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(err(format!("no token in {}", file.display())));
+    }
+    Ok(token.to_owned())
+}
+
 fn out(line: impl AsRef<str>) {
     let mut o = std::io::stdout().lock();
     let _ = writeln!(o, "{}", line.as_ref());
     let _ = o.flush();
 }
 
-async fn login(ctx: &Ctx, account: &str, email: &str, password: &str) -> Result<ExitCode> {
+async fn login(ctx: &Ctx, account: &str, proof: Proof) -> Result<ExitCode> {
     let url = ctx.server_url()?;
     let client = ctx.open().await?;
-    if let Err(e) = client.login(account, email, password).await {
+    let done = match &proof {
+        Proof::Password(email, password) => client.login(account, email, password).await,
+        Proof::Token(token) => client.login_with_token(account, token).await,
+    };
+    if let Err(e) = done {
         client.shutdown().await;
         return Err(e.into());
     }

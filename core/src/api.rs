@@ -10,15 +10,43 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use presence_protocol::{
-    Heartbeat, HeartbeatRequest, LoginRequest, LoginResponse, MeResponse, Millis, Mode,
+    Device, Heartbeat, HeartbeatRequest, LoginRequest, LoginResponse, MeResponse, Millis, Mode,
     PushRegistration, SetStatusRequest, SetStatusResponse, StatusLogPage,
 };
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::{ClockSample, ServerClock, parse_http_date};
 use crate::error::Error;
 use crate::meter::Meter;
 use crate::transport::{Method, Request, Response, Transport, TransportError, TransportErrorKind};
+
+/// How a login proves who the agent is.
+#[derive(Debug, Clone)]
+pub(crate) enum Proof {
+    /// The agent's email and Presence password.
+    Password { email: String, password: String },
+    /// A token (JWT) the customer's own backend issued for the agent.
+    Token { token: String },
+}
+
+/// A login for this device.
+#[derive(Debug, Clone)]
+pub(crate) struct Login {
+    pub account: String,
+    pub proof: Proof,
+    pub device: Device,
+    pub push: Option<PushRegistration>,
+}
+
+/// The body of `POST /v1/login/token`.
+#[derive(Serialize)]
+struct TokenLogin<'a> {
+    account: &'a str,
+    token: &'a str,
+    device: &'a Device,
+    push: Option<&'a PushRegistration>,
+}
 
 #[derive(Clone)]
 pub(crate) struct Api {
@@ -138,10 +166,28 @@ impl Api {
         });
     }
 
-    pub(crate) async fn login(&self, body: &LoginRequest) -> Result<LoginResponse, Error> {
-        let (r, a): (LoginResponse, _) = self
-            .call_json(Request::new(Method::Post, "/v1/login").json(body))
-            .await?;
+    /// `POST /v1/login` with a password, `POST /v1/login/token` with the customer's token.
+    pub(crate) async fn login(&self, login: &Login) -> Result<LoginResponse, Error> {
+        let req = match &login.proof {
+            Proof::Password { email, password } => {
+                Request::new(Method::Post, "/v1/login").json(&LoginRequest {
+                    account: login.account.clone(),
+                    email: email.clone(),
+                    password: password.clone(),
+                    device: login.device.clone(),
+                    push: login.push.clone(),
+                })
+            }
+            Proof::Token { token } => {
+                Request::new(Method::Post, "/v1/login/token").json(&TokenLogin {
+                    account: &login.account,
+                    token,
+                    device: &login.device,
+                    push: login.push.as_ref(),
+                })
+            }
+        };
+        let (r, a): (LoginResponse, _) = self.call_json(req).await?;
         self.precise(&a, r.server_time);
         Ok(r)
     }

@@ -12,7 +12,7 @@ use presence_protocol::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::api::{Api, LogQuery};
+use crate::api::{Api, LogQuery, Proof};
 use crate::clock::ServerClock;
 use crate::config::ClientConfig;
 use crate::engine::{Command, Engine, EngineParts};
@@ -155,12 +155,31 @@ impl PresenceClient {
         email: &str,
         password: &str,
     ) -> Result<(), ClientError> {
-        let (account, email, password) =
-            (account.to_owned(), email.to_owned(), password.to_owned());
+        let proof = Proof::Password {
+            email: email.to_owned(),
+            password: password.to_owned(),
+        };
+        let account = account.to_owned();
         self.ask(|reply| Command::Login {
             account,
-            email,
-            password,
+            proof,
+            reply,
+        })
+        .await
+    }
+
+    /// Logs in with a token (a JWT) the customer's own backend issued for the agent, as
+    /// [`login`](Self::login) does with a password: the account's sign-in settings say which
+    /// issuer and keys it trusts. A token the server refuses is
+    /// [`Unauthorized`](ClientError::Unauthorized) (the server logs why); nothing is stored.
+    pub async fn login_with_token(&self, account: &str, token: &str) -> Result<(), ClientError> {
+        let proof = Proof::Token {
+            token: token.trim().to_owned(),
+        };
+        let account = account.to_owned();
+        self.ask(|reply| Command::Login {
+            account,
+            proof,
             reply,
         })
         .await

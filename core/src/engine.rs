@@ -57,8 +57,7 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 pub(crate) enum Command {
     Login {
         account: String,
-        email: String,
-        password: String,
+        proof: crate::api::Proof,
         reply: Reply<()>,
     },
     Logout {
@@ -311,10 +310,9 @@ impl Engine {
         match cmd {
             Command::Login {
                 account,
-                email,
-                password,
+                proof,
                 reply,
-            } => self.login(account, email, password, reply),
+            } => self.login(account, proof, reply),
             Command::Logout { reply } => self.logout(reply),
             Command::SetStatus { req, reply } => {
                 let r = self.set_status(req);

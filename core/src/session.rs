@@ -30,8 +30,8 @@
 //!   a 401 expires the session like any other request.
 
 use presence_protocol::{
-    Agent, ChatboxView, CustomStatus, EndReason, ErrorCode, LoginRequest, LoginResponse,
-    MeResponse, Mode, PushBody, PushPayload, StatusLogPage, StatusView,
+    Agent, ChatboxView, CustomStatus, EndReason, ErrorCode, LoginResponse, MeResponse, Mode,
+    PushBody, PushPayload, StatusLogPage, StatusView,
 };
 use tokio::time::Instant;
 
@@ -96,13 +96,7 @@ impl Session {
 }
 
 impl Engine {
-    pub(crate) fn login(
-        &mut self,
-        account: String,
-        email: String,
-        password: String,
-        reply: Reply<()>,
-    ) {
+    pub(crate) fn login(&mut self, account: String, proof: crate::api::Proof, reply: Reply<()>) {
         let Some(api) = self.api.clone() else {
             self.respond(reply, Err(Error::NoServer));
             return;
@@ -118,10 +112,9 @@ impl Engine {
                 return;
             }
         };
-        let req = LoginRequest {
+        let req = crate::api::Login {
             account: account.clone(),
-            email,
-            password,
+            proof,
             device: self.device.clone(),
             push,
         };

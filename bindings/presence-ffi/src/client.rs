@@ -91,6 +91,17 @@ impl PresenceClient {
         on_runtime(async move { Ok(core.login(&account, &email, &password).await?) }).await
     }
 
+    /// Logs in with a token (a JWT) the customer's own backend issued for the agent, as
+    /// `login` does with a password. A refused token is `Unauthorized`.
+    pub async fn login_with_token(
+        &self,
+        account: String,
+        token: String,
+    ) -> Result<(), PresenceError> {
+        let core = self.core();
+        on_runtime(async move { Ok(core.login_with_token(&account, &token).await?) }).await
+    }
+
     /// Logs out. Local state is cleared at once; if the server cannot be reached, the end of
     /// the session is queued and delivered later.
     pub async fn logout(&self) -> Result<(), PresenceError> {
