@@ -1,14 +1,22 @@
 //! A node's fan-out: one pub/sub connection, and a replica per account that has streams on
 //! this node.
 //!
-//! A replica subscribes to its account's channel first, then reads the stored view, so no
-//! event between the two is missed; a view is taken only if its version is newer than the
-//! one held, so versions never go backwards on a stream. Status and session-ended events go
-//! to the agent's `broadcast` channel, as on the embedded backend. When the pub/sub
-//! connection drops, the reader connects again, subscribes every replica again and re-reads
-//! every view, so a stream misses no view change (it may miss an intermediate one, never the
-//! last). A connection silent for [`PROBE_AFTER`] publishes a probe to itself and is made
-//! again if the probe does not come back within [`PROBE_ANSWER`].
+//! # Streams
+//! A replica subscribes to its account's channel first, then reads the stored view and its
+//! agents' statuses, so no event between the two is missed. A view is taken only if its
+//! version is above the one held, a status only if above the agent's last one, so a replica
+//! never goes backwards. A stream starts from what its replica holds, taken with its
+//! receivers under the replica's lock ([`Start`]): its snapshot is the view and status its
+//! events are strictly above, so a stream never repeats its snapshot or goes below it. Status
+//! and session-ended events go to the agent's `broadcast` channel, as on the embedded
+//! backend.
+//!
+//! # The connection
+//! When the pub/sub connection drops, the reader connects again, subscribes every replica
+//! again and re-reads every view and status, so a stream misses no change for good (it may
+//! miss an intermediate one, never the last). A connection silent for [`PROBE_AFTER`]
+//! publishes a probe to itself and is made again if the probe does not come back within
+//! [`PROBE_ANSWER`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -16,7 +24,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use presence_protocol::{ChatboxStatus, ChatboxView, Reason};
+use presence_protocol::{ChatboxStatus, ChatboxView, Reason, StatusView};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::Inner;
@@ -37,23 +45,41 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 struct Replica {
     account_id: String,
     view_tx: watch::Sender<Arc<ViewFrame>>,
-    /// agent -> its device streams' channel, and the last status version sent on it
+    /// agent -> its device streams' channel, and the last status sent on it
     agents: HashMap<String, AgentLane>,
     users: usize,
 }
 
 struct AgentLane {
     tx: broadcast::Sender<AgentEvent>,
-    last_status: i64,
+    /// The last status sent; `None` until the stored one is first read.
+    last: Option<StatusView>,
 }
 
 impl AgentLane {
+    fn new() -> AgentLane {
+        AgentLane {
+            tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
+            last: None,
+        }
+    }
+
     /// Sends a status once: an older or repeated version (a replay after a reconnect) is
-    /// dropped.
-    fn status(&mut self, status: presence_protocol::StatusView) {
-        if status.version > self.last_status {
-            self.last_status = status.version;
+    /// dropped, and so is one that comes before the stored status was first read (that read
+    /// is later, so it holds this status or a newer one).
+    fn status(&mut self, status: StatusView) {
+        let Some(last) = &self.last else { return };
+        if status.version > last.version {
+            self.last = Some(status.clone());
             let _ = self.tx.send(AgentEvent::status(status));
+        }
+    }
+
+    /// The stored status as just read: where the lane starts, or what it missed.
+    fn stored(&mut self, status: StatusView) {
+        match self.last {
+            None => self.last = Some(status),
+            Some(_) => self.status(status),
         }
     }
 }
@@ -96,6 +122,16 @@ impl Drop for Membership {
             inner.fanout.leave(&self.channel);
         }
     }
+}
+
+/// Where a stream starts: its replica's view (and agent's status) and receivers of what
+/// comes strictly after them, all taken at one instant.
+pub struct Start {
+    pub view: Arc<ViewFrame>,
+    pub views: watch::Receiver<Arc<ViewFrame>>,
+    /// With an agent: its status, and its events.
+    pub agent: Option<(StatusView, broadcast::Receiver<AgentEvent>)>,
+    pub membership: Membership,
 }
 
 impl Fanout {
@@ -169,22 +205,41 @@ impl Fanout {
             }
         }
     }
+
+    /// The replica's view and (with `agent`) the agent's status, with receivers of what comes
+    /// after them, under the lock every change to them takes.
+    fn start(&self, channel: &str, agent: Option<&str>, membership: Membership) -> Option<Start> {
+        let r = self.replicas.lock();
+        let rep = r.get(channel)?;
+        let agent = match agent {
+            None => None,
+            Some(a) => {
+                let lane = rep.agents.get(a)?;
+                Some((lane.last.clone()?, lane.tx.subscribe()))
+            }
+        };
+        // A new receiver has seen the current view: it wakes for a newer one only.
+        let views = rep.view_tx.subscribe();
+        let view = views.borrow().clone();
+        Some(Start {
+            view,
+            views,
+            agent,
+            membership,
+        })
+    }
 }
 
 impl Inner {
-    /// Joins (or starts) this node's replica of an account: its views, and with `agent` that
-    /// agent's events, live from the moment this returns.
+    /// Joins (or starts) this node's replica of an account, and with `agent` that agent's
+    /// events: where a stream starts, live from the moment this returns.
     pub(super) async fn join(
         self: &Arc<Self>,
         account_id: &str,
         agent: Option<&str>,
-    ) -> BackendResult<(
-        watch::Receiver<Arc<ViewFrame>>,
-        Option<broadcast::Receiver<AgentEvent>>,
-        Membership,
-    )> {
+    ) -> BackendResult<Start> {
         let channel = Keys::of(account_id).channel;
-        let (mut views, events, fresh) = {
+        let (mut loaded, fresh) = {
             let mut r = self.fanout.replicas.lock();
             let fresh = !r.contains_key(&channel);
             let rep = r.entry(channel.clone()).or_insert_with(|| Replica {
@@ -194,44 +249,44 @@ impl Inner {
                 users: 0,
             });
             rep.users += 1;
-            let events = agent.map(|a| {
+            if let Some(a) = agent {
                 rep.agents
                     .entry(a.to_owned())
-                    .or_insert_with(|| AgentLane {
-                        tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
-                        last_status: i64::MAX,
-                    })
-                    .tx
-                    .subscribe()
-            });
-            (rep.view_tx.subscribe(), events, fresh)
+                    .or_insert_with(AgentLane::new);
+            }
+            (rep.view_tx.subscribe(), fresh)
         };
         let membership = Membership {
             inner: Arc::downgrade(self),
             channel: channel.clone(),
         };
+        let unreachable = || BackendError::unavailable("the hot store is out of reach; retry", 1);
         if fresh {
             let (tx, rx) = oneshot::channel();
             let _ = self.fanout.cmd_tx.send(Cmd::Subscribe(channel.clone(), tx));
             tokio::time::timeout(SUBSCRIBE_WAIT, rx)
                 .await
-                .map_err(|_| BackendError::unavailable("the hot store is out of reach; retry", 1))?
+                .map_err(|_| unreachable())?
                 .map_err(|_| BackendError::unavailable("the node is stopping", 1))?;
             self.load_view(account_id, &channel).await?;
         }
         if agent.is_some() {
             self.load_statuses(account_id, &channel).await?;
         }
-        tokio::time::timeout(SUBSCRIBE_WAIT, views.wait_for(|f| f.view.version >= 0))
+        // Another stream's join may still be reading the view.
+        tokio::time::timeout(SUBSCRIBE_WAIT, loaded.wait_for(|f| f.view.version >= 0))
             .await
-            .map_err(|_| BackendError::unavailable("the hot store is out of reach; retry", 1))?
+            .map_err(|_| unreachable())?
             .map_err(|_| BackendError::unavailable("the node is stopping", 1))?;
-        Ok((views, events, membership))
+        // Only an agent Redis does not hold has no status after the read.
+        self.fanout
+            .start(&channel, agent, membership)
+            .ok_or_else(|| BackendError::not_found("agent"))
     }
 
     /// Reads the stored statuses of the replica's agents into their lanes: the first read
     /// sets where a lane starts, a later one (after a reconnect) sends what was missed.
-    pub(super) async fn load_statuses(&self, account_id: &str, channel: &str) -> BackendResult<()> {
+    async fn load_statuses(&self, account_id: &str, channel: &str) -> BackendResult<()> {
         let snap = seeded!(self, account_id, self.hot.snapshot(account_id))?;
         let mut r = self.fanout.replicas.lock();
         let Some(rep) = r.get_mut(channel) else {
@@ -239,11 +294,7 @@ impl Inner {
         };
         for (id, _, status) in snap.agents {
             if let Some(lane) = rep.agents.get_mut(&id) {
-                if lane.last_status == i64::MAX {
-                    lane.last_status = status.version;
-                } else {
-                    lane.status(status);
-                }
+                lane.stored(status);
             }
         }
         Ok(())
