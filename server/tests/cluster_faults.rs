@@ -1,12 +1,14 @@
 //! Cluster mode under real faults: node processes of this crate's binary on a real
 //! PostgreSQL and Redis of their own, and kill -9 of a node, kill -9 of Redis (started again
-//! empty), PostgreSQL stopped and started, a node frozen with SIGSTOP, and the pub/sub
-//! connections killed. Each test waits for what it expects with a deadline.
+//! empty), PostgreSQL stopped and started, a node frozen with SIGSTOP, the pub/sub
+//! connections killed, and a node cut from Redis by a fault proxy (resets it does not see, a
+//! blackhole). Each test waits for what it expects with a deadline.
 
 mod common;
 
 use std::time::Duration;
 
+use presence_test_support::proxy::{Fault, FaultProxy};
 use presence_test_support::stores::{Postgres, Redis, shared_postgres};
 use presence_test_support::{
     ADMIN_TOKEN, Account, Api, DEADLINE, Session, client, eventually, new_op_id,
@@ -46,10 +48,22 @@ impl Cluster {
 
     /// A node process, once it prints its `listening on` line.
     fn spawn_node(&self) -> common::Proc {
+        self.spawn_node_on(&self.redis.url())
+    }
+
+    /// Starts one more node, which reaches Redis at `redis_url` (a proxy in front of it);
+    /// its index.
+    fn add_node_on(&mut self, redis_url: &str) -> usize {
+        let p = self.spawn_node_on(redis_url);
+        self.nodes.push(Some(p));
+        self.nodes.len() - 1
+    }
+
+    fn spawn_node_on(&self, redis_url: &str) -> common::Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_presence-server"))
             .args(["--listen", "127.0.0.1:0", "--admin-token", ADMIN_TOKEN])
             .args(["--postgres-url", &self.postgres_url])
-            .args(["--redis-url", &self.redis.url()])
+            .args(["--redis-url", redis_url])
             .args(["--active-ttl-ms", "3000", "--active-interval-ms", "1000"])
             .arg("--data-dir")
             .arg(self.dir.path())
@@ -410,4 +424,132 @@ async fn killed_pubsub_connections_recover_without_losing_or_repeating_an_event(
     widget
         .wait_for("chatbox", |v| v["status"] == "online")
         .await;
+}
+
+/// How soon after its link to Redis heals a node's streams show what it missed: the
+/// subscriber notices a dead connection within about a second and reconnects at once.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
+/// The next `name` event of `stream` that satisfies `pred`, if one comes within `within`.
+async fn event_within(
+    stream: &mut presence_test_support::Sse,
+    within: Duration,
+    name: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match stream.next_within(left).await {
+            Ok(Some(ev)) if ev.name == name && pred(&ev.data) => return Some(ev.data),
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("stream ended while waiting for {name}"),
+            Err(()) => return None,
+        }
+    }
+}
+
+/// The connection a node subscribes on, told from its others by what it sends.
+const SUBSCRIBER: &[u8] = b"SUBSCRIBE";
+
+/// Node 1 reaches Redis through a fault proxy, node 0 directly. While `fault` cuts node 1
+/// from Redis (all its connections, or with `subscriber_only` its pub/sub connection), a
+/// status changes through node 0; once the fault is over, node 1's widget and device streams
+/// show that change within [`CATCH_UP`], and then the next one.
+async fn a_node_cut_from_redis_catches_up_soon_after_the_link_heals(
+    fault: Fault,
+    subscriber_only: bool,
+) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut c = Cluster::start(1, shared_postgres().fresh_database());
+    let redis_addr = std::net::SocketAddr::from(([127, 0, 0, 1], c.redis.port()));
+    let proxy = FaultProxy::start(redis_addr).await;
+    let cut = c.add_node_on(&format!("redis://{}/", proxy.addr()));
+    let acc = account(&c.api(0), "acme").await;
+    let phone = owner_on(&c.api(0), &acc, "phone").await;
+    let laptop = owner_on(&c.api(cut), &acc, "laptop").await;
+    let _alive = keep_alive(c.api(0), phone.clone());
+    let _alive_laptop = keep_alive(c.api(0), laptop.clone());
+    assert_eq!(c.api(0).set_status(&phone, "online").await.status, 200);
+    let mut device = c.api(cut).sse("/v1/me/events", Some(&laptop.token)).await;
+    device.wait_for("snapshot", |_| true).await;
+    let mut widget = c
+        .api(cut)
+        .sse(&format!("/v1/widget/{}/events", acc.widget_key), None)
+        .await;
+    widget
+        .wait_for("chatbox", |v| v["status"] == "online")
+        .await;
+
+    if subscriber_only {
+        proxy.set_where(fault, SUBSCRIBER);
+    } else {
+        proxy.set(fault);
+    }
+    let r = c.api(0).set_status(&phone, "busy").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let busy = r.body["status"]["version"].as_i64().unwrap();
+    // The cut lasts a while (the chaos run's lasted seconds).
+    let cut_ends = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < cut_ends {
+        let _ = widget.next_within(Duration::from_millis(250)).await;
+    }
+    proxy.set(Fault::Pass);
+    let healed = tokio::time::Instant::now();
+
+    // What changed during the cut reaches node 1's streams soon after the heal.
+    let status = event_within(&mut device, CATCH_UP, "status", |v| {
+        v["version"].as_i64() >= Some(busy)
+    })
+    .await;
+    assert!(
+        status.is_some(),
+        "the status changed during the cut did not reach the device stream within \
+         {CATCH_UP:?} of the heal"
+    );
+    let left = CATCH_UP.saturating_sub(healed.elapsed());
+    let view = event_within(&mut widget, left, "chatbox", |v| v["status"] == "busy").await;
+    assert!(
+        view.is_some(),
+        "the view changed during the cut did not reach the widget stream within {CATCH_UP:?} \
+         of the heal"
+    );
+    eprintln!("{fault:?}: caught up {:?} after the heal", healed.elapsed());
+    // And so does the next change.
+    let changed = tokio::time::Instant::now();
+    let r = c.api(0).set_status(&phone, "online").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let online = r.body["status"]["version"].as_i64().unwrap();
+    let status = event_within(&mut device, CATCH_UP, "status", |v| {
+        v["version"].as_i64() == Some(online)
+    })
+    .await;
+    assert!(status.is_some(), "the next status did not reach the device");
+    let left = CATCH_UP.saturating_sub(changed.elapsed());
+    let view = event_within(&mut widget, left, "chatbox", |v| v["status"] == "online").await;
+    assert!(view.is_some(), "the next view did not reach the widget");
+    // Node 1 serves the present to a new reader too.
+    assert_eq!(c.api(cut).widget(&acc).await["status"], "online");
+}
+
+/// The chaos run's cut: Redis's side of the node's connections reset, the node's side never
+/// told (only what it sends after the heal is answered with a reset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_redis_connections_are_reset_unseen_catches_up_within_seconds_of_the_heal() {
+    a_node_cut_from_redis_catches_up_soon_after_the_link_heals(Fault::ResetUnseen, false).await;
+}
+
+/// Resets the node sees at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_redis_connections_are_reset_catches_up_within_seconds_of_the_heal() {
+    a_node_cut_from_redis_catches_up_soon_after_the_link_heals(Fault::Reset, false).await;
+}
+
+/// The subscriber's connection silently blackholed: it stays open, and what was published
+/// meanwhile never comes. (Only that connection: a blackhole that drops bytes and then
+/// forwards again would leave a multiplexed command connection expecting answers to
+/// requests Redis never got, which no real network does.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_subscriber_is_blackholed_catches_up_within_seconds_of_the_heal() {
+    a_node_cut_from_redis_catches_up_soon_after_the_link_heals(Fault::Blackhole, true).await;
 }

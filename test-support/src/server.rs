@@ -53,6 +53,14 @@ impl TestServer {
             redis = Some(r);
         }
         f(&mut config);
+        Self::launch(config, dir, redis).await
+    }
+
+    async fn launch(
+        mut config: presence_server::Config,
+        dir: tempfile::TempDir,
+        redis: Option<Redis>,
+    ) -> TestServer {
         let server = presence_server::start(config.clone())
             .await
             .expect("server starts");
@@ -67,6 +75,18 @@ impl TestServer {
             redis,
             config,
         }
+    }
+
+    /// In cluster mode, another node on this server's PostgreSQL and Redis, with the same
+    /// settings; `None` on the embedded backend, where this server is the only one.
+    pub async fn another_node(&self) -> Option<TestServer> {
+        let cluster = self.config.cluster.clone()?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = self.config.clone();
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.data_dir = dir.path().to_path_buf();
+        config.cluster = Some(cluster);
+        Some(Self::launch(config, dir, None).await)
     }
 
     /// A client of this server's contract.

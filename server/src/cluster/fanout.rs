@@ -1,22 +1,37 @@
 //! A node's fan-out: one pub/sub connection, and a replica per account that has streams on
 //! this node.
 //!
-//! A replica subscribes to its account's channel first, then reads the stored view, so no
-//! event between the two is missed; a view is taken only if its version is newer than the
-//! one held, so versions never go backwards on a stream. Status and session-ended events go
-//! to the agent's `broadcast` channel, as on the embedded backend. When the pub/sub
-//! connection drops, the reader connects again, subscribes every replica again and re-reads
-//! every view, so a stream misses no view change (it may miss an intermediate one, never the
-//! last). A connection silent for [`PROBE_AFTER`] publishes a probe to itself and is made
-//! again if the probe does not come back within [`PROBE_ANSWER`].
+//! # Streams
+//! A replica subscribes to its account's channel first, then reads the stored view and its
+//! agents' statuses, so no event between the two is missed. A view is taken only if its
+//! version is above the one held, a status only if above the agent's last one, so a replica
+//! never goes backwards. A stream starts from what its replica holds, taken with its
+//! receivers under the replica's lock ([`Start`]): its snapshot is the view and status its
+//! events are strictly above, so a stream never repeats its snapshot or goes below it. Status
+//! and session-ended events go to the agent's `broadcast` channel, as on the embedded
+//! backend.
+//!
+//! # The connection
+//! - Checked all the time: a `PING` on it every [`PING_EVERY`] must be answered within
+//!   [`PING_ANSWER`], and connecting or subscribing must be done within [`ANSWER_WAIT`], so a
+//!   connection reset without this node being told, or blackholed, is found dead within about
+//!   a second. One silent for [`PROBE_AFTER`] also publishes a probe to itself and is made
+//!   again if it does not come back within [`PROBE_ANSWER`] (a connection that answers but
+//!   delivers nothing, as after a failover).
+//! - A dead connection is made again at once (then every [`RETRY_AFTER`], to the next seed on
+//!   a Redis Cluster). The new one subscribes every replica again, and every replica's view
+//!   and statuses are read again, each retried until it is read ([`resync`]): a stream misses
+//!   no change for good (it may miss an intermediate one, never the last).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use presence_protocol::{ChatboxStatus, ChatboxView, Reason};
+use presence_protocol::{ChatboxStatus, ChatboxView, Reason, StatusView};
+use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::Inner;
@@ -25,6 +40,15 @@ use crate::backend::{AgentEvent, BackendError, BackendResult, ViewFrame};
 
 /// Buffered events per agent before a slow device stream is dropped.
 const AGENT_EVENT_BUFFER: usize = 256;
+
+/// How often the reader pings Redis on its subscription connection...
+const PING_EVERY: Duration = Duration::from_millis(500);
+/// ...and how soon the answer must come, or the connection is made again.
+const PING_ANSWER: Duration = Duration::from_millis(500);
+/// How long connecting, and each (un)subscribe, may take before the connection is made again.
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
+/// The pause between two failed attempts to connect, or to re-read a replica.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
 
 /// After this long without a message, the reader publishes a probe to itself...
 const PROBE_AFTER: Duration = Duration::from_secs(10);
@@ -37,23 +61,41 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 struct Replica {
     account_id: String,
     view_tx: watch::Sender<Arc<ViewFrame>>,
-    /// agent -> its device streams' channel, and the last status version sent on it
+    /// agent -> its device streams' channel, and the last status sent on it
     agents: HashMap<String, AgentLane>,
     users: usize,
 }
 
 struct AgentLane {
     tx: broadcast::Sender<AgentEvent>,
-    last_status: i64,
+    /// The last status sent; `None` until the stored one is first read.
+    last: Option<StatusView>,
 }
 
 impl AgentLane {
+    fn new() -> AgentLane {
+        AgentLane {
+            tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
+            last: None,
+        }
+    }
+
     /// Sends a status once: an older or repeated version (a replay after a reconnect) is
-    /// dropped.
-    fn status(&mut self, status: presence_protocol::StatusView) {
-        if status.version > self.last_status {
-            self.last_status = status.version;
+    /// dropped, and so is one that comes before the stored status was first read (that read
+    /// is later, so it holds this status or a newer one).
+    fn status(&mut self, status: StatusView) {
+        let Some(last) = &self.last else { return };
+        if status.version > last.version {
+            self.last = Some(status.clone());
             let _ = self.tx.send(AgentEvent::status(status));
+        }
+    }
+
+    /// The stored status as just read: where the lane starts, or what it missed.
+    fn stored(&mut self, status: StatusView) {
+        match self.last {
+            None => self.last = Some(status),
+            Some(_) => self.status(status),
         }
     }
 }
@@ -69,6 +111,8 @@ pub struct Fanout {
     cmd_tx: mpsc::UnboundedSender<Cmd>,
     cmd_rx: Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>,
     clients: Vec<redis::Client>,
+    /// Bumped by each new connection: a resync of an older one stops.
+    connection: AtomicU64,
 }
 
 /// A view that no reader may keep: replaced by the stored one before `join` returns.
@@ -98,6 +142,16 @@ impl Drop for Membership {
     }
 }
 
+/// Where a stream starts: its replica's view (and agent's status) and receivers of what
+/// comes strictly after them, all taken at one instant.
+pub struct Start {
+    pub view: Arc<ViewFrame>,
+    pub views: watch::Receiver<Arc<ViewFrame>>,
+    /// With an agent: its status, and its events.
+    pub agent: Option<(StatusView, broadcast::Receiver<AgentEvent>)>,
+    pub membership: Membership,
+}
+
 impl Fanout {
     pub fn new(clients: Vec<redis::Client>) -> Fanout {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -106,6 +160,7 @@ impl Fanout {
             cmd_tx,
             cmd_rx: Mutex::new(Some(cmd_rx)),
             clients,
+            connection: AtomicU64::new(0),
         }
     }
 
@@ -169,22 +224,41 @@ impl Fanout {
             }
         }
     }
+
+    /// The replica's view and (with `agent`) the agent's status, with receivers of what comes
+    /// after them, under the lock every change to them takes.
+    fn start(&self, channel: &str, agent: Option<&str>, membership: Membership) -> Option<Start> {
+        let r = self.replicas.lock();
+        let rep = r.get(channel)?;
+        let agent = match agent {
+            None => None,
+            Some(a) => {
+                let lane = rep.agents.get(a)?;
+                Some((lane.last.clone()?, lane.tx.subscribe()))
+            }
+        };
+        // A new receiver has seen the current view: it wakes for a newer one only.
+        let views = rep.view_tx.subscribe();
+        let view = views.borrow().clone();
+        Some(Start {
+            view,
+            views,
+            agent,
+            membership,
+        })
+    }
 }
 
 impl Inner {
-    /// Joins (or starts) this node's replica of an account: its views, and with `agent` that
-    /// agent's events, live from the moment this returns.
+    /// Joins (or starts) this node's replica of an account, and with `agent` that agent's
+    /// events: where a stream starts, live from the moment this returns.
     pub(super) async fn join(
         self: &Arc<Self>,
         account_id: &str,
         agent: Option<&str>,
-    ) -> BackendResult<(
-        watch::Receiver<Arc<ViewFrame>>,
-        Option<broadcast::Receiver<AgentEvent>>,
-        Membership,
-    )> {
+    ) -> BackendResult<Start> {
         let channel = Keys::of(account_id).channel;
-        let (mut views, events, fresh) = {
+        let (mut loaded, fresh) = {
             let mut r = self.fanout.replicas.lock();
             let fresh = !r.contains_key(&channel);
             let rep = r.entry(channel.clone()).or_insert_with(|| Replica {
@@ -194,44 +268,44 @@ impl Inner {
                 users: 0,
             });
             rep.users += 1;
-            let events = agent.map(|a| {
+            if let Some(a) = agent {
                 rep.agents
                     .entry(a.to_owned())
-                    .or_insert_with(|| AgentLane {
-                        tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
-                        last_status: i64::MAX,
-                    })
-                    .tx
-                    .subscribe()
-            });
-            (rep.view_tx.subscribe(), events, fresh)
+                    .or_insert_with(AgentLane::new);
+            }
+            (rep.view_tx.subscribe(), fresh)
         };
         let membership = Membership {
             inner: Arc::downgrade(self),
             channel: channel.clone(),
         };
+        let unreachable = || BackendError::unavailable("the hot store is out of reach; retry", 1);
         if fresh {
             let (tx, rx) = oneshot::channel();
             let _ = self.fanout.cmd_tx.send(Cmd::Subscribe(channel.clone(), tx));
             tokio::time::timeout(SUBSCRIBE_WAIT, rx)
                 .await
-                .map_err(|_| BackendError::unavailable("the hot store is out of reach; retry", 1))?
+                .map_err(|_| unreachable())?
                 .map_err(|_| BackendError::unavailable("the node is stopping", 1))?;
             self.load_view(account_id, &channel).await?;
         }
         if agent.is_some() {
             self.load_statuses(account_id, &channel).await?;
         }
-        tokio::time::timeout(SUBSCRIBE_WAIT, views.wait_for(|f| f.view.version >= 0))
+        // Another stream's join may still be reading the view.
+        tokio::time::timeout(SUBSCRIBE_WAIT, loaded.wait_for(|f| f.view.version >= 0))
             .await
-            .map_err(|_| BackendError::unavailable("the hot store is out of reach; retry", 1))?
+            .map_err(|_| unreachable())?
             .map_err(|_| BackendError::unavailable("the node is stopping", 1))?;
-        Ok((views, events, membership))
+        // Only an agent Redis does not hold has no status after the read.
+        self.fanout
+            .start(&channel, agent, membership)
+            .ok_or_else(|| BackendError::not_found("agent"))
     }
 
     /// Reads the stored statuses of the replica's agents into their lanes: the first read
     /// sets where a lane starts, a later one (after a reconnect) sends what was missed.
-    pub(super) async fn load_statuses(&self, account_id: &str, channel: &str) -> BackendResult<()> {
+    async fn load_statuses(&self, account_id: &str, channel: &str) -> BackendResult<()> {
         let snap = seeded!(self, account_id, self.hot.snapshot(account_id))?;
         let mut r = self.fanout.replicas.lock();
         let Some(rep) = r.get_mut(channel) else {
@@ -239,11 +313,7 @@ impl Inner {
         };
         for (id, _, status) in snap.agents {
             if let Some(lane) = rep.agents.get_mut(&id) {
-                if lane.last_status == i64::MAX {
-                    lane.last_status = status.version;
-                } else {
-                    lane.status(status);
-                }
+                lane.stored(status);
             }
         }
         Ok(())
@@ -274,6 +344,80 @@ impl Inner {
     }
 }
 
+/// Re-reads the views and statuses of `replicas` (channel, account) after connection
+/// `connection` subscribed them, again after [`RETRY_AFTER`] for each read that failed (the
+/// command connection may still be coming back), until every one is read, its replica is
+/// gone, or a newer connection has its own resync.
+async fn resync(inner: Weak<Inner>, mut replicas: Vec<(String, String)>, connection: u64) {
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let mut failed = Vec::new();
+        let mut error = None;
+        for (channel, account) in replicas {
+            if strong.fanout.connection.load(Relaxed) != connection {
+                return;
+            }
+            if !strong.fanout.replicas.lock().contains_key(&channel) {
+                continue;
+            }
+            let read = match strong.load_view(&account, &channel).await {
+                Ok(()) => strong.load_statuses(&account, &channel).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = read {
+                error = Some(e);
+                failed.push((channel, account));
+            }
+        }
+        drop(strong);
+        let Some(e) = error else { return };
+        tracing::warn!(error = %e, replicas = failed.len(), "could not re-read views after reconnecting; retrying");
+        replicas = failed;
+        tokio::time::sleep(RETRY_AFTER).await;
+    }
+}
+
+/// Pings on the subscription connection every [`PING_EVERY`]; resolves with why when one is
+/// not answered within [`PING_ANSWER`].
+async fn until_a_ping_fails(mut sink: PubSubSink) -> &'static str {
+    loop {
+        tokio::time::sleep(PING_EVERY).await;
+        match tokio::time::timeout(PING_ANSWER, sink.ping::<redis::Value>()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return "its ping failed",
+            Err(_) => return "its ping was not answered in time",
+        }
+    }
+}
+
+/// A subscription connection to `client`, subscribed to `probe` and `channels`, within
+/// [`ANSWER_WAIT`] for each step.
+async fn connect(
+    client: &redis::Client,
+    probe: &str,
+    channels: &[String],
+) -> Result<(PubSubSink, PubSubStream), String> {
+    let late = |what: &str| format!("{what} took longer than {ANSWER_WAIT:?}");
+    let ps = tokio::time::timeout(ANSWER_WAIT, client.get_async_pubsub())
+        .await
+        .map_err(|_| late("connecting"))?
+        .map_err(|e| e.to_string())?;
+    let (mut sink, stream) = ps.split();
+    let probe = [probe.to_owned()];
+    for batch in [&probe[..], channels] {
+        if batch.is_empty() {
+            continue;
+        }
+        tokio::time::timeout(ANSWER_WAIT, sink.subscribe(batch))
+            .await
+            .map_err(|_| late("subscribing"))?
+            .map_err(|e| e.to_string())?;
+    }
+    Ok((sink, stream))
+}
+
 /// Starts the pub/sub reader; it runs until `stop` or until the backend is dropped.
 pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) {
     let Some(strong) = inner.upgrade() else {
@@ -288,55 +432,62 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
     tokio::spawn(async move {
         let mut first = true;
         let mut turn = 0usize;
+        // Subscriptions asked for while the connection was being made again: answered once
+        // the new one has subscribed every replica.
+        let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+        // After a failed attempt, wait before the next one; a connection found dead is made
+        // again at once.
+        let mut pause = false;
         loop {
             if *stop.borrow() {
                 return;
             }
+            if std::mem::take(&mut pause) {
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_AFTER) => {}
+                    _ = stop.changed() => return,
+                }
+            }
             // A cluster's seeds in turn: a failed-over node is left for the next one.
             let client = &clients[turn % clients.len()];
             turn += 1;
-            let ps = match client.get_async_pubsub().await {
-                Ok(ps) => ps,
-                Err(e) => {
-                    tracing::warn!(error = %e, "pub/sub connection failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
-                        _ = stop.changed() => return,
-                    }
-                }
-            };
-            let (mut sink, mut stream) = ps.split();
-            // Subscribe every replica again, then re-read their views.
-            let (channels, accounts): (Vec<String>, Vec<String>) = {
+            let replicas: Vec<(String, String)> = {
                 let Some(inner) = inner.upgrade() else { return };
-                if !first {
-                    inner
-                        .metrics
-                        .store
-                        .pubsub_reconnects
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
                 let r = inner.fanout.replicas.lock();
                 r.iter()
                     .map(|(c, rep)| (c.clone(), rep.account_id.clone()))
-                    .unzip()
+                    .collect()
             };
+            let channels: Vec<String> = replicas.iter().map(|(c, _)| c.clone()).collect();
+            let (mut sink, mut stream) = tokio::select! {
+                made = connect(client, &probe, &channels) => match made {
+                    Ok(made) => made,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pub/sub connection failed; retrying");
+                        pause = true;
+                        continue;
+                    }
+                },
+                _ = stop.changed() => return,
+            };
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            if !first {
+                strong.metrics.store.pubsub_reconnects.fetch_add(1, Relaxed);
+            }
             first = false;
-            if sink.subscribe(&probe).await.is_err()
-                || (!channels.is_empty() && sink.subscribe(&channels).await.is_err())
-            {
-                continue;
+            let connection = strong.fanout.connection.fetch_add(1, Relaxed) + 1;
+            drop(strong);
+            for done in waiting.drain(..) {
+                let _ = done.send(());
             }
-            if let Some(inner) = inner.upgrade() {
-                for (c, a) in channels.iter().zip(&accounts) {
-                    if let Err(e) = inner.load_view(a, c).await {
-                        tracing::warn!(error = %e, "could not re-read a view after reconnecting");
-                    }
-                    if let Err(e) = inner.load_statuses(a, c).await {
-                        tracing::warn!(error = %e, "could not re-read statuses after reconnecting");
-                    }
-                }
+            // Every replica is subscribed again: read what it may have missed.
+            if !replicas.is_empty() {
+                tokio::spawn(resync(inner.clone(), replicas, connection));
             }
+            let pinger = until_a_ping_fails(sink.clone());
+            tokio::pin!(pinger);
             let mut heard = tokio::time::Instant::now();
             let mut probed: Option<tokio::time::Instant> = None;
             loop {
@@ -345,6 +496,10 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
                     None => heard + PROBE_AFTER,
                 };
                 tokio::select! {
+                    why = &mut pinger => {
+                        tracing::warn!("pub/sub connection dead: {why}");
+                        break;
+                    }
                     _ = tokio::time::sleep_until(check) => {
                         if probed.is_some() {
                             tracing::warn!("pub/sub connection silent: its probe did not come back");
@@ -360,15 +515,25 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
                     }
                     cmd = cmds.recv() => match cmd {
                         Some(Cmd::Subscribe(c, done)) => {
-                            if sink.subscribe(&c).await.is_err() {
-                                // Answered after the reconnect subscribes it with the rest.
-                                drop(done);
-                                break;
+                            match tokio::time::timeout(ANSWER_WAIT, sink.subscribe(&c)).await {
+                                Ok(Ok(())) => {
+                                    let _ = done.send(());
+                                }
+                                _ => {
+                                    // The next connection subscribes it with the rest.
+                                    waiting.push(done);
+                                    tracing::warn!("pub/sub connection dead: a subscribe failed");
+                                    break;
+                                }
                             }
-                            let _ = done.send(());
                         }
                         Some(Cmd::Unsubscribe(c)) => {
-                            let _ = sink.unsubscribe(&c).await;
+                            let unsubscribed =
+                                tokio::time::timeout(ANSWER_WAIT, sink.unsubscribe(&c)).await;
+                            if !matches!(unsubscribed, Ok(Ok(()))) {
+                                tracing::warn!("pub/sub connection dead: an unsubscribe failed");
+                                break;
+                            }
                         }
                         None => return,
                     },
@@ -382,7 +547,10 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
                             let Some(inner) = inner.upgrade() else { return };
                             inner.fanout.dispatch(m.get_channel_name(), m.get_payload_bytes());
                         }
-                        None => break,
+                        None => {
+                            tracing::warn!("pub/sub connection closed");
+                            break;
+                        }
                     },
                     _ = stop.changed() => return,
                 }

@@ -431,8 +431,10 @@ impl Backend for Cluster {
 
     async fn open_device_stream(&self, p: &Principal) -> BackendResult<DeviceStream> {
         let inner = &self.inner;
-        let (views, events, membership) = inner.join(&p.account_id, Some(&p.agent_id)).await?;
-        let events = events.ok_or_else(|| BackendError::internal("no agent channel"))?;
+        let start = inner.join(&p.account_id, Some(&p.agent_id)).await?;
+        let (status, events) = start
+            .agent
+            .ok_or_else(|| BackendError::internal("no agent channel"))?;
         seeded!(
             inner,
             &p.account_id,
@@ -443,19 +445,17 @@ impl Backend for Cluster {
             inner: Arc::downgrade(inner),
             account_id: p.account_id.to_string(),
             session_id: p.session_id.to_string(),
-            _membership: membership,
+            _membership: start.membership,
         };
-        let key = AgentKey::Id {
-            account_id: &p.account_id,
-            agent_id: &p.agent_id,
-        };
-        let status = inner.agent_slice(key).await?.agent.status;
-        let chatbox = views.borrow().view.clone();
+        // The replica's status and view, taken with the receivers: every event is newer.
         Ok(DeviceStream {
             session_id: p.session_id.clone(),
-            snapshot: SnapshotEvent { status, chatbox },
+            snapshot: SnapshotEvent {
+                status,
+                chatbox: start.view.view.clone(),
+            },
             events,
-            views,
+            views: start.views,
             guard: Box::new(guard),
         })
     }
@@ -468,16 +468,15 @@ impl Backend for Cluster {
                 stream: None,
             });
         }
-        let (views, _, membership) = self.inner.join(&acc, None).await?;
+        let start = self.inner.join(&acc, None).await?;
         self.inner.widget_streams.fetch_add(1, Relaxed);
-        let current = views.borrow().clone();
         Ok(WidgetViews {
-            current,
+            current: start.view,
             stream: Some(WidgetStream {
-                views,
+                views: start.views,
                 guard: Box::new(WidgetGuard {
                     inner: Arc::downgrade(&self.inner),
-                    _membership: membership,
+                    _membership: start.membership,
                 }),
             }),
         })
