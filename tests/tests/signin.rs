@@ -23,6 +23,13 @@ fn good(sub: &str) -> Value {
     json!({"iss": ISS, "aud": AUD, "sub": sub, "exp": now() + 600, "iat": now()})
 }
 
+/// Claims that pass every check and provision an agent for `sub` where provisioning is on.
+fn provisions(sub: &str) -> Value {
+    let mut c = good(sub);
+    c["email"] = json!(format!("{sub}@customer.test"));
+    c
+}
+
 fn with(mut claims: Value, f: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
     f(claims.as_object_mut().expect("claims object"));
     claims
@@ -206,34 +213,34 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
     // Each case under a user of its own: refusals fill that user's login window.
     let bad = |s: &str| -> Vec<(&str, String)> {
         vec![
-            ("no signature (alg none)", idp::unsigned(&good(s))),
+            ("no signature (alg none)", idp::unsigned(&provisions(s))),
             (
                 "alg none with a signature",
-                idp::hs256_with(SECRET, &json!({"alg": "none"}), &good(s)),
+                idp::hs256_with(SECRET, &json!({"alg": "none"}), &provisions(s)),
             ),
             (
                 "HS384",
-                idp::hs256_with(SECRET, &json!({"alg": "HS384"}), &good(s)),
+                idp::hs256_with(SECRET, &json!({"alg": "HS384"}), &provisions(s)),
             ),
             (
                 "HS512",
-                idp::hs256_with(SECRET, &json!({"alg": "HS512"}), &good(s)),
+                idp::hs256_with(SECRET, &json!({"alg": "HS512"}), &provisions(s)),
             ),
             (
                 "lower-case alg",
-                idp::hs256_with(SECRET, &json!({"alg": "hs256"}), &good(s)),
+                idp::hs256_with(SECRET, &json!({"alg": "hs256"}), &provisions(s)),
             ),
             (
                 "another secret",
-                idp::hs256("another-secret-of-at-least-32-bytes!!", &good(s)),
+                idp::hs256("another-secret-of-at-least-32-bytes!!", &provisions(s)),
             ),
-            ("RS256 on an HS256 account", rsa.sign(&good(s))),
-            ("ES256 on an HS256 account", ec.sign(&good(s))),
+            ("RS256 on an HS256 account", rsa.sign(&provisions(s))),
+            ("ES256 on an HS256 account", ec.sign(&provisions(s))),
             (
                 "expired",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.insert("exp".into(), json!(now() - 120));
                     }),
                 ),
@@ -242,7 +249,7 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
                 "not yet valid",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.insert("nbf".into(), json!(now() + 120));
                     }),
                 ),
@@ -251,7 +258,7 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
                 "issued in the future",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.insert("iat".into(), json!(now() + 120));
                     }),
                 ),
@@ -260,7 +267,7 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
                 "wrong iss",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.insert("iss".into(), json!("https://evil.test"));
                     }),
                 ),
@@ -269,7 +276,7 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
                 "wrong aud",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.insert("aud".into(), json!("someone-else"));
                     }),
                 ),
@@ -278,7 +285,7 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
                 "no iss",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.remove("iss");
                     }),
                 ),
@@ -287,7 +294,7 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
                 "no aud",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.remove("aud");
                     }),
                 ),
@@ -296,7 +303,7 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
                 "no sub",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.remove("sub");
                     }),
                 ),
@@ -305,7 +312,7 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
                 "empty sub",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.insert("sub".into(), json!(""));
                     }),
                 ),
@@ -314,7 +321,7 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
                 "sub not a string",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.insert("sub".into(), json!(42));
                     }),
                 ),
@@ -323,7 +330,7 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
                 "no exp",
                 idp::hs256(
                     SECRET,
-                    &with(good(s), |c| {
+                    &with(provisions(s), |c| {
                         c.remove("exp");
                     }),
                 ),
@@ -334,6 +341,16 @@ async fn an_hs256_token_signs_in_like_a_login_and_every_bad_token_is_refused() {
         ]
     };
     let n = bad("x").len();
+    // The control: each case's claims, signed right, sign in (so a refusal below is the
+    // case's own fault).
+    let r = sign_in(
+        &api,
+        "hs",
+        &idp::hs256(SECRET, &provisions("control")),
+        "d1",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     for i in 0..n {
         let (what, token) = bad(&format!("bad-{i}")).swap_remove(i);
         let r = sign_in(&api, "hs", &token, "d1").await;
