@@ -15,7 +15,7 @@
 
 pub mod jwks;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
@@ -155,11 +155,15 @@ impl Keys {
                 }
                 _ => continue,
             };
-            if let Some(ka) = jwk.common.key_algorithm {
-                let named = format!("{ka:?}");
-                if named != format!("{:?}", alg.jose()) {
-                    continue;
-                }
+            // A key bound to another algorithm (RS384, PS256, ...) is not for our tokens.
+            let bound = match jwk.common.key_algorithm {
+                None => Some(alg),
+                Some(KeyAlgorithm::RS256) => Some(Alg::Rs256),
+                Some(KeyAlgorithm::ES256) => Some(Alg::Es256),
+                Some(_) => None,
+            };
+            if bound != Some(alg) {
+                continue;
             }
             let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("key {i}: {e}"))?;
             keys.push(Key {
@@ -278,4 +282,68 @@ pub fn now_s() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+    fn ec(extra: Value) -> Value {
+        let mut k = serde_json::json!({"kty": "EC", "crv": "P-256", "x": X, "y": Y});
+        for (name, v) in extra.as_object().unwrap() {
+            k[name] = v.clone();
+        }
+        k
+    }
+
+    #[test]
+    fn only_signing_keys_for_our_algorithms_are_kept() {
+        let jwks = serde_json::json!({"keys": [
+            ec(serde_json::json!({"kid": "enc", "use": "enc"})),
+            ec(serde_json::json!({"kid": "other-alg", "alg": "ES384"})),
+            {"kty": "OKP", "crv": "Ed25519", "x": X, "kid": "ed"},
+            ec(serde_json::json!({"kid": "ok", "alg": "ES256"})),
+        ]});
+        let keys = Keys::parse(&jwks).unwrap();
+        let h = |kid: &str| Header {
+            alg: Alg::Es256,
+            kid: Some(kid.into()),
+        };
+        assert!(matches!(keys.find(&h("ok")), Lookup::Found(_)));
+        for kid in ["enc", "other-alg", "ed"] {
+            assert!(matches!(keys.find(&h(kid)), Lookup::UnknownKid), "{kid}");
+        }
+        let only_enc = serde_json::json!({"keys": [ec(serde_json::json!({"use": "enc"}))]});
+        assert!(Keys::parse(&only_enc).is_err());
+    }
+
+    #[test]
+    fn only_hs256_rs256_and_es256_headers_pass() {
+        use base64::Engine;
+        let tok = |header: &str| {
+            let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header);
+            format!("{h}.e30.")
+        };
+        for ok in ["HS256", "RS256", "ES256"] {
+            assert!(
+                header(&tok(&format!(r#"{{"alg":"{ok}"}}"#))).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"None"}"#,
+            r#"{"alg":"HS512"}"#,
+            r#"{"alg":"PS256"}"#,
+            r#"{"alg":"EdDSA"}"#,
+            r#"{}"#,
+            r#"{"alg":"ES256","kid":7}"#,
+            "not json",
+        ] {
+            assert!(header(&tok(bad)).is_err(), "{bad}");
+        }
+    }
 }
