@@ -28,6 +28,7 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
         groups: Vec::new(),
         view_version: 0,
         custom_statuses: Vec::new(),
+        identity: Default::default(),
     };
     let agent = AgentRow {
         id: "agt_bench".into(),
@@ -39,6 +40,7 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
         groups: Vec::new(),
         status: StatusView::manual(AgentStatus::Offline, 0, 0, None),
         status_op_id: String::new(),
+        sub: None,
     };
     store
         .commit(&Write::Account {

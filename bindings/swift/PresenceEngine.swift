@@ -69,6 +69,11 @@ public final class PresenceEngine: @unchecked Sendable {
         try await client.login(account: account, email: email, password: password)
     }
 
+    /// Signs in with a token (a JWT) the customer's own backend issued for the agent.
+    public func loginWithToken(account: String, token: String) async throws {
+        try await client.loginWithToken(account: account, token: token)
+    }
+
     public func logout() async throws {
         try await client.logout()
     }

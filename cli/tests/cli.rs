@@ -929,3 +929,84 @@ async fn watch_reports_the_idle_time_logind_gives_for_the_session() {
         .unwrap();
     assert!(status.success(), "watch exit: {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_with_a_token_file_signs_in_as_the_agent_the_token_names() {
+    use common::idp::{self, now};
+    let server = TestServer::start().await;
+    let api = server.api();
+    let acct = api.create_account("tok").await;
+    let secret = "a-shared-secret-of-at-least-32-bytes!";
+    let r = api
+        .put(
+            "/v1/admin/sign-in",
+            Some(&acct.owner_token),
+            serde_json::json!({"jwt": {"issuer": "https://id.tok.test", "audience": "presence",
+                                       "hs256_secret": secret},
+                               "password_login": true, "provision": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let claims = serde_json::json!({"iss": "https://id.tok.test", "aud": "presence",
+        "sub": "owner-1", "email": acct.email, "exp": now() + 600, "iat": now()});
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token.jwt");
+    std::fs::write(&file, format!("{}\n", idp::hs256(secret, &claims))).unwrap();
+    let data = dir.path().join("data");
+    let file = file.to_str().unwrap();
+
+    let o = run(
+        &data,
+        Some(&server.url),
+        &["login", "--account", "tok", "--token-file", file],
+    )
+    .await;
+    ok(&o, "login --token-file");
+    assert!(o.stdout.starts_with("logged in as Owner"), "{:?}", o.stdout);
+    assert_eq!(
+        show_json(&data, None).await["session"]["agent"]["email"],
+        acct.email
+    );
+
+    // A token signed with another secret, and a token file that is not there: one error
+    // line each, and a failing exit.
+    let forged = dir.path().join("forged.jwt");
+    std::fs::write(
+        &forged,
+        idp::hs256("another-secret-just-as-long-as-it-is", &claims),
+    )
+    .unwrap();
+    let o = run(
+        &data,
+        Some(&server.url),
+        &[
+            "login",
+            "--account",
+            "tok",
+            "--token-file",
+            forged.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_ne!(o.code, 0, "a forged token");
+    one_error_line(&o);
+    let o = run(
+        &data,
+        Some(&server.url),
+        &[
+            "login",
+            "--account",
+            "tok",
+            "--token-file",
+            "/nonexistent/token.jwt",
+        ],
+    )
+    .await;
+    assert_ne!(o.code, 0, "a missing token file");
+    one_error_line(&o);
+    assert!(
+        o.stderr.contains("/nonexistent/token.jwt"),
+        "{:?}",
+        o.stderr
+    );
+}

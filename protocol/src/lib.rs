@@ -923,6 +923,123 @@ pub struct AdminAccountResponse {
     pub agents: Vec<Agent>,
     #[serde(default)]
     pub custom_statuses: Vec<CustomStatus>,
+    /// The account's sign-in settings, without secrets.
+    #[serde(default)]
+    pub sign_in: SignInView,
+}
+
+/// `PUT /v1/admin/sign-in` (owner only): how the account's agents sign in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignInRequest {
+    /// Delegated sign-in with the customer's JWTs; `null`: none.
+    #[serde(default)]
+    pub jwt: Option<JwtSettings>,
+    /// `false`: `POST /v1/login` answers `403 forbidden` for this account.
+    #[serde(default = "yes")]
+    pub password_login: bool,
+    /// Whether a valid token of an unknown user creates its agent.
+    #[serde(default)]
+    pub provision: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The customer's token issuer: its `iss`, the `aud` tokens carry, and exactly one key
+/// source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JwtSettings {
+    pub issuer: String,
+    pub audience: String,
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+}
+
+/// The sign-in settings as `GET /v1/admin/account` shows them: never the HS256 secret, only
+/// whether one is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignInView {
+    pub jwt: Option<JwtView>,
+    pub password_login: bool,
+    pub provision: bool,
+}
+
+impl Default for SignInView {
+    fn default() -> Self {
+        SignInView {
+            jwt: None,
+            password_login: true,
+            provision: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JwtView {
+    pub issuer: String,
+    pub audience: String,
+    pub hs256_secret_set: bool,
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_url: Option<String>,
+}
+
+/// `POST /v1/login/token`: a session from the customer's signed token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenLoginRequest {
+    pub account: String,
+    pub token: String,
+    pub device: Device,
+    #[serde(default)]
+    pub push: Option<PushRegistration>,
+}
+
+/// `POST /v1/admin/api-keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewApiKeyRequest {
+    pub name: String,
+}
+
+/// An API key as listed (`GET /v1/admin/api-keys`); the key itself is shown only once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// `201` to `POST /v1/admin/api-keys`: the only time `key` is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewApiKeyResponse {
+    pub id: String,
+    pub name: String,
+    pub key: String,
+    pub created_at: i64,
+}
+
+/// Which agent `POST /v1/admin/sessions` opens a session for: exactly one of the three.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentRef {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub sub: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `POST /v1/admin/sessions` (an API key or an admin): a session for one of the account's
+/// agents, answered like a login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminSessionRequest {
+    pub agent: AgentRef,
+    pub device: Device,
+    #[serde(default)]
+    pub push: Option<PushRegistration>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

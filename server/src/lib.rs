@@ -29,6 +29,7 @@ pub mod embedded;
 pub mod error;
 pub mod hashing;
 pub mod http;
+pub mod jwt;
 pub mod metrics;
 pub mod ops;
 pub mod outbound;
@@ -194,7 +195,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         }
     };
     let ops = ops::Ops::new(backend.clone(), hasher, pusher)
-        .with_session_cap(config.limits.max_sessions_per_agent);
+        .with_session_cap(config.limits.max_sessions_per_agent)
+        .with_outbound_rules(outbound::TargetRules::new(&config.push.webhook_allow));
     let state = http::AppState {
         ops: ops.clone(),
         limiter,

@@ -28,6 +28,52 @@ pub struct AccountRow {
     /// served again after a restart.
     pub view_version: i64,
     pub custom_statuses: Vec<CustomStatus>,
+    /// How the account's agents sign in, and its API keys (one JSON column).
+    pub identity: Identity,
+}
+
+/// An account's customer identity settings: delegated sign-in and API keys, stored whole
+/// and replaced whole by [`crate::ops::AccountEdit::Identity`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    #[serde(default)]
+    pub sign_in: SignIn,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyRow>,
+}
+
+/// `PUT /v1/admin/sign-in` as stored (the HS256 secret included: it checks signatures).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SignIn {
+    #[serde(default)]
+    pub jwt: Option<presence_protocol::JwtSettings>,
+    #[serde(default = "yes")]
+    pub password_login: bool,
+    #[serde(default)]
+    pub provision: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for SignIn {
+    fn default() -> Self {
+        SignIn {
+            jwt: None,
+            password_login: true,
+            provision: false,
+        }
+    }
+}
+
+/// An API key as stored: the SHA-256 of the key (hex), never the key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub name: String,
+    pub hash: String,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +88,8 @@ pub struct AgentRow {
     pub status: StatusView,
     /// The op that set the current status; breaks `intent_at` ties.
     pub status_op_id: String,
+    /// The customer's user id (the `sub` of its tokens) this agent is linked to.
+    pub sub: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,8 @@
 //! - [`webhook`]: a loopback receiver for the server's webhook push provider.
 //! - [`standard_webhooks`]: webhook signatures checked by the Standard Webhooks project's
 //!   own library.
+//! - [`idp`]: the customer's identity provider: tokens signed HS256, RS256 or ES256 (or
+//!   not at all), and a JWKS server on loopback that counts its requests.
 //! - [`push`]: wire-level doubles of FCM (with its OAuth2 token endpoint), APNs and a
 //!   UnifiedPush endpoint.
 //! - [`fake`]: an in-memory fake server for paused-time tests.
@@ -31,6 +33,7 @@ pub mod contract;
 pub mod engine;
 pub mod fake;
 pub mod fsync;
+pub mod idp;
 pub mod phone;
 pub mod proxy;
 pub mod push;

@@ -12,7 +12,7 @@ import dev.presence.testing.*
  * Exits non-zero when anything failed.
  */
 fun main() {
-    val suites = arrayOf<Class<*>>(PresenceTests::class.java, TimedStatusTests::class.java)
+    val suites = arrayOf<Class<*>>(PresenceTests::class.java, TimedStatusTests::class.java, TokenLoginTests::class.java)
     val core = JUnitCore()
     core.addListener(object : RunListener() {
         private val failed = mutableSetOf<Description>()

@@ -262,6 +262,43 @@ impl OwnerLogin for Api {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_made_on_one_node_works_on_every_node_and_once_revoked_on_none() {
+    let c = Nodes::start(3).await;
+    let acc = c.api(0).create_account("keys").await;
+    let r = c
+        .api(0)
+        .post(
+            "/v1/admin/api-keys",
+            Some(&acc.owner_token),
+            json!({"name": "crm"}),
+        )
+        .await;
+    let (key, id) = (
+        r.body["key"].as_str().unwrap(),
+        r.body["id"].as_str().unwrap(),
+    );
+    for i in 0..3 {
+        assert_eq!(
+            c.api(i).get("/v1/admin/account", Some(key)).await.status,
+            200,
+            "node {i}"
+        );
+    }
+    let r = c
+        .api(1)
+        .delete(&format!("/v1/admin/api-keys/{id}"), Some(&acc.owner_token))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // At once, with no wait: every node reads the keys where they are kept.
+    for i in 0..3 {
+        c.api(i)
+            .get("/v1/admin/account", Some(key))
+            .await
+            .assert_error(401, "unauthorized");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_login_limits_hold_across_the_cluster_even_for_simultaneous_attempts() {
     let c = Nodes::start(3).await;
     let acc = c.api(0).create_account("acme").await;

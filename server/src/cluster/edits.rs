@@ -113,6 +113,8 @@ impl Inner {
                 }
                 self.put_account_cfg(account_id).await?;
             }
+            // Read from PostgreSQL wherever it is used: nothing in Redis to change.
+            AccountEdit::Identity(_) => {}
             AccountEdit::OpeningHours { .. } | AccountEdit::Settings(_) => {
                 self.put_account_cfg(account_id).await?;
             }

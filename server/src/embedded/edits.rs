@@ -32,6 +32,7 @@ impl State {
             groups: acc.groups.clone(),
             view_version: acc.versions_reserved,
             custom_statuses: acc.custom_statuses.clone(),
+            identity: acc.identity.clone(),
         };
         let agents = acc
             .agents
@@ -137,6 +138,7 @@ impl Inner {
                         a.name = row.name;
                         a.role = row.role;
                         a.groups = row.groups;
+                        a.sub = row.sub;
                     }
                 }
                 AccountEdit::RemoveAgent { agent_id } => {
@@ -195,6 +197,11 @@ impl Inner {
                         acc.idle = next.idle;
                     }
                 }
+                AccountEdit::Identity(identity) => {
+                    if let Some(acc) = st.accounts.get_mut(account_id) {
+                        acc.identity = identity;
+                    }
+                }
                 AccountEdit::CustomStatuses { statuses, resets } => {
                     if let Some(acc) = st.accounts.get_mut(account_id) {
                         acc.custom_statuses = statuses;
@@ -248,6 +255,10 @@ fn write_of(account_id: &str, edit: &AccountEdit, now: i64) -> Write {
         AccountEdit::Settings(settings) => Write::Settings {
             account_id,
             settings,
+        },
+        AccountEdit::Identity(identity) => Write::Identity {
+            account_id,
+            identity,
         },
         AccountEdit::CustomStatuses { statuses, resets } => Write::CustomStatuses {
             account_id,

@@ -61,6 +61,7 @@ impl Embedded {
                     reserving: false,
                     flip_at: None,
                     custom_statuses: a.custom_statuses,
+                    identity: a.identity,
                 },
             );
         }
@@ -89,6 +90,7 @@ impl Embedded {
                     groups: a.groups,
                     status: a.status,
                     status_op_id: a.status_op_id,
+                    sub: a.sub,
                     sessions: HashSet::default(),
                     tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
                     idle_check_at: None,

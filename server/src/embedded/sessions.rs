@@ -29,6 +29,7 @@ impl AgentState {
             groups: self.groups.clone(),
             status: self.status.clone(),
             status_op_id: self.status_op_id.clone(),
+            sub: self.sub.clone(),
         }
     }
 }

@@ -56,6 +56,7 @@ pub(super) struct AccountState {
     pub(super) view_tx: watch::Sender<Arc<ViewFrame>>,
     pub(super) flip_at: Option<i64>,
     pub(super) custom_statuses: Vec<CustomStatus>,
+    pub(super) identity: crate::rows::Identity,
 }
 
 pub(super) struct AgentState {
@@ -68,6 +69,7 @@ pub(super) struct AgentState {
     pub(super) groups: Vec<String>,
     pub(super) status: StatusView,
     pub(super) status_op_id: String,
+    pub(super) sub: Option<String>,
     pub(super) sessions: HashSet<Arc<str>>,
     pub(super) tx: broadcast::Sender<AgentEvent>,
     /// The idle check armed last (a popped timer of another time is stale).

@@ -73,6 +73,7 @@ impl Inner {
                     reserving: false,
                     flip_at: None,
                     custom_statuses: account.custom_statuses.clone(),
+                    identity: account.identity.clone(),
                 },
             );
             st.emails
@@ -216,6 +217,7 @@ pub(super) fn agent_state(row: AgentRow, id: Arc<str>, account_id: Arc<str>) -> 
         groups: row.groups,
         status: row.status,
         status_op_id: row.status_op_id,
+        sub: row.sub,
         sessions: HashSet::default(),
         tx: broadcast::channel(AGENT_EVENT_BUFFER).0,
         idle_check_at: None,

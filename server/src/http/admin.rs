@@ -3,7 +3,8 @@
 //!
 //! Guarantees:
 //! - Every route needs a live session with the owner or admin role (`403 forbidden` for an
-//!   agent), and acts on the caller's account only.
+//!   agent), or an API key of the account, and acts on the caller's account only. A key
+//!   acts as an admin, except on `sign-in` and `api-keys` (`403`); `sign-in` is an owner's.
 //! - A new agent answers `201 Created`, a removed one `204 No Content` (its sessions end
 //!   with reason `removed`), a password set `204` (its sessions end with reason
 //!   `credentials_changed`); every other edit answers `200` with its result.
@@ -11,15 +12,16 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use presence_protocol::{
-    AdminSetStatusRequest, CustomStatus, Group, NewAgentRequest, OpeningHours, PatchAgentRequest,
-    SetPasswordRequest, SettingsPatch,
+    AdminSessionRequest, AdminSetStatusRequest, CustomStatus, Group, NewAgentRequest,
+    NewApiKeyRequest, OpeningHours, PatchAgentRequest, SetPasswordRequest, SettingsPatch,
+    SignInRequest,
 };
 
 use super::AppState;
-use super::extract::{Admin, JsonBody, JsonListBody, LogParams, PathParam};
+use super::extract::{Admin, AdminSession, JsonBody, JsonListBody, LogParams, PathParam};
 use crate::error::ApiResult;
 
 pub fn router() -> Router<AppState> {
@@ -37,6 +39,54 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/custom-statuses", put(put_custom_statuses))
         .route("/v1/admin/opening-hours", put(put_opening_hours))
         .route("/v1/admin/settings", put(put_settings))
+        .route("/v1/admin/sign-in", put(put_sign_in))
+        .route(
+            "/v1/admin/api-keys",
+            post(create_api_key).get(list_api_keys),
+        )
+        .route("/v1/admin/api-keys/{id}", delete(revoke_api_key))
+        .route("/v1/admin/sessions", post(admin_session))
+}
+
+async fn put_sign_in(
+    State(state): State<AppState>,
+    AdminSession(p): AdminSession,
+    JsonBody(req): JsonBody<SignInRequest>,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.put_sign_in(&p, req).await?).into_response())
+}
+
+async fn create_api_key(
+    State(state): State<AppState>,
+    AdminSession(p): AdminSession,
+    JsonBody(req): JsonBody<NewApiKeyRequest>,
+) -> ApiResult<Response> {
+    let key = state.ops.create_api_key(&p, req).await?;
+    Ok((StatusCode::CREATED, Json(key)).into_response())
+}
+
+async fn list_api_keys(
+    State(state): State<AppState>,
+    AdminSession(p): AdminSession,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.api_keys(&p).await?).into_response())
+}
+
+async fn revoke_api_key(
+    State(state): State<AppState>,
+    AdminSession(p): AdminSession,
+    PathParam(id): PathParam,
+) -> ApiResult<StatusCode> {
+    state.ops.revoke_api_key(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn admin_session(
+    State(state): State<AppState>,
+    Admin(p): Admin,
+    JsonBody(req): JsonBody<AdminSessionRequest>,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.admin_session(&p, req).await?).into_response())
 }
 
 async fn put_custom_statuses(

@@ -47,16 +47,43 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// Like [`Auth`], but only for owners and admins (`403 forbidden` otherwise).
+/// An owner's or admin's session, or an API key of the account (acting as an admin:
+/// `crate::ops::api_keys`); `403 forbidden` for an agent's session.
 pub struct Admin(pub Principal);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)?;
+        if crate::ops::api_keys::is_key(token) {
+            return Ok(Admin(state.ops.authenticate_key(token).await?));
+        }
+        AdminSession::from_request_parts(parts, state)
+            .await
+            .map(|AdminSession(p)| Admin(p))
+    }
+}
+
+/// Like [`Admin`], but a signed-in owner or admin only: an API key gets `403 forbidden`
+/// (keys neither manage keys nor change how the account signs in).
+pub struct AdminSession(pub Principal);
+
+impl FromRequestParts<AppState> for AdminSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)?;
+        if crate::ops::api_keys::is_key(token) {
+            // An unknown or revoked key is `401` here as everywhere; a live one is not enough.
+            state.ops.authenticate_key(token).await?;
+            return Err(ApiError::forbidden(
+                "an API key cannot manage API keys or sign-in settings",
+            ));
+        }
         let Auth(p) = Auth::from_request_parts(parts, state).await?;
         if p.role.is_admin() {
-            Ok(Admin(p))
+            Ok(AdminSession(p))
         } else {
             Err(ApiError::forbidden(
                 "administration needs the owner or admin role",

@@ -1,5 +1,6 @@
-//! A device's session: `POST /v1/login`, `POST /v1/session/heartbeat`, `DELETE /v1/session`,
-//! and the session's push registration under `/v1/session/push`.
+//! A device's session: `POST /v1/login`, `POST /v1/login/token` (the customer's signed
+//! token), `POST /v1/session/heartbeat`, `DELETE /v1/session`, and the session's push
+//! registration under `/v1/session/push`.
 //!
 //! Guarantees:
 //! - A login takes a slot in the failed-login windows (per account and e-mail, per client
@@ -14,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, put};
 use axum::{Json, Router};
-use presence_protocol::{HeartbeatRequest, LoginRequest, PushRegistration};
+use presence_protocol::{HeartbeatRequest, LoginRequest, PushRegistration, TokenLoginRequest};
 
 use super::AppState;
 use super::extract::{Auth, Bearer, ClientIp, JsonBody, OptionalJsonBody};
@@ -25,6 +26,7 @@ use crate::error::{ApiError, ApiResult};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/login", post(login))
+        .route("/v1/login/token", post(login_token))
         .route("/v1/session/heartbeat", post(heartbeat))
         .route("/v1/session", delete(logout))
         .route("/v1/session/push", put(put_push).delete(delete_push))
@@ -64,6 +66,40 @@ async fn login(
         other => other.map_err(refused)?,
     };
     match state.ops.login(req).await {
+        Ok(resp) => Ok(Json(resp).into_response()),
+        Err(e) => {
+            if e == BackendError::InvalidCredentials {
+                attempt.failed();
+                state
+                    .metrics
+                    .login_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// A sign-in with the customer's token takes a slot in the same failed-login windows as a
+/// password: per account and the `sub` the token claims (unchecked: a forged token fills
+/// that user's window, as a wrong password fills an email's), and per client address.
+async fn login_token(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    JsonBody(req): JsonBody<TokenLoginRequest>,
+) -> ApiResult<Response> {
+    state.ops.check_token_login(&req)?;
+    // A namespace of its own: no email has a NUL in it.
+    let who = format!(
+        "\0sub:{}",
+        crate::jwt::unverified_sub(&req.token).unwrap_or_default()
+    );
+    let attempt = state
+        .limiter
+        .take(&req.account, &who, None, ip)
+        .await
+        .map_err(refused)?;
+    match state.ops.login_token(req).await {
         Ok(resp) => Ok(Json(resp).into_response()),
         Err(e) => {
             if e == BackendError::InvalidCredentials {

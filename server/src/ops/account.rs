@@ -101,6 +101,7 @@ pub fn new_account(
         groups: Vec::new(),
         view_version: crate::rules::VIEW_VERSION_BLOCK,
         custom_statuses: Vec::new(),
+        identity: Default::default(),
     };
     let owner = AgentRow {
         id: crate::auth::new_id("agt"),
@@ -112,6 +113,7 @@ pub fn new_account(
         groups: Vec::new(),
         status: initial_status(),
         status_op_id: String::new(),
+        sub: None,
     };
     (account, owner)
 }
@@ -131,6 +133,7 @@ pub(crate) mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             status: initial_status(),
             status_op_id: String::new(),
+            sub: None,
         }
     }
 
@@ -156,6 +159,7 @@ pub(crate) mod tests {
                     .collect(),
                 view_version: 0,
                 custom_statuses: Vec::new(),
+                identity: Default::default(),
             },
             agents,
         }

@@ -14,11 +14,14 @@
 
 pub mod account;
 pub mod agents;
+pub mod api_keys;
 pub mod credentials;
 pub mod custom;
+mod identity;
 pub mod idle;
 mod service;
 pub mod sessions;
+pub mod signin;
 pub mod status;
 
 pub use service::Ops;
@@ -108,6 +111,8 @@ pub enum AccountEdit {
     },
     /// Timings and messages are replaced.
     Settings(AccountSettings),
+    /// The sign-in settings and API keys are replaced.
+    Identity(crate::rows::Identity),
     /// The custom statuses are replaced; each listed agent's status becomes the one given
     /// (its custom status gone).
     CustomStatuses {
@@ -141,14 +146,16 @@ pub fn existing(
     })
 }
 
-/// Refuses `caller` unless the account, as stored, has it as an owner or admin. The HTTP
-/// layer checked the role its session carries (in cluster mode, from Redis); this check
-/// reads it where it is kept for good (memory and SQLite; PostgreSQL), under the account's
-/// turn for an edit, so a demoted admin's session can change nothing.
+/// Refuses `caller` unless the account, as stored, has it as an owner or admin, or as one
+/// of its API keys (which act as admins). The HTTP layer checked the role its session
+/// carries (in cluster mode, from Redis); this check reads it where it is kept for good
+/// (memory and SQLite; PostgreSQL), under the account's turn for an edit, so a demoted
+/// admin's session or a revoked key can change nothing.
 pub fn check_admin(slice: &AccountSlice, caller: &str) -> crate::backend::BackendResult<()> {
     use presence_protocol::Role;
     match slice.agents.iter().find(|a| a.id == caller).map(|a| a.role) {
         Some(Role::Owner | Role::Admin) => Ok(()),
+        None if api_keys::is_account_key(slice, caller) => Ok(()),
         _ => Err(crate::backend::BackendError::forbidden(
             "this needs an owner or admin of the account",
         )),

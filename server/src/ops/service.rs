@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use presence_protocol::{
     AccountInfo, AccountSettings, AdminAccountResponse, AdminSetStatusRequest, Agent,
-    ChangePasswordRequest, CreateAccountRequest, CreateAccountResponse, CustomStatus, Group,
-    Heartbeat, HeartbeatRequest, LoginRequest, LoginResponse, MeResponse, NewAgentRequest,
+    ChangePasswordRequest, CreateAccountRequest, CreateAccountResponse, CustomStatus, Device,
+    Group, Heartbeat, HeartbeatRequest, LoginRequest, LoginResponse, MeResponse, NewAgentRequest,
     OpeningHours, PatchAgentRequest, PushRegistration, SetPasswordRequest, SetStatusRequest,
     SetStatusResponse, Settings, SettingsPatch, StatusLogPage, StatusView,
 };
@@ -18,6 +18,7 @@ use super::sessions::{self, AgentKey, SessionEdit, SessionPlan, Sessions};
 use super::status::{self, StatusChange, StatusPlan};
 use super::{
     AccountEdit, AccountKey, AccountTarget, account, agents, by_admin, check_admin, custom, idle,
+    signin,
 };
 use super::{DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT};
 use crate::auth::TokenHash;
@@ -26,6 +27,7 @@ use crate::backend::{
     ViewFrame, WidgetStream,
 };
 use crate::hashing::HashPool;
+use crate::jwt::jwks::JwksCache;
 use crate::push::Pusher;
 use crate::rows::AgentRow;
 use crate::validate;
@@ -33,12 +35,14 @@ use crate::validate;
 /// The operations of the API over one backend. Cheap to clone.
 #[derive(Clone)]
 pub struct Ops {
-    backend: Arc<dyn Backend>,
-    hasher: Arc<HashPool>,
-    credentials: Arc<Credentials>,
-    pusher: Arc<Pusher>,
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) hasher: Arc<HashPool>,
+    pub(super) credentials: Arc<Credentials>,
+    pub(super) pusher: Arc<Pusher>,
     /// Live sessions an agent keeps.
-    session_cap: usize,
+    pub(super) session_cap: usize,
+    /// Keys fetched from accounts' `jwks_url`.
+    pub(super) jwks: Arc<JwksCache>,
 }
 
 /// Answered when every hashing slot is taken and the queue is full.
@@ -54,7 +58,14 @@ impl Ops {
             hasher,
             pusher,
             session_cap: sessions::MAX_LIVE_SESSIONS,
+            jwks: Arc::new(JwksCache::new(crate::outbound::TargetRules::default())),
         }
+    }
+
+    /// These operations with JWKS fetches under these target rules (`--push-webhook-allow`).
+    pub fn with_outbound_rules(mut self, rules: crate::outbound::TargetRules) -> Ops {
+        self.jwks = Arc::new(JwksCache::new(rules));
+        self
     }
 
     /// These operations with another cap on an agent's live sessions (the contract's is
@@ -207,7 +218,7 @@ impl Ops {
 
     /// [`check_admin`] on the account as stored, for what an admin reads or changes outside
     /// an account edit.
-    async fn stored_admin(&self, p: &Principal) -> BackendResult<()> {
+    pub(super) async fn stored_admin(&self, p: &Principal) -> BackendResult<()> {
         let slice = self
             .backend
             .account_slice(AccountKey::Id(&p.account_id))
@@ -236,7 +247,7 @@ impl Ops {
 
     /// Checks a push registration against the providers configured here; `prefix` names
     /// where it sits in the request body.
-    fn check_push(&self, reg: &PushRegistration, prefix: &str) -> BackendResult<()> {
+    pub(super) fn check_push(&self, reg: &PushRegistration, prefix: &str) -> BackendResult<()> {
         self.pusher
             .validate(reg)
             .map_err(|r| BackendError::invalid_field(&format!("{prefix}{}", r.field), r.detail))
@@ -277,6 +288,19 @@ impl Ops {
 
     pub async fn login(&self, req: LoginRequest) -> BackendResult<LoginResponse> {
         self.check_login(&req)?;
+        match self
+            .backend
+            .account_slice(AccountKey::Slug(&req.account))
+            .await
+        {
+            Ok(slice) if !slice.account.identity.sign_in.password_login => {
+                return Err(BackendError::forbidden(
+                    "this account signs in with its own identity provider, not passwords",
+                ));
+            }
+            Ok(_) | Err(BackendError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
         let key = AgentKey::Login {
             account_slug: &req.account,
             email: &req.email,
@@ -293,12 +317,27 @@ impl Ops {
         let Some(agent) = found else {
             return Err(BackendError::InvalidCredentials);
         };
+        match self.open_session(&agent, req.device, req.push).await {
+            // Removed since its password checked out.
+            Err(BackendError::NotFound(_)) => Err(BackendError::InvalidCredentials),
+            other => other,
+        }
+    }
+
+    /// Opens a session for `agent` (as it was read: a password changed since refuses it),
+    /// replacing the device's earlier one; the login answer.
+    pub(super) async fn open_session(
+        &self,
+        agent: &AgentRow,
+        device: Device,
+        push: Option<PushRegistration>,
+    ) -> BackendResult<LoginResponse> {
         let token = crate::auth::new_token();
         let (token_hash, session_id) = (
             crate::auth::token_hash(&token),
             crate::auth::new_session_id(),
         );
-        let (device, push, checked) = (req.device, req.push, agent.password_hash.clone());
+        let checked = agent.password_hash.clone();
         let cap = self.session_cap;
         let sessions = Sessions::Opening {
             device_id: device.id.clone(),
@@ -313,15 +352,10 @@ impl Ops {
             };
             sessions::open(slice, &checked, cap, new)
         });
-        let (slice, edit) = match self
+        let (slice, edit) = self
             .backend
             .edit_sessions(&agent.account_id, &agent.id, sessions, plan)
-            .await
-        {
-            // Removed since its password checked out.
-            Err(BackendError::NotFound(_)) => return Err(BackendError::InvalidCredentials),
-            other => other?,
-        };
+            .await?;
         match &edit {
             SessionEdit::Open(s) => Ok(sessions::login_answer(&slice, s, token)),
             _ => Err(BackendError::internal("a login opened no session")),
@@ -485,6 +519,7 @@ impl Ops {
             settings: acc.settings,
             agents,
             custom_statuses: acc.custom_statuses,
+            sign_in: signin::view(&acc.identity.sign_in),
         })
     }
 
@@ -505,6 +540,7 @@ impl Ops {
             groups: req.groups,
             status: account::initial_status(),
             status_op_id: String::new(),
+            sub: None,
         };
         let before = self
             .backend

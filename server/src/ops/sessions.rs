@@ -315,6 +315,7 @@ mod tests {
                     ..crate::ops::account::initial_status()
                 },
                 status_op_id: String::new(),
+                sub: None,
             },
             timings: Settings::default(),
             sessions: sessions

@@ -47,7 +47,7 @@ impl Store {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, slug, name, widget_key, settings, opening_hours, groups_json, view_version,
-                    custom_statuses
+                    custom_statuses, identity
              FROM accounts",
         )?;
         let accounts = stmt
@@ -62,13 +62,14 @@ impl Store {
                     groups: from_json(6, &r.get::<_, String>(6)?)?,
                     view_version: r.get(7)?,
                     custom_statuses: from_json(8, &r.get::<_, String>(8)?)?,
+                    identity: from_json(9, &r.get::<_, String>(9)?)?,
                 })
             })?
             .collect::<StoreResult<Vec<_>>>()?;
         let mut stmt = conn.prepare(
             "SELECT id, account_id, name, email, password_hash, role, groups_json, status,
                     status_version, intent_at, changed_by_device, status_op_id, status_until,
-                    status_then, custom_status, status_note, status_cause, changed_by_agent
+                    status_then, custom_status, status_note, status_cause, changed_by_agent, sub
              FROM agents",
         )?;
         let agents = stmt
@@ -104,6 +105,7 @@ impl Store {
                         changed_by_agent: r.get(17)?,
                     },
                     status_op_id: r.get(11)?,
+                    sub: r.get(18)?,
                 })
             })?
             .collect::<StoreResult<Vec<_>>>()?;

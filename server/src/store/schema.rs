@@ -113,6 +113,13 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX sessions_agent_device ON sessions (agent_id, device_id);
     "#,
+    // v9: the customer's identity: an account's sign-in settings and API keys (one JSON
+    // object), and the customer's user id an agent is linked to (unique in its account).
+    r#"
+    ALTER TABLE accounts ADD COLUMN identity TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE agents ADD COLUMN sub TEXT;
+    CREATE UNIQUE INDEX agents_sub ON agents (account_id, sub) WHERE sub IS NOT NULL;
+    "#,
 ];
 
 /// What `sessions.push_auth` holds: a registration's one secret, UnifiedPush's `auth` or a

@@ -91,6 +91,7 @@ fn agent_row(id: &str, email: &str) -> AgentRow {
         groups: Vec::new(),
         status: StatusView::manual(AgentStatus::Offline, 0, 0, None),
         status_op_id: String::new(),
+        sub: None,
     }
 }
 
@@ -107,6 +108,7 @@ fn a_write_refused_in_a_group_fails_alone_and_the_rest_commit() {
         groups: Vec::new(),
         view_version: 1000,
         custom_statuses: Vec::new(),
+        identity: Default::default(),
     };
     store
         .commit(&Write::Account {

@@ -64,6 +64,11 @@ pub enum Write {
         account_id: String,
         settings: AccountSettings,
     },
+    /// The sign-in settings and API keys replaced.
+    Identity {
+        account_id: String,
+        identity: crate::rows::Identity,
+    },
     /// The custom statuses replaced, and the statuses of the agents who lost theirs.
     CustomStatuses {
         account_id: String,
@@ -99,7 +104,10 @@ impl Write {
     /// Whether a unique constraint can refuse this write on its own (a taken slug, widget
     /// key or email); such a write gets a savepoint in a group.
     pub(super) fn may_be_refused(&self) -> bool {
-        matches!(self, Write::Account { .. } | Write::Agent(_))
+        matches!(
+            self,
+            Write::Account { .. } | Write::Agent(_) | Write::AgentProfile(_)
+        )
     }
 
     /// Makes the change inside the caller's transaction.
@@ -139,13 +147,15 @@ impl Write {
             Write::Agent(a) => insert_agent(tx, a),
             Write::AgentProfile(a) => {
                 tx.prepare_cached(
-                    "UPDATE agents SET name = ?2, role = ?3, groups_json = ?4 WHERE id = ?1",
+                    "UPDATE agents SET name = ?2, role = ?3, groups_json = ?4, sub = ?5
+                     WHERE id = ?1",
                 )?
                 .execute(params![
                     a.id,
                     a.name,
                     a.role.as_str(),
-                    json(&a.groups)
+                    json(&a.groups),
+                    a.sub
                 ])?;
                 Ok(())
             }
@@ -201,6 +211,14 @@ impl Write {
             } => {
                 tx.prepare_cached("UPDATE accounts SET settings = ?2 WHERE id = ?1")?
                     .execute(params![account_id, json(settings)])?;
+                Ok(())
+            }
+            Write::Identity {
+                account_id,
+                identity,
+            } => {
+                tx.prepare_cached("UPDATE accounts SET identity = ?2 WHERE id = ?1")?
+                    .execute(params![account_id, json(identity)])?;
                 Ok(())
             }
             Write::CustomStatuses {
@@ -357,9 +375,9 @@ fn insert_agent(conn: &Connection, a: &AgentRow) -> StoreResult<()> {
         "INSERT INTO agents (id, account_id, name, email, email_key, password_hash, role,
             groups_json, status, status_version, intent_at, changed_by_device, status_op_id,
             status_until, status_then, custom_status, status_note, status_cause,
-            changed_by_agent)
+            changed_by_agent, sub)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19)",
+            ?18, ?19, ?20)",
     )?
     .execute(params![
         a.id,
@@ -381,6 +399,7 @@ fn insert_agent(conn: &Connection, a: &AgentRow) -> StoreResult<()> {
         a.status.note,
         a.status.cause.as_str(),
         a.status.changed_by_agent,
+        a.sub,
     ])?;
     Ok(())
 }

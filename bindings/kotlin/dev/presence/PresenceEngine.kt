@@ -52,6 +52,10 @@ class PresenceEngine private constructor(
     suspend fun login(account: String, email: String, password: String) =
         live { client.login(account, email, password) }
 
+    /** Signs in with a token (a JWT) the customer's own backend issued for the agent. */
+    suspend fun loginWithToken(account: String, token: String) =
+        live { client.loginWithToken(account, token) }
+
     suspend fun logout() = live { client.logout() }
 
     /** Returns once the change is stored durably; delivery continues in the background. */

@@ -153,14 +153,15 @@ impl Pg {
             AccountEdit::AddAgent(row) => insert_agent_in(&*tx, row, now).await?,
             AccountEdit::UpdateAgent(row) => {
                 tx.execute(
-                    "UPDATE agents SET name = $2, role = $3, groups_json = $4, updated_at = $5 \
-                     WHERE id = $1",
+                    "UPDATE agents SET name = $2, role = $3, groups_json = $4, updated_at = $5, \
+                     sub = $6 WHERE id = $1",
                     &[
                         &row.id,
                         &row.name,
                         &role_str(row.role),
                         &json(&row.groups),
                         &now,
+                        &row.sub,
                     ],
                 )
                 .await
@@ -244,6 +245,14 @@ impl Pg {
                 .await
                 .map_err(|e| self.db(e))?;
             }
+            AccountEdit::Identity(identity) => {
+                tx.execute(
+                    "UPDATE accounts SET identity = $2 WHERE id = $1",
+                    &[&account_id, &json(identity)],
+                )
+                .await
+                .map_err(|e| self.db(e))?;
+            }
             AccountEdit::CustomStatuses { statuses, resets } => {
                 tx.execute(
                     "UPDATE accounts SET custom_statuses = $2 WHERE id = $1",
@@ -289,8 +298,8 @@ async fn insert_agent_in(
     let r = c
         .execute(
             "INSERT INTO agents (id, account_id, name, email, email_key, password_hash, role, \
-             groups_json, status, status_op, status_seq, updated_at) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+             groups_json, status, status_op, status_seq, updated_at, sub) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
             &[
                 &a.id,
                 &a.account_id,
@@ -304,6 +313,7 @@ async fn insert_agent_in(
                 &a.status_op_id,
                 &a.status.version,
                 &now,
+                &a.sub,
             ],
         )
         .await;

@@ -55,6 +55,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("sql/004_status_log.sql"),
     // v5: live sessions by agent.
     include_str!("sql/005_sessions_by_agent.sql"),
+    // v6: sign-in settings, API keys, and agents' customer user ids.
+    include_str!("sql/006_identity.sql"),
 ];
 
 /// Key of the advisory lock migrations run under ("PRSV").

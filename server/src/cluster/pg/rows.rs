@@ -57,7 +57,7 @@ pub(super) fn prefixed(cols: &str, alias: &str) -> String {
 }
 
 pub(super) const AGENT_COLS: &str =
-    "id, account_id, name, email, password_hash, role, groups_json, status, status_op";
+    "id, account_id, name, email, password_hash, role, groups_json, status, status_op, sub";
 
 pub(super) fn agent_row(r: &tokio_postgres::Row) -> BackendResult<AgentRow> {
     Ok(AgentRow {
@@ -70,11 +70,12 @@ pub(super) fn agent_row(r: &tokio_postgres::Row) -> BackendResult<AgentRow> {
         groups: from_json(r.get(6))?,
         status: from_json(r.get(7))?,
         status_op_id: r.get(8),
+        sub: r.get(9),
     })
 }
 
 pub(super) const ACCOUNT_COLS: &str = "id, slug, name, widget_key, settings, opening_hours, groups_json, view_reserved, \
-     custom_statuses";
+     custom_statuses, identity";
 
 pub(super) fn account_row(r: &tokio_postgres::Row) -> BackendResult<AccountRow> {
     Ok(AccountRow {
@@ -87,6 +88,7 @@ pub(super) fn account_row(r: &tokio_postgres::Row) -> BackendResult<AccountRow> 
         groups: from_json(r.get(6))?,
         view_version: r.get(7),
         custom_statuses: from_json(r.get(8))?,
+        identity: from_json(r.get(9))?,
     })
 }
 
