@@ -928,6 +928,41 @@ pub struct AdminAccountResponse {
     pub sign_in: SignInView,
 }
 
+/// `POST /v1/admin/sign-in/test` (owner or admin): a token to check against the account's
+/// sign-in settings, without signing anyone in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenTestRequest {
+    pub token: String,
+}
+
+/// What signing in with a tested token would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenTestAction {
+    /// The agent linked to the token's `sub` signs in as it is.
+    SignsIn,
+    /// The agent with the token's email is linked to its `sub`.
+    Links,
+    /// The linked agent's name, groups or role change to follow the claims.
+    Updates,
+    /// A new agent is made from the claims.
+    Provisions,
+}
+
+/// The answer of `POST /v1/admin/sign-in/test`: accepted, or exactly why not.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenTestResponse {
+    pub ok: bool,
+    /// Why the token is refused (`null` when it is accepted).
+    pub reason: Option<String>,
+    /// The token's `sub`, once its signature and claims checked out.
+    pub sub: Option<String>,
+    /// What a sign-in with it would do, when accepted.
+    pub action: Option<TokenTestAction>,
+    /// The agent it signs in as (not for a provisioned one, which does not exist yet).
+    pub agent_id: Option<String>,
+}
+
 /// `PUT /v1/admin/sign-in` (owner only): how the account's agents sign in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignInRequest {

@@ -1046,3 +1046,73 @@ async fn refused_tokens_count_toward_the_login_limits_per_user_and_address() {
     let r = sign_in(&api, "limits", &idp::hs256(SECRET, &claims("fresh")), "d").await;
     r.assert_error(429, "rate_limited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tested_token_says_exactly_why_it_is_refused_or_what_it_would_do_and_changes_nothing() {
+    let srv = TestServer::start().await;
+    let api = srv.api();
+    let acc = hs256_account(&api, "tester", false).await;
+    let test = |token: String| {
+        let (api, owner) = (api.clone(), acc.owner_token.clone());
+        async move {
+            let r = api
+                .post(
+                    "/v1/admin/sign-in/test",
+                    Some(&owner),
+                    json!({ "token": token }),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body
+        }
+    };
+    let owner_claims = with(good("owner-sub"), |c| {
+        c.insert("email".into(), json!(acc.email));
+    });
+    // Refusals, each with its reason.
+    let forged = test(idp::hs256(
+        "another-secret-of-at-least-32-bytes!",
+        &owner_claims,
+    ))
+    .await;
+    assert_eq!(forged["ok"], false);
+    assert!(
+        forged["reason"].as_str().unwrap().contains("Signature"),
+        "{forged}"
+    );
+    let expired = with(owner_claims.clone(), |c| {
+        c.insert("exp".into(), json!(now() - 3600));
+    });
+    let r = test(idp::hs256(SECRET, &expired)).await;
+    assert!(r["reason"].as_str().unwrap().contains("Expired"), "{r}");
+    let r = test(idp::unsigned(&owner_claims)).await;
+    assert_eq!(r["ok"], false, "alg none");
+    let stranger = test(idp::hs256(SECRET, &provisions("nobody"))).await;
+    assert_eq!(stranger["ok"], false);
+    assert_eq!(stranger["sub"], "nobody", "its claims checked out");
+    assert!(
+        stranger["reason"]
+            .as_str()
+            .unwrap()
+            .contains("provisioning is off"),
+        "{stranger}"
+    );
+    // Accepted: the owner's email links it; nothing is linked by the test itself.
+    let r = test(idp::hs256(SECRET, &owner_claims)).await;
+    assert_eq!(
+        (r["ok"].clone(), r["action"].clone(), r["agent_id"].clone()),
+        (json!(true), json!("links"), json!(acc.owner_id))
+    );
+    let again = test(idp::hs256(SECRET, &owner_claims)).await;
+    assert_eq!(again["action"], "links", "the test linked nothing");
+    // Only a signed-in owner or admin may test.
+    api.add_agent(&acc, "ann", &[]).await;
+    let ann = api.login_agent(&acc, "ann", "ann-laptop").await;
+    api.post(
+        "/v1/admin/sign-in/test",
+        Some(&ann.token),
+        json!({"token": "x"}),
+    )
+    .await
+    .assert_error(403, "forbidden");
+}

@@ -39,25 +39,10 @@ import {
 
 type Props = { session: Session };
 
-function Loading(props: { a: ReturnType<typeof useAdmin> }) {
-  if (props.a.refused) {
-    return (
-      <div class="card refusal" role="alert">
-        <p>
-          <strong>Not allowed: you do not have permission to open this page.</strong> The server refused: only owners and admins may manage the account.
-        </p>
-      </div>
-    );
-  }
-  if (props.a.error) {
-    return (
-      <p class="form-error" role="alert">
-        Could not load the account: {props.a.error}
-      </p>
-    );
-  }
-  return <p>Loading…</p>;
-}
+import { ApiKeysPage, SignInPage } from "./identity";
+import { Loading } from "./loading";
+
+export { ApiKeysPage, SignInPage };
 
 const ROLES: Role[] = ["agent", "admin", "owner"];
 
@@ -1022,4 +1007,4 @@ export function EmbedPage({ session }: Props) {
 }
 
 // This module is its own bundle (admin.js): it hands its pages to the page that loaded it.
-(window as any).__presenceAdmin = { AgentsPage, CustomStatusesPage, GroupsPage, HoursPage, SettingsPage, EmbedPage };
+(window as any).__presenceAdmin = { AgentsPage, CustomStatusesPage, GroupsPage, HoursPage, SettingsPage, EmbedPage, SignInPage, ApiKeysPage };

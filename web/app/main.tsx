@@ -72,6 +72,8 @@ const PAGES: Page[] = [
   { path: "/app/admin/hours", title: "Opening hours", admin: true, view: lazy("HoursPage") },
   { path: "/app/admin/settings", title: "Settings", admin: true, view: lazy("SettingsPage") },
   { path: "/app/admin/embed", title: "Embed", admin: true, view: lazy("EmbedPage") },
+  { path: "/app/admin/sign-in", title: "Sign-in", admin: true, view: lazy("SignInPage") },
+  { path: "/app/admin/api-keys", title: "API keys", admin: true, view: lazy("ApiKeysPage") },
 ];
 
 function useSession(): number {

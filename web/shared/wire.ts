@@ -373,6 +373,51 @@ export interface AdminAccountResponse {
   settings: AccountSettings;
   agents: Agent[];
   custom_statuses: CustomStatus[];
+  /** How the account's agents sign in (never the HS256 secret). */
+  sign_in?: SignInView;
+}
+
+/** The customer's token issuer as shown: whether an HS256 secret is set, never the secret. */
+export interface JwtView {
+  issuer: string;
+  audience: string;
+  hs256_secret_set: boolean;
+  jwks: unknown | null;
+  jwks_url: string | null;
+}
+
+export interface SignInView {
+  jwt: JwtView | null;
+  password_login: boolean;
+  provision: boolean;
+}
+
+/** `PUT /v1/admin/sign-in` (owner only): exactly one key source in `jwt`. */
+export interface SignInRequest {
+  jwt: { issuer: string; audience: string; hs256_secret: string | null; jwks: unknown | null; jwks_url: string | null } | null;
+  password_login: boolean;
+  provision: boolean;
+}
+
+/** `POST /v1/admin/sign-in/test`: accepted (and what a sign-in would do), or exactly why not. */
+export interface TokenTestResponse {
+  ok: boolean;
+  reason: string | null;
+  sub: string | null;
+  action: "signs_in" | "links" | "updates" | "provisions" | null;
+  agent_id: string | null;
+}
+
+/** An API key as listed; the key itself is in {@link NewApiKeyResponse} only. */
+export interface ApiKeyInfo {
+  id: string;
+  name: string;
+  created_at: number;
+}
+
+/** `201` to `POST /v1/admin/api-keys`: the only time `key` is shown. */
+export interface NewApiKeyResponse extends ApiKeyInfo {
+  key: string;
 }
 
 /** `POST /v1/admin/agents`; the answer is the new {@link Agent}. */

@@ -4,6 +4,7 @@
 // own device stream; the widget runs on a host page of another origin.
 
 import { execFile } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { gzipSync } from "node:zlib";
@@ -330,6 +331,59 @@ export function register(test, env) {
       await owner.getByText("Set a new password for Di; their devices were signed out.").waitFor();
       await api.login(acc.slug, di.email, "reset-by-owner", "di-after-reset");
       eq(owner.errors, [], "console errors");
+    } finally {
+      await owner.closeAll();
+    }
+  });
+
+  test("dashboard: the owner sets token sign-in (errors at their fields), tests tokens with the reason, makes and revokes an API key", async () => {
+    const { api } = env();
+    const acc = await account("dash-identity");
+    const owner = await signIn({ slug: acc.slug, email: acc.owner.email, password: acc.owner.password }, "/app/admin/sign-in");
+    const b64 = (x) => Buffer.from(typeof x === "string" ? x : JSON.stringify(x)).toString("base64url");
+    const jwt = (claims, secret) => {
+      const head = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
+      return `${head}.${createHmac("sha256", secret).update(head).digest("base64url")}`;
+    };
+    const secret = "a-shared-secret-of-at-least-32-bytes!";
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: "https://id.customer.test", aud: "presence", sub: "u-1", email: acc.owner.email, iat: now, exp: now + 600 };
+    try {
+      const form = owner.getByRole("form", { name: "Sign-in settings" });
+      await form.getByLabel("Tokens from your sign-in (JWT)").check();
+      await form.getByLabel("Issuer (iss)").fill(claims.iss);
+      await form.getByLabel("Audience (aud)").fill("presence");
+      await form.getByLabel("Shared secret", { exact: true }).fill("too-short");
+      await form.getByRole("button", { name: "Save sign-in settings" }).click();
+      await form.getByText(/32 to 1024 bytes/).waitFor();
+      eq(await form.getByLabel("Shared secret", { exact: true }).getAttribute("aria-invalid"), "true", "the secret field is marked");
+      await form.getByLabel("Shared secret", { exact: true }).fill(secret);
+      await form.getByRole("button", { name: "Save sign-in settings" }).click();
+      await owner.getByText("Sign-in settings saved.").waitFor();
+      const tester = owner.getByRole("form", { name: "Test a token" });
+      await tester.getByLabel("Token").fill(jwt(claims, "another-secret-of-at-least-32-bytes!!"));
+      await tester.getByRole("button", { name: "Test the token" }).click();
+      await tester.getByText(/Refused: .*Signature/).waitFor();
+      await tester.getByLabel("Token").fill(jwt(claims, secret));
+      await tester.getByRole("button", { name: "Test the token" }).click();
+      await tester.getByText(/Accepted \(sub u-1\): a sign-in links the agent/).waitFor();
+      await owner.screenshot({ path: shotPath("dashboard-sign-in"), fullPage: true });
+
+      await owner.getByRole("link", { name: "API keys" }).click();
+      const made = owner.getByRole("form", { name: "New API key" });
+      await made.getByLabel("Name").fill("Routing service");
+      await made.getByRole("button", { name: "Create key" }).click();
+      const shown = owner.getByRole("region", { name: "The new key" });
+      const key = (await shown.locator("code").textContent()).trim();
+      assert(key.startsWith("pk_"), `a key: ${key}`);
+      await owner.screenshot({ path: shotPath("dashboard-api-keys"), fullPage: true });
+      const use = () => fetch(`${api.url}/v1/admin/account`, { headers: { authorization: `Bearer ${key}` } });
+      eq((await use()).status, 200, "the key reads the account");
+      await owner.getByRole("button", { name: "Revoke Routing service" }).click();
+      await owner.getByRole("button", { name: "Yes, revoke Routing service" }).click();
+      await owner.getByText("Revoked Routing service: it no longer works anywhere.").waitFor();
+      eq((await use()).status, 401, "a revoked key");
+      eq(owner.errors.filter((e) => !/status of 422/.test(e)), [], "console errors besides the 422");
     } finally {
       await owner.closeAll();
     }
@@ -701,6 +755,8 @@ export function register(test, env) {
         ["/app/admin/hours", "Opening hours"],
         ["/app/admin/settings", "Settings"],
         ["/app/admin/embed", "Embed"],
+        ["/app/admin/sign-in", "Sign-in"],
+        ["/app/admin/api-keys", "API keys"],
       ]) {
         await owner.goto(`${server.url}${path}`);
         await owner.getByRole("heading", { name: heading, level: 1 }).waitFor();

@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use presence_protocol::{
     AdminSessionRequest, AdminSetStatusRequest, CustomStatus, Group, NewAgentRequest,
     NewApiKeyRequest, OpeningHours, PatchAgentRequest, SetPasswordRequest, SettingsPatch,
-    SignInRequest,
+    SignInRequest, TokenTestRequest,
 };
 
 use super::AppState;
@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/opening-hours", put(put_opening_hours))
         .route("/v1/admin/settings", put(put_settings))
         .route("/v1/admin/sign-in", put(put_sign_in))
+        .route("/v1/admin/sign-in/test", post(test_token))
         .route(
             "/v1/admin/api-keys",
             post(create_api_key).get(list_api_keys),
@@ -54,6 +55,15 @@ async fn put_sign_in(
     JsonBody(req): JsonBody<SignInRequest>,
 ) -> ApiResult<Response> {
     Ok(Json(state.ops.put_sign_in(&p, req).await?).into_response())
+}
+
+/// Says why a token would be refused, or what signing in with it would do; changes nothing.
+async fn test_token(
+    State(state): State<AppState>,
+    AdminSession(p): AdminSession,
+    JsonBody(req): JsonBody<TokenTestRequest>,
+) -> ApiResult<Response> {
+    Ok(Json(state.ops.test_token(&p, req).await?).into_response())
 }
 
 async fn create_api_key(

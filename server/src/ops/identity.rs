@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use presence_protocol::{
     AdminSessionRequest, ApiKeyInfo, JwtSettings, LoginResponse, NewApiKeyRequest,
-    NewApiKeyResponse, Role, SignInRequest, SignInView, TokenLoginRequest,
+    NewApiKeyResponse, Role, SignInRequest, SignInView, TokenLoginRequest, TokenTestAction,
+    TokenTestRequest, TokenTestResponse,
 };
 
-use super::signin::{self, Signs, refused};
+use super::signin::{self, NoAgent, Signs, refused};
 use super::{AccountEdit, AccountKey, AccountTarget, Ops, api_keys, by_admin, check_admin};
 use crate::backend::{BackendError, BackendResult, Principal};
 use crate::jwt::{self, Alg, Claims, Header, Keys, Lookup, Refusal, With};
@@ -76,6 +77,73 @@ impl Ops {
             Err(BackendError::NotFound(_)) => Err(refused(&slug, "the agent was removed")),
             other => other,
         }
+    }
+
+    /// Checks a token against the account's sign-in settings as a sign-in would, and says
+    /// exactly why it is refused or what it would do; nothing changes (owner or admin).
+    pub async fn test_token(
+        &self,
+        p: &Principal,
+        req: TokenTestRequest,
+    ) -> BackendResult<TokenTestResponse> {
+        if req.token.len() > MAX_TOKEN {
+            return Err(BackendError::invalid_field(
+                "token",
+                format!("at most {MAX_TOKEN} bytes"),
+            ));
+        }
+        let slice = self
+            .backend
+            .account_slice(AccountKey::Id(&p.account_id))
+            .await?;
+        check_admin(&slice, &p.agent_id)?;
+        let no = |reason: String, sub: Option<String>| TokenTestResponse {
+            ok: false,
+            reason: Some(reason),
+            sub,
+            action: None,
+            agent_id: None,
+        };
+        let Some(jwt) = slice.account.identity.sign_in.jwt.clone() else {
+            return Ok(no("the account has no token sign-in".into(), None));
+        };
+        let header = match jwt::header(req.token.trim()) {
+            Ok(h) => h,
+            Err(r) => return Ok(no(r.0, None)),
+        };
+        let claims = match self
+            .verify_token(&slice.account.id, &jwt, &header, req.token.trim())
+            .await
+        {
+            Ok(c) => c,
+            Err(r) => return Ok(no(r.0, None)),
+        };
+        let sub = Some(claims.sub.clone());
+        let linked = |id: &str| slice.agent(id).is_ok_and(|a| a.sub.is_some());
+        let (action, agent_id) = match signin::plan_agent(&slice, &claims, "") {
+            Ok(Signs::As(row)) => (TokenTestAction::SignsIn, Some(row.id)),
+            Ok(Signs::Edit(AccountEdit::AddAgent(_))) => (TokenTestAction::Provisions, None),
+            Ok(Signs::Edit(AccountEdit::UpdateAgent(row))) if linked(&row.id) => {
+                (TokenTestAction::Updates, Some(row.id))
+            }
+            Ok(Signs::Edit(AccountEdit::UpdateAgent(row))) => {
+                (TokenTestAction::Links, Some(row.id))
+            }
+            Ok(Signs::Edit(_)) => {
+                return Err(BackendError::internal(
+                    "a sign-in plan changed something else",
+                ));
+            }
+            Err(NoAgent::Refused(why)) => return Ok(no(why.into(), sub)),
+            Err(NoAgent::Failed(e)) => return Ok(no(e.to_string(), sub)),
+        };
+        Ok(TokenTestResponse {
+            ok: true,
+            reason: None,
+            sub,
+            action: Some(action),
+            agent_id,
+        })
     }
 
     /// Plans the sign-in's agent again under the account's turn and stores it.

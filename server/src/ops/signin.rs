@@ -125,9 +125,31 @@ pub enum Signs {
     Edit(AccountEdit),
 }
 
+/// Why claims that checked out sign no agent in, or what else stopped the plan.
+#[derive(Debug)]
+pub enum NoAgent {
+    /// A refusal, told to the client as `invalid_credentials` (the reason is logged).
+    Refused(&'static str),
+    Failed(BackendError),
+}
+
+impl From<BackendError> for NoAgent {
+    fn from(e: BackendError) -> NoAgent {
+        NoAgent::Failed(e)
+    }
+}
+
 /// Which agent `claims` sign in, and what changes for it (`new_id` for a provisioned one).
 pub fn agent_for(slice: &AccountSlice, claims: &Claims, new_id: &str) -> BackendResult<Signs> {
-    let slug = slice.account.slug.as_str();
+    match plan_agent(slice, claims, new_id) {
+        Ok(s) => Ok(s),
+        Err(NoAgent::Refused(why)) => Err(refused(&slice.account.slug, why)),
+        Err(NoAgent::Failed(e)) => Err(e),
+    }
+}
+
+/// [`agent_for`], saying why a refusal is one.
+pub fn plan_agent(slice: &AccountSlice, claims: &Claims, new_id: &str) -> Result<Signs, NoAgent> {
     let by_sub = slice
         .agents
         .iter()
@@ -138,8 +160,7 @@ pub fn agent_for(slice: &AccountSlice, claims: &Claims, new_id: &str) -> Backend
             let key = email_key(email);
             match slice.agents.iter().find(|a| a.email_key() == key) {
                 Some(a) if a.sub.is_some() => {
-                    return Err(refused(
-                        slug,
+                    return Err(NoAgent::Refused(
                         "the email's agent is linked to another user (sub)",
                     ));
                 }
@@ -192,23 +213,24 @@ fn known_groups(slice: &AccountSlice, claimed: &[String]) -> Vec<String> {
 }
 
 /// A provisioned agent: only with `provision`, an `email` claim, and room in the account.
-fn new_agent(slice: &AccountSlice, claims: &Claims, new_id: &str) -> BackendResult<AgentRow> {
-    let slug = slice.account.slug.as_str();
+fn new_agent(slice: &AccountSlice, claims: &Claims, new_id: &str) -> Result<AgentRow, NoAgent> {
     if !slice.account.identity.sign_in.provision {
-        return Err(refused(slug, "no agent has this sub or email"));
+        return Err(NoAgent::Refused(
+            "no agent has this sub or email, and provisioning is off",
+        ));
     }
     let Some(email) = claims
         .email
         .as_ref()
         .filter(|e| validate::email("email", e).is_ok())
     else {
-        return Err(refused(slug, "provisioning needs a valid email claim"));
+        return Err(NoAgent::Refused("provisioning needs a valid email claim"));
     };
     if slice.agents.len() >= super::agents::MAX_AGENTS {
-        return Err(BackendError::conflict(format!(
+        return Err(NoAgent::Failed(BackendError::conflict(format!(
             "an account has at most {} agents",
             super::agents::MAX_AGENTS
-        )));
+        ))));
     }
     let name = email.split('@').next().unwrap_or(email).to_owned();
     Ok(AgentRow {
