@@ -29,6 +29,7 @@ fn num(args: &[String], name: &str, default: i64) -> Result<i64, String> {
 
 fn config(args: &[String]) -> Result<Config, String> {
     let d = Settings::default();
+    let base = Config::for_tests(Path::new(""));
     Ok(Config {
         listen: flag(args, "--listen")
             .unwrap_or("127.0.0.1:0")
@@ -44,7 +45,16 @@ fn config(args: &[String]) -> Result<Config, String> {
             renew_margin_ms: num(args, "--renew-margin-ms", d.renew_margin_ms)?,
         },
         push: Default::default(),
-        ..Config::for_tests(Path::new(""))
+        limits: presence_server::Limits {
+            max_sessions_per_agent: num(args, "--max-sessions-per-agent", 20)? as usize,
+            idle_timeout: std::time::Duration::from_millis(num(
+                args,
+                "--idle-timeout-ms",
+                base.limits.idle_timeout.as_millis() as i64,
+            )? as u64),
+            ..base.limits
+        },
+        ..base
     })
 }
 

@@ -101,7 +101,9 @@ pub fn token_hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A random identifier with a readable prefix, e.g. `agt_3f9c...`.
+/// The fewest characters `--admin-token` may have.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
 /// A new session id, `ses_` then the time in milliseconds (12 hex digits) then 8 random
 /// bytes: ids sort by age (strictly increasing within a process, so sessions opened in one
 /// millisecond keep their order), which is how the oldest of an agent's sessions is found.
@@ -121,6 +123,7 @@ pub fn new_session_id() -> String {
     format!("ses_{:012x}{}", now.max(prev + 1), hex::encode(b))
 }
 
+/// A random identifier with a readable prefix, e.g. `agt_3f9c...`.
 pub fn new_id(prefix: &str) -> String {
     let mut b = [0u8; 12];
     rand::rng().fill_bytes(&mut b);

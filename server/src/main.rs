@@ -234,6 +234,16 @@ async fn run(args: Args) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if let Some(t) = &args.admin_token
+        && t.chars().count() < presence_server::auth::MIN_ADMIN_TOKEN_CHARS
+    {
+        eprintln!(
+            "presence-server: --admin-token must have at least {} characters (it creates \
+             accounts; a short one can be guessed)",
+            presence_server::auth::MIN_ADMIN_TOKEN_CHARS
+        );
+        return ExitCode::from(2);
+    }
     let mut admin_token = args.admin_token.clone();
     if args.demo && admin_token.is_none() {
         admin_token = Some(presence_server::auth::new_token());

@@ -123,6 +123,27 @@ fn the_demo_stays_on_loopback_unless_told_it_may_be_public() {
     assert!(line.starts_with("listening on http://"), "{line:?}");
 }
 
+#[test]
+fn a_short_admin_token_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_presence-server"))
+        .args(["--listen", "127.0.0.1:0", "--admin-token", "short-token"])
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--admin-token must have at least 16 characters"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("short-token"),
+        "the token is not echoed: {err}"
+    );
+}
+
 #[tokio::test]
 async fn past_the_connection_cap_requests_get_503_and_health_is_still_answered() {
     let tmp = tempfile::tempdir().unwrap();

@@ -370,3 +370,38 @@ async fn scrapes_and_health_checks_cost_the_stores_a_bounded_number_of_queries()
         "{before} -> {after} PostgreSQL operations in {secs} s"
     );
 }
+
+/// `POST /v1/accounts` with `token` as the operator, through a proxy that says it forwards
+/// for `client`; the answer's status.
+async fn operator_call(api: &presence_test_support::Api, token: &str, client: &str) -> u16 {
+    let req = api
+        .request(reqwest::Method::POST, "/v1/accounts")
+        .bearer_auth(token)
+        .header("x-forwarded-for", client)
+        .json(&json!({"name": "Acme", "slug": format!("s{}", client.replace('.', "-")),
+                      "owner": {"name": "O", "email": "o@acme.test", "password": "pw-owner-secret"}}));
+    api.send(req).await.status
+}
+
+#[tokio::test]
+async fn wrong_operator_tokens_count_per_client_address_like_failed_logins() {
+    let srv = TestServer::with(|c| c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    let api = srv.api();
+    let right = presence_test_support::ADMIN_TOKEN;
+    for _ in 0..10 {
+        assert_eq!(
+            operator_call(&api, "guess-guess-guess", "198.51.100.7").await,
+            401
+        );
+    }
+    assert_eq!(
+        operator_call(&api, right, "198.51.100.7").await,
+        429,
+        "that address has used its attempts"
+    );
+    assert_eq!(
+        operator_call(&api, right, "198.51.100.8").await,
+        201,
+        "another address is not locked out"
+    );
+}

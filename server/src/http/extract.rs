@@ -104,10 +104,21 @@ impl FromRequestParts<AppState> for Operator {
                 "account creation is disabled: start the server with --admin-token",
             ));
         };
-        let given = bearer(&parts.headers)?;
+        let given = bearer(&parts.headers)?.to_owned();
+        // Wrong tokens count like failed logins: in a window of the client address's own for
+        // the operator route (so one address cannot lock others out), and in its address
+        // window.
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
+        let key = format!("operator@{}", ip.map(|i| i.to_string()).unwrap_or_default());
+        let attempt = state
+            .limiter
+            .take("", &key, None, ip)
+            .await
+            .map_err(super::session::refused)?;
         if crate::auth::secure_eq(given.as_bytes(), expected.as_bytes()) {
             Ok(Operator)
         } else {
+            attempt.failed();
             Err(ApiError::unauthorized())
         }
     }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-pub const ADMIN: &str = "t0ken";
+pub const ADMIN: &str = "t0ken-for-the-tests";
 
 pub struct Proc {
     pub child: Child,
