@@ -299,7 +299,7 @@ async fn tool(bin: &str, args: &[&str]) -> String {
 }
 
 /// A child whose output goes to log files (PostgreSQL logs to stderr, not a ready line).
-fn spawn_logged(ctx: &Ctx, name: &str, mut cmd: Command) -> Res<Spawned> {
+pub(crate) fn spawn_logged(ctx: &Ctx, name: &str, mut cmd: Command) -> Res<Spawned> {
     std::fs::create_dir_all(&ctx.logs).map_err(e)?;
     let out = std::fs::File::create(ctx.logs.join(format!("{name}.log"))).map_err(e)?;
     let err = std::fs::File::create(ctx.logs.join(format!("{name}.stderr.log"))).map_err(e)?;
@@ -376,7 +376,7 @@ async fn start_postgres(ctx: &Ctx, dir: &Path, port: u16) -> Res<Spawned> {
     }
 }
 
-async fn start_redis(ctx: &Ctx, dir: &Path, port: u16) -> Res<Spawned> {
+pub(crate) async fn start_redis(ctx: &Ctx, dir: &Path, port: u16) -> Res<Spawned> {
     let rdir = dir.join("redis");
     std::fs::create_dir_all(&rdir).map_err(e)?;
     let mut cmd = Command::new("redis-server");
