@@ -22,6 +22,10 @@
 //!   (`EVALSHA`, same `C`, on the same Redis, in the same run) against a seeded lease.
 //! - Status commit: node A's `presence_cluster_status_commit_seconds` histogram after the
 //!   status samples; the p99 is the smallest bucket bound holding 99% of the commits.
+//! - Kill -9 ghost (last, as it ends node C): an agent's only session is on node C, online,
+//!   heartbeating at the interval; node C is killed with SIGKILL right after a heartbeat's
+//!   answer -> the widget stream on node A shows `offline`. The lease ttl (3 s here) plus the
+//!   250 ms publication bound is what the contract allows.
 //!
 //! PostgreSQL runs with `fsync=on`, so the commit figures are real commits.
 
@@ -127,6 +131,7 @@ pub async fn cluster(ctx: &mut Ctx) -> Res<()> {
         Some(m.floor_per_s.round()),
     );
     r.set("cluster_status_commit_p99_ms", m.commit_p99_ms);
+    r.set("cluster_kill9_ghost_ms", Some(m.kill9_ghost_ms));
     r.detail(
         "cluster",
         json!({
@@ -147,6 +152,8 @@ pub async fn cluster(ctx: &mut Ctx) -> Res<()> {
                           "redis_floor_requests": sizes.floor_requests,
                           "redis_floor": "redis-benchmark EVALSHA of the cluster's heartbeat script"},
             "status_commit": m.commit,
+            "kill9_ghost": {"ms": m.kill9_ghost_ms, "ttl_ms": TTL_MS,
+                            "killed_after_heartbeat": true},
             "postgres": m.pg_version,
             "redis": m.redis_version,
         }),
@@ -187,6 +194,7 @@ struct Measured {
     floor_per_s: f64,
     commit_p99_ms: Option<f64>,
     commit: Value,
+    kill9_ghost_ms: f64,
     pg_version: String,
     redis_version: String,
 }
@@ -267,6 +275,9 @@ async fn run(
         10,
     )
     .await?;
+    // procs ends with node C (nodes[2]); the scenario kills it and reaps it.
+    let victim = procs.pop().ok_or("no node to kill")?;
+    let kill9_ghost_ms = kill9_ghost(a, nodes[2], victim).await?;
     Ok(Measured {
         status,
         answers,
@@ -284,6 +295,7 @@ async fn run(
         floor_per_s,
         commit_p99_ms,
         commit,
+        kill9_ghost_ms,
         pg_version,
         redis_version,
     })
@@ -299,7 +311,7 @@ async fn tool(bin: &str, args: &[&str]) -> String {
 }
 
 /// A child whose output goes to log files (PostgreSQL logs to stderr, not a ready line).
-fn spawn_logged(ctx: &Ctx, name: &str, mut cmd: Command) -> Res<Spawned> {
+pub(crate) fn spawn_logged(ctx: &Ctx, name: &str, mut cmd: Command) -> Res<Spawned> {
     std::fs::create_dir_all(&ctx.logs).map_err(e)?;
     let out = std::fs::File::create(ctx.logs.join(format!("{name}.log"))).map_err(e)?;
     let err = std::fs::File::create(ctx.logs.join(format!("{name}.stderr.log"))).map_err(e)?;
@@ -376,7 +388,7 @@ async fn start_postgres(ctx: &Ctx, dir: &Path, port: u16) -> Res<Spawned> {
     }
 }
 
-async fn start_redis(ctx: &Ctx, dir: &Path, port: u16) -> Res<Spawned> {
+pub(crate) async fn start_redis(ctx: &Ctx, dir: &Path, port: u16) -> Res<Spawned> {
     let rdir = dir.join("redis");
     std::fs::create_dir_all(&rdir).map_err(e)?;
     let mut cmd = Command::new("redis-server");
@@ -544,6 +556,58 @@ async fn logout_cross_node(a: SocketAddr, b: SocketAddr, n: usize) -> Res<Sample
         }
     }
     Ok(s)
+}
+
+/// The agent's only session on node `c`, heartbeating; node `c` killed with SIGKILL right after
+/// a heartbeat's answer -> the widget on node `a` shows `offline`. Milliseconds from the kill.
+async fn kill9_ghost(a: SocketAddr, c: SocketAddr, victim: Spawned) -> Res<f64> {
+    let setup = async {
+        let mut ca = Conn::connect(a).await.map_err(e)?;
+        let acc = api::create_account(&mut ca, "cl-kill9").await?;
+        let mut w = Sse::open(a, &format!("/v1/widget/{}/events", acc.widget_key), None)
+            .await
+            .map_err(e)?;
+        next_chatbox(&mut w, "offline").await?;
+        let mut cc = Conn::connect(c).await.map_err(e)?;
+        let l = login_checked(&mut cc, &acc, "device-on-c", TTL_MS).await?;
+        api::set_status(&mut cc, &l.token, "online").await?;
+        next_chatbox(&mut w, "online").await?;
+        let hb = request_bytes(
+            "POST",
+            "/v1/session/heartbeat",
+            Some(&l.token),
+            Some(HB_BODY),
+        );
+        // A few beats at the interval, as a live device does; the kill follows the last.
+        for _ in 0..3 {
+            sleep(Duration::from_millis(INTERVAL_MS as u64)).await;
+            cc.send(&hb).await.map_err(e)?;
+            cc.recv()
+                .await
+                .map_err(e)?
+                .expect(200, "heartbeat")
+                .map_err(e)?;
+        }
+        Ok::<_, String>((w, cc))
+    }
+    .await;
+    let (mut w, cc) = match setup {
+        Ok(x) => x,
+        Err(err) => {
+            victim.stop(STOP).await?;
+            return Err(err);
+        }
+    };
+    let Spawned { mut child, pid, .. } = victim;
+    proc::signal(pid, libc::SIGKILL);
+    let t0 = Instant::now();
+    let _ = child.wait().await;
+    drop(cc);
+    let wait = Duration::from_millis(TTL_MS as u64) + EVENT_WAIT;
+    let ev = timeout(wait, next_chatbox(&mut w, "offline"))
+        .await
+        .map_err(|_| "the widget never showed the killed node's agent offline")??;
+    Ok(round3((ev.at - t0).as_secs_f64() * 1000.0))
 }
 
 async fn metrics_text(node: SocketAddr) -> Res<String> {

@@ -13,6 +13,7 @@
 
 mod api;
 mod bare;
+mod centrifugo;
 mod cluster;
 mod core;
 mod durability;
@@ -53,16 +54,18 @@ pub const STEPS: &[&str] = &[
     "durability",
     "ffi",
     "soketi",
+    "centrifugo",
     "redis",
     "widget",
     "dashboard",
     "push",
     "cluster",
+    "centrifugo-cluster",
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
-steps: latency, expiry, timers, fanout, heartbeat, rss, idle, core, phone, durability, ffi, soketi, redis,
-widget, dashboard, push, cluster";
+steps: latency, expiry, timers, fanout, heartbeat, rss, idle, core, phone, durability, ffi, soketi,
+centrifugo, redis, widget, dashboard, push, cluster, centrifugo-cluster";
 
 pub struct Ctx {
     pub quick: bool,
@@ -278,6 +281,10 @@ fn peer_installed(step: &str) -> bool {
             .join("node_modules/@soketi/soketi/package.json")
             .is_file(),
         "redis" => proc::which("redis-server").is_some(),
+        "centrifugo" => centrifugo::binary().is_file(),
+        "centrifugo-cluster" => {
+            centrifugo::binary().is_file() && proc::which("redis-server").is_some()
+        }
         _ => true,
     }
 }
@@ -299,6 +306,8 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "durability" => ours::durability(ctx).await,
         "ffi" => ffi(ctx).await,
         "soketi" => soketi::soketi(ctx).await,
+        "centrifugo" => centrifugo::centrifugo(ctx).await,
+        "centrifugo-cluster" => centrifugo::cluster(ctx).await,
         "redis" => redis::redis(ctx).await,
         "cluster" => cluster::cluster(ctx).await,
         other => Err(format!("unknown step {other}")),
@@ -326,6 +335,7 @@ fn derived_ratios(r: &mut Report) {
         "bare_axum_10k_widgets_p99_ms",
     );
     r.set("status_to_10k_widgets_vs_bare_axum", v);
+    centrifugo::ratios(r);
 }
 
 async fn run(opts: Opts, nofile: u64) -> ExitCode {

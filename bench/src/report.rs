@@ -89,6 +89,7 @@ pub const ROWS: &[Row] = &[
         baselines: &[
             ("soketi member_added", "peer_soketi_change_p50_ms"),
             ("Redis keyspace `set`", "peer_redis_change_p50_ms"),
+            ("Centrifugo publication", "peer_centrifugo_change_p50_ms"),
         ],
     },
     Row {
@@ -104,6 +105,7 @@ pub const ROWS: &[Row] = &[
         baselines: &[
             ("soketi member_removed", "peer_soketi_leave_p50_ms"),
             ("Redis keyspace `del`", "peer_redis_leave_p50_ms"),
+            ("Centrifugo leave", "peer_centrifugo_leave_p50_ms"),
         ],
     },
     Row {
@@ -125,10 +127,13 @@ pub const ROWS: &[Row] = &[
         key: "status_to_10k_widgets_p99_ms",
         what: "same, p99",
         goal: Goal::AtMost(50.0),
-        baselines: &[(
-            "bare axum watch+SSE fan-out p99",
-            "bare_axum_10k_widgets_p99_ms",
-        )],
+        baselines: &[
+            (
+                "bare axum watch+SSE fan-out p99",
+                "bare_axum_10k_widgets_p99_ms",
+            ),
+            ("Centrifugo uni_sse", "peer_centrifugo_fanout_10k_p99_ms"),
+        ],
     },
     Row {
         key: "status_to_other_device_vs_http_floor",
@@ -200,7 +205,10 @@ pub const ROWS: &[Row] = &[
         key: "expiry_detection_lag_p99_ms",
         what: "same, p99",
         goal: Goal::AtMost(20.0),
-        baselines: &[],
+        baselines: &[(
+            "Centrifugo token `exp` -> leave",
+            "peer_centrifugo_expiry_lag_p99_ms",
+        )],
     },
     Row {
         key: "status_timer_lag_p50_ms",
@@ -326,7 +334,13 @@ pub const ROWS: &[Row] = &[
         key: "cluster_status_cross_node_p50_ms",
         what: "cluster of 3 nodes: status PUT on node A -> `status` event on the other device's stream on node B",
         goal: Goal::AtMost(1.5),
-        baselines: &[("one node", "status_to_other_device_p50_ms")],
+        baselines: &[
+            ("one node", "status_to_other_device_p50_ms"),
+            (
+                "Centrifugo, 2 nodes",
+                "peer_centrifugo_cluster_change_p50_ms",
+            ),
+        ],
     },
     Row {
         key: "cluster_status_cross_node_p99_ms",
@@ -377,6 +391,15 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "cluster_kill9_ghost_ms",
+        what: "cluster: node C killed with SIGKILL right after its session's heartbeat -> the widget on node A shows `offline` (lease ttl 3,000 ms + the 250 ms publication bound)",
+        goal: Goal::AtMost(3250.0),
+        baselines: &[(
+            "Centrifugo, Redis presence_ttl 60 s",
+            "centrifugo_kill9_ghost_ms",
+        )],
+    },
+    Row {
         key: "ffi_release_small_bytes",
         what: "`release-small` cdylib size (bytes)",
         goal: Goal::AtMost(6_000_000.0),
@@ -406,6 +429,84 @@ pub const PEER_ROWS: &[Row] = &[
     Row {
         key: "ratio_soketi_leave",
         what: "our logout p50 / soketi member_removed p50",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "peer_centrifugo_change_p50_ms",
+        what: "Centrifugo: API publish -> the publication on another connection (uni_sse)",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "peer_centrifugo_leave_p50_ms",
+        what: "Centrifugo: API disconnect of the user -> the widget's leave push",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "peer_centrifugo_fanout_10k_p99_ms",
+        what: "Centrifugo: 10,000 uni_sse widget streams, API publish -> each receipt, p99",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "peer_centrifugo_fanout_server_cpu_ms_per_change",
+        what: "Centrifugo: server CPU time (user + system) per change of that fan-out",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "peer_centrifugo_expiry_lag_p99_ms",
+        what: "Centrifugo: a silent client's token `exp` (whole seconds) -> the widget's leave, p99",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "peer_centrifugo_cluster_change_p50_ms",
+        what: "Centrifugo, 2 nodes on one Redis: publish to node A -> the connection on node B",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "centrifugo_kill9_ghost_ms",
+        what: "Centrifugo, 2 nodes: node B killed with SIGKILL right after its client joined -> node A's presence drops it (no leave is sent)",
+        goal: Goal::Report,
+        baselines: &[("ours", "cluster_kill9_ghost_ms")],
+    },
+    Row {
+        key: "ratio_centrifugo_change",
+        what: "our status p50 / Centrifugo publication p50",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "ratio_centrifugo_leave",
+        what: "our logout p50 / Centrifugo disconnect -> leave p50",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "ratio_centrifugo_fanout_10k",
+        what: "our 10k fan-out p99 / Centrifugo's",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "ratio_centrifugo_fanout_cpu",
+        what: "our server CPU per fan-out change / Centrifugo's",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "ratio_centrifugo_expiry",
+        what: "our expiry lag p99 (after the lease end) / Centrifugo's (after `exp`)",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "ratio_centrifugo_cluster_change",
+        what: "our cross-node status p50 (3 nodes) / Centrifugo's cross-node publication p50 (2 nodes)",
         goal: Goal::AtMost(1.0),
         baselines: &[],
     },
@@ -631,6 +732,24 @@ pub fn markdown(r: &Report, meta: &Value) -> String {
          the `status` event on the agent's other device; leave is `DELETE /v1/session` sent \
          -> the widget's `offline` event. Each clock starts before the request is written and \
          stops when the read carrying the notification returns.\n",
+    );
+    out.push_str(
+        "\nCentrifugo runs as shipped but for `client.expired_close_delay` (1 ms, default 25 s) \
+         and the namespaces the scenarios need; its clients are the same Rust HTTP/SSE client \
+         as ours, on its unidirectional SSE transport. Change is an API `publish` sent -> the \
+         publication on another connection of the agent; leave is an API `disconnect` of the \
+         user sent -> the widget's `leave` push; the fan-out publishes to 10,000 widget \
+         streams; expiry is a client whose token `exp` passes (whole seconds; the close comes \
+         at the connect's sub-second phase after it) -> the widget's `leave`. What each side \
+         guarantees differs: we commit every change to a store (SQLite, or PostgreSQL in a \
+         cluster) before answering, so an answered change survives a `kill -9`; Centrifugo \
+         keeps state in memory (one node) or in Redis (cluster), and its publications are \
+         fire-and-forget (a widget that misses one sees it only through history). Our lease \
+         ends are deadlines in milliseconds with a 250 ms publication bound; Centrifugo's \
+         connection lifetimes count in whole seconds. When a node dies with `kill -9`, our \
+         other nodes publish the lost sessions' lease ends (the ghost lasts at most the lease \
+         ttl the bench sets, 3 s, plus 250 ms); Centrifugo sends no leave for the dead node's \
+         clients, and they stay in presence until its Redis `presence_ttl` (60 s) runs out.\n",
     );
     out.push_str("\n### Floors, and what durability costs us\n\n");
     table(r, EXTRA_ROWS, &mut out);

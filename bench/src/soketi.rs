@@ -32,14 +32,19 @@ const APP_KEY: &str = "app-key";
 const APP_SECRET: &str = "app-secret";
 const CHANNEL: &str = "presence-bench";
 
-pub fn cache_dir() -> PathBuf {
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/presence/peers`: where every peer is installed.
+pub fn peers_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
         });
-    base.join("presence").join("peers").join("soketi")
+    base.join("presence").join("peers")
+}
+
+pub fn cache_dir() -> PathBuf {
+    peers_dir().join("soketi")
 }
 
 fn installed_version(dir: &Path) -> Option<String> {
