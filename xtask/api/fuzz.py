@@ -80,11 +80,13 @@ def main():
     config.write_text(
         '[parameters]\n"path.widget_key" = "%s"\n' % acc["account"]["widget_key"]
     )
+    # The agent's run comes before the owner's and the key's: theirs may shorten the
+    # account's leases or turn password sign-in off.
     runs = [
         ("no credential (widget key)", None),
         ("operator token", admin),
-        ("owner session", owner),
         ("agent session", agent),
+        ("owner session", owner),
         ("API key", key),
     ]
     for name, token in runs:
