@@ -22,6 +22,7 @@ pub type Millis = i64;
 
 /// What an agent chose to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
@@ -51,6 +52,7 @@ impl std::fmt::Display for AgentStatus {
 
 /// What a chat box shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
@@ -69,6 +71,7 @@ impl ChatboxStatus {
 
 /// Why a chat box shows what it shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
@@ -80,6 +83,7 @@ pub enum Reason {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
@@ -101,6 +105,7 @@ impl Platform {
 /// Lifecycle of a device session: `active` heartbeats often, `background` holds a long lease
 /// renewed by push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
@@ -118,6 +123,7 @@ impl Mode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
@@ -147,6 +153,7 @@ impl Role {
 
 /// Push providers a session may register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
@@ -171,6 +178,7 @@ impl PushProvider {
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
@@ -201,6 +209,7 @@ impl EndReason {
 
 /// Every error code of the protocol, with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
@@ -249,11 +258,13 @@ impl ErrorCode {
 
 /// `{"error": {"code", "detail"}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// One of the codes of [`ErrorCode`]; kept a string so a newer server's codes still parse.
     pub code: String,
@@ -264,6 +275,7 @@ pub struct ErrorDetail {
 // Shapes
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusView {
     pub status: AgentStatus,
     pub version: i64,
@@ -313,6 +325,7 @@ impl StatusView {
 
 /// Why an agent's status is what it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
@@ -338,6 +351,7 @@ impl Cause {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupView {
     pub key: String,
     pub name: String,
@@ -353,6 +367,7 @@ pub struct GroupView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatboxView {
     pub status: ChatboxStatus,
     pub reason: Reason,
@@ -391,6 +406,7 @@ impl ChatboxView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     pub id: String,
     pub name: String,
@@ -400,6 +416,7 @@ pub struct Agent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Device {
     pub id: String,
     pub platform: Platform,
@@ -408,6 +425,7 @@ pub struct Device {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     pub interval_ms: i64,
     pub ttl_ms: i64,
@@ -417,6 +435,7 @@ pub struct Heartbeat {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Group {
     pub key: String,
     pub name: String,
@@ -425,6 +444,7 @@ pub struct Group {
 /// One of an account's custom statuses (`PUT /v1/admin/custom-statuses`): a named flavour of
 /// a base status ("Lunch", busy, 1 h).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustomStatus {
     /// `^[a-z0-9][a-z0-9_-]{0,63}$`
     pub id: String,
@@ -443,6 +463,7 @@ pub struct CustomStatus {
 // Accounts
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewOwner {
     pub name: String,
     pub email: String,
@@ -450,6 +471,7 @@ pub struct NewOwner {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateAccountRequest {
     pub name: String,
     pub slug: String,
@@ -457,6 +479,7 @@ pub struct CreateAccountRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountInfo {
     pub id: String,
     pub slug: String,
@@ -465,6 +488,7 @@ pub struct AccountInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateAccountResponse {
     pub account: AccountInfo,
     pub owner: Agent,
@@ -477,6 +501,7 @@ pub struct CreateAccountResponse {
 /// of the device and are absent for the other providers; `secret` is the Standard Webhooks
 /// signing secret the device's owner chose for a `webhook` registration, and absent otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushRegistration {
     pub provider: PushProvider,
     pub token: String,
@@ -528,6 +553,7 @@ impl PushRegistration {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     pub account: String,
     pub email: String,
@@ -538,6 +564,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     pub token: String,
     pub session_id: String,
@@ -548,6 +575,7 @@ pub struct LoginResponse {
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatRequest {
     #[serde(default)]
     pub mode: Mode,
@@ -568,6 +596,7 @@ impl From<Mode> for HeartbeatRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub session_id: String,
     pub device: Device,
@@ -584,11 +613,13 @@ pub struct SessionInfo {
 
 /// What `/v1/me` tells about a session's push registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushInfo {
     pub provider: PushProvider,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeResponse {
     pub agent: Agent,
     pub status: StatusView,
@@ -601,6 +632,7 @@ pub struct MeResponse {
 
 /// One applied status change, as the status log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusLogEntry {
     #[serde(flatten)]
     pub status: StatusView,
@@ -609,12 +641,14 @@ pub struct StatusLogEntry {
 
 /// A page of the status log, newest first; `next` asks for the page after it (`&after=`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusLogPage {
     pub entries: Vec<StatusLogEntry>,
     pub next: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetStatusRequest {
     pub status: AgentStatus,
     pub op_id: String,
@@ -669,6 +703,7 @@ pub struct StatusTiming {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetStatusResponse {
     pub applied: bool,
     pub status: StatusView,
@@ -676,6 +711,7 @@ pub struct SetStatusResponse {
 
 /// `PUT /v1/admin/agents/{id}/status`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminSetStatusRequest {
     pub status: AgentStatus,
     /// The status ends `duration_ms` after its `intent_at` (1 000 to 7 days).
@@ -705,12 +741,14 @@ impl AdminSetStatusRequest {
 
 /// First event of `/v1/me/events`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SnapshotEvent {
     pub status: StatusView,
     pub chatbox: ChatboxView,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionEndedEvent {
     pub reason: EndReason,
 }
@@ -728,6 +766,7 @@ pub mod event {
 
 /// `event: ping` on every stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PingEvent {
     pub server_time: Millis,
 }
@@ -738,33 +777,76 @@ pub struct PingEvent {
 /// A `["HH:MM", "HH:MM"]` range of opening hours, in the account's wall-clock time.
 pub type TimeRange = (String, String);
 
+/// Schemas the derives cannot spell (tuples), for the OpenAPI document.
+#[cfg(feature = "openapi")]
+mod openapi {
+    use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Schema, Type};
+
+    /// A list of `["HH:MM", "HH:MM"]` pairs.
+    pub fn time_ranges() -> Schema {
+        let time = || {
+            Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]{2}:[0-9]{2}$"))
+                    .build(),
+            )
+        };
+        let pair = ArrayBuilder::new()
+            .prefix_items([time(), time()])
+            .items(ArrayItems::False)
+            .min_items(Some(2))
+            .max_items(Some(2))
+            .description(Some("A range of opening hours, start and end in wall-clock time; an end not after its start crosses midnight."))
+            .build();
+        Schema::Array(
+            ArrayBuilder::new()
+                .items(ArrayItems::RefOrSchema(Box::new(
+                    Schema::Array(pair).into(),
+                )))
+                .build(),
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WeekDays {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::time_ranges))]
     pub mon: Vec<TimeRange>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::time_ranges))]
     pub tue: Vec<TimeRange>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::time_ranges))]
     pub wed: Vec<TimeRange>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::time_ranges))]
     pub thu: Vec<TimeRange>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::time_ranges))]
     pub fri: Vec<TimeRange>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::time_ranges))]
     pub sat: Vec<TimeRange>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::time_ranges))]
     pub sun: Vec<TimeRange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DateException {
     /// `YYYY-MM-DD` in the account's time zone.
     pub date: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::time_ranges))]
     pub ranges: Vec<TimeRange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OpeningHours {
     pub enabled: bool,
     pub timezone: String,
@@ -786,6 +868,7 @@ impl Default for OpeningHours {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Settings {
     pub active_interval_ms: i64,
     pub active_ttl_ms: i64,
@@ -809,6 +892,7 @@ pub const MAX_MESSAGE_CHARS: usize = 280;
 
 /// What the chat box says while it is busy or offline (null: nothing beyond the status).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Messages {
     #[serde(default)]
     pub busy_message: Option<String>,
@@ -829,6 +913,7 @@ impl Messages {
 
 /// An account's settings as the admin routes show them: the timings and the messages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountSettings {
     #[serde(flatten)]
     pub timings: Settings,
@@ -841,6 +926,7 @@ pub struct AccountSettings {
 /// Automatic away and back: after how long without activity on every device an `online`
 /// agent is set to `idle_status` (null: never), and whether activity restores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IdleSettings {
     #[serde(default)]
     pub idle_after_ms: Option<i64>,
@@ -879,6 +965,7 @@ where
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SettingsPatch {
     #[serde(default)]
     pub active_interval_ms: Option<i64>,
@@ -915,6 +1002,7 @@ pub struct SettingsPatch {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminAccountResponse {
     pub account: AccountInfo,
     pub groups: Vec<Group>,
@@ -930,12 +1018,14 @@ pub struct AdminAccountResponse {
 
 /// `POST /v1/admin/sign-in/test` (owner or admin): a token to check against the account's
 /// sign-in settings, without signing anyone in.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenTestRequest {
     pub token: String,
 }
 
 /// What signing in with a tested token would do.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenTestAction {
@@ -950,6 +1040,7 @@ pub enum TokenTestAction {
 }
 
 /// The answer of `POST /v1/admin/sign-in/test`: accepted, or exactly why not.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenTestResponse {
     pub ok: bool,
@@ -965,6 +1056,7 @@ pub struct TokenTestResponse {
 
 /// `PUT /v1/admin/sign-in` (owner only): how the account's agents sign in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignInRequest {
     /// Delegated sign-in with the customer's JWTs; `null`: none.
     #[serde(default)]
@@ -984,6 +1076,7 @@ fn yes() -> bool {
 /// The customer's token issuer: its `iss`, the `aud` tokens carry, and exactly one key
 /// source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JwtSettings {
     pub issuer: String,
     pub audience: String,
@@ -998,6 +1091,7 @@ pub struct JwtSettings {
 /// The sign-in settings as `GET /v1/admin/account` shows them: never the HS256 secret, only
 /// whether one is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignInView {
     pub jwt: Option<JwtView>,
     pub password_login: bool,
@@ -1015,6 +1109,7 @@ impl Default for SignInView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JwtView {
     pub issuer: String,
     pub audience: String,
@@ -1025,6 +1120,7 @@ pub struct JwtView {
 
 /// `POST /v1/login/token`: a session from the customer's signed token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenLoginRequest {
     pub account: String,
     pub token: String,
@@ -1035,12 +1131,14 @@ pub struct TokenLoginRequest {
 
 /// `POST /v1/admin/api-keys`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewApiKeyRequest {
     pub name: String,
 }
 
 /// An API key as listed (`GET /v1/admin/api-keys`); the key itself is shown only once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyInfo {
     pub id: String,
     pub name: String,
@@ -1049,6 +1147,7 @@ pub struct ApiKeyInfo {
 
 /// `201` to `POST /v1/admin/api-keys`: the only time `key` is shown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewApiKeyResponse {
     pub id: String,
     pub name: String,
@@ -1058,6 +1157,7 @@ pub struct NewApiKeyResponse {
 
 /// Which agent `POST /v1/admin/sessions` opens a session for: exactly one of the three.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentRef {
     #[serde(default)]
     pub id: Option<String>,
@@ -1070,6 +1170,7 @@ pub struct AgentRef {
 /// `POST /v1/admin/sessions` (an API key or an admin): a session for one of the account's
 /// agents, answered like a login.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminSessionRequest {
     pub agent: AgentRef,
     pub device: Device,
@@ -1078,6 +1179,7 @@ pub struct AdminSessionRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewAgentRequest {
     pub name: String,
     pub email: String,
@@ -1090,6 +1192,7 @@ pub struct NewAgentRequest {
 
 /// `PUT /v1/me/password`: the agent's current password and the new one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangePasswordRequest {
     pub current: String,
     pub new: String,
@@ -1097,11 +1200,13 @@ pub struct ChangePasswordRequest {
 
 /// `PUT /v1/admin/agents/{id}/password`: an agent's new password, set by an admin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetPasswordRequest {
     pub password: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PatchAgentRequest {
     #[serde(default)]
     pub name: Option<String>,

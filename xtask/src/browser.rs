@@ -172,8 +172,13 @@ fn run_inner(ctx: &Ctx) -> Res<Outcome> {
 
 /// The last `browser: N passed, N failed` line.
 pub fn totals(output: &str) -> Option<(u64, u64)> {
+    totals_of("browser", output)
+}
+
+/// The last `NAME: N passed, N failed` line.
+pub fn totals_of(name: &str, output: &str) -> Option<(u64, u64)> {
     output.lines().rev().find_map(|line| {
-        let rest = line.trim().strip_prefix("browser:")?;
+        let rest = line.trim().strip_prefix(name)?.strip_prefix(':')?;
         let mut it = rest.split(',').map(str::trim);
         let passed = it.next()?.strip_suffix(" passed")?.trim().parse().ok()?;
         let failed = it.next()?.strip_suffix(" failed")?.trim().parse().ok()?;

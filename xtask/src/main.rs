@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's build and test tasks (std only, so it compiles in seconds).
 
 mod android;
+mod api;
 mod bindings;
 mod browser;
 mod cluster;
@@ -22,7 +23,7 @@ commands:
   test [--only STEPS] [--skip STEPS]
                    run every suite and end with `N passed, N failed` (what CI runs);
                    STEPS is a comma-separated list of: fmt, clippy, rust, cluster, kotlin,
-                   android, swift, ios, header, browser, bench
+                   android, swift, ios, header, browser, api, bench
   setup [kotlin|swift|browser|all]
                    install the binding-test toolchains without running tests (JNA, JUnit,
                    the Kotlin compiler, the Debian trixie chroot with Swift, node, chromium

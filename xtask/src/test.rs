@@ -46,7 +46,7 @@ impl Outcome {
 
 pub const STEPS: &[&str] = &[
     "fmt", "clippy", "rust", "cluster", "kotlin", "android", "swift", "ios", "header", "browser",
-    "bench",
+    "api", "bench",
 ];
 
 struct Row {
@@ -68,6 +68,7 @@ fn title(name: &str) -> &'static str {
         "ios" => "iOS shell tests (PresenceShell, XCTest in the Debian trixie chroot)",
         "header" => "C header check: every declared function links against libpresence_ffi.so",
         "browser" => "web: type-check, bundle current, browser tests (headless chromium)",
+        "api" => "API: OpenAPI document validated, schemathesis with every credential",
         "bench" => "bench smoke: cargo run -p presence-bench --release -- --quick",
         _ => "",
     }
@@ -120,6 +121,7 @@ fn run_step(ctx: &Ctx, name: &str) -> Outcome {
         "ios" => ios::run(ctx),
         "header" => header_check::run(ctx),
         "browser" => browser::run(ctx),
+        "api" => crate::api::run(ctx),
         "bench" => {
             if let Err(o) = ensure_stores() {
                 return o;

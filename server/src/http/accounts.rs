@@ -6,21 +6,35 @@
 //!   time).
 //! - A new account gets the server's timing settings and answers `201 Created`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use presence_protocol::CreateAccountRequest;
+use presence_protocol::{CreateAccountRequest, CreateAccountResponse, ErrorBody};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{JsonBody, Operator};
 use crate::error::ApiResult;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/accounts", post(create_account))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_account))
 }
 
+/// Creates an account and its owner.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    tag = "accounts",
+    security(("operator" = [])),
+    request_body = CreateAccountRequest,
+    responses(
+        (status = 201, description = "The account and its owner", body = CreateAccountResponse),
+        (status = 403, description = "`forbidden`: the server runs without `--admin-token`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the slug is taken", body = ErrorBody),
+    ),
+)]
 async fn create_account(
     State(state): State<AppState>,
     _: Operator,

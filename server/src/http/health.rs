@@ -6,27 +6,48 @@
 //! - `/metrics` is the Prometheus text format, counters and the backend's gauges.
 //! - Neither needs a token.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use crate::error::ApiError;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+}
+
+/// `{"status": "ok"}` of `/healthz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
 }
 
 /// `{"status":"ok"}`, or `503 unavailable` while a store the backend needs is out of reach.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Every store is in reach", body = Health)),
+)]
 async fn healthz(State(state): State<AppState>) -> Result<Response, ApiError> {
     state.ops.backend().health().await?;
-    Ok(Json(serde_json::json!({"status": "ok"})).into_response())
+    Ok(Json(Health { status: "ok" }).into_response())
 }
 
+/// Counters and gauges in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)),
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render().await;
     (

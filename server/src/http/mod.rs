@@ -18,6 +18,7 @@ mod extract;
 mod health;
 mod layer;
 mod me;
+pub mod openapi;
 mod session;
 pub mod sse;
 pub mod stream_limit;
@@ -35,6 +36,8 @@ use presence_protocol::Settings;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceBuilder;
+use utoipa::{Modify, OpenApi as _};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::Limits;
 use crate::error::ApiError;
@@ -101,29 +104,41 @@ async fn deadline(
     }
 }
 
-/// All areas under one router. The deadline wraps every route but the two event streams;
-/// the widget's CORS wraps the widget routes only, outside their deadline; unknown paths and
+/// All areas under one router, the web files' beside the documented API's; unknown paths and
 /// methods answer in the contract's shape.
 fn router(state: AppState, request_timeout: Duration) -> Router {
+    let (api, _) = api(request_timeout).split_for_parts();
+    api.merge(assets::router().layer(axum::middleware::from_fn_with_state(
+        request_timeout,
+        deadline,
+    )))
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .with_state(state)
+}
+
+/// Every route of the API with its document ([`openapi`]). The deadline wraps every route
+/// but the two event streams; the widget's CORS wraps the widget routes only, outside their
+/// deadline.
+fn api(request_timeout: Duration) -> OpenApiRouter<AppState> {
     let within_deadline = axum::middleware::from_fn_with_state(request_timeout, deadline);
     let widget_routes = widget::router()
         .layer(within_deadline.clone())
         // Streams are added after the deadline layer, so it does not wrap them.
         .merge(widget::streams())
         .layer(widget::cors());
-    Router::new()
+    let mut api = OpenApiRouter::with_openapi(openapi::Frame::openapi())
         .merge(accounts::router())
         .merge(session::router())
         .merge(me::router())
         .merge(admin::router())
         .merge(health::router())
-        .merge(assets::router())
+        .merge(openapi::router())
         .layer(within_deadline)
         .merge(me::streams())
-        .merge(widget_routes)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .merge(widget_routes);
+    openapi::Errors.modify(api.get_openapi_mut());
+    api
 }
 
 async fn not_found() -> ApiError {

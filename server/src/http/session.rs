@@ -10,12 +10,16 @@
 //!   bad body, as on every other route.
 //! - Logout ends only the calling session; push registration is set or removed for it alone.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post, put};
-use axum::{Json, Router};
-use presence_protocol::{HeartbeatRequest, LoginRequest, PushRegistration, TokenLoginRequest};
+use presence_protocol::{
+    ErrorBody, Heartbeat, HeartbeatRequest, LoginRequest, LoginResponse, PushRegistration,
+    TokenLoginRequest,
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{Auth, Bearer, ClientIp, JsonBody, OptionalJsonBody};
@@ -23,13 +27,13 @@ use crate::auth::Refused;
 use crate::backend::BackendError;
 use crate::error::{ApiError, ApiResult};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/login", post(login))
-        .route("/v1/login/token", post(login_token))
-        .route("/v1/session/heartbeat", post(heartbeat))
-        .route("/v1/session", delete(logout))
-        .route("/v1/session/push", put(put_push).delete(delete_push))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(login_token))
+        .routes(routes!(heartbeat))
+        .routes(routes!(logout))
+        .routes(routes!(put_push, delete_push))
 }
 
 /// The answer to a refused limiter slot.
@@ -42,6 +46,23 @@ pub(super) fn refused(r: Refused) -> ApiError {
     }
 }
 
+/// Opens a session for a device with an agent's e-mail and password.
+///
+/// Logging in again with the same device id replaces that device's old session. Only failed
+/// attempts count towards the limits.
+#[utoipa::path(
+    post,
+    path = "/v1/login",
+    tag = "session",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "The new session", body = LoginResponse),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the account signs in with its own tokens only", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many failed attempts", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -80,9 +101,22 @@ async fn login(
     }
 }
 
-/// A sign-in with the customer's token takes a slot in the same failed-login windows as a
-/// password: per account and the `sub` the token claims (unchecked: a forged token fills
-/// that user's window, as a wrong password fills an email's), and per client address.
+/// Opens a session with the customer's signed token (JWT), as `/v1/login` does with a password.
+#[utoipa::path(
+    post,
+    path = "/v1/login/token",
+    tag = "session",
+    request_body = TokenLoginRequest,
+    responses(
+        (status = 200, description = "The new session", body = LoginResponse),
+        (status = 401, description = "`invalid_credentials`: the token is not valid for the account", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many failed attempts", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
+// A sign-in with the customer's token takes a slot in the same failed-login windows as a
+// password: per account and the `sub` the token claims (unchecked: a forged token fills
+// that user's window, as a wrong password fills an email's), and per client address.
 async fn login_token(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -114,7 +148,16 @@ async fn login_token(
     }
 }
 
-/// Authentication and renewal happen in one backend call (one lock, one session lookup).
+/// Renews the session's lease; an empty body is an active heartbeat.
+#[utoipa::path(
+    post,
+    path = "/v1/session/heartbeat",
+    tag = "session",
+    security(("session" = [])),
+    request_body(content = Option<HeartbeatRequest>, description = "Empty: `{\"mode\": \"active\"}`"),
+    responses((status = 200, description = "The renewed lease", body = Heartbeat)),
+)]
+// Authentication and renewal happen in one backend call (one lock, one session lookup).
 async fn heartbeat(
     State(state): State<AppState>,
     Bearer(token): Bearer,
@@ -132,11 +175,28 @@ async fn heartbeat(
     Ok(Json(hb).into_response())
 }
 
+/// Ends this session now.
+#[utoipa::path(
+    delete,
+    path = "/v1/session",
+    tag = "session",
+    security(("session" = [])),
+    responses((status = 204, description = "The session has ended")),
+)]
 async fn logout(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<StatusCode> {
     state.ops.logout(&p).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Registers (or replaces) this session's push target.
+#[utoipa::path(
+    put,
+    path = "/v1/session/push",
+    tag = "session",
+    security(("session" = [])),
+    request_body = PushRegistration,
+    responses((status = 204, description = "Registered")),
+)]
 async fn put_push(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -146,6 +206,14 @@ async fn put_push(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Removes this session's push registration.
+#[utoipa::path(
+    delete,
+    path = "/v1/session/push",
+    tag = "session",
+    security(("session" = [])),
+    responses((status = 204, description = "Removed")),
+)]
 async fn delete_push(State(state): State<AppState>, Auth(p): Auth) -> ApiResult<StatusCode> {
     state.ops.set_push(&p, None).await?;
     Ok(StatusCode::NO_CONTENT)

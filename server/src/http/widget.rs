@@ -4,7 +4,7 @@
 //! Guarantees:
 //! - No authentication: the widget key names the account (unknown key: `404 not_found`).
 //! - CORS from any origin, on these routes only ([`cors`]): `GET` and preflight `OPTIONS`
-//!   (answered `204` by the CORS layer), with `ETag` exposed to scripts.
+//!   (answered `200` by the CORS layer, which takes every `OPTIONS`), with `ETag` exposed to scripts.
 //! - The status carries `ETag` = the view's version and `Cache-Control: no-cache`;
 //!   `If-None-Match` naming it (quoted or not, weak or strong, or `*`) answers `304`.
 //! - The event stream is not under the request deadline: it is served by [`streams`], apart
@@ -12,12 +12,13 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use presence_protocol::{ChatboxView, ErrorBody};
 use tower_http::cors::{Any, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{ClientIp, PathParam};
@@ -25,20 +26,14 @@ use super::sse;
 use crate::error::{ApiError, ApiResult};
 
 /// The status, answered within the request deadline.
-pub fn router() -> Router<AppState> {
+pub fn router() -> OpenApiRouter<AppState> {
     // `options` lets preflight requests reach the CORS layer, which answers them.
-    Router::new().route(
-        "/v1/widget/{widget_key}/status",
-        get(widget_status).options(preflight),
-    )
+    OpenApiRouter::new().routes(routes!(widget_status, status_preflight))
 }
 
 /// The widget's event stream.
-pub fn streams() -> Router<AppState> {
-    Router::new().route(
-        "/v1/widget/{widget_key}/events",
-        get(widget_events).options(preflight),
-    )
+pub fn streams() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(widget_events, events_preflight))
 }
 
 /// The CORS layer over both widget routers, outside the request deadline so that its
@@ -52,8 +47,28 @@ pub fn cors() -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-async fn preflight() -> StatusCode {
-    StatusCode::NO_CONTENT
+/// CORS preflight of the status (any origin).
+#[utoipa::path(
+    options,
+    path = "/v1/widget/{widget_key}/status",
+    tag = "widget",
+    params(("widget_key" = String, Path, description = "The account's widget key")),
+    responses((status = 200, description = "Allowed from any origin (answered by the CORS layer)")),
+)]
+async fn status_preflight() -> StatusCode {
+    StatusCode::OK
+}
+
+/// CORS preflight of the event stream (any origin).
+#[utoipa::path(
+    options,
+    path = "/v1/widget/{widget_key}/events",
+    tag = "widget",
+    params(("widget_key" = String, Path, description = "The account's widget key")),
+    responses((status = 200, description = "Allowed from any origin (answered by the CORS layer)")),
+)]
+async fn events_preflight() -> StatusCode {
+    StatusCode::OK
 }
 
 /// True when `If-None-Match` names this version (quoted or not, weak or strong, or `*`).
@@ -72,6 +87,24 @@ fn matches_etag(headers: &HeaderMap, version: i64) -> bool {
     })
 }
 
+/// The chat box as visitors see it. `ETag` is the view's version; `If-None-Match` naming it
+/// answers `304`.
+#[utoipa::path(
+    get,
+    path = "/v1/widget/{widget_key}/status",
+    tag = "widget",
+    params(
+        ("widget_key" = String, Path, description = "The account's widget key"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` seen before"),
+    ),
+    responses(
+        (status = 200, description = "The chat box view", body = ChatboxView,
+         headers(("ETag" = String, description = "The view's version, quoted"))),
+        (status = 304, description = "Not modified since the `ETag` named",
+         headers(("ETag" = String, description = "The view's version, quoted"))),
+        (status = 404, description = "`not_found`: no account has this widget key", body = ErrorBody),
+    ),
+)]
 async fn widget_status(
     State(state): State<AppState>,
     PathParam(key): PathParam,
@@ -102,6 +135,19 @@ async fn widget_status(
         .into_response())
 }
 
+/// The chat box's event stream: `chatbox` events (the first at once) and `ping`.
+#[utoipa::path(
+    get,
+    path = "/v1/widget/{widget_key}/events",
+    tag = "widget",
+    params(("widget_key" = String, Path, description = "The account's widget key")),
+    responses(
+        (status = 200, description = "Server-sent events: `chatbox` (`ChatboxView`), `ping` (`PingEvent`)", content_type = "text/event-stream", body = String),
+        (status = 404, description = "`not_found`: no account has this widget key", body = ErrorBody),
+        (status = 503, description = "`unavailable`: too many streams from this address, or a store is out of reach", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
 async fn widget_events(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

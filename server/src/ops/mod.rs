@@ -179,10 +179,16 @@ pub const MAX_LOG_LIMIT: i64 = 500;
 
 /// What a status-log read asks for: changes applied in `[from, to)` (times), at most
 /// `limit`, after the page whose `next` was `after`; each optional.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
+    /// Changes applied at or after this time.
     pub from: Option<i64>,
+    /// Changes applied before this time.
     pub to: Option<i64>,
+    /// Entries per page, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    /// The `next` of the page before.
     pub after: Option<i64>,
 }
