@@ -33,6 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 201, description = "The account and its owner", body = CreateAccountResponse),
         (status = 403, description = "`forbidden`: the server runs without `--admin-token`", body = ErrorBody),
         (status = 409, description = "`conflict`: the slug is taken", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong operator tokens from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until an attempt may succeed"))),
     ),
 )]
 async fn create_account(
