@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::extract::{Auth, Bearer, ClientIp, JsonBody, OptionalJsonBody};
-use crate::auth::Refused;
+use crate::auth::{AttemptSlot, Refused};
 use crate::backend::BackendError;
 use crate::error::{ApiError, ApiResult};
 
@@ -34,6 +34,23 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(heartbeat))
         .routes(routes!(logout))
         .routes(routes!(put_push, delete_push))
+}
+
+/// Ends a login's attempt: wrong credentials count as a failure in its slot (and in
+/// `presence_login_failures_total`); any other answer frees the slot.
+fn settle<T>(
+    state: &AppState,
+    attempt: Box<dyn AttemptSlot + '_>,
+    answer: Result<T, BackendError>,
+) -> ApiResult<T> {
+    if answer.as_ref().err() == Some(&BackendError::InvalidCredentials) {
+        attempt.failed();
+        state
+            .metrics
+            .login_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(answer?)
 }
 
 /// The answer to a refused limiter slot.
@@ -86,19 +103,8 @@ async fn login(
         }
         other => other.map_err(refused)?,
     };
-    match state.ops.login(req).await {
-        Ok(resp) => Ok(Json(resp).into_response()),
-        Err(e) => {
-            if e == BackendError::InvalidCredentials {
-                attempt.failed();
-                state
-                    .metrics
-                    .login_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(e.into())
-        }
-    }
+    let answer = state.ops.login(req).await;
+    Ok(Json(settle(&state, attempt, answer)?).into_response())
 }
 
 /// Opens a session with the customer's signed token (JWT), as `/v1/login` does with a password.
@@ -133,19 +139,8 @@ async fn login_token(
         .take(&req.account, &who, None, ip)
         .await
         .map_err(refused)?;
-    match state.ops.login_token(req).await {
-        Ok(resp) => Ok(Json(resp).into_response()),
-        Err(e) => {
-            if e == BackendError::InvalidCredentials {
-                attempt.failed();
-                state
-                    .metrics
-                    .login_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(e.into())
-        }
-    }
+    let answer = state.ops.login_token(req).await;
+    Ok(Json(settle(&state, attempt, answer)?).into_response())
 }
 
 /// Renews the session's lease; an empty body is an active heartbeat.
