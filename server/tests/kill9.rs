@@ -33,7 +33,7 @@ async fn start_with_owner(dir: &std::path::Path) -> Started {
         &c,
         reqwest::Method::POST,
         format!("{url}/v1/accounts"),
-        "t0ken",
+        common::ADMIN,
         json!({"name": "Acme", "slug": "acme",
                "owner": {"name": "O", "email": "o@acme.test", "password": "pw-secret-1"}}),
     )
