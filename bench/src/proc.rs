@@ -58,6 +58,21 @@ pub fn raise_nofile() -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 1024;
         }
+        // Past the hard limit where the system lets this process (as root, up to
+        // `fs.nr_open`): the 20k idle connections need that many on each side; the servers
+        // started from here inherit it.
+        let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
+            .unwrap_or(0)
+            .min(1 << 20);
+        let above = libc::rlimit {
+            rlim_cur: ceiling,
+            rlim_max: ceiling,
+        };
+        if ceiling > lim.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &above) == 0 {
+            return ceiling as u64;
+        }
         if lim.rlim_cur < lim.rlim_max {
             let want = libc::rlimit {
                 rlim_cur: lim.rlim_max,

@@ -79,9 +79,25 @@ pub fn raise_open_file_limit(wanted: usize) -> u64 {
             lim = raised;
         }
     }
+    let need = wanted as u64 + 64;
+    if lim.current.is_some_and(|c| c < need) {
+        // Past the hard limit, where the system allows it (a privileged process, up to
+        // `fs.nr_open`).
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let above = rustix::process::Rlimit {
+            current: Some(need.min(nr_open)),
+            maximum: Some(need.min(nr_open)),
+        };
+        if above.current > lim.current && setrlimit(Resource::Nofile, above).is_ok() {
+            lim = above;
+        }
+    }
     let now = lim.current.unwrap_or(u64::MAX);
     // Headroom for the database, the stores and the listener.
-    if now < wanted as u64 + 64 {
+    if now < need {
         tracing::warn!(
             open_files = now,
             max_connections = wanted,
