@@ -237,7 +237,14 @@ fn timed_status_activity_and_log_exports_cross_from_a_plain_thread() {
     assert_eq!(e.note.as_deref(), Some("dentist"));
     assert_eq!(e.cause, Cause::Manual);
     assert_eq!(e.intent_at, until - 600_000);
-    assert!(e.applied_at >= e.intent_at);
+    // `intent_at` is the device's estimate of the server's clock, which may run a few
+    // milliseconds ahead of it: applied at (about) the moment chosen, never long before.
+    assert!(
+        e.applied_at >= e.intent_at - 1_000,
+        "applied at {}, chosen at {}",
+        e.applied_at,
+        e.intent_at
+    );
 
     match block_on(client.set_status_with(StatusRequest {
         status: AgentStatus::Busy,
