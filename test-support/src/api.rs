@@ -273,12 +273,23 @@ impl Api {
 
     /// Adds an agent (password `pw-<name>-secret`) through the admin API.
     pub async fn add_agent(&self, acc: &Account, name: &str, groups: &[&str]) -> String {
+        self.add_agent_as(acc, name, groups, "agent").await
+    }
+
+    /// [`Api::add_agent`] with a role (`agent`, `admin` or `owner`).
+    pub async fn add_agent_as(
+        &self,
+        acc: &Account,
+        name: &str,
+        groups: &[&str],
+        role: &str,
+    ) -> String {
         let r = self
             .post(
                 "/v1/admin/agents",
                 Some(&acc.owner_token),
                 json!({"name": name, "email": format!("{name}@{}.test", acc.slug),
-                       "password": format!("pw-{name}-secret"), "groups": groups, "role": "agent"}),
+                       "password": format!("pw-{name}-secret"), "groups": groups, "role": role}),
             )
             .await;
         assert_eq!(r.status, 201, "add agent: {}", r.body);

@@ -301,15 +301,7 @@ async fn agent_role_gets_forbidden_on_every_admin_route() {
 #[tokio::test]
 async fn admin_role_may_use_admin_routes() {
     let (_srv, api, acc) = setup("acme").await;
-    let r = api
-        .post(
-            "/v1/admin/agents",
-            Some(&acc.owner_token),
-            json!({"name": "Adam", "email": "adam@acme.test", "password": "pw-adam-secret",
-                   "groups": [], "role": "admin"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    api.add_agent_as(&acc, "adam", &[], "admin").await;
     let adam = api
         .login("acme", "adam@acme.test", "pw-adam-secret", "adam-dev")
         .await;

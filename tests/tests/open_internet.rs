@@ -300,15 +300,7 @@ async fn an_admin_resets_a_password_ending_every_session_but_not_an_owners() {
     let api = srv.api();
     let acc = api.create_account("acme").await;
     api.add_agent(&acc, "ann", &[]).await;
-    let admin = api
-        .post(
-            "/v1/admin/agents",
-            Some(&acc.owner_token),
-            json!({"name": "Adam", "email": "adam@acme.test", "password": "pw-adam-secret",
-                   "groups": [], "role": "admin"}),
-        )
-        .await;
-    assert_eq!(admin.status, 201, "{}", admin.body);
+    api.add_agent_as(&acc, "adam", &[], "admin").await;
     let adam = api
         .login("acme", "adam@acme.test", "pw-adam-secret", "adam-laptop")
         .await;
