@@ -90,6 +90,9 @@ pub(super) fn settle(
         row.cause.as_str(),
         row.ended.map(EndReason::as_str),
     ])?;
+    if let Some(e) = crate::history::events::availability(&row, last.map(|l| l.availability)) {
+        super::events::emit(tx, &account_id, &e)?;
+    }
     Ok(())
 }
 

@@ -109,6 +109,10 @@ impl Pg {
         )
         .await
         .map_err(|e| self.db(e))?;
+        let before = last.map(|l| l.availability);
+        if let Some(e) = crate::history::events::availability(&row, before) {
+            self.emit(tx, account_id, &e).await?;
+        }
         Ok(())
     }
 
