@@ -3,7 +3,7 @@
 //! Handlers call [`crate::ops::Ops`], which plans every operation and calls a [`Backend`]:
 //! the embedded backend ([`crate::embedded`]) keeps hot state in memory and durable state in
 //! SQLite, the cluster backend ([`crate::cluster`]) PostgreSQL and Redis; both implement the
-//! same fifteen methods, and nothing above changes. A backend reads slices, applies planned
+//! same sixteen methods, and nothing above changes. A backend reads slices, applies planned
 //! changes atomically under a turn, times what must be timed, and fans out; it decides
 //! nothing. What belongs to the HTTP layer (auth header parsing, role checks, login rate
 //! limits, JSON errors) stays out of this trait.
@@ -23,6 +23,7 @@ mod error;
 pub use error::{BackendError, BackendResult, storage};
 
 use crate::auth::TokenHash;
+use crate::history::Logged;
 use crate::history::events::Stored;
 use crate::history::query::{HistoryQuery, HistoryRows};
 use crate::ops::idle::Report;
@@ -248,6 +249,11 @@ pub trait Backend: Send + Sync + 'static {
     /// state lock, or a table lock); an agent asked for that is not in the account is
     /// `not_found`.
     async fn history(&self, q: HistoryQuery) -> BackendResult<HistoryRows>;
+
+    /// Adds availability log rows made elsewhere (the demo's weeks of history, a benchmark's
+    /// 90 days), as they are, in one transaction. Not for live changes: nothing is checked
+    /// or published.
+    async fn import_history(&self, account_id: &str, rows: Vec<Logged>) -> BackendResult<()>;
 
     /// Every agent of the account (status, availability and since when, live devices), its
     /// chat box view, and the `seq` of the account's last event, as of one moment of the

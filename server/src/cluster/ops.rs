@@ -18,6 +18,7 @@ use crate::backend::{
     Backend, BackendError, BackendResult, DeviceStream, EventSignal, LogQuery, Principal, Renewal,
     Reported, SessionCheck, StreamGuard, ViewFrame, WidgetStream, WidgetViews,
 };
+use crate::history::Logged;
 use crate::history::events::Stored;
 use crate::history::query::{HistoryQuery, HistoryRows};
 
@@ -511,6 +512,10 @@ impl Backend for Cluster {
         let mut rows = self.inner.pg.history(&q).await?;
         rows.now = self.inner.clock.now_ms();
         Ok(rows)
+    }
+
+    async fn import_history(&self, account_id: &str, rows: Vec<Logged>) -> BackendResult<()> {
+        self.inner.pg.import_history(account_id, &rows).await
     }
 
     async fn presence(&self, account_id: &str) -> BackendResult<PresenceSnapshot> {

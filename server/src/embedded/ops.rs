@@ -18,6 +18,7 @@ use crate::backend::{
     WidgetStream, WidgetViews,
 };
 use crate::backend::{BackendError, BackendResult, LogQuery, storage};
+use crate::history::Logged;
 use crate::history::events::Stored;
 use crate::history::query::{HistoryQuery, HistoryRows};
 use crate::metrics::Gauges;
@@ -296,6 +297,15 @@ impl Backend for Embedded {
             .map_err(storage)?;
         rows.now = self.inner.clock.now_ms();
         Ok(rows)
+    }
+
+    async fn import_history(&self, account_id: &str, rows: Vec<Logged>) -> BackendResult<()> {
+        self.inner.state.lock().account(account_id)?;
+        let write = crate::store::Write::ImportHistory {
+            account_id: account_id.to_owned(),
+            rows: Arc::new(rows),
+        };
+        self.inner.writer.commit(write).await
     }
 
     async fn presence(&self, account_id: &str) -> BackendResult<PresenceSnapshot> {

@@ -14,6 +14,7 @@
 pub mod events;
 pub mod query;
 pub mod reports;
+pub mod seed;
 
 use presence_protocol::{AgentStatus, Availability, Cause, EndReason, StatusView};
 

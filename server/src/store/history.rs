@@ -96,6 +96,27 @@ pub(super) fn settle(
     Ok(())
 }
 
+/// Adds rows made elsewhere (the demo's history) as they are.
+pub(super) fn import(tx: &Connection, account_id: &str, rows: &[Logged]) -> StoreResult<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO availability_log (account_id, agent_id, at, availability, status, cause,
+                                       ended)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for row in rows {
+        stmt.execute(params![
+            account_id,
+            row.agent_id,
+            row.at,
+            row.availability.as_str(),
+            row.status.as_str(),
+            row.cause.as_str(),
+            row.ended.map(EndReason::as_str),
+        ])?;
+    }
+    Ok(())
+}
+
 /// Gives every agent that has none its first row, at `at` (a database from before the log).
 fn settle_unlogged(tx: &Connection, at: i64) -> StoreResult<usize> {
     let ids: Vec<String> = tx

@@ -90,6 +90,11 @@ pub enum Write {
         session_id: String,
         push: Option<PushRegistration>,
     },
+    /// Availability log rows made elsewhere (the demo's history), added as they are.
+    ImportHistory {
+        account_id: String,
+        rows: std::sync::Arc<Vec<crate::history::Logged>>,
+    },
     /// The account's chat box view changed (the `chatbox.view` event), published at `at`.
     ViewEvent {
         account_id: String,
@@ -292,6 +297,7 @@ impl Write {
                 ])?;
                 Ok(())
             }
+            Write::ImportHistory { account_id, rows } => history::import(tx, account_id, rows),
             Write::ViewEvent {
                 account_id,
                 view,
