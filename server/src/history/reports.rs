@@ -21,8 +21,7 @@ use presence_protocol::{
 };
 use rustc_hash::FxHashMap as HashMap;
 
-use super::Logged;
-use super::query::HistoryRows;
+use super::query::{HistoryRows, Mark};
 
 /// The range a report covers, and the time it is computed at.
 #[derive(Debug, Clone, Copy)]
@@ -126,59 +125,53 @@ impl Days {
     }
 }
 
-/// One interval of an agent's availability within a range.
-#[derive(Debug, Clone, Copy)]
-struct Span<'a> {
-    start: i64,
-    end: i64,
-    row: &'a Logged,
+/// For each agent of `rows`, the member it is (`None`: not listed in this report).
+fn slots(rows: &HistoryRows, members: &[Member<'_>]) -> Vec<Option<usize>> {
+    let index: HashMap<&str, usize> = members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+    rows.agents
+        .iter()
+        .map(|id| index.get(id.as_str()).copied())
+        .collect()
 }
 
-/// Rows grouped by agent: each agent's state at `from` and its rows in order.
-struct ByAgent<'a> {
-    before: HashMap<&'a str, &'a Logged>,
-    rows: HashMap<&'a str, Vec<&'a Logged>>,
-}
-
-impl<'a> ByAgent<'a> {
-    fn of(h: &'a HistoryRows) -> ByAgent<'a> {
-        let before = h.before.iter().map(|l| (l.agent_id.as_str(), l)).collect();
-        let mut rows: HashMap<&str, Vec<&Logged>> = HashMap::default();
-        for l in &h.rows {
-            rows.entry(l.agent_id.as_str()).or_default().push(l);
+/// Walks the rows in time order and calls `f(member, state, start, end)` for each interval
+/// of each listed agent within `[from, upto)`: one pass, no grouping.
+fn intervals(
+    rows: &HistoryRows,
+    slot: &[Option<usize>],
+    members: usize,
+    from: i64,
+    upto: i64,
+    mut f: impl FnMut(usize, &Mark, i64, i64),
+) {
+    let mut cur: Vec<Option<(Mark, i64)>> = vec![None; members];
+    for m in &rows.before {
+        if let Some(Some(k)) = slot.get(m.agent as usize) {
+            cur[*k] = Some((*m, from));
         }
-        ByAgent { before, rows }
     }
-
-    /// The agent's intervals within `[from, upto)`.
-    fn spans(&self, agent: &str, from: i64, upto: i64) -> Vec<Span<'a>> {
-        let mut out = Vec::new();
-        let mut cur = self.before.get(agent).copied();
-        let mut t = from;
-        for &r in self.rows.get(agent).map(Vec::as_slice).unwrap_or_default() {
-            let at = r.at.clamp(from, upto);
-            if let Some(row) = cur
-                && at > t
-            {
-                out.push(Span {
-                    start: t,
-                    end: at,
-                    row,
-                });
+    for m in &rows.rows {
+        let Some(Some(k)) = slot.get(m.agent as usize) else {
+            continue;
+        };
+        let at = m.at.clamp(from, upto);
+        let since = match cur[*k] {
+            Some((prev, since)) => {
+                if at > since {
+                    f(*k, &prev, since, at);
+                }
+                since.max(at)
             }
-            cur = Some(r);
-            t = t.max(at);
-        }
-        if let Some(row) = cur
-            && upto > t
+            None => at,
+        };
+        cur[*k] = Some((*m, since));
+    }
+    for (k, c) in cur.iter().enumerate() {
+        if let Some((m, since)) = c
+            && upto > *since
         {
-            out.push(Span {
-                start: t,
-                end: upto,
-                row,
-            });
+            f(k, m, *since, upto);
         }
-        out
     }
 }
 
@@ -191,32 +184,30 @@ pub fn availability(
     tz_name: &str,
 ) -> AvailabilityReport {
     let days = Days::of(r);
-    let by = ByAgent::of(rows);
-    let upto = r.upto();
+    let slot = slots(rows, agents);
+    let mut total = vec![TimeInStates::default(); agents.len()];
+    let mut per_day = vec![vec![TimeInStates::default(); days.len()]; agents.len()];
+    intervals(rows, &slot, agents.len(), r.from, r.upto(), |k, m, s, e| {
+        total[k].add(m.availability, e - s);
+        let day = &mut per_day[k];
+        days.split(s, e, |d, ms| day[d].add(m.availability, ms));
+    });
     let agents = agents
         .iter()
-        .map(|m| {
-            let mut total = TimeInStates::default();
-            let mut per_day = vec![TimeInStates::default(); days.len()];
-            for s in by.spans(m.id, r.from, upto) {
-                total.add(s.row.availability, s.end - s.start);
-                days.split(s.start, s.end, |d, ms| {
-                    per_day[d].add(s.row.availability, ms)
-                });
-            }
-            AgentTime {
-                id: m.id.to_owned(),
-                name: m.name.to_owned(),
-                time: total,
-                days: per_day
-                    .into_iter()
-                    .zip(&days.names)
-                    .map(|(time, date)| DayTime {
-                        date: date.clone(),
-                        time,
-                    })
-                    .collect(),
-            }
+        .zip(total)
+        .zip(per_day)
+        .map(|((m, time), per_day)| AgentTime {
+            id: m.id.to_owned(),
+            name: m.name.to_owned(),
+            time,
+            days: per_day
+                .into_iter()
+                .zip(&days.names)
+                .map(|(time, date)| DayTime {
+                    date: date.clone(),
+                    time,
+                })
+                .collect(),
         })
         .collect();
     AvailabilityReport {
@@ -309,8 +300,8 @@ pub fn coverage(
             days: vec![[0; 4]; days.len()],
         })
         .collect();
-    // For each agent (by id): its index, and the views it counts for.
-    let index: HashMap<&str, usize> = agents.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+    // For each agent: the member it is, and the views it counts for.
+    let slot = slots(rows, agents);
     let counts_for: Vec<Vec<usize>> = agents
         .iter()
         .map(|m| {
@@ -342,15 +333,16 @@ pub fn coverage(
             views[v].count(next, 1);
         }
     };
-    for l in &rows.before {
-        if let Some(&k) = index.get(l.agent_id.as_str()) {
-            set(&mut views, k, l.availability);
+    let member = |m: &Mark| slot.get(m.agent as usize).copied().flatten();
+    for m in &rows.before {
+        if let Some(k) = member(m) {
+            set(&mut views, k, m.availability);
         }
     }
-    let events: Vec<(usize, &Logged)> = rows
+    let events: Vec<(usize, &Mark)> = rows
         .rows
         .iter()
-        .filter_map(|l| index.get(l.agent_id.as_str()).map(|&k| (k, l)))
+        .filter_map(|m| member(m).map(|k| (k, m)))
         .collect();
     let (mut t, mut e) = (r.from, 0);
     let mut open = schedule.is_open(t);
@@ -430,26 +422,29 @@ pub fn coverage(
 /// An agent's intervals within the range, oldest first; the last one has no end while it is
 /// still open (`GET /v1/admin/reports/timeline`, `GET /v1/me/timeline`).
 pub fn timeline(agent_id: &str, rows: &HistoryRows, r: &Range) -> TimelineReport {
-    let by = ByAgent::of(rows);
     let upto = r.upto();
     let still_open = r.live || r.now < r.to;
-    let intervals = by
-        .spans(agent_id, r.from, upto)
-        .into_iter()
-        .map(|s| TimelineInterval {
-            start: s.start,
-            end: (!(still_open && s.end == upto)).then_some(s.end),
-            availability: s.row.availability,
-            status: s.row.status,
-            cause: s.row.cause,
-            ended: s.row.ended,
-        })
+    let slot: Vec<Option<usize>> = rows
+        .agents
+        .iter()
+        .map(|id| (id == agent_id).then_some(0))
         .collect();
+    let mut out = Vec::new();
+    intervals(rows, &slot, 1, r.from, upto, |_, m, start, end| {
+        out.push(TimelineInterval {
+            start,
+            end: (!(still_open && end == upto)).then_some(end),
+            availability: m.availability,
+            status: m.status,
+            cause: m.cause,
+            ended: m.ended,
+        });
+    });
     TimelineReport {
         agent: agent_id.to_owned(),
         from: r.from,
         to: r.to,
-        intervals,
+        intervals: out,
     }
 }
 

@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::reads::{AGENT_COLS, agent_row};
 use super::{Store, StoreResult};
 use crate::history::events::{self, NewEvent, Stored};
+use crate::history::query::decode;
 
 fn bad(col: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -152,13 +153,11 @@ impl Store {
                     })?
                     .collect::<StoreResult<Vec<_>>>()?;
                 let logged = last
-                    .query_row([&a.id], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                    })
+                    .query_row([&a.id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
                     .optional()?;
                 let (availability, since) = match logged {
                     Some((av, at)) => (
-                        Availability::parse(&av).ok_or_else(|| bad(0, "availability"))?,
+                        decode::<Availability>(av).ok_or_else(|| bad(0, "availability"))?,
                         Some(at),
                     ),
                     None => (Availability::of(a.status.status, !devs.is_empty()), None),

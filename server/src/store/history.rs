@@ -10,12 +10,22 @@
 //! - Pruning keeps each agent's last row before the cutoff: the state it was in when the
 //!   retained history begins.
 
-use presence_protocol::{AgentStatus, Availability, Cause, EndReason};
+use presence_protocol::{AgentStatus, Cause, EndReason};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, StoreResult};
-use crate::history::query::{HistoryQuery, HistoryRows};
+use crate::history::query::{Builder, HistoryQuery, HistoryRows, Mark, code, decode};
 use crate::history::{Last, Logged, Now, next};
+
+fn decoded<T: strum::IntoEnumIterator>(col: usize, c: i64) -> StoreResult<T> {
+    decode(c).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            col,
+            rusqlite::types::Type::Integer,
+            format!("unknown code {c}").into(),
+        )
+    })
+}
 
 fn parse<T: std::str::FromStr>(col: usize, s: &str) -> StoreResult<T> {
     s.parse().map_err(|_| {
@@ -50,8 +60,8 @@ pub(super) fn settle(
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<i64>>(4)?,
                 r.get::<_, Option<i64>>(5)?,
                 r.get::<_, bool>(6)?,
             ))
@@ -62,8 +72,8 @@ pub(super) fn settle(
     };
     let last = match (la, ls, lat) {
         (Some(a), Some(s), Some(at)) => Some(Last {
-            availability: parse(3, &a)?,
-            status: parse(4, &s)?,
+            availability: decoded(3, a)?,
+            status: decoded(4, s)?,
             at,
         }),
         _ => None,
@@ -85,10 +95,10 @@ pub(super) fn settle(
         account_id,
         agent_id,
         row.at,
-        row.availability.as_str(),
-        row.status.as_str(),
-        row.cause.as_str(),
-        row.ended.map(EndReason::as_str),
+        code(row.availability),
+        code(row.status),
+        code(row.cause),
+        row.ended.map(code),
     ])?;
     if let Some(e) = crate::history::events::availability(&row, last.map(|l| l.availability)) {
         super::events::emit(tx, &account_id, &e)?;
@@ -108,10 +118,10 @@ pub(super) fn import(tx: &Connection, account_id: &str, rows: &[Logged]) -> Stor
             account_id,
             row.agent_id,
             row.at,
-            row.availability.as_str(),
-            row.status.as_str(),
-            row.cause.as_str(),
-            row.ended.map(EndReason::as_str),
+            code(row.availability),
+            code(row.status),
+            code(row.cause),
+            row.ended.map(code),
         ])?;
     }
     Ok(())
@@ -134,17 +144,19 @@ fn settle_unlogged(tx: &Connection, at: i64) -> StoreResult<usize> {
 
 const COLS: &str = "agent_id, at, availability, status, cause, ended";
 
-fn logged(r: &rusqlite::Row<'_>) -> StoreResult<Logged> {
-    Ok(Logged {
-        agent_id: r.get(0)?,
+/// A row of [`COLS`] into `b`'s next mark (the agent id read in place, not copied).
+fn mark(b: &mut Builder, r: &rusqlite::Row<'_>) -> StoreResult<Mark> {
+    let agent = b.agent(r.get_ref(0)?.as_str()?);
+    Ok(Mark {
+        agent,
         at: r.get(1)?,
-        availability: parse::<Availability>(2, &r.get::<_, String>(2)?)?,
-        status: parse::<AgentStatus>(3, &r.get::<_, String>(3)?)?,
-        cause: parse::<Cause>(4, &r.get::<_, String>(4)?)?,
-        ended: r
-            .get::<_, Option<String>>(5)?
-            .map(|s| parse::<EndReason>(5, &s))
-            .transpose()?,
+        availability: decoded(2, r.get(2)?)?,
+        status: decoded(3, r.get(3)?)?,
+        cause: decoded(4, r.get(4)?)?,
+        ended: match r.get::<_, Option<i64>>(5)? {
+            Some(c) => Some(decoded(5, c)?),
+            None => None,
+        },
     })
 }
 
@@ -178,10 +190,7 @@ impl Store {
     /// (`now` left for the caller, which owns the clock).
     pub fn history(&self, q: &HistoryQuery) -> StoreResult<HistoryRows> {
         self.read(|c| {
-            let before_sql = format!(
-                "SELECT {COLS} FROM availability_log
-                 WHERE agent_id = ?1 AND at < ?2 ORDER BY at DESC, rowid DESC LIMIT 1"
-            );
+            let mut b = Builder::default();
             let agents: Vec<String> = match &q.agent_id {
                 Some(id) => vec![id.clone()],
                 None => c
@@ -189,34 +198,40 @@ impl Store {
                     .query_map([&*q.account_id], |r| r.get(0))?
                     .collect::<StoreResult<_>>()?,
             };
-            let mut before = Vec::with_capacity(agents.len());
-            let mut stmt = c.prepare_cached(&before_sql)?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLS} FROM availability_log
+                 WHERE agent_id = ?1 AND at < ?2 ORDER BY at DESC, rowid DESC LIMIT 1"
+            ))?;
             for id in &agents {
-                if let Some(l) = stmt.query_row(params![id, q.from], logged).optional()? {
-                    before.push(l);
+                let mut rows = stmt.query(params![id, q.from])?;
+                if let Some(r) = rows.next()? {
+                    let m = mark(&mut b, r)?;
+                    b.before(m);
                 }
             }
-            let rows = match &q.agent_id {
-                Some(id) => c
-                    .prepare_cached(&format!(
+            let (sql, key) = match &q.agent_id {
+                Some(id) => (
+                    format!(
                         "SELECT {COLS} FROM availability_log
                          WHERE agent_id = ?1 AND at >= ?2 AND at < ?3 ORDER BY at, rowid"
-                    ))?
-                    .query_map(params![id, q.from, q.to], logged)?
-                    .collect::<StoreResult<Vec<_>>>()?,
-                None => c
-                    .prepare_cached(&format!(
+                    ),
+                    id.as_str(),
+                ),
+                None => (
+                    format!(
                         "SELECT {COLS} FROM availability_log
                          WHERE account_id = ?1 AND at >= ?2 AND at < ?3 ORDER BY at, rowid"
-                    ))?
-                    .query_map(params![&*q.account_id, q.from, q.to], logged)?
-                    .collect::<StoreResult<Vec<_>>>()?,
+                    ),
+                    &*q.account_id,
+                ),
             };
-            Ok(HistoryRows {
-                before,
-                rows,
-                now: 0,
-            })
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![key, q.from, q.to])?;
+            while let Some(r) = rows.next()? {
+                let m = mark(&mut b, r)?;
+                b.row(m);
+            }
+            Ok(b.finish())
         })
     }
 }

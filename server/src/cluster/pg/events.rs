@@ -16,6 +16,7 @@ use super::Pg;
 use super::rows::{AGENT_COLS, SessionRow, agent_row, from_json};
 use crate::backend::{BackendError, BackendResult};
 use crate::history::events::{self, NewEvent, Stored};
+use crate::history::query::decode;
 
 impl Pg {
     /// Records `e` under the account's next `seq`, inside `tx`.
@@ -116,10 +117,10 @@ impl Pg {
         for r in &rows {
             let a = agent_row(r)?;
             let devices: Vec<Device> = from_json(r.get(n + 2))?;
-            let (availability, since) = match r.get::<_, Option<&str>>(n) {
+            let (availability, since) = match r.get::<_, Option<i16>>(n) {
                 Some(av) => (
-                    av.parse::<Availability>()
-                        .map_err(|_| BackendError::internal("unknown availability"))?,
+                    decode::<Availability>(av.into())
+                        .ok_or_else(|| BackendError::internal("unknown availability code"))?,
                     r.get::<_, Option<i64>>(n + 1),
                 ),
                 None => (Availability::of(a.status.status, !devices.is_empty()), None),

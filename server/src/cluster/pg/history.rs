@@ -9,33 +9,33 @@
 //! - Pruning deletes in batches and keeps each agent's last row before the cutoff.
 
 use deadpool_postgres::Transaction;
-use presence_protocol::{AgentStatus, Availability, EndReason, StatusView};
+use futures_util::StreamExt;
+use presence_protocol::{EndReason, StatusView};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::Pg;
 use super::rows::from_json;
 use crate::backend::{BackendError, BackendResult};
-use crate::history::query::{HistoryQuery, HistoryRows};
+use crate::history::query::{Builder, HistoryQuery, HistoryRows, Mark, code, decode};
 use crate::history::{Last, Logged, Now, next};
 
-fn parse<T: std::str::FromStr>(s: &str) -> BackendResult<T> {
-    s.parse()
-        .map_err(|_| BackendError::internal(format!("unknown value {s:?} in availability_log")))
+fn decoded<T: strum::IntoEnumIterator>(c: i16) -> BackendResult<T> {
+    decode(c.into())
+        .ok_or_else(|| BackendError::internal(format!("unknown code {c} in availability_log")))
 }
 
 const COLS: &str = "agent_id, at, availability, status, cause, ended";
 
-fn logged(r: &Row) -> BackendResult<Logged> {
-    Ok(Logged {
-        agent_id: r.get(0),
+/// A row of [`COLS`] into `b`'s next mark (the agent id read in place, not copied).
+fn mark(b: &mut Builder, r: &Row) -> BackendResult<Mark> {
+    Ok(Mark {
+        agent: b.agent(r.get::<_, &str>(0)),
         at: r.get(1),
-        availability: parse::<Availability>(r.get(2))?,
-        status: parse::<AgentStatus>(r.get(3))?,
-        cause: parse(r.get(4))?,
-        ended: r
-            .get::<_, Option<&str>>(5)
-            .map(parse::<EndReason>)
-            .transpose()?,
+        availability: decoded(r.get(2))?,
+        status: decoded(r.get(3))?,
+        cause: decoded(r.get(4))?,
+        ended: r.get::<_, Option<i16>>(5).map(decoded).transpose()?,
     })
 }
 
@@ -72,13 +72,13 @@ impl Pg {
         };
         let status: StatusView = from_json(r.get(1))?;
         let last = match (
-            r.get::<_, Option<&str>>(2),
-            r.get::<_, Option<&str>>(3),
+            r.get::<_, Option<i16>>(2),
+            r.get::<_, Option<i16>>(3),
             r.get::<_, Option<i64>>(4),
         ) {
             (Some(a), Some(s), Some(at)) => Some(Last {
-                availability: parse(a)?,
-                status: parse(s)?,
+                availability: decoded(a)?,
+                status: decoded(s)?,
                 at,
             }),
             _ => None,
@@ -101,10 +101,10 @@ impl Pg {
                 &account_id,
                 &agent_id,
                 &row.at,
-                &row.availability.as_str(),
-                &row.status.as_str(),
-                &row.cause.as_str(),
-                &row.ended.map(EndReason::as_str),
+                &code(row.availability),
+                &code(row.status),
+                &code(row.cause),
+                &row.ended.map(code),
             ],
         )
         .await
@@ -145,18 +145,15 @@ impl Pg {
         for chunk in rows.chunks(10_000) {
             let agents: Vec<&str> = chunk.iter().map(|r| r.agent_id.as_str()).collect();
             let at: Vec<i64> = chunk.iter().map(|r| r.at).collect();
-            let avail: Vec<&str> = chunk.iter().map(|r| r.availability.as_str()).collect();
-            let status: Vec<&str> = chunk.iter().map(|r| r.status.as_str()).collect();
-            let cause: Vec<&str> = chunk.iter().map(|r| r.cause.as_str()).collect();
-            let ended: Vec<Option<&str>> = chunk
-                .iter()
-                .map(|r| r.ended.map(EndReason::as_str))
-                .collect();
+            let avail: Vec<i16> = chunk.iter().map(|r| code(r.availability)).collect();
+            let status: Vec<i16> = chunk.iter().map(|r| code(r.status)).collect();
+            let cause: Vec<i16> = chunk.iter().map(|r| code(r.cause)).collect();
+            let ended: Vec<Option<i16>> = chunk.iter().map(|r| r.ended.map(code)).collect();
             tx.execute(
                 "INSERT INTO availability_log \
                  (account_id, agent_id, at, availability, status, cause, ended) \
-                 SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], \
-                 $6::text[], $7::text[])",
+                 SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::int2[], $5::int2[], \
+                 $6::int2[], $7::int2[])",
                 &[&account_id, &agents, &at, &avail, &status, &cause, &ended],
             )
             .await
@@ -178,44 +175,51 @@ impl Pg {
             .await
             .map_err(|e| self.db(e))?;
         let account_id = &*q.account_id;
+        let mut b = Builder::default();
         let before_q = format!(
             "SELECT l.* FROM agents a CROSS JOIN LATERAL ( \
              SELECT {COLS} FROM availability_log \
              WHERE agent_id = a.id AND at < $2 ORDER BY at DESC, id DESC LIMIT 1) l \
              WHERE a.account_id = $1 AND ($3::text IS NULL OR a.id = $3)"
         );
-        let before = tx
+        for r in tx
             .query(&before_q, &[&account_id, &q.from, &q.agent_id])
             .await
             .map_err(|e| self.db(e))?
-            .iter()
-            .map(logged)
-            .collect::<BackendResult<Vec<_>>>()?;
-        let rows_q = match q.agent_id {
-            Some(_) => format!(
-                "SELECT {COLS} FROM availability_log \
-                 WHERE agent_id = $4 AND account_id = $1 AND at >= $2 AND at < $3 \
-                 ORDER BY at, id"
+        {
+            let m = mark(&mut b, &r)?;
+            b.before(m);
+        }
+        // One agent's rows by the agent's index, everyone's by the account's: both give
+        // `(at, id)` order without a sort.
+        let (rows_q, key) = match &q.agent_id {
+            Some(id) => (
+                format!(
+                    "SELECT {COLS} FROM availability_log \
+                     WHERE agent_id = $1 AND at >= $2 AND at < $3 ORDER BY at, id"
+                ),
+                id.as_str(),
             ),
-            None => format!(
-                "SELECT {COLS} FROM availability_log \
-                 WHERE account_id = $1 AND at >= $2 AND at < $3 AND $4::text IS NULL \
-                 ORDER BY at, id"
+            None => (
+                format!(
+                    "SELECT {COLS} FROM availability_log \
+                     WHERE account_id = $1 AND at >= $2 AND at < $3 ORDER BY at, id"
+                ),
+                account_id,
             ),
         };
-        let rows = tx
-            .query(&rows_q, &[&account_id, &q.from, &q.to, &q.agent_id])
+        let stream = tx
+            .query_raw(&rows_q, [&key as &(dyn ToSql + Sync), &q.from, &q.to])
             .await
-            .map_err(|e| self.db(e))?
-            .iter()
-            .map(logged)
-            .collect::<BackendResult<Vec<_>>>()?;
+            .map_err(|e| self.db(e))?;
+        futures_util::pin_mut!(stream);
+        while let Some(r) = stream.next().await {
+            let r = r.map_err(|e| self.db(e))?;
+            let m = mark(&mut b, &r)?;
+            b.row(m);
+        }
         tx.commit().await.map_err(|e| self.db(e))?;
-        Ok(HistoryRows {
-            before,
-            rows,
-            now: 0,
-        })
+        Ok(b.finish())
     }
 
     /// Deletes up to `batch` rows older than `before` that a later row of the same agent,

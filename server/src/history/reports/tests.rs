@@ -1,6 +1,8 @@
 //! The reports against timelines computed by hand.
 
 use super::*;
+use crate::history::Logged;
+use crate::history::query::Builder;
 use chrono::TimeZone;
 use presence_protocol::{AgentStatus, Cause, OpeningHours, WeekDays};
 
@@ -54,11 +56,7 @@ fn member<'a>(id: &'a str, groups: &'a [String]) -> Member<'a> {
 #[test]
 fn an_agent_who_never_changed_has_the_whole_range_counted() {
     let t0 = utc(2026, 12, 7, 0);
-    let rows = HistoryRows {
-        before: vec![row("a", t0 - H, Availability::Online)],
-        rows: vec![],
-        now: 0,
-    };
+    let rows = Builder::from_logged(&[row("a", t0 - H, Availability::Online)], &[]);
     let r = range(t0, t0 + 24 * H, t0 + 48 * H, chrono_tz::UTC);
     let rep = availability(&[member("a", &[])], &rows, &r, "UTC");
     assert_eq!(rep.agents[0].time.online_ms, 24 * H);
@@ -70,14 +68,13 @@ fn an_agent_who_never_changed_has_the_whole_range_counted() {
 #[test]
 fn the_open_interval_is_counted_up_to_now_and_has_no_end_in_the_timeline() {
     let t0 = utc(2026, 12, 7, 0);
-    let rows = HistoryRows {
-        before: vec![row("a", t0 - 1, Availability::Busy)],
-        rows: vec![
+    let rows = Builder::from_logged(
+        &[row("a", t0 - 1, Availability::Busy)],
+        &[
             row("a", t0 + 2 * H, Availability::SignedOut),
             row("a", t0 + 3 * H, Availability::Online),
         ],
-        now: 0,
-    };
+    );
     let r = range(t0, t0 + 24 * H, t0 + 5 * H, chrono_tz::UTC);
     let rep = availability(&[member("a", &[])], &rows, &r, "UTC");
     let t = rep.agents[0].time;
@@ -101,11 +98,7 @@ fn the_open_interval_is_counted_up_to_now_and_has_no_end_in_the_timeline() {
 #[test]
 fn a_closed_range_gives_every_interval_an_end() {
     let t0 = utc(2026, 12, 7, 0);
-    let rows = HistoryRows {
-        before: vec![row("a", t0 - 1, Availability::Busy)],
-        rows: vec![],
-        now: 0,
-    };
+    let rows = Builder::from_logged(&[row("a", t0 - 1, Availability::Busy)], &[]);
     let tl = timeline("a", &rows, &range(t0, t0 + H, t0 + 5 * H, chrono_tz::UTC));
     assert_eq!(tl.intervals[0].end, Some(t0 + H));
 }
@@ -114,14 +107,13 @@ fn a_closed_range_gives_every_interval_an_end() {
 fn a_span_across_local_midnight_is_split_there() {
     let tz = chrono_tz::Europe::Berlin;
     let from = at(tz, 2026, 12, 7, 0, 0);
-    let rows = HistoryRows {
-        before: vec![row("a", from - 1, Availability::SignedOut)],
-        rows: vec![
+    let rows = Builder::from_logged(
+        &[row("a", from - 1, Availability::SignedOut)],
+        &[
             row("a", at(tz, 2026, 12, 7, 23, 0), Availability::Online),
             row("a", at(tz, 2026, 12, 8, 1, 30), Availability::Offline),
         ],
-        now: 0,
-    };
+    );
     let r = range(from, from + 48 * H, from + 100 * H, tz);
     let rep = availability(&[member("a", &[])], &rows, &r, "Europe/Berlin");
     let days = &rep.agents[0].days;
@@ -144,11 +136,7 @@ fn dst_days_are_23_and_25_hours_long() {
     for (m, d, hours) in [(3, 29, 23), (10, 25, 25)] {
         let from = at(tz, 2026, m, d, 0, 0);
         let to = at(tz, 2026, m, d + 1, 0, 0);
-        let rows = HistoryRows {
-            before: vec![row("a", from - 1, Availability::Online)],
-            rows: vec![],
-            now: 0,
-        };
+        let rows = Builder::from_logged(&[row("a", from - 1, Availability::Online)], &[]);
         let r = range(from, to + 24 * H, to + 100 * H, tz);
         let rep = availability(&[member("a", &[])], &rows, &r, "Europe/Berlin");
         let days = &rep.agents[0].days;
@@ -160,14 +148,13 @@ fn dst_days_are_23_and_25_hours_long() {
 #[test]
 fn an_agent_created_within_the_range_counts_from_its_first_row() {
     let t0 = utc(2026, 12, 7, 0);
-    let rows = HistoryRows {
-        before: vec![],
-        rows: vec![
+    let rows = Builder::from_logged(
+        &[],
+        &[
             row("a", t0 + 6 * H, Availability::SignedOut),
             row("a", t0 + 7 * H, Availability::Online),
         ],
-        now: 0,
-    };
+    );
     let r = range(t0, t0 + 24 * H, t0 + 8 * H, chrono_tz::UTC);
     let t = availability(&[member("a", &[])], &rows, &r, "UTC").agents[0].time;
     assert_eq!((t.signed_out_ms, t.online_ms, t.total_ms()), (H, H, 2 * H));
@@ -176,14 +163,13 @@ fn an_agent_created_within_the_range_counts_from_its_first_row() {
 #[test]
 fn rows_of_one_millisecond_leave_only_the_last_state() {
     let t0 = utc(2026, 12, 7, 0);
-    let rows = HistoryRows {
-        before: vec![row("a", t0 - 1, Availability::Online)],
-        rows: vec![
+    let rows = Builder::from_logged(
+        &[row("a", t0 - 1, Availability::Online)],
+        &[
             row("a", t0 + H, Availability::Busy),
             row("a", t0 + H, Availability::Offline),
         ],
-        now: 0,
-    };
+    );
     let r = range(t0, t0 + 2 * H, t0 + 9 * H, chrono_tz::UTC);
     let t = availability(&[member("a", &[])], &rows, &r, "UTC").agents[0].time;
     assert_eq!((t.online_ms, t.busy_ms, t.offline_ms), (H, 0, H));
@@ -221,17 +207,16 @@ fn coverage_counts_each_chat_box_within_opening_hours_only() {
             name: "Support".into(),
         },
     ];
-    let rows = HistoryRows {
-        before: vec![row("b", t0 - 1, Availability::SignedOut)],
-        rows: vec![
+    let rows = Builder::from_logged(
+        &[row("b", t0 - 1, Availability::SignedOut)],
+        &[
             row("a", t0 + 8 * H, Availability::Online),
             row("a", t0 + 10 * H, Availability::Busy),
             row("b", t0 + 11 * H, Availability::Online),
             row("a", t0 + 12 * H, Availability::SignedOut),
             row("b", t0 + 13 * H, Availability::Offline),
         ],
-        now: 0,
-    };
+    );
     let r = range(t0, t0 + 24 * H, t0 + 30 * H, chrono_tz::UTC);
     let rep = coverage(&agents, &groups, &monday_nine_to_five(), &rows, &r, "UTC");
     let got: Vec<_> = rep
@@ -266,11 +251,7 @@ fn coverage_counts_each_chat_box_within_opening_hours_only() {
 #[test]
 fn coverage_of_a_range_with_no_opening_hours_is_null() {
     let t0 = utc(2026, 12, 8, 0); // a Tuesday: closed all day
-    let rows = HistoryRows {
-        before: vec![row("a", t0 - 1, Availability::Online)],
-        rows: vec![],
-        now: 0,
-    };
+    let rows = Builder::from_logged(&[row("a", t0 - 1, Availability::Online)], &[]);
     let r = range(t0, t0 + 24 * H, t0 + 30 * H, chrono_tz::UTC);
     let rep = coverage(
         &[member("a", &[])],
@@ -287,11 +268,7 @@ fn coverage_of_a_range_with_no_opening_hours_is_null() {
 #[test]
 fn csv_has_a_row_per_agent_and_day_and_neutralises_formulas() {
     let t0 = utc(2026, 12, 7, 0);
-    let rows = HistoryRows {
-        before: vec![row("a", t0 - 1, Availability::Online)],
-        rows: vec![],
-        now: 0,
-    };
+    let rows = Builder::from_logged(&[row("a", t0 - 1, Availability::Online)], &[]);
     let r = range(t0, t0 + 48 * H, t0 + 99 * H, chrono_tz::UTC);
     let mut rep = availability(&[member("a", &[])], &rows, &r, "UTC");
     rep.agents[0].name = "=SUM(1,2) \"x\"".into();
