@@ -210,13 +210,13 @@ export function ReportsPage({ session }: Props) {
       <form
         class="card"
         noValidate
-        aria-label="Report range"
+        aria-label="Choose the report"
         onSubmit={(e) => {
           e.preventDefault();
           void show();
         }}
       >
-        <div class="row">
+        <div class="row top">
           {sel("range", "Range", preset, (v) => setPreset(v as Preset), PRESETS)}
           {preset === "custom" && date("from", "From (date)", fromDate, setFromDate)}
           {preset === "custom" && date("to", "To (date, included)", toDate, setToDate)}

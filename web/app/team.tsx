@@ -133,7 +133,9 @@ function usePresence(session: Session): Live {
         }
         case "session.ended": {
           const x = d as SessionEventData;
-          if (ag && x.device) ag.devices = ag.devices.filter((y) => y.id !== x.device.id);
+          // A replaced session's device signed in again: its new session is listed already.
+          if (ag && x.device && x.reason !== "replaced") ag.devices = ag.devices.filter((y) => y.id !== x.device.id);
+          if (ag && x.reason === "removed") snap.agents = snap.agents.filter((y) => y !== ag);
           break;
         }
         default:
@@ -237,14 +239,13 @@ function usePresence(session: Session): Live {
   return state;
 }
 
-/** Re-renders every second while `on`: the time left of timed statuses counts down. */
-function useTick(on: boolean): void {
+/** Re-renders every `ms`: the time left of timed statuses counts down, "since" grows. */
+function useTick(ms: number): void {
   const [, set] = useState(0);
   useEffect(() => {
-    if (!on) return;
-    const t = window.setInterval(() => set((x) => x + 1), 1000);
+    const t = window.setInterval(() => set((x) => x + 1), ms);
     return () => clearInterval(t);
-  }, [on]);
+  }, [ms]);
 }
 
 const STATUSES: AgentStatus[] = ["online", "busy", "offline"];
@@ -255,7 +256,7 @@ export function TeamPage({ session }: Props) {
   const [group, setGroup] = useState("");
   const [note, setNote] = useState("");
   const agents = (p.snap?.agents || []).filter((x) => !group || x.groups.length === 0 || x.groups.includes(group)).sort((x, y) => x.name.localeCompare(y.name));
-  useTick(agents.some((x) => x.status.until !== null));
+  useTick(agents.some((x) => x.status.until !== null) ? 1000 : 30000);
   if (p.refused) return <Loading a={{ data: null, refused: true, error: null, reload: async () => {}, set: () => {} }} />;
   if (!a.data) return <Loading a={a} />;
   const d = a.data;
