@@ -72,7 +72,9 @@ export function midnight(date: string, tz: string): number {
   const guess = Date.parse(`${date}T00:00:00Z`);
   let t = guess - (wall(guess, tz) - guess);
   t = guess - (wall(t, tz) - t);
-  return t;
+  // Where 00:00 is skipped (a DST change at midnight), the day begins at the first moment after.
+  const w = wall(t, tz);
+  return w < guess ? t + (guess - w) : t;
 }
 
 export function addDays(date: string, n: number): string {
