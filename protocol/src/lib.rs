@@ -9,11 +9,16 @@
 //!   a [`ChatboxView`] (DESIGN rules 1-8).
 //! - [`WeeklySchedule`](schedule::WeeklySchedule) evaluates opening hours in an IANA time zone.
 
+pub mod history;
 pub mod resolve;
 pub mod schedule;
 
 use serde::{Deserialize, Serialize};
 
+pub use history::{
+    AgentTime, Availability, AvailabilityReport, ChatboxCoverage, CoverageDay, CoverageReport,
+    DayTime, TimeInStates, TimelineInterval, TimelineReport,
+};
 pub use resolve::{AgentAvailability, resolve};
 pub use schedule::{ScheduleError, WeeklySchedule};
 

@@ -35,7 +35,7 @@ pub struct AgentAvailability<'a> {
 impl AgentAvailability<'_> {
     /// Online or busy, with at least one live session (DESIGN rule 3).
     pub fn is_available(&self) -> bool {
-        self.live_sessions > 0 && matches!(self.status, AgentStatus::Online | AgentStatus::Busy)
+        crate::Availability::of(self.status, self.live_sessions > 0).counts()
     }
 
     /// Whether this agent counts for the group `key` (DESIGN rule 6).
@@ -115,12 +115,21 @@ fn outcome<'x, 'a: 'x>(
     for a in agents.filter(|a| a.is_available()) {
         match a.status {
             // One online agent decides it; no need to look further.
-            AgentStatus::Online => return (ChatboxStatus::Online, Reason::AgentsOnline),
+            AgentStatus::Online => return outcome_of(true, busy),
             AgentStatus::Busy => busy = true,
             AgentStatus::Offline => {}
         }
     }
-    if busy {
+    outcome_of(false, busy)
+}
+
+/// What a view inside opening hours shows when some counted agent is online (`online`), or
+/// some is busy (`busy`): the rule [`resolve`] applies, for callers that keep counts (the
+/// coverage report's replay).
+pub fn outcome_of(online: bool, busy: bool) -> (ChatboxStatus, Reason) {
+    if online {
+        (ChatboxStatus::Online, Reason::AgentsOnline)
+    } else if busy {
         (ChatboxStatus::Busy, Reason::AgentsBusy)
     } else {
         (ChatboxStatus::Offline, Reason::NoAgentsOnline)

@@ -28,6 +28,7 @@ pub mod demo;
 pub mod embedded;
 pub mod error;
 pub mod hashing;
+pub mod history;
 pub mod http;
 pub mod jwt;
 pub mod metrics;

@@ -3,7 +3,7 @@
 //! Handlers call [`crate::ops::Ops`], which plans every operation and calls a [`Backend`]:
 //! the embedded backend ([`crate::embedded`]) keeps hot state in memory and durable state in
 //! SQLite, the cluster backend ([`crate::cluster`]) PostgreSQL and Redis; both implement the
-//! same eleven methods, and nothing above changes. A backend reads slices, applies planned
+//! same twelve methods, and nothing above changes. A backend reads slices, applies planned
 //! changes atomically under a turn, times what must be timed, and fans out; it decides
 //! nothing. What belongs to the HTTP layer (auth header parsing, role checks, login rate
 //! limits, JSON errors) stays out of this trait.
@@ -23,6 +23,7 @@ mod error;
 pub use error::{BackendError, BackendResult, storage};
 
 use crate::auth::TokenHash;
+use crate::history::query::{HistoryQuery, HistoryRows};
 use crate::ops::idle::Report;
 use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
@@ -217,6 +218,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Part of an agent's status log (a read of the store: every applied change is written
     /// with it); `not_found` if the agent is not in the account.
     async fn status_log(&self, q: LogQuery) -> BackendResult<Vec<StatusLogEntry>>;
+
+    /// The availability log rows a report over `q` needs, and the backend's time after it
+    /// read them (a read of the store on a connection of its own: never under a turn, the
+    /// state lock, or a table lock); an agent asked for that is not in the account is
+    /// `not_found`.
+    async fn history(&self, q: HistoryQuery) -> BackendResult<HistoryRows>;
 
     /// Whether the agent had a session on `device_id` (live, or ended within the session
     /// retention): such a device keeps its own login window when the agent's is full.

@@ -234,6 +234,13 @@ impl Cluster {
         metrics.store.active.store(true, Relaxed);
         let pg = Pg::connect(&config.postgres_url, metrics.store.clone()).await?;
         let clock = Clock::new();
+        let first_rows = pg
+            .settle_unlogged(clock.now_ms())
+            .await
+            .map_err(|e| format!("could not start the availability log: {e}"))?;
+        if first_rows > 0 {
+            tracing::info!(agents = first_rows, "started the availability log");
+        }
         let hot = Hot::connect(
             &config.redis_urls,
             config.redis_ca_file.as_deref(),

@@ -16,6 +16,7 @@ use crate::backend::{
     Backend, BackendError, BackendResult, DeviceStream, LogQuery, Principal, Renewal, Reported,
     SessionCheck, StreamGuard, ViewFrame, WidgetStream, WidgetViews,
 };
+use crate::history::query::{HistoryQuery, HistoryRows};
 use crate::ops::idle::{self, Activity, Report};
 use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
@@ -491,6 +492,18 @@ impl Backend for Cluster {
                 _ => return Err(BackendError::not_found("agent")),
             }
         }
+        Ok(rows)
+    }
+
+    async fn history(&self, q: HistoryQuery) -> BackendResult<HistoryRows> {
+        if let Some(agent_id) = &q.agent_id {
+            match self.inner.pg.agent(agent_id).await? {
+                Some(a) if *a.account_id == *q.account_id => {}
+                _ => return Err(BackendError::not_found("agent")),
+            }
+        }
+        let mut rows = self.inner.pg.history(&q).await?;
+        rows.now = self.inner.clock.now_ms();
         Ok(rows)
     }
 

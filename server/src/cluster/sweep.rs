@@ -122,7 +122,9 @@ fn handle(inner: &Arc<Inner>, sw: Swept) {
             let now = inner.clock.now_ms();
             match inner.pg.session(&sid).await {
                 Ok(Some(row)) => {
-                    if let Err(e) = inner.pg.end_session(&sid, EndReason::Expired, now).await {
+                    // Recorded as ended when the lease ran out, not when the sweep saw it.
+                    let at = ended_at.min(now);
+                    if let Err(e) = inner.pg.end_session(&sid, EndReason::Expired, at).await {
                         tracing::warn!(error = %e, "could not record a lease end");
                     }
                     inner.push_ended(&acc, &sid, row.push, EndReason::Expired, false);

@@ -233,7 +233,7 @@ fn write_of(account_id: &str, edit: &AccountEdit, now: i64) -> Write {
             owner,
             now,
         },
-        AccountEdit::AddAgent(row) => Write::Agent(row),
+        AccountEdit::AddAgent(row) => Write::Agent { row, now },
         AccountEdit::UpdateAgent(row) => Write::AgentProfile(row),
         AccountEdit::RemoveAgent { agent_id } => Write::DeleteAgent { agent_id, now },
         AccountEdit::Password {

@@ -18,6 +18,7 @@ use crate::backend::{
     WidgetViews,
 };
 use crate::backend::{BackendError, BackendResult, LogQuery, storage};
+use crate::history::query::{HistoryQuery, HistoryRows};
 use crate::metrics::Gauges;
 use crate::ops::idle::Report;
 use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
@@ -278,6 +279,22 @@ impl Backend for Embedded {
         .await
         .map_err(BackendError::internal)?
         .map_err(storage)
+    }
+
+    async fn history(&self, q: HistoryQuery) -> BackendResult<HistoryRows> {
+        if let Some(agent_id) = &q.agent_id {
+            self.inner
+                .state
+                .lock()
+                .agent_in_account(&q.account_id, agent_id)?;
+        }
+        let store = self.inner.store.clone();
+        let mut rows = tokio::task::spawn_blocking(move || store.history(&q))
+            .await
+            .map_err(BackendError::internal)?
+            .map_err(storage)?;
+        rows.now = self.inner.clock.now_ms();
+        Ok(rows)
     }
 
     async fn known_device(&self, agent_id: &str, device_id: &str) -> BackendResult<bool> {

@@ -31,6 +31,10 @@ impl Embedded {
     ) -> Result<Embedded, rusqlite::Error> {
         let clock = Clock::new();
         let now = clock.now_ms();
+        let first_rows = store.settle_unlogged(now)?;
+        if first_rows > 0 {
+            tracing::info!(agents = first_rows, "started the availability log");
+        }
         let loaded = store.load(now - retention_ms(retention.ended_sessions))?;
         let mut st = State::default();
         let mut fx = Effects::default();

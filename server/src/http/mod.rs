@@ -19,6 +19,7 @@ mod health;
 mod layer;
 mod me;
 pub mod openapi;
+mod reports;
 mod session;
 pub mod sse;
 pub mod stream_limit;
@@ -132,6 +133,7 @@ fn api(request_timeout: Duration) -> OpenApiRouter<AppState> {
         .merge(session::router())
         .merge(me::router())
         .merge(admin::router())
+        .merge(reports::router())
         .merge(health::router())
         .merge(openapi::router())
         .layer(within_deadline)

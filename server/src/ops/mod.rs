@@ -19,6 +19,7 @@ pub mod credentials;
 pub mod custom;
 mod identity;
 pub mod idle;
+pub mod reports;
 mod service;
 pub mod sessions;
 pub mod signin;

@@ -69,7 +69,8 @@ impl Store {
     }
 
     /// Deletes ended sessions that ended before `sessions_before`, status ops recorded
-    /// before `ops_before` and status log entries applied before `log_before`, in batches so
+    /// before `ops_before` and status and availability log entries from before `log_before`
+    /// (each agent keeps its last availability row before it), in batches so
     /// no single transaction holds the writer long. Blocking: call off the runtime. Returns
     /// (sessions, ops, log entries) deleted.
     pub fn prune(
@@ -102,7 +103,8 @@ impl Store {
                              (SELECT agent_id, version FROM status_log WHERE applied_at < ?1
                               LIMIT ?2)",
                         )?
-                        .execute(params![log_before, BATCH])?;
+                        .execute(params![log_before, BATCH])?
+                        + super::history::prune_batch(tx, log_before, BATCH)?;
                     Ok((s, o, l))
                 })?
             };

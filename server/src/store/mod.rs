@@ -25,6 +25,7 @@
 //! - `reads.rs`: the restart load and the status op read.
 //! - `commit.rs`: transactions: one write, group commits, lease flushes, pruning.
 //! - `write.rs`: each durable change and its SQL.
+//! - `history.rs`: the availability log: written with each change, read for reports.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use rusqlite::Connection;
 
 mod checkpoint;
 mod commit;
+mod history;
 mod reads;
 mod schema;
 #[cfg(test)]
@@ -58,6 +60,9 @@ pub struct Store {
     conn: Mutex<Connection>,
     /// The checkpointing connection, opened on first use; `None` for in-memory databases.
     checkpointer: Mutex<Option<Connection>>,
+    /// The connection reports read on, opened on first use; `None` for in-memory databases
+    /// (which read on `conn`).
+    reader: Mutex<Option<Connection>>,
     path: Option<PathBuf>,
     /// Commits since the last checkpoint.
     writes: AtomicU64,
@@ -177,6 +182,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             checkpointer: Mutex::new(None),
+            reader: Mutex::new(None),
             path: (!in_memory).then(|| path.to_owned()),
             writes: AtomicU64::new(0),
             vfs: vfs.map(str::to_owned),
@@ -188,6 +194,22 @@ impl Store {
     fn write(&self) -> parking_lot::MutexGuard<'_, Connection> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.conn.lock()
+    }
+
+    /// Runs `f` in one read transaction on the reading connection (WAL: it neither waits for
+    /// nor delays the writer), or on the only connection of an in-memory database.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let Some(path) = &self.path else {
+            return commit::in_tx(&self.conn.lock(), f);
+        };
+        let mut reader = self.reader.lock();
+        if reader.is_none() {
+            let c = connect(path, self.vfs.as_deref())?;
+            c.pragma_update(None, "query_only", true)?;
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            *reader = Some(c);
+        }
+        commit::in_tx(reader.as_ref().expect("opened above"), f)
     }
 
     pub fn schema_version(&self) -> StoreResult<i64> {

@@ -120,6 +120,23 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE agents ADD COLUMN sub TEXT;
     CREATE UNIQUE INDEX agents_sub ON agents (account_id, sub) WHERE sub IS NOT NULL;
     "#,
+    // v10: the availability log: every change of whether an agent counts for the chat box
+    // (or of its status), written with the change; read by account or by agent over a time
+    // range, pruned by age (each agent keeps its last row). Agents of an older file get
+    // their first row when the store opens (`history::settle_unlogged`).
+    r#"
+    CREATE TABLE availability_log (
+        account_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        availability TEXT NOT NULL,
+        status TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        ended TEXT
+    );
+    CREATE INDEX availability_log_account_at ON availability_log (account_id, at);
+    CREATE INDEX availability_log_agent_at ON availability_log (agent_id, at);
+    "#,
 ];
 
 /// What `sessions.push_auth` holds: a registration's one secret, UnifiedPush's `auth` or a

@@ -117,8 +117,14 @@ fn a_write_refused_in_a_group_fails_alone_and_the_rest_commit() {
             now: 0,
         })
         .unwrap();
-    let taken = Write::Agent(agent_row("g1", "OWNER@acme.test"));
-    let fresh = Write::Agent(agent_row("g2", "new@acme.test"));
+    let taken = Write::Agent {
+        row: agent_row("g1", "OWNER@acme.test"),
+        now: 1,
+    };
+    let fresh = Write::Agent {
+        row: agent_row("g2", "new@acme.test"),
+        now: 1,
+    };
     let reserve = Write::ViewVersions {
         account_id: "a1".into(),
         upto: 2000,

@@ -11,7 +11,7 @@ use presence_protocol::{
 };
 use rusqlite::{Connection, params};
 
-use super::{AccountRow, AgentRow, SessionRow, StoreResult, json, schema};
+use super::{AccountRow, AgentRow, SessionRow, StoreResult, history, json, schema};
 
 /// One status op to record: the answer it got (for idempotent retries) and, if it applied,
 /// the agent's new status.
@@ -35,14 +35,12 @@ pub enum Write {
         owner: Box<AgentRow>,
         now: i64,
     },
-    Agent(AgentRow),
+    /// A new agent (its first availability row at `now`).
+    Agent { row: AgentRow, now: i64 },
     /// Name, role and groups of an agent.
     AgentProfile(AgentRow),
     /// Deletes an agent, its op ids, and ends its sessions (`removed`).
-    DeleteAgent {
-        agent_id: String,
-        now: i64,
-    },
+    DeleteAgent { agent_id: String, now: i64 },
     /// An agent's new password; its sessions but `keep` end (`credentials_changed`).
     Password {
         agent_id: String,
@@ -94,10 +92,7 @@ pub enum Write {
     },
     /// Chat box view versions up to `upto` are reserved: after a crash the next run starts
     /// above them, so a version once served never means another view.
-    ViewVersions {
-        account_id: String,
-        upto: i64,
-    },
+    ViewVersions { account_id: String, upto: i64 },
 }
 
 impl Write {
@@ -106,21 +101,27 @@ impl Write {
     pub(super) fn may_be_refused(&self) -> bool {
         matches!(
             self,
-            Write::Account { .. } | Write::Agent(_) | Write::AgentProfile(_)
+            Write::Account { .. } | Write::Agent { .. } | Write::AgentProfile(_)
         )
     }
 
     /// Makes the change inside the caller's transaction.
     pub(super) fn apply(&self, tx: &Connection) -> StoreResult<()> {
         match self {
-            Write::Status(op) => record_status_op_in(
-                tx,
-                &op.agent_id,
-                &op.op_id,
-                op.applied.as_ref(),
-                &op.response_json,
-                op.now,
-            ),
+            Write::Status(op) => {
+                record_status_op_in(
+                    tx,
+                    &op.agent_id,
+                    &op.op_id,
+                    op.applied.as_ref(),
+                    &op.response_json,
+                    op.now,
+                )?;
+                if op.applied.is_some() {
+                    history::settle(tx, &op.agent_id, op.now, None)?;
+                }
+                Ok(())
+            }
             Write::Account {
                 account: a,
                 owner,
@@ -142,9 +143,13 @@ impl Write {
                     now,
                     a.view_version
                 ])?;
-                insert_agent(tx, owner)
+                insert_agent(tx, owner)?;
+                history::settle(tx, &owner.id, *now, None)
             }
-            Write::Agent(a) => insert_agent(tx, a),
+            Write::Agent { row, now } => {
+                insert_agent(tx, row)?;
+                history::settle(tx, &row.id, *now, None)
+            }
             Write::AgentProfile(a) => {
                 tx.prepare_cached(
                     "UPDATE agents SET name = ?2, role = ?3, groups_json = ?4, sub = ?5
@@ -165,6 +170,7 @@ impl Write {
                      WHERE agent_id = ?1 AND ended_reason IS NULL",
                 )?
                 .execute(params![agent_id, now])?;
+                history::settle(tx, agent_id, *now, Some(EndReason::Removed))?;
                 tx.prepare_cached("DELETE FROM status_ops WHERE agent_id = ?1")?
                     .execute([agent_id])?;
                 tx.prepare_cached("DELETE FROM agents WHERE id = ?1")?
@@ -184,7 +190,7 @@ impl Write {
                      WHERE agent_id = ?1 AND ended_reason IS NULL AND id IS NOT ?3",
                 )?
                 .execute(params![agent_id, now, keep])?;
-                Ok(())
+                history::settle(tx, agent_id, *now, Some(EndReason::CredentialsChanged))
             }
             Write::Groups {
                 account_id,
@@ -231,17 +237,26 @@ impl Write {
                     .execute(params![account_id, json(statuses)])?;
                 for (agent_id, s) in resets {
                     write_status_in(tx, agent_id, s, None, *now)?;
+                    history::settle(tx, agent_id, *now, None)?;
                 }
                 Ok(())
             }
-            Write::Session { row, replaces, now } => insert_session(tx, row, replaces, *now),
+            Write::Session { row, replaces, now } => {
+                insert_session(tx, row, replaces, *now)?;
+                history::settle(tx, &row.agent_id, *now, None)
+            }
             Write::EndSessions { ended, now } => {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE sessions SET ended_reason = ?2, ended_at = ?3
                      WHERE id = ?1 AND ended_reason IS NULL",
                 )?;
+                let mut agent_of =
+                    tx.prepare_cached("SELECT agent_id FROM sessions WHERE id = ?1")?;
                 for (id, reason) in ended {
-                    stmt.execute(params![id, reason.as_str(), now])?;
+                    if stmt.execute(params![id, reason.as_str(), now])? == 1 {
+                        let agent_id: String = agent_of.query_row([id], |r| r.get(0))?;
+                        history::settle(tx, &agent_id, *now, Some(*reason))?;
+                    }
                 }
                 Ok(())
             }

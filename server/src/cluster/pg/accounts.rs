@@ -6,6 +6,7 @@
 //! locked (`FOR UPDATE`) and commits what its plan decided in the same transaction, so edits
 //! of one account serialise across every node.
 
+use presence_protocol::EndReason;
 use tokio_postgres::error::SqlState;
 
 use super::rows::{
@@ -54,6 +55,7 @@ impl Pg {
             return Err(self.db(e));
         }
         insert_agent_in(&*tx, owner, now).await?;
+        self.settle(&tx, &owner.id, now, None).await?;
         tx.commit().await.map_err(|e| self.db(e))
     }
 
@@ -150,7 +152,10 @@ impl Pg {
             AccountEdit::Create { .. } => {
                 return Err(BackendError::internal("an account edit made a new account"));
             }
-            AccountEdit::AddAgent(row) => insert_agent_in(&*tx, row, now).await?,
+            AccountEdit::AddAgent(row) => {
+                insert_agent_in(&*tx, row, now).await?;
+                self.settle(&tx, &row.id, now, None).await?;
+            }
             AccountEdit::UpdateAgent(row) => {
                 tx.execute(
                     "UPDATE agents SET name = $2, role = $3, groups_json = $4, updated_at = $5, \
@@ -179,6 +184,8 @@ impl Pg {
                     .iter()
                     .map(session_row)
                     .collect::<BackendResult<Vec<_>>>()?;
+                self.settle(&tx, agent_id, now, Some(EndReason::Removed))
+                    .await?;
                 tx.execute("DELETE FROM status_ops WHERE agent_id = $1", &[agent_id])
                     .await
                     .map_err(|e| self.db(e))?;
@@ -212,6 +219,8 @@ impl Pg {
                     .iter()
                     .map(session_row)
                     .collect::<BackendResult<Vec<_>>>()?;
+                self.settle(&tx, agent_id, now, Some(EndReason::CredentialsChanged))
+                    .await?;
             }
             AccountEdit::Groups { groups, agents } => {
                 tx.execute(
@@ -269,6 +278,7 @@ impl Pg {
                     )
                     .await
                     .map_err(|e| self.db(e))?;
+                    self.settle(&tx, agent, now, None).await?;
                 }
             }
         }

@@ -20,6 +20,8 @@
 //! - `accounts.rs`: accounts and agents, and account edits.
 //! - `sessions.rs`: sessions, their leases, and pruning what has ended.
 //! - `status.rs`: status ops and the reconciler's read.
+//! - `history.rs`: the availability log: written in each change's transaction, read for
+//!   reports, pruned.
 //! - `sql/`: the schema migrations.
 
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use crate::backend::{BackendError, BackendResult};
 use crate::metrics::StoreMetrics;
 
 mod accounts;
+mod history;
 mod rows;
 mod sessions;
 mod status;
@@ -57,6 +60,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("sql/005_sessions_by_agent.sql"),
     // v6: sign-in settings, API keys, and agents' customer user ids.
     include_str!("sql/006_identity.sql"),
+    // v7: the availability log.
+    include_str!("sql/007_availability_log.sql"),
 ];
 
 /// Key of the advisory lock migrations run under ("PRSV").

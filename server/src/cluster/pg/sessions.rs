@@ -136,6 +136,8 @@ impl Pg {
                 )
                 .await
                 .map_err(|e| self.db(e))?;
+                self.settle(&tx, agent_id, now, Some(EndReason::Replaced))
+                    .await?;
                 replaced
             }
             SessionEdit::End {
@@ -148,6 +150,7 @@ impl Pg {
                 )
                 .await
                 .map_err(|e| self.db(e))?;
+                self.settle(&tx, agent_id, now, Some(*reason)).await?;
                 rows.into_iter().filter(|s| s.id == *session_id).collect()
             }
             SessionEdit::Push { session_id, push } => {
@@ -223,19 +226,26 @@ impl Pg {
         self.read_all(&q, &[&account_id], session_row).await
     }
 
-    /// Ends a session if it is live; true when this call ended it.
+    /// Ends a session if it is live, and logs its agent's availability with it; true when
+    /// this call ended it.
     pub async fn end_session(&self, id: &str, reason: EndReason, now: i64) -> BackendResult<bool> {
         let _op = self.op();
-        let c = self.client().await?;
-        let n = c
-            .execute(
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(|e| self.db(e))?;
+        let ended = tx
+            .query_opt(
                 "UPDATE sessions SET ended_at = $2, end_reason = $3 \
-                 WHERE id = $1 AND ended_at IS NULL",
+                 WHERE id = $1 AND ended_at IS NULL RETURNING agent_id",
                 &[&id, &now, &reason_str(reason)],
             )
             .await
             .map_err(|e| self.db(e))?;
-        Ok(n == 1)
+        let Some(row) = ended else {
+            return Ok(false);
+        };
+        self.settle(&tx, row.get(0), now, Some(reason)).await?;
+        tx.commit().await.map_err(|e| self.db(e))?;
+        Ok(true)
     }
 
     /// Removes a session's push registration if it is still `reg` (a provider declared it
@@ -282,8 +292,9 @@ impl Pg {
         Ok((r.get(0), r.get(1)))
     }
 
-    /// Forgets ended sessions, status ops and status log entries older than their
-    /// retention: (sessions, ops, log entries). The log goes in batches by its time index,
+    /// Forgets ended sessions, status ops and status and availability log entries older
+    /// than their retention (each agent keeps its last availability row before it):
+    /// (sessions, ops, log entries). The log goes in batches by its time index,
     /// so no statement holds locks long.
     pub async fn prune(
         &self,
@@ -314,6 +325,14 @@ impl Pg {
                 )
                 .await
                 .map_err(|e| self.db(e))?;
+            log += n;
+            if n < 1000 {
+                break;
+            }
+        }
+        drop(c);
+        loop {
+            let n = self.prune_availability(log_before, 1000).await?;
             log += n;
             if n < 1000 {
                 break;

@@ -125,6 +125,9 @@ impl Pg {
         )
         .await
         .map_err(|e| self.db(e))?;
+        if applied {
+            self.settle(&tx, agent_id, now, None).await?;
+        }
         tx.commit().await.map_err(|e| self.db(e))?;
         self.metrics.observe_commit(_op.start.elapsed());
         Ok(StatusDecision::Decided {
