@@ -111,8 +111,8 @@ export function dur(ms: number): string {
 }
 
 const percent = new Intl.NumberFormat("en-US", { style: "percent", maximumFractionDigits: 1 });
-/** A share: "87.5%", or "no opening hours" for null. */
-export const pct = (x: number | null | undefined) => (x === null || x === undefined ? "–" : percent.format(x));
+/** A share: "87.5%", "< 0.1%" for a little that would round to nothing, "–" for none. */
+export const pct = (x: number | null | undefined) => (x === null || x === undefined ? "–" : x > 0 && x < 0.0005 ? "< 0.1%" : percent.format(x));
 
 /** "Mon, Dec 8" for a calendar date. */
 export const dayLabel = (date: string) =>
