@@ -46,7 +46,7 @@ use crate::http::{Conn, Sse, request_bytes};
 use crate::proc::{self, Res, Spawned};
 use crate::stats::{Samples, round3};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+pub(crate) const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const STOP: Duration = Duration::from_secs(10);
 const EVENT_WAIT: Duration = Duration::from_secs(10);
 /// The nodes' account defaults: what the expiry scenario runs with.
@@ -332,7 +332,7 @@ pub(crate) fn spawn_logged(ctx: &Ctx, name: &str, mut cmd: Command) -> Res<Spawn
 
 /// A fresh PostgreSQL 15 cluster in `dir/pg` (owned by `postgres`, which it must run as),
 /// with database `bench`; ready once `pg_isready` answers.
-async fn start_postgres(ctx: &Ctx, dir: &Path, port: u16) -> Res<Spawned> {
+pub(crate) async fn start_postgres(ctx: &Ctx, dir: &Path, port: u16) -> Res<Spawned> {
     let data = dir.join("pg");
     std::fs::create_dir_all(&data).map_err(e)?;
     let mut chown = Command::new("chown");

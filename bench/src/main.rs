@@ -25,6 +25,7 @@ mod profile;
 mod push;
 mod redis;
 mod report;
+mod reports;
 mod serve;
 mod soketi;
 mod stats;
@@ -61,11 +62,12 @@ pub const STEPS: &[&str] = &[
     "push",
     "cluster",
     "centrifugo-cluster",
+    "reports",
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
 steps: latency, expiry, timers, fanout, heartbeat, rss, idle, core, phone, durability, ffi, soketi,
-centrifugo, redis, widget, dashboard, push, cluster, centrifugo-cluster";
+centrifugo, redis, widget, dashboard, push, cluster, centrifugo-cluster, reports";
 
 pub struct Ctx {
     pub quick: bool,
@@ -310,6 +312,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "centrifugo-cluster" => centrifugo::cluster(ctx).await,
         "redis" => redis::redis(ctx).await,
         "cluster" => cluster::cluster(ctx).await,
+        "reports" => reports::reports(ctx).await,
         other => Err(format!("unknown step {other}")),
     }
 }

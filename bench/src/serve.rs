@@ -54,8 +54,89 @@ fn config(args: &[String]) -> Result<Config, String> {
             )? as u64),
             ..base.limits
         },
+        cluster: match (flag(args, "--postgres-url"), flag(args, "--redis-url")) {
+            (Some(pg), Some(redis)) => Some(presence_server::cluster::ClusterConfig {
+                postgres_url: pg.to_owned(),
+                redis_urls: vec![redis.to_owned()],
+                redis_ca_file: None,
+            }),
+            _ => None,
+        },
         ..base
     })
+}
+
+/// `--seed-history AGENTS,DAYS,CHANGES`: account `reports` (owner `owner@reports.test`,
+/// the bench password) with AGENTS agents in all, and DAYS days of history ending now,
+/// CHANGES rows per agent per day, imported before the server says it listens.
+async fn seed_history(server: &presence_server::Server, spec: &str) -> Result<(), String> {
+    let n: Vec<i64> = spec
+        .split(',')
+        .map(|v| v.parse().map_err(|_| format!("--seed-history: {spec}")))
+        .collect::<Result<_, _>>()?;
+    let [agents, days, changes] = n[..] else {
+        return Err(format!("--seed-history AGENTS,DAYS,CHANGES: {spec}"));
+    };
+    let ops = server.ops();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let e = |err: presence_server::backend::BackendError| format!("seeding: {err}");
+    let created = ops
+        .create_account(
+            presence_protocol::CreateAccountRequest {
+                name: "Reports".into(),
+                slug: "reports".into(),
+                owner: presence_protocol::NewOwner {
+                    name: "Owner".into(),
+                    email: "owner@reports.test".into(),
+                    password: crate::api::PASSWORD.into(),
+                },
+            },
+            Settings::default(),
+        )
+        .await
+        .map_err(e)?;
+    let owner = presence_server::backend::Principal {
+        session_id: "".into(),
+        agent_id: created.owner.id.as_str().into(),
+        account_id: created.account.id.as_str().into(),
+        role: presence_protocol::Role::Owner,
+    };
+    let mut ids = vec![created.owner.id.clone()];
+    for i in 1..agents {
+        let a = ops
+            .create_agent(
+                &owner,
+                presence_protocol::NewAgentRequest {
+                    name: format!("Agent {i:03}"),
+                    email: format!("agent{i}@reports.test"),
+                    password: crate::api::PASSWORD.into(),
+                    groups: Vec::new(),
+                    role: presence_protocol::Role::Agent,
+                },
+            )
+            .await
+            .map_err(e)?;
+        ids.push(a.id);
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let plan = presence_server::history::seed::Plan {
+        from: now - days * 86_400_000,
+        to: now,
+        tz: chrono_tz::UTC,
+        changes_per_day: changes as u32,
+        weekdays_only: false,
+        seed: 90,
+    };
+    let rows = presence_server::history::seed::synthetic(&refs, &plan);
+    eprintln!("seeding {} availability rows", rows.len());
+    ops.backend()
+        .import_history(&created.account.id, rows)
+        .await
+        .map_err(e)?;
+    eprintln!("seeded {} {}", plan.from, plan.to);
+    Ok(())
 }
 
 pub fn serve(args: &[String]) -> ExitCode {
@@ -66,6 +147,7 @@ pub fn serve(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let seed = args.to_vec();
     presence_server::process::init_logging();
     let rt = match presence_server::process::runtime() {
         Ok(rt) => rt,
@@ -82,6 +164,12 @@ pub fn serve(args: &[String]) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(spec) = flag(&seed, "--seed-history")
+            && let Err(e) = seed_history(&server, spec).await
+        {
+            eprintln!("serve-presence: {e}");
+            return ExitCode::FAILURE;
+        }
         presence_server::process::serve_until_signal(server).await;
         ExitCode::SUCCESS
     })

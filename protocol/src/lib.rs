@@ -9,12 +9,17 @@
 //!   a [`ChatboxView`] (DESIGN rules 1-8).
 //! - [`WeeklySchedule`](schedule::WeeklySchedule) evaluates opening hours in an IANA time zone.
 
+pub mod events;
 pub mod history;
 pub mod resolve;
 pub mod schedule;
 
 use serde::{Deserialize, Serialize};
 
+pub use events::{
+    AccountEvent, AgentAvailabilityData, AgentStatusData, ChatboxViewData, EventType,
+    PresenceAgent, PresenceSnapshot, SessionData,
+};
 pub use history::{
     AgentTime, Availability, AvailabilityReport, ChatboxCoverage, CoverageDay, CoverageReport,
     DayTime, TimeInStates, TimelineInterval, TimelineReport,

@@ -44,6 +44,11 @@ pub async fn ensure(ops: &Ops, defaults: Settings) -> Result<String, ApiError> {
         return Ok(info.widget_key);
     }
     let (name, email, password, _, _) = AGENTS[0];
+    // History ends where the demo agents begin: their first rows (created, signed out) come
+    // after it.
+    let seeded_until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let created = ops
         .create_account(
             CreateAccountRequest {
@@ -101,8 +106,36 @@ pub async fn ensure(ops: &Ops, defaults: Settings) -> Result<String, ApiError> {
         )
         .await?;
     }
+    seed_history(ops, &owner, seeded_until).await?;
     Ok(created.account.widget_key)
 }
+
+/// Four weeks of believable working days for every demo agent (weekdays, 12 changes a
+/// day), so the reports page shows something real at once.
+async fn seed_history(ops: &Ops, owner: &Principal, until: i64) -> Result<(), ApiError> {
+    let account = ops.admin_account(owner).await?;
+    let ids: Vec<&str> = account.agents.iter().map(|a| a.id.as_str()).collect();
+    let plan = crate::history::seed::Plan {
+        from: until - HISTORY_DAYS * 86_400_000,
+        to: until,
+        tz: account
+            .opening_hours
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::UTC),
+        changes_per_day: 12,
+        weekdays_only: true,
+        seed: 2026,
+    };
+    let rows = crate::history::seed::synthetic(&ids, &plan);
+    ops.backend()
+        .import_history(&owner.account_id, rows)
+        .await
+        .map_err(ApiError::from)
+}
+
+/// How far back the demo's history goes.
+const HISTORY_DAYS: i64 = 28;
 
 /// The text `--demo` prints.
 pub fn describe(base_url: &str, widget_key: &str, admin_token: Option<&str>) -> String {

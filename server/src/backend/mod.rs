@@ -3,7 +3,7 @@
 //! Handlers call [`crate::ops::Ops`], which plans every operation and calls a [`Backend`]:
 //! the embedded backend ([`crate::embedded`]) keeps hot state in memory and durable state in
 //! SQLite, the cluster backend ([`crate::cluster`]) PostgreSQL and Redis; both implement the
-//! same twelve methods, and nothing above changes. A backend reads slices, applies planned
+//! same sixteen methods, and nothing above changes. A backend reads slices, applies planned
 //! changes atomically under a turn, times what must be timed, and fans out; it decides
 //! nothing. What belongs to the HTTP layer (auth header parsing, role checks, login rate
 //! limits, JSON errors) stays out of this trait.
@@ -13,8 +13,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use presence_protocol::{
-    ChatboxView, EndReason, Heartbeat, Mode, Role, SetStatusResponse, SnapshotEvent,
-    StatusLogEntry, StatusView,
+    ChatboxView, EndReason, Heartbeat, Mode, PresenceSnapshot, Role, SetStatusResponse,
+    SnapshotEvent, StatusLogEntry, StatusView,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -23,6 +23,8 @@ mod error;
 pub use error::{BackendError, BackendResult, storage};
 
 use crate::auth::TokenHash;
+use crate::history::Logged;
+use crate::history::events::Stored;
 use crate::history::query::{HistoryQuery, HistoryRows};
 use crate::ops::idle::Report;
 use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
@@ -99,6 +101,29 @@ pub struct LogQuery {
     pub to: i64,
     pub before_version: i64,
     pub limit: u32,
+}
+
+/// What an event stream waits on between reads of its account's events.
+pub enum EventSignal {
+    /// Changes after every commit of this process's store (the embedded backend).
+    Commits(watch::Receiver<u64>),
+    /// No signal reaches this node for other nodes' commits: read again after this long.
+    Poll(std::time::Duration),
+}
+
+impl EventSignal {
+    /// Returns when new events may have been committed.
+    pub async fn next(&mut self) {
+        match self {
+            EventSignal::Commits(rx) => {
+                if rx.changed().await.is_err() {
+                    // The store is gone (shutting down): never wake again.
+                    std::future::pending::<()>().await;
+                }
+            }
+            EventSignal::Poll(every) => tokio::time::sleep(*every).await,
+        }
+    }
 }
 
 /// Something held by an open stream; dropping it marks the stream closed.
@@ -224,6 +249,23 @@ pub trait Backend: Send + Sync + 'static {
     /// state lock, or a table lock); an agent asked for that is not in the account is
     /// `not_found`.
     async fn history(&self, q: HistoryQuery) -> BackendResult<HistoryRows>;
+
+    /// Adds availability log rows made elsewhere (the demo's weeks of history, a benchmark's
+    /// 90 days), as they are, in one transaction. Not for live changes: nothing is checked
+    /// or published.
+    async fn import_history(&self, account_id: &str, rows: Vec<Logged>) -> BackendResult<()>;
+
+    /// Every agent of the account (status, availability and since when, live devices), its
+    /// chat box view, and the `seq` of the account's last event, as of one moment of the
+    /// store (the view: the current one).
+    async fn presence(&self, account_id: &str) -> BackendResult<PresenceSnapshot>;
+
+    /// The account's events after `seq` `after`, in order, at most `limit` (a read of the
+    /// store).
+    async fn events(&self, account_id: &str, after: i64, limit: u32) -> BackendResult<Vec<Stored>>;
+
+    /// What an event stream waits on for new events.
+    fn event_signal(&self) -> EventSignal;
 
     /// Whether the agent had a session on `device_id` (live, or ended within the session
     /// retention): such a device keeps its own login window when the agent's is full.

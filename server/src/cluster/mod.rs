@@ -487,6 +487,10 @@ impl Inner {
                 .map_err(hot_err)?
             {
                 self.metrics.view_changes.fetch_add(1, Relaxed);
+                // Only the node whose view landed records it, once per version.
+                if let Err(e) = self.pg.record_view(account_id, &view, snap.now).await {
+                    tracing::warn!(error = %e, "could not record a chat box view event");
+                }
                 return Ok(());
             }
         }

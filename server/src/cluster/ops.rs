@@ -6,17 +6,24 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use async_trait::async_trait;
-use presence_protocol::{EndReason, SetStatusResponse, SnapshotEvent, StatusLogEntry, StatusView};
+use presence_protocol::{
+    EndReason, PresenceSnapshot, SetStatusResponse, SnapshotEvent, StatusLogEntry, StatusView,
+};
 
 use super::hot::{Beat, Event};
 use super::pg::{SessionRow, StatusDecision};
 use super::{Cluster, Inner, TOKEN_CACHE_MAX, TokenEntry, fanout};
 use crate::auth::TokenHash;
 use crate::backend::{
-    Backend, BackendError, BackendResult, DeviceStream, LogQuery, Principal, Renewal, Reported,
-    SessionCheck, StreamGuard, ViewFrame, WidgetStream, WidgetViews,
+    Backend, BackendError, BackendResult, DeviceStream, EventSignal, LogQuery, Principal, Renewal,
+    Reported, SessionCheck, StreamGuard, ViewFrame, WidgetStream, WidgetViews,
 };
+use crate::history::Logged;
+use crate::history::events::Stored;
 use crate::history::query::{HistoryQuery, HistoryRows};
+
+/// How often an event stream on a cluster node reads the account's new events.
+const EVENT_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 use crate::ops::idle::{self, Activity, Report};
 use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
@@ -505,6 +512,29 @@ impl Backend for Cluster {
         let mut rows = self.inner.pg.history(&q).await?;
         rows.now = self.inner.clock.now_ms();
         Ok(rows)
+    }
+
+    async fn import_history(&self, account_id: &str, rows: Vec<Logged>) -> BackendResult<()> {
+        self.inner.pg.import_history(account_id, &rows).await
+    }
+
+    async fn presence(&self, account_id: &str) -> BackendResult<PresenceSnapshot> {
+        let (seq, agents) = self.inner.pg.presence(account_id).await?;
+        let chatbox = self.inner.current_view(account_id).await?.view.clone();
+        Ok(PresenceSnapshot {
+            seq,
+            agents,
+            chatbox,
+        })
+    }
+
+    async fn events(&self, account_id: &str, after: i64, limit: u32) -> BackendResult<Vec<Stored>> {
+        self.inner.pg.events_after(account_id, after, limit).await
+    }
+
+    /// Events are committed by every node; a stream reads PostgreSQL again at this pace.
+    fn event_signal(&self) -> EventSignal {
+        EventSignal::Poll(EVENT_POLL)
     }
 
     async fn known_device(&self, agent_id: &str, device_id: &str) -> BackendResult<bool> {

@@ -252,4 +252,9 @@ async fn prune(inner: &Arc<Inner>) {
         }
         Err(e) => tracing::debug!(error = %e, "could not prune"),
     }
+    let events_before =
+        (now - r.history.as_millis() as i64).max(now - crate::history::events::EVENT_RETENTION_MS);
+    if let Err(e) = inner.pg.prune_events(events_before).await {
+        tracing::debug!(error = %e, "could not prune events");
+    }
 }

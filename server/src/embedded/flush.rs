@@ -39,7 +39,11 @@ pub(super) fn prune_once(inner: &Inner) {
     let ops_before = now - retention_ms(inner.retention.status_ops);
     let log_before = now - retention_ms(inner.retention.history);
     let forgotten = inner.state.lock().prune_ended(sessions_before);
-    match inner.store.prune(sessions_before, ops_before, log_before) {
+    let events_before = log_before.max(now - crate::history::events::EVENT_RETENTION_MS);
+    match inner
+        .store
+        .prune(sessions_before, ops_before, log_before, events_before)
+    {
         Ok((sessions, ops, log)) => {
             inner
                 .metrics
@@ -121,6 +125,32 @@ pub(super) async fn reserver(
             if done.is_ok() {
                 acc.versions_reserved = acc.versions_reserved.max(upto);
             }
+        }
+    }
+}
+
+/// Records each published view (from [`State::recompute`]) as a `chatbox.view` event, in the
+/// order the views were published, for as long as the backend lives. A view published just
+/// before a crash may miss its event; the next view's event carries the state.
+pub(super) async fn view_recorder(
+    inner: std::sync::Weak<Inner>,
+    mut views: tokio::sync::mpsc::UnboundedReceiver<(
+        Arc<str>,
+        presence_protocol::ChatboxView,
+        i64,
+    )>,
+) {
+    while let Some((account_id, view, at)) = views.recv().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let write = crate::store::Write::ViewEvent {
+            account_id: account_id.to_string(),
+            view: Box::new(view),
+            at,
+        };
+        if let Err(e) = inner.writer.commit(write).await {
+            tracing::warn!(error = %e, "could not record a chat box view event");
         }
     }
 }

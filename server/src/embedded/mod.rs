@@ -83,6 +83,9 @@ struct Inner {
     account_turns: writer::Turns,
     /// View versions to reserve ahead, committed by `flush::reserver`.
     reservations: tokio::sync::mpsc::UnboundedSender<(Arc<str>, i64)>,
+    /// Views published, recorded as `chatbox.view` events in order by `flush::view_recorder`.
+    view_events:
+        tokio::sync::mpsc::UnboundedSender<(Arc<str>, presence_protocol::ChatboxView, i64)>,
     clock: Clock,
     pusher: Arc<Pusher>,
     retention: Retention,
@@ -111,6 +114,9 @@ impl Inner {
     fn finish(&self, fx: Effects) {
         for r in fx.reservations {
             let _ = self.reservations.send(r);
+        }
+        for v in fx.views {
+            let _ = self.view_events.send(v);
         }
         for job in fx.pushes {
             self.pusher.dispatch(job);

@@ -10,14 +10,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use presence_protocol::{Mode, SetStatusResponse, SnapshotEvent, StatusLogEntry};
+use presence_protocol::{Mode, PresenceSnapshot, SetStatusResponse, SnapshotEvent, StatusLogEntry};
 
 use crate::auth::TokenHash;
 use crate::backend::{
-    Backend, DeviceStream, Principal, Renewal, Reported, SessionCheck, StreamGuard, WidgetStream,
-    WidgetViews,
+    Backend, DeviceStream, EventSignal, Principal, Renewal, Reported, SessionCheck, StreamGuard,
+    WidgetStream, WidgetViews,
 };
 use crate::backend::{BackendError, BackendResult, LogQuery, storage};
+use crate::history::Logged;
+use crate::history::events::Stored;
 use crate::history::query::{HistoryQuery, HistoryRows};
 use crate::metrics::Gauges;
 use crate::ops::idle::Report;
@@ -295,6 +297,50 @@ impl Backend for Embedded {
             .map_err(storage)?;
         rows.now = self.inner.clock.now_ms();
         Ok(rows)
+    }
+
+    async fn import_history(&self, account_id: &str, rows: Vec<Logged>) -> BackendResult<()> {
+        self.inner.state.lock().account(account_id)?;
+        let write = crate::store::Write::ImportHistory {
+            account_id: account_id.to_owned(),
+            rows: Arc::new(rows),
+        };
+        self.inner.writer.commit(write).await
+    }
+
+    async fn presence(&self, account_id: &str) -> BackendResult<PresenceSnapshot> {
+        let chatbox = self
+            .inner
+            .state
+            .lock()
+            .account(account_id)?
+            .view
+            .view
+            .clone();
+        let store = self.inner.store.clone();
+        let id = account_id.to_owned();
+        let (seq, agents) = tokio::task::spawn_blocking(move || store.presence(&id))
+            .await
+            .map_err(BackendError::internal)?
+            .map_err(storage)?;
+        Ok(PresenceSnapshot {
+            seq,
+            agents,
+            chatbox,
+        })
+    }
+
+    async fn events(&self, account_id: &str, after: i64, limit: u32) -> BackendResult<Vec<Stored>> {
+        let store = self.inner.store.clone();
+        let id = account_id.to_owned();
+        tokio::task::spawn_blocking(move || store.events_after(&id, after, limit))
+            .await
+            .map_err(BackendError::internal)?
+            .map_err(storage)
+    }
+
+    fn event_signal(&self) -> EventSignal {
+        EventSignal::Commits(self.inner.writer.commits())
     }
 
     async fn known_device(&self, agent_id: &str, device_id: &str) -> BackendResult<bool> {

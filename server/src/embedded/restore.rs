@@ -164,6 +164,7 @@ impl Embedded {
         let store = Arc::new(store);
         let writer = Arc::new(super::writer::Writer::new(store.clone()));
         let (reservations, reservations_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (view_events, view_events_rx) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             state: Mutex::new(st),
             store,
@@ -171,6 +172,7 @@ impl Embedded {
             turns: super::writer::Turns::new(),
             account_turns: super::writer::Turns::new(),
             reservations,
+            view_events,
             clock,
             pusher,
             retention,
@@ -187,6 +189,7 @@ impl Embedded {
             tokio::spawn(remove_dead_tokens(Arc::downgrade(&inner), dead));
         }
         tokio::spawn(reserver(Arc::downgrade(&inner), reservations_rx));
+        tokio::spawn(view_recorder(Arc::downgrade(&inner), view_events_rx));
         tokio::spawn(sweeper(inner.clone(), shutdown.clone()));
         tokio::spawn(flusher(inner.clone(), shutdown));
         Ok(Embedded { inner })

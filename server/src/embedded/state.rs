@@ -181,6 +181,8 @@ pub(super) struct Effects {
     pub(super) wake_sweeper: bool,
     /// View versions to reserve ahead, off the lock: (account id, up to).
     pub(super) reservations: Vec<(Arc<str>, i64)>,
+    /// Views published, to record as `chatbox.view` events: (account id, view, when).
+    pub(super) views: Vec<(Arc<str>, presence_protocol::ChatboxView, i64)>,
 }
 
 impl State {
@@ -263,6 +265,7 @@ impl State {
             acc.reserving = true;
             fx.reservations.push((Arc::from(account_id), upto));
         }
+        fx.views.push((Arc::from(account_id), view.clone(), now));
         let frame = Arc::new(ViewFrame::new(view));
         acc.view = frame.clone();
         acc.view_tx.send_replace(frame);

@@ -47,6 +47,8 @@ struct Queue {
 pub(super) struct Writer {
     store: Arc<Store>,
     queue: parking_lot::Mutex<Queue>,
+    /// Counts committed groups: event streams wait on it for new events.
+    committed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
@@ -54,7 +56,13 @@ impl Writer {
         Writer {
             store,
             queue: parking_lot::Mutex::new(Queue::default()),
+            committed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes after every committed group.
+    pub(super) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     /// Commits one change (with whatever others are waiting) and returns once it is durable.
@@ -93,6 +101,7 @@ impl Writer {
             };
             let writes: Vec<&Write> = jobs.iter().map(|j| &j.write).collect();
             let answers = self.store.commit_writes(&writes);
+            self.committed.send_modify(|n| *n = n.wrapping_add(1));
             for (job, answer) in jobs.into_iter().zip(answers) {
                 let _ = job.done.send(answer);
             }

@@ -11,8 +11,10 @@
 //! - Reports ([`reports`]) are pure functions of the rows, the account's opening hours and
 //!   its agents: exact to the millisecond, the open interval counted up to `now`.
 
+pub mod events;
 pub mod query;
 pub mod reports;
+pub mod seed;
 
 use presence_protocol::{AgentStatus, Availability, Cause, EndReason, StatusView};
 

@@ -61,7 +61,7 @@ struct Days {
 
 /// The first instant of `date` in `tz` (the first one after a gap, where midnight does not
 /// exist on a DST day).
-fn day_start(tz: Tz, date: NaiveDate) -> i64 {
+pub(crate) fn day_start(tz: Tz, date: NaiveDate) -> i64 {
     let mut local = date.and_hms_opt(0, 0, 0).expect("midnight exists");
     for _ in 0..48 {
         match tz.from_local_datetime(&local) {

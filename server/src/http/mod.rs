@@ -14,6 +14,7 @@ mod accounts;
 mod admin;
 mod assets;
 mod conn;
+mod events;
 mod extract;
 mod health;
 mod layer;
@@ -134,10 +135,12 @@ fn api(request_timeout: Duration) -> OpenApiRouter<AppState> {
         .merge(me::router())
         .merge(admin::router())
         .merge(reports::router())
+        .merge(events::router())
         .merge(health::router())
         .merge(openapi::router())
         .layer(within_deadline)
         .merge(me::streams())
+        .merge(events::streams())
         .merge(widget_routes);
     openapi::Errors.modify(api.get_openapi_mut());
     api

@@ -19,7 +19,10 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use presence_protocol::{ErrorBody, PingEvent, SessionEndedEvent, SnapshotEvent};
+use presence_protocol::{
+    AccountEvent, AgentAvailabilityData, AgentStatusData, ChatboxViewData, ErrorBody, PingEvent,
+    SessionData, SessionEndedEvent, SnapshotEvent,
+};
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -51,7 +54,17 @@ pub const API_KEY: &str = "api_key";
                        Every error is `{\"error\": {\"code\", \"detail\"}}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    components(schemas(ErrorBody, SnapshotEvent, SessionEndedEvent, PingEvent)),
+    components(schemas(
+        ErrorBody,
+        SnapshotEvent,
+        SessionEndedEvent,
+        PingEvent,
+        AccountEvent,
+        AgentStatusData,
+        AgentAvailabilityData,
+        ChatboxViewData,
+        SessionData
+    )),
     modifiers(&Credentials),
 )]
 pub struct Frame;

@@ -240,3 +240,85 @@ pub fn widget_stream(s: WidgetStream, cfg: StreamConfig, permit: StreamPermit) -
     });
     sse_response(Body::from_stream(st))
 }
+
+/// Most events read from the store at once for one account stream.
+const EVENT_BATCH: u32 = 500;
+
+/// What `GET /v1/admin/events` streams from: the snapshot it starts with and where to read
+/// the events after it.
+pub struct AccountEvents {
+    pub backend: std::sync::Arc<dyn crate::backend::Backend>,
+    pub account_id: String,
+    pub slug: String,
+    pub snapshot: presence_protocol::PresenceSnapshot,
+}
+
+struct AccountState {
+    first: Option<Bytes>,
+    src: AccountEvents,
+    after: i64,
+    /// Frames read and not sent yet (at most one batch).
+    ready: std::collections::VecDeque<Bytes>,
+    /// Read the store before waiting (right after the snapshot, and while batches are full).
+    read_now: bool,
+    signal: crate::backend::EventSignal,
+    _permit: StreamPermit,
+    pings: Interval,
+    clock: Clock,
+    shutdown: Shutdown,
+}
+
+/// The account's event stream: `snapshot` first, then every event after its `seq` in order
+/// (`id:` the `seq`, `event:` the type, `data:` the event's body), read from the store, so a
+/// slow reader only falls behind in the store and never holds events in memory beyond one
+/// batch; `ping` while quiet. A failed read ends the stream (the client reconnects).
+pub fn account_stream(src: AccountEvents, cfg: StreamConfig, permit: StreamPermit) -> Response {
+    let state = AccountState {
+        first: Some(opening(&sse_frame(event::SNAPSHOT, &src.snapshot))),
+        after: src.snapshot.seq,
+        signal: src.backend.event_signal(),
+        src,
+        ready: std::collections::VecDeque::new(),
+        read_now: true,
+        _permit: permit,
+        pings: pings(cfg.ping_every),
+        clock: cfg.clock,
+        shutdown: shutdown_future(cfg.shutdown),
+    };
+    let st = stream::unfold(state, |mut st| async move {
+        if let Some(first) = st.first.take() {
+            return Some((Ok::<_, Infallible>(first), st));
+        }
+        loop {
+            if let Some(frame) = st.ready.pop_front() {
+                return Some((Ok(frame), st));
+            }
+            if !st.read_now {
+                tokio::select! {
+                    biased;
+                    _ = &mut st.shutdown => return None,
+                    _ = st.signal.next() => {}
+                    _ = st.pings.tick() => {
+                        let frame = ping_frame(&st.clock);
+                        return Some((Ok(frame), st));
+                    }
+                }
+            }
+            let read = st
+                .src
+                .backend
+                .events(&st.src.account_id, st.after, EVENT_BATCH)
+                .await;
+            let Ok(events) = read else { return None };
+            st.read_now = events.len() == EVENT_BATCH as usize;
+            for e in events {
+                st.after = e.seq;
+                let body = serde_json::to_vec(&e.to_wire(&st.src.slug)).unwrap_or_default();
+                let id = e.seq.to_string();
+                st.ready
+                    .push_back(frame_raw(e.kind.as_str(), Some(&id), &body));
+            }
+        }
+    });
+    sse_response(Body::from_stream(st))
+}

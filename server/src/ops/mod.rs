@@ -19,6 +19,7 @@ pub mod credentials;
 pub mod custom;
 mod identity;
 pub mod idle;
+mod presence;
 pub mod reports;
 mod service;
 pub mod sessions;

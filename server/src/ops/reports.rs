@@ -144,7 +144,7 @@ fn members(slice: &AccountSlice) -> Vec<Member<'_>> {
 
 impl Ops {
     /// The account as stored, for an owner, admin or API key of it.
-    async fn admin_slice(&self, p: &Principal) -> BackendResult<AccountSlice> {
+    pub(super) async fn admin_slice(&self, p: &Principal) -> BackendResult<AccountSlice> {
         let slice = self
             .backend
             .account_slice(AccountKey::Id(&p.account_id))

@@ -70,7 +70,8 @@ impl Store {
 
     /// Deletes ended sessions that ended before `sessions_before`, status ops recorded
     /// before `ops_before` and status and availability log entries from before `log_before`
-    /// (each agent keeps its last availability row before it), in batches so
+    /// (each agent keeps its last availability row before it), and events from before
+    /// `events_before`, in batches so
     /// no single transaction holds the writer long. Blocking: call off the runtime. Returns
     /// (sessions, ops, log entries) deleted.
     pub fn prune(
@@ -78,6 +79,7 @@ impl Store {
         sessions_before: i64,
         ops_before: i64,
         log_before: i64,
+        events_before: i64,
     ) -> StoreResult<(usize, usize, usize)> {
         const BATCH: i64 = 1000;
         let mut total = (0, 0, 0);
@@ -104,7 +106,8 @@ impl Store {
                               LIMIT ?2)",
                         )?
                         .execute(params![log_before, BATCH])?
-                        + super::history::prune_batch(tx, log_before, BATCH)?;
+                        + super::history::prune_batch(tx, log_before, BATCH)?
+                        + super::events::prune_batch(tx, events_before, BATCH)?;
                     Ok((s, o, l))
                 })?
             };

@@ -90,6 +90,30 @@ pub(super) fn settle(
         row.cause.as_str(),
         row.ended.map(EndReason::as_str),
     ])?;
+    if let Some(e) = crate::history::events::availability(&row, last.map(|l| l.availability)) {
+        super::events::emit(tx, &account_id, &e)?;
+    }
+    Ok(())
+}
+
+/// Adds rows made elsewhere (the demo's history) as they are.
+pub(super) fn import(tx: &Connection, account_id: &str, rows: &[Logged]) -> StoreResult<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO availability_log (account_id, agent_id, at, availability, status, cause,
+                                       ended)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for row in rows {
+        stmt.execute(params![
+            account_id,
+            row.agent_id,
+            row.at,
+            row.availability.as_str(),
+            row.status.as_str(),
+            row.cause.as_str(),
+            row.ended.map(EndReason::as_str),
+        ])?;
+    }
     Ok(())
 }
 

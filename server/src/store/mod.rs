@@ -26,6 +26,7 @@
 //! - `commit.rs`: transactions: one write, group commits, lease flushes, pruning.
 //! - `write.rs`: each durable change and its SQL.
 //! - `history.rs`: the availability log: written with each change, read for reports.
+//! - `events.rs`: the account's events and the presence snapshot they follow.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ use rusqlite::Connection;
 
 mod checkpoint;
 mod commit;
+mod events;
 mod history;
 mod reads;
 mod schema;

@@ -66,48 +66,9 @@ impl Store {
                 })
             })?
             .collect::<StoreResult<Vec<_>>>()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, account_id, name, email, password_hash, role, groups_json, status,
-                    status_version, intent_at, changed_by_device, status_op_id, status_until,
-                    status_then, custom_status, status_note, status_cause, changed_by_agent, sub
-             FROM agents",
-        )?;
-        let agents = stmt
-            .query_map([], |r| {
-                let role: String = r.get(5)?;
-                let status: String = r.get(7)?;
-                Ok(AgentRow {
-                    id: r.get(0)?,
-                    account_id: r.get(1)?,
-                    name: r.get(2)?,
-                    email: r.get(3)?,
-                    password_hash: r.get(4)?,
-                    role: Role::parse(&role).ok_or_else(|| bad_enum(5, "role"))?,
-                    groups: from_json(6, &r.get::<_, String>(6)?)?,
-                    status: StatusView {
-                        status: AgentStatus::parse(&status).ok_or_else(|| bad_enum(7, "status"))?,
-                        version: r.get(8)?,
-                        intent_at: r.get(9)?,
-                        changed_by_device: r.get(10)?,
-                        until: r.get(12)?,
-                        then: match r.get::<_, Option<String>>(13)? {
-                            Some(t) => {
-                                Some(AgentStatus::parse(&t).ok_or_else(|| bad_enum(13, "then"))?)
-                            }
-                            None => None,
-                        },
-                        custom_status: r.get(14)?,
-                        note: r.get(15)?,
-                        cause: r
-                            .get::<_, String>(16)?
-                            .parse()
-                            .map_err(|_| bad_enum(16, "cause"))?,
-                        changed_by_agent: r.get(17)?,
-                    },
-                    status_op_id: r.get(11)?,
-                    sub: r.get(18)?,
-                })
-            })?
+        let agents = conn
+            .prepare(&format!("SELECT {AGENT_COLS} FROM agents"))?
+            .query_map([], agent_row)?
             .collect::<StoreResult<Vec<_>>>()?;
         let mut stmt = conn.prepare(
             "SELECT id, account_id, agent_id, token_hash, device_id, platform, device_name,
@@ -223,4 +184,44 @@ impl Store {
             .query_row(params![agent_id, op_id, since], |r| r.get(0))
             .optional()
     }
+}
+
+/// The columns [`agent_row`] reads, in its order.
+pub(super) const AGENT_COLS: &str = "id, account_id, name, email, password_hash, role, \
+    groups_json, status, status_version, intent_at, changed_by_device, status_op_id, \
+    status_until, status_then, custom_status, status_note, status_cause, changed_by_agent, sub";
+
+/// An agent from a row of [`AGENT_COLS`].
+pub(super) fn agent_row(r: &rusqlite::Row<'_>) -> StoreResult<AgentRow> {
+    let role: String = r.get(5)?;
+    let status: String = r.get(7)?;
+    Ok(AgentRow {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        name: r.get(2)?,
+        email: r.get(3)?,
+        password_hash: r.get(4)?,
+        role: Role::parse(&role).ok_or_else(|| bad_enum(5, "role"))?,
+        groups: from_json(6, &r.get::<_, String>(6)?)?,
+        status: StatusView {
+            status: AgentStatus::parse(&status).ok_or_else(|| bad_enum(7, "status"))?,
+            version: r.get(8)?,
+            intent_at: r.get(9)?,
+            changed_by_device: r.get(10)?,
+            until: r.get(12)?,
+            then: match r.get::<_, Option<String>>(13)? {
+                Some(t) => Some(AgentStatus::parse(&t).ok_or_else(|| bad_enum(13, "then"))?),
+                None => None,
+            },
+            custom_status: r.get(14)?,
+            note: r.get(15)?,
+            cause: r
+                .get::<_, String>(16)?
+                .parse()
+                .map_err(|_| bad_enum(16, "cause"))?,
+            changed_by_agent: r.get(17)?,
+        },
+        status_op_id: r.get(11)?,
+        sub: r.get(18)?,
+    })
 }

@@ -137,6 +137,20 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX availability_log_account_at ON availability_log (account_id, at);
     CREATE INDEX availability_log_agent_at ON availability_log (agent_id, at);
     "#,
+    // v11: the account's events (status, availability, sessions, chat box views), each
+    // written with the change that caused it under the account's next `seq`.
+    r#"
+    CREATE TABLE events (
+        account_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (account_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_at ON events (at);
+    ALTER TABLE accounts ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// What `sessions.push_auth` holds: a registration's one secret, UnifiedPush's `auth` or a

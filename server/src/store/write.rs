@@ -11,7 +11,7 @@ use presence_protocol::{
 };
 use rusqlite::{Connection, params};
 
-use super::{AccountRow, AgentRow, SessionRow, StoreResult, history, json, schema};
+use super::{AccountRow, AgentRow, SessionRow, StoreResult, events, history, json, schema};
 
 /// One status op to record: the answer it got (for idempotent retries) and, if it applied,
 /// the agent's new status.
@@ -90,6 +90,17 @@ pub enum Write {
         session_id: String,
         push: Option<PushRegistration>,
     },
+    /// Availability log rows made elsewhere (the demo's history), added as they are.
+    ImportHistory {
+        account_id: String,
+        rows: std::sync::Arc<Vec<crate::history::Logged>>,
+    },
+    /// The account's chat box view changed (the `chatbox.view` event), published at `at`.
+    ViewEvent {
+        account_id: String,
+        view: Box<presence_protocol::ChatboxView>,
+        at: i64,
+    },
     /// Chat box view versions up to `upto` are reserved: after a crash the next run starts
     /// above them, so a version once served never means another view.
     ViewVersions { account_id: String, upto: i64 },
@@ -117,7 +128,8 @@ impl Write {
                     &op.response_json,
                     op.now,
                 )?;
-                if op.applied.is_some() {
+                if let Some(applied) = &op.applied {
+                    events::status(tx, &op.agent_id, applied, op.now)?;
                     history::settle(tx, &op.agent_id, op.now, None)?;
                 }
                 Ok(())
@@ -165,11 +177,15 @@ impl Write {
                 Ok(())
             }
             Write::DeleteAgent { agent_id, now } => {
+                let live = events::live_sessions(tx, agent_id, None)?;
                 tx.prepare_cached(
                     "UPDATE sessions SET ended_reason = 'removed', ended_at = ?2
                      WHERE agent_id = ?1 AND ended_reason IS NULL",
                 )?
                 .execute(params![agent_id, now])?;
+                for id in &live {
+                    events::session(tx, id, Some(EndReason::Removed), *now)?;
+                }
                 history::settle(tx, agent_id, *now, Some(EndReason::Removed))?;
                 tx.prepare_cached("DELETE FROM status_ops WHERE agent_id = ?1")?
                     .execute([agent_id])?;
@@ -185,11 +201,15 @@ impl Write {
             } => {
                 tx.prepare_cached("UPDATE agents SET password_hash = ?2 WHERE id = ?1")?
                     .execute(params![agent_id, password_hash])?;
+                let live = events::live_sessions(tx, agent_id, keep.as_deref())?;
                 tx.prepare_cached(
                     "UPDATE sessions SET ended_reason = 'credentials_changed', ended_at = ?2
                      WHERE agent_id = ?1 AND ended_reason IS NULL AND id IS NOT ?3",
                 )?
                 .execute(params![agent_id, now, keep])?;
+                for id in &live {
+                    events::session(tx, id, Some(EndReason::CredentialsChanged), *now)?;
+                }
                 history::settle(tx, agent_id, *now, Some(EndReason::CredentialsChanged))
             }
             Write::Groups {
@@ -237,6 +257,7 @@ impl Write {
                     .execute(params![account_id, json(statuses)])?;
                 for (agent_id, s) in resets {
                     write_status_in(tx, agent_id, s, None, *now)?;
+                    events::status(tx, agent_id, s, *now)?;
                     history::settle(tx, agent_id, *now, None)?;
                 }
                 Ok(())
@@ -254,6 +275,7 @@ impl Write {
                     tx.prepare_cached("SELECT agent_id FROM sessions WHERE id = ?1")?;
                 for (id, reason) in ended {
                     if stmt.execute(params![id, reason.as_str(), now])? == 1 {
+                        events::session(tx, id, Some(*reason), *now)?;
                         let agent_id: String = agent_of.query_row([id], |r| r.get(0))?;
                         history::settle(tx, &agent_id, *now, Some(*reason))?;
                     }
@@ -275,6 +297,12 @@ impl Write {
                 ])?;
                 Ok(())
             }
+            Write::ImportHistory { account_id, rows } => history::import(tx, account_id, rows),
+            Write::ViewEvent {
+                account_id,
+                view,
+                at,
+            } => events::emit(tx, account_id, &crate::history::events::view(view, *at)).map(drop),
             Write::ViewVersions { account_id, upto } => {
                 tx.prepare_cached(
                     "UPDATE accounts SET view_version = MAX(view_version, ?2) WHERE id = ?1",
@@ -293,11 +321,15 @@ fn insert_session(
     now: i64,
 ) -> StoreResult<()> {
     for old in replaces {
-        tx.prepare_cached(
-            "UPDATE sessions SET ended_reason = 'replaced', ended_at = ?2
-             WHERE id = ?1 AND ended_reason IS NULL",
-        )?
-        .execute(params![old, now])?;
+        let ended = tx
+            .prepare_cached(
+                "UPDATE sessions SET ended_reason = 'replaced', ended_at = ?2
+                 WHERE id = ?1 AND ended_reason IS NULL",
+            )?
+            .execute(params![old, now])?;
+        if ended == 1 {
+            events::session(tx, old, Some(EndReason::Replaced), now)?;
+        }
     }
     let push = s.push.as_ref();
     tx.prepare_cached(
@@ -323,7 +355,7 @@ fn insert_session(
         push.and_then(|p| p.p256dh.as_deref()),
         push.and_then(schema::push_auth_column),
     ])?;
-    Ok(())
+    events::session(tx, &s.id, None, now)
 }
 
 /// An agent's status row; its op id too when given (a reset keeps the op that set it).

@@ -184,6 +184,8 @@ impl Pg {
                     .iter()
                     .map(session_row)
                     .collect::<BackendResult<Vec<_>>>()?;
+                self.emit_sessions(&tx, &ended, Some(EndReason::Removed), now)
+                    .await?;
                 self.settle(&tx, agent_id, now, Some(EndReason::Removed))
                     .await?;
                 tx.execute("DELETE FROM status_ops WHERE agent_id = $1", &[agent_id])
@@ -219,6 +221,8 @@ impl Pg {
                     .iter()
                     .map(session_row)
                     .collect::<BackendResult<Vec<_>>>()?;
+                self.emit_sessions(&tx, &ended, Some(EndReason::CredentialsChanged), now)
+                    .await?;
                 self.settle(&tx, agent_id, now, Some(EndReason::CredentialsChanged))
                     .await?;
             }
@@ -278,6 +282,8 @@ impl Pg {
                     )
                     .await
                     .map_err(|e| self.db(e))?;
+                    self.emit_status(&tx, account_id, agent, status, now)
+                        .await?;
                     self.settle(&tx, agent, now, None).await?;
                 }
             }

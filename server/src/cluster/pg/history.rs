@@ -109,6 +109,10 @@ impl Pg {
         )
         .await
         .map_err(|e| self.db(e))?;
+        let before = last.map(|l| l.availability);
+        if let Some(e) = crate::history::events::availability(&row, before) {
+            self.emit(tx, account_id, &e).await?;
+        }
         Ok(())
     }
 
@@ -130,6 +134,35 @@ impl Pg {
             tx.commit().await.map_err(|e| self.db(e))?;
         }
         Ok(ids.len())
+    }
+
+    /// Adds rows made elsewhere (the demo's history, a benchmark's) as they are, in one
+    /// transaction, in batches of 10 000 rows per statement.
+    pub async fn import_history(&self, account_id: &str, rows: &[Logged]) -> BackendResult<()> {
+        let _op = self.op();
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(|e| self.db(e))?;
+        for chunk in rows.chunks(10_000) {
+            let agents: Vec<&str> = chunk.iter().map(|r| r.agent_id.as_str()).collect();
+            let at: Vec<i64> = chunk.iter().map(|r| r.at).collect();
+            let avail: Vec<&str> = chunk.iter().map(|r| r.availability.as_str()).collect();
+            let status: Vec<&str> = chunk.iter().map(|r| r.status.as_str()).collect();
+            let cause: Vec<&str> = chunk.iter().map(|r| r.cause.as_str()).collect();
+            let ended: Vec<Option<&str>> = chunk
+                .iter()
+                .map(|r| r.ended.map(EndReason::as_str))
+                .collect();
+            tx.execute(
+                "INSERT INTO availability_log \
+                 (account_id, agent_id, at, availability, status, cause, ended) \
+                 SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], \
+                 $6::text[], $7::text[])",
+                &[&account_id, &agents, &at, &avail, &status, &cause, &ended],
+            )
+            .await
+            .map_err(|e| self.db(e))?;
+        }
+        tx.commit().await.map_err(|e| self.db(e))
     }
 
     /// The rows a report over `q` needs (see [`HistoryQuery`]), in one read-only

@@ -20,6 +20,7 @@
 //! - `accounts.rs`: accounts and agents, and account edits.
 //! - `sessions.rs`: sessions, their leases, and pruning what has ended.
 //! - `status.rs`: status ops and the reconciler's read.
+//! - `events.rs`: the account's events and the presence snapshot.
 //! - `history.rs`: the availability log: written in each change's transaction, read for
 //!   reports, pruned.
 //! - `sql/`: the schema migrations.
@@ -36,6 +37,7 @@ use crate::backend::{BackendError, BackendResult};
 use crate::metrics::StoreMetrics;
 
 mod accounts;
+mod events;
 mod history;
 mod rows;
 mod sessions;
@@ -62,6 +64,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("sql/006_identity.sql"),
     // v7: the availability log.
     include_str!("sql/007_availability_log.sql"),
+    // v8: the account's events.
+    include_str!("sql/008_events.sql"),
 ];
 
 /// Key of the advisory lock migrations run under ("PRSV").

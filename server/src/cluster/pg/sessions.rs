@@ -136,6 +136,11 @@ impl Pg {
                 )
                 .await
                 .map_err(|e| self.db(e))?;
+                self.emit_sessions(&tx, &replaced, Some(EndReason::Replaced), now)
+                    .await?;
+                let started =
+                    crate::history::events::session(agent_id, &n.id, &n.device, None, now);
+                self.emit(&tx, account_id, &started).await?;
                 self.settle(&tx, agent_id, now, Some(EndReason::Replaced))
                     .await?;
                 replaced
@@ -150,8 +155,11 @@ impl Pg {
                 )
                 .await
                 .map_err(|e| self.db(e))?;
+                let ended: Vec<SessionRow> =
+                    rows.into_iter().filter(|s| s.id == *session_id).collect();
+                self.emit_sessions(&tx, &ended, Some(*reason), now).await?;
                 self.settle(&tx, agent_id, now, Some(*reason)).await?;
-                rows.into_iter().filter(|s| s.id == *session_id).collect()
+                ended
             }
             SessionEdit::Push { session_id, push } => {
                 tx.execute(
@@ -232,18 +240,21 @@ impl Pg {
         let _op = self.op();
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(|e| self.db(e))?;
+        let q = format!(
+            "UPDATE sessions SET ended_at = $2, end_reason = $3 \
+             WHERE id = $1 AND ended_at IS NULL RETURNING {SESSION_COLS}"
+        );
         let ended = tx
-            .query_opt(
-                "UPDATE sessions SET ended_at = $2, end_reason = $3 \
-                 WHERE id = $1 AND ended_at IS NULL RETURNING agent_id",
-                &[&id, &now, &reason_str(reason)],
-            )
+            .query_opt(&q, &[&id, &now, &reason_str(reason)])
             .await
             .map_err(|e| self.db(e))?;
         let Some(row) = ended else {
             return Ok(false);
         };
-        self.settle(&tx, row.get(0), now, Some(reason)).await?;
+        let s = session_row(&row)?;
+        self.emit_sessions(&tx, std::slice::from_ref(&s), Some(reason), now)
+            .await?;
+        self.settle(&tx, &s.agent_id, now, Some(reason)).await?;
         tx.commit().await.map_err(|e| self.db(e))?;
         Ok(true)
     }

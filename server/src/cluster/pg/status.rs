@@ -126,6 +126,8 @@ impl Pg {
         .await
         .map_err(|e| self.db(e))?;
         if applied {
+            self.emit_status(&tx, account_id, agent_id, &status, now)
+                .await?;
             self.settle(&tx, agent_id, now, None).await?;
         }
         tx.commit().await.map_err(|e| self.db(e))?;
