@@ -109,6 +109,7 @@ function usePresence(session: Session): Live {
           const s = (d as AgentStatusData).status;
           if (ag && s && s.version >= ag.status.version) {
             ag.status = s;
+            ag.since = Date.parse(ev.timestamp) || ag.since;
             said = `${ag.name} is now ${STATUS_WORD[s.status].toLowerCase()}${s.cause === "manual" ? "" : ` (${CAUSE_TEXT[s.cause] || s.cause})`}.`;
           }
           break;

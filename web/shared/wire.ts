@@ -548,7 +548,7 @@ export interface PresenceAgent {
   groups: string[];
   status: StatusView;
   availability: Availability;
-  /** Since when the agent has had this availability; null when unknown. */
+  /** Since when the agent has had this availability and status; null when not known. */
   since: number | null;
   /** The devices signed in now. */
   devices: Device[];
@@ -583,7 +583,10 @@ export interface AgentStatusData {
 export interface AgentAvailabilityData {
   agent_id: string;
   availability: Availability;
-  cause: string;
+  /** Why the agent's status is what it is. */
+  cause: Cause;
+  /** For `signed_out`: how the last session ended. */
+  ended?: EndReason | null;
 }
 
 /** `chatbox.view` */

@@ -758,6 +758,7 @@ export function register(test, env) {
         ["/app/devices", "My devices"],
         ["/app/log", "My status log"],
         ["/app/history", "My timeline"],
+        ["/app/admin/team", "Team"],
         ["/app/admin/reports", "Reports"],
         ["/app/admin/agents", "Agents"],
         ["/app/admin/statuses", "Custom statuses"],

@@ -19,6 +19,71 @@ export function register(test, env) {
   };
   const ownerOf = (acc) => ({ slug: acc.slug, email: acc.owner.email, password: acc.owner.password });
 
+  test("history: the Team page follows a status change made through the API, filters by group, sets a status; a dropped stream re-reads the team", async () => {
+    const { api, proxy } = env();
+    const acc = await account("team");
+    await api.call("PUT", "/v1/admin/groups", acc.owner.token, [
+      { key: "sales", name: "Sales" },
+      { key: "support", name: "Support" },
+    ]);
+    await api.call("PUT", "/v1/admin/custom-statuses", acc.owner.token, [{ id: "lunch", label: "Lunch", emoji: "☕", base: "busy", default_duration_ms: 3600000 }]);
+    const bob = await agent(acc, "Bob", ["sales"]);
+    const cy = await agent(acc, "Cy", ["support"]);
+    // Through the proxy, which can drop the page's streams.
+    const page = await signIn(ownerOf(acc), "/app/admin/team", proxy.url);
+    const row = (who) => page.locator(`tr[data-agent-id="${who.id}"]`);
+    const adminStreams = () => [...proxy.streams].filter((x) => x.res.req?.url === "/v1/admin/events").length;
+    try {
+      await row(bob).waitFor();
+      await page.locator("#team-live").getByText("Live", { exact: true }).waitFor();
+      assert(/Bob-phone/.test(await row(bob).textContent()), "Bob's device is listed");
+      // A change made through the API shows within a few seconds.
+      const t0 = Date.now();
+      await api.call("PUT", "/v1/me/status", bob.token, { status: "busy", op_id: crypto.randomUUID(), custom_status: "lunch", duration_ms: 1800000, note: "Back at two" });
+      await until(
+        "Bob's row to show busy, lunch, the note and the time left",
+        async () => {
+          const t = await row(bob).textContent();
+          return /Busy/.test(t) && /☕ Lunch/.test(t) && /Back at two/.test(t) && /30 min left/.test(t) && (await row(bob).getAttribute("data-availability")) === "busy";
+        },
+        5000,
+      );
+      env().measurements.dashboard_team_follow_ms = Date.now() - t0;
+      // Filtered by group: Cy is in support, Bob in sales.
+      await page.getByLabel("Group").selectOption("support");
+      await until("only support's agents", async () => (await row(bob).count()) === 0 && (await row(cy).count()) === 1);
+      await page.getByLabel("Group").selectOption("");
+      await row(bob).waitFor();
+      // An admin sets Cy's status from the team page.
+      await page.getByLabel("New status for Cy").selectOption("busy");
+      await page.getByRole("button", { name: "Set status of Cy" }).click();
+      await until("Cy's row to show busy, set by an admin", async () => (await row(cy).getAttribute("data-status")) === "busy" && /set by an admin/.test(await row(cy).textContent()), 5000);
+      const st = (await me(cy.token)).status;
+      eq([st.status, st.cause], ["busy", "admin"], "Cy's status on the server");
+      await page.screenshot({ path: shotPath("dashboard-team"), fullPage: true });
+      await audit(page, "the team page, live");
+      // The stream drops and reconnects are refused for a while; a change made meanwhile
+      // shows once the page is back, from the new stream's snapshot.
+      await until("the team stream through the proxy", () => adminStreams() === 1);
+      proxy.setMode("503");
+      const dropped = Date.now();
+      proxy.dropStreams();
+      await page.locator("#team-live").getByText("Reconnecting…").waitFor({ timeout: 5000 });
+      await until("a refused reconnection", () => proxy.requests((r) => r.path === "/v1/admin/events" && r.t > dropped).length > 0, 10000);
+      await api.setStatus(bob.token, "offline");
+      proxy.setMode("pass");
+      await until("Bob offline after the reconnection", async () => (await row(bob).getAttribute("data-status")) === "offline", 20000);
+      await page.locator("#team-live").getByText("Live", { exact: true }).waitFor();
+      // And the new stream follows changes again.
+      await api.setStatus(bob.token, "online");
+      await until("Bob online", async () => (await row(bob).getAttribute("data-status")) === "online", 5000);
+      eq(page.errors.filter((e) => !/ERR_|network|503/i.test(e)), [], "console errors besides the dropped and refused streams");
+    } finally {
+      proxy.setMode("pass");
+      await page.closeAll();
+    }
+  });
+
   test("history: Reports shows coverage, time in each state and a timeline for known history; the CSV downloads; a 422 shows at its field", async () => {
     const { api } = env();
     const acc = await account("reports");
