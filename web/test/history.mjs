@@ -87,6 +87,14 @@ export function register(test, env) {
   test("history: Reports shows coverage, time in each state and a timeline for known history; the CSV downloads; a 422 shows at its field", async () => {
     const { api } = env();
     const acc = await account("reports");
+    // Open since the start of this minute (UTC), so the coverage counts the test's own history.
+    const opens = [[new Date().toISOString().slice(11, 16), "24:00"]];
+    await api.call("PUT", "/v1/admin/opening-hours", acc.owner.token, {
+      enabled: true,
+      timezone: "UTC",
+      days: Object.fromEntries(["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map((d) => [d, opens])),
+      exceptions: [],
+    });
     const dee = await agent(acc, "Dee");
     const fay = await agent(acc, "Fay");
     /** Dee's time today as the server counts it. */
