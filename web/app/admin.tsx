@@ -1,6 +1,7 @@
 // The administration pages (owners and admins): agents (with a status for a while and a
-// note), custom statuses, groups, opening hours, settings (automatic away included) and the
-// embed snippet with a live preview of the widget.
+// note), custom statuses, groups, opening hours, settings (automatic away included), the
+// embed snippet with a live preview of the widget, the live team and the reports; and every
+// agent's own timeline, which shares the reports' charts.
 //
 // Every form keeps what was typed when a save fails, and shows the server's field error next
 // to the field it names (`aria-invalid`, `aria-describedby`).
@@ -40,9 +41,12 @@ import {
 type Props = { session: Session };
 
 import { ApiKeysPage, SignInPage } from "./identity";
+import { MyTimelinePage, ReportsPage } from "./reports";
+import { TeamPage } from "./team";
 import { Loading } from "./loading";
+import { zones } from "./charts";
 
-export { ApiKeysPage, SignInPage };
+export { ApiKeysPage, MyTimelinePage, ReportsPage, SignInPage, TeamPage };
 
 const ROLES: Role[] = ["agent", "admin", "owner"];
 
@@ -690,17 +694,6 @@ function TlBlock(props: { cls: string; left: number; width?: number }) {
   return <span ref={ref} class={props.cls} />;
 }
 
-function zones(current: string): string[] {
-  let all: string[] = [];
-  try {
-    all = (Intl as any).supportedValuesOf("timeZone") as string[];
-  } catch {
-    all = [];
-  }
-  for (const z of ["UTC", current]) if (z && !all.includes(z)) all.unshift(z);
-  return all;
-}
-
 export function HoursPage({ session }: Props) {
   const a = useAdmin(session);
   const [oh, setOh] = useState<OpeningHours | null>(null);
@@ -1007,4 +1000,16 @@ export function EmbedPage({ session }: Props) {
 }
 
 // This module is its own bundle (admin.js): it hands its pages to the page that loaded it.
-(window as any).__presenceAdmin = { AgentsPage, CustomStatusesPage, GroupsPage, HoursPage, SettingsPage, EmbedPage, SignInPage, ApiKeysPage };
+(window as any).__presenceAdmin = {
+  AgentsPage,
+  CustomStatusesPage,
+  GroupsPage,
+  HoursPage,
+  SettingsPage,
+  EmbedPage,
+  SignInPage,
+  ApiKeysPage,
+  TeamPage,
+  ReportsPage,
+  MyTimelinePage,
+};

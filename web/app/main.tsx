@@ -9,7 +9,7 @@ import { render } from "preact";
 import { Fragment, jsx, jsxs } from "preact/jsx-runtime";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { AgentStatus, ChangePasswordRequest, ChatboxStatus, Reason, SessionInfo, StatusLogEntry, StatusLogPage, StatusTiming, StatusView } from "../shared/wire";
-import { ApiError, type Session as S, Session } from "./session";
+import { ApiError, type Session as S, Session, uuid } from "./session";
 import { Errors, Field, FieldError, FormError, Link, NO_ERRORS, errorsOf, focusError, invalid, navigate, usePath } from "./ui";
 import { CAUSE_WORD, STATUS_WORD, reasonText, span, when } from "./words";
 
@@ -18,12 +18,13 @@ const session = new Session();
 // ----- the administration pages, loaded when first opened --------------------------------------
 
 /** What admin.js (built from admin.tsx, see build.mjs) takes from this script. */
-(window as any).__presence = { Fragment, jsx, jsxs, useEffect, useLayoutEffect, useRef, useState, ApiError };
+(window as any).__presence = { Fragment, jsx, jsxs, useEffect, useLayoutEffect, useRef, useState, ApiError, uuid };
 
 type AdminPages = typeof import("./admin");
 let admin: Promise<AdminPages> | null = null;
 
-/** Loads /app/admin.js once; it hands its pages over as `window.__presenceAdmin`. */
+/** Loads /app/admin.js once; it hands its pages over as `window.__presenceAdmin`. Every agent's
+ * own timeline (charts shared with the reports) is in it too, so it keeps the first load small. */
 function loadAdmin(): Promise<AdminPages> {
   return (admin ||= new Promise((ok, fail) => {
     const s = document.createElement("script");
@@ -66,6 +67,9 @@ const PAGES: Page[] = [
   { path: "/app/", title: "Chat box", view: Overview },
   { path: "/app/devices", title: "My devices", view: Devices },
   { path: "/app/log", title: "My status log", view: StatusLog },
+  { path: "/app/history", title: "My timeline", view: lazy("MyTimelinePage") },
+  { path: "/app/admin/team", title: "Team", admin: true, view: lazy("TeamPage") },
+  { path: "/app/admin/reports", title: "Reports", admin: true, view: lazy("ReportsPage") },
   { path: "/app/admin/agents", title: "Agents", admin: true, view: lazy("AgentsPage") },
   { path: "/app/admin/statuses", title: "Custom statuses", admin: true, view: lazy("CustomStatusesPage") },
   { path: "/app/admin/groups", title: "Groups", admin: true, view: lazy("GroupsPage") },

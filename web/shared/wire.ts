@@ -449,3 +449,155 @@ export interface PatchAgentRequest {
   groups?: string[];
   role?: Role;
 }
+
+// ----- history and reports -------------------------------------------------------------------
+
+/** Whether an agent counts for the chat box (online, busy) and, if not, why (`offline` status,
+ * or `signed_out`: no live session). */
+export type Availability = "online" | "busy" | "offline" | "signed_out";
+
+/** Time in each availability state, in milliseconds. */
+export interface TimeInStates {
+  online_ms: number;
+  busy_ms: number;
+  offline_ms: number;
+  signed_out_ms: number;
+}
+
+/** One calendar day (in the report's time zone) of an agent's availability. */
+export interface DayTime extends TimeInStates {
+  /** `YYYY-MM-DD` */
+  date: string;
+}
+
+/** One agent of an {@link AvailabilityReport}: the whole range, and day by day. */
+export interface AgentTime extends TimeInStates {
+  id: string;
+  name: string;
+  days: DayTime[];
+}
+
+/** `GET /v1/admin/reports/availability?from=&to=&tz=&group=` (`Accept: text/csv`: the same as
+ * CSV, `agent_id,agent_name,date,online_ms,busy_ms,offline_ms,signed_out_ms`). */
+export interface AvailabilityReport {
+  from: number;
+  to: number;
+  tz: string;
+  agents: AgentTime[];
+}
+
+/** One calendar day of a chat box's coverage (days with opening hours). */
+export interface CoverageDay {
+  date: string;
+  open_ms: number;
+  online_ms: number;
+  busy_ms: number;
+  offline_ms: number;
+  /** `(online_ms + busy_ms) / open_ms`; null when `open_ms` is 0. */
+  coverage: number | null;
+}
+
+/** One chat box of a {@link CoverageReport}: time within opening hours in each state. */
+export interface ChatboxCoverage {
+  /** The group's key; null for the account's chat box. */
+  group: string | null;
+  open_ms: number;
+  online_ms: number;
+  busy_ms: number;
+  offline_ms: number;
+  /** Offline time within opening hours by the view's reason (`no_agents_online`, ...). */
+  offline_by_reason: Record<string, number>;
+  coverage: number | null;
+  days?: CoverageDay[];
+}
+
+/** `GET /v1/admin/reports/coverage?from=&to=&tz=` */
+export interface CoverageReport {
+  from: number;
+  to: number;
+  tz: string;
+  chatboxes: ChatboxCoverage[];
+}
+
+/** One interval of an agent's timeline. */
+export interface TimelineInterval {
+  start: number;
+  /** Null while it is still open (it runs up to now). */
+  end: number | null;
+  availability: Availability;
+  status: AgentStatus;
+  cause: Cause;
+  /** For `signed_out`: how the last session ended (null: never signed in). */
+  ended?: EndReason | null;
+}
+
+/** `GET /v1/admin/reports/timeline?agent=&from=&to=` and `GET /v1/me/timeline?from=&to=` */
+export interface TimelineReport {
+  agent: string;
+  from: number;
+  to: number;
+  intervals: TimelineInterval[];
+}
+
+// ----- the account's live presence -----------------------------------------------------------
+
+/** One agent of {@link PresenceSnapshot}. */
+export interface PresenceAgent {
+  id: string;
+  name: string;
+  groups: string[];
+  status: StatusView;
+  availability: Availability;
+  /** Since when the agent has had this availability and status; null when not known. */
+  since: number | null;
+  /** The devices signed in now. */
+  devices: Device[];
+}
+
+/** `GET /v1/admin/presence`, and the `snapshot` event of `GET /v1/admin/events`: consistent with
+ * the account's event number `seq`. */
+export interface PresenceSnapshot {
+  seq: number;
+  agents: PresenceAgent[];
+  chatbox: ChatboxView;
+}
+
+/** An event of `GET /v1/admin/events` (and a webhook's body): `event:` names its `type`, `id:`
+ * is its `seq`. */
+export interface AccountEvent<T = unknown> {
+  type: string;
+  /** RFC 3339 */
+  timestamp: string;
+  account: string;
+  seq: number;
+  data: T;
+}
+
+/** `agent.status` */
+export interface AgentStatusData {
+  agent_id: string;
+  status: StatusView;
+}
+
+/** `agent.availability` */
+export interface AgentAvailabilityData {
+  agent_id: string;
+  availability: Availability;
+  /** Why the agent's status is what it is. */
+  cause: Cause;
+  /** For `signed_out`: how the last session ended. */
+  ended?: EndReason | null;
+}
+
+/** `chatbox.view` */
+export interface ChatboxViewData {
+  view: ChatboxView;
+}
+
+/** `session.started` and `session.ended` */
+export interface SessionEventData {
+  agent_id: string;
+  session_id: string;
+  device: Device;
+  reason?: EndReason | string;
+}

@@ -66,7 +66,9 @@ function pct(xs, p) {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 }
 
-export function register(test, env) {
+/** What the dashboard tests share (and test/history.mjs): signing in with the form, another
+ * device's view of /v1/me, the axe-core audit, the status menu, new accounts and agents. */
+export function helpers(env) {
   /** A page of the dashboard, signed in with the form as `who` ({slug, email, password}). */
   async function signIn(who, path = "/app/", base = env().server.url) {
     const { browser } = env();
@@ -117,6 +119,12 @@ export function register(test, env) {
     const token = await api.login(acc.slug, email, password, `${name}-phone`);
     return { id: r.body.id, slug: acc.slug, email, password, token };
   }
+
+  return { signIn, me, audit, pickStatus, account, agent };
+}
+
+export function register(test, env) {
+  const { signIn, me, audit, pickStatus, account, agent } = helpers(env);
 
   test("dashboard: /app/ and every address under it is the page, under a strict CSP, gzip", async () => {
     const { server } = env();
@@ -749,6 +757,9 @@ export function register(test, env) {
         ["/app/", "Chat box"],
         ["/app/devices", "My devices"],
         ["/app/log", "My status log"],
+        ["/app/history", "My timeline"],
+        ["/app/admin/team", "Team"],
+        ["/app/admin/reports", "Reports"],
         ["/app/admin/agents", "Agents"],
         ["/app/admin/statuses", "Custom statuses"],
         ["/app/admin/groups", "Groups"],
@@ -761,6 +772,9 @@ export function register(test, env) {
         await owner.goto(`${server.url}${path}`);
         await owner.getByRole("heading", { name: heading, level: 1 }).waitFor();
         await owner.locator("main p", { hasText: "Loading…" }).waitFor({ state: "detached" });
+        // The history pages: with their charts and tables drawn.
+        const drawn = { "/app/history": "#today-totals", "/app/admin/team": "table.team tbody tr", "/app/admin/reports": "svg.columns" }[path];
+        if (drawn) await owner.locator(drawn).first().waitFor();
         await audit(owner, path);
       }
       await owner.getByRole("button", { name: /Change status/ }).click();
