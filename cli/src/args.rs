@@ -107,6 +107,11 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<OutboxAction>,
     },
+    /// Reports for owners and admins of the account
+    Report {
+        #[command(subcommand)]
+        report: ReportKind,
+    },
     /// Show a chat box as visitors see it
     Chatbox {
         widget_key: String,
@@ -117,6 +122,54 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportKind {
+    /// Time each agent was online, busy, offline and signed out, per day
+    Availability {
+        /// Start: a date (YYYY-MM-DD, midnight in --tz), an RFC 3339 time, or ms since the
+        /// epoch [default: seven days before --to]
+        #[arg(long, value_parser = parse_when)]
+        from: Option<When>,
+        /// End (exclusive), as --from [default: now]
+        #[arg(long, value_parser = parse_when)]
+        to: Option<When>,
+        /// IANA time zone the days are counted in [default: the account's]
+        #[arg(long, value_name = "ZONE")]
+        tz: Option<String>,
+        /// Only the agents who count for this group
+        #[arg(long, value_name = "KEY")]
+        group: Option<String>,
+        /// Print CSV, one row per agent and day (as the server gives it)
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A time as the command line takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum When {
+    /// A calendar date, midnight in the report's time zone.
+    Date(chrono::NaiveDate),
+    /// An instant, ms since the epoch.
+    At(i64),
+}
+
+/// `YYYY-MM-DD`, an RFC 3339 time, or ms since the epoch.
+pub fn parse_when(s: &str) -> Result<When, String> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(When::Date(d));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(When::At(t.timestamp_millis()));
+    }
+    s.parse::<i64>().map(When::At).map_err(|_| {
+        format!("`{s}`: write a date (2026-12-01), an RFC 3339 time (2026-12-01T09:00:00Z) or ms since the epoch")
+    })
 }
 
 #[derive(Debug, Subcommand)]

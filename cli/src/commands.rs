@@ -13,7 +13,7 @@ use presence_core::{
     PresenceClient, SessionState, StatusRequest,
 };
 
-use crate::args::{Cli, ClockTime, Command, OutboxAction};
+use crate::args::{Cli, ClockTime, Command, OutboxAction, ReportKind, When};
 use crate::{idle, paths, render};
 
 /// How long `status X` tries to deliver before reporting "pending".
@@ -120,7 +120,77 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             watch,
             json,
         } => chatbox(&ctx, &widget_key, watch, json).await,
+        Command::Report {
+            report:
+                ReportKind::Availability {
+                    from,
+                    to,
+                    tz,
+                    group,
+                    csv,
+                    json,
+                },
+        } => availability_report(&ctx, (from, to), tz, group, (csv, json)).await,
     }
+}
+
+/// A command-line time as ms since the epoch: a date is midnight in `tz`.
+fn when_ms(w: &When, tz: chrono_tz::Tz) -> Result<i64> {
+    use chrono::TimeZone;
+    match w {
+        When::At(ms) => Ok(*ms),
+        When::Date(d) => tz
+            .from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+            .earliest()
+            .map(|t| t.timestamp_millis())
+            .ok_or_else(|| err(format!("{d} has no midnight in {tz}"))),
+    }
+}
+
+async fn availability_report(
+    ctx: &Ctx,
+    (from, to): (Option<When>, Option<When>),
+    tz: Option<String>,
+    group: Option<String>,
+    (csv, json): (bool, bool),
+) -> Result<ExitCode> {
+    // A date needs a zone: --tz, else UTC (said in the output's `tz`).
+    let dates = matches!(from, Some(When::Date(_))) || matches!(to, Some(When::Date(_)));
+    let tz = match (tz, dates) {
+        (Some(t), _) => Some(t),
+        (None, true) => Some("UTC".to_owned()),
+        (None, false) => None,
+    };
+    let zone: chrono_tz::Tz = match &tz {
+        Some(t) => t
+            .parse()
+            .map_err(|_| err(format!("--tz: `{t}` is not an IANA time zone")))?,
+        None => chrono_tz::UTC,
+    };
+    let query = presence_core::ReportQuery {
+        from: from.as_ref().map(|w| when_ms(w, zone)).transpose()?,
+        to: to.as_ref().map(|w| when_ms(w, zone)).transpose()?,
+        tz,
+        group,
+    };
+    let client = ctx.open_logged_in().await?;
+    let report = client.availability_report(query).await;
+    client.shutdown().await;
+    let report = report?;
+    if csv {
+        print!("{}", report.to_csv());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| err(format!("cannot encode the report: {e}")))?;
+        out(text);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for line in render::availability(&report) {
+        out(line);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 struct Ctx {

@@ -312,6 +312,50 @@ pub fn full(s: &ClientSnapshot, server_now: i64) -> String {
     out
 }
 
+/// A duration as hours and minutes (`12:05`).
+fn hours(ms: i64) -> String {
+    let m = ms / 60_000;
+    format!("{}:{:02}", m / 60, m % 60)
+}
+
+/// An availability report as a table: one line per agent, hours in each state.
+pub fn availability(r: &presence_core::AvailabilityReport) -> Vec<String> {
+    let from = chrono::DateTime::from_timestamp_millis(r.from).unwrap_or_default();
+    let to = chrono::DateTime::from_timestamp_millis(r.to).unwrap_or_default();
+    let mut lines = vec![format!(
+        "{} to {} (UTC), days in {}",
+        from.format("%Y-%m-%d %H:%M"),
+        to.format("%Y-%m-%d %H:%M"),
+        r.tz
+    )];
+    let width = r
+        .agents
+        .iter()
+        .map(|a| a.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    lines.push(format!(
+        "{:<width$}  {:>9}  {:>9}  {:>9}  {:>10}",
+        "agent", "online", "busy", "offline", "signed out"
+    ));
+    for a in &r.agents {
+        let t = &a.time;
+        lines.push(format!(
+            "{:<width$}  {:>9}  {:>9}  {:>9}  {:>10}",
+            a.name,
+            hours(t.online_ms),
+            hours(t.busy_ms),
+            hours(t.offline_ms),
+            hours(t.signed_out_ms)
+        ));
+    }
+    if r.agents.is_empty() {
+        lines.push("no agents".to_owned());
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1010,3 +1010,97 @@ async fn login_with_a_token_file_signs_in_as_the_agent_the_token_names() {
         o.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_availability_prints_a_table_csv_or_json_for_admins_only() {
+    let server = TestServer::start().await;
+    let acct = server
+        .api()
+        .create_account_without_login("cli-report")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    login(dir.path(), &server.url, &acct).await;
+    ok(&run_utc(dir.path(), &["status", "online"]).await, "status");
+
+    let o = run_utc(dir.path(), &["report", "availability"]).await;
+    ok(&o, "report availability");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert!(lines[0].contains("days in"), "{}", o.stdout);
+    assert!(lines[1].starts_with("agent"), "{}", o.stdout);
+    assert!(lines[2].starts_with("Owner"), "{}", o.stdout);
+
+    let o = run_utc(
+        dir.path(),
+        &[
+            "report",
+            "availability",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-03",
+            "--csv",
+        ],
+    )
+    .await;
+    ok(&o, "report --csv");
+    let rows: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(
+        rows,
+        [
+            "agent_id,agent_name,date,online_ms,busy_ms,offline_ms,signed_out_ms",
+            &format!("{},Owner,2026-01-01,0,0,0,0", acct.owner_id),
+            &format!("{},Owner,2026-01-02,0,0,0,0", acct.owner_id),
+        ],
+        "dates are midnight UTC without --tz"
+    );
+
+    let o = run_utc(dir.path(), &["report", "availability", "--json"]).await;
+    ok(&o, "report --json");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert!(v["agents"][0]["online_ms"].as_i64().unwrap() >= 0);
+
+    let o = run_utc(
+        dir.path(),
+        &["report", "availability", "--from", "5", "--to", "5"],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{} {}", o.stdout, o.stderr);
+    one_error_line(&o);
+    assert!(o.stderr.contains("from"), "{}", o.stderr);
+
+    let o = run_utc(dir.path(), &["report", "availability", "--from", "soon"]).await;
+    assert_eq!(o.code, 2, "a usage error: {}", o.stderr);
+
+    // An agent may not read the account's report.
+    let token = server.api().login_owner(&acct, "admin-dev").await;
+    let r = server
+        .api()
+        .post(
+            "/v1/admin/agents",
+            Some(&token),
+            serde_json::json!({"name": "Ann", "email": "ann@cli-report.test",
+                               "password": "pw-ann-secret", "groups": [], "role": "agent"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ann = tempfile::tempdir().unwrap();
+    let mut child = presence(ann.path(), Some(&server.url))
+        .args([
+            "login",
+            "--account",
+            "cli-report",
+            "--email",
+            "ann@cli-report.test",
+        ])
+        .arg("--password-stdin")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"pw-ann-secret\n").await.unwrap();
+    drop(stdin);
+    assert!(child.wait_with_output().await.unwrap().status.success());
+    let o = run_utc(ann.path(), &["report", "availability"]).await;
+    assert_eq!(o.code, 1, "{} {}", o.stdout, o.stderr);
+    one_error_line(&o);
+}

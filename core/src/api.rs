@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use presence_protocol::{
-    Device, Heartbeat, HeartbeatRequest, LoginRequest, LoginResponse, MeResponse, Millis, Mode,
-    PushRegistration, SetStatusRequest, SetStatusResponse, StatusLogPage,
+    AvailabilityReport, Device, Heartbeat, HeartbeatRequest, LoginRequest, LoginResponse,
+    MeResponse, Millis, Mode, PushRegistration, SetStatusRequest, SetStatusResponse, StatusLogPage,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -268,6 +268,18 @@ impl Api {
         Ok(r)
     }
 
+    /// `GET /v1/admin/reports/availability` (owners and admins).
+    pub(crate) async fn availability_report(
+        &self,
+        token: &str,
+        query: &ReportQuery,
+    ) -> Result<AvailabilityReport, Error> {
+        let (r, _) = self
+            .call_json(Request::new(Method::Get, query.path()).bearer(token))
+            .await?;
+        Ok(r)
+    }
+
     /// Opens an event stream: waits (under the deadline) for a 2xx with headers only.
     pub(crate) async fn open_stream(
         &self,
@@ -328,6 +340,38 @@ impl LogQuery {
             true => "/v1/me/status-log".to_owned(),
             false => format!("/v1/me/status-log?{}", q.join("&")),
         }
+    }
+}
+
+/// What an availability report asks for (each optional: the server's defaults apply).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportQuery {
+    /// Start of the range, ms since the epoch.
+    pub from: Option<i64>,
+    /// End of the range (exclusive), ms since the epoch.
+    pub to: Option<i64>,
+    /// IANA time zone the days are counted in.
+    pub tz: Option<String>,
+    /// Only the agents who count for this group.
+    pub group: Option<String>,
+}
+
+impl ReportQuery {
+    pub(crate) fn path(&self) -> String {
+        let mut q = Vec::new();
+        if let Some(v) = self.from {
+            q.push(format!("from={v}"));
+        }
+        if let Some(v) = self.to {
+            q.push(format!("to={v}"));
+        }
+        if let Some(v) = &self.tz {
+            q.push(format!("tz={}", percent_encode(v)));
+        }
+        if let Some(v) = &self.group {
+            q.push(format!("group={}", percent_encode(v)));
+        }
+        format!("/v1/admin/reports/availability?{}", q.join("&"))
     }
 }
 

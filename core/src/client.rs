@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use presence_protocol::{
-    AgentStatus, Device, PushPayload, PushProvider, PushRegistration, StatusLogPage,
+    AgentStatus, AvailabilityReport, Device, PushPayload, PushProvider, PushRegistration,
+    StatusLogPage,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::api::{Api, LogQuery, Proof};
+use crate::api::{Api, LogQuery, Proof, ReportQuery};
 use crate::clock::ServerClock;
 use crate::config::ClientConfig;
 use crate::engine::{Command, Engine, EngineParts};
@@ -227,6 +228,16 @@ impl PresenceClient {
     ) -> Result<StatusLogPage, ClientError> {
         let query = LogQuery::new(limit, after)?;
         self.ask(|reply| Command::StatusLog { query, reply }).await
+    }
+
+    /// `GET /v1/admin/reports/availability`: time in each availability state per agent and
+    /// day (the session's agent must be an owner or admin of its account).
+    pub async fn availability_report(
+        &self,
+        query: ReportQuery,
+    ) -> Result<AvailabilityReport, ClientError> {
+        self.ask(|reply| Command::AvailabilityReport { query, reply })
+            .await
     }
 
     /// The latest snapshot.

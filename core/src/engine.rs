@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use presence_protocol::{
-    Device, Heartbeat, LoginResponse, MeResponse, PushPayload, PushRegistration, SetStatusResponse,
-    StatusLogPage,
+    AvailabilityReport, Device, Heartbeat, LoginResponse, MeResponse, PushPayload,
+    PushRegistration, SetStatusResponse, StatusLogPage,
 };
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::api::{Api, LogQuery};
+use crate::api::{Api, LogQuery, ReportQuery};
 use crate::clock::{ClockEstimate, ServerClock};
 use crate::config::Overrides;
 use crate::error::Error;
@@ -74,6 +74,10 @@ pub(crate) enum Command {
     StatusLog {
         query: LogQuery,
         reply: Reply<StatusLogPage>,
+    },
+    AvailabilityReport {
+        query: ReportQuery,
+        reply: Reply<AvailabilityReport>,
     },
     SetLifecycle {
         lifecycle: Lifecycle,
@@ -133,6 +137,11 @@ pub(crate) enum TaskDone {
         token: String,
         reply: Reply<StatusLogPage>,
         result: Result<StatusLogPage, Error>,
+    },
+    AvailabilityReport {
+        token: String,
+        reply: Reply<AvailabilityReport>,
+        result: Result<AvailabilityReport, Error>,
     },
 }
 
@@ -320,6 +329,7 @@ impl Engine {
             }
             Command::ReportIdle { idle_ms } => self.report_idle(idle_ms),
             Command::StatusLog { query, reply } => self.status_log(query, reply),
+            Command::AvailabilityReport { query, reply } => self.availability_report(query, reply),
             Command::SetLifecycle { lifecycle } => self.set_lifecycle(lifecycle),
             Command::SetNetwork { available } => self.set_network(available),
             Command::Push { payload, reply } => self.push(payload, reply),
@@ -435,7 +445,12 @@ impl Engine {
                 token,
                 reply,
                 result,
-            } => self.on_status_log(token, reply, result),
+            } => self.on_read(token, reply, result),
+            TaskDone::AvailabilityReport {
+                token,
+                reply,
+                result,
+            } => self.on_read(token, reply, result),
         }
         self.persist_clock();
     }

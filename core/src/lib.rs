@@ -56,6 +56,7 @@ pub mod widget;
 mod api;
 mod client;
 
+pub use api::ReportQuery;
 pub use client::{PresenceClient, SnapshotListener, UnifiedPushKeys};
 pub use config::{ClientConfig, DeviceInfo, Overrides};
 pub use error::ClientError;
@@ -67,6 +68,7 @@ pub use snapshot::{
 pub use status::{MAX_DURATION_MS, MAX_NOTE_CHARS, MIN_DURATION_MS, StatusRequest};
 
 pub use presence_protocol::{
-    Agent, AgentStatus, Cause, ChatboxStatus, ChatboxView, CustomStatus, GroupView, Millis,
-    Platform, PushProvider, Reason, StatusLogEntry, StatusLogPage, StatusView,
+    Agent, AgentStatus, AgentTime, AvailabilityReport, Cause, ChatboxStatus, ChatboxView,
+    CustomStatus, DayTime, GroupView, Millis, Platform, PushProvider, Reason, StatusLogEntry,
+    StatusLogPage, StatusView, TimeInStates,
 };

@@ -30,12 +30,12 @@
 //!   a 401 expires the session like any other request.
 
 use presence_protocol::{
-    Agent, ChatboxView, CustomStatus, EndReason, ErrorCode, LoginResponse, MeResponse, Mode,
-    PushBody, PushPayload, StatusLogPage, StatusView,
+    Agent, AvailabilityReport, ChatboxView, CustomStatus, EndReason, ErrorCode, LoginResponse,
+    MeResponse, Mode, PushBody, PushPayload, StatusLogPage, StatusView,
 };
 use tokio::time::Instant;
 
-use crate::api::LogQuery;
+use crate::api::{LogQuery, ReportQuery};
 use crate::engine::{Engine, Reply, TaskDone, clone_error};
 use crate::error::{Error, ErrorClass, SESSION_EXPIRED, ServerCode};
 use crate::heartbeat::interval;
@@ -482,12 +482,32 @@ impl Engine {
         });
     }
 
-    pub(crate) fn on_status_log(
+    pub(crate) fn availability_report(
         &mut self,
-        token: String,
-        reply: Reply<StatusLogPage>,
-        result: Result<StatusLogPage, Error>,
+        query: ReportQuery,
+        reply: Reply<AvailabilityReport>,
     ) {
+        if let Err(e) = self.session_ready() {
+            self.respond(reply, Err(e));
+            return;
+        }
+        let (Some(api), Some(token)) = (self.api.clone(), self.session.token()) else {
+            self.respond(reply, Err(Error::NotLoggedIn));
+            return;
+        };
+        self.tasks.spawn(async move {
+            let result = api.availability_report(&token, &query).await;
+            TaskDone::AvailabilityReport {
+                token,
+                reply,
+                result,
+            }
+        });
+    }
+
+    /// The answer to a read of the server (status log, report): a refused token ends the
+    /// session it belonged to, if it is still the current one.
+    pub(crate) fn on_read<T>(&mut self, token: String, reply: Reply<T>, result: Result<T, Error>) {
         let current = self
             .session
             .current

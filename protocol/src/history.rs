@@ -113,6 +113,47 @@ pub struct AvailabilityReport {
     pub agents: Vec<AgentTime>,
 }
 
+impl AvailabilityReport {
+    /// The CSV form (`Accept: text/csv`): a header, then one row per agent and day, CRLF
+    /// line ends (RFC 4180).
+    pub fn to_csv(&self) -> String {
+        let mut out =
+            String::from("agent_id,agent_name,date,online_ms,busy_ms,offline_ms,signed_out_ms\r\n");
+        for a in &self.agents {
+            for d in &a.days {
+                let t = &d.time;
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{}\r\n",
+                    csv_field(&a.id),
+                    csv_field(&a.name),
+                    d.date,
+                    t.online_ms,
+                    t.busy_ms,
+                    t.offline_ms,
+                    t.signed_out_ms
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A CSV field (RFC 4180): quoted when it holds a separator, a quote or a line break; a
+/// leading `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet never runs it as a
+/// formula.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
 /// One chat box (the account's, or a group's) of a coverage report: time within opening
 /// hours in each state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

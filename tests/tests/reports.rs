@@ -6,6 +6,7 @@
 //! Midnight, DST and opening hours are pinned by hand-computed timelines in
 //! `server/src/history/reports/tests.rs`.
 
+use presence_test_support::contract::heartbeat;
 use presence_test_support::{Api, Session, TestServer, new_op_id};
 use serde_json::{Value, json};
 
@@ -25,6 +26,19 @@ async fn set_at(api: &Api, s: &Session, status: &str) -> i64 {
     let e = &log.body["entries"][0];
     assert_eq!(e["version"], version, "{}", log.body);
     e["applied_at"].as_i64().expect("applied_at")
+}
+
+/// Returns once the server's clock has passed `t` (heartbeats answer its time), so the next
+/// change lands in a later millisecond and every interval of the test has a length.
+async fn past(api: &Api, s: &Session, t: i64) {
+    for _ in 0..10_000 {
+        let r = heartbeat(api, &s.token, json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        if r.body["server_time"].as_i64().unwrap() > t {
+            return;
+        }
+    }
+    panic!("the server's clock did not pass {t}");
 }
 
 fn intervals(v: &Value) -> Vec<(i64, Option<i64>, String)> {
@@ -49,8 +63,11 @@ async fn the_timeline_and_the_report_follow_an_agent_s_changes_to_the_millisecon
     let acc = api.create_account("acme").await;
     let ann_id = api.add_agent(&acc, "ann", &[]).await;
     let ann = api.login_agent(&acc, "ann", "phone").await;
+    past(&api, &ann, ann.login["server_time"].as_i64().unwrap()).await;
     let t_online = set_at(&api, &ann, "online").await;
+    past(&api, &ann, t_online).await;
     let t_busy = set_at(&api, &ann, "busy").await;
+    past(&api, &ann, t_busy).await;
     let r = api.delete("/v1/session", Some(&ann.token)).await;
     assert!(r.status == 204 || r.status == 200, "{}", r.body);
 

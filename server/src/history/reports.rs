@@ -218,44 +218,6 @@ pub fn availability(
     }
 }
 
-/// The CSV form of an availability report: a header, then one row per agent and day.
-pub fn availability_csv(report: &AvailabilityReport) -> String {
-    let mut out =
-        String::from("agent_id,agent_name,date,online_ms,busy_ms,offline_ms,signed_out_ms\r\n");
-    for a in &report.agents {
-        for d in &a.days {
-            let t = &d.time;
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{}\r\n",
-                csv_field(&a.id),
-                csv_field(&a.name),
-                d.date,
-                t.online_ms,
-                t.busy_ms,
-                t.offline_ms,
-                t.signed_out_ms
-            ));
-        }
-    }
-    out
-}
-
-/// A CSV field (RFC 4180): quoted when it holds a separator, a quote or a line break; a
-/// leading `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet never runs it as a
-/// formula.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
 /// One chat box's counters during the replay.
 struct View {
     group: Option<String>,

@@ -61,7 +61,8 @@ fn row(agent: &str, at: i64, availability: Availability, cause: Cause) -> Logged
     }
 }
 
-/// Rows for each of `agents` over the plan's range, oldest first per agent.
+/// Rows for each of `agents` over the plan's range, in time order (the order a live server
+/// writes them in, so stores lay them out as they would after weeks of real use).
 pub fn synthetic(agents: &[&str], plan: &Plan) -> Vec<Logged> {
     let mut out = Vec::new();
     let mut rng = Rng(plan.seed);
@@ -91,6 +92,7 @@ pub fn synthetic(agents: &[&str], plan: &Plan) -> Vec<Logged> {
             }
         }
     }
+    out.sort_by_key(|r| r.at);
     out
 }
 
@@ -155,12 +157,14 @@ mod tests {
         };
         let rows = synthetic(&["a", "b"], &plan);
         assert_eq!(rows.len(), 2 * 5 * 40, "two agents, five weekdays");
-        for pair in rows.windows(2).filter(|w| w[0].agent_id == w[1].agent_id) {
+        assert!(rows.windows(2).all(|w| w[0].at <= w[1].at), "in time order");
+        let a: Vec<_> = rows.iter().filter(|r| r.agent_id == "a").collect();
+        for pair in a.windows(2) {
             assert!(pair[0].at < pair[1].at, "{pair:?}");
             assert_ne!(pair[0].availability, pair[1].availability, "{pair:?}");
         }
-        assert_eq!(rows[0].availability, Availability::Online);
-        assert_eq!(rows[39].availability, Availability::SignedOut);
+        assert_eq!(a[0].availability, Availability::Online);
+        assert_eq!(a[39].availability, Availability::SignedOut);
         assert_eq!(synthetic(&["a", "b"], &plan), rows, "deterministic");
     }
 }

@@ -17,7 +17,6 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::extract::{Admin, Auth};
 use crate::error::{ApiError, ApiResult};
-use crate::history::reports::availability_csv;
 use crate::ops::reports::ReportParams;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -95,7 +94,7 @@ async fn availability(
             "attachment; filename=\"availability-{}-{}.csv\"",
             report.from, report.to
         );
-        let mut resp = availability_csv(&report).into_response();
+        let mut resp = report.to_csv().into_response();
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,

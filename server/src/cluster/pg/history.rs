@@ -137,7 +137,8 @@ impl Pg {
     }
 
     /// Adds rows made elsewhere (the demo's history, a benchmark's) as they are, in one
-    /// transaction, in batches of 10 000 rows per statement.
+    /// transaction, in batches of 10 000 rows per statement, then refreshes the table's
+    /// statistics.
     pub async fn import_history(&self, account_id: &str, rows: &[Logged]) -> BackendResult<()> {
         let _op = self.op();
         let mut c = self.client().await?;
@@ -159,7 +160,13 @@ impl Pg {
             .await
             .map_err(|e| self.db(e))?;
         }
-        tx.commit().await.map_err(|e| self.db(e))
+        tx.commit().await.map_err(|e| self.db(e))?;
+        // Fresh statistics: without them the planner takes the freshly filled table for a
+        // small one and sorts what its index would give in order.
+        c.execute("ANALYZE availability_log", &[])
+            .await
+            .map_err(|e| self.db(e))?;
+        Ok(())
     }
 
     /// The rows a report over `q` needs (see [`HistoryQuery`]), in one read-only

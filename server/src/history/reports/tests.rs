@@ -272,7 +272,7 @@ fn csv_has_a_row_per_agent_and_day_and_neutralises_formulas() {
     let r = range(t0, t0 + 48 * H, t0 + 99 * H, chrono_tz::UTC);
     let mut rep = availability(&[member("a", &[])], &rows, &r, "UTC");
     rep.agents[0].name = "=SUM(1,2) \"x\"".into();
-    let csv = availability_csv(&rep);
+    let csv = rep.to_csv();
     let lines: Vec<_> = csv.lines().collect();
     assert_eq!(
         lines[0],
