@@ -31,7 +31,7 @@ CHECKS = ",".join(
 )
 
 # Streams never end: the Rust tests cover them.
-STREAMS = ["/v1/me/events", "/v1/widget/{widget_key}/events"]
+STREAMS = ["/v1/me/events", "/v1/widget/{widget_key}/events", "/v1/admin/events"]
 
 
 def call(url, method, path, token=None, body=None):
