@@ -35,7 +35,7 @@ use presence_protocol::{
 };
 use tokio::time::Instant;
 
-use crate::api::{LogQuery, ReportQuery};
+use crate::api::{Api, LogQuery, ReportQuery};
 use crate::engine::{Engine, Reply, TaskDone, clone_error};
 use crate::error::{Error, ErrorClass, SESSION_EXPIRED, ServerCode};
 use crate::heartbeat::interval;
@@ -463,13 +463,22 @@ impl Engine {
         self.session.custom_statuses = list;
     }
 
-    pub(crate) fn status_log(&mut self, query: LogQuery, reply: Reply<StatusLogPage>) {
+    /// The server and token a read of the server needs; without them the reason is answered
+    /// on `reply` and `None` returned.
+    fn read_access<T>(&mut self, reply: Reply<T>) -> Option<(Api, String, Reply<T>)> {
         if let Err(e) = self.session_ready() {
             self.respond(reply, Err(e));
-            return;
+            return None;
         }
         let (Some(api), Some(token)) = (self.api.clone(), self.session.token()) else {
             self.respond(reply, Err(Error::NotLoggedIn));
+            return None;
+        };
+        Some((api, token, reply))
+    }
+
+    pub(crate) fn status_log(&mut self, query: LogQuery, reply: Reply<StatusLogPage>) {
+        let Some((api, token, reply)) = self.read_access(reply) else {
             return;
         };
         self.tasks.spawn(async move {
@@ -487,12 +496,7 @@ impl Engine {
         query: ReportQuery,
         reply: Reply<AvailabilityReport>,
     ) {
-        if let Err(e) = self.session_ready() {
-            self.respond(reply, Err(e));
-            return;
-        }
-        let (Some(api), Some(token)) = (self.api.clone(), self.session.token()) else {
-            self.respond(reply, Err(Error::NotLoggedIn));
+        let Some((api, token, reply)) = self.read_access(reply) else {
             return;
         };
         self.tasks.spawn(async move {

@@ -86,20 +86,7 @@ pub(super) fn settle(
     let Some(row) = next(agent_id, last, now, at, ended) else {
         return Ok(());
     };
-    tx.prepare_cached(
-        "INSERT INTO availability_log (account_id, agent_id, at, availability, status, cause,
-                                       ended)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        account_id,
-        agent_id,
-        row.at,
-        code(row.availability),
-        code(row.status),
-        code(row.cause),
-        row.ended.map(code),
-    ])?;
+    insert(tx, &account_id, &row)?;
     if let Some(e) = crate::history::events::availability(&row, last.map(|l| l.availability)) {
         super::events::emit(tx, &account_id, &e)?;
     }
@@ -108,22 +95,25 @@ pub(super) fn settle(
 
 /// Adds rows made elsewhere (the demo's history) as they are.
 pub(super) fn import(tx: &Connection, account_id: &str, rows: &[Logged]) -> StoreResult<()> {
-    let mut stmt = tx.prepare_cached(
+    rows.iter().try_for_each(|row| insert(tx, account_id, row))
+}
+
+/// Stores one row, its enums as their codes.
+fn insert(tx: &Connection, account_id: &str, row: &Logged) -> StoreResult<()> {
+    tx.prepare_cached(
         "INSERT INTO availability_log (account_id, agent_id, at, availability, status, cause,
                                        ended)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for row in rows {
-        stmt.execute(params![
-            account_id,
-            row.agent_id,
-            row.at,
-            code(row.availability),
-            code(row.status),
-            code(row.cause),
-            row.ended.map(code),
-        ])?;
-    }
+    )?
+    .execute(params![
+        account_id,
+        row.agent_id,
+        row.at,
+        code(row.availability),
+        code(row.status),
+        code(row.cause),
+        row.ended.map(code),
+    ])?;
     Ok(())
 }
 

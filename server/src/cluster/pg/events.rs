@@ -88,13 +88,7 @@ impl Pg {
     pub async fn presence(&self, account_id: &str) -> BackendResult<(i64, Vec<PresenceAgent>)> {
         let _op = self.op();
         let mut c = self.client().await?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| self.db(e))?;
+        let tx = self.snapshot(&mut c).await?;
         let seq: i64 = tx
             .query_opt(
                 "SELECT seq FROM event_seqs WHERE account_id = $1",

@@ -174,13 +174,7 @@ impl Pg {
     pub async fn history(&self, q: &HistoryQuery) -> BackendResult<HistoryRows> {
         let _op = self.op();
         let mut c = self.client().await?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| self.db(e))?;
+        let tx = self.snapshot(&mut c).await?;
         let account_id = &*q.account_id;
         let mut b = Builder::default();
         let before_q = format!(

@@ -263,6 +263,20 @@ impl Pg {
             .collect()
     }
 
+    /// A read-only repeatable-read transaction on `c`: one consistent snapshot of the
+    /// database, taking no lock anything else waits for.
+    async fn snapshot<'a>(
+        &self,
+        c: &'a mut deadpool_postgres::Object,
+    ) -> BackendResult<deadpool_postgres::Transaction<'a>> {
+        c.build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| self.db(e))
+    }
+
     /// `SELECT 1`, for `/healthz`.
     pub async fn ping(&self) -> BackendResult<()> {
         let _op = self.op();
