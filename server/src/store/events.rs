@@ -2,7 +2,7 @@
 //! them, read back by `seq` for the event stream, with the presence snapshot they follow.
 //!
 //! Guarantees:
-//! - [`emit`] gives each event the account's next `seq` (`accounts.event_seq`, raised in the
+//! - [`emit`] gives each event the account's next `seq` (`event_seqs`, raised in the
 //!   same transaction), so `seq` grows by one per event in commit order and an event exists
 //!   exactly when its change was committed.
 //! - [`Store::presence`] reads every agent, its live devices, its last availability row and
@@ -31,7 +31,8 @@ fn bad(col: usize, what: &str) -> rusqlite::Error {
 pub(super) fn emit(tx: &Connection, account_id: &str, e: &NewEvent) -> StoreResult<i64> {
     let seq: i64 = tx
         .prepare_cached(
-            "UPDATE accounts SET event_seq = event_seq + 1 WHERE id = ?1 RETURNING event_seq",
+            "INSERT INTO event_seqs (account_id, seq) VALUES (?1, 1)
+             ON CONFLICT (account_id) DO UPDATE SET seq = seq + 1 RETURNING seq",
         )?
         .query_row([account_id], |r| r.get(0))?;
     tx.prepare_cached(
@@ -121,8 +122,10 @@ impl Store {
     pub fn presence(&self, account_id: &str) -> StoreResult<(i64, Vec<PresenceAgent>)> {
         self.read(|c| {
             let seq: i64 = c
-                .prepare_cached("SELECT event_seq FROM accounts WHERE id = ?1")?
-                .query_row([account_id], |r| r.get(0))?;
+                .prepare_cached("SELECT seq FROM event_seqs WHERE account_id = ?1")?
+                .query_row([account_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
             let rows = c
                 .prepare_cached(&format!(
                     "SELECT {AGENT_COLS} FROM agents WHERE account_id = ?1 ORDER BY name, id"

@@ -139,7 +139,9 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX availability_log_agent_at ON availability_log (agent_id, at);
     "#,
     // v11: the account's events (status, availability, sessions, chat box views), each
-    // written with the change that caused it under the account's next `seq`.
+    // written with the change that caused it under the account's next `seq`. The counter
+    // has a small table of its own: raising it rewrites one short row, not the account's
+    // row with its settings.
     r#"
     CREATE TABLE events (
         account_id TEXT NOT NULL,
@@ -150,7 +152,10 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, seq)
     ) WITHOUT ROWID;
     CREATE INDEX events_at ON events (at);
-    ALTER TABLE accounts ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE event_seqs (
+        account_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
     "#,
 ];
 
