@@ -40,8 +40,14 @@ impl AgentAvailability<'_> {
 
     /// Whether this agent counts for the group `key` (DESIGN rule 6).
     pub fn counts_for_group(&self, key: &str) -> bool {
-        self.groups.is_empty() || self.groups.iter().any(|g| g == key)
+        counts_for_group(self.groups, key)
     }
+}
+
+/// Whether an agent in `groups` counts for the group `key` (DESIGN rule 6): a member, or an
+/// agent in no group. For callers that have an agent's groups only (reports).
+pub fn counts_for_group(groups: &[String], key: &str) -> bool {
+    groups.is_empty() || groups.iter().any(|g| g == key)
 }
 
 /// Pure DESIGN rules 1-8. Returns version 0 (the server assigns versions).

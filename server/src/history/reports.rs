@@ -8,16 +8,16 @@
 //!   there, so a DST day is 23 or 25 hours long and every millisecond lands in exactly one day.
 //! - Coverage replays every agent's intervals through the rule the live view uses
 //!   ([`presence_protocol::resolve::outcome_of`] over the agents who count for each chat box,
-//!   [`presence_protocol::AgentAvailability::counts_for_group`]), within opening hours only,
+//!   [`presence_protocol::resolve::counts_for_group`]), within opening hours only,
 //!   with the account's current groups and memberships.
 
 use chrono::{LocalResult, NaiveDate, TimeZone};
 use chrono_tz::Tz;
-use presence_protocol::resolve::outcome_of;
+use presence_protocol::resolve::{counts_for_group, outcome_of};
 use presence_protocol::{
-    AgentAvailability, AgentTime, Availability, AvailabilityReport, ChatboxCoverage, ChatboxStatus,
-    CoverageDay, CoverageReport, DayTime, Group, Reason, TimeInStates, TimelineInterval,
-    TimelineReport, WeeklySchedule,
+    AgentTime, Availability, AvailabilityReport, ChatboxCoverage, ChatboxStatus, CoverageDay,
+    CoverageReport, DayTime, Group, Reason, TimeInStates, TimelineInterval, TimelineReport,
+    WeeklySchedule,
 };
 use rustc_hash::FxHashMap as HashMap;
 
@@ -267,19 +267,12 @@ pub fn coverage(
     let counts_for: Vec<Vec<usize>> = agents
         .iter()
         .map(|m| {
-            let who = AgentAvailability {
-                status: presence_protocol::AgentStatus::Offline,
-                groups: m.groups,
-                live_sessions: 0,
-                until: None,
-                then: None,
-            };
             std::iter::once(0)
                 .chain(
                     groups
                         .iter()
                         .enumerate()
-                        .filter(|(_, g)| who.counts_for_group(&g.key))
+                        .filter(|(_, g)| counts_for_group(m.groups, &g.key))
                         .map(|(i, _)| i + 1),
                 )
                 .collect()

@@ -13,15 +13,13 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono_tz::Tz;
-use presence_protocol::{
-    AgentAvailability, AgentStatus, AvailabilityReport, CoverageReport, TimelineReport,
-    WeeklySchedule,
-};
+use presence_protocol::{AvailabilityReport, CoverageReport, TimelineReport, WeeklySchedule};
 
 use super::{AccountKey, AccountSlice, Ops, check_admin};
 use crate::backend::{BackendError, BackendResult, Principal};
 use crate::history::query::{HistoryQuery, HistoryRows};
 use crate::history::reports::{self, Member, Range};
+use presence_protocol::resolve::counts_for_group;
 
 /// The longest range a report covers.
 pub const MAX_SPAN_MS: i64 = 400 * DAY_MS;
@@ -197,16 +195,9 @@ impl Ops {
         let who: Vec<Member<'_>> = members(&slice)
             .into_iter()
             .filter(|m| {
-                q.group.as_ref().is_none_or(|g| {
-                    AgentAvailability {
-                        status: AgentStatus::Offline,
-                        groups: m.groups,
-                        live_sessions: 0,
-                        until: None,
-                        then: None,
-                    }
-                    .counts_for_group(g)
-                })
+                q.group
+                    .as_ref()
+                    .is_none_or(|g| counts_for_group(m.groups, g))
             })
             .collect();
         Ok(reports::availability(&who, &rows, &r, &tz))
