@@ -13,6 +13,7 @@ pub mod events;
 pub mod history;
 pub mod resolve;
 pub mod schedule;
+pub mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,10 @@ pub use history::{
 };
 pub use resolve::{AgentAvailability, resolve};
 pub use schedule::{ScheduleError, WeeklySchedule};
+pub use webhooks::{
+    CreatedWebhook, Delivery, DeliveryState, DisabledReason, NewWebhook, RotatedSecret, Webhook,
+    WebhookPatch, WebhookTestResult,
+};
 
 /// Milliseconds since the Unix epoch on the server's clock.
 pub type Millis = i64;

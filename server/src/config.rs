@@ -32,6 +32,8 @@ pub struct Config {
     /// PostgreSQL and Redis for cluster mode; `None` runs the embedded backend in
     /// `data_dir`.
     pub cluster: Option<ClusterConfig>,
+    /// When webhook deliveries are tried again and given up.
+    pub webhooks: crate::webhooks::backoff::Policy,
 }
 
 /// What keeps slow, idle or numerous clients from holding the server's connections, threads
@@ -122,6 +124,7 @@ impl Config {
             retention: Retention::default(),
             trusted_proxies: Vec::new(),
             cluster: None,
+            webhooks: crate::webhooks::backoff::Policy::default(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod rows;
 pub mod rules;
 pub mod store;
 pub mod validate;
+pub mod webhooks;
 
 pub use crate::config::{Config, Limits, Retention};
 
@@ -195,9 +196,19 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             )
         }
     };
+    let rules = outbound::TargetRules::new(&config.push.webhook_allow);
     let ops = ops::Ops::new(backend.clone(), hasher, pusher)
         .with_session_cap(config.limits.max_sessions_per_agent)
-        .with_outbound_rules(outbound::TargetRules::new(&config.push.webhook_allow));
+        .with_outbound_rules(rules.clone())
+        .with_webhook_timeout(config.webhooks.timeout);
+    webhooks::worker::Worker {
+        backend: backend.clone(),
+        rules,
+        policy: config.webhooks,
+        metrics: metrics.webhooks.clone(),
+        clock: clock.clone(),
+    }
+    .spawn(shutdown_rx.clone());
     let state = http::AppState {
         ops: ops.clone(),
         limiter,

@@ -140,6 +140,17 @@ struct Args {
     /// Without it, the client is always the peer and `X-Forwarded-For` is ignored.
     #[arg(long, env = "PRESENCE_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',', value_parser = parse_net)]
     trusted_proxy: Vec<ipnet::IpNet>,
+    /// Webhooks: delay before the first retry of an event not answered 2xx; later retries
+    /// back off from it (6x, 24x, ... up to 2880x, with jitter).
+    #[arg(long, env = "PRESENCE_WEBHOOK_RETRY_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    webhook_retry_ms: u64,
+    /// Webhooks: an event whose attempt fails this long after it happened (or after a
+    /// manual retry) is given up (dead).
+    #[arg(long, env = "PRESENCE_WEBHOOK_GIVE_UP_MS", default_value_t = 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
+    webhook_give_up_ms: u64,
+    /// Webhooks: the longest one attempt waits for an answer.
+    #[arg(long, env = "PRESENCE_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    webhook_timeout_ms: u64,
     /// How long the status log keeps an applied status change (default 400 days).
     #[arg(long, env = "PRESENCE_HISTORY_RETENTION_MS", default_value_t = 400 * 86_400_000, value_parser = clap::value_parser!(u64).range(1..))]
     history_retention_ms: u64,
@@ -295,6 +306,11 @@ async fn run(args: Args) -> ExitCode {
         },
         trusted_proxies: args.trusted_proxy,
         cluster,
+        webhooks: presence_server::webhooks::backoff::Policy {
+            first_retry: Duration::from_millis(args.webhook_retry_ms),
+            give_up_after: Duration::from_millis(args.webhook_give_up_ms),
+            timeout: Duration::from_millis(args.webhook_timeout_ms),
+        },
     };
     let defaults = config.defaults;
     presence_server::process::raise_open_file_limit(config.limits.max_connections);

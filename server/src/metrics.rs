@@ -27,6 +27,8 @@ pub struct Metrics {
     pub pruned_status_log: AtomicU64,
     /// Cluster mode's work with its stores.
     pub store: Arc<StoreMetrics>,
+    /// Webhook deliveries.
+    pub webhooks: Arc<crate::webhooks::metrics::WebhookMetrics>,
     gauges: GaugeSource,
 }
 
@@ -299,6 +301,7 @@ impl Metrics {
         );
         gauge("presence_accounts", "Accounts.", g.accounts);
         self.push.render(&mut out);
+        self.webhooks.render(&mut out);
         self.store.render(&mut out);
         out
     }

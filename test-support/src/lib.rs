@@ -37,6 +37,7 @@ pub mod idp;
 pub mod phone;
 pub mod proxy;
 pub mod push;
+pub mod receiver;
 pub mod server;
 pub mod sse;
 pub mod standard_webhooks;

@@ -31,7 +31,7 @@ pub struct WebhookReceiver {
 }
 
 /// Reads one request: its headers, then exactly Content-Length bytes.
-async fn read_request(sock: &mut TcpStream) -> Option<Hook> {
+pub(crate) async fn read_request(sock: &mut TcpStream) -> Option<Hook> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let header_end = loop {

@@ -3,7 +3,7 @@
 //! Handlers call [`crate::ops::Ops`], which plans every operation and calls a [`Backend`]:
 //! the embedded backend ([`crate::embedded`]) keeps hot state in memory and durable state in
 //! SQLite, the cluster backend ([`crate::cluster`]) PostgreSQL and Redis; both implement the
-//! same sixteen methods, and nothing above changes. A backend reads slices, applies planned
+//! same methods, and nothing above changes. A backend reads slices, applies planned
 //! changes atomically under a turn, times what must be timed, and fans out; it decides
 //! nothing. What belongs to the HTTP layer (auth header parsing, role checks, login rate
 //! limits, JSON errors) stays out of this trait.
@@ -13,8 +13,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use presence_protocol::{
-    ChatboxView, EndReason, Heartbeat, Mode, PresenceSnapshot, Role, SetStatusResponse,
-    SnapshotEvent, StatusLogEntry, StatusView,
+    ChatboxView, Delivery, DeliveryState, EndReason, Heartbeat, Mode, PresenceSnapshot, Role,
+    SetStatusResponse, SnapshotEvent, StatusLogEntry, StatusView,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -30,6 +30,7 @@ use crate::ops::idle::Report;
 use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
+use crate::webhooks::{Claims, Job, Settle, WebhookEdit, WebhookRow};
 
 /// The session a bearer token resolved to.
 #[derive(Debug, Clone)]
@@ -107,8 +108,9 @@ pub struct LogQuery {
 pub enum EventSignal {
     /// Changes after every commit of this process's store (the embedded backend).
     Commits(watch::Receiver<u64>),
-    /// No signal reaches this node for other nodes' commits: read again after this long.
-    Poll(std::time::Duration),
+    /// This node's commits signal at once; other nodes' commits reach no signal here, so
+    /// read again after this long too (cluster mode).
+    CommitsOrPoll(watch::Receiver<u64>, std::time::Duration),
 }
 
 impl EventSignal {
@@ -121,7 +123,9 @@ impl EventSignal {
                     std::future::pending::<()>().await;
                 }
             }
-            EventSignal::Poll(every) => tokio::time::sleep(*every).await,
+            EventSignal::CommitsOrPoll(rx, every) => {
+                let _ = tokio::time::timeout(*every, rx.changed()).await;
+            }
         }
     }
 }
@@ -273,4 +277,41 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Whether the stores this backend needs answer (`/healthz`); why not if they do not.
     async fn health(&self) -> BackendResult<()>;
+
+    /// The account's webhook endpoints, oldest first.
+    async fn webhooks(&self, account_id: &str) -> BackendResult<Vec<WebhookRow>>;
+
+    /// Keeps an endpoint edit planned by [`crate::webhooks::rules`]: a new one past
+    /// [`crate::webhooks::MAX_WEBHOOKS`] is `409 conflict`, an unknown one `not_found`.
+    async fn edit_webhook(&self, edit: WebhookEdit) -> BackendResult<()>;
+
+    /// Takes up to `limit` endpoints with an event due at `now` for `owner` until
+    /// `lease_until` (no other worker takes them meanwhile), each with its next event.
+    async fn claim_webhooks(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> BackendResult<Claims>;
+
+    /// Keeps what came of a claimed job, if `owner` still holds its endpoint.
+    async fn settle_webhook(&self, owner: &str, job: &Job, settle: &Settle) -> BackendResult<()>;
+
+    /// The endpoint's deliveries, newest first (see [`crate::webhooks::listing`]).
+    async fn webhook_deliveries(
+        &self,
+        webhook: &WebhookRow,
+        state: Option<DeliveryState>,
+        limit: usize,
+    ) -> BackendResult<Vec<Delivery>>;
+
+    /// Sends a dead (or pending) event of the endpoint again, next; the state it was in,
+    /// `None` when the endpoint has no delivery of that `seq`.
+    async fn retry_webhook(
+        &self,
+        webhook: &WebhookRow,
+        seq: i64,
+        now: i64,
+    ) -> BackendResult<Option<DeliveryState>>;
 }

@@ -29,6 +29,9 @@ use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan,
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 use crate::rules;
+use crate::store::Edited;
+use crate::webhooks::{Claims, Job, MAX_WEBHOOKS, Settle, WebhookEdit, WebhookRow};
+use presence_protocol::{Delivery, DeliveryState};
 
 /// How long Redis remembers a widget key's account (it never changes; the entry only
 /// saves a PostgreSQL read).
@@ -532,13 +535,75 @@ impl Backend for Cluster {
         self.inner.pg.events_after(account_id, after, limit).await
     }
 
-    /// Events are committed by every node; a stream reads PostgreSQL again at this pace.
+    /// Events are committed by every node: this node's wake a reader at once, and a reader
+    /// reads PostgreSQL again at this pace for the others'.
     fn event_signal(&self) -> EventSignal {
-        EventSignal::Poll(EVENT_POLL)
+        EventSignal::CommitsOrPoll(self.inner.pg.commits(), EVENT_POLL)
     }
 
     async fn known_device(&self, agent_id: &str, device_id: &str) -> BackendResult<bool> {
         self.inner.pg.known_device(agent_id, device_id).await
+    }
+
+    async fn webhooks(&self, account_id: &str) -> BackendResult<Vec<WebhookRow>> {
+        self.inner.pg.webhooks(account_id).await
+    }
+
+    async fn edit_webhook(&self, edit: WebhookEdit) -> BackendResult<()> {
+        match self.inner.pg.edit_webhook(&edit).await? {
+            Edited::Done => Ok(()),
+            Edited::TooMany => Err(BackendError::conflict(format!(
+                "an account has at most {MAX_WEBHOOKS} webhook endpoints"
+            ))),
+            Edited::NotFound => Err(BackendError::not_found("webhook")),
+        }
+    }
+
+    async fn claim_webhooks(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> BackendResult<Claims> {
+        self.inner
+            .pg
+            .claim_webhooks(owner, now, lease_until, limit)
+            .await
+    }
+
+    async fn settle_webhook(&self, owner: &str, job: &Job, settle: &Settle) -> BackendResult<()> {
+        self.inner.pg.settle_webhook(owner, job, settle).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook: &WebhookRow,
+        state: Option<DeliveryState>,
+        limit: usize,
+    ) -> BackendResult<Vec<Delivery>> {
+        let (rows, upcoming) = self
+            .inner
+            .pg
+            .webhook_deliveries(webhook, state, limit)
+            .await?;
+        Ok(crate::webhooks::listing(
+            &webhook.account_id,
+            webhook,
+            rows,
+            &upcoming,
+            state,
+            limit,
+        ))
+    }
+
+    async fn retry_webhook(
+        &self,
+        webhook: &WebhookRow,
+        seq: i64,
+        now: i64,
+    ) -> BackendResult<Option<DeliveryState>> {
+        self.inner.pg.retry_webhook(&webhook.id, seq, now).await
     }
 
     /// Both stores in reach, as pinged at most a second ago (one ping at a time, however

@@ -27,6 +27,9 @@ use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan,
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 use crate::rules;
+use crate::store::Edited;
+use crate::webhooks::{Claims, Job, MAX_WEBHOOKS, Settle, WebhookEdit, WebhookRow};
+use presence_protocol::{Delivery, DeliveryState};
 
 /// Which [`AccountTarget`] a key is for.
 #[derive(Clone, Copy)]
@@ -356,6 +359,73 @@ impl Backend for Embedded {
         // The store is a file this process holds open: it answers while the process runs.
         Ok(())
     }
+
+    async fn webhooks(&self, account_id: &str) -> BackendResult<Vec<WebhookRow>> {
+        let id = account_id.to_owned();
+        self.blocking(move |store| store.webhooks(&id)).await
+    }
+
+    async fn edit_webhook(&self, edit: WebhookEdit) -> BackendResult<()> {
+        match self
+            .blocking(move |store| store.edit_webhook(&edit))
+            .await?
+        {
+            Edited::Done => Ok(()),
+            Edited::TooMany => Err(BackendError::conflict(format!(
+                "an account has at most {MAX_WEBHOOKS} webhook endpoints"
+            ))),
+            Edited::NotFound => Err(BackendError::not_found("webhook")),
+        }
+    }
+
+    async fn claim_webhooks(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> BackendResult<Claims> {
+        let owner = owner.to_owned();
+        self.blocking(move |store| store.claim_webhooks(&owner, now, lease_until, limit))
+            .await
+    }
+
+    async fn settle_webhook(&self, owner: &str, job: &Job, settle: &Settle) -> BackendResult<()> {
+        let (owner, job, settle) = (owner.to_owned(), job.clone(), settle.clone());
+        self.blocking(move |store| store.settle_webhook(&owner, &job, &settle))
+            .await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook: &WebhookRow,
+        state: Option<DeliveryState>,
+        limit: usize,
+    ) -> BackendResult<Vec<Delivery>> {
+        let hook = webhook.clone();
+        let (rows, upcoming) = self
+            .blocking(move |store| store.webhook_deliveries(&hook, state, limit))
+            .await?;
+        Ok(crate::webhooks::listing(
+            &webhook.account_id,
+            webhook,
+            rows,
+            &upcoming,
+            state,
+            limit,
+        ))
+    }
+
+    async fn retry_webhook(
+        &self,
+        webhook: &WebhookRow,
+        seq: i64,
+        now: i64,
+    ) -> BackendResult<Option<DeliveryState>> {
+        let id = webhook.id.clone();
+        self.blocking(move |store| store.retry_webhook(&id, seq, now))
+            .await
+    }
 }
 
 /// The gauges of an embedded backend, read under its state lock (never held across I/O).
@@ -384,5 +454,17 @@ impl Embedded {
         tokio::spawn(f(self.inner.clone()))
             .await
             .map_err(BackendError::internal)?
+    }
+
+    /// Runs a store call off the runtime; the call ends even if the caller goes away.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::Store) -> crate::store::StoreResult<T> + Send + 'static,
+    ) -> BackendResult<T> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(BackendError::internal)?
+            .map_err(storage)
     }
 }

@@ -162,6 +162,21 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     }
 }
 
+/// The two parameters of a path like `/v1/admin/webhooks/{id}/deliveries/{event_id}/retry`,
+/// read like [`PathParam`].
+pub struct PathParams2(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParams2 {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<(String, String)>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path((a, b))) => Ok(PathParams2(a, b)),
+            Err(rej) => Err(ApiError::bad_request(format!("bad path parameter: {rej}"))),
+        }
+    }
+}
+
 /// A status-log read's query string: a value that is not an integer is `422` naming it; an
 /// unknown parameter is ignored.
 impl<S: Send + Sync> FromRequestParts<S> for LogParams {

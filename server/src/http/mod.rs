@@ -25,6 +25,7 @@ mod session;
 pub mod sse;
 pub mod stream_limit;
 mod strict_json;
+mod webhooks;
 mod widget;
 
 use std::sync::Arc;
@@ -136,6 +137,7 @@ fn api(request_timeout: Duration) -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(reports::router())
         .merge(events::router())
+        .merge(webhooks::router())
         .merge(health::router())
         .merge(openapi::router())
         .layer(within_deadline)

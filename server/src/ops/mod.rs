@@ -25,6 +25,7 @@ mod service;
 pub mod sessions;
 pub mod signin;
 pub mod status;
+pub mod webhooks;
 
 pub use service::Ops;
 

@@ -43,6 +43,11 @@ pub struct Ops {
     pub(super) session_cap: usize,
     /// Keys fetched from accounts' `jwks_url`.
     pub(super) jwks: Arc<JwksCache>,
+    /// The target rules of user-chosen URLs (`--push-webhook-allow`).
+    pub(super) outbound: crate::outbound::TargetRules,
+    /// The client of test webhook events, or why none could be built.
+    pub(super) webhook_client: Arc<Result<reqwest::Client, String>>,
+    pub(super) webhook_timeout: std::time::Duration,
 }
 
 /// Answered when every hashing slot is taken and the queue is full.
@@ -59,13 +64,30 @@ impl Ops {
             pusher,
             session_cap: sessions::MAX_LIVE_SESSIONS,
             jwks: Arc::new(JwksCache::new(crate::outbound::TargetRules::default())),
+            outbound: crate::outbound::TargetRules::default(),
+            webhook_client: Arc::new(Err("not set up".to_owned())),
+            webhook_timeout: crate::webhooks::backoff::Policy::default().timeout,
         }
+        .with_outbound_rules(crate::outbound::TargetRules::default())
     }
 
-    /// These operations with JWKS fetches under these target rules (`--push-webhook-allow`).
+    /// These operations with JWKS fetches and webhook URLs under these target rules
+    /// (`--push-webhook-allow`).
     pub fn with_outbound_rules(mut self, rules: crate::outbound::TargetRules) -> Ops {
-        self.jwks = Arc::new(JwksCache::new(rules));
+        self.jwks = Arc::new(JwksCache::new(rules.clone()));
+        self.webhook_client = Arc::new(crate::webhooks::worker::client(
+            &rules,
+            self.webhook_timeout,
+        ));
+        self.outbound = rules;
         self
+    }
+
+    /// These operations with test webhook events waiting `timeout` for an answer.
+    pub fn with_webhook_timeout(mut self, timeout: std::time::Duration) -> Ops {
+        self.webhook_timeout = timeout;
+        let rules = self.outbound.clone();
+        self.with_outbound_rules(rules)
     }
 
     /// These operations with another cap on an agent's live sessions (the contract's is

@@ -24,7 +24,7 @@
 
 mod apns;
 mod fcm;
-mod http;
+pub(crate) mod http;
 mod jwt;
 mod metrics;
 #[cfg(test)]

@@ -107,13 +107,21 @@ pub(super) fn live_sessions(
     .collect()
 }
 
-/// Deletes events older than `before`, at most `batch`.
+/// Deletes a batch of events from before `before`, and of webhook deliveries done with
+/// (delivered or dead) of events from before it.
 pub(super) fn prune_batch(tx: &Connection, before: i64, batch: i64) -> StoreResult<usize> {
-    tx.prepare_cached(
-        "DELETE FROM events WHERE (account_id, seq) IN
+    Ok(tx
+        .prepare_cached(
+            "DELETE FROM events WHERE (account_id, seq) IN
          (SELECT account_id, seq FROM events WHERE at < ?1 LIMIT ?2)",
-    )?
-    .execute(params![before, batch])
+        )?
+        .execute(params![before, batch])?
+        + tx.prepare_cached(
+            "DELETE FROM webhook_deliveries WHERE (webhook_id, seq) IN
+             (SELECT webhook_id, seq FROM webhook_deliveries WHERE at < ?1 AND state != 0
+              LIMIT ?2)",
+        )?
+        .execute(params![before, batch])?)
 }
 
 impl Store {

@@ -157,6 +157,43 @@ pub const MIGRATIONS: &[&str] = &[
         seq INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // v12: webhook endpoints (with the cursor into the account's events they are done
+    // with, and the lease of the worker sending to them) and their deliveries.
+    r#"
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT,
+        enabled INTEGER NOT NULL,
+        disabled_reason TEXT,
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_until INTEGER,
+        created_at INTEGER NOT NULL,
+        cursor INTEGER NOT NULL,
+        due_at INTEGER,
+        lease_owner TEXT,
+        lease_until INTEGER
+    );
+    CREATE INDEX webhooks_account ON webhooks (account_id);
+    CREATE TABLE webhook_deliveries (
+        webhook_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        state INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        since INTEGER NOT NULL,
+        last_at INTEGER,
+        last_status INTEGER,
+        last_error TEXT,
+        next_at INTEGER,
+        PRIMARY KEY (webhook_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX webhook_deliveries_at ON webhook_deliveries (at);
+    "#,
 ];
 
 /// What `sessions.push_auth` holds: a registration's one secret, UnifiedPush's `auth` or a

@@ -288,7 +288,7 @@ impl Pg {
                 }
             }
         }
-        tx.commit().await.map_err(|e| self.db(e))?;
+        self.commit_events(tx).await?;
         Ok((slice, edit, ended))
     }
 

@@ -80,7 +80,7 @@ impl Pg {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(|e| self.db(e))?;
         self.emit(&tx, account_id, &events::view(view, at)).await?;
-        tx.commit().await.map_err(|e| self.db(e))
+        self.commit_events(tx).await
     }
 
     /// Every agent of the account with its live devices and availability, and the account's
@@ -157,7 +157,8 @@ impl Pg {
         .await
     }
 
-    /// Deletes events older than `before`, in batches; how many.
+    /// Deletes events older than `before`, and webhook deliveries done with (delivered or
+    /// dead) of events from before it, in batches; how many.
     pub async fn prune_events(&self, before: i64) -> BackendResult<u64> {
         let _op = self.op();
         let c = self.client().await?;
@@ -167,6 +168,14 @@ impl Pg {
                 .execute(
                     "DELETE FROM events WHERE (account_id, seq) IN \
                      (SELECT account_id, seq FROM events WHERE at < $1 LIMIT 1000)",
+                    &[&before],
+                )
+                .await
+                .map_err(|e| self.db(e))?
+                + c.execute(
+                    "DELETE FROM webhook_deliveries WHERE (webhook_id, seq) IN \
+                     (SELECT webhook_id, seq FROM webhook_deliveries \
+                      WHERE at < $1 AND state <> 0 LIMIT 1000)",
                     &[&before],
                 )
                 .await

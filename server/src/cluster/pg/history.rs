@@ -131,7 +131,7 @@ impl Pg {
             let mut c = self.client().await?;
             let tx = c.transaction().await.map_err(|e| self.db(e))?;
             self.settle(&tx, id, at, None).await?;
-            tx.commit().await.map_err(|e| self.db(e))?;
+            self.commit_events(tx).await?;
         }
         Ok(ids.len())
     }

@@ -42,6 +42,7 @@ mod history;
 mod rows;
 mod sessions;
 mod status;
+mod webhooks;
 
 pub use crate::rows::{AccountRow, AgentRow};
 pub use rows::{SessionRow, mode_str, reason_str};
@@ -66,6 +67,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("sql/007_availability_log.sql"),
     // v8: the account's events.
     include_str!("sql/008_events.sql"),
+    // v9: webhook endpoints and their deliveries.
+    include_str!("sql/009_webhooks.sql"),
 ];
 
 /// Key of the advisory lock migrations run under ("PRSV").
@@ -79,6 +82,8 @@ const POOL_WAIT: Duration = Duration::from_secs(3);
 pub struct Pg {
     pool: Pool,
     metrics: Arc<StoreMetrics>,
+    /// Raised after each commit of this node that may have recorded events.
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 /// Times one operation into the store metrics when dropped.
@@ -146,7 +151,11 @@ impl Pg {
             .create_timeout(Some(POOL_WAIT))
             .build()
             .map_err(|e| format!("cannot make the PostgreSQL pool: {e}"))?;
-        let pg = Pg { pool, metrics };
+        let pg = Pg {
+            pool,
+            metrics,
+            commits: tokio::sync::watch::Sender::new(0),
+        };
         // A refused connection (TLS, authentication) is said as such, not as a failed migration.
         let first = pg.pool.get().await.map_err(|e| {
             format!(
@@ -208,6 +217,19 @@ impl Pg {
             .map_err(|e| e.to_string())?;
             tx.commit().await.map_err(|e| e.to_string())?;
         }
+    }
+
+    /// Commits a transaction that may have recorded events, and tells this node's event
+    /// readers (streams, the webhook worker) at once.
+    async fn commit_events(&self, tx: deadpool_postgres::Transaction<'_>) -> BackendResult<()> {
+        tx.commit().await.map_err(|e| self.db(e))?;
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
+    }
+
+    /// Changes after each of this node's commits that may have recorded events.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     fn db(&self, e: tokio_postgres::Error) -> BackendError {

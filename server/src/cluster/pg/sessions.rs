@@ -171,7 +171,7 @@ impl Pg {
                 Vec::new()
             }
         };
-        tx.commit().await.map_err(|e| self.db(e))?;
+        self.commit_events(tx).await?;
         Ok((slice, edit, ended))
     }
 
@@ -255,7 +255,7 @@ impl Pg {
         self.emit_sessions(&tx, std::slice::from_ref(&s), Some(reason), now)
             .await?;
         self.settle(&tx, &s.agent_id, now, Some(reason)).await?;
-        tx.commit().await.map_err(|e| self.db(e))?;
+        self.commit_events(tx).await?;
         Ok(true)
     }
 

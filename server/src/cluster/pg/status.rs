@@ -130,7 +130,7 @@ impl Pg {
                 .await?;
             self.settle(&tx, agent_id, now, None).await?;
         }
-        tx.commit().await.map_err(|e| self.db(e))?;
+        self.commit_events(tx).await?;
         self.metrics.observe_commit(_op.start.elapsed());
         Ok(StatusDecision::Decided {
             applied,
