@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use presence_test_support::proxy::{Fault, FaultProxy};
+use presence_test_support::receiver::{Answer, Received, Receiver};
 use presence_test_support::stores::{Postgres, Redis, shared_postgres};
 use presence_test_support::{
     ADMIN_TOKEN, Account, Api, DEADLINE, Session, client, eventually, new_op_id,
@@ -65,6 +66,13 @@ impl Cluster {
             .args(["--postgres-url", &self.postgres_url])
             .args(["--redis-url", redis_url])
             .args(["--active-ttl-ms", "3000", "--active-interval-ms", "1000"])
+            .args([
+                "--push-webhook-allow",
+                "127.0.0.1",
+                "--webhook-retry-ms",
+                "10",
+            ])
+            .args(["--webhook-timeout-ms", "2000"])
             .arg("--data-dir")
             .arg(self.dir.path())
             .env("PRESENCE_LOG", "warn")
@@ -552,4 +560,98 @@ async fn a_node_whose_redis_connections_are_reset_catches_up_within_seconds_of_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_subscriber_is_blackholed_catches_up_within_seconds_of_the_heal() {
     a_node_cut_from_redis_catches_up_soon_after_the_link_heals(Fault::Blackhole, true).await;
+}
+
+/// Makes an endpoint of `acc` for `agent.status` events at `url`.
+async fn status_webhook(api: &Api, acc: &Account, url: &str) {
+    let r = api
+        .post(
+            "/v1/admin/webhooks",
+            Some(&acc.owner_token),
+            json!({"url": url, "events": ["agent.status"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+/// The statuses the receiver gets after `after`, in order, until `last`; each event once
+/// beyond the repeats at-least-once allows (the same `webhook-id` as the attempt before).
+async fn statuses_until(rx: &mut Receiver, after: &Received, last: &str) -> Vec<String> {
+    let mut seen: Vec<(String, String)> = vec![(after.id().to_owned(), String::new())];
+    loop {
+        let r = rx.next().await;
+        let status = r.body["data"]["status"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if seen.last().is_some_and(|(id, _)| id == r.id()) {
+            continue;
+        }
+        assert!(
+            !seen.iter().any(|(id, _)| id == r.id()),
+            "{} came again after a later event",
+            r.id()
+        );
+        seen.push((r.id().to_owned(), status.clone()));
+        if status == last {
+            return seen.into_iter().skip(1).map(|(_, s)| s).collect();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_delivery_leaves_the_event_to_another_node_in_order() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut c = Cluster::start(1, shared_postgres().fresh_database());
+    let acc = account(&c.api(0), "acme").await;
+    let mut rx = Receiver::start().await;
+    status_webhook(&c.api(0), &acc, &rx.url).await;
+    rx.script([Answer::Hang]);
+    let s = owner_on(&c.api(0), &acc, "phone").await;
+    assert_eq!(c.api(0).set_status(&s, "online").await.status, 200);
+    assert_eq!(c.api(0).set_status(&s, "busy").await.status, 200);
+    // The only node holds the first event's attempt open; a second node joins; the first
+    // dies with the attempt unanswered.
+    let first = rx.next().await;
+    assert_eq!(first.body["data"]["status"]["status"], "online");
+    let second = c.add_node_on(&c.redis.url());
+    c.kill9(0);
+    assert_eq!(c.api(second).set_status(&s, "offline").await.status, 200);
+    // The second node sends it again once the lease lapses, then the rest in order.
+    let again = rx.next().await;
+    assert_eq!(again.id(), first.id());
+    assert_eq!(again.hook.body, first.hook.body);
+    assert_eq!(
+        statuses_until(&mut rx, &again, "offline").await,
+        ["busy", "offline"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_delivery_loses_no_event_and_keeps_their_order() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut pg = Postgres::start();
+    let c = Cluster::start(1, pg.fresh_database());
+    let acc = account(&c.api(0), "acme").await;
+    let mut rx = Receiver::start().await;
+    status_webhook(&c.api(0), &acc, &rx.url).await;
+    rx.script([Answer::Hang]);
+    let s = owner_on(&c.api(0), &acc, "phone").await;
+    assert_eq!(c.api(0).set_status(&s, "online").await.status, 200);
+    assert_eq!(c.api(0).set_status(&s, "busy").await.status, 200);
+    let first = rx.next().await;
+    // PostgreSQL goes away while the attempt hangs: its outcome cannot be kept.
+    pg.stop();
+    rx.release();
+    pg.start_again();
+    eventually("status changes work again", DEADLINE, || async {
+        c.api(0).set_status(&s, "offline").await.status == 200
+    })
+    .await;
+    let again = rx.next().await;
+    assert_eq!(again.id(), first.id(), "the unanswered event first");
+    assert_eq!(
+        statuses_until(&mut rx, &again, "offline").await,
+        ["busy", "offline"]
+    );
 }

@@ -251,3 +251,60 @@ fn a_second_server_on_the_same_data_dir_exits_with_a_clear_error() {
     let again = spawn(dir.path(), "127.0.0.1:0");
     drop(again);
 }
+
+/// A webhook event committed but not yet answered when the server is killed: the restarted
+/// server sends it again (same `webhook-id`) and then the events after it, in order.
+#[tokio::test]
+async fn sigkill_between_commit_and_delivery_loses_no_webhook_event() {
+    use presence_test_support::receiver::{Answer, Receiver};
+    use presence_test_support::{Api, client};
+
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--push-webhook-allow",
+        "127.0.0.1",
+        "--webhook-retry-ms",
+        "10",
+        "--webhook-timeout-ms",
+        "30000",
+    ];
+    let first = common::spawn_with(dir.path(), "127.0.0.1:0", &flags);
+    let listen = first.listen();
+    let api = Api {
+        url: first.url.clone(),
+        client: client(),
+    };
+    let created = api
+        .post(
+            "/v1/accounts",
+            Some(common::ADMIN),
+            json!({"name": "Acme", "slug": "acme",
+                   "owner": {"name": "O", "email": "o@acme.test", "password": "pw-secret-1"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let owner = api.login("acme", "o@acme.test", "pw-secret-1", "d1").await;
+    let mut rx = Receiver::start().await;
+    let r = api
+        .post(
+            "/v1/admin/webhooks",
+            Some(&owner.token),
+            json!({"url": rx.url, "events": ["agent.status"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    rx.script([Answer::Hang]);
+    assert_eq!(api.set_status(&owner, "online").await.status, 200);
+    assert_eq!(api.set_status(&owner, "busy").await.status, 200);
+    let hung = rx.next().await;
+    assert_eq!(hung.body["data"]["status"]["status"], "online");
+
+    first.kill9();
+    let _second = common::spawn_with(dir.path(), &listen, &flags);
+    let again = rx.next().await;
+    assert_eq!(again.id(), hung.id());
+    assert_eq!(again.hook.body, hung.hook.body);
+    let next = rx.next().await;
+    assert_eq!(next.body["data"]["status"]["status"], "busy");
+    assert!(next.seq() > again.seq());
+}

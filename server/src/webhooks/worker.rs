@@ -29,6 +29,9 @@ use crate::outbound::{ClientOptions, PublicOnly, Slots, TargetRules};
 pub const SLOTS: usize = 200;
 /// How often a node looks for work it was not woken for (other nodes' lapsed leases).
 const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How much longer than the longest attempt a lease lasts: a lapsed lease means its node
+/// is gone (or cut off), and another node sends the event again.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// The most endpoints taken in one claim.
 const CLAIM_AT_ONCE: usize = 64;
 
@@ -92,7 +95,7 @@ impl Worker {
         let slots = Slots::new(SLOTS);
         let mut signal = self.backend.event_signal();
         tokio::spawn(async move {
-            let lease = run.policy.timeout + Duration::from_secs(10);
+            let lease = run.policy.timeout + LEASE_MARGIN;
             loop {
                 if *shutdown.borrow() {
                     return;
