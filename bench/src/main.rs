@@ -30,6 +30,7 @@ mod serve;
 mod soketi;
 mod stats;
 mod timers;
+mod webhooks;
 mod widget;
 
 use std::path::PathBuf;
@@ -63,11 +64,12 @@ pub const STEPS: &[&str] = &[
     "cluster",
     "centrifugo-cluster",
     "reports",
+    "webhooks",
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
 steps: latency, expiry, timers, fanout, heartbeat, rss, idle, core, phone, durability, ffi, soketi,
-centrifugo, redis, widget, dashboard, push, cluster, centrifugo-cluster, reports";
+centrifugo, redis, widget, dashboard, push, cluster, centrifugo-cluster, reports, webhooks";
 
 pub struct Ctx {
     pub quick: bool,
@@ -313,6 +315,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "redis" => redis::redis(ctx).await,
         "cluster" => cluster::cluster(ctx).await,
         "reports" => reports::reports(ctx).await,
+        "webhooks" => webhooks::webhooks(ctx).await,
         other => Err(format!("unknown step {other}")),
     }
 }

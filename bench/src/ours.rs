@@ -56,11 +56,30 @@ async fn fresh_server_in(
 /// `PUT /v1/me/status` on device A sent -> `status` event on device B's stream; also the
 /// time until A's own answer arrived.
 pub async fn status_to_device(addr: SocketAddr, slug: &str, n: usize) -> Res<(Samples, Samples)> {
+    status_to_device_with(addr, slug, n, &[]).await
+}
+
+/// [`status_to_device`] on an account with an `agent.status` webhook endpoint at each of
+/// `webhooks`.
+pub async fn status_to_device_with(
+    addr: SocketAddr,
+    slug: &str,
+    n: usize,
+    webhooks: &[String],
+) -> Res<(Samples, Samples)> {
     let warm = (n / 10).max(10);
     let mut c = Conn::connect(addr).await.map_err(e)?;
     let acc = api::create_account(&mut c, slug).await?;
     let a = api::login(&mut c, &acc, "device-a").await?;
     let b = api::login(&mut c, &acc, "device-b").await?;
+    for url in webhooks {
+        let body = json!({"url": url, "events": ["agent.status"]}).to_string();
+        c.call("POST", "/v1/admin/webhooks", Some(&a.token), Some(&body))
+            .await
+            .map_err(e)?
+            .expect(201, "add a webhook")
+            .map_err(e)?;
+    }
     let mut sse = Sse::open(addr, "/v1/me/events", Some(&b.token))
         .await
         .map_err(e)?;

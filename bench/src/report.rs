@@ -484,6 +484,48 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "webhook_latency_p50_ms",
+        what: "embedded: `PUT /v1/me/status` sent -> its `agent.status` webhook received by a loopback endpoint answering at once, p50",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "webhook_latency_p99_ms",
+        what: "same, p99",
+        goal: Goal::AtMost(20.0),
+        baselines: &[],
+    },
+    Row {
+        key: "cluster_webhook_latency_p50_ms",
+        what: "cluster (PostgreSQL, Redis): status sent -> its webhook received, p50",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "cluster_webhook_latency_p99_ms",
+        what: "same, p99",
+        goal: Goal::AtMost(20.0),
+        baselines: &[],
+    },
+    Row {
+        key: "webhook_throughput_one_endpoint_per_s",
+        what: "embedded: a backlog drained to one endpoint answering at once (events one at a time, in `seq` order), events per second",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "webhook_throughput_100_endpoints_per_s",
+        what: "embedded: a backlog drained to 100 endpoints (10 accounts of 10) answering at once, deliveries per second",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "status_with_10_webhooks_vs_none",
+        what: "status -> other device p50 on an account with 10 webhook endpoints / on one with none (rounds in turn, one server)",
+        goal: Goal::AtMost(1.1),
+        baselines: &[],
+    },
+    Row {
         key: "ffi_release_small_bytes",
         what: "`release-small` cdylib size (bytes)",
         goal: Goal::AtMost(6_000_000.0),

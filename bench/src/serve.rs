@@ -44,7 +44,11 @@ fn config(args: &[String]) -> Result<Config, String> {
             background_ttl_ms: num(args, "--background-ttl-ms", d.background_ttl_ms)?,
             renew_margin_ms: num(args, "--renew-margin-ms", d.renew_margin_ms)?,
         },
-        push: Default::default(),
+        // Webhook endpoints of the `webhooks` step are loopback receivers.
+        push: presence_server::push::PushConfig {
+            webhook_allow: vec!["127.0.0.1".to_owned()],
+            ..Default::default()
+        },
         limits: presence_server::Limits {
             max_sessions_per_agent: num(args, "--max-sessions-per-agent", 20)? as usize,
             idle_timeout: std::time::Duration::from_millis(num(

@@ -19,6 +19,11 @@ impl Samples {
         self.v.push(d.as_secs_f64() * 1000.0);
     }
 
+    /// Adds another set's samples.
+    pub fn extend(&mut self, other: &Samples) {
+        self.v.extend_from_slice(&other.v);
+    }
+
     /// Nearest-rank percentile, `p` in 0..=100.
     pub fn pct(&self, p: f64) -> Option<f64> {
         if self.v.is_empty() {

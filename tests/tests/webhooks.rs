@@ -521,3 +521,86 @@ async fn an_api_key_manages_webhooks() {
     let l = api.get("/v1/admin/webhooks", Some(key)).await;
     assert_eq!(l.body.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_burst_of_changes_arrives_whole_and_in_order_at_every_endpoint() {
+    let srv = server(Duration::from_secs(60)).await;
+    let api = srv.api();
+    let acc = api.create_account("acme").await;
+    let mut a = Receiver::start().await;
+    let mut b = Receiver::start().await;
+    endpoint(&api, &acc, &a.url, json!(["agent.status"])).await;
+    endpoint(&api, &acc, &b.url, json!(["agent.status"])).await;
+    let n = 60;
+    for i in 0..n {
+        set_status(
+            &api,
+            &acc.owner_token,
+            if i % 2 == 0 { "online" } else { "busy" },
+        )
+        .await;
+    }
+    for rx in [&mut a, &mut b] {
+        let mut last = 0;
+        for i in 0..n {
+            let r = rx.next().await;
+            let want = if i % 2 == 0 { "online" } else { "busy" };
+            assert_eq!(r.body["data"]["status"]["status"], want, "change {i}");
+            assert!(r.seq() > last, "in seq order");
+            last = r.seq();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_made_while_disabled_drains_whole_to_every_endpoint_once_enabled() {
+    let srv = server(Duration::from_secs(60)).await;
+    let api = srv.api();
+    let mut receivers = Vec::new();
+    let mut hooks = Vec::new();
+    for a in 0..3 {
+        let acc = api.create_account(&format!("acme{a}")).await;
+        for _ in 0..4 {
+            let rx = Receiver::start().await;
+            let (id, _) = endpoint(&api, &acc, &rx.url, json!(["agent.status"])).await;
+            let r = api
+                .patch(
+                    &format!("/v1/admin/webhooks/{id}"),
+                    Some(&acc.owner_token),
+                    json!({"enabled": false}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            receivers.push(rx);
+            hooks.push((acc.owner_token.clone(), id));
+        }
+        for i in 0..10 {
+            set_status(
+                &api,
+                &acc.owner_token,
+                if i % 2 == 0 { "online" } else { "busy" },
+            )
+            .await;
+        }
+    }
+    for (token, id) in &hooks {
+        let r = api
+            .patch(
+                &format!("/v1/admin/webhooks/{id}"),
+                Some(token),
+                json!({"enabled": true}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    for rx in &mut receivers {
+        let mut last = 0;
+        for i in 0..10 {
+            let r = rx.next().await;
+            let want = if i % 2 == 0 { "online" } else { "busy" };
+            assert_eq!(r.body["data"]["status"]["status"], want, "change {i}");
+            assert!(r.seq() > last, "in seq order");
+            last = r.seq();
+        }
+    }
+}

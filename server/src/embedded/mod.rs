@@ -93,7 +93,13 @@ struct Inner {
     sweeper_wake: Notify,
     device_streams: AtomicU64,
     widget_streams: AtomicU64,
+    /// Webhook endpoints a worker of this process holds (see `ops.rs`, `claim_webhooks`).
+    webhook_leases: Mutex<WebhookLeases>,
 }
+
+/// The leases of webhook endpoints, kept in memory (this process is the file's only user,
+/// so a lease never needs to outlive it): endpoint id -> (owner, lease end).
+type WebhookLeases = std::collections::HashMap<String, (String, i64)>;
 
 /// The embedded SQLite backend. Cheap to clone.
 #[derive(Clone)]

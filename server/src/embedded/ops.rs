@@ -4,6 +4,7 @@
 //! while holding its turn (the agent's; the account's for admin edits, taken first), and in
 //! a task of its own, so a client that goes away cannot leave a committed change unapplied.
 
+use super::WebhookLeases;
 use super::*;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -27,7 +28,7 @@ use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan,
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 use crate::rules;
-use crate::store::Edited;
+use crate::store::{Edited, Work};
 use crate::webhooks::{Claims, Job, MAX_WEBHOOKS, Settle, WebhookEdit, WebhookRow};
 use presence_protocol::{Delivery, DeliveryState};
 
@@ -385,15 +386,53 @@ impl Backend for Embedded {
         lease_until: i64,
         limit: usize,
     ) -> BackendResult<Claims> {
-        let owner = owner.to_owned();
-        self.blocking(move |store| store.claim_webhooks(&owner, now, lease_until, limit))
-            .await
+        let held = {
+            let mut l = self.inner.webhook_leases.lock();
+            l.retain(|_, (_, until)| *until >= now);
+            l.keys().cloned().collect::<std::collections::HashSet<_>>()
+        };
+        let work: Work = self
+            .blocking(move |store| store.webhook_work(now, limit, &held))
+            .await?;
+        if !work.skipped.is_empty() || !work.expired.is_empty() {
+            // Cursors past events an endpoint does not take, and manual retries of events
+            // past their retention: kept, so the next look starts past them.
+            let write = crate::store::Write::WebhookCursors {
+                skipped: work.skipped,
+                expired: work.expired,
+                now,
+            };
+            self.inner.writer.commit(write).await?;
+        }
+        let mut l = self.inner.webhook_leases.lock();
+        let mut claims = work.claims;
+        // A lease taken meanwhile by another worker of this process wins.
+        claims.jobs.retain(|j| !l.contains_key(&j.webhook.id));
+        for j in &claims.jobs {
+            l.insert(j.webhook.id.clone(), (owner.to_owned(), lease_until));
+        }
+        Ok(claims)
     }
 
     async fn settle_webhook(&self, owner: &str, job: &Job, settle: &Settle) -> BackendResult<()> {
-        let (owner, job, settle) = (owner.to_owned(), job.clone(), settle.clone());
-        self.blocking(move |store| store.settle_webhook(&owner, &job, &settle))
-            .await
+        let ours = |l: &WebhookLeases| l.get(&job.webhook.id).is_some_and(|(o, _)| o == owner);
+        if !ours(&self.inner.webhook_leases.lock()) {
+            return Ok(());
+        }
+        if *settle != Settle::Released {
+            let write = crate::store::Write::WebhookSettle {
+                job: Box::new(job.clone()),
+                settle: settle.clone(),
+            };
+            // The lease is let go only once the outcome is committed, so the next claim
+            // reads the cursor past this event.
+            self.inner.writer.commit(write).await?;
+        }
+        let mut l = self.inner.webhook_leases.lock();
+        if ours(&l) {
+            l.remove(&job.webhook.id);
+        }
+        Ok(())
     }
 
     async fn webhook_deliveries(

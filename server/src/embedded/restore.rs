@@ -31,9 +31,6 @@ impl Embedded {
     ) -> Result<Embedded, rusqlite::Error> {
         let clock = Clock::new();
         let now = clock.now_ms();
-        // This process is the file's only user: a lease on a webhook endpoint is a killed
-        // process's, and its event is sent again now.
-        store.clear_webhook_leases()?;
         let first_rows = store.settle_unlogged(now)?;
         if first_rows > 0 {
             tracing::info!(agents = first_rows, "started the availability log");
@@ -183,6 +180,7 @@ impl Embedded {
             sweeper_wake: Notify::new(),
             device_streams: AtomicU64::new(0),
             widget_streams: AtomicU64::new(0),
+            webhook_leases: Mutex::default(),
         });
         let weak = Arc::downgrade(&inner);
         inner

@@ -158,7 +158,7 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     "#,
     // v12: webhook endpoints (with the cursor into the account's events they are done
-    // with, and the lease of the worker sending to them) and their deliveries.
+    // with, and when their next attempt is due) and their deliveries.
     r#"
     CREATE TABLE webhooks (
         id TEXT PRIMARY KEY,
@@ -173,9 +173,7 @@ pub const MIGRATIONS: &[&str] = &[
         previous_until INTEGER,
         created_at INTEGER NOT NULL,
         cursor INTEGER NOT NULL,
-        due_at INTEGER,
-        lease_owner TEXT,
-        lease_until INTEGER
+        due_at INTEGER
     );
     CREATE INDEX webhooks_account ON webhooks (account_id);
     CREATE TABLE webhook_deliveries (

@@ -3,10 +3,12 @@
 //! Guarantees:
 //! - An endpoint is made with its cursor at the account's last event `seq`, in the same
 //!   transaction that checks the account has fewer than [`MAX_WEBHOOKS`].
-//! - A claim, a settle and a manual retry are each one transaction; a settle by a worker
-//!   whose lease is gone changes nothing (the event is sent again under the new lease).
-//! - One process owns the file, so leases left by a process that was killed are cleared
-//!   at start ([`Store::clear_webhook_leases`]).
+//! - One process owns the file, so the leases that keep two attempts of one endpoint from
+//!   running at once are the backend's, in memory; finding work is a read on the reading
+//!   connection ([`Store::webhook_work`]) and an outcome joins the writer's group commit
+//!   ([`settle`]), so deliveries never hold the writer apart from status changes.
+
+use std::collections::HashSet;
 
 use presence_protocol::{DeliveryState, DisabledReason, EventType};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -23,6 +25,16 @@ const COLS: &str = "w.id, w.account_id, w.url, w.events, w.description, w.enable
                     w.disabled_reason, w.secret, w.previous_secret, w.previous_until, w.created_at";
 /// Events read at a time while looking for the next one an endpoint takes.
 const SCAN: i64 = 64;
+
+/// What [`Store::webhook_work`] found.
+#[derive(Debug, Default)]
+pub struct Work {
+    pub claims: Claims,
+    /// Endpoints whose cursor may move past events they do not take: (endpoint, cursor).
+    pub skipped: Vec<(String, i64)>,
+    /// Manual retries of events past their retention: (endpoint, `seq`).
+    pub expired: Vec<(String, i64)>,
+}
 
 /// What a store says to an edit.
 #[derive(Debug, PartialEq, Eq)]
@@ -240,142 +252,56 @@ impl Store {
         })
     }
 
-    /// Forgets every lease (at start: this process is the file's only user).
-    pub fn clear_webhook_leases(&self) -> StoreResult<()> {
-        let conn = self.write();
-        conn.prepare_cached("UPDATE webhooks SET lease_owner = NULL, lease_until = NULL")?
-            .execute([])?;
-        Ok(())
-    }
-
-    /// Takes, for `owner` until `lease_until`, up to `limit` endpoints with an event due at
-    /// `now`, each with the event it is to send next.
-    pub fn claim_webhooks(
+    /// Endpoints with an event due at `now` (at most `limit`, none of `held`), each with
+    /// the event it is to send next, read on the reading connection: this process holds its
+    /// endpoints' leases in memory. The answer also says which endpoints may move their
+    /// cursor past events they do not take, and which manual retries are of events past
+    /// their retention ([`cursors`] keeps both).
+    pub fn webhook_work(
         &self,
-        owner: &str,
         now: i64,
-        lease_until: i64,
         limit: usize,
-    ) -> StoreResult<Claims> {
-        let conn = self.write();
-        in_tx(&conn, |tx| {
-            let candidates: Vec<(WebhookRow, String, i64)> = tx
+        held: &HashSet<String>,
+    ) -> StoreResult<Work> {
+        self.read(|c| {
+            let candidates: Vec<(WebhookRow, String, i64)> = c
                 .prepare_cached(&format!(
                     "SELECT {COLS}, a.slug, w.cursor FROM webhooks w
                      JOIN accounts a ON a.id = w.account_id
                      LEFT JOIN event_seqs s ON s.account_id = w.account_id
-                     WHERE w.enabled AND (w.lease_until IS NULL OR w.lease_until < ?1)
-                       AND (w.due_at IS NULL OR w.due_at <= ?1)
+                     WHERE w.enabled AND (w.due_at IS NULL OR w.due_at <= ?1)
                        AND (w.cursor < coalesce(s.seq, 0) OR EXISTS (
                            SELECT 1 FROM webhook_deliveries d WHERE d.webhook_id = w.id
                              AND d.state = 0 AND d.seq <= w.cursor))
                      ORDER BY coalesce(w.due_at, 0) LIMIT ?2"
                 ))?
-                .query_map(params![now, limit as i64], |r| {
+                .query_map(params![now, (limit + held.len()) as i64], |r| {
                     Ok((webhook_row(r)?, r.get(11)?, r.get(12)?))
                 })?
                 .collect::<StoreResult<_>>()?;
-            let mut claims = Claims::default();
-            for (webhook, slug, cursor) in candidates {
-                let (job, cursor) = next_job(tx, &webhook, cursor, now)?;
-                tx.prepare_cached(
-                    "UPDATE webhooks SET cursor = ?2, lease_owner = ?3, lease_until = ?4
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    webhook.id,
-                    cursor,
-                    job.as_ref().map(|_| owner),
-                    job.as_ref().map(|_| lease_until)
-                ])?;
-                if let Some(mut job) = job {
-                    job.slug = slug;
-                    claims.jobs.push(job);
+            let mut work = Work::default();
+            for (webhook, slug, stored) in candidates {
+                if held.contains(&webhook.id) || work.claims.jobs.len() >= limit {
+                    continue;
+                }
+                match next_job(c, &webhook, stored, &mut work.expired)? {
+                    (Some(mut job), _) => {
+                        job.slug = slug;
+                        work.claims.jobs.push(job);
+                    }
+                    (None, cursor) => work.skipped.push((webhook.id.clone(), cursor)),
                 }
             }
-            claims.next_due = tx
+            work.claims.next_due = c
                 .prepare_cached("SELECT min(due_at) FROM webhooks WHERE enabled AND due_at > ?1")?
                 .query_row([now], |r| r.get(0))?;
-            claims.backlog = tx
+            work.claims.backlog = c
                 .prepare_cached(
                     "SELECT coalesce(sum(s.seq - w.cursor), 0) FROM webhooks w
                      JOIN event_seqs s ON s.account_id = w.account_id WHERE w.enabled",
                 )?
                 .query_row([], |r| r.get(0))?;
-            Ok(claims)
-        })
-    }
-
-    /// Keeps what came of a job's attempt, if `owner` still holds the endpoint.
-    pub fn settle_webhook(&self, owner: &str, job: &Job, settle: &Settle) -> StoreResult<()> {
-        let conn = self.write();
-        in_tx(&conn, |tx| {
-            let holder: Option<Option<String>> = tx
-                .prepare_cached("SELECT lease_owner FROM webhooks WHERE id = ?1")?
-                .query_row([&job.webhook.id], |r| r.get(0))
-                .optional()?;
-            if holder.flatten().as_deref() != Some(owner) {
-                return Ok(());
-            }
-            let (due_at, advance, gone) = match settle {
-                Settle::Released => (None, false, false),
-                Settle::Delivered { status, at } => {
-                    upsert_delivery(tx, job, DeliveryState::Ok, *at, Some(*status), None, None)?;
-                    (None, !job.manual, false)
-                }
-                Settle::Failed {
-                    status,
-                    error,
-                    at,
-                    next_at: Some(next),
-                    gone,
-                } => {
-                    let next = (!gone).then_some(*next);
-                    upsert_delivery(
-                        tx,
-                        job,
-                        DeliveryState::Pending,
-                        *at,
-                        *status,
-                        Some(error),
-                        next,
-                    )?;
-                    (next, false, *gone)
-                }
-                Settle::Failed {
-                    status,
-                    error,
-                    at,
-                    next_at: None,
-                    ..
-                } => {
-                    upsert_delivery(
-                        tx,
-                        job,
-                        DeliveryState::Dead,
-                        *at,
-                        *status,
-                        Some(error),
-                        None,
-                    )?;
-                    (None, !job.manual, false)
-                }
-            };
-            tx.prepare_cached(
-                "UPDATE webhooks SET lease_owner = NULL, lease_until = NULL, due_at = ?2,
-                     cursor = CASE WHEN ?3 THEN max(cursor, ?4) ELSE cursor END,
-                     enabled = CASE WHEN ?5 THEN 0 ELSE enabled END,
-                     disabled_reason = CASE WHEN ?5 THEN 'gone' ELSE disabled_reason END
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                job.webhook.id,
-                due_at,
-                advance,
-                job.event.seq,
-                gone
-            ])?;
-            Ok(())
+            Ok(work)
         })
     }
 
@@ -463,69 +389,46 @@ impl Store {
 }
 
 /// The endpoint's next job (a dead event retried by hand first, else the first event after
-/// the cursor it takes), and the cursor it stays at (past the events it does not take).
+/// its cursor `stored` that it takes), and the cursor it may move to (past the events it
+/// does not take).
 fn next_job(
-    tx: &Connection,
+    c: &Connection,
     webhook: &WebhookRow,
-    cursor: i64,
-    now: i64,
+    stored: i64,
+    expired: &mut Vec<(String, i64)>,
 ) -> StoreResult<(Option<Job>, i64)> {
-    loop {
-        let manual: Option<(i64, u32, i64)> = tx
-            .prepare_cached(
-                "SELECT seq, attempts, since FROM webhook_deliveries
-                 WHERE webhook_id = ?1 AND state = 0 AND seq <= ?2 ORDER BY seq LIMIT 1",
-            )?
-            .query_row(params![webhook.id, cursor], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        let Some((seq, attempts, since)) = manual else {
-            break;
-        };
-        match event_at(tx, &webhook.account_id, seq)? {
-            Some(event) => {
-                return Ok((
-                    Some(Job {
-                        webhook: webhook.clone(),
-                        slug: String::new(),
-                        event,
-                        attempts,
-                        since,
-                        manual: true,
-                    }),
-                    cursor,
-                ));
-            }
-            None => {
-                tx.prepare_cached(
-                    "UPDATE webhook_deliveries SET state = 2, last_at = ?3,
-                         last_error = 'the event is past its retention'
-                     WHERE webhook_id = ?1 AND seq = ?2",
-                )?
-                .execute(params![webhook.id, seq, now])?;
-            }
+    let job = |event, attempts, since, manual| Job {
+        webhook: webhook.clone(),
+        slug: String::new(),
+        event,
+        attempts,
+        since,
+        manual,
+    };
+    let manual: Vec<(i64, u32, i64)> = c
+        .prepare_cached(
+            "SELECT seq, attempts, since FROM webhook_deliveries
+             WHERE webhook_id = ?1 AND state = 0 AND seq <= ?2 ORDER BY seq LIMIT 8",
+        )?
+        .query_map(params![webhook.id, stored], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<StoreResult<_>>()?;
+    for (seq, attempts, since) in manual {
+        match event_at(c, &webhook.account_id, seq)? {
+            Some(event) => return Ok((Some(job(event, attempts, since, true)), stored)),
+            None => expired.push((webhook.id.clone(), seq)),
         }
     }
-    let mut cursor = cursor;
+    let mut cursor = stored;
     loop {
-        let batch = events_after(tx, &webhook.account_id, cursor, SCAN)?;
+        let batch = events_after(c, &webhook.account_id, cursor, SCAN)?;
         let read = batch.len() as i64;
         for event in batch {
             if webhook.events.takes(event.kind) {
                 let (attempts, since) =
-                    delivery_of(tx, &webhook.id, event.seq)?.unwrap_or((0, event.at));
-                return Ok((
-                    Some(Job {
-                        webhook: webhook.clone(),
-                        slug: String::new(),
-                        event,
-                        attempts,
-                        since,
-                        manual: false,
-                    }),
-                    cursor,
-                ));
+                    delivery_of(c, &webhook.id, event.seq)?.unwrap_or((0, event.at));
+                return Ok((Some(job(event, attempts, since, false)), cursor));
             }
             cursor = event.seq;
         }
@@ -533,4 +436,92 @@ fn next_job(
             return Ok((None, cursor));
         }
     }
+}
+
+/// Keeps what came of a job's attempt, inside the writer's transaction: the delivery row,
+/// and the endpoint's cursor (past the event once it is delivered or dead, unless it was a
+/// manual retry), next attempt and, after a `410`, its disabling.
+pub(super) fn settle(tx: &Connection, job: &Job, settle: &Settle) -> StoreResult<()> {
+    let (due_at, advance, gone) = match settle {
+        Settle::Released => return Ok(()),
+        Settle::Delivered { status, at } => {
+            upsert_delivery(tx, job, DeliveryState::Ok, *at, Some(*status), None, None)?;
+            (None, !job.manual, false)
+        }
+        Settle::Failed {
+            status,
+            error,
+            at,
+            next_at: Some(next),
+            gone,
+        } => {
+            let next = (!gone).then_some(*next);
+            upsert_delivery(
+                tx,
+                job,
+                DeliveryState::Pending,
+                *at,
+                *status,
+                Some(error),
+                next,
+            )?;
+            (next, false, *gone)
+        }
+        Settle::Failed {
+            status,
+            error,
+            at,
+            next_at: None,
+            ..
+        } => {
+            upsert_delivery(
+                tx,
+                job,
+                DeliveryState::Dead,
+                *at,
+                *status,
+                Some(error),
+                None,
+            )?;
+            (None, !job.manual, false)
+        }
+    };
+    tx.prepare_cached(
+        "UPDATE webhooks SET due_at = ?2,
+             cursor = CASE WHEN ?3 THEN max(cursor, ?4) ELSE cursor END,
+             enabled = CASE WHEN ?5 THEN 0 ELSE enabled END,
+             disabled_reason = CASE WHEN ?5 THEN 'gone' ELSE disabled_reason END
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        job.webhook.id,
+        due_at,
+        advance,
+        job.event.seq,
+        gone
+    ])?;
+    Ok(())
+}
+
+/// Moves endpoints' cursors past events they do not take (never back), and marks manual
+/// retries of events past their retention dead, inside the writer's transaction.
+pub(super) fn cursors(
+    tx: &Connection,
+    skipped: &[(String, i64)],
+    expired: &[(String, i64)],
+    now: i64,
+) -> StoreResult<()> {
+    for (id, cursor) in skipped {
+        tx.prepare_cached("UPDATE webhooks SET cursor = max(cursor, ?2) WHERE id = ?1")?
+            .execute(params![id, cursor])?;
+    }
+    for (id, seq) in expired {
+        tx.prepare_cached(
+            "UPDATE webhook_deliveries SET state = 2, last_at = ?3,
+                 last_error = 'the event is past its retention'
+             WHERE webhook_id = ?1 AND seq = ?2",
+        )?
+        .execute(params![id, seq, now])?;
+    }
+    Ok(())
 }

@@ -101,6 +101,18 @@ pub enum Write {
         view: Box<presence_protocol::ChatboxView>,
         at: i64,
     },
+    /// What came of a webhook attempt ([`super::webhooks::settle`]).
+    WebhookSettle {
+        job: Box<crate::webhooks::Job>,
+        settle: crate::webhooks::Settle,
+    },
+    /// Webhook cursors past events their endpoints do not take, and manual retries of
+    /// events past their retention ([`super::webhooks::cursors`]).
+    WebhookCursors {
+        skipped: Vec<(String, i64)>,
+        expired: Vec<(String, i64)>,
+        now: i64,
+    },
     /// Chat box view versions up to `upto` are reserved: after a crash the next run starts
     /// above them, so a version once served never means another view.
     ViewVersions { account_id: String, upto: i64 },
@@ -298,6 +310,12 @@ impl Write {
                 Ok(())
             }
             Write::ImportHistory { account_id, rows } => history::import(tx, account_id, rows),
+            Write::WebhookSettle { job, settle } => super::webhooks::settle(tx, job, settle),
+            Write::WebhookCursors {
+                skipped,
+                expired,
+                now,
+            } => super::webhooks::cursors(tx, skipped, expired, *now),
             Write::ViewEvent {
                 account_id,
                 view,
