@@ -1,7 +1,7 @@
 // The administration pages (owners and admins): agents (with a status for a while and a
 // note), custom statuses, groups, opening hours, settings (automatic away included), the
-// embed snippet with a live preview of the widget, the live team and the reports; and every
-// agent's own timeline, which shares the reports' charts.
+// embed snippet with a live preview of the widget, the live team, the reports and the
+// webhooks; and every agent's own timeline, which shares the reports' charts.
 //
 // Every form keeps what was typed when a save fails, and shows the server's field error next
 // to the field it names (`aria-invalid`, `aria-describedby`).
@@ -43,10 +43,11 @@ type Props = { session: Session };
 import { ApiKeysPage, SignInPage } from "./identity";
 import { MyTimelinePage, ReportsPage } from "./reports";
 import { TeamPage } from "./team";
+import { WebhooksPage } from "./webhooks";
 import { Loading } from "./loading";
 import { zones } from "./charts";
 
-export { ApiKeysPage, MyTimelinePage, ReportsPage, SignInPage, TeamPage };
+export { ApiKeysPage, MyTimelinePage, ReportsPage, SignInPage, TeamPage, WebhooksPage };
 
 const ROLES: Role[] = ["agent", "admin", "owner"];
 
@@ -1009,6 +1010,7 @@ export function EmbedPage({ session }: Props) {
   EmbedPage,
   SignInPage,
   ApiKeysPage,
+  WebhooksPage,
   TeamPage,
   ReportsPage,
   MyTimelinePage,

@@ -78,6 +78,7 @@ const PAGES: Page[] = [
   { path: "/app/admin/embed", title: "Embed", admin: true, view: lazy("EmbedPage") },
   { path: "/app/admin/sign-in", title: "Sign-in", admin: true, view: lazy("SignInPage") },
   { path: "/app/admin/api-keys", title: "API keys", admin: true, view: lazy("ApiKeysPage") },
+  { path: "/app/admin/webhooks", title: "Webhooks", admin: true, view: lazy("WebhooksPage") },
 ];
 
 function useSession(): number {

@@ -601,3 +601,94 @@ export interface SessionEventData {
   device: Device;
   reason?: EndReason | string;
 }
+
+// ----- webhooks to the customer's backend ----------------------------------------------------
+
+/** What happened: the `type` of an account event, and what a webhook endpoint subscribes to. */
+export type EventType = "agent.status" | "agent.availability" | "chatbox.view" | "session.started" | "session.ended";
+
+/** `POST /v1/admin/webhooks`; the answer is a {@link CreatedWebhook}. */
+export interface NewWebhook {
+  url: string;
+  /** Event types, or `["*"]` for every type. */
+  events: string[];
+  description?: string | null;
+}
+
+/** `PATCH /v1/admin/webhooks/{id}`: each field present is changed; the answer is the {@link Webhook}. */
+export interface WebhookPatch {
+  url?: string;
+  events?: string[];
+  enabled?: boolean;
+  /** An empty one clears it. */
+  description?: string;
+}
+
+/** Why an endpoint is disabled: by an owner, admin or API key, or because it answered `410 Gone`. */
+export type DisabledReason = "admin" | "gone";
+
+/** An endpoint as listed (`GET /v1/admin/webhooks`, oldest first); never its secret. */
+export interface Webhook {
+  id: string;
+  url: string;
+  /** Event types, or `["*"]`. */
+  events: string[];
+  description: string | null;
+  enabled: boolean;
+  /** Null while enabled. */
+  disabled_reason: DisabledReason | null;
+  created_at: number;
+  /** Until when the secret before the last rotation still signs beside the new one. */
+  previous_secret_until: number | null;
+}
+
+/** `201` to `POST /v1/admin/webhooks`: the only time the secret is shown. */
+export interface CreatedWebhook {
+  id: string;
+  url: string;
+  events: string[];
+  description: string | null;
+  enabled: boolean;
+  created_at: number;
+  /** `whsec_<base64>` */
+  secret: string;
+}
+
+/** `200` to `POST /v1/admin/webhooks/{id}/rotate-secret`: the only time the new secret is shown. */
+export interface RotatedSecret {
+  secret: string;
+  /** Until when the old secret keeps signing beside this one. */
+  previous_secret_until: number;
+}
+
+/** Where one event stands for one endpoint. */
+export type DeliveryState = "pending" | "ok" | "dead";
+
+/** One event's delivery to one endpoint (`GET /v1/admin/webhooks/{id}/deliveries?state=&limit=`,
+ * newest first). */
+export interface Delivery {
+  /** The event's `webhook-id`, the same on every attempt. */
+  event_id: string;
+  seq: number;
+  type: EventType;
+  /** When the event happened. */
+  at: number;
+  state: DeliveryState;
+  attempts: number;
+  /** The last answer's status code; null when none came or no attempt was made yet. */
+  last_status: number | null;
+  /** Why the last attempt failed; null after a 2xx. */
+  last_error: string | null;
+  last_attempt_at: number | null;
+  /** Pending only; null when due as soon as the events before it are done. */
+  next_attempt_at: number | null;
+}
+
+/** `200` to `POST /v1/admin/webhooks/{id}/test`: one `webhook.test` event sent at once. */
+export interface WebhookTestResult {
+  /** Whether it answered 2xx. */
+  ok: boolean;
+  status: number | null;
+  error: string | null;
+  duration_ms: number;
+}

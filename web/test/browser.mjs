@@ -1,6 +1,6 @@
 // The browser suite: the real widget.js, served by the real presence-server, embedded in host
 // pages on another origin under a strict CSP, and the dashboard at /app/ (test/dashboard.mjs;
-// its history pages in test/history.mjs),
+// its history pages in test/history.mjs, its Webhooks page in test/webhooks.mjs),
 // in headless Chromium. Each test prints
 // `ok NAME` or `FAILED NAME: why`; the last line is `browser: N passed, N failed`, which
 // `cargo xtask test` reads. Screenshots go to target/browser/; measurements to
@@ -31,6 +31,7 @@ import {
 } from "./harness.mjs";
 import { register as dashboardTests } from "./dashboard.mjs";
 import { register as historyTests } from "./history.mjs";
+import { register as webhooksTests } from "./webhooks.mjs";
 
 const BUDGET_GZIP_BYTES = 12000;
 const FOLLOW_MS = 1000;
@@ -812,6 +813,7 @@ test("demo: --demo serves /demo/ with a launcher per group under a strict CSP", 
 
 dashboardTests(test, () => ({ server, proxy, site, browser, api, measurements }));
 historyTests(test, () => ({ server, proxy, site, browser, api, measurements }));
+webhooksTests(test, () => ({ server, proxy, site, browser, api, measurements }));
 
 // ----- runner --------------------------------------------------------------------------------
 

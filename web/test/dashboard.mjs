@@ -482,8 +482,10 @@ export function register(test, env) {
     const page = await signIn(fay);
     try {
       eq(await page.getByRole("link", { name: "Agents" }).count(), 0, "no admin links for an agent");
+      eq(await page.getByRole("link", { name: "Webhooks" }).count(), 0, "no Webhooks link for an agent");
       for (const [path, title] of [
         ["/app/admin/agents", "Agents"],
+        ["/app/admin/webhooks", "Webhooks"],
         ["/app/admin/hours", "Opening hours"],
         ["/app/admin/settings", "Settings"],
       ]) {
@@ -496,6 +498,8 @@ export function register(test, env) {
       assert(!page.urls.some((u) => u.endsWith("/app/admin.js")), "an agent's page never loads the administration script");
       const r = await fetch(`${api.url}/v1/admin/account`, { headers: { authorization: `Bearer ${fay.token}` } });
       eq(r.status, 403, "the API refuses the agent too");
+      const w = await fetch(`${api.url}/v1/admin/webhooks`, { headers: { authorization: `Bearer ${fay.token}` } });
+      eq(w.status, 403, "and its webhooks");
       eq(page.errors, [], "console errors");
     } finally {
       await page.closeAll();
@@ -768,6 +772,7 @@ export function register(test, env) {
         ["/app/admin/embed", "Embed"],
         ["/app/admin/sign-in", "Sign-in"],
         ["/app/admin/api-keys", "API keys"],
+        ["/app/admin/webhooks", "Webhooks"],
       ]) {
         await owner.goto(`${server.url}${path}`);
         await owner.getByRole("heading", { name: heading, level: 1 }).waitFor();
