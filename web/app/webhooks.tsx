@@ -92,7 +92,7 @@ export function WebhooksPage({ session }: Props) {
       <p>
         Presence POSTs your account's events to your backend as they happen, signed with the endpoint's secret the Standard Webhooks way (headers <code>webhook-id</code>,{" "}
         <code>webhook-timestamp</code>, <code>webhook-signature</code>). An endpoint gets its events in order; an answer other than 2xx is tried again, with backoff, for a day, then the
-        event is dead. See <code>docs/PROTOCOL.md</code> for the bodies.
+        event is dead. <code>docs/WEBHOOKS.md</code> shows the bodies and how to verify them.
       </p>
       <p class="hint">
         {hooks.length} of {MAX_ENDPOINTS} endpoints.
