@@ -114,6 +114,16 @@ pub enum EventSignal {
 }
 
 impl EventSignal {
+    /// Counts every commit so far as seen: a read that starts after this sees them, and
+    /// [`EventSignal::next`] then waits for a later one.
+    pub fn seen(&mut self) {
+        match self {
+            EventSignal::Commits(rx) | EventSignal::CommitsOrPoll(rx, _) => {
+                rx.borrow_and_update();
+            }
+        }
+    }
+
     /// Returns when new events may have been committed.
     pub async fn next(&mut self) {
         match self {

@@ -100,6 +100,10 @@ impl Worker {
                 if *shutdown.borrow() {
                     return;
                 }
+                // Attempts that end together wake the loop once: let them all end first.
+                tokio::task::yield_now().await;
+                // The claim below reads every commit made so far.
+                signal.seen();
                 let now = run.clock.now_ms();
                 let want = slots.available().min(CLAIM_AT_ONCE);
                 let mut wait = LOOK_EVERY;
