@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use presence_protocol::{
-    ChatboxView, Delivery, DeliveryState, EndReason, Heartbeat, Mode, PresenceSnapshot, Role,
+    ChatboxView, DeliveryState, EndReason, Heartbeat, Mode, PresenceSnapshot, Role,
     SetStatusResponse, SnapshotEvent, StatusLogEntry, StatusView,
 };
 use tokio::sync::{broadcast, watch};
@@ -30,7 +30,7 @@ use crate::ops::idle::Report;
 use crate::ops::sessions::{AgentKey, AgentSlice, SessionEdit, SessionPlan, Sessions};
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
-use crate::webhooks::{Claims, Job, Settle, WebhookEdit, WebhookRow};
+use crate::webhooks::{Claims, DeliveryRow, Job, Settle, WebhookEdit, WebhookRow};
 
 /// The session a bearer token resolved to.
 #[derive(Debug, Clone)]
@@ -308,13 +308,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Keeps what came of a claimed job, if `owner` still holds its endpoint.
     async fn settle_webhook(&self, owner: &str, job: &Job, settle: &Settle) -> BackendResult<()>;
 
-    /// The endpoint's deliveries, newest first (see [`crate::webhooks::listing`]).
+    /// The endpoint's delivery rows (newest first, at most `limit`, of `state` if given),
+    /// and, when pending ones are asked for, the events after its cursor (for
+    /// [`crate::webhooks::listing`]).
     async fn webhook_deliveries(
         &self,
         webhook: &WebhookRow,
         state: Option<DeliveryState>,
         limit: usize,
-    ) -> BackendResult<Vec<Delivery>>;
+    ) -> BackendResult<(Vec<DeliveryRow>, Vec<Stored>)>;
 
     /// Sends a dead (or pending) event of the endpoint again, next; the state it was in,
     /// `None` when the endpoint has no delivery of that `seq`.

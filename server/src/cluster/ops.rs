@@ -29,9 +29,8 @@ use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan,
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 use crate::rules;
-use crate::store::Edited;
-use crate::webhooks::{Claims, Job, MAX_WEBHOOKS, Settle, WebhookEdit, WebhookRow};
-use presence_protocol::{Delivery, DeliveryState};
+use crate::webhooks::{Claims, DeliveryRow, Job, Settle, WebhookEdit, WebhookRow};
+use presence_protocol::DeliveryState;
 
 /// How long Redis remembers a widget key's account (it never changes; the entry only
 /// saves a PostgreSQL read).
@@ -550,13 +549,7 @@ impl Backend for Cluster {
     }
 
     async fn edit_webhook(&self, edit: WebhookEdit) -> BackendResult<()> {
-        match self.inner.pg.edit_webhook(&edit).await? {
-            Edited::Done => Ok(()),
-            Edited::TooMany => Err(BackendError::conflict(format!(
-                "an account has at most {MAX_WEBHOOKS} webhook endpoints"
-            ))),
-            Edited::NotFound => Err(BackendError::not_found("webhook")),
-        }
+        self.inner.pg.edit_webhook(&edit).await?.answer()
     }
 
     async fn claim_webhooks(
@@ -581,20 +574,11 @@ impl Backend for Cluster {
         webhook: &WebhookRow,
         state: Option<DeliveryState>,
         limit: usize,
-    ) -> BackendResult<Vec<Delivery>> {
-        let (rows, upcoming) = self
-            .inner
+    ) -> BackendResult<(Vec<DeliveryRow>, Vec<Stored>)> {
+        self.inner
             .pg
             .webhook_deliveries(webhook, state, limit)
-            .await?;
-        Ok(crate::webhooks::listing(
-            &webhook.account_id,
-            webhook,
-            rows,
-            &upcoming,
-            state,
-            limit,
-        ))
+            .await
     }
 
     async fn retry_webhook(

@@ -28,9 +28,9 @@ use crate::ops::sessions::{self, AgentKey, AgentSlice, SessionEdit, SessionPlan,
 use crate::ops::status::{StatusChange, StatusPlan};
 use crate::ops::{AccountEdit, AccountKey, AccountPlan, AccountSlice, AccountTarget};
 use crate::rules;
-use crate::store::{Edited, Work};
-use crate::webhooks::{Claims, Job, MAX_WEBHOOKS, Settle, WebhookEdit, WebhookRow};
-use presence_protocol::{Delivery, DeliveryState};
+use crate::store::Work;
+use crate::webhooks::{Claims, DeliveryRow, Job, Settle, WebhookEdit, WebhookRow};
+use presence_protocol::DeliveryState;
 
 /// Which [`AccountTarget`] a key is for.
 #[derive(Clone, Copy)]
@@ -367,16 +367,9 @@ impl Backend for Embedded {
     }
 
     async fn edit_webhook(&self, edit: WebhookEdit) -> BackendResult<()> {
-        match self
-            .blocking(move |store| store.edit_webhook(&edit))
+        self.blocking(move |store| store.edit_webhook(&edit))
             .await?
-        {
-            Edited::Done => Ok(()),
-            Edited::TooMany => Err(BackendError::conflict(format!(
-                "an account has at most {MAX_WEBHOOKS} webhook endpoints"
-            ))),
-            Edited::NotFound => Err(BackendError::not_found("webhook")),
-        }
+            .answer()
     }
 
     async fn claim_webhooks(
@@ -440,19 +433,10 @@ impl Backend for Embedded {
         webhook: &WebhookRow,
         state: Option<DeliveryState>,
         limit: usize,
-    ) -> BackendResult<Vec<Delivery>> {
+    ) -> BackendResult<(Vec<DeliveryRow>, Vec<Stored>)> {
         let hook = webhook.clone();
-        let (rows, upcoming) = self
-            .blocking(move |store| store.webhook_deliveries(&hook, state, limit))
-            .await?;
-        Ok(crate::webhooks::listing(
-            &webhook.account_id,
-            webhook,
-            rows,
-            &upcoming,
-            state,
-            limit,
-        ))
+        self.blocking(move |store| store.webhook_deliveries(&hook, state, limit))
+            .await
     }
 
     async fn retry_webhook(

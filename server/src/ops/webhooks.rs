@@ -14,7 +14,7 @@ use presence_protocol::{
 
 use super::Ops;
 use crate::backend::{BackendError, BackendResult, Principal};
-use crate::webhooks::{WebhookEdit, WebhookRow, deliver, rules, seq_of};
+use crate::webhooks::{WebhookEdit, WebhookRow, deliver, listing, rules, seq_of};
 
 /// The default and largest page of deliveries.
 pub const DEFAULT_DELIVERIES: usize = 50;
@@ -143,7 +143,18 @@ impl Ops {
                 format!("must be 1 to {MAX_DELIVERIES}"),
             ));
         }
-        self.backend.webhook_deliveries(&row, q.state, limit).await
+        let (rows, upcoming) = self
+            .backend
+            .webhook_deliveries(&row, q.state, limit)
+            .await?;
+        Ok(listing(
+            &p.account_id,
+            &row,
+            rows,
+            &upcoming,
+            q.state,
+            limit,
+        ))
     }
 
     /// Sends a dead event again, next (or a pending one at once); a delivered one is a

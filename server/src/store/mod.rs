@@ -50,7 +50,7 @@ pub use crate::rows::{AccountRow, AgentRow, SessionRow};
 pub use checkpoint::Checkpoint;
 pub use reads::Loaded;
 pub use schema::{APPLICATION_ID, MIGRATIONS, migrate};
-pub use webhooks::{Edited, Work};
+pub use webhooks::Work;
 pub use write::{StatusRecord, Write};
 
 /// The database file inside `--data-dir`. Named for the server so a client engine's data dir

@@ -17,8 +17,8 @@ use super::commit::in_tx;
 use super::{Store, StoreResult};
 use crate::history::events::Stored;
 use crate::webhooks::{
-    Claims, DeliveryRow, Events, Job, MAX_WEBHOOKS, Settle, WebhookEdit, WebhookRow, state_code,
-    state_of,
+    Claims, DeliveryRow, Edited, Effect, Events, Job, MAX_WEBHOOKS, Settle, WebhookEdit,
+    WebhookRow, state_code, state_of,
 };
 
 const COLS: &str = "w.id, w.account_id, w.url, w.events, w.description, w.enabled, \
@@ -34,14 +34,6 @@ pub struct Work {
     pub skipped: Vec<(String, i64)>,
     /// Manual retries of events past their retention: (endpoint, `seq`).
     pub expired: Vec<(String, i64)>,
-}
-
-/// What a store says to an edit.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Edited {
-    Done,
-    TooMany,
-    NotFound,
 }
 
 fn reason_column(r: Option<DisabledReason>) -> Option<&'static str> {
@@ -129,15 +121,7 @@ fn delivery_of(c: &Connection, webhook_id: &str, seq: i64) -> StoreResult<Option
     .optional()
 }
 
-fn upsert_delivery(
-    tx: &Connection,
-    job: &Job,
-    state: DeliveryState,
-    at: i64,
-    status: Option<u16>,
-    error: Option<&str>,
-    next_at: Option<i64>,
-) -> StoreResult<()> {
+fn upsert_delivery(tx: &Connection, job: &Job, e: &Effect) -> StoreResult<()> {
     tx.prepare_cached(
         "INSERT INTO webhook_deliveries
              (webhook_id, seq, type, at, state, attempts, since, last_at, last_status,
@@ -153,13 +137,13 @@ fn upsert_delivery(
         job.event.seq,
         job.event.kind.as_str(),
         job.event.at,
-        state_code(state),
+        state_code(e.state),
         job.attempts + 1,
         job.since,
-        at,
-        status,
-        error,
-        next_at
+        e.at,
+        e.status,
+        e.error,
+        e.next_at
     ])?;
     Ok(())
 }
@@ -442,50 +426,10 @@ fn next_job(
 /// and the endpoint's cursor (past the event once it is delivered or dead, unless it was a
 /// manual retry), next attempt and, after a `410`, its disabling.
 pub(super) fn settle(tx: &Connection, job: &Job, settle: &Settle) -> StoreResult<()> {
-    let (due_at, advance, gone) = match settle {
-        Settle::Released => return Ok(()),
-        Settle::Delivered { status, at } => {
-            upsert_delivery(tx, job, DeliveryState::Ok, *at, Some(*status), None, None)?;
-            (None, !job.manual, false)
-        }
-        Settle::Failed {
-            status,
-            error,
-            at,
-            next_at: Some(next),
-            gone,
-        } => {
-            let next = (!gone).then_some(*next);
-            upsert_delivery(
-                tx,
-                job,
-                DeliveryState::Pending,
-                *at,
-                *status,
-                Some(error),
-                next,
-            )?;
-            (next, false, *gone)
-        }
-        Settle::Failed {
-            status,
-            error,
-            at,
-            next_at: None,
-            ..
-        } => {
-            upsert_delivery(
-                tx,
-                job,
-                DeliveryState::Dead,
-                *at,
-                *status,
-                Some(error),
-                None,
-            )?;
-            (None, !job.manual, false)
-        }
+    let Some(e) = settle.effect(job) else {
+        return Ok(());
     };
+    upsert_delivery(tx, job, &e)?;
     tx.prepare_cached(
         "UPDATE webhooks SET due_at = ?2,
              cursor = CASE WHEN ?3 THEN max(cursor, ?4) ELSE cursor END,
@@ -495,10 +439,10 @@ pub(super) fn settle(tx: &Connection, job: &Job, settle: &Settle) -> StoreResult
     )?
     .execute(params![
         job.webhook.id,
-        due_at,
-        advance,
+        e.next_at,
+        e.advance,
         job.event.seq,
-        gone
+        e.gone
     ])?;
     Ok(())
 }

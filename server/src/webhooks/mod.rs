@@ -171,6 +171,82 @@ pub enum Settle {
     Released,
 }
 
+/// What a store keeps for a [`Settle`]: the delivery row's state and fields, and what
+/// becomes of the endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    pub state: DeliveryState,
+    pub at: i64,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// The delivery's next attempt (pending only).
+    pub next_at: Option<i64>,
+    /// The endpoint's cursor moves past the event (delivered or dead, not a manual retry).
+    pub advance: bool,
+    /// The endpoint is disabled (`410`).
+    pub gone: bool,
+}
+
+impl Settle {
+    /// What the store keeps for this outcome of `job`; `None` for a lease given back.
+    pub fn effect(&self, job: &Job) -> Option<Effect> {
+        Some(match self {
+            Settle::Released => return None,
+            Settle::Delivered { status, at } => Effect {
+                state: DeliveryState::Ok,
+                at: *at,
+                status: Some(*status),
+                error: None,
+                next_at: None,
+                advance: !job.manual,
+                gone: false,
+            },
+            Settle::Failed {
+                status,
+                error,
+                at,
+                next_at,
+                gone,
+            } => Effect {
+                state: if next_at.is_some() {
+                    DeliveryState::Pending
+                } else {
+                    DeliveryState::Dead
+                },
+                at: *at,
+                status: *status,
+                error: Some(error.clone()),
+                // A gone endpoint's event waits for the endpoint to be enabled again.
+                next_at: next_at.filter(|_| !gone),
+                advance: next_at.is_none() && !job.manual,
+                gone: *gone,
+            },
+        })
+    }
+}
+
+/// What a store says to an endpoint edit.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Edited {
+    Done,
+    TooMany,
+    NotFound,
+}
+
+impl Edited {
+    /// The answer to the edit: past [`MAX_WEBHOOKS`] `409`, an unknown endpoint `404`.
+    pub fn answer(self) -> crate::backend::BackendResult<()> {
+        use crate::backend::BackendError;
+        match self {
+            Edited::Done => Ok(()),
+            Edited::TooMany => Err(BackendError::conflict(format!(
+                "an account has at most {MAX_WEBHOOKS} webhook endpoints"
+            ))),
+            Edited::NotFound => Err(BackendError::not_found("webhook")),
+        }
+    }
+}
+
 /// What a worker's claim found: the jobs it now holds, and when the next endpoint that
 /// waits on a retry is due (to sleep until then).
 #[derive(Debug, Default)]
@@ -273,6 +349,74 @@ mod tests {
         assert_eq!(seq_of("acc_9999", &id), None);
         assert_eq!(seq_of("acc_0123", "evt_0123_x"), None);
         assert_eq!(seq_of("acc_0123", "0123_42"), None);
+    }
+
+    fn job(manual: bool) -> Job {
+        Job {
+            webhook: WebhookRow {
+                id: "wh_1".into(),
+                account_id: "acc_1".into(),
+                url: "https://example.com/".into(),
+                events: Events::All,
+                description: None,
+                enabled: true,
+                disabled_reason: None,
+                secret: "s".into(),
+                previous_secret: None,
+                previous_until: None,
+                created_at: 0,
+            },
+            slug: "acme".into(),
+            event: Stored {
+                seq: 9,
+                kind: EventType::AgentStatus,
+                at: 1,
+                data: "{}".into(),
+            },
+            attempts: 2,
+            since: 1,
+            manual,
+        }
+    }
+
+    #[test]
+    fn an_outcome_moves_the_cursor_only_past_a_delivered_or_dead_event_in_line() {
+        let failed = |next_at, gone| Settle::Failed {
+            status: Some(500),
+            error: "answered 500".into(),
+            at: 5,
+            next_at,
+            gone,
+        };
+        let ok = Settle::Delivered { status: 204, at: 5 }
+            .effect(&job(false))
+            .unwrap();
+        assert_eq!(
+            (ok.state, ok.advance, ok.next_at),
+            (DeliveryState::Ok, true, None)
+        );
+        let retry = failed(Some(50), false).effect(&job(false)).unwrap();
+        assert_eq!(
+            (retry.state, retry.advance, retry.next_at),
+            (DeliveryState::Pending, false, Some(50))
+        );
+        let dead = failed(None, false).effect(&job(false)).unwrap();
+        assert_eq!((dead.state, dead.advance), (DeliveryState::Dead, true));
+        // A manual retry of an event the cursor passed long ago never moves it.
+        assert!(!failed(None, false).effect(&job(true)).unwrap().advance);
+        assert!(
+            !Settle::Delivered { status: 200, at: 5 }
+                .effect(&job(true))
+                .unwrap()
+                .advance
+        );
+        // 410: disabled, and the event waits, with no attempt due, for it to be enabled.
+        let gone = failed(Some(5), true).effect(&job(false)).unwrap();
+        assert_eq!(
+            (gone.state, gone.gone, gone.next_at, gone.advance),
+            (DeliveryState::Pending, true, None, false)
+        );
+        assert_eq!(Settle::Released.effect(&job(false)), None);
     }
 
     #[test]

@@ -16,10 +16,9 @@ use tokio_postgres::Row;
 use super::Pg;
 use crate::backend::BackendResult;
 use crate::history::events::Stored;
-use crate::store::Edited;
 use crate::webhooks::{
-    Claims, DeliveryRow, Events, Job, MAX_WEBHOOKS, Settle, WebhookEdit, WebhookRow, state_code,
-    state_of,
+    Claims, DeliveryRow, Edited, Events, Job, MAX_WEBHOOKS, Settle, WebhookEdit, WebhookRow,
+    state_code, state_of,
 };
 
 const COLS: &str = "w.id, w.account_id, w.url, w.events, w.description, w.enabled, \
@@ -371,49 +370,8 @@ impl Pg {
         if holder.as_deref() != Some(owner) {
             return Ok(());
         }
-        let row =
-            |state: DeliveryState,
-             at: i64,
-             status: Option<u16>,
-             error: Option<&str>,
-             next: Option<i64>| { (state, at, status, error.map(str::to_owned), next) };
-        let (delivery, due_at, advance, gone) = match settle {
-            Settle::Released => (None, None, false, false),
-            Settle::Delivered { status, at } => (
-                Some(row(DeliveryState::Ok, *at, Some(*status), None, None)),
-                None,
-                !job.manual,
-                false,
-            ),
-            Settle::Failed {
-                status,
-                error,
-                at,
-                next_at: Some(next),
-                gone,
-            } => {
-                let next = (!gone).then_some(*next);
-                (
-                    Some(row(DeliveryState::Pending, *at, *status, Some(error), next)),
-                    next,
-                    false,
-                    *gone,
-                )
-            }
-            Settle::Failed {
-                status,
-                error,
-                at,
-                next_at: None,
-                ..
-            } => (
-                Some(row(DeliveryState::Dead, *at, *status, Some(error), None)),
-                None,
-                !job.manual,
-                false,
-            ),
-        };
-        if let Some((state, at, status, error, next)) = delivery {
+        let e = settle.effect(job);
+        if let Some(e) = &e {
             tx.execute(
                 "INSERT INTO webhook_deliveries (webhook_id, seq, type, at, state, attempts, \
                  since, last_at, last_status, last_error, next_at) \
@@ -427,18 +385,21 @@ impl Pg {
                     &job.event.seq,
                     &job.event.kind.as_str(),
                     &job.event.at,
-                    &(state_code(state) as i16),
+                    &(state_code(e.state) as i16),
                     &((job.attempts + 1) as i32),
                     &job.since,
-                    &at,
-                    &status.map(i32::from),
-                    &error,
-                    &next,
+                    &e.at,
+                    &e.status.map(i32::from),
+                    &e.error,
+                    &e.next_at,
                 ],
             )
             .await
             .map_err(|e| self.db(e))?;
         }
+        let (due_at, advance, gone) = e
+            .as_ref()
+            .map_or((None, false, false), |e| (e.next_at, e.advance, e.gone));
         tx.execute(
             "UPDATE webhooks SET lease_owner = NULL, lease_until = NULL, due_at = $2, \
              cursor = CASE WHEN $3 THEN greatest(cursor, $4) ELSE cursor END, \
