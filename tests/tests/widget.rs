@@ -39,6 +39,35 @@ async fn widget_status_returns_chatbox_view_with_etag() {
 }
 
 #[tokio::test]
+async fn widget_status_may_be_cached_by_a_cdn_for_one_second_and_never_by_browsers() {
+    let (_srv, api, acc) = setup("acme").await;
+    let path = format!("/v1/widget/{}/status", acc.widget_key);
+    let r = api.get(&path, None).await;
+    assert_eq!(
+        r.header("cache-control").as_deref(),
+        Some("public, max-age=0, s-maxage=1")
+    );
+    let etag = r.header("etag").expect("ETag");
+    let r = api
+        .send(
+            api.request(Method::GET, &path)
+                .header("if-none-match", &etag),
+        )
+        .await;
+    assert_eq!(r.status, 304);
+    assert_eq!(
+        r.header("cache-control").as_deref(),
+        Some("public, max-age=0, s-maxage=1"),
+        "a 304 refreshes what a cache holds"
+    );
+    // An unknown key is not kept by any cache.
+    let r = api.get("/v1/widget/wk_unknown/status", None).await;
+    assert_eq!(r.status, 404);
+    let cc = r.header("cache-control").unwrap_or_default();
+    assert!(cc.contains("no-store"), "{cc:?}");
+}
+
+#[tokio::test]
 async fn widget_status_if_none_match_is_not_modified() {
     let (_srv, api, acc) = setup("acme").await;
     let path = format!("/v1/widget/{}/status", acc.widget_key);

@@ -6,6 +6,8 @@
 //! - Every `/v1/` answer but the widget's (public and cacheable by design) carries
 //!   `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`: nothing about a
 //!   session, an agent or an account is kept by a browser or a proxy, or read as another type.
+//!   A widget answer that does not say how to cache it (an error) gets `no-store` too, so a
+//!   CDN never keeps a `404` or a `503`.
 //! - With `PRESENCE_LOG=presence_server=debug` (or any filter enabling debug here), a `request`
 //!   span with method, path and id, and a `finished` event with status and latency.
 //!
@@ -26,9 +28,11 @@ use tower::{Layer, Service};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Whether an answer to `path` is private: every `/v1/` route but the widget's.
-fn private(path: &str) -> bool {
-    path.starts_with("/v1/") && !path.starts_with("/v1/widget/")
+/// Whether an answer to `path` is private (every `/v1/` route but the widget's: `Some(true)`)
+/// or the widget's (`Some(false)`).
+fn private(path: &str) -> Option<bool> {
+    path.strip_prefix("/v1/")
+        .map(|rest| !rest.starts_with("widget/"))
 }
 
 /// Longest caller-supplied request id that is kept.
@@ -153,7 +157,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         id: Option<HeaderValue>,
-        private: bool,
+        private: Option<bool>,
         trace: Option<Trace>,
     }
 }
@@ -177,10 +181,16 @@ where
             if let Some(id) = this.id.take() {
                 res.headers_mut().insert(X_REQUEST_ID.clone(), id);
             }
-            if *this.private {
-                let h = res.headers_mut();
-                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            let h = res.headers_mut();
+            match *this.private {
+                Some(true) => {
+                    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                }
+                Some(false) if !h.contains_key(CACHE_CONTROL) => {
+                    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                }
+                _ => {}
             }
             if let Some(t) = this.trace.take() {
                 let _enter = t.span.enter();

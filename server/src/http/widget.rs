@@ -5,8 +5,10 @@
 //! - No authentication: the widget key names the account (unknown key: `404 not_found`).
 //! - CORS from any origin, on these routes only ([`cors`]): `GET` and preflight `OPTIONS`
 //!   (answered `200` by the CORS layer, which takes every `OPTIONS`), with `ETag` exposed to scripts.
-//! - The status carries `ETag` = the view's version and `Cache-Control: no-cache`;
-//!   `If-None-Match` naming it (quoted or not, weak or strong, or `*`) answers `304`.
+//! - The status carries `ETag` = the view's version and [`STATUS_CACHE`]: a CDN in front of
+//!   the server may answer it for one second without asking, browsers ask every time;
+//!   `If-None-Match` naming the `ETag` (quoted or not, weak or strong, or `*`) answers `304`
+//!   with the same headers. An unknown key's `404` is not cached.
 //! - The event stream is not under the request deadline: it is served by [`streams`], apart
 //!   from [`router`].
 
@@ -24,6 +26,11 @@ use super::AppState;
 use super::extract::{ClientIp, PathParam};
 use super::sse;
 use crate::error::{ApiError, ApiResult};
+
+/// `Cache-Control` of the widget's status: browsers revalidate every time (an `ETag` makes
+/// that a `304`), a shared cache (a CDN) may serve it for 1 s, so a million visitors' page
+/// loads reach the server at most once a second per widget key and edge (docs/SCALING.md).
+pub const STATUS_CACHE: &str = "public, max-age=0, s-maxage=1";
 
 /// The status, answered within the request deadline.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -113,7 +120,7 @@ async fn widget_status(
     let frame = state.ops.widget_view(&key).await?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", frame.view.version))
         .map_err(ApiError::internal)?;
-    let cache = HeaderValue::from_static("no-cache");
+    let cache = HeaderValue::from_static(STATUS_CACHE);
     if matches_etag(&headers, frame.view.version) {
         return Ok((
             StatusCode::NOT_MODIFIED,
