@@ -222,7 +222,25 @@ pub struct Sse {
 impl Sse {
     /// Opens `GET path` and checks for a 200 event stream.
     pub async fn open(addr: SocketAddr, path: &str, token: Option<&str>) -> io::Result<Sse> {
-        let stream = TcpStream::connect(addr).await?;
+        Self::open_from(addr, None, path, token).await
+    }
+
+    /// [`Sse::open`] from the local address `from` (another loopback address gives another
+    /// range of ephemeral ports: past about 28,000 streams one address runs out).
+    pub async fn open_from(
+        addr: SocketAddr,
+        from: Option<std::net::IpAddr>,
+        path: &str,
+        token: Option<&str>,
+    ) -> io::Result<Sse> {
+        let stream = match from {
+            Some(from) => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(from, 0))?;
+                socket.connect(addr).await?
+            }
+            None => TcpStream::connect(addr).await?,
+        };
         stream.set_nodelay(true)?;
         let mut req =
             format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n");

@@ -48,6 +48,7 @@ pub const STEPS: &[&str] = &[
     "expiry",
     "timers",
     "fanout",
+    "fanout-100k",
     "heartbeat",
     "rss",
     "idle",
@@ -68,7 +69,7 @@ pub const STEPS: &[&str] = &[
 ];
 
 const USAGE: &str = "usage: presence-bench [--quick] [--only STEPS] [--skip STEPS] [--profile]
-steps: latency, expiry, timers, fanout, heartbeat, rss, idle, core, phone, durability, ffi, soketi,
+steps: latency, expiry, timers, fanout, fanout-100k, heartbeat, rss, idle, core, phone, durability, ffi, soketi,
 centrifugo, redis, widget, dashboard, push, cluster, centrifugo-cluster, reports, webhooks";
 
 pub struct Ctx {
@@ -299,6 +300,7 @@ async fn step(ctx: &mut Ctx, name: &str) -> Res<()> {
         "expiry" => ours::expiry(ctx).await,
         "timers" => ours::timers(ctx).await,
         "fanout" => ours::fanout(ctx).await,
+        "fanout-100k" => ours::fanout_100k(ctx).await,
         "heartbeat" => ours::heartbeat(ctx).await,
         "rss" => ours::rss(ctx).await,
         "idle" => ours::idle_connections(ctx).await,

@@ -373,7 +373,7 @@ pub async fn fanout(ctx: &mut Ctx) -> Res<()> {
         let acc = api::create_account(&mut c, "fanout").await?;
         let actor = api::login(&mut c, &acc, "actor").await?;
         let path = format!("/v1/widget/{}/events", acc.widget_key);
-        fanout_run(addr, server.pid, &path, &actor.token, widgets, toggles).await
+        fanout_run(addr, server.pid, &path, &actor.token, widgets, toggles, 0).await
     }
     .await;
     let rss = server.rss_bytes().ok();
@@ -389,6 +389,7 @@ pub async fn fanout(ctx: &mut Ctx) -> Res<()> {
         "bare",
         widgets,
         toggles,
+        0,
     )
     .await;
     let bare_rss = bare.rss_bytes().ok();
@@ -438,6 +439,10 @@ impl FanoutCpu {
     }
 }
 
+/// Opens `widgets` widget streams on `path` (from `sources` loopback addresses, 127.0.0.2
+/// on, when more than one is needed; 0: the default), then makes `toggles` status changes
+/// with `token`: each stream's receipt of each change, the receipts missing, the seconds the
+/// streams took to open, and CPU per change.
 async fn fanout_run(
     addr: SocketAddr,
     server_pid: u32,
@@ -445,7 +450,33 @@ async fn fanout_run(
     token: &str,
     widgets: usize,
     toggles: usize,
+    sources: usize,
 ) -> Res<(Samples, usize, f64, FanoutCpu)> {
+    let (s, missing, connect_s, cpu, ()) = fanout_run_between(
+        addr,
+        server_pid,
+        path,
+        token,
+        (widgets, toggles, sources),
+        || async { Ok(()) },
+    )
+    .await?;
+    Ok((s, missing, connect_s, cpu))
+}
+
+/// [`fanout_run`], running `between` once every stream is open and before the changes.
+async fn fanout_run_between<T, F, Fut>(
+    addr: SocketAddr,
+    server_pid: u32,
+    path: &str,
+    token: &str,
+    (widgets, toggles, sources): (usize, usize, usize),
+    between: F,
+) -> Res<(Samples, usize, f64, FanoutCpu, T)>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Res<T>>,
+{
     let mut c = Conn::connect(addr).await.map_err(e)?;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Result<(), String>>();
     let (rx_tx, mut rx_rx) = mpsc::unbounded_channel::<Instant>();
@@ -453,13 +484,15 @@ async fn fanout_run(
     let path = path.to_owned();
     let t_connect = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..widgets {
+    for i in 0..widgets {
         let (ready_tx, rx_tx, gate, path) =
             (ready_tx.clone(), rx_tx.clone(), gate.clone(), path.clone());
+        let from =
+            (sources > 0).then(|| std::net::IpAddr::from([127, 0, 0, 2 + (i % sources) as u8]));
         tasks.spawn(async move {
             let opened = async {
                 let _p = gate.acquire().await.map_err(e)?;
-                let mut w = Sse::open(addr, &path, None).await.map_err(e)?;
+                let mut w = Sse::open_from(addr, from, &path, None).await.map_err(e)?;
                 w.next_named("chatbox").await.map_err(e)?;
                 Ok::<_, String>(w)
             }
@@ -484,13 +517,14 @@ async fn fanout_run(
     drop(rx_tx);
     let mut ok = 0;
     for _ in 0..widgets {
-        match timeout(Duration::from_secs(120), ready_rx.recv()).await {
+        match timeout(Duration::from_secs(300), ready_rx.recv()).await {
             Ok(Some(Ok(()))) => ok += 1,
             Ok(Some(Err(err))) => return Err(format!("widget stream failed to open: {err}")),
             _ => return Err("widget streams did not open in time".into()),
         }
     }
     let connect_s = t_connect.elapsed().as_secs_f64();
+    let between = between().await?;
     let mut s = Samples::default();
     let mut missing = 0;
     let me = std::process::id();
@@ -529,7 +563,7 @@ async fn fanout_run(
     };
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    Ok((s, missing, connect_s, cpu))
+    Ok((s, missing, connect_s, cpu, between))
 }
 
 /// Pre-built heartbeat requests, one per session token.
@@ -920,6 +954,160 @@ pub async fn durability(ctx: &mut Ctx) -> Res<()> {
         json!({"status_e2e_disk_ms": disk_e2e.summary(),
                "status_e2e_tmpfs_ms": tmpfs_e2e.map(|s| s.summary()),
                "store_commit_us": commits}),
+    );
+    Ok(())
+}
+
+/// 100,000 widget streams on one node: server memory per stream, `/healthz` while they are
+/// held, and one change's fan-out to all of them against the bare axum fan-out of the same
+/// 100,000 in the same run. Full runs only (it holds 200,000 descriptors on this machine).
+pub async fn fanout_100k(ctx: &mut Ctx) -> Res<()> {
+    const KEYS: [&str; 5] = [
+        "widget_100k_rss_bytes_per_stream",
+        "widget_100k_healthz_p99_ms",
+        "status_to_100k_widgets_p99_ms",
+        "status_to_100k_widgets_vs_bare_axum",
+        "widget_100k_server_cpu_ms_per_change",
+    ];
+    if ctx.quick {
+        for k in KEYS {
+            ctx.report.set(k, None);
+            ctx.report.note(k, "full runs only (100,000 streams)");
+        }
+        return Ok(());
+    }
+    // `PRESENCE_BENCH_100K_STREAMS` runs the same scenario with fewer streams (to try the
+    // step where a process may not open 100,000 files); the figures then say so.
+    let widgets = std::env::var("PRESENCE_BENCH_100K_STREAMS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(100_000);
+    let toggles = 5;
+    // The streams are spread over loopback source addresses, 25,000 each (within one
+    // address's ephemeral ports).
+    let sources = widgets.div_ceil(25_000).max(1);
+    let limit = proc::raise_nofile() as usize;
+    // The server holds one descriptor per stream, and so does this process.
+    if limit < widgets + 1024 {
+        for k in KEYS {
+            ctx.report.set(k, None);
+            ctx.report.note(
+                k,
+                &format!(
+                    "not measured: a process here may open at most {limit} files (the hard \
+                     limit; raising it needs CAP_SYS_RESOURCE), and {widgets} streams need a \
+                     descriptor each in the server and in the load generator"
+                ),
+            );
+        }
+        return Ok(());
+    }
+    let (server, addr) = fresh_server(
+        ctx,
+        "fanout-100k",
+        &[
+            "--active-ttl-ms",
+            "600000",
+            "--idle-timeout-ms",
+            "600000",
+            "--max-connections",
+            "250000",
+        ],
+    )
+    .await?;
+    let result = async {
+        let mut c = Conn::connect(addr).await.map_err(e)?;
+        let acc = api::create_account(&mut c, "fanout100k").await?;
+        let actor = api::login(&mut c, &acc, "actor").await?;
+        let path = format!("/v1/widget/{}/events", acc.widget_key);
+        // A warm server, then its resident memory before the streams.
+        let health = request_bytes("GET", "/healthz", None, None);
+        for _ in 0..100 {
+            let mut h = Conn::connect(addr).await.map_err(e)?;
+            h.send(&health).await.map_err(e)?;
+            h.recv().await.map_err(e)?;
+        }
+        let before = server.rss_bytes()? as f64;
+        // While the streams are open: the server's memory, and `/healthz` on fresh
+        // connections.
+        let pid = server.pid;
+        let probe = || async move {
+            let after = proc::rss_bytes(pid)? as f64;
+            let mut lat = Samples::default();
+            for _ in 0..200 {
+                let t = Instant::now();
+                let mut h = Conn::connect(addr).await.map_err(e)?;
+                h.send(&health).await.map_err(e)?;
+                h.recv()
+                    .await
+                    .map_err(e)?
+                    .expect(200, "/healthz")
+                    .map_err(e)?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, String>((after, lat))
+        };
+        let run = fanout_run_between(
+            addr,
+            server.pid,
+            &path,
+            &actor.token,
+            (widgets, toggles, sources),
+            probe,
+        )
+        .await?;
+        Ok::<_, String>((before, run))
+    }
+    .await;
+    server.stop(STOP).await?;
+    let (before, (s, missing, connect_s, cpu, (after, healthz))) = result?;
+    let (bare, baddr) = start_bare(ctx, "bare-axum-fanout-100k").await?;
+    let bare_before = bare.rss_bytes()? as f64;
+    let bare_pid = bare.pid;
+    let b = fanout_run_between(
+        baddr,
+        bare.pid,
+        "/v1/widget/bare/events",
+        "bare",
+        (widgets, toggles, sources),
+        || async move { proc::rss_bytes(bare_pid).map(|v| v as f64) },
+    )
+    .await;
+    bare.stop(STOP).await?;
+    let (b, b_missing, _, b_cpu, bare_after) = b?;
+    let r = &mut ctx.report;
+    let per_stream = ((after - before) / widgets as f64).round();
+    r.set("widget_100k_rss_bytes_per_stream", Some(per_stream));
+    r.set(
+        "bare_axum_100k_rss_bytes_per_stream",
+        Some(((bare_after - bare_before) / widgets as f64).round()),
+    );
+    r.set("widget_100k_healthz_p99_ms", healthz.p99());
+    r.set("status_to_100k_widgets_p50_ms", s.p50());
+    r.set("status_to_100k_widgets_p99_ms", s.p99());
+    r.set("bare_axum_100k_widgets_p99_ms", b.p99());
+    let ratio = match (s.p99(), b.p99()) {
+        (Some(o), Some(f)) if f > 0.0 => Some(round3(o / f)),
+        _ => None,
+    };
+    r.set("status_to_100k_widgets_vs_bare_axum", ratio);
+    r.set("widget_100k_server_cpu_ms_per_change", Some(cpu.server));
+    if widgets != 100_000 {
+        for k in KEYS {
+            r.note(
+                k,
+                &format!("{widgets} streams (PRESENCE_BENCH_100K_STREAMS), not 100,000"),
+            );
+        }
+    }
+    r.detail(
+        "fanout_100k",
+        json!({"widgets": widgets, "toggles": toggles, "source_addresses": sources,
+               "connect_all_s": round3(connect_s), "missing_receipts": missing,
+               "rss_before": before, "rss_after": after, "healthz_ms": healthz.summary(),
+               "samples": s.summary(), "cpu_ms_per_change": cpu.json(),
+               "bare": {"samples": b.summary(), "missing_receipts": b_missing,
+                        "cpu_ms_per_change": b_cpu.json()}}),
     );
     Ok(())
 }

@@ -154,6 +154,48 @@ pub const ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "widget_100k_rss_bytes_per_stream",
+        what: "100,000 widget streams on one node (from 4 loopback addresses): server resident memory per stream (kernel socket buffers are not in it)",
+        goal: Goal::AtMost(4096.0),
+        baselines: &[(
+            "bare axum watch+SSE server",
+            "bare_axum_100k_rss_bytes_per_stream",
+        )],
+    },
+    Row {
+        key: "widget_100k_healthz_p99_ms",
+        what: "`/healthz` p99 on a fresh connection while the 100,000 streams are held",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "status_to_100k_widgets_p50_ms",
+        what: "one status change -> each of the 100,000 streams' receipt, p50",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "status_to_100k_widgets_p99_ms",
+        what: "same, p99",
+        goal: Goal::AtMost(1500.0),
+        baselines: &[(
+            "bare axum watch+SSE fan-out p99",
+            "bare_axum_100k_widgets_p99_ms",
+        )],
+    },
+    Row {
+        key: "status_to_100k_widgets_vs_bare_axum",
+        what: "100k-widget fan-out p99 / bare axum watch+SSE p99 of the same 100,000, same run",
+        goal: Goal::AtMost(1.0),
+        baselines: &[],
+    },
+    Row {
+        key: "widget_100k_server_cpu_ms_per_change",
+        what: "our server's CPU time (user + system) per change of the 100k fan-out",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
         key: "widget_gzip_bytes",
         what: "`widget.js` and everything it loads, gzip (bytes)",
         goal: Goal::AtMost(12_000.0),
@@ -696,6 +738,18 @@ pub const EXTRA_ROWS: &[Row] = &[
     Row {
         key: "bare_axum_10k_widgets_p99_ms",
         what: "the same 10k-stream fan-out from a bare axum watch channel + SSE handler",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "bare_axum_100k_rss_bytes_per_stream",
+        what: "the bare axum watch+SSE server's resident memory per stream, same 100,000",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
+        key: "bare_axum_100k_widgets_p99_ms",
+        what: "the same 100k-stream fan-out from a bare axum watch channel + SSE handler",
         goal: Goal::Report,
         baselines: &[],
     },

@@ -56,6 +56,11 @@ fn config(args: &[String]) -> Result<Config, String> {
                 "--idle-timeout-ms",
                 base.limits.idle_timeout.as_millis() as i64,
             )? as u64),
+            max_connections: num(
+                args,
+                "--max-connections",
+                base.limits.max_connections as i64,
+            )? as usize,
             ..base.limits
         },
         cluster: match (flag(args, "--postgres-url"), flag(args, "--redis-url")) {
