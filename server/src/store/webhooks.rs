@@ -429,6 +429,13 @@ pub(super) fn settle(tx: &Connection, job: &Job, settle: &Settle) -> StoreResult
     let Some(e) = settle.effect(job) else {
         return Ok(());
     };
+    // An endpoint removed while its attempt ran keeps no delivery.
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM webhooks WHERE id = ?1")?
+        .exists([&job.webhook.id])?;
+    if !exists {
+        return Ok(());
+    }
     upsert_delivery(tx, job, &e)?;
     tx.prepare_cached(
         "UPDATE webhooks SET due_at = ?2,
