@@ -50,7 +50,7 @@ async fn the_data_directory_and_database_files_are_owner_only() {
 }
 
 #[tokio::test]
-async fn private_answers_are_never_cached_or_sniffed_and_the_widgets_may_be() {
+async fn private_answers_are_never_cached_or_sniffed_and_widget_errors_are_never_cached() {
     let tmp = tempfile::tempdir().unwrap();
     let server = spawn(tmp.path(), "127.0.0.1:0");
     let c = client();
@@ -69,16 +69,16 @@ async fn private_answers_are_never_cached_or_sniffed_and_the_widgets_may_be() {
         .await
         .unwrap();
     assert_eq!(r.headers()[CACHE_CONTROL], "no-store", "a login answer");
+    // A widget's status says how it may be cached (tests/tests/widget.rs); its errors are
+    // kept by no cache, and are not marked private either.
     let r = c
-        .get(format!("{}/v1/widget/wk_unknown", server.url))
+        .get(format!("{}/v1/widget/wk_unknown/status", server.url))
         .send()
         .await
         .unwrap();
-    assert_ne!(
-        r.headers().get(CACHE_CONTROL).map(|v| v.as_bytes()),
-        Some(&b"no-store"[..]),
-        "widget answers keep their own caching"
-    );
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()[CACHE_CONTROL], "no-store", "a widget's 404");
+    assert!(r.headers().get(X_CONTENT_TYPE_OPTIONS).is_none());
 }
 
 #[test]
