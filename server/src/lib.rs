@@ -209,6 +209,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         clock: clock.clone(),
     }
     .spawn(shutdown_rx.clone());
+    let http_metrics = metrics.http.clone();
     let state = http::AppState {
         ops: ops.clone(),
         limiter,
@@ -219,6 +220,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
             shutdown: shutdown_rx.clone(),
             ping_every: config.stream_ping,
             clock,
+            metrics: http_metrics,
         },
         demo: config.demo,
         trusted_proxies: config.trusted_proxies.clone().into(),

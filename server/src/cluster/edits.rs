@@ -125,7 +125,7 @@ impl Inner {
                     seeded!(
                         self,
                         account_id,
-                        self.hot.set_status(account_id, agent, status, &op)
+                        self.hot.set_status(account_id, agent, status, &op, None)
                     )?;
                     self.push_status(account_id, agent, status, None).await?;
                 }

@@ -82,20 +82,24 @@ impl AgentLane {
 
     /// Sends a status once: an older or repeated version (a replay after a reconnect) is
     /// dropped, and so is one that comes before the stored status was first read (that read
-    /// is later, so it holds this status or a newer one).
-    fn status(&mut self, status: StatusView) {
-        let Some(last) = &self.last else { return };
+    /// is later, so it holds this status or a newer one). True if sent.
+    fn status(&mut self, status: StatusView) -> bool {
+        let Some(last) = &self.last else { return false };
         if status.version > last.version {
             self.last = Some(status.clone());
             let _ = self.tx.send(AgentEvent::status(status));
+            return true;
         }
+        false
     }
 
     /// The stored status as just read: where the lane starts, or what it missed.
     fn stored(&mut self, status: StatusView) {
         match self.last {
             None => self.last = Some(status),
-            Some(_) => self.status(status),
+            Some(_) => {
+                self.status(status);
+            }
         }
     }
 }
@@ -188,22 +192,30 @@ impl Fanout {
         }
     }
 
-    fn dispatch(&self, channel: &str, payload: &[u8]) {
+    /// Hands an event of `channel` to its replica's streams; for a status change sent to
+    /// an agent's streams, answers when it was committed (µs, [`crate::metrics::wall_us`]).
+    fn dispatch(&self, channel: &str, payload: &[u8]) -> Option<i64> {
         let Ok(ev) = serde_json::from_slice::<Event>(payload) else {
             tracing::warn!(channel, "unreadable event on the account channel");
-            return;
+            return None;
         };
         match ev {
-            Event::View { view } => self.take_view(channel, view),
-            Event::Status { agent, status } => {
-                if let Some(lane) = self
+            Event::View { view } => {
+                self.take_view(channel, view);
+                None
+            }
+            Event::Status {
+                agent,
+                status,
+                at_us,
+            } => {
+                let sent = self
                     .replicas
                     .lock()
                     .get_mut(channel)
                     .and_then(|r| r.agents.get_mut(&agent))
-                {
-                    lane.status(status);
-                }
+                    .is_some_and(|lane| lane.status(status));
+                at_us.filter(|_| sent)
             }
             Event::Ended {
                 agent,
@@ -221,6 +233,7 @@ impl Fanout {
                         reason,
                     });
                 }
+                None
             }
         }
     }
@@ -474,7 +487,7 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
                 return;
             };
             if !first {
-                strong.metrics.store.pubsub_reconnects.fetch_add(1, Relaxed);
+                strong.metrics.store.pubsub_reconnects.inc();
             }
             first = false;
             let connection = strong.fanout.connection.fetch_add(1, Relaxed) + 1;
@@ -545,7 +558,13 @@ pub(super) fn spawn_reader(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) 
                                 continue;
                             }
                             let Some(inner) = inner.upgrade() else { return };
-                            inner.fanout.dispatch(m.get_channel_name(), m.get_payload_bytes());
+                            let committed_us = inner
+                                .fanout
+                                .dispatch(m.get_channel_name(), m.get_payload_bytes());
+                            if let Some(at) = committed_us {
+                                let us = (crate::metrics::wall_us() - at).max(0);
+                                inner.metrics.fanned_out(Duration::from_micros(us as u64));
+                            }
                         }
                         None => {
                             tracing::warn!("pub/sub connection closed");

@@ -366,7 +366,7 @@ impl Inner {
                 &leases,
             )
             .await?;
-        self.metrics.store.seeds.fetch_add(1, Relaxed);
+        self.metrics.store.seeds.inc();
         for (_, l) in &leases {
             let _ = self.deadline_tx.send((hot::partition(account_id), l.until));
         }
@@ -486,7 +486,7 @@ impl Inner {
                 .await
                 .map_err(hot_err)?
             {
-                self.metrics.view_changes.fetch_add(1, Relaxed);
+                self.metrics.view_changes.inc();
                 // Only the node whose view landed records it, once per version.
                 if let Err(e) = self.pg.record_view(account_id, &view, snap.now).await {
                     tracing::warn!(error = %e, "could not record a chat box view event");

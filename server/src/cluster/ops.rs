@@ -170,7 +170,8 @@ impl Inner {
         self.refresh_view(account_id).await
     }
 
-    /// Applies a committed status to Redis, the views and the other devices.
+    /// Applies a status committed at `committed_us` ([`crate::metrics::wall_us`]) to Redis,
+    /// the views and the other devices.
     async fn after_status(
         &self,
         account_id: &str,
@@ -178,13 +179,15 @@ impl Inner {
         status: &StatusView,
         op_id: &str,
         origin: Option<&str>,
+        committed_us: i64,
     ) -> BackendResult<()> {
         seeded!(
             self,
             account_id,
-            self.hot.set_status(account_id, agent_id, status, op_id)
+            self.hot
+                .set_status(account_id, agent_id, status, op_id, Some(committed_us))
         )?;
-        self.metrics.status_changes.fetch_add(1, Relaxed);
+        self.metrics.status_changes.inc();
         self.refresh_view(account_id).await?;
         self.push_status(account_id, agent_id, status, origin).await
     }
@@ -204,6 +207,7 @@ impl Inner {
             .pg
             .status_op(&change, since, now, activity.clone(), plan)
             .await?;
+        let committed_us = crate::metrics::wall_us();
         if let (Some(a), StatusDecision::Decided { status, .. }) = (&activity, &decision) {
             let at = idle::next_check(a, status);
             self.hot
@@ -224,6 +228,7 @@ impl Inner {
                         &status,
                         &change.op_id,
                         change.origin.as_deref(),
+                        committed_us,
                     )
                     .await?;
                 }
@@ -422,7 +427,7 @@ impl Backend for Cluster {
                         let _ = inner.pg.set_lease(&sid, mode, until).await;
                     });
                 }
-                inner.metrics.heartbeats.fetch_add(1, Relaxed);
+                inner.metrics.heartbeats.inc();
                 let reported = match idle_ms {
                     Some(idle_ms) if idle_on => Some(Reported {
                         account_id: t.account_id.clone(),

@@ -5,7 +5,6 @@
 //! view is refreshed. Nothing here decides; `crate::ops::sessions` does.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::EndReason;
 
@@ -131,7 +130,7 @@ impl Inner {
                     .deadline_tx
                     .send((hot::partition(account_id), lease.until));
                 self.refresh_view(account_id).await?;
-                self.metrics.logins.fetch_add(1, Relaxed);
+                self.metrics.logins.inc();
             }
             SessionEdit::End {
                 reason,
@@ -143,7 +142,7 @@ impl Inner {
                         .await?;
                 }
                 if *reason == EndReason::Logout {
-                    self.metrics.logouts.fetch_add(1, Relaxed);
+                    self.metrics.logouts.inc();
                 }
             }
             SessionEdit::Push { session_id, push } => {

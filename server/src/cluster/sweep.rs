@@ -16,7 +16,6 @@
 //!   decided in PostgreSQL: a repeat (by the reconciler) changes nothing.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use presence_protocol::{EndReason, PushBody, PushPayload};
@@ -60,7 +59,7 @@ pub(super) fn spawn(
                 let poll = now + SAFETY_POLL.as_millis() as i64;
                 next[p as usize] = match inner.hot.sweep(p).await {
                     Ok(sw) => {
-                        inner.metrics.store.sweeps.fetch_add(1, Relaxed);
+                        inner.metrics.store.sweeps.inc();
                         // Redis time -> this node's time, for the timer only.
                         let due = sw.next.map_or(poll, |n| now + (n - sw.now).max(0));
                         handle(&inner, sw);
@@ -115,10 +114,11 @@ pub(super) fn spawn(
 fn handle(inner: &Arc<Inner>, sw: Swept) {
     for (acc, sid, _agent, ended_at) in sw.ended {
         let inner = inner.clone();
-        let lag = (sw.now - ended_at).max(0) as u64;
-        inner.metrics.store.sweep_lag_ms.store(lag, Relaxed);
+        let lag = (sw.now - ended_at).max(0);
+        inner.metrics.store.sweep_lag_ms.set(lag);
+        inner.metrics.expired_after(lag);
         tokio::spawn(async move {
-            inner.metrics.expiries.fetch_add(1, Relaxed);
+            inner.metrics.expiries.inc();
             let now = inner.clock.now_ms();
             match inner.pg.session(&sid).await {
                 Ok(Some(row)) => {
@@ -224,10 +224,10 @@ async fn reconcile(inner: &Arc<Inner>) {
         let applied = seeded!(
             inner,
             &acc,
-            inner.hot.set_status(&acc, &agent, &status, &op)
+            inner.hot.set_status(&acc, &agent, &status, &op, None)
         );
         if let Ok(true) = applied {
-            inner.metrics.store.reconciler_repairs.fetch_add(1, Relaxed);
+            inner.metrics.store.reconciler_repairs.inc();
             let _ = inner.refresh_view(&acc).await;
         }
     }
@@ -246,9 +246,9 @@ async fn prune(inner: &Arc<Inner>) {
         .await
     {
         Ok((sessions, ops, log)) => {
-            inner.metrics.pruned_status_log.fetch_add(log, Relaxed);
-            inner.metrics.pruned_sessions.fetch_add(sessions, Relaxed);
-            inner.metrics.pruned_status_ops.fetch_add(ops, Relaxed);
+            inner.metrics.pruned_status_log.inc_by(log);
+            inner.metrics.pruned_sessions.inc_by(sessions);
+            inner.metrics.pruned_status_ops.inc_by(ops);
         }
         Err(e) => tracing::debug!(error = %e, "could not prune"),
     }

@@ -5,7 +5,6 @@
 use super::*;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use presence_protocol::Mode;
@@ -45,18 +44,12 @@ pub(super) fn prune_once(inner: &Inner) {
         .prune(sessions_before, ops_before, log_before, events_before)
     {
         Ok((sessions, ops, log)) => {
-            inner
-                .metrics
-                .pruned_status_log
-                .fetch_add(log as u64, Relaxed);
+            inner.metrics.pruned_status_log.inc_by(log as u64);
             inner
                 .metrics
                 .pruned_sessions
-                .fetch_add(sessions.max(forgotten) as u64, Relaxed);
-            inner
-                .metrics
-                .pruned_status_ops
-                .fetch_add(ops as u64, Relaxed);
+                .inc_by(sessions.max(forgotten) as u64);
+            inner.metrics.pruned_status_ops.inc_by(ops as u64);
         }
         Err(e) => tracing::warn!(error = %e, "pruning old history failed; will retry"),
     }

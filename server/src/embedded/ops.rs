@@ -222,7 +222,7 @@ impl Backend for Embedded {
                 sessions::heartbeat(&settings, mode, has_push, lease_until, now, status_version);
             (hb, reported)
         };
-        self.inner.metrics.heartbeats.fetch_add(1, Relaxed);
+        self.inner.metrics.heartbeats.inc();
         self.inner.finish(fx);
         Ok(SessionCheck::Renewed(hb.0, hb.1))
     }

@@ -5,8 +5,6 @@
 
 use super::*;
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use presence_protocol::EndReason;
 
 use crate::backend::{BackendError, BackendResult};
@@ -154,7 +152,7 @@ impl Inner {
                     open_mem(st, agent_id, n)?;
                     st.schedule_session_timers(&arc(&n.id), &mut fx);
                     self.recompute(st, account_id, now, &mut fx);
-                    self.metrics.logins.fetch_add(1, Relaxed);
+                    self.metrics.logins.inc();
                 }
                 SessionEdit::End {
                     session_id,
@@ -164,7 +162,7 @@ impl Inner {
                     st.end_session_by(session_id, *reason, *by_other_device, now, &mut fx);
                     self.recompute(st, account_id, now, &mut fx);
                     if *reason == EndReason::Logout {
-                        self.metrics.logouts.fetch_add(1, Relaxed);
+                        self.metrics.logouts.inc();
                     }
                 }
                 SessionEdit::Push { session_id, push } => {

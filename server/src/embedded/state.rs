@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 // inserts, so the fast non-keyed hasher is safe here.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::{
     AccountInfo, AgentAvailability, CustomStatus, Device, EndReason, Group, IdleSettings, Messages,
@@ -269,7 +268,7 @@ impl State {
         let frame = Arc::new(ViewFrame::new(view));
         acc.view = frame.clone();
         acc.view_tx.send_replace(frame);
-        metrics.view_changes.fetch_add(1, Relaxed);
+        metrics.view_changes.inc();
     }
 
     /// Ends a live session in memory and tells its stream. The caller commits to the store.

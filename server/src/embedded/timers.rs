@@ -14,7 +14,6 @@ use super::*;
 
 use rustc_hash::FxHashSet as HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::{EndReason, PushBody, PushPayload};
 use tokio::sync::watch;
@@ -66,10 +65,7 @@ pub(super) async fn sweep_once(inner: &Arc<Inner>) -> Option<i64> {
             // The lease is over either way; a restart would grant it a grace lease.
             tracing::error!(error = %e, "could not record expired sessions");
         }
-        inner
-            .metrics
-            .expiries
-            .fetch_add(due.ended.len() as u64, Relaxed);
+        inner.metrics.expiries.inc_by(due.ended.len() as u64);
     }
     let next = {
         let mut st = inner.state.lock();
@@ -153,6 +149,7 @@ fn take_due(inner: &Inner, now: i64) -> Due {
                     rearm.push(id);
                     continue;
                 }
+                inner.metrics.expired_after(now - s.lease_until);
                 ended.push(id);
             }
             TimerKind::Renew => {

@@ -19,6 +19,7 @@
 
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustc_hash::FxHasher;
 use tokio::sync::{Mutex, MutexGuard, oneshot};
@@ -33,7 +34,8 @@ const STRIPES: usize = 64;
 
 struct Job {
     write: Write,
-    done: oneshot::Sender<StoreResult<()>>,
+    /// The answer, and when its group was durable.
+    done: oneshot::Sender<(StoreResult<()>, Instant)>,
 }
 
 #[derive(Default)]
@@ -67,6 +69,11 @@ impl Writer {
 
     /// Commits one change (with whatever others are waiting) and returns once it is durable.
     pub(super) async fn commit(self: &Arc<Self>, write: Write) -> BackendResult<()> {
+        self.commit_at(write).await.map(|_| ())
+    }
+
+    /// [`Writer::commit`], answering when the change was durable.
+    pub(super) async fn commit_at(self: &Arc<Self>, write: Write) -> BackendResult<Instant> {
         let (done, answer) = oneshot::channel();
         let lead = {
             let mut q = self.queue.lock();
@@ -84,7 +91,8 @@ impl Writer {
             }
         }
         let stopped = || BackendError::unavailable("the server is shutting down", 1);
-        answer.await.map_err(|_| stopped())?.map_err(storage)
+        let (answer, at) = answer.await.map_err(|_| stopped())?;
+        answer.map_err(storage).map(|()| at)
     }
 
     /// Commits groups until none is waiting, then steps down.
@@ -101,9 +109,10 @@ impl Writer {
             };
             let writes: Vec<&Write> = jobs.iter().map(|j| &j.write).collect();
             let answers = self.store.commit_writes(&writes);
+            let at = Instant::now();
             self.committed.send_modify(|n| *n = n.wrapping_add(1));
             for (job, answer) in jobs.into_iter().zip(answers) {
-                let _ = job.done.send(answer);
+                let _ = job.done.send((answer, at));
             }
         }
     }

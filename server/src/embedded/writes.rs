@@ -17,7 +17,6 @@ use super::*;
 
 use rustc_hash::FxHashSet as HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use presence_protocol::{Messages, SetStatusResponse, WeeklySchedule, resolve};
 use tokio::sync::{broadcast, watch};
@@ -170,9 +169,10 @@ impl Inner {
             let json = serde_json::to_string(&resp).map_err(BackendError::internal)?;
             (resp, json, activity)
         };
-        if recorded(resp.applied) {
-            self.writer
-                .commit(Write::Status(StatusRecord {
+        let committed = if recorded(resp.applied) {
+            let at = self
+                .writer
+                .commit_at(Write::Status(StatusRecord {
                     agent_id: agent_id.clone(),
                     op_id: op_id.clone(),
                     applied: resp.applied.then(|| resp.status.clone()),
@@ -180,7 +180,10 @@ impl Inner {
                     now,
                 }))
                 .await?;
-        }
+            Some(at)
+        } else {
+            None
+        };
         let mut fx = Effects::default();
         if let Some(a) = &activity {
             let at = idle::next_check(a, &resp.status);
@@ -198,7 +201,10 @@ impl Inner {
                 &mut fx,
             );
             self.recompute(&mut st, &account_id, now, &mut fx);
-            self.metrics.status_changes.fetch_add(1, Relaxed);
+            self.metrics.status_changes.inc();
+            if let Some(at) = committed {
+                self.metrics.fanned_out(at.elapsed());
+            }
         }
         self.finish(fx);
         Ok(resp)

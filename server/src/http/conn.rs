@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 use crate::Limits;
+use crate::metrics::http::{HttpMetrics, Open};
 
 /// Serves `app` on `listener` until `stop` turns true, then drains connections for at most
 /// `limits.shutdown_grace`.
@@ -50,6 +51,7 @@ pub async fn serve<S>(
     app: S,
     limits: Limits,
     drain_every: Duration,
+    metrics: Arc<HttpMetrics>,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()>
 where
@@ -81,7 +83,8 @@ where
                 }
                 let _ = tcp.set_nodelay(true);
                 let busy = open >= limits.max_connections;
-                let conn = Conn { tcp, peer, limits, drain_every, busy };
+                let open = metrics.connection_opened();
+                let conn = Conn { tcp, peer, limits, drain_every, busy, _open: open };
                 conns.spawn(connection(conn, app.clone(), for_conns.clone()));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -111,6 +114,8 @@ struct Conn {
     drain_every: Duration,
     /// Past `max_connections`: one request, then closed.
     busy: bool,
+    /// Counted in `presence_connections` while the connection lives.
+    _open: Open,
 }
 
 async fn connection<S>(c: Conn, app: S, mut stop: watch::Receiver<bool>)
@@ -127,6 +132,7 @@ where
         limits,
         drain_every,
         busy,
+        _open,
     } = c;
     let mut drain = Drain::new(&tcp);
     let io = Watched::new(tcp);

@@ -3,7 +3,8 @@
 //! Guarantees:
 //! - `/healthz` answers `{"status":"ok"}` only while every store the backend needs is in
 //!   reach, `503 unavailable` otherwise.
-//! - `/metrics` is the Prometheus text format, counters and the backend's gauges.
+//! - `/metrics` is the Prometheus text format (0.0.4): every metric of [`crate::metrics`],
+//!   with the backend's gauges read at the scrape.
 //! - Neither needs a token.
 
 use axum::Json;
@@ -50,12 +51,5 @@ async fn healthz(State(state): State<AppState>) -> Result<Response, ApiError> {
 )]
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render().await;
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }

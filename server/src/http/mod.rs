@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use presence_protocol::Settings;
@@ -44,7 +44,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::Limits;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{HttpMetrics, Metrics};
 
 /// Request bodies above this are refused with `413 payload_too_large`.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -79,52 +79,78 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let drain_every = state.streams.ping_every;
+    let http = state.metrics.http.clone();
+    let deadline = Deadline {
+        limit: limits.request_timeout,
+        metrics: http.clone(),
+    };
     let app = ServiceBuilder::new()
         .layer(layer::RequestLayer::new())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .service(router(state, limits.request_timeout));
-    conn::serve(listener, app, limits, drain_every, stop).await
+        .service(router(state, deadline));
+    conn::serve(listener, app, limits, drain_every, http, stop).await
+}
+
+/// What [`deadline`] needs: the limit, and where it records each answer's latency.
+#[derive(Clone)]
+struct Deadline {
+    limit: Duration,
+    metrics: Arc<HttpMetrics>,
+}
+
+impl Deadline {
+    /// For building the OpenAPI document, which serves nothing.
+    fn document() -> Deadline {
+        Deadline {
+            limit: Duration::from_secs(1),
+            metrics: Arc::default(),
+        }
+    }
 }
 
 /// Answers `503 unavailable` for a request not answered within its deadline, rather than
-/// leaving the client waiting or closing with an empty body. Event streams are not under
-/// it: they last as long as their reader reads.
+/// leaving the client waiting or closing with an empty body, and records how long the
+/// answer took under the matched route's template. Event streams are not under it: they
+/// last as long as their reader reads.
 async fn deadline(
-    State(limit): State<Duration>,
+    State(d): State<Deadline>,
     req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+    let started = std::time::Instant::now();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let resp = match tokio::time::timeout(d.limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => ApiError::unavailable(
             format!(
                 "the request was not answered within {} ms",
-                limit.as_millis()
+                d.limit.as_millis()
             ),
             1,
         )
         .into_response(),
+    };
+    if let Some(route) = &route {
+        d.metrics.answered(route, resp.status(), started.elapsed());
     }
+    resp
 }
 
 /// All areas under one router, the web files' beside the documented API's; unknown paths and
 /// methods answer in the contract's shape.
-fn router(state: AppState, request_timeout: Duration) -> Router {
-    let (api, _) = api(request_timeout).split_for_parts();
-    api.merge(assets::router().layer(axum::middleware::from_fn_with_state(
-        request_timeout,
-        deadline,
-    )))
-    .fallback(not_found)
-    .method_not_allowed_fallback(method_not_allowed)
-    .with_state(state)
+fn router(state: AppState, limit: Deadline) -> Router {
+    let (api, _) = api(limit.clone()).split_for_parts();
+    api.merge(assets::router().layer(axum::middleware::from_fn_with_state(limit, deadline)))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
 }
 
 /// Every route of the API with its document ([`openapi`]). The deadline wraps every route
 /// but the two event streams; the widget's CORS wraps the widget routes only, outside their
 /// deadline.
-fn api(request_timeout: Duration) -> OpenApiRouter<AppState> {
-    let within_deadline = axum::middleware::from_fn_with_state(request_timeout, deadline);
+fn api(limit: Deadline) -> OpenApiRouter<AppState> {
+    let within_deadline = axum::middleware::from_fn_with_state(limit, deadline);
     let widget_routes = widget::router()
         .layer(within_deadline.clone())
         // Streams are added after the deadline layer, so it does not wrap them.

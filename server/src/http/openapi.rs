@@ -78,7 +78,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub fn document() -> &'static [u8] {
     static DOC: OnceLock<Vec<u8>> = OnceLock::new();
     DOC.get_or_init(|| {
-        let doc = super::api(std::time::Duration::from_secs(1)).into_openapi();
+        let doc = super::api(super::Deadline::document()).into_openapi();
         serde_json::to_vec(&doc).expect("an OpenAPI document serialises")
     })
 }

@@ -45,10 +45,7 @@ fn settle<T>(
 ) -> ApiResult<T> {
     if answer.as_ref().err() == Some(&BackendError::InvalidCredentials) {
         attempt.failed();
-        state
-            .metrics
-            .login_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state.metrics.login_failures.inc();
     }
     Ok(answer?)
 }

@@ -25,6 +25,7 @@ use presence_protocol::{PingEvent, SessionEndedEvent, event};
 use super::stream_limit::StreamPermit;
 use crate::backend::{AgentEvent, DeviceStream, StatusFrame, ViewFrame, WidgetStream};
 use crate::clock::Clock;
+use crate::metrics::http::{HttpMetrics, Open, StreamKind};
 
 /// Encodes one event from already-serialised JSON, with an `id:` line when given.
 pub fn frame_raw(event: &str, id: Option<&str>, json: &[u8]) -> Bytes {
@@ -89,6 +90,8 @@ pub struct StreamConfig {
     pub shutdown: watch::Receiver<bool>,
     pub ping_every: Duration,
     pub clock: Clock,
+    /// Counts the streams open, by kind.
+    pub metrics: std::sync::Arc<HttpMetrics>,
 }
 
 fn ping_frame(clock: &Clock) -> Bytes {
@@ -133,6 +136,7 @@ struct DeviceState {
     first: Option<Bytes>,
     s: DeviceStream,
     _permit: StreamPermit,
+    _open: Open,
     pings: Interval,
     clock: Clock,
     shutdown: Shutdown,
@@ -152,6 +156,7 @@ pub fn device_stream(s: DeviceStream, cfg: StreamConfig, permit: StreamPermit) -
         first: Some(opening(&sse_frame(event::SNAPSHOT, &s.snapshot))),
         s,
         _permit: permit,
+        _open: cfg.metrics.stream_opened(StreamKind::Device),
         pings: pings(cfg.ping_every),
         clock: cfg.clock,
         shutdown: shutdown_future(cfg.shutdown),
@@ -202,6 +207,7 @@ struct WidgetState {
     first: bool,
     s: WidgetStream,
     _permit: StreamPermit,
+    _open: Open,
     pings: Interval,
     clock: Clock,
     shutdown: Shutdown,
@@ -212,6 +218,7 @@ pub fn widget_stream(s: WidgetStream, cfg: StreamConfig, permit: StreamPermit) -
         first: true,
         s,
         _permit: permit,
+        _open: cfg.metrics.stream_opened(StreamKind::Widget),
         pings: pings(cfg.ping_every),
         clock: cfg.clock,
         shutdown: shutdown_future(cfg.shutdown),
@@ -263,6 +270,7 @@ struct AccountState {
     read_now: bool,
     signal: crate::backend::EventSignal,
     _permit: StreamPermit,
+    _open: Open,
     pings: Interval,
     clock: Clock,
     shutdown: Shutdown,
@@ -281,6 +289,7 @@ pub fn account_stream(src: AccountEvents, cfg: StreamConfig, permit: StreamPermi
         ready: std::collections::VecDeque::new(),
         read_now: true,
         _permit: permit,
+        _open: cfg.metrics.stream_opened(StreamKind::Admin),
         pings: pings(cfg.ping_every),
         clock: cfg.clock,
         shutdown: shutdown_future(cfg.shutdown),

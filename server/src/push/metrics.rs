@@ -1,36 +1,56 @@
-//! Per-provider push counters and the send latency histogram, rendered into `/metrics`.
+//! Per-provider push counters and the send latency histogram, registered into `/metrics`;
+//! every provider's series exists from start (at zero).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use presence_protocol::PushProvider;
-use strum::IntoEnumIterator;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Debug, Default)]
-struct Counters {
-    sends: AtomicU64,
-    failures: AtomicU64,
-    retries: AtomicU64,
-    invalid_tokens: AtomicU64,
-    /// Cumulative counts per bucket, then `+Inf`.
-    latency: [AtomicU64; BUCKETS.len() + 1],
-    latency_sum_us: AtomicU64,
-}
+/// `{provider="..."}`.
+type Provider = [(&'static str, &'static str); 1];
 
-/// Picks one counter out of a provider's set.
-type Field = fn(&Counters) -> &AtomicU64;
+/// One provider's series, looked up once.
+struct Series {
+    sends: Counter,
+    failures: Counter,
+    retries: Counter,
+    invalid_tokens: Counter,
+    latency: Histogram,
+}
 
 /// Counters for each provider.
-#[derive(Debug, Default)]
 pub struct PushMetrics {
-    providers: [Counters; 4],
+    sends: Family<Provider, Counter>,
+    failures: Family<Provider, Counter>,
+    retries: Family<Provider, Counter>,
+    invalid_tokens: Family<Provider, Counter>,
+    latency: Family<Provider, Histogram, fn() -> Histogram>,
+    providers: [Series; 4],
 }
+
+impl std::fmt::Debug for PushMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushMetrics")
+            .field("sent", &self.total_sent())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The providers in the order of [`PushMetrics::providers`].
+const ORDER: [PushProvider; 4] = [
+    PushProvider::Webhook,
+    PushProvider::Fcm,
+    PushProvider::Apns,
+    PushProvider::Unifiedpush,
+];
 
 fn index(p: PushProvider) -> usize {
     match p {
@@ -41,99 +61,93 @@ fn index(p: PushProvider) -> usize {
     }
 }
 
+impl Default for PushMetrics {
+    fn default() -> PushMetrics {
+        let sends = Family::<Provider, Counter>::default();
+        let failures = Family::<Provider, Counter>::default();
+        let retries = Family::<Provider, Counter>::default();
+        let invalid_tokens = Family::<Provider, Counter>::default();
+        let latency: Family<Provider, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(BUCKETS));
+        let providers = ORDER.map(|p| {
+            let l = [("provider", p.as_str())];
+            Series {
+                sends: sends.get_or_create_owned(&l),
+                failures: failures.get_or_create_owned(&l),
+                retries: retries.get_or_create_owned(&l),
+                invalid_tokens: invalid_tokens.get_or_create_owned(&l),
+                latency: latency.get_or_create_owned(&l),
+            }
+        });
+        PushMetrics {
+            sends,
+            failures,
+            retries,
+            invalid_tokens,
+            latency,
+            providers,
+        }
+    }
+}
+
 impl PushMetrics {
-    fn of(&self, p: PushProvider) -> &Counters {
+    fn of(&self, p: PushProvider) -> &Series {
         &self.providers[index(p)]
     }
 
     pub fn sent(&self, p: PushProvider) {
-        self.of(p).sends.fetch_add(1, Relaxed);
+        self.of(p).sends.inc();
     }
 
     pub fn failed(&self, p: PushProvider) {
-        self.of(p).failures.fetch_add(1, Relaxed);
+        self.of(p).failures.inc();
     }
 
     pub fn retried(&self, p: PushProvider) {
-        self.of(p).retries.fetch_add(1, Relaxed);
+        self.of(p).retries.inc();
     }
 
     pub fn invalid_token(&self, p: PushProvider) {
-        self.of(p).invalid_tokens.fetch_add(1, Relaxed);
+        self.of(p).invalid_tokens.inc();
     }
 
     /// One attempt's duration, whatever its outcome.
     pub fn observe(&self, p: PushProvider, took: Duration) {
-        let c = self.of(p);
-        let secs = took.as_secs_f64();
-        for (bucket, bound) in c.latency.iter().zip(BUCKETS.iter().chain([&f64::INFINITY])) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Relaxed);
-            }
-        }
-        c.latency_sum_us.fetch_add(took.as_micros() as u64, Relaxed);
+        self.of(p).latency.observe(took.as_secs_f64());
     }
 
     /// Pushes delivered, all providers.
     pub fn total_sent(&self) -> u64 {
-        self.providers.iter().map(|c| c.sends.load(Relaxed)).sum()
+        self.providers.iter().map(|c| c.sends.get()).sum()
     }
 
-    /// Prometheus text for every push metric.
-    pub fn render(&self, out: &mut String) {
-        let counters: [(&str, &str, Field); 4] = [
-            (
-                "presence_push_sends_total",
-                "Pushes delivered to a provider.",
-                |c| &c.sends,
-            ),
-            (
-                "presence_push_failures_total",
-                "Push attempts that did not deliver, and pushes dropped unsent.",
-                |c| &c.failures,
-            ),
-            (
-                "presence_push_retries_total",
-                "Push attempts retried because the provider was busy.",
-                |c| &c.retries,
-            ),
-            (
-                "presence_push_invalid_tokens_total",
-                "Push registrations removed because the provider said the token is gone.",
-                |c| &c.invalid_tokens,
-            ),
-        ];
-        for (name, help, field) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for p in PushProvider::iter() {
-                let v = field(self.of(p)).load(Relaxed);
-                let _ = writeln!(out, "{name}{{provider=\"{}\"}} {v}", p.as_str());
-            }
-        }
-        let name = "presence_push_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Duration of one push attempt.\n# TYPE {name} histogram"
+    /// Registers every push metric into `/metrics`' registry.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "presence_push_sends",
+            "Pushes delivered to a provider",
+            self.sends.clone(),
         );
-        for p in PushProvider::iter() {
-            let c = self.of(p);
-            let provider = p.as_str();
-            for (bucket, bound) in c.latency.iter().zip(BUCKETS.iter()) {
-                let v = bucket.load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{provider=\"{provider}\",le=\"{bound}\"}} {v}"
-                );
-            }
-            let count = c.latency[BUCKETS.len()].load(Relaxed);
-            let sum = c.latency_sum_us.load(Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{provider=\"{provider}\",le=\"+Inf\"}} {count}\n\
-                 {name}_sum{{provider=\"{provider}\"}} {sum}\n\
-                 {name}_count{{provider=\"{provider}\"}} {count}"
-            );
-        }
+        r.register(
+            "presence_push_failures",
+            "Push attempts that did not deliver, and pushes dropped unsent",
+            self.failures.clone(),
+        );
+        r.register(
+            "presence_push_retries",
+            "Push attempts retried because the provider was busy",
+            self.retries.clone(),
+        );
+        r.register(
+            "presence_push_invalid_tokens",
+            "Push registrations removed because the provider said the token is gone",
+            self.invalid_tokens.clone(),
+        );
+        r.register(
+            "presence_push_latency_seconds",
+            "Duration of one push attempt",
+            self.latency.clone(),
+        );
     }
 }
 
@@ -142,13 +156,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_provider_has_its_place() {
+        use strum::IntoEnumIterator;
+        for p in PushProvider::iter() {
+            assert_eq!(ORDER[index(p)], p);
+        }
+    }
+
+    #[test]
     fn histogram_buckets_are_cumulative_and_labelled_per_provider() {
         let m = PushMetrics::default();
         m.observe(PushProvider::Apns, Duration::from_millis(20));
         m.observe(PushProvider::Apns, Duration::from_secs(20));
         m.sent(PushProvider::Fcm);
+        let mut r = Registry::default();
+        m.register(&mut r);
         let mut out = String::new();
-        m.render(&mut out);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &r).unwrap();
         assert!(out.contains("presence_push_sends_total{provider=\"fcm\"} 1"));
         assert!(out.contains("presence_push_sends_total{provider=\"apns\"} 0"));
         assert!(

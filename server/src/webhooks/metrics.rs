@@ -1,14 +1,18 @@
 //! `presence_webhook_deliveries_total{result}`, `presence_webhook_latency_seconds` and
-//! `presence_webhook_backlog`, rendered into `/metrics`.
+//! `presence_webhook_backlog`, registered into `/metrics`.
 //!
 //! - `result` is `ok` (2xx), `retry` (another attempt is due), `dead` (given up) or `gone`
 //!   (410: the endpoint was disabled).
 //! - The latency is from the event (its commit) to its 2xx answer: what a receiver waits.
 //! - The backlog is events of enabled endpoints not yet done with, as last claimed.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const BUCKETS: [f64; 12] = [
@@ -31,71 +35,67 @@ const RESULTS: [(Result, &str); 4] = [
     (Result::Gone, "gone"),
 ];
 
-#[derive(Debug, Default)]
 pub struct WebhookMetrics {
-    results: [AtomicU64; 4],
-    /// Cumulative counts per bucket, then `+Inf`.
-    latency: [AtomicU64; BUCKETS.len() + 1],
-    latency_sum_us: AtomicU64,
-    backlog: AtomicI64,
+    deliveries: Family<[(&'static str, &'static str); 1], Counter>,
+    /// Each result's series, looked up once, in the order of [`RESULTS`].
+    results: [Counter; 4],
+    latency: Histogram,
+    backlog: Gauge,
+}
+
+impl std::fmt::Debug for WebhookMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookMetrics")
+            .field("backlog", &self.backlog.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WebhookMetrics {
+    fn default() -> WebhookMetrics {
+        let deliveries = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let results =
+            RESULTS.map(|(_, label)| deliveries.get_or_create_owned(&[("result", label)]));
+        WebhookMetrics {
+            deliveries,
+            results,
+            latency: Histogram::new(BUCKETS),
+            backlog: Gauge::default(),
+        }
+    }
 }
 
 impl WebhookMetrics {
     pub fn counted(&self, r: Result) {
         let i = RESULTS.iter().position(|(x, _)| *x == r).unwrap_or(0);
-        self.results[i].fetch_add(1, Relaxed);
+        self.results[i].inc();
     }
 
     /// An event answered 2xx `d` after it happened.
     pub fn delivered_after(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        for (bucket, bound) in self.latency.iter().zip(BUCKETS.iter()) {
-            if s <= *bound {
-                bucket.fetch_add(1, Relaxed);
-            }
-        }
-        self.latency[BUCKETS.len()].fetch_add(1, Relaxed);
-        self.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+        self.latency.observe(d.as_secs_f64());
     }
 
     pub fn set_backlog(&self, n: i64) {
-        self.backlog.store(n, Relaxed);
+        self.backlog.set(n);
     }
 
-    pub fn render(&self, out: &mut String) {
-        let name = "presence_webhook_deliveries_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Webhook delivery attempts, by how they counted.\n# TYPE {name} counter"
+    /// Registers the webhook metrics into `/metrics`' registry.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "presence_webhook_deliveries",
+            "Webhook delivery attempts, by how they counted",
+            self.deliveries.clone(),
         );
-        for (i, (_, label)) in RESULTS.iter().enumerate() {
-            let v = self.results[i].load(Relaxed);
-            let _ = writeln!(out, "{name}{{result=\"{label}\"}} {v}");
-        }
-        let name = "presence_webhook_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} From an event to its 2xx answer.\n# TYPE {name} histogram"
+        r.register(
+            "presence_webhook_latency_seconds",
+            "From an event to its 2xx answer",
+            self.latency.clone(),
         );
-        for (bucket, bound) in self.latency.iter().zip(BUCKETS.iter()) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Relaxed)
-            );
-        }
-        let count = self.latency[BUCKETS.len()].load(Relaxed);
-        let sum = self.latency_sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
-        );
-        let name = "presence_webhook_backlog";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Events of enabled webhook endpoints not yet delivered or given up.\n\
-             # TYPE {name} gauge\n{name} {}",
-            self.backlog.load(Relaxed)
+        r.register(
+            "presence_webhook_backlog",
+            "Events of enabled webhook endpoints not yet delivered or given up",
+            self.backlog.clone(),
         );
     }
 }
@@ -112,8 +112,10 @@ mod tests {
         m.counted(Result::Retry);
         m.delivered_after(Duration::from_millis(15));
         m.set_backlog(7);
+        let mut r = Registry::default();
+        m.register(&mut r);
         let mut out = String::new();
-        m.render(&mut out);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &r).unwrap();
         assert!(out.contains("presence_webhook_deliveries_total{result=\"ok\"} 1"));
         assert!(out.contains("presence_webhook_deliveries_total{result=\"retry\"} 2"));
         assert!(out.contains("presence_webhook_latency_seconds_bucket{le=\"0.01\"} 0"));

@@ -50,20 +50,23 @@ impl Hot {
         Ok(())
     }
 
-    /// Applies a committed status if its version is newer than Redis's and publishes it;
-    /// true if it applied.
+    /// Applies a committed status if its version is newer than Redis's and publishes it
+    /// (with `committed_us`, when it was committed, if it is a fresh change); true if it
+    /// applied.
     pub async fn set_status(
         &self,
         account_id: &str,
         agent: &str,
         status: &StatusView,
         op: &str,
+        committed_us: Option<i64>,
     ) -> HotResult<bool> {
         let k = Keys::of(account_id);
         let sj = serde_json::to_string(status).unwrap_or_default();
         let ev = serde_json::to_string(&Event::Status {
             agent: agent.to_owned(),
             status: status.clone(),
+            at_us: committed_us,
         })
         .unwrap_or_default();
         let v = self

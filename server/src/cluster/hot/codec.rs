@@ -19,6 +19,11 @@ pub enum Event {
     Status {
         agent: String,
         status: StatusView,
+        /// When PostgreSQL committed the change (µs since the epoch, by the system clock),
+        /// for `presence_status_fanout_seconds`; absent on a repair (and from a node that
+        /// predates it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_us: Option<i64>,
     },
     Ended {
         agent: String,

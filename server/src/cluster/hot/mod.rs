@@ -39,7 +39,6 @@
 //! - `views.rs`: the snapshot the view is computed from, and the view's conditional write.
 //! - `sweep.rs`: the sweep of a partition's deadline index.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -257,13 +256,12 @@ impl Hot {
         let start = Instant::now();
         let r = f.await;
         let m = &self.metrics;
-        m.redis_calls.fetch_add(1, Relaxed);
-        m.redis_us
-            .fetch_add(start.elapsed().as_micros() as u64, Relaxed);
+        m.redis_calls.inc();
+        m.redis_seconds.inc_by(start.elapsed().as_secs_f64());
         if let Err(e) = &r
             && !is_noseed(e)
         {
-            m.redis_errors.fetch_add(1, Relaxed);
+            m.redis_errors.inc();
         }
         r
     }

@@ -26,7 +26,6 @@
 //! - `sql/`: the schema migrations.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -94,10 +93,10 @@ struct Op<'a> {
 
 impl Drop for Op<'_> {
     fn drop(&mut self) {
-        self.metrics.postgres_ops.fetch_add(1, Relaxed);
+        self.metrics.postgres_ops.inc();
         self.metrics
-            .postgres_us
-            .fetch_add(self.start.elapsed().as_micros() as u64, Relaxed);
+            .postgres_seconds
+            .inc_by(self.start.elapsed().as_secs_f64());
     }
 }
 
@@ -233,14 +232,14 @@ impl Pg {
     }
 
     fn db(&self, e: tokio_postgres::Error) -> BackendError {
-        self.metrics.postgres_errors.fetch_add(1, Relaxed);
+        self.metrics.postgres_errors.inc();
         db_err(e)
     }
 
     /// A pooled connection, and a timer of the operation it is for.
     async fn client(&self) -> BackendResult<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|e| {
-            self.metrics.postgres_errors.fetch_add(1, Relaxed);
+            self.metrics.postgres_errors.inc();
             unavailable(e)
         })
     }
