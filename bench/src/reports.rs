@@ -94,7 +94,20 @@ async fn measure(addr: SocketAddr, sz: &Sizes) -> Res<Measured> {
         .json()
         .await
         .map_err(e)?;
-    let token = login["token"].as_str().ok_or("no token")?.to_owned();
+    let session = login["token"].as_str().ok_or("no token")?.to_owned();
+    // An API key, not the session: the session's lease (a minute by default) would end
+    // during the timed passes, which send no heartbeat.
+    let key: Value = http
+        .post(format!("{base}/v1/admin/api-keys"))
+        .bearer_auth(&session)
+        .json(&json!({"name": "bench"}))
+        .send()
+        .await
+        .map_err(e)?
+        .json()
+        .await
+        .map_err(e)?;
+    let token = key["key"].as_str().ok_or("no API key")?.to_owned();
     let owner = login["agent"]["id"]
         .as_str()
         .ok_or("no agent id")?

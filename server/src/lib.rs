@@ -203,6 +203,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         .with_webhook_timeout(config.webhooks.timeout);
     webhooks::worker::Worker {
         backend: backend.clone(),
+        poke: ops.webhook_poke(),
         rules,
         policy: config.webhooks,
         metrics: metrics.webhooks.clone(),

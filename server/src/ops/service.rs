@@ -48,6 +48,8 @@ pub struct Ops {
     /// The client of test webhook events, or why none could be built.
     pub(super) webhook_client: Arc<Result<reqwest::Client, String>>,
     pub(super) webhook_timeout: std::time::Duration,
+    /// Tells this node's webhook worker that an endpoint was made, enabled or retried.
+    pub(super) webhook_poke: Arc<tokio::sync::Notify>,
 }
 
 /// Answered when every hashing slot is taken and the queue is full.
@@ -67,6 +69,7 @@ impl Ops {
             outbound: crate::outbound::TargetRules::default(),
             webhook_client: Arc::new(Err("not set up".to_owned())),
             webhook_timeout: crate::webhooks::backoff::Policy::default().timeout,
+            webhook_poke: Arc::new(tokio::sync::Notify::new()),
         }
         .with_outbound_rules(crate::outbound::TargetRules::default())
     }
@@ -81,6 +84,11 @@ impl Ops {
         ));
         self.outbound = rules;
         self
+    }
+
+    /// What these operations tell when an endpoint is made, enabled or retried.
+    pub fn webhook_poke(&self) -> Arc<tokio::sync::Notify> {
+        self.webhook_poke.clone()
     }
 
     /// These operations with test webhook events waiting `timeout` for an answer.

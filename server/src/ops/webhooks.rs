@@ -73,6 +73,7 @@ impl Ops {
             secret: row.secret.clone(),
         };
         self.backend.edit_webhook(WebhookEdit::Create(row)).await?;
+        self.webhook_poke.notify_one();
         Ok(answer)
     }
 
@@ -99,6 +100,7 @@ impl Ops {
         let next = rules::patch(&self.outbound, &row, &patch)?;
         let answer = next.to_wire();
         self.backend.edit_webhook(WebhookEdit::Update(next)).await?;
+        self.webhook_poke.notify_one();
         Ok(answer)
     }
 
@@ -172,7 +174,10 @@ impl Ops {
             Some(DeliveryState::Ok) => Err(BackendError::conflict(
                 "this event was delivered (answered 2xx); only pending and dead ones are retried",
             )),
-            Some(_) => Ok(()),
+            Some(_) => {
+                self.webhook_poke.notify_one();
+                Ok(())
+            }
         }
     }
 

@@ -279,12 +279,13 @@ impl Store {
             work.claims.next_due = c
                 .prepare_cached("SELECT min(due_at) FROM webhooks WHERE enabled AND due_at > ?1")?
                 .query_row([now], |r| r.get(0))?;
-            work.claims.backlog = c
+            (work.claims.endpoints, work.claims.backlog) = c
                 .prepare_cached(
-                    "SELECT coalesce(sum(s.seq - w.cursor), 0) FROM webhooks w
-                     JOIN event_seqs s ON s.account_id = w.account_id WHERE w.enabled",
+                    "SELECT count(*), coalesce(sum(coalesce(s.seq, 0) - w.cursor), 0)
+                     FROM webhooks w LEFT JOIN event_seqs s ON s.account_id = w.account_id
+                     WHERE w.enabled",
                 )?
-                .query_row([], |r| r.get(0))?;
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(work)
         })
     }

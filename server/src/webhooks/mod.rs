@@ -256,6 +256,8 @@ pub struct Claims {
     /// Events of the accounts' enabled endpoints not yet done with (each endpoint's
     /// distance to its account's last `seq`).
     pub backlog: i64,
+    /// Enabled endpoints in the store: with none, a worker need not look at every commit.
+    pub endpoints: i64,
 }
 
 /// A delivery row as a store reads it, before the listing merges in events not yet tried.

@@ -7,7 +7,9 @@
 //!   nothing here is on a status change's path (the change only commits its event).
 //! - The loop wakes when events are committed (on this node at once; in a cluster, other
 //!   nodes' events are theirs to send, and this node also looks every second), when an
-//!   attempt ends, and when the earliest retry is due.
+//!   attempt ends, when the earliest retry is due, and when an endpoint is made, enabled or
+//!   retried here. While no endpoint is enabled anywhere it looks once a second only, so a
+//!   server without webhooks pays nothing per commit.
 //! - A lease outlives the longest attempt; a node that dies holding one lets another take
 //!   the endpoint when it lapses and send the same event again.
 
@@ -38,6 +40,8 @@ const CLAIM_AT_ONCE: usize = 64;
 /// What the loop needs.
 pub struct Worker {
     pub backend: Arc<dyn Backend>,
+    /// Told when an endpoint is made, enabled or retried on this node.
+    pub poke: Arc<Notify>,
     pub rules: TargetRules,
     pub policy: Policy,
     pub metrics: Arc<WebhookMetrics>,
@@ -94,8 +98,12 @@ impl Worker {
         });
         let slots = Slots::new(SLOTS);
         let mut signal = self.backend.event_signal();
+        let poke = self.poke;
         tokio::spawn(async move {
             let lease = run.policy.timeout + LEASE_MARGIN;
+            // No enabled endpoint anywhere, as last read: commits need no look (an endpoint
+            // made here pokes the loop; one made on another node is seen within a second).
+            let mut idle = false;
             loop {
                 if *shutdown.borrow() {
                     return;
@@ -115,6 +123,7 @@ impl Worker {
                     {
                         Ok(claims) => {
                             run.metrics.set_backlog(claims.backlog);
+                            idle = claims.endpoints == 0;
                             let full = claims.jobs.len() == want;
                             let mut started = 0;
                             for job in claims.jobs {
@@ -143,7 +152,8 @@ impl Worker {
                     }
                 }
                 tokio::select! {
-                    _ = signal.next() => {}
+                    _ = signal.next(), if !idle => {}
+                    _ = poke.notified() => {}
                     _ = run.done.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}

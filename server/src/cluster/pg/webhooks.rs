@@ -260,15 +260,16 @@ impl Pg {
             .await
             .map_err(|e| self.db(e))?
             .get(0);
-        claims.backlog = tx
+        let counts = tx
             .query_one(
-                "SELECT coalesce(sum(s.seq - w.cursor), 0)::BIGINT FROM webhooks w \
-                 JOIN event_seqs s ON s.account_id = w.account_id WHERE w.enabled",
+                "SELECT count(*), coalesce(sum(coalesce(s.seq, 0) - w.cursor), 0)::BIGINT \
+                 FROM webhooks w LEFT JOIN event_seqs s ON s.account_id = w.account_id \
+                 WHERE w.enabled",
                 &[],
             )
             .await
-            .map_err(|e| self.db(e))?
-            .get(0);
+            .map_err(|e| self.db(e))?;
+        (claims.endpoints, claims.backlog) = (counts.get(0), counts.get(1));
         tx.commit().await.map_err(|e| self.db(e))?;
         Ok(claims)
     }
