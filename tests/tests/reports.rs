@@ -70,6 +70,13 @@ async fn the_timeline_and_the_report_follow_an_agent_s_changes_to_the_millisecon
     past(&api, &ann, t_busy).await;
     let r = api.delete("/v1/session", Some(&ann.token)).await;
     assert!(r.status == 204 || r.status == 200, "{}", r.body);
+    // The report's range ends now: let the server's clock pass the logout first, or a
+    // logout in the report's own millisecond would make an empty last interval.
+    let owner = Session::from_login(&json!({"token": acc.owner_token}));
+    let after_logout = heartbeat(&api, &owner.token, json!({})).await.body["server_time"]
+        .as_i64()
+        .expect("server_time");
+    past(&api, &owner, after_logout).await;
 
     let r = api
         .get(
