@@ -138,24 +138,15 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhooks::Events;
 
     #[test]
     fn during_a_rotation_both_secrets_sign_separated_by_a_space() {
         let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned();
         let new = super::super::rules::new_secret();
         let row = WebhookRow {
-            id: "wh_1".into(),
-            account_id: "acc_1".into(),
-            url: "https://example.com/".into(),
-            events: Events::All,
-            description: None,
-            enabled: true,
-            disabled_reason: None,
-            secret: new.clone(),
             previous_secret: Some(old.clone()),
             previous_until: Some(10_000),
-            created_at: 0,
+            ..WebhookRow::sample(&new)
         };
         let body = br#"{"test": 2432232314}"#;
         let sig = signature(&row, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, 0);

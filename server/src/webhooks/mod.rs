@@ -84,6 +84,24 @@ pub struct WebhookRow {
 }
 
 impl WebhookRow {
+    /// An enabled endpoint of `acc_1` taking every event, signed with `secret` (tests).
+    #[cfg(test)]
+    pub(crate) fn sample(secret: &str) -> WebhookRow {
+        WebhookRow {
+            id: "wh_1".into(),
+            account_id: "acc_1".into(),
+            url: "https://example.com/".into(),
+            events: Events::All,
+            description: None,
+            enabled: true,
+            disabled_reason: None,
+            secret: secret.into(),
+            previous_secret: None,
+            previous_until: None,
+            created_at: 0,
+        }
+    }
+
     /// The endpoint as listed: never a secret.
     pub fn to_wire(&self) -> Webhook {
         Webhook {
@@ -355,19 +373,7 @@ mod tests {
 
     fn job(manual: bool) -> Job {
         Job {
-            webhook: WebhookRow {
-                id: "wh_1".into(),
-                account_id: "acc_1".into(),
-                url: "https://example.com/".into(),
-                events: Events::All,
-                description: None,
-                enabled: true,
-                disabled_reason: None,
-                secret: "s".into(),
-                previous_secret: None,
-                previous_until: None,
-                created_at: 0,
-            },
+            webhook: WebhookRow::sample("s"),
             slug: "acme".into(),
             event: Stored {
                 seq: 9,
@@ -436,17 +442,9 @@ mod tests {
     #[test]
     fn the_previous_secret_signs_only_within_its_day() {
         let row = WebhookRow {
-            id: "wh_1".into(),
-            account_id: "acc_1".into(),
-            url: "https://example.com/".into(),
-            events: Events::All,
-            description: None,
-            enabled: true,
-            disabled_reason: None,
-            secret: "new".into(),
             previous_secret: Some("old".into()),
             previous_until: Some(100),
-            created_at: 0,
+            ..WebhookRow::sample("new")
         };
         assert_eq!(row.signing_secrets(99), vec!["new", "old"]);
         assert_eq!(row.signing_secrets(100), vec!["new"]);
@@ -472,17 +470,8 @@ mod tests {
             data: "{}".into(),
         };
         let hook = WebhookRow {
-            id: "wh_1".into(),
-            account_id: "acc_1".into(),
-            url: "https://example.com/".into(),
             events: Events::Only(vec![EventType::AgentStatus]),
-            description: None,
-            enabled: true,
-            disabled_reason: None,
-            secret: "s".into(),
-            previous_secret: None,
-            previous_until: None,
-            created_at: 0,
+            ..WebhookRow::sample("s")
         };
         let rows = vec![row(3, DeliveryState::Pending), row(2, DeliveryState::Ok)];
         let upcoming = [
