@@ -1,4 +1,4 @@
-//! Cluster mode: three `presence-server` nodes (the release binary) on one PostgreSQL and one
+//! Cluster mode: three `presence-server` nodes (the release binary; the debug one in a quick run from a debug build) on one PostgreSQL and one
 //! Redis, both started here on loopback for this step and stopped after it.
 //!
 //! - Cross-node status: `PUT /v1/me/status` sent to node A -> the `status` event on the same
@@ -199,11 +199,20 @@ struct Measured {
     redis_version: String,
 }
 
-/// `target/release/presence-server`, built by a nested cargo (nothing to do when it is up to
-/// date).
+/// The `presence-server` binary of this bench's own profile (`target/release/` for a release
+/// bench, `target/debug/` for the quick run `cargo xtask test` makes with the test build's
+/// artifacts), built by a nested cargo (nothing to do when it is up to date).
 async fn build_server(ctx: &Ctx) -> Res<PathBuf> {
+    let (args, dir): (&[&str], &str) = if cfg!(debug_assertions) {
+        (&["build", "-p", "presence-server", "--bin"], "debug")
+    } else {
+        (
+            &["build", "--release", "-p", "presence-server", "--bin"],
+            "release",
+        )
+    };
     let mut c = crate::cargo();
-    c.args(["build", "--release", "-p", "presence-server", "--bin"])
+    c.args(args)
         .arg("presence-server")
         .current_dir(&ctx.root)
         .stdin(Stdio::null())
@@ -213,9 +222,9 @@ async fn build_server(ctx: &Ctx) -> Res<PathBuf> {
         .map_err(|_| "cargo build -p presence-server timed out")?
         .map_err(e)?;
     if !st.success() {
-        return Err(format!("cargo build --release -p presence-server: {st}"));
+        return Err(format!("cargo {}: {st}", args.join(" ")));
     }
-    Ok(ctx.target.join("release/presence-server"))
+    Ok(ctx.target.join(dir).join("presence-server"))
 }
 
 async fn run(

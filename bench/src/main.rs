@@ -367,6 +367,13 @@ async fn run(opts: Opts, nofile: u64) -> ExitCode {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
+    if cfg!(debug_assertions) && !opts.quick {
+        eprintln!(
+            "this is a debug build of presence-bench: its figures would mean nothing; \
+             run `cargo xtask bench` (release), or `--quick` to check the harness only"
+        );
+        return ExitCode::FAILURE;
+    }
     let full = !opts.quick && opts.only.is_none() && opts.skip.is_empty();
     let out = if opts.profile {
         target.join("bench/profile")
