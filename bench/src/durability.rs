@@ -17,7 +17,26 @@ use crate::api::e;
 use crate::proc::Res;
 use crate::stats::Samples;
 
-fn time_commits(store: &Store, n: usize) -> Res<Samples> {
+/// Bytes of the write-ahead log files in `dir` (none for an in-memory store).
+fn wal_bytes(dir: Option<&Path>) -> u64 {
+    let Some(dir) = dir else { return 0 };
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().ends_with("-wal"))
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// SQLite's WAL frame: one page (4,096 bytes, the default this store keeps) and its
+/// 24-byte header.
+const WAL_FRAME_BYTES: f64 = 4096.0 + 24.0;
+
+/// Times `n` status commits (after a tenth as many to warm up); with `dir`, also the log
+/// frames each commit wrote (no checkpoint runs here, so the log only grows).
+fn time_commits(store: &Store, n: usize, dir: Option<&Path>) -> Res<(Samples, Option<f64>)> {
     let account = AccountRow {
         id: "acc_bench".into(),
         slug: "bench".into(),
@@ -51,6 +70,7 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
         .map_err(e)?;
     let mut s = Samples::default();
     let warm = n / 10;
+    let wal_before = wal_bytes(dir);
     for i in 0..warm + n {
         let status = StatusView::manual(
             if i % 2 == 0 {
@@ -83,33 +103,38 @@ fn time_commits(store: &Store, n: usize) -> Res<Samples> {
             s.push_ms(t.elapsed().as_secs_f64() * 1e6);
         }
     }
-    Ok(s)
+    let frames = dir.map(|_| {
+        let grew = wal_bytes(dir).saturating_sub(wal_before) as f64;
+        (grew / WAL_FRAME_BYTES / (warm + n) as f64 * 100.0).round() / 100.0
+    });
+    Ok((s, frames))
 }
 
-fn on_dir(dir: &Path, n: usize) -> Res<Samples> {
+fn on_dir(dir: &Path, n: usize) -> Res<(Samples, Option<f64>)> {
     let store = Store::open_dir(dir).map_err(e)?;
-    time_commits(&store, n)
+    time_commits(&store, n, Some(dir))
 }
 
 /// Commit costs in microseconds, keyed disk / tmpfs / memory.
 pub fn store_commit_costs(ctx: &Ctx, n: usize) -> Res<Value> {
     let disk_dir = ctx.work.join("durability-store");
     let _ = std::fs::remove_dir_all(&disk_dir);
-    let disk = on_dir(&disk_dir, n)?;
+    let (disk, frames) = on_dir(&disk_dir, n)?;
     let tmpfs = match tempfile::Builder::new()
         .prefix("presence-bench-")
         .tempdir_in("/dev/shm")
     {
-        Ok(d) => Some(on_dir(d.path(), n)?),
+        Ok(d) => Some(on_dir(d.path(), n)?.0),
         Err(_) => None,
     };
     let mem = Store::open(Path::new(":memory:")).map_err(e)?;
-    let memory = time_commits(&mem, n)?;
+    let (memory, _) = time_commits(&mem, n, None)?;
     Ok(json!({
         "what": "Store::status_op + Store::commit_writes, as PUT /v1/me/status runs them",
         "unit": "us",
         "disk": disk.summary(),
         "tmpfs": tmpfs.map(|s| s.summary()),
         "memory": memory.summary(),
+        "wal_frames_per_commit": frames,
     }))
 }

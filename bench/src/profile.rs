@@ -65,6 +65,9 @@ async fn run_one(ctx: &Ctx, name: &'static str, what: &'static str) -> Res<Profi
             ADMIN_TOKEN,
             "--active-ttl-ms",
             "600000",
+            // Hundreds of sessions on one agent, as in the load scenarios.
+            "--max-sessions-per-agent",
+            "1000000",
         ])
         .arg("--data-dir")
         .arg(&dir);

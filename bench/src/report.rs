@@ -805,6 +805,12 @@ pub const EXTRA_ROWS: &[Row] = &[
         baselines: &[],
     },
     Row {
+        key: "durability_commit_wal_pages",
+        what: "pages (4 KiB WAL frames) one status transaction writes: the agent's row, the status log, the op record, the events and the availability log, with their indexes",
+        goal: Goal::Report,
+        baselines: &[],
+    },
+    Row {
         key: "durability_status_p50_ms_memory_estimate",
         what: "status p50 had we kept it in memory only (disk p50 minus the commit difference)",
         goal: Goal::Report,

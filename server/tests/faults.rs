@@ -247,6 +247,67 @@ async fn sigterm_finishes_despite_a_half_sent_request_and_a_stalled_stream() {
     assert_eq!(me["status"]["status"], "busy");
 }
 
+#[tokio::test]
+async fn streams_being_read_end_at_a_graceful_stop_without_waiting_for_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = spawn_with(dir.path(), "127.0.0.1:0", &["--shutdown-grace-ms", "60000"]);
+    let c = client();
+    let (wk, _token) = account_and_login(&c, &p, "acme").await;
+    let addr = p.listen();
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(format!("GET /v1/widget/{wk}/events HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        // A reader that keeps up: says when the first event is in, then reads to the end.
+        let (first, first_in) = tokio::sync::oneshot::channel();
+        readers.push((
+            first_in,
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut first = Some(first);
+                loop {
+                    match tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    if String::from_utf8_lossy(&got).contains("event: chatbox")
+                        && let Some(f) = first.take()
+                    {
+                        let _ = f.send(());
+                    }
+                }
+                String::from_utf8_lossy(&got).into_owned()
+            }),
+        ));
+    }
+    let mut tasks = Vec::new();
+    for (first_in, task) in readers {
+        tokio::time::timeout(Duration::from_secs(10), first_in)
+            .await
+            .expect("each stream sends its first event at once")
+            .unwrap();
+        tasks.push(task);
+    }
+    let (took, ok) = sigterm_and_wait(p);
+    assert!(ok, "exit status 0 after a graceful stop");
+    assert!(
+        took < Duration::from_secs(20),
+        "the streams held the stop for {took:?}: they should end at once, not at the 60 s grace"
+    );
+    for t in tasks {
+        let body = tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(body.contains("event: chatbox"), "{body}");
+        // The chunked body was ended properly, not cut.
+        assert!(body.ends_with("0\r\n\r\n"), "{body:?}");
+    }
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status

@@ -14,7 +14,9 @@
 //!   alone.
 //! - The leader commits inside `block_in_place`, so the tokio worker it runs on hands its other
 //!   tasks to another thread while SQLite writes (on a current-thread runtime, the tests', it
-//!   commits on the blocking pool instead). Requests that only read memory (heartbeats,
+//!   commits on the blocking pool instead), then yields once so it goes on on a worker: a
+//!   change fanned out to 10,000 streams from the thread left without one queued each
+//!   stream through the runtime's shared queue (ADR 10). Requests that only read memory (heartbeats,
 //!   `/v1/me`, the widget) never wait for a commit.
 
 use std::hash::{BuildHasher, BuildHasherDefault};
@@ -86,6 +88,11 @@ impl Writer {
                 == tokio::runtime::RuntimeFlavor::MultiThread;
             if on_multi_thread {
                 tokio::task::block_in_place(|| me.lead());
+                // The worker this task ran on has handed its queue to another thread, and
+                // this thread now runs the task alone: everything it woke from here (every
+                // stream a change reaches) would go through the runtime's shared injection
+                // queue, one lock each. Back on a worker first.
+                tokio::task::yield_now().await;
             } else {
                 let _ = tokio::task::spawn_blocking(move || me.lead()).await;
             }

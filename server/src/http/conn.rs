@@ -22,17 +22,27 @@
 //!
 //! Request deadlines (an answer within `request_timeout`, else `503 unavailable`) are a
 //! router layer, since they need the contract's error body: see [`super::deadline`].
+//!
+//! The idle, drain and shutdown checks are made by one watchdog task for all connections,
+//! not by timers in each: a connection's task then wakes only for its own traffic, and a
+//! change fanned out to 10,000 streams polls no timer and takes no shared lock per stream.
+//! The watchdog ends a connection through a flag and a waker of its own; an event stream
+//! learns of a shutdown the same way ([`StreamStop`], in the request's extensions).
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::extract::connect_info::ConnectInfo;
+use futures_util::task::AtomicWaker;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -62,7 +72,11 @@ where
     S::Future: Send + 'static,
 {
     let mut conns = JoinSet::new();
-    let for_conns = stop.clone();
+    let watchdog = Arc::new(Watchdog::default());
+    let sweeper = tokio::spawn(watchdog.clone().run(
+        limits.idle_timeout,
+        drain_every.max(Duration::from_millis(10)),
+    ));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -84,14 +98,16 @@ where
                 let _ = tcp.set_nodelay(true);
                 let busy = open >= limits.max_connections;
                 let open = metrics.connection_opened();
-                let conn = Conn { tcp, peer, limits, drain_every, busy, _open: open };
-                conns.spawn(connection(conn, app.clone(), for_conns.clone()));
+                let watch = watchdog.watch(&tcp);
+                let conn = Conn { tcp, peer, limits, busy, watch, _open: open };
+                conns.spawn(connection(conn, app.clone()));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = stopped(&mut stop) => break,
         }
     }
     drop(listener);
+    watchdog.stop_all();
     let drained = tokio::time::timeout(limits.shutdown_grace, async {
         while conns.join_next().await.is_some() {}
     })
@@ -103,6 +119,7 @@ where
         );
         conns.shutdown().await;
     }
+    sweeper.abort();
     Ok(())
 }
 
@@ -111,14 +128,15 @@ struct Conn {
     tcp: TcpStream,
     peer: SocketAddr,
     limits: Limits,
-    drain_every: Duration,
     /// Past `max_connections`: one request, then closed.
     busy: bool,
+    /// Its entry in the watchdog, removed when the connection ends.
+    watch: Watched,
     /// Counted in `presence_connections` while the connection lives.
     _open: Open,
 }
 
-async fn connection<S>(c: Conn, app: S, mut stop: watch::Receiver<bool>)
+async fn connection<S>(c: Conn, app: S)
 where
     S: Service<Request, Response = axum::response::Response, Error = std::convert::Infallible>
         + Clone
@@ -130,15 +148,16 @@ where
         tcp,
         peer,
         limits,
-        drain_every,
         busy,
+        watch,
         _open,
     } = c;
-    let mut drain = Drain::new(&tcp);
-    let io = Watched::new(tcp);
-    let activity = io.activity.clone();
+    let entry = watch.entry.clone();
+    let io = WatchedIo { tcp, watch };
+    let stream_stop = StreamStop(entry.clone());
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(stream_stop.clone());
         let app = app.clone();
         async move {
             if busy && req.uri().path() != "/healthz" {
@@ -154,15 +173,7 @@ where
         .keep_alive(!busy);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
-    let check_every = (limits.idle_timeout / 4).max(Duration::from_millis(25));
-    let mut check = tokio::time::interval(check_every);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut drain_check = tokio::time::interval(drain_every.max(Duration::from_millis(10)));
-    drain_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = false;
-    // Made once, not per wake-up: the loop runs at every read and write of the connection.
-    let stop_asked = stopped(&mut stop);
-    tokio::pin!(stop_asked);
     loop {
         tokio::select! {
             // Fixed order: no random draw per wake-up, and the connection's own work first.
@@ -173,22 +184,20 @@ where
                 }
                 return;
             }
-            _ = &mut stop_asked, if !stopping => {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = check.tick() => {
-                if activity.idle_for() >= limits.idle_timeout {
+            end = entry.ended(stopping) => match end {
+                End::Stop => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                End::Idle => {
                     tracing::debug!(%peer, "closing an idle connection");
                     return;
                 }
-            }
-            _ = drain_check.tick() => {
-                if drain.behind(activity.written()) {
+                End::Behind => {
                     tracing::debug!(%peer, "closing a connection whose reader fell two pings behind");
                     return;
                 }
-            }
+            },
         }
     }
 }
@@ -205,55 +214,44 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Whether a connection's peer keeps up with what is written to it: what it acknowledged,
-/// against what had been written two checks before.
-struct Drain {
-    fd: std::os::fd::RawFd,
-    /// Bytes written by the last two checks, older first.
-    marks: [Option<u64>; 2],
+/// Why the watchdog ends a connection; the larger wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The server stops: finish the request in flight, then close (streams end).
+    Stop = 1,
+    /// No byte moved either way for the idle timeout.
+    Idle = 2,
+    /// The reader has not taken what was written two checks ago.
+    Behind = 3,
 }
 
-impl Drain {
-    fn new(tcp: &TcpStream) -> Drain {
-        use std::os::fd::AsRawFd;
-        Drain {
-            fd: tcp.as_raw_fd(),
-            marks: [None, None],
+impl End {
+    fn from_u8(v: u8) -> Option<End> {
+        match v {
+            1 => Some(End::Stop),
+            2 => Some(End::Idle),
+            3 => Some(End::Behind),
+            _ => None,
         }
     }
-
-    /// Called once per check with the bytes written so far: true when the peer has not
-    /// acknowledged everything written two checks ago.
-    fn behind(&mut self, written: u64) -> bool {
-        let Some(unacked) = unacked_bytes(self.fd) else {
-            return false;
-        };
-        let acked = written.saturating_sub(unacked);
-        let behind = self.marks[0].is_some_and(|two_ago| acked < two_ago);
-        self.marks = [self.marks[1], Some(written)];
-        behind
-    }
 }
 
-/// Bytes in the socket's send queue, not yet acknowledged by the peer (`SIOCOUTQ`; no safe
-/// wrapper of it exists in the crates this server uses).
-#[allow(unsafe_code)]
-fn unacked_bytes(fd: std::os::fd::RawFd) -> Option<u64> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: `fd` is the connection's socket, open for as long as the connection's loop
-    // runs (the only caller); TIOCOUTQ writes one int through the pointer given.
-    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
-    (r == 0).then_some(n.max(0) as u64)
-}
-
-/// When bytes last moved on a connection, and how many were written.
-struct Activity {
+/// One connection as the watchdog sees it: when bytes last moved, how many were written,
+/// and how to tell its task (and its event stream, if it serves one) to end.
+struct Entry {
     base: Instant,
     last_ms: AtomicU64,
     written: AtomicU64,
+    fd: RawFd,
+    /// 0 while the connection goes on, else an [`End`].
+    end: AtomicU8,
+    conn_waker: AtomicWaker,
+    stream_waker: AtomicWaker,
+    /// Bytes written at the last two drain checks, older first (the watchdog's alone).
+    marks: parking_lot::Mutex<[Option<u64>; 2]>,
 }
 
-impl Activity {
+impl Entry {
     fn touch(&self) {
         let ms = self.base.elapsed().as_millis() as u64;
         self.last_ms.store(ms, Ordering::Relaxed);
@@ -264,36 +262,175 @@ impl Activity {
         self.touch();
     }
 
-    fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
-    }
-
     fn idle_for(&self) -> Duration {
         let now = self.base.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
     }
+
+    fn end(&self, how: End) {
+        self.end.fetch_max(how as u8, Ordering::AcqRel);
+        self.conn_waker.wake();
+        self.stream_waker.wake();
+    }
+
+    /// Resolves with the end asked for: any end, or, once `stopping`, a hard one (idle or
+    /// behind) only.
+    fn ended(&self, stopping: bool) -> impl Future<Output = End> + '_ {
+        std::future::poll_fn(move |cx| {
+            self.conn_waker.register(cx.waker());
+            match End::from_u8(self.end.load(Ordering::Acquire)) {
+                Some(End::Stop) if stopping => Poll::Pending,
+                Some(end) => Poll::Ready(end),
+                None => Poll::Pending,
+            }
+        })
+    }
+
+    /// True when the peer has not acknowledged everything written two checks ago.
+    fn behind(&self) -> bool {
+        let written = self.written.load(Ordering::Relaxed);
+        let Some(unacked) = unacked_bytes(self.fd) else {
+            return false;
+        };
+        let acked = written.saturating_sub(unacked);
+        let mut marks = self.marks.lock();
+        let behind = marks[0].is_some_and(|two_ago| acked < two_ago);
+        *marks = [marks[1], Some(written)];
+        behind
+    }
 }
 
-/// A TCP stream that records when bytes last moved.
-struct Watched {
-    tcp: TcpStream,
-    activity: Arc<Activity>,
+/// Ends an event stream when its connection is asked to stop (in each request's extensions).
+#[derive(Clone)]
+pub struct StreamStop(Arc<Entry>);
+
+impl StreamStop {
+    /// Resolves once the connection is to end.
+    pub fn wait(self) -> impl Future<Output = ()> + Send {
+        std::future::poll_fn(move |cx| {
+            self.0.stream_waker.register(cx.waker());
+            if self.0.end.load(Ordering::Acquire) == 0 {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+    }
 }
 
-impl Watched {
-    fn new(tcp: TcpStream) -> Watched {
+/// Every open connection, checked by one task.
+#[derive(Default)]
+struct Watchdog {
+    conns: parking_lot::Mutex<HashMap<u64, Arc<Entry>>>,
+    next: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl Watchdog {
+    /// Enters a new connection; it leaves when the returned handle drops.
+    fn watch(self: &Arc<Self>, tcp: &TcpStream) -> Watched {
+        use std::os::fd::AsRawFd;
+        let entry = Arc::new(Entry {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            fd: tcp.as_raw_fd(),
+            end: AtomicU8::new(0),
+            conn_waker: AtomicWaker::new(),
+            stream_waker: AtomicWaker::new(),
+            marks: parking_lot::Mutex::new([None, None]),
+        });
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.conns.lock().insert(id, entry.clone());
+        if self.stopping.load(Ordering::Acquire) {
+            entry.end(End::Stop);
+        }
         Watched {
-            tcp,
-            activity: Arc::new(Activity {
-                base: Instant::now(),
-                last_ms: AtomicU64::new(0),
-                written: AtomicU64::new(0),
-            }),
+            entry,
+            id,
+            dog: self.clone(),
+        }
+    }
+
+    fn stop_all(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for e in self.entries() {
+            e.end(End::Stop);
+        }
+    }
+
+    fn entries(&self) -> Vec<Arc<Entry>> {
+        self.conns.lock().values().cloned().collect()
+    }
+
+    /// Every quarter of the idle timeout, ends the connections idle that long; every
+    /// `drain_every`, those whose reader fell two checks behind.
+    ///
+    /// The drain check asks the kernel about each entry's socket without holding the
+    /// registry: a connection that ends meanwhile may have its descriptor reused, and then
+    /// the answer is about another socket; it can only end the entry of the connection
+    /// that already ended, so nothing comes of it.
+    async fn run(self: Arc<Self>, idle_timeout: Duration, drain_every: Duration) {
+        let check_every = (idle_timeout / 4).max(Duration::from_millis(25));
+        let mut idle = tokio::time::interval(check_every);
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain = tokio::time::interval(drain_every);
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = idle.tick() => {
+                    for e in self.entries() {
+                        if e.idle_for() >= idle_timeout {
+                            e.end(End::Idle);
+                        }
+                    }
+                }
+                _ = drain.tick() => {
+                    for e in self.entries() {
+                        if e.behind() {
+                            e.end(End::Behind);
+                        }
+                    }
+                }
+            }
         }
     }
 }
 
-impl AsyncRead for Watched {
+/// A connection's place in the watchdog, left on drop.
+struct Watched {
+    entry: Arc<Entry>,
+    id: u64,
+    dog: Arc<Watchdog>,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.dog.conns.lock().remove(&self.id);
+    }
+}
+
+/// Bytes in the socket's send queue, not yet acknowledged by the peer (`SIOCOUTQ`; no safe
+/// wrapper of it exists in the crates this server uses).
+#[allow(unsafe_code)]
+fn unacked_bytes(fd: RawFd) -> Option<u64> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int through the pointer given. `fd` is a connection's
+    // socket, or, if that connection just ended, a closed or reused descriptor, for which
+    // the call fails or answers about another file (see `Watchdog::run`): no memory is
+    // touched but `n`.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    (r == 0).then_some(n.max(0) as u64)
+}
+
+/// A TCP stream that records when bytes last moved. Declared before the stream in
+/// [`WatchedIo`], its entry leaves the watchdog before the socket closes.
+struct WatchedIo {
+    watch: Watched,
+    tcp: TcpStream,
+}
+
+impl AsyncRead for WatchedIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -302,13 +439,13 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.tcp).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            self.watch.entry.touch();
         }
         res
     }
 }
 
-impl AsyncWrite for Watched {
+impl AsyncWrite for WatchedIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -318,7 +455,7 @@ impl AsyncWrite for Watched {
         if let Poll::Ready(Ok(n)) = res
             && n > 0
         {
-            self.activity.wrote(n);
+            self.watch.entry.wrote(n);
         }
         res
     }
@@ -332,7 +469,7 @@ impl AsyncWrite for Watched {
         if let Poll::Ready(Ok(n)) = res
             && n > 0
         {
-            self.activity.wrote(n);
+            self.watch.entry.wrote(n);
         }
         res
     }

@@ -1,6 +1,8 @@
 //! The account's live picture: `GET /v1/admin/presence` (a snapshot) and
 //! `GET /v1/admin/events` (the snapshot, then every event), for owners, admins and API keys.
 
+use super::conn::StreamStop;
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -57,6 +59,7 @@ async fn events(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Admin(p): Admin,
+    stop: Option<Extension<StreamStop>>,
 ) -> ApiResult<Response> {
     let permit = state.stream_limiter.acquire(ip)?;
     let (snapshot, slug) = state.ops.account_events(&p).await?;
@@ -66,5 +69,10 @@ async fn events(
         slug,
         snapshot,
     };
-    Ok(sse::account_stream(src, state.streams.clone(), permit))
+    Ok(sse::account_stream(
+        src,
+        state.streams.clone(),
+        permit,
+        stop.map(|Extension(s)| s),
+    ))
 }

@@ -10,6 +10,8 @@
 //! - The event stream is not under the request deadline: it lasts as long as its reader
 //!   reads, so it is served by [`streams`], apart from [`router`].
 
+use super::conn::StreamStop;
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -164,8 +166,14 @@ async fn me_events(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Auth(p): Auth,
+    stop: Option<Extension<StreamStop>>,
 ) -> ApiResult<Response> {
     let permit = state.stream_limiter.acquire(ip)?;
     let s = state.ops.open_device_stream(&p).await?;
-    Ok(sse::device_stream(s, state.streams.clone(), permit))
+    Ok(sse::device_stream(
+        s,
+        state.streams.clone(),
+        permit,
+        stop.map(|Extension(s)| s),
+    ))
 }

@@ -22,6 +22,7 @@ use tokio::time::{Interval, MissedTickBehavior, interval_at};
 
 use presence_protocol::{PingEvent, SessionEndedEvent, event};
 
+use super::conn::StreamStop;
 use super::stream_limit::StreamPermit;
 use crate::backend::{AgentEvent, DeviceStream, StatusFrame, ViewFrame, WidgetStream};
 use crate::clock::Clock;
@@ -103,15 +104,22 @@ fn ping_frame(clock: &Clock) -> Bytes {
     )
 }
 
-/// Resolves when the server shuts down. Made once per stream and kept pinned: re-creating a
-/// `changed()` future on every event would relink a waiter in the one list every stream
-/// shares.
+/// Resolves when the server shuts down. Made once per stream and kept pinned. Served by
+/// [`super::conn`], it is the connection's own flag and waker ([`StreamStop`]): polling it at
+/// each event takes no lock. Otherwise (a router served some other way) the shutdown
+/// signal, whose waiters share one list.
 type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-fn shutdown_future(mut rx: watch::Receiver<bool>) -> Shutdown {
-    Box::pin(async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    })
+fn shutdown_future(cfg: &StreamConfig, stop: Option<StreamStop>) -> Shutdown {
+    match stop {
+        Some(stop) => Box::pin(stop.wait()),
+        None => {
+            let mut rx = cfg.shutdown.clone();
+            Box::pin(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+        }
+    }
 }
 
 fn pings(every: Duration) -> Interval {
@@ -151,15 +159,20 @@ fn opening(first: &[u8]) -> Bytes {
     Bytes::from(b)
 }
 
-pub fn device_stream(s: DeviceStream, cfg: StreamConfig, permit: StreamPermit) -> Response {
+pub fn device_stream(
+    s: DeviceStream,
+    cfg: StreamConfig,
+    permit: StreamPermit,
+    stop: Option<StreamStop>,
+) -> Response {
     let state = DeviceState {
         first: Some(opening(&sse_frame(event::SNAPSHOT, &s.snapshot))),
         s,
         _permit: permit,
         _open: cfg.metrics.stream_opened(StreamKind::Device),
         pings: pings(cfg.ping_every),
+        shutdown: shutdown_future(&cfg, stop),
         clock: cfg.clock,
-        shutdown: shutdown_future(cfg.shutdown),
         done: false,
     };
     let st = stream::unfold(state, |mut st| async move {
@@ -213,15 +226,20 @@ struct WidgetState {
     shutdown: Shutdown,
 }
 
-pub fn widget_stream(s: WidgetStream, cfg: StreamConfig, permit: StreamPermit) -> Response {
+pub fn widget_stream(
+    s: WidgetStream,
+    cfg: StreamConfig,
+    permit: StreamPermit,
+    stop: Option<StreamStop>,
+) -> Response {
     let state = WidgetState {
         first: true,
         s,
         _permit: permit,
         _open: cfg.metrics.stream_opened(StreamKind::Widget),
         pings: pings(cfg.ping_every),
+        shutdown: shutdown_future(&cfg, stop),
         clock: cfg.clock,
-        shutdown: shutdown_future(cfg.shutdown),
     };
     let st = stream::unfold(state, |mut st| async move {
         if st.first {
@@ -280,7 +298,12 @@ struct AccountState {
 /// (`id:` the `seq`, `event:` the type, `data:` the event's body), read from the store, so a
 /// slow reader only falls behind in the store and never holds events in memory beyond one
 /// batch; `ping` while quiet. A failed read ends the stream (the client reconnects).
-pub fn account_stream(src: AccountEvents, cfg: StreamConfig, permit: StreamPermit) -> Response {
+pub fn account_stream(
+    src: AccountEvents,
+    cfg: StreamConfig,
+    permit: StreamPermit,
+    stop: Option<StreamStop>,
+) -> Response {
     let state = AccountState {
         first: Some(opening(&sse_frame(event::SNAPSHOT, &src.snapshot))),
         after: src.snapshot.seq,
@@ -291,8 +314,8 @@ pub fn account_stream(src: AccountEvents, cfg: StreamConfig, permit: StreamPermi
         _permit: permit,
         _open: cfg.metrics.stream_opened(StreamKind::Admin),
         pings: pings(cfg.ping_every),
+        shutdown: shutdown_future(&cfg, stop),
         clock: cfg.clock,
-        shutdown: shutdown_future(cfg.shutdown),
     };
     let st = stream::unfold(state, |mut st| async move {
         if let Some(first) = st.first.take() {

@@ -12,6 +12,8 @@
 //! - The event stream is not under the request deadline: it is served by [`streams`], apart
 //!   from [`router`].
 
+use super::conn::StreamStop;
+use axum::Extension;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -159,8 +161,14 @@ async fn widget_events(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     PathParam(key): PathParam,
+    stop: Option<Extension<StreamStop>>,
 ) -> ApiResult<Response> {
     let permit = state.stream_limiter.acquire(ip)?;
     let stream = state.ops.open_widget_stream(&key).await?;
-    Ok(sse::widget_stream(stream, state.streams.clone(), permit))
+    Ok(sse::widget_stream(
+        stream,
+        state.streams.clone(),
+        permit,
+        stop.map(|Extension(s)| s),
+    ))
 }
