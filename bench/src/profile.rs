@@ -54,7 +54,7 @@ async fn run_one(ctx: &Ctx, name: &'static str, what: &'static str) -> Res<Profi
     cmd.args(["--tool=callgrind", "--instr-atstart=no"])
         .arg(format!("--callgrind-out-file={}", out_file.display()))
         .arg(&ctx.self_exe);
-    if name == "bare" {
+    if name.starts_with("bare") {
         cmd.args(["serve-bare", "--listen", "127.0.0.1:0"]);
     } else {
         cmd.args([
@@ -151,11 +151,11 @@ struct Prepared {
 }
 
 async fn prepare(addr: SocketAddr, name: &str) -> Res<Prepared> {
-    if name == "bare" {
+    if name.starts_with("bare") {
         // Same request bytes as ours: 64-hex-character bearer tokens the bare handler ignores.
         return Ok(Prepared {
             tokens: (0..200).map(|i| format!("{i:064x}")).collect(),
-            widget_key: String::new(),
+            widget_key: "bare".into(),
         });
     }
     let mut c = Conn::connect(addr).await.map_err(e)?;
@@ -277,6 +277,10 @@ pub async fn profile(ctx: &mut Ctx) -> Res<()> {
         (
             "fanout",
             "10 status changes fanned out to 1,000 widget streams (per delivered event)",
+        ),
+        (
+            "bare-fanout",
+            "the same fan-out from the bare axum watch channel and SSE handler (the baseline)",
         ),
     ] {
         println!("==> callgrind: {name}");
