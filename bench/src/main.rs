@@ -5,7 +5,7 @@
 //! the generated block of `docs/BENCHMARKS.md`.
 //!
 //! ```text
-//! cargo xtask bench                 # everything, full counts (about 5-10 minutes)
+//! cargo xtask bench                 # everything, full counts (about 15 minutes)
 //! cargo xtask bench --quick         # small counts, under 2 minutes; writes target/bench/quick/
 //! cargo xtask bench --only a,b      # some steps; writes target/bench/partial/
 //! cargo xtask bench --profile       # callgrind profiles of the hot paths
