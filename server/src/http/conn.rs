@@ -73,10 +73,11 @@ where
 {
     let mut conns = JoinSet::new();
     let watchdog = Arc::new(Watchdog::default());
-    let sweeper = tokio::spawn(watchdog.clone().run(
+    // Ends with this function, however it ends (a dropped server task included).
+    let _sweeper = AbortOnDrop(tokio::spawn(watchdog.clone().run(
         limits.idle_timeout,
         drain_every.max(Duration::from_millis(10)),
-    ));
+    )));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -119,8 +120,16 @@ where
         );
         conns.shutdown().await;
     }
-    sweeper.abort();
     Ok(())
+}
+
+/// A task that stops when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// An accepted connection and the terms it is served on.
