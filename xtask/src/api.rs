@@ -105,9 +105,12 @@ fn run_inner(ctx: &Ctx) -> Res<Outcome> {
         Some(url) => {
             util::info(&format!("fuzzing {url} from its OpenAPI document"));
             let mut t = Command::new(&python);
+            // Run from the work directory: schemathesis keeps its run cache (`.schemathesis/`)
+            // in the current directory, and it belongs with this run's output, not the clone.
             t.arg(ctx.root.join("xtask/api/fuzz.py"))
                 .args([url.as_str(), ADMIN_TOKEN, SECONDS_PER_RUN])
-                .arg(&work);
+                .arg(&work)
+                .current_dir(&work);
             Ok(util::run(
                 &mut t,
                 RunOpts {
